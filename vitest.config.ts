@@ -1,0 +1,15 @@
+import { defineConfig } from "vitest/config";
+
+// Integration tests start real 3-node nats-server clusters; on a 2-core machine
+// running more than two files at once only makes every cluster slower.
+export default defineConfig({
+  test: {
+    include: ["test/**/*.test.ts"],
+    pool: "forks",
+    maxWorkers: 2,
+    minWorkers: 1,
+    testTimeout: 60_000,
+    hookTimeout: 120_000,
+    reporters: ["default"],
+  },
+});
