@@ -1,0 +1,49 @@
+import type { z } from "zod";
+import { FenError } from "./errors.js";
+import { fieldErrors, rejectFields } from "./schemas.js";
+
+const enc = new TextEncoder();
+const dec = new TextDecoder("utf-8", { fatal: true });
+
+/** A schema whose payloads carry `kind` and `v`. */
+export interface Codec<T> {
+  readonly kind: string;
+  readonly version: number;
+  encode(value: T): Uint8Array;
+  /** Decodes and validates; throws FenError listing every bad field. */
+  decode(data: Uint8Array): T;
+  /** Validates an already-parsed value (e.g. from a KV entry's json()). */
+  parse(value: unknown): T;
+}
+
+/**
+ * Builds the one codec of a versioned schema. Decoding checks the version
+ * first so an unknown version gets UNSUPPORTED_VERSION, not a list of
+ * field errors.
+ */
+export function codec<S extends z.ZodTypeAny>(kind: string, version: number, schema: S): Codec<z.output<S>> {
+  const parse = (value: unknown): z.output<S> => {
+    if (value !== null && typeof value === "object" && "v" in value && (value as { v: unknown }).v !== version
+      && (value as { kind?: unknown }).kind === kind) {
+      throw new FenError("UNSUPPORTED_VERSION", `${kind} v${String((value as { v: unknown }).v)} is not supported (speaks v${version})`);
+    }
+    const r = schema.safeParse(value);
+    if (!r.success) rejectFields(fieldErrors(r.error), kind);
+    return r.data;
+  };
+  return {
+    kind,
+    version,
+    encode: (value) => enc.encode(JSON.stringify(value)),
+    decode: (data) => {
+      let value: unknown;
+      try {
+        value = JSON.parse(dec.decode(data));
+      } catch (err) {
+        throw new FenError("BAD_REQUEST", `${kind}: payload is not UTF-8 JSON`, { cause: err });
+      }
+      return parse(value);
+    },
+    parse,
+  };
+}

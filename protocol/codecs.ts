@@ -1,0 +1,22 @@
+import { codec } from "./codec.js";
+import {
+  ClassifyReplySchema, ClassifyRequestSchema, ErrorReplySchema, MailEventSchema, QuarantineReplySchema,
+  QuarantineRequestSchema, StatusRecordSchema, StatusReplySchema, StatusRequestSchema, SubmitReplySchema,
+  SubmitRequestSchema, WorkItemSchema,
+} from "./schemas.js";
+
+/** The codec of every payload type, by what it carries. */
+export const Codecs = {
+  submitRequest: codec("mail.submit", 1, SubmitRequestSchema),
+  submitReply: codec("mail.submit.reply", 1, SubmitReplySchema),
+  workItem: codec("mail.work", 1, WorkItemSchema),
+  mailEvent: codec("mail.event", 1, MailEventSchema),
+  statusRecord: codec("mail.status-record", 1, StatusRecordSchema),
+  statusRequest: codec("mail.status", 1, StatusRequestSchema),
+  statusReply: codec("mail.status.reply", 1, StatusReplySchema),
+  classifyRequest: codec("mail.classify", 1, ClassifyRequestSchema),
+  classifyReply: codec("mail.classify.reply", 1, ClassifyReplySchema),
+  quarantineRequest: codec("mail.quarantine", 1, QuarantineRequestSchema),
+  quarantineReply: codec("mail.quarantine.reply", 1, QuarantineReplySchema),
+  errorReply: codec("error", 1, ErrorReplySchema),
+} as const;

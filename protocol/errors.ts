@@ -1,0 +1,91 @@
+/**
+ * The error-code registry: the one table of every code FastEmailNet puts on
+ * the wire. Codes are stable, never reused, and documented in
+ * `protocol/ERRORS.md` (a test checks that table and document agree).
+ *
+ * Across a process or wire boundary, classify by `code`, never by message
+ * text or `instanceof`.
+ */
+
+/** Whether retrying the same operation can succeed. */
+export type RetryClass = "permanent" | "transient";
+
+/** One registry row. */
+export interface ErrorSpec {
+  /** Retry class: permanent errors are `term()`ed, transient ones `nak(delay)`ed. */
+  readonly retry: RetryClass;
+  /** One-line meaning, mirrored in ERRORS.md. */
+  readonly doc: string;
+}
+
+/** The registry. Add rows at the end; never rename or reuse a code. */
+export const ErrorCodes = {
+  BAD_REQUEST: { retry: "permanent", doc: "The request is not valid JSON or does not match the schema." },
+  INVALID_ADDRESS: { retry: "permanent", doc: "An address (from, to, cc, bcc, envelope) is not a valid RFC 5321 mailbox." },
+  HEADER_INJECTION: { retry: "permanent", doc: "A header name or value, or the subject, contains CR or LF." },
+  MESSAGE_TOO_LARGE: { retry: "permanent", doc: "The message is larger than the configured size limit." },
+  INVALID_MIME: { retry: "permanent", doc: "The raw message is not a well-formed RFC 5322/MIME message." },
+  NO_RECIPIENTS: { retry: "permanent", doc: "The mail has no recipient." },
+  UNSUPPORTED_VERSION: { retry: "permanent", doc: "The payload's schema version is not one this node speaks." },
+  NOT_FOUND: { retry: "permanent", doc: "No mail (or ledger entry) with that id." },
+  STORE_UNAVAILABLE: { retry: "transient", doc: "JetStream did not acknowledge the write in time; nothing is promised stored, retry with the same idempotency key." },
+  INTERNAL: { retry: "transient", doc: "An unexpected fault; the request may be retried with the same idempotency key." },
+  SMTP_TRANSIENT: { retry: "transient", doc: "The relay answered 4xx or the connection failed; delivery is retried with backoff." },
+  SMTP_PERMANENT: { retry: "permanent", doc: "The relay answered 5xx; the mail bounces with the reply kept." },
+  RETRIES_EXHAUSTED: { retry: "permanent", doc: "Transient failures exceeded the configured attempt limit; the mail bounces." },
+  CONFIG_INVALID: { retry: "permanent", doc: "A node's configuration failed validation at start-up." },
+  STATE_CONFLICT: { retry: "transient", doc: "Another node changed the mail's state concurrently; the work item is re-evaluated later." },
+  SPEC_MISMATCH: { retry: "permanent", doc: "A stream, consumer or bucket exists with a configuration different from the spec." },
+  QUARANTINED: { retry: "permanent", doc: "The classifier scored the mail at or above the quarantine threshold." },
+  CLASSIFIER_FAILED: { retry: "transient", doc: "The classifier could not score the mail." },
+  LEDGER_UNAVAILABLE: { retry: "transient", doc: "The ledger could not be read or written." },
+} as const satisfies Record<string, ErrorSpec>;
+
+/** A registered error code. */
+export type ErrorCode = keyof typeof ErrorCodes;
+
+/** True when `code` is a registered code (for codes read off the wire). */
+export function isErrorCode(code: unknown): code is ErrorCode {
+  return typeof code === "string" && Object.hasOwn(ErrorCodes, code);
+}
+
+/** One offending field of a rejected request. */
+export interface FieldError {
+  /** Dotted path of the field, e.g. `to.1` or `headers.X-Foo`. */
+  readonly field: string;
+  readonly code: ErrorCode;
+  readonly message: string;
+}
+
+/**
+ * The one error type FastEmailNet code throws. Carries a stable code, its
+ * retry class, the offending fields (for rejected requests) and the cause.
+ */
+export class FenError extends Error {
+  override readonly name = "FenError";
+  readonly code: ErrorCode;
+  readonly fields: readonly FieldError[];
+
+  constructor(code: ErrorCode, message: string, opts: { cause?: unknown; fields?: readonly FieldError[] } = {}) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.code = code;
+    this.fields = opts.fields ?? [];
+  }
+
+  /** The registry's retry class for this error's code. */
+  get retry(): RetryClass {
+    return ErrorCodes[this.code].retry;
+  }
+
+  /** True when a retry may succeed. */
+  get transient(): boolean {
+    return this.retry === "transient";
+  }
+}
+
+/** Wraps anything thrown into a FenError, keeping FenErrors as they are. */
+export function toFenError(err: unknown, fallback: ErrorCode = "INTERNAL"): FenError {
+  if (err instanceof FenError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  return new FenError(fallback, message, { cause: err });
+}

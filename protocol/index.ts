@@ -1,0 +1,31 @@
+/** FastEmailNet's wire: subjects, schemas, headers, error codes, specs. */
+export { ErrorCodes, FenError, isErrorCode, toFenError } from "./errors.js";
+export type { ErrorCode, ErrorSpec, FieldError, RetryClass } from "./errors.js";
+export { Headers } from "./headers.js";
+export type { HeaderName } from "./headers.js";
+export { MailStates, MAIL_STATES, TERMINAL_STATES, TRANSITIONS, isTerminal, canTransition } from "./lifecycle.js";
+export type { MailState } from "./lifecycle.js";
+export { isMailId, mailIdFromIdempotencyKey, contentIdempotencyKey, messageIdFor } from "./ids.js";
+export type { MailId } from "./ids.js";
+export {
+  ServiceSubjects, StreamSubjects, subjectToken, workSubject, eventSubject, mailEventsFilter,
+  quarantineSubject, mailIdOfSubject,
+} from "./subjects.js";
+export { Names, INLINE_BODY_LIMIT, streamSpecs, consumerSpecs, bucketSpecs } from "./specs.js";
+export type { SpecOptions, StreamSpec, ConsumerSpec, BucketSpec } from "./specs.js";
+export { isMailbox, hasLineBreak, isHeaderName, domainOf } from "./address.js";
+export {
+  AddressSchema, EnvelopeSchema, StructuredMailSchema, RawMailSchema, SubmitRequestSchema, SubmitReplySchema,
+  BodyRefSchema, WorkItemSchema, SmtpReplySchema, ClassificationSchema, EventDetailSchema, MailEventSchema,
+  StatusRecordSchema, StatusRequestSchema, StatusReplySchema, ClassifyRequestSchema, ClassifyReplySchema,
+  QuarantineRequestSchema, QuarantineReplySchema, ErrorReplySchema, LedgerReceiptRefSchema,
+  mailboxOf, fieldErrors, rejectFields,
+} from "./schemas.js";
+export type {
+  Address, Envelope, StructuredMail, RawMail, SubmitRequest, SubmitReply, BodyRef, WorkItem, SmtpReply,
+  Classification, EventDetail, MailEvent, StatusRecord, StatusRequest, StatusReply, ClassifyRequest,
+  ClassifyReply, QuarantineRequest, QuarantineReply, ErrorReply,
+} from "./schemas.js";
+export { codec } from "./codec.js";
+export type { Codec } from "./codec.js";
+export { Codecs } from "./codecs.js";

@@ -1,0 +1,282 @@
+import { z } from "zod";
+import type { ErrorCode, FieldError } from "./errors.js";
+import { FenError, isErrorCode } from "./errors.js";
+import { hasLineBreak, isHeaderName, isMailbox } from "./address.js";
+import { MAIL_STATES } from "./lifecycle.js";
+import { isMailId } from "./ids.js";
+import type { MailId } from "./ids.js";
+
+/**
+ * Versioned payload schemas. Every message carries `kind` (a discriminant)
+ * and `v` (its version); each has one schema and one codec (see codec.ts).
+ * Refinements carry the registry code of what they reject so a decode error
+ * lists every bad field with a stable code.
+ */
+
+const coded = (code: ErrorCode) => ({ params: { code } });
+
+/** A mailbox `local@domain`, or `{ name, address }`. */
+export const AddressSchema = z.union([
+  z.string().refine(isMailbox, { message: "not a valid mailbox", ...coded("INVALID_ADDRESS") }),
+  z.object({
+    name: z.string().max(256).refine((s) => !hasLineBreak(s), { message: "CR/LF in display name", ...coded("HEADER_INJECTION") }),
+    address: z.string().refine(isMailbox, { message: "not a valid mailbox", ...coded("INVALID_ADDRESS") }),
+  }).strict(),
+]);
+export type Address = z.infer<typeof AddressSchema>;
+
+/** The bare mailbox of an Address. */
+export function mailboxOf(a: Address): string {
+  return typeof a === "string" ? a : a.address;
+}
+
+const Mailbox = z.string().refine(isMailbox, { message: "not a valid mailbox", ...coded("INVALID_ADDRESS") });
+const Base64 = z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/, "not base64");
+const NoBreak = (max: number) =>
+  z.string().max(max).refine((s) => !hasLineBreak(s), { message: "contains CR or LF", ...coded("HEADER_INJECTION") });
+
+/** SMTP envelope: reverse path and forward paths. */
+export const EnvelopeSchema = z.object({
+  from: Mailbox,
+  to: z.array(Mailbox).min(1, "at least one recipient").max(1000),
+}).strict();
+export type Envelope = z.infer<typeof EnvelopeSchema>;
+
+/** A mail given as fields; the gateway composes the RFC 5322 message. */
+export const StructuredMailSchema = z.object({
+  from: AddressSchema,
+  to: z.array(AddressSchema).max(1000).default([]),
+  cc: z.array(AddressSchema).max(1000).default([]),
+  bcc: z.array(AddressSchema).max(1000).default([]),
+  replyTo: AddressSchema.optional(),
+  subject: NoBreak(998).default(""),
+  text: z.string().optional(),
+  html: z.string().optional(),
+  headers: z.record(
+    z.string().refine(isHeaderName, { message: "not a header field name", ...coded("HEADER_INJECTION") }),
+    NoBreak(998),
+  ).default({}),
+  attachments: z.array(z.object({
+    filename: NoBreak(255),
+    contentType: NoBreak(255).default("application/octet-stream"),
+    content: Base64,
+  }).strict()).max(100).default([]),
+}).strict();
+export type StructuredMail = z.infer<typeof StructuredMailSchema>;
+
+/** A ready RFC 5322 message (base64) with its SMTP envelope. */
+export const RawMailSchema = z.object({
+  raw: Base64,
+  envelope: EnvelopeSchema,
+}).strict();
+export type RawMail = z.infer<typeof RawMailSchema>;
+
+/** `mail.submit` request, v1. */
+export const SubmitRequestSchema = z.object({
+  kind: z.literal("mail.submit"),
+  v: z.literal(1),
+  /** Resubmitting with the same key never sends twice. @default hash of the mail */
+  idempotencyKey: z.string().min(1).max(256).optional(),
+  mail: z.union([RawMailSchema, StructuredMailSchema]),
+}).strict();
+export type SubmitRequest = z.infer<typeof SubmitRequestSchema>;
+
+/** `mail.submit` reply, v1: sent only after JetStream acknowledged the work item. */
+export const SubmitReplySchema = z.object({
+  kind: z.literal("mail.submit.reply"),
+  v: z.literal(1),
+  mailId: z.string(),
+  messageId: z.string(),
+  duplicate: z.boolean(),
+}).strict();
+export type SubmitReply = z.infer<typeof SubmitReplySchema>;
+
+const MailIdSchema = z.string().refine(isMailId, "not a mail id").transform((s) => s as MailId);
+
+/** Where the work item's message body is. */
+export const BodyRefSchema = z.union([
+  z.object({ inline: Base64 }).strict(),
+  z.object({ object: z.string(), sha256: z.string().regex(/^[0-9a-f]{64}$/) }).strict(),
+]);
+export type BodyRef = z.infer<typeof BodyRefSchema>;
+
+/** Work item on MAIL_WORK, v1: everything a processing node needs. */
+export const WorkItemSchema = z.object({
+  kind: z.literal("mail.work"),
+  v: z.literal(1),
+  mailId: MailIdSchema,
+  messageId: z.string(),
+  submittedAt: z.string().datetime(),
+  envelope: EnvelopeSchema,
+  size: z.number().int().nonnegative(),
+  body: BodyRefSchema,
+  /** Set by an operator's release from quarantine: skip the classifier. */
+  released: z.boolean().default(false),
+}).strict();
+export type WorkItem = z.infer<typeof WorkItemSchema>;
+
+/** Structured SMTP reply, kept as the relay sent it. */
+export const SmtpReplySchema = z.object({
+  code: z.number().int(),
+  enhanced: z.string().optional(),
+  response: z.string(),
+  command: z.string().optional(),
+}).strict();
+export type SmtpReply = z.infer<typeof SmtpReplySchema>;
+
+/** Classifier verdict as recorded in events. */
+export const ClassificationSchema = z.object({
+  score: z.number(),
+  verdict: z.enum(["spam", "ham"]),
+  modelVersion: z.string(),
+}).strict();
+export type Classification = z.infer<typeof ClassificationSchema>;
+
+/** Details of a transition. */
+export const EventDetailSchema = z.object({
+  smtp: SmtpReplySchema.optional(),
+  error: z.object({ code: z.string(), message: z.string() }).strict().optional(),
+  classification: ClassificationSchema.optional(),
+  retryAt: z.string().datetime().optional(),
+  /** Redelivered while DeliveryScheduled: the earlier attempt's outcome is unknown. */
+  inDoubt: z.boolean().optional(),
+  reason: z.string().optional(),
+}).strict();
+export type EventDetail = z.infer<typeof EventDetailSchema>;
+
+const StateSchema = z.enum(MAIL_STATES as [typeof MAIL_STATES[number], ...typeof MAIL_STATES[number][]]);
+
+/** Life-cycle event on MAIL_EVENTS, v1 (the ledger folds these). */
+export const MailEventSchema = z.object({
+  kind: z.literal("mail.event"),
+  v: z.literal(1),
+  /** `<mailId>.<state>.<attempt>`: also the JetStream Nats-Msg-Id. */
+  eventId: z.string(),
+  mailId: MailIdSchema,
+  state: StateSchema,
+  attempt: z.number().int().nonnegative(),
+  at: z.string().datetime(),
+  node: z.string(),
+  recipients: z.array(z.string()),
+  detail: EventDetailSchema.default({}),
+}).strict();
+export type MailEvent = z.infer<typeof MailEventSchema>;
+
+/** Current state of a mail in the `mail_status` bucket, v1. */
+export const StatusRecordSchema = z.object({
+  kind: z.literal("mail.status-record"),
+  v: z.literal(1),
+  mailId: MailIdSchema,
+  state: StateSchema,
+  attempt: z.number().int().nonnegative(),
+  updatedAt: z.string().datetime(),
+  submittedAt: z.string().datetime(),
+  detail: EventDetailSchema.default({}),
+}).strict();
+export type StatusRecord = z.infer<typeof StatusRecordSchema>;
+
+/** `mail.status` request, v1. */
+export const StatusRequestSchema = z.object({
+  kind: z.literal("mail.status"),
+  v: z.literal(1),
+  mailId: MailIdSchema,
+}).strict();
+export type StatusRequest = z.infer<typeof StatusRequestSchema>;
+
+/** A ledger receipt summary attached to status replies. */
+export const LedgerReceiptRefSchema = z.object({
+  index: z.number().int().nonnegative(),
+  eventId: z.string(),
+  treeSize: z.number().int().nonnegative(),
+}).strict();
+
+/** `mail.status` reply, v1. */
+export const StatusReplySchema = z.object({
+  kind: z.literal("mail.status.reply"),
+  v: z.literal(1),
+  mailId: MailIdSchema,
+  state: StateSchema,
+  attempt: z.number().int().nonnegative(),
+  updatedAt: z.string(),
+  history: z.array(MailEventSchema),
+  ledger: z.array(LedgerReceiptRefSchema).optional(),
+}).strict();
+export type StatusReply = z.infer<typeof StatusReplySchema>;
+
+/** `mail.classify` request, v1: "would this be flagged?", nothing is sent. */
+export const ClassifyRequestSchema = z.object({
+  kind: z.literal("mail.classify"),
+  v: z.literal(1),
+  mail: z.union([RawMailSchema, StructuredMailSchema]),
+}).strict();
+export type ClassifyRequest = z.infer<typeof ClassifyRequestSchema>;
+
+/** `mail.classify` reply, v1. */
+export const ClassifyReplySchema = z.object({
+  kind: z.literal("mail.classify.reply"),
+  v: z.literal(1),
+  score: z.number(),
+  verdict: z.enum(["spam", "ham"]),
+  flagged: z.boolean(),
+  modelVersion: z.string(),
+}).strict();
+export type ClassifyReply = z.infer<typeof ClassifyReplySchema>;
+
+/** Operator requests on quarantined mail, v1. */
+export const QuarantineRequestSchema = z.discriminatedUnion("kind", [
+  z.object({ kind: z.literal("mail.quarantine.list"), v: z.literal(1), limit: z.number().int().min(1).max(1000).default(100) }).strict(),
+  z.object({ kind: z.literal("mail.quarantine.release"), v: z.literal(1), mailId: MailIdSchema, reason: z.string().min(1).max(1000) }).strict(),
+  z.object({ kind: z.literal("mail.quarantine.delete"), v: z.literal(1), mailId: MailIdSchema, reason: z.string().min(1).max(1000) }).strict(),
+]);
+export type QuarantineRequest = z.infer<typeof QuarantineRequestSchema>;
+
+/** Reply to quarantine requests, v1. */
+export const QuarantineReplySchema = z.object({
+  kind: z.literal("mail.quarantine.reply"),
+  v: z.literal(1),
+  mails: z.array(z.object({ mailId: z.string(), score: z.number(), modelVersion: z.string(), at: z.string() }).strict()).default([]),
+  done: z.boolean().default(true),
+}).strict();
+export type QuarantineReply = z.infer<typeof QuarantineReplySchema>;
+
+/** Error reply of any service, v1. Also signalled in headers. */
+export const ErrorReplySchema = z.object({
+  kind: z.literal("error"),
+  v: z.literal(1),
+  code: z.string(),
+  message: z.string(),
+  fields: z.array(z.object({ field: z.string(), code: z.string(), message: z.string() }).strict()).default([]),
+}).strict();
+export type ErrorReply = z.infer<typeof ErrorReplySchema>;
+
+/** Maps zod issues onto field errors carrying registry codes. */
+export function fieldErrors(error: z.ZodError): FieldError[] {
+  const out: FieldError[] = [];
+  const visit = (issues: z.ZodIssue[]) => {
+    for (const issue of issues) {
+      if (issue.code === "invalid_union") {
+        // Report the branch that got furthest: the one with the fewest issues
+        // that are not type mismatches of the discriminating shape.
+        const best = [...issue.unionErrors].sort((a, b) => score(a) - score(b))[0];
+        if (best) visit(best.issues);
+        continue;
+      }
+      const code = issue.code === "custom" && isErrorCode(issue.params?.["code"]) ? issue.params["code"] : "BAD_REQUEST";
+      out.push({ field: issue.path.join("."), code, message: issue.message });
+    }
+  };
+  visit(error.issues);
+  return out;
+}
+
+function score(e: z.ZodError): number {
+  return e.issues.reduce((n, i) => n + (i.code === "unrecognized_keys" || i.code === "invalid_type" ? 10 : 1), 0);
+}
+
+/** Throws a FenError whose code is the first field's code, listing every field. */
+export function rejectFields(fields: FieldError[], what: string): never {
+  const first = fields[0];
+  const code: ErrorCode = first ? first.code : "BAD_REQUEST";
+  const list = fields.map((f) => `${f.field || "(root)"}: ${f.message}`).join("; ");
+  throw new FenError(code, `invalid ${what}: ${list}`, { fields });
+}

@@ -1,0 +1,151 @@
+import { StreamSubjects } from "./subjects.js";
+
+/**
+ * Streams, consumers and buckets, with NATS server JSON field names kept as
+ * the server spells them. Durations are nanoseconds, as on the wire.
+ * Provisioning compares these fields with what the server holds: identical →
+ * no-op, different → an error naming the field.
+ */
+
+const SECOND_NS = 1_000_000_000;
+
+/** Names as operators see them in `nats stream ls`, `nats kv ls`, … */
+export const Names = {
+  workStream: "MAIL_WORK",
+  eventsStream: "MAIL_EVENTS",
+  quarantineStream: "MAIL_QUARANTINE",
+  /** Durable pull consumer of the processing nodes on MAIL_WORK. */
+  workConsumer: "processing",
+  /** Durable pull consumer of the ledger node on MAIL_EVENTS. */
+  ledgerConsumer: "ledger",
+  /** KV: mail id → current state record (compare-and-swap per transition). */
+  statusBucket: "mail_status",
+  /** KV: the ledger's entries, tiles, blocks and head. */
+  ledgerBucket: "ledger",
+  /** Object store: message bodies too large to ride in a work item. */
+  bodiesBucket: "mail_bodies",
+  /** Micro-service names in `nats micro ls`. */
+  gatewayService: "fen-gateway",
+  processingService: "fen-processing",
+  ledgerService: "fen-ledger",
+} as const;
+
+/** Options that differ between deployments. */
+export interface SpecOptions {
+  /** Replicas of every stream and bucket. @default 3 */
+  readonly replicas: number;
+}
+
+/** The subset of a stream config FastEmailNet sets and checks. */
+export interface StreamSpec {
+  readonly name: string;
+  readonly subjects: string[];
+  readonly retention: "workqueue" | "limits";
+  readonly storage: "file";
+  readonly num_replicas: number;
+  readonly duplicate_window: number;
+  readonly max_msg_size: number;
+  readonly max_age: number;
+  readonly discard: "old" | "new";
+  readonly allow_direct: boolean;
+}
+
+/** The subset of a consumer config FastEmailNet sets and checks. */
+export interface ConsumerSpec {
+  readonly stream: string;
+  readonly durable_name: string;
+  readonly ack_policy: "explicit";
+  readonly ack_wait: number;
+  readonly max_deliver: number;
+  readonly max_ack_pending: number;
+  readonly deliver_policy: "all";
+}
+
+/** KV and object store buckets. */
+export interface BucketSpec {
+  readonly name: string;
+  readonly kind: "kv" | "object";
+  readonly replicas: number;
+  readonly history: number;
+}
+
+/**
+ * Largest work item body carried inline; larger bodies go to the object
+ * store. Kept well under the stream's max_msg_size so headers and the JSON
+ * envelope always fit.
+ */
+export const INLINE_BODY_LIMIT = 512 * 1024;
+
+/** All streams, in creation order. */
+export function streamSpecs(opts: SpecOptions): StreamSpec[] {
+  const common = {
+    storage: "file",
+    num_replicas: opts.replicas,
+    discard: "old",
+    allow_direct: true,
+  } as const;
+  return [
+    {
+      ...common,
+      name: Names.workStream,
+      subjects: [StreamSubjects.work],
+      retention: "workqueue",
+      duplicate_window: 2 * 3600 * SECOND_NS,
+      max_msg_size: 1024 * 1024,
+      max_age: 0,
+    },
+    {
+      ...common,
+      name: Names.eventsStream,
+      subjects: [StreamSubjects.events],
+      retention: "limits",
+      duplicate_window: 2 * 3600 * SECOND_NS,
+      max_msg_size: 64 * 1024,
+      max_age: 0,
+    },
+    {
+      ...common,
+      name: Names.quarantineStream,
+      subjects: [StreamSubjects.quarantine],
+      retention: "limits",
+      duplicate_window: 2 * 3600 * SECOND_NS,
+      max_msg_size: 1024 * 1024,
+      max_age: 0,
+    },
+  ];
+}
+
+/** All durable consumers. */
+export function consumerSpecs(): ConsumerSpec[] {
+  return [
+    {
+      stream: Names.workStream,
+      durable_name: Names.workConsumer,
+      ack_policy: "explicit",
+      ack_wait: 30 * SECOND_NS,
+      // Attempts are counted by the processing node (SMTP attempts), not by
+      // redeliveries, so the server never drops a work item on its own.
+      max_deliver: -1,
+      max_ack_pending: 2000,
+      deliver_policy: "all",
+    },
+    {
+      stream: Names.eventsStream,
+      durable_name: Names.ledgerConsumer,
+      ack_policy: "explicit",
+      ack_wait: 30 * SECOND_NS,
+      max_deliver: -1,
+      max_ack_pending: 10_000,
+      deliver_policy: "all",
+    },
+  ];
+}
+
+/** All KV and object store buckets. */
+export function bucketSpecs(opts: SpecOptions): BucketSpec[] {
+  return [
+    { name: Names.statusBucket, kind: "kv", replicas: opts.replicas, history: 1 },
+    { name: Names.ledgerBucket, kind: "kv", replicas: opts.replicas, history: 1 },
+    { name: Names.bodiesBucket, kind: "object", replicas: opts.replicas, history: 1 },
+  ];
+}

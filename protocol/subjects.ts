@@ -1,0 +1,76 @@
+import { FenError } from "./errors.js";
+import type { MailState } from "./lifecycle.js";
+import { MAIL_STATES } from "./lifecycle.js";
+import type { MailId } from "./ids.js";
+import { isMailId } from "./ids.js";
+
+/**
+ * Every NATS subject FastEmailNet uses is built here; no other module spells
+ * a subject. Service subjects (`mail.*`, `ledger.*`) are what clients may
+ * call; stream subjects (`fen.*`) are internal and never granted to
+ * publishers.
+ */
+
+/** Request/reply service subjects. */
+export const ServiceSubjects = {
+  submit: "mail.submit",
+  status: "mail.status",
+  classify: "mail.classify",
+  quarantineList: "mail.quarantine.list",
+  quarantineRelease: "mail.quarantine.release",
+  quarantineDelete: "mail.quarantine.delete",
+  ledgerHead: "ledger.head",
+  ledgerProof: "ledger.proof",
+  ledgerConsistency: "ledger.consistency",
+} as const;
+
+/** Roots of the stream subject spaces (used in stream specs and permissions). */
+export const StreamSubjects = {
+  work: "fen.work.>",
+  events: "fen.events.>",
+  quarantine: "fen.quarantined.>",
+} as const;
+
+/**
+ * Validates one token of a subject: non-empty, no wildcard, no separator,
+ * no white space. Mail ids and states are checked against their own
+ * vocabularies before they reach here.
+ */
+export function subjectToken(value: string, what: string): string {
+  if (value.length === 0 || value.length > 128 || /[\s.*>]/.test(value)) {
+    throw new FenError("BAD_REQUEST", `${what} is not a valid subject token: ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
+function mailToken(mailId: string): MailId {
+  if (!isMailId(mailId)) throw new FenError("BAD_REQUEST", `not a mail id: ${JSON.stringify(mailId)}`);
+  return mailId;
+}
+
+/** `fen.work.<mailId>`: the mail's work item on the work-queue stream. */
+export function workSubject(mailId: string): string {
+  return `fen.work.${mailToken(mailId)}`;
+}
+
+/** `fen.events.<mailId>.<state>`: one life-cycle event. */
+export function eventSubject(mailId: string, state: MailState): string {
+  if (!MAIL_STATES.includes(state)) throw new FenError("BAD_REQUEST", `not a state: ${String(state)}`);
+  return `fen.events.${mailToken(mailId)}.${state}`;
+}
+
+/** `fen.events.<mailId>.>`: every event of one mail (for a filtered read). */
+export function mailEventsFilter(mailId: string): string {
+  return `fen.events.${mailToken(mailId)}.>`;
+}
+
+/** `fen.quarantined.<mailId>`: a quarantined mail kept for an operator. */
+export function quarantineSubject(mailId: string): string {
+  return `fen.quarantined.${mailToken(mailId)}`;
+}
+
+/** Parses the mail id out of a work, event or quarantine subject. */
+export function mailIdOfSubject(subject: string): MailId {
+  const token = subject.split(".")[2] ?? "";
+  return mailToken(token);
+}

@@ -1,0 +1,72 @@
+import { readFileSync } from "node:fs";
+import { describe, expect, it } from "vitest";
+import {
+  Codecs, ErrorCodes, FenError, eventSubject, isMailId, mailIdFromIdempotencyKey, workSubject, isMailbox,
+  canTransition, MAIL_STATES,
+} from "../../protocol/index.js";
+
+describe("error registry", () => {
+  it("ERRORS.md documents exactly the registry, with the same retry class and text", () => {
+    const md = readFileSync(new URL("../../protocol/ERRORS.md", import.meta.url), "utf8");
+    const rows = [...md.matchAll(/^\| `([A-Z_]+)` \| (\w+) \| (.+) \|$/gm)].map((m) => [m[1], m[2], m[3]]);
+    const table = Object.entries(ErrorCodes).map(([code, s]) => [code, s.retry, s.doc]);
+    expect(rows).toEqual(table);
+  });
+});
+
+describe("subjects", () => {
+  it("builds subjects from validated tokens only", () => {
+    const id = mailIdFromIdempotencyKey("k1");
+    expect(isMailId(id)).toBe(true);
+    expect(workSubject(id)).toBe(`fen.work.${id}`);
+    expect(eventSubject(id, "Sent")).toBe(`fen.events.${id}.Sent`);
+    expect(() => workSubject("a.b")).toThrow(FenError);
+    expect(() => workSubject("example.com")).toThrow(/not a mail id/);
+    expect(() => eventSubject(id, "Nope" as never)).toThrow(FenError);
+  });
+  it("derives the same mail id from the same idempotency key", () => {
+    expect(mailIdFromIdempotencyKey("x")).toBe(mailIdFromIdempotencyKey("x"));
+    expect(mailIdFromIdempotencyKey("x")).not.toBe(mailIdFromIdempotencyKey("y"));
+  });
+});
+
+describe("addresses", () => {
+  it.each([
+    ["a@example.com", true], ["first.last+tag@sub.example.org", true], ["a@b", false], ["@example.com", false],
+    ["a..b@example.com", false], ["a@exa_mple.com", false], ["a b@example.com", false], ["a@example.com\r\nBcc: x@y.z", false],
+    [`${"x".repeat(65)}@example.com`, false],
+  ])("%s → %s", (addr, ok) => expect(isMailbox(addr)).toBe(ok));
+});
+
+describe("codecs", () => {
+  const enc = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
+  it("lists every bad field with its registry code", () => {
+    const bad = { kind: "mail.submit", v: 1, mail: { from: "nope", to: ["ok@example.com", "bad@"], subject: "x\r\nBcc: evil@example.com" } };
+    try {
+      Codecs.submitRequest.decode(enc(bad));
+      expect.unreachable();
+    } catch (err) {
+      const e = err as FenError;
+      expect(e.code).toBe("INVALID_ADDRESS");
+      expect(e.fields.map((f) => [f.field, f.code])).toEqual([
+        ["mail.from", "INVALID_ADDRESS"], ["mail.to.1", "INVALID_ADDRESS"], ["mail.subject", "HEADER_INJECTION"],
+      ]);
+    }
+  });
+  it("rejects an unknown version with UNSUPPORTED_VERSION", () => {
+    expect(() => Codecs.submitRequest.decode(enc({ kind: "mail.submit", v: 2, mail: {} })))
+      .toThrow(expect.objectContaining({ code: "UNSUPPORTED_VERSION" }));
+  });
+  it("rejects non-JSON with BAD_REQUEST", () => {
+    expect(() => Codecs.submitRequest.decode(new Uint8Array([0xff, 0x00])))
+      .toThrow(expect.objectContaining({ code: "BAD_REQUEST" }));
+  });
+});
+
+describe("life cycle", () => {
+  it("allows the happy path and forbids sending from a terminal state", () => {
+    const path = ["PendingProcessing", "Processing", "Validated", "DeliveryScheduled", "Sent"] as const;
+    for (let i = 1; i < path.length; i++) expect(canTransition(path[i - 1]!, path[i]!)).toBe(true);
+    for (const s of MAIL_STATES) expect(canTransition("Sent", s)).toBe(false);
+  });
+});
