@@ -1,0 +1,118 @@
+import type { JetStreamClient } from "@nats-io/jetstream";
+import type { KV } from "@nats-io/kv";
+import { Codecs, FenError, canTransition, eventSubject } from "../../protocol/index.js";
+import type { EventDetail, MailEvent, MailId, MailState, StatusRecord } from "../../protocol/index.js";
+import type { Clock } from "./clock.js";
+
+/** A status record with the KV revision it was read at (for compare-and-swap). */
+export interface Versioned {
+  readonly record: StatusRecord;
+  readonly revision: number;
+}
+
+/** One step of a transition: the state entered and what to record with it. */
+export interface Step {
+  readonly state: MailState;
+  readonly detail?: EventDetail;
+}
+
+/**
+ * The mail state machine's storage. The `mail_status` KV entry is the
+ * current state, advanced only by compare-and-swap, so two nodes can never
+ * both move a mail forward; every state entered is also published as a
+ * life-cycle event on MAIL_EVENTS (de-duplicated by event id), which is the
+ * history the ledger folds.
+ */
+export interface MailStateStore {
+  get(mailId: MailId): Promise<Versioned | undefined>;
+  /**
+   * Records PendingProcessing unless the mail already has a record.
+   * Returns the record that is there afterwards and whether it was created.
+   */
+  create(mailId: MailId, submittedAt: string, recipients: readonly string[], attempt?: number): Promise<{ versioned: Versioned; created: boolean }>;
+  /**
+   * Walks `steps` in order from `from`: publishes one event per step, then
+   * swaps the KV entry to the last step's state. Throws STATE_CONFLICT when
+   * the entry moved since it was read, and INTERNAL for a transition the
+   * life cycle forbids.
+   */
+  advance(from: Versioned, steps: readonly Step[], recipients: readonly string[], attempt?: number): Promise<Versioned>;
+  /** Re-publishes the event of the current state (a no-op inside the duplicate window). */
+  republish(current: Versioned, recipients: readonly string[]): Promise<void>;
+}
+
+/** Event id `<mailId>.<state>.<attempt>`, also the JetStream Nats-Msg-Id. */
+export function eventIdOf(mailId: string, state: MailState, attempt: number): string {
+  return `${mailId}.${state}.${attempt}`;
+}
+
+function isWrongRevision(err: unknown): boolean {
+  const e = err as { api_error?: { err_code?: number }; message?: string };
+  return e?.api_error?.err_code === 10071 || /wrong last sequence|key exists/i.test(String(e?.message));
+}
+
+export function createMailStateStore(deps: { js: JetStreamClient; kv: KV; clock: Clock; node: string }): MailStateStore {
+  const { js, kv, clock, node } = deps;
+  const iso = () => new Date(clock.now()).toISOString();
+
+  const publishEvent = (mailId: MailId, state: MailState, attempt: number, detail: EventDetail, recipients: readonly string[], at: string) => {
+    const eventId = eventIdOf(mailId, state, attempt);
+    const ev: MailEvent = { kind: "mail.event", v: 1, eventId, mailId, state, attempt, at, node, recipients: [...recipients], detail };
+    return js.publish(eventSubject(mailId, state), Codecs.mailEvent.encode(ev), { msgID: eventId });
+  };
+
+  const store: MailStateStore = {
+    async get(mailId) {
+      const e = await kv.get(mailId);
+      if (!e || e.operation !== "PUT") return undefined;
+      return { record: Codecs.statusRecord.parse(e.json()), revision: e.revision };
+    },
+
+    async create(mailId, submittedAt, recipients, attempt = 0) {
+      const at = iso();
+      const record: StatusRecord = {
+        kind: "mail.status-record", v: 1, mailId, state: "PendingProcessing", attempt, updatedAt: at, submittedAt, detail: {},
+      };
+      await publishEvent(mailId, "PendingProcessing", attempt, {}, recipients, at);
+      try {
+        const revision = await kv.create(mailId, Codecs.statusRecord.encode(record));
+        return { versioned: { record, revision }, created: true };
+      } catch (err) {
+        const existing = await store.get(mailId);
+        if (existing) return { versioned: existing, created: false };
+        throw new FenError("STORE_UNAVAILABLE", "could not record the mail's state", { cause: err });
+      }
+    },
+
+    async advance(from, steps, recipients, attempt = from.record.attempt) {
+      let prev = from.record.state;
+      for (const s of steps) {
+        if (!canTransition(prev, s.state)) {
+          throw new FenError("INTERNAL", `forbidden transition ${prev} → ${s.state} for ${from.record.mailId}`);
+        }
+        prev = s.state;
+      }
+      const at = iso();
+      const mailId = from.record.mailId;
+      // Events go out pipelined on one connection (so in order); the KV swap
+      // is the commit point and happens only once every event is stored.
+      await Promise.all(steps.map((s) => publishEvent(mailId, s.state, attempt, s.detail ?? {}, recipients, at)));
+      const last = steps[steps.length - 1];
+      if (!last) return from;
+      const record: StatusRecord = { ...from.record, state: last.state, attempt, updatedAt: at, detail: last.detail ?? {} };
+      try {
+        const revision = await kv.update(mailId, Codecs.statusRecord.encode(record), from.revision);
+        return { record, revision };
+      } catch (err) {
+        if (isWrongRevision(err)) throw new FenError("STATE_CONFLICT", `mail ${mailId} changed concurrently`, { cause: err });
+        throw new FenError("STORE_UNAVAILABLE", `could not record ${last.state} for ${mailId}`, { cause: err });
+      }
+    },
+
+    async republish(current, recipients) {
+      const r = current.record;
+      await publishEvent(r.mailId, r.state, r.attempt, r.detail, recipients, r.updatedAt);
+    },
+  };
+  return store;
+}

@@ -1,0 +1,65 @@
+import { headers as natsHeaders } from "@nats-io/nats-core";
+import type { NatsConnection } from "@nats-io/nats-core";
+import type { Service, ServiceMsg } from "@nats-io/services";
+import { Codecs, FenError, Headers, isErrorCode, toFenError } from "../../protocol/index.js";
+import type { Codec } from "../../protocol/index.js";
+import type { Logger } from "./logger.js";
+
+/**
+ * Serves one endpoint of a micro-service: every failure becomes an error
+ * reply with a stable code in the body and in the headers (the `$SRV`
+ * convention plus `Fen-Error-Code`), so clients classify by code.
+ */
+export function serveEndpoint(
+  service: Service,
+  spec: { name: string; subject: string; queue?: string },
+  handler: (data: Uint8Array, msg: ServiceMsg) => Promise<Uint8Array>,
+  log: Logger,
+): void {
+  service.addEndpoint(spec.name, {
+    subject: spec.subject,
+    ...(spec.queue === undefined ? {} : { queue: spec.queue }),
+    handler: (err, msg) => {
+      if (err) {
+        log.error({ err, endpoint: spec.name }, "endpoint stopped");
+        return;
+      }
+      handler(msg.data, msg).then(
+        (reply) => msg.respond(reply),
+        (e: unknown) => {
+          const fe = toFenError(e);
+          if (fe.code === "INTERNAL") log.error({ err: e, endpoint: spec.name }, "request failed");
+          else log.debug({ code: fe.code, endpoint: spec.name }, "request rejected");
+          const h = natsHeaders();
+          h.set(Headers.ErrorCode, fe.code);
+          const body = Codecs.errorReply.encode({ kind: "error", v: 1, code: fe.code, message: fe.message, fields: [...fe.fields] });
+          msg.respondError(fe.transient ? 503 : 400, `${fe.code}: ${fe.message}`.slice(0, 1000), body, { headers: h });
+        },
+      );
+    },
+  });
+}
+
+/**
+ * Client side of a request: encodes with the request codec, decodes an
+ * error reply into a FenError (by its code) and anything else with the
+ * reply codec.
+ */
+export async function callService<Req, Rep>(
+  nc: NatsConnection, subject: string, reqCodec: Codec<Req>, req: Req, repCodec: Codec<Rep>, timeoutMs = 10_000,
+): Promise<Rep> {
+  const msg = await nc.request(subject, reqCodec.encode(req), { timeout: timeoutMs });
+  const code = msg.headers?.get(Headers.ErrorCode);
+  if (code) {
+    let reply;
+    try {
+      reply = Codecs.errorReply.decode(msg.data);
+    } catch {
+      throw new FenError(isErrorCode(code) ? code : "INTERNAL", msg.headers?.get(Headers.ServiceError) ?? "error");
+    }
+    throw new FenError(isErrorCode(reply.code) ? reply.code : "INTERNAL", reply.message, {
+      fields: reply.fields.map((f) => ({ field: f.field, code: isErrorCode(f.code) ? f.code : "INTERNAL", message: f.message })),
+    });
+  }
+  return repCodec.decode(msg.data);
+}

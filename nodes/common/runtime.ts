@@ -1,0 +1,72 @@
+import { createServer } from "node:http";
+import type { Server } from "node:http";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { FenError } from "../../protocol/index.js";
+import type { CommonConfig } from "../config/index.js";
+import type { Actor } from "./actor.js";
+import type { Logger } from "./logger.js";
+import type { Metrics } from "./metrics.js";
+
+/**
+ * Serves `/healthz` (process alive), `/readyz` (actor running and NATS
+ * connected) and `/metrics` (Prometheus). Returns the bound port.
+ */
+export async function serveHealth(opts: {
+  host: string; port: number; actor: Actor; nc: NatsConnection; metrics: Metrics; log: Logger;
+}): Promise<{ server: Server; port: number }> {
+  const server = createServer((req, res) => {
+    const url = (req.url ?? "/").split("?")[0];
+    if (url === "/healthz") {
+      res.writeHead(200, { "content-type": "text/plain" }).end("ok\n");
+    } else if (url === "/readyz") {
+      const ready = opts.actor.status().state === "running" && !opts.nc.isClosed();
+      res.writeHead(ready ? 200 : 503, { "content-type": "text/plain" }).end(ready ? "ready\n" : "not ready\n");
+    } else if (url === "/metrics") {
+      opts.metrics.registry.metrics().then(
+        (text) => res.writeHead(200, { "content-type": opts.metrics.registry.contentType }).end(text),
+        (err: unknown) => res.writeHead(500).end(String(err)),
+      );
+    } else {
+      res.writeHead(404).end();
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(opts.port, opts.host, () => resolve());
+  });
+  const addr = server.address();
+  const port = typeof addr === "object" && addr ? addr.port : opts.port;
+  opts.log.info({ port }, "health and metrics server listening");
+  return { server, port };
+}
+
+/**
+ * Runs an actor until SIGINT/SIGTERM: drains it, closes the connection and
+ * the health server. Used by every node's main.ts; returns the exit code.
+ */
+export async function runUntilSignal(opts: {
+  actor: Actor; nc: NatsConnection; config: CommonConfig; metrics: Metrics; log: Logger;
+}): Promise<number> {
+  const { actor, nc, log } = opts;
+  let health: Server | undefined;
+  try {
+    await actor.start();
+    health = (await serveHealth({ host: opts.config.httpHost, port: opts.config.httpPort, actor, nc, metrics: opts.metrics, log })).server;
+  } catch (err) {
+    log.fatal({ err, code: err instanceof FenError ? err.code : undefined }, "start failed");
+    await nc.close().catch(() => undefined);
+    return 1;
+  }
+  const stop = new Promise<string>((resolve) => {
+    process.once("SIGINT", () => resolve("SIGINT"));
+    process.once("SIGTERM", () => resolve("SIGTERM"));
+  });
+  const why = await Promise.race([stop, actor.closed.then(() => "closed")]);
+  log.info({ why }, "stopping");
+  await actor.drain();
+  await actor.closed;
+  await nc.drain().catch(() => undefined);
+  await new Promise<void>((r) => (health ? health.close(() => r()) : r()));
+  log.info("stopped");
+  return 0;
+}

@@ -1,0 +1,73 @@
+import { z } from "zod";
+
+/**
+ * Every configuration key of every node, in one table: the environment
+ * variable, its schema (with units normalised: `…Ms`, `…Bytes`), its default
+ * and its meaning. `CONFIG.md` and the Helm chart's ConfigMap map onto these
+ * keys 1:1 (tests check both).
+ */
+export interface KeySpec<T extends z.ZodTypeAny = z.ZodTypeAny> {
+  readonly env: string;
+  readonly schema: T;
+  readonly doc: string;
+  /** Secret values never go into a ConfigMap or a log line. */
+  readonly secret?: boolean;
+}
+
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+const bool = z.enum(["true", "false", "1", "0"]).transform((v) => v === "true" || v === "1");
+const list = z.string().transform((s) => s.split(",").map((x) => x.trim()).filter(Boolean)).pipe(z.array(z.string().min(1)).min(1));
+
+/** Keys every node reads. */
+export const CommonKeys = {
+  natsUrls: { env: "FEN_NATS_URLS", schema: list.default("nats://127.0.0.1:4222"), doc: "Comma-separated NATS server URLs." },
+  natsUser: { env: "FEN_NATS_USER", schema: z.string().optional(), doc: "NATS user name (role user, see deploy/)." },
+  natsPassword: { env: "FEN_NATS_PASSWORD", schema: z.string().optional(), doc: "NATS password.", secret: true },
+  natsTlsCa: { env: "FEN_NATS_TLS_CA", schema: z.string().optional(), doc: "PEM file of the CA that signed the NATS servers' certificates; enables TLS." },
+  nodeName: { env: "FEN_NODE_NAME", schema: z.string().regex(/^[A-Za-z0-9_-]+$/).optional(), doc: "Name of this node instance in events and logs. @default role-pid" },
+  logLevel: { env: "FEN_LOG_LEVEL", schema: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"), doc: "pino log level." },
+  httpPort: { env: "FEN_HTTP_PORT", schema: int(0, 65535).default(0), doc: "Port of /healthz, /readyz and /metrics (0 = a free port)." },
+  httpHost: { env: "FEN_HTTP_HOST", schema: z.string().default("127.0.0.1"), doc: "Address the health/metrics server binds." },
+  replicas: { env: "FEN_REPLICAS", schema: int(1, 5).default(3), doc: "Replicas of every stream and bucket (provisioning)." },
+} as const satisfies Record<string, KeySpec>;
+
+/** Gateway keys. */
+export const GatewayKeys = {
+  ...CommonKeys,
+  maxMessageBytes: { env: "FEN_MAX_MESSAGE_BYTES", schema: int(1024, 64 * 1024 * 1024).default(10 * 1024 * 1024), doc: "Largest accepted message (RFC 5322 bytes)." },
+  messageIdDomain: { env: "FEN_MESSAGE_ID_DOMAIN", schema: z.string().regex(/^[A-Za-z0-9.-]+$/).default("fastemailnet.local"), doc: "Right-hand side of generated Message-IDs." },
+  submitTimeoutMs: { env: "FEN_SUBMIT_TIMEOUT_MS", schema: int(100, 120_000).default(10_000), doc: "How long the gateway waits for the JetStream ack before answering STORE_UNAVAILABLE." },
+} as const satisfies Record<string, KeySpec>;
+
+/** Processing node keys. */
+export const ProcessingKeys = {
+  ...CommonKeys,
+  smtpHost: { env: "FEN_SMTP_HOST", schema: z.string().default("127.0.0.1"), doc: "Relay host." },
+  smtpPort: { env: "FEN_SMTP_PORT", schema: int(1, 65535).default(2525), doc: "Relay port." },
+  smtpSecure: { env: "FEN_SMTP_SECURE", schema: bool.default("false"), doc: "Implicit TLS (port 465 style). STARTTLS is used whenever the relay offers it." },
+  smtpRequireTls: { env: "FEN_SMTP_REQUIRE_TLS", schema: bool.default("false"), doc: "Refuse to send without STARTTLS." },
+  smtpTlsRejectUnauthorized: { env: "FEN_SMTP_TLS_REJECT_UNAUTHORIZED", schema: bool.default("true"), doc: "Verify the relay's certificate." },
+  smtpUser: { env: "FEN_SMTP_USER", schema: z.string().optional(), doc: "Relay user (AUTH)." },
+  smtpPassword: { env: "FEN_SMTP_PASSWORD", schema: z.string().optional(), doc: "Relay password.", secret: true },
+  smtpPoolSize: { env: "FEN_SMTP_POOL_SIZE", schema: int(1, 100).default(8), doc: "Pooled SMTP connections per node." },
+  smtpTimeoutMs: { env: "FEN_SMTP_TIMEOUT_MS", schema: int(1000, 600_000).default(60_000), doc: "Socket timeout towards the relay." },
+  concurrency: { env: "FEN_CONCURRENCY", schema: int(1, 4096).default(64), doc: "Work items one node handles at once." },
+  maxAttempts: { env: "FEN_MAX_ATTEMPTS", schema: int(1, 100).default(8), doc: "Delivery attempts before a transient failure bounces." },
+  retryBaseMs: { env: "FEN_RETRY_BASE_MS", schema: int(1, 86_400_000).default(30_000), doc: "First retry delay; doubles per attempt, with jitter." },
+  retryMaxMs: { env: "FEN_RETRY_MAX_MS", schema: int(1, 86_400_000).default(3_600_000), doc: "Largest retry delay." },
+  quarantineThreshold: { env: "FEN_QUARANTINE_THRESHOLD", schema: z.coerce.number().min(0).max(1.01).default(0.5), doc: "Spam score at or above which a mail is quarantined (above 1 disables quarantine)." },
+  modelDir: { env: "FEN_MODEL_DIR", schema: z.string().optional(), doc: "Folder of the classifier model. @default the committed model; `none` = pass-through classifier." },
+} as const satisfies Record<string, KeySpec>;
+
+/** Ledger node keys. */
+export const LedgerKeys = {
+  ...CommonKeys,
+  ledgerOrigin: { env: "FEN_LEDGER_ORIGIN", schema: z.string().min(1).default("fastemailnet.local/ledger"), doc: "Checkpoint origin line (log identity)." },
+  ledgerSigningKey: { env: "FEN_LEDGER_SIGNING_KEY", schema: z.string().optional(), doc: "Signed-note private key `PRIVATE+KEY+…` of the ledger.", secret: true },
+  ledgerCommitmentKey: { env: "FEN_LEDGER_COMMITMENT_KEY", schema: z.string().optional(), doc: "Hex key of the recipient commitments (HMAC-SHA256).", secret: true },
+  ledgerBatchSize: { env: "FEN_LEDGER_BATCH_SIZE", schema: int(1, 4096).default(256), doc: "Events per block at most." },
+  ledgerBatchMs: { env: "FEN_LEDGER_BATCH_MS", schema: int(1, 60_000).default(250), doc: "Longest a block stays open." },
+} as const satisfies Record<string, KeySpec>;
+
+/** Every key table, by node role. */
+export const ConfigTables = { gateway: GatewayKeys, processing: ProcessingKeys, ledger: LedgerKeys } as const;

@@ -1,0 +1,40 @@
+import MailComposer from "nodemailer/lib/mail-composer/index.js";
+import type Mail from "nodemailer/lib/mailer/index.js";
+import { mailboxOf } from "../../protocol/index.js";
+import type { Address, StructuredMail } from "../../protocol/index.js";
+import { hasMessageId } from "./mime.js";
+
+const toNodemailer = (a: Address): Mail.Address | string =>
+  typeof a === "string" ? a : { name: a.name, address: a.address };
+
+/**
+ * Composes the RFC 5322 message of a structured mail with nodemailer's
+ * MailComposer. Bcc recipients go into the envelope only. The Message-ID is
+ * the one the gateway assigned, so every retry reuses it.
+ */
+export async function composeStructured(mail: StructuredMail, messageId: string, date: Date): Promise<Buffer> {
+  const composer = new MailComposer({
+    from: toNodemailer(mail.from),
+    to: mail.to.map(toNodemailer),
+    cc: mail.cc.map(toNodemailer),
+    ...(mail.replyTo ? { replyTo: toNodemailer(mail.replyTo) } : {}),
+    subject: mail.subject,
+    ...(mail.text !== undefined ? { text: mail.text } : {}),
+    ...(mail.html !== undefined ? { html: mail.html } : {}),
+    headers: mail.headers,
+    attachments: mail.attachments.map((a) => ({ filename: a.filename, contentType: a.contentType, content: Buffer.from(a.content, "base64") })),
+    messageId,
+    date,
+  });
+  return composer.compile().build();
+}
+
+/** The envelope recipients of a structured mail: to, cc and bcc, de-duplicated. */
+export function structuredRecipients(mail: StructuredMail): string[] {
+  return [...new Set([...mail.to, ...mail.cc, ...mail.bcc].map(mailboxOf))];
+}
+
+/** Prepends the assigned Message-ID to a raw message that has none. */
+export function withMessageId(raw: Buffer, messageId: string): Buffer {
+  return hasMessageId(raw) ? raw : Buffer.concat([Buffer.from(`Message-ID: ${messageId}\r\n`), raw]);
+}

@@ -1,0 +1,15 @@
+import { GatewayKeys, loadConfig } from "../config/index.js";
+import { systemClock } from "../common/clock.js";
+import { createLogger } from "../common/logger.js";
+import { createMetrics } from "../common/metrics.js";
+import { connectNats } from "../common/nats.js";
+import { runUntilSignal } from "../common/runtime.js";
+import { createGateway } from "./gateway.js";
+
+const config = loadConfig(GatewayKeys, process.env);
+const node = config.nodeName ?? `gateway-${process.pid}`;
+const log = createLogger({ level: config.logLevel, node });
+const nc = await connectNats(config, node);
+const metrics = createMetrics();
+const actor = createGateway({ nc, log, clock: systemClock, node, metrics }, config);
+process.exitCode = await runUntilSignal({ actor, nc, config, metrics, log });

@@ -1,0 +1,88 @@
+import { FenError } from "../../protocol/index.js";
+
+/**
+ * Structural checks of a raw RFC 5322/MIME message, done at submission so a
+ * broken message is refused with INVALID_MIME before anything is stored.
+ * The checks are what a relay would choke on or a reader would misparse:
+ * header syntax, a From field, NUL bytes, multipart boundaries that are
+ * declared and present (recursively), and base64 parts that decode.
+ */
+export function checkMime(raw: Buffer): void {
+  if (raw.includes(0)) fail("message contains NUL bytes");
+  checkEntity(raw.toString("latin1"), 0, true);
+}
+
+function fail(why: string): never {
+  throw new FenError("INVALID_MIME", `broken MIME: ${why}`, { fields: [{ field: "mail.raw", code: "INVALID_MIME", message: why }] });
+}
+
+const HEADER_LINE = /^[!-9;-~]+:/;
+
+function splitEntity(text: string): { headers: Map<string, string>; body: string } {
+  const m = /\r?\n\r?\n/.exec(text);
+  const head = m ? text.slice(0, m.index) : text;
+  const body = m ? text.slice(m.index + m[0].length) : "";
+  const headers = new Map<string, string>();
+  let current: string | undefined;
+  for (const line of head.split(/\r?\n/)) {
+    if (line === "") continue;
+    if (/^[ \t]/.test(line)) {
+      if (current === undefined) fail("header section starts with a continuation line");
+      headers.set(current, `${headers.get(current) ?? ""} ${line.trim()}`);
+      continue;
+    }
+    if (!HEADER_LINE.test(line)) fail(`not a header field: ${JSON.stringify(line.slice(0, 60))}`);
+    const name = line.slice(0, line.indexOf(":")).toLowerCase();
+    current = name;
+    headers.set(name, line.slice(line.indexOf(":") + 1).trim());
+  }
+  return { headers, body };
+}
+
+function param(value: string, name: string): string | undefined {
+  const re = new RegExp(`;\\s*${name}\\s*=\\s*(?:"([^"]*)"|([^;\\s]+))`, "i");
+  const m = re.exec(value);
+  return m ? (m[1] ?? m[2]) : undefined;
+}
+
+function checkEntity(text: string, depth: number, top: boolean): void {
+  if (depth > 20) fail("MIME nesting deeper than 20");
+  const { headers, body } = splitEntity(text);
+  if (top && headers.size === 0) fail("no header section");
+  if (top && !headers.has("from")) fail("no From header field");
+  const ctype = (headers.get("content-type") ?? "text/plain").trim();
+  const cte = (headers.get("content-transfer-encoding") ?? "7bit").trim().toLowerCase();
+  if (/^multipart\//i.test(ctype)) {
+    const boundary = param(ctype, "boundary");
+    if (!boundary) fail("multipart without a boundary parameter");
+    if (boundary.length > 70) fail("boundary longer than 70 characters");
+    const delim = `--${boundary}`;
+    const lines = body.split(/\r?\n/);
+    const starts: number[] = [];
+    let closed = -1;
+    lines.forEach((l, i) => {
+      const t = l.trimEnd();
+      if (t === `${delim}--` && closed < 0) closed = i;
+      else if (t === delim && closed < 0) starts.push(i);
+    });
+    if (starts.length === 0) fail(`multipart boundary "${boundary}" never occurs in the body`);
+    if (closed < 0) fail(`multipart boundary "${boundary}" is never closed`);
+    for (let k = 0; k < starts.length; k++) {
+      const from = starts[k]! + 1;
+      const to = k + 1 < starts.length ? starts[k + 1]! : closed;
+      checkEntity(lines.slice(from, to).join("\r\n"), depth + 1, false);
+    }
+  } else if (cte === "base64") {
+    const compact = body.replace(/[\r\n\t ]/g, "");
+    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(compact)) fail("base64 part contains characters outside the base64 alphabet");
+  } else if (!["7bit", "8bit", "binary", "quoted-printable"].includes(cte)) {
+    fail(`unknown Content-Transfer-Encoding ${JSON.stringify(cte)}`);
+  }
+}
+
+/** True when the header section of `raw` has a Message-ID field. */
+export function hasMessageId(raw: Buffer): boolean {
+  const end = raw.indexOf("\r\n\r\n") >= 0 ? raw.indexOf("\r\n\r\n") : raw.indexOf("\n\n");
+  const head = raw.subarray(0, end < 0 ? raw.length : end).toString("latin1");
+  return /^message-id:/im.test(head);
+}

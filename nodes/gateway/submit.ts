@@ -1,0 +1,128 @@
+import { createHash } from "node:crypto";
+import type { JetStreamClient } from "@nats-io/jetstream";
+import type { ObjectStore } from "@nats-io/obj";
+import {
+  Codecs, FenError, INLINE_BODY_LIMIT, contentIdempotencyKey, mailIdFromIdempotencyKey, mailboxOf, messageIdFor,
+  workSubject,
+} from "../../protocol/index.js";
+import type { BodyRef, Envelope, SubmitReply, SubmitRequest, WorkItem } from "../../protocol/index.js";
+import type { Clock } from "../common/clock.js";
+import type { MailStateStore } from "../common/mail-state.js";
+import type { Logger } from "../common/logger.js";
+import type { Metrics } from "../common/metrics.js";
+import { composeStructured, structuredRecipients, withMessageId } from "./compose.js";
+import { checkMime } from "./mime.js";
+
+/** What `mail.submit` needs. */
+export interface SubmitDeps {
+  readonly js: JetStreamClient;
+  readonly bodies: ObjectStore;
+  readonly state: MailStateStore;
+  readonly clock: Clock;
+  readonly log: Logger;
+  readonly metrics: Metrics;
+}
+
+export interface SubmitOptions {
+  readonly maxMessageBytes: number;
+  readonly messageIdDomain: string;
+  readonly submitTimeoutMs: number;
+}
+
+/** JSON with object keys sorted, so equal mails hash equally. */
+export function canonicalJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(",")}]`;
+  if (v && typeof v === "object") {
+    return `{${Object.keys(v).sort().map((k) => `${JSON.stringify(k)}:${canonicalJson((v as Record<string, unknown>)[k])}`).join(",")}}`;
+  }
+  return JSON.stringify(v);
+}
+
+function tooLarge(size: number, max: number): never {
+  throw new FenError("MESSAGE_TOO_LARGE", `message is ${size} bytes, the limit is ${max}`, {
+    fields: [{ field: "mail", code: "MESSAGE_TOO_LARGE", message: `${size} > ${max} bytes` }],
+  });
+}
+
+/**
+ * Handles one `mail.submit`. Validation happens before any write, so a
+ * rejected request stores nothing. The reply is produced only after
+ * JetStream acknowledged the work item (replicated and, with
+ * `sync_interval: always`, fsynced).
+ *
+ * Idempotency: the mail id is derived from the idempotency key (or a hash of
+ * the mail), checked against the status bucket (any age) and used as the
+ * work item's Nats-Msg-Id (concurrent submissions inside the duplicate
+ * window).
+ */
+export function createSubmitHandler(deps: SubmitDeps, opts: SubmitOptions): (data: Uint8Array) => Promise<SubmitReply> {
+  // base64 inflates by 4/3; leave room for the JSON around it.
+  const maxRequestBytes = Math.ceil(opts.maxMessageBytes * 1.37) + 64 * 1024;
+  return async (data) => {
+    if (data.length > maxRequestBytes) tooLarge(Math.floor(data.length / 1.37), opts.maxMessageBytes);
+    const req: SubmitRequest = Codecs.submitRequest.decode(data);
+    const mail = req.mail;
+    let envelope: Envelope;
+    let rawIn: Buffer | undefined;
+    let canonical: string;
+    if ("raw" in mail) {
+      rawIn = Buffer.from(mail.raw, "base64");
+      if (rawIn.length > opts.maxMessageBytes) tooLarge(rawIn.length, opts.maxMessageBytes);
+      checkMime(rawIn);
+      envelope = mail.envelope;
+      canonical = canonicalJson({ envelope, raw: createHash("sha256").update(rawIn).digest("hex") });
+    } else {
+      const to = structuredRecipients(mail);
+      if (to.length === 0) {
+        throw new FenError("NO_RECIPIENTS", "the mail has no recipient", { fields: [{ field: "mail.to", code: "NO_RECIPIENTS", message: "to, cc and bcc are all empty" }] });
+      }
+      envelope = { from: mailboxOf(mail.from), to };
+      canonical = canonicalJson(mail);
+    }
+    const mailId = mailIdFromIdempotencyKey(req.idempotencyKey ?? contentIdempotencyKey(canonical));
+    const messageId = messageIdFor(mailId, opts.messageIdDomain);
+    const log = deps.log.child({ mailId });
+
+    if (await deps.state.get(mailId)) {
+      log.debug("duplicate submission (status exists)");
+      return { kind: "mail.submit.reply", v: 1, mailId, messageId, duplicate: true };
+    }
+
+    const now = new Date(deps.clock.now());
+    const raw = rawIn ? withMessageId(rawIn, messageId) : await composeStructured(mail as Exclude<typeof mail, { raw: string }>, messageId, now);
+    if (raw.length > opts.maxMessageBytes) tooLarge(raw.length, opts.maxMessageBytes);
+
+    let body: BodyRef;
+    if (raw.length <= INLINE_BODY_LIMIT) {
+      body = { inline: raw.toString("base64") };
+    } else {
+      // Same name and content on a retry: overwriting is harmless.
+      await deps.bodies.putBlob({ name: mailId }, raw);
+      body = { object: mailId, sha256: createHash("sha256").update(raw).digest("hex") };
+    }
+    const submittedAt = now.toISOString();
+    const item: WorkItem = {
+      kind: "mail.work", v: 1, mailId, messageId, submittedAt, envelope, size: raw.length, body, released: false,
+    };
+    let ack;
+    try {
+      ack = await deps.js.publish(workSubject(mailId), Codecs.workItem.encode(item), { msgID: mailId, timeout: opts.submitTimeoutMs });
+    } catch (err) {
+      throw new FenError("STORE_UNAVAILABLE", "JetStream did not acknowledge the mail; retry with the same idempotency key", { cause: err });
+    }
+    if (ack.duplicate) {
+      log.debug("duplicate submission (inside the duplicate window)");
+      return { kind: "mail.submit.reply", v: 1, mailId, messageId, duplicate: true };
+    }
+    // The work item is durable: the mail will be processed even if this
+    // record fails (the processing node creates a missing record itself).
+    try {
+      await deps.state.create(mailId, submittedAt, envelope.to);
+    } catch (err) {
+      log.warn({ err }, "status record not written; the processing node will create it");
+    }
+    deps.metrics.submitted.inc();
+    log.info({ size: raw.length, seq: ack.seq }, "mail accepted");
+    return { kind: "mail.submit.reply", v: 1, mailId, messageId, duplicate: false };
+  };
+}

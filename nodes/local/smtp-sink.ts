@@ -1,0 +1,80 @@
+import { mkdir, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { SMTPServer } from "smtp-server";
+
+/** One message the sink accepted. */
+export interface SinkMessage {
+  readonly from: string;
+  readonly to: string[];
+  readonly raw: Buffer;
+  /** The Message-ID header, when present. */
+  readonly messageId: string | undefined;
+  /** Where it was written, when the sink keeps files. */
+  readonly file: string | undefined;
+}
+
+/** A scripted reply for the n-th DATA (1-based); undefined = accept with 250. */
+export type Responder = (n: number, messageId: string | undefined) => { code: number; message: string } | undefined;
+
+export interface SmtpSink {
+  readonly port: number;
+  readonly messages: SinkMessage[];
+  /** DATA commands seen, accepted or not. */
+  dataCount(): number;
+  close(): Promise<void>;
+}
+
+/**
+ * A real SMTP server (npm smtp-server) that keeps what it receives: in memory,
+ * and as `.eml` files under `dir` when given, so a user can open the
+ * delivered mails. `respond` scripts failures (4xx/5xx) for tests.
+ */
+export async function startSmtpSink(opts: { port?: number; host?: string; dir?: string; respond?: Responder } = {}): Promise<SmtpSink> {
+  const messages: SinkMessage[] = [];
+  let n = 0;
+  if (opts.dir) await mkdir(opts.dir, { recursive: true });
+  const server = new SMTPServer({
+    authOptional: true,
+    disabledCommands: ["AUTH", "STARTTLS"],
+    logger: false,
+    size: 64 * 1024 * 1024,
+    onData(stream, session, callback) {
+      const chunks: Buffer[] = [];
+      stream.on("data", (c: Buffer) => chunks.push(c));
+      stream.on("end", () => {
+        n++;
+        const raw = Buffer.concat(chunks);
+        const head = raw.subarray(0, Math.max(0, raw.indexOf("\r\n\r\n"))).toString("latin1");
+        const messageId = /^message-id:\s*(\S+)/im.exec(head)?.[1];
+        const scripted = opts.respond?.(n, messageId);
+        if (scripted) {
+          const err = Object.assign(new Error(scripted.message), { responseCode: scripted.code });
+          callback(err);
+          return;
+        }
+        const from = session.envelope.mailFrom ? session.envelope.mailFrom.address : "";
+        const to = session.envelope.rcptTo.map((r) => r.address);
+        const done = (file: string | undefined) => {
+          messages.push({ from, to, raw, messageId, file });
+          callback(null);
+        };
+        if (!opts.dir) return done(undefined);
+        const name = `${Date.now()}-${n}-${(messageId ?? "no-id").replace(/[^A-Za-z0-9@.-]/g, "")}.eml`;
+        const file = path.join(opts.dir, name);
+        writeFile(file, raw).then(() => done(file), (err: unknown) => callback(err as Error));
+      });
+    },
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(opts.port ?? 0, opts.host ?? "127.0.0.1", () => resolve());
+  });
+  const addr = server.server.address();
+  const port = typeof addr === "object" && addr ? addr.port : (opts.port ?? 0);
+  return {
+    port,
+    messages,
+    dataCount: () => n,
+    close: () => new Promise<void>((r) => server.close(() => r())),
+  };
+}

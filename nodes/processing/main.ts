@@ -1,0 +1,27 @@
+import { ProcessingKeys, loadConfig } from "../config/index.js";
+import { systemClock, systemRandom } from "../common/clock.js";
+import { createLogger } from "../common/logger.js";
+import { createMetrics } from "../common/metrics.js";
+import { connectNats } from "../common/nats.js";
+import { runUntilSignal } from "../common/runtime.js";
+import { loadMailClassifier } from "./load-classifier.js";
+import { createDelivery } from "./delivery.js";
+import { createProcessingNode } from "./processor.js";
+
+const config = loadConfig(ProcessingKeys, process.env);
+const node = config.nodeName ?? `processing-${process.pid}`;
+const log = createLogger({ level: config.logLevel, node });
+// A missing or corrupt model stops the node here, before it takes any work.
+const classifier = await loadMailClassifier(config.modelDir).catch((err: unknown) => {
+  log.fatal({ err }, "classifier model could not be loaded; refusing to start");
+  process.exit(1);
+});
+const nc = await connectNats(config, node);
+const metrics = createMetrics();
+const delivery = createDelivery({
+  host: config.smtpHost, port: config.smtpPort, secure: config.smtpSecure, requireTls: config.smtpRequireTls,
+  tlsRejectUnauthorized: config.smtpTlsRejectUnauthorized, user: config.smtpUser, password: config.smtpPassword,
+  poolSize: config.smtpPoolSize, timeoutMs: config.smtpTimeoutMs,
+});
+const actor = createProcessingNode({ nc, log, clock: systemClock, random: systemRandom, node, metrics, delivery, classifier }, config);
+process.exitCode = await runUntilSignal({ actor, nc, config, metrics, log });

@@ -1,0 +1,226 @@
+import { createHash } from "node:crypto";
+import { jetstream } from "@nats-io/jetstream";
+import type { ConsumerMessages, JetStreamClient, JsMsg } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
+import { Objm } from "@nats-io/obj";
+import type { ObjectStore } from "@nats-io/obj";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { simpleParser } from "mailparser";
+import { Codecs, FenError, Names, isTerminal, quarantineSubject, toFenError } from "../../protocol/index.js";
+import type { Classification, EventDetail, WorkItem } from "../../protocol/index.js";
+import type { Actor, ActorStatus } from "../common/actor.js";
+import type { Clock, Random } from "../common/clock.js";
+import type { Logger } from "../common/logger.js";
+import type { MailStateStore, Versioned } from "../common/mail-state.js";
+import { createMailStateStore } from "../common/mail-state.js";
+import type { Metrics } from "../common/metrics.js";
+import type { ProcessingConfig } from "../config/index.js";
+import { backoffDelay } from "./backoff.js";
+import type { MailClassifier } from "./classifier.js";
+import { createBatchingClassifier } from "./classifier.js";
+import type { Delivery } from "./delivery.js";
+
+export interface ProcessingDeps {
+  readonly nc: NatsConnection;
+  readonly log: Logger;
+  readonly clock: Clock;
+  readonly random: Random;
+  readonly node: string;
+  readonly metrics: Metrics;
+  readonly delivery: Delivery;
+  readonly classifier: MailClassifier;
+}
+
+/** The processing node actor: pulls work items and walks each mail's life cycle. */
+export type ProcessingNode = Actor;
+
+/**
+ * Creates a processing node. Per work item:
+ *
+ * 1. A mail whose recorded state is terminal is acked without sending again
+ *    (a redelivery after a crash, or a duplicate work item).
+ * 2. The message is parsed (mailparser), validated and classified before any
+ *    state changes; then one compare-and-swap moves the mail to
+ *    DeliveryScheduled, which is the claim: a second node holding the same
+ *    work item loses the swap and backs off.
+ * 3. SMTP: 250 → Sent; 4xx/connection → Deferred and `nak(backoff)`, until
+ *    `maxAttempts`, then Bounced; 5xx → Bounced with the reply kept.
+ * 4. The work item is `ackAck`ed only after the outcome is recorded.
+ *
+ * The SMTP boundary is at-least-once: a node killed after the relay's 250
+ * and before Sent is recorded leaves the mail DeliveryScheduled; the next
+ * delivery sends it again (same bytes, same Message-ID) and marks the
+ * attempt `inDoubt`. Nothing is lost; such a mail may arrive twice.
+ */
+export function createProcessingNode(deps: ProcessingDeps, config: ProcessingConfig): ProcessingNode {
+  let status: ActorStatus = { state: "created" };
+  let messages: ConsumerMessages | undefined;
+  let loop: Promise<void> | undefined;
+  let resolveClosed!: () => void;
+  const closed = new Promise<void>((r) => (resolveClosed = r));
+  const inFlight = new Set<Promise<void>>();
+  const log = deps.log.child({ actor: "processing" });
+  const classify = createBatchingClassifier(deps.classifier);
+
+  let js: JetStreamClient;
+  let state: MailStateStore;
+  let bodies: ObjectStore;
+
+  const loadBody = async (item: WorkItem): Promise<Buffer> => {
+    if ("inline" in item.body) return Buffer.from(item.body.inline, "base64");
+    const data = await bodies.getBlob(item.body.object);
+    if (!data) throw new FenError("INTERNAL", `body object ${item.body.object} is missing`);
+    const raw = Buffer.from(data);
+    if (createHash("sha256").update(raw).digest("hex") !== item.body.sha256) {
+      throw new FenError("INTERNAL", `body object ${item.body.object} does not match its hash`);
+    }
+    return raw;
+  };
+
+  const finish = async (m: JsMsg) => {
+    // Double ack: the outcome is recorded; make sure the server has the ack
+    // too. A lost ack only means a redelivery, which step 1 absorbs.
+    await m.ackAck().catch((err: unknown) => log.warn({ err }, "ackAck failed; the redelivery will be acked"));
+  };
+
+  const handle = async (m: JsMsg): Promise<void> => {
+    let item: WorkItem;
+    try {
+      item = Codecs.workItem.decode(m.data);
+    } catch (err) {
+      log.error({ err, seq: m.seq }, "undecodable work item, terminated");
+      m.term(`undecodable: ${toFenError(err).code}`);
+      return;
+    }
+    const mlog = log.child({ mailId: item.mailId, delivery: m.info.deliveryCount });
+    const recipients = item.envelope.to;
+    const heartbeat = setInterval(() => m.working(), 10_000);
+    try {
+      let cur = await state.get(item.mailId);
+      if (!cur) cur = (await state.create(item.mailId, item.submittedAt, recipients)).versioned;
+      else if (m.info.deliveryCount > 1) await state.republish(cur, recipients);
+
+      const r = cur.record;
+      if (isTerminal(r.state)) {
+        mlog.debug({ state: r.state }, "outcome already recorded; acking without sending");
+        await finish(m);
+        return;
+      }
+      if (r.state === "Deferred" && r.detail.retryAt) {
+        const wait = Date.parse(r.detail.retryAt) - deps.clock.now();
+        if (wait > 50) { m.nak(wait); return; }
+      }
+      const attempt = r.attempt + 1;
+      const alog = mlog.child({ attempt });
+      const inDoubt = r.state === "DeliveryScheduled";
+      if (inDoubt) alog.warn("previous attempt's outcome unknown (node died mid-delivery); sending again");
+      const processing: EventDetail = inDoubt ? { inDoubt: true } : {};
+
+      const raw = await loadBody(item);
+      let parsed;
+      try {
+        parsed = await simpleParser(raw, { skipHtmlToText: false, skipTextToHtml: true, skipImageLinks: true });
+      } catch (err) {
+        await state.advance(cur, [{ state: "Processing", detail: processing }, { state: "Rejected", detail: { error: { code: "INVALID_MIME", message: String((err as Error).message).slice(0, 300) } } }], recipients, attempt);
+        deps.metrics.rejected.inc();
+        await finish(m);
+        return;
+      }
+
+      let classification: Classification | undefined;
+      if (!item.released) {
+        const { score } = await classify(parsed);
+        const spam = score >= config.quarantineThreshold;
+        classification = { score, verdict: spam ? "spam" : "ham", modelVersion: deps.classifier.version };
+        if (spam) {
+          await js.publish(quarantineSubject(item.mailId), m.data, { msgID: `${item.mailId}.q.${attempt}` });
+          await state.advance(cur, [
+            { state: "Processing", detail: processing }, { state: "Validated", detail: { classification } },
+            { state: "Quarantined", detail: { classification } },
+          ], recipients, attempt);
+          deps.metrics.quarantined.inc();
+          alog.info({ score }, "quarantined");
+          await finish(m);
+          return;
+        }
+      }
+      const validated: EventDetail = classification ? { classification } : { reason: "released by operator" };
+      cur = await state.advance(cur, [
+        { state: "Processing", detail: processing }, { state: "Validated", detail: validated }, { state: "DeliveryScheduled" },
+      ], recipients, attempt);
+
+      const outcome = await deps.delivery.send(item.envelope, raw);
+      await record(m, cur, item, outcome, attempt, alog);
+    } catch (err) {
+      const fe = toFenError(err);
+      const delay = fe.code === "STATE_CONFLICT" ? 1000 : backoffDelay({ baseMs: 500, maxMs: 30_000 }, m.info.deliveryCount, deps.random);
+      mlog.warn({ err: fe, code: fe.code, delay }, "work item failed; will be redelivered");
+      m.nak(delay);
+    } finally {
+      clearInterval(heartbeat);
+    }
+  };
+
+  const record = async (m: JsMsg, cur: Versioned, item: WorkItem, outcome: Awaited<ReturnType<Delivery["send"]>>, attempt: number, alog: Logger) => {
+    const recipients = item.envelope.to;
+    if (outcome.kind === "sent") {
+      await state.advance(cur, [{ state: "Sent", detail: { smtp: outcome.smtp } }], recipients, attempt);
+      deps.metrics.delivered.inc();
+      deps.metrics.deliveryLatency.observe((deps.clock.now() - Date.parse(item.submittedAt)) / 1000);
+      alog.info({ smtp: outcome.smtp.code }, "sent");
+      await finish(m);
+      if ("object" in item.body) await bodies.delete(item.body.object).catch(() => undefined);
+      return;
+    }
+    const smtp = outcome.smtp ? { smtp: outcome.smtp } : {};
+    if (outcome.kind === "transient" && attempt < config.maxAttempts) {
+      const delay = backoffDelay({ baseMs: config.retryBaseMs, maxMs: config.retryMaxMs }, attempt, deps.random);
+      const retryAt = new Date(deps.clock.now() + delay).toISOString();
+      await state.advance(cur, [{ state: "Deferred", detail: { ...smtp, retryAt, error: { code: "SMTP_TRANSIENT", message: outcome.reason } } }], recipients, attempt);
+      deps.metrics.deferred.inc();
+      alog.info({ delay, smtp: outcome.smtp?.code }, "deferred");
+      m.nak(delay);
+      return;
+    }
+    const code = outcome.kind === "transient" ? "RETRIES_EXHAUSTED" : "SMTP_PERMANENT";
+    await state.advance(cur, [{ state: "Bounced", detail: { ...smtp, error: { code, message: outcome.reason } } }], recipients, attempt);
+    deps.metrics.bounced.inc();
+    alog.info({ smtp: outcome.smtp?.code, code }, "bounced");
+    await finish(m);
+  };
+
+  return {
+    closed,
+    status: () => status,
+    async start() {
+      js = jetstream(deps.nc);
+      const kv = await new Kvm(js).open(Names.statusBucket);
+      bodies = await new Objm(js).open(Names.bodiesBucket);
+      state = createMailStateStore({ js, kv, clock: deps.clock, node: deps.node });
+      const consumer = await js.consumers.get(Names.workStream, Names.workConsumer);
+      messages = await consumer.consume({ max_messages: config.concurrency });
+      status = { state: "running" };
+      log.info({ concurrency: config.concurrency, classifier: deps.classifier.version }, "processing node running");
+      loop = (async () => {
+        for await (const m of messages!) {
+          const p = handle(m).catch((err: unknown) => log.error({ err }, "handler crashed"));
+          inFlight.add(p);
+          void p.finally(() => inFlight.delete(p));
+          while (inFlight.size >= config.concurrency) await Promise.race(inFlight);
+        }
+      })();
+      loop.then(
+        async () => { await Promise.allSettled([...inFlight]); status = { state: "closed" }; resolveClosed(); },
+        (error: unknown) => { status = { state: "closed", error }; resolveClosed(); },
+      );
+    },
+    async drain() {
+      status = { state: "draining" };
+      if (!messages) { resolveClosed(); return; }
+      // Stop pulling; buffered but unhandled items return to the server.
+      messages.stop();
+      await closed;
+      deps.delivery.close();
+    },
+  };
+}

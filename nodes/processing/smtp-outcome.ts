@@ -1,0 +1,61 @@
+import type { SmtpReply } from "../../protocol/index.js";
+
+/** What a delivery attempt came to. */
+export type Outcome =
+  | { readonly kind: "sent"; readonly smtp: SmtpReply; readonly rejected: readonly string[] }
+  | { readonly kind: "transient"; readonly smtp?: SmtpReply; readonly reason: string }
+  | { readonly kind: "permanent"; readonly smtp?: SmtpReply; readonly reason: string };
+
+/**
+ * How a failure is classified, first matching row wins. A data table (like
+ * ZoneMTA's bounces.txt) with a test per row, so classification is reviewed
+ * as data, not buried in branches. Rows match the SMTP reply code, or,
+ * without one, nodemailer's error code.
+ */
+export const FAILURE_TABLE: readonly {
+  readonly match: { readonly replyCode?: readonly [number, number]; readonly errorCode?: string };
+  readonly outcome: "transient" | "permanent";
+  readonly why: string;
+}[] = [
+  { match: { replyCode: [400, 499] }, outcome: "transient", why: "4xx: the relay asks to try again later" },
+  { match: { replyCode: [500, 599] }, outcome: "permanent", why: "5xx: the relay refuses the mail for good" },
+  { match: { errorCode: "ECONNECTION" }, outcome: "transient", why: "connection refused or reset" },
+  { match: { errorCode: "ETIMEDOUT" }, outcome: "transient", why: "the relay did not answer in time" },
+  { match: { errorCode: "ESOCKET" }, outcome: "transient", why: "socket error" },
+  { match: { errorCode: "EDNS" }, outcome: "transient", why: "the relay's name did not resolve" },
+  { match: { errorCode: "ETLS" }, outcome: "transient", why: "TLS handshake failed" },
+  { match: { errorCode: "EAUTH" }, outcome: "transient", why: "authentication with the relay failed (configuration; retried until fixed or exhausted)" },
+  { match: { errorCode: "EENVELOPE" }, outcome: "permanent", why: "the envelope was refused" },
+  { match: { errorCode: "EMESSAGE" }, outcome: "permanent", why: "the message could not be sent as is" },
+  { match: {}, outcome: "transient", why: "unknown failure: retried rather than lost" },
+];
+
+const ENHANCED = /^\d{3}[ -](\d\.\d{1,3}\.\d{1,3})\b/;
+
+/** The structured SMTP reply of a nodemailer result or error, when there is one. */
+export function smtpReplyOf(x: { responseCode?: number; response?: string; command?: string }): SmtpReply | undefined {
+  const response = x.response?.trim();
+  const code = x.responseCode ?? (response ? Number(response.slice(0, 3)) : NaN);
+  if (!response || !Number.isInteger(code)) return undefined;
+  const enhanced = ENHANCED.exec(response)?.[1];
+  return { code, response, ...(enhanced ? { enhanced } : {}), ...(x.command ? { command: x.command } : {}) };
+}
+
+/** Classifies a nodemailer error by the table above. */
+export function classifyFailure(err: unknown): Outcome {
+  const e = (err ?? {}) as { responseCode?: number; response?: string; command?: string; code?: string; message?: string };
+  const smtp = smtpReplyOf(e);
+  for (const row of FAILURE_TABLE) {
+    const { replyCode, errorCode } = row.match;
+    const hit = replyCode
+      ? smtp !== undefined && smtp.code >= replyCode[0] && smtp.code <= replyCode[1]
+      : errorCode
+        ? smtp === undefined && e.code === errorCode
+        : true;
+    if (hit) {
+      const reason = `${row.why}${e.message ? `: ${e.message}` : ""}`.slice(0, 500);
+      return row.outcome === "transient" ? { kind: "transient", reason, ...(smtp ? { smtp } : {}) } : { kind: "permanent", reason, ...(smtp ? { smtp } : {}) };
+    }
+  }
+  return { kind: "transient", reason: "unclassified" };
+}

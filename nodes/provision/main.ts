@@ -1,0 +1,19 @@
+import { jetstreamManager } from "@nats-io/jetstream";
+import { CommonKeys, loadConfig } from "../config/index.js";
+import { createLogger } from "../common/logger.js";
+import { connectNats } from "../common/nats.js";
+import { provision } from "./provision.js";
+
+/** Provisioning job: creates or checks every stream, consumer and bucket, then exits. */
+const config = loadConfig(CommonKeys, process.env);
+const log = createLogger({ level: config.logLevel, node: "provision" });
+const nc = await connectNats(config, "fen-provision");
+try {
+  const steps = await provision(nc, await jetstreamManager(nc), { replicas: config.replicas });
+  for (const s of steps) log.info(s, "provisioned");
+} catch (err) {
+  log.fatal({ err }, "provisioning failed");
+  process.exitCode = 1;
+} finally {
+  await nc.close();
+}

@@ -1,0 +1,97 @@
+import { spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { connect } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { pino } from "pino";
+import { Codecs, ServiceSubjects } from "../../protocol/index.js";
+import type { StatusReply, SubmitReply, SubmitRequest } from "../../protocol/index.js";
+import { callService } from "../../nodes/common/rpc.js";
+import { createMetrics } from "../../nodes/common/metrics.js";
+import { systemClock } from "../../nodes/common/clock.js";
+import type { Actor } from "../../nodes/common/actor.js";
+import { GatewayKeys, ProcessingKeys, loadConfig } from "../../nodes/config/index.js";
+import { createGateway } from "../../nodes/gateway/index.js";
+import { createDelivery, createProcessingNode, passThroughClassifier } from "../../nodes/processing/index.js";
+import type { MailClassifier } from "../../nodes/processing/index.js";
+import { provision } from "../../nodes/provision/index.js";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const TSX = path.join(root, "node_modules/.bin/tsx");
+
+/** Quiet logger for in-process actors (set FEN_TEST_LOG=debug to see them). */
+export const testLog = pino({ level: process.env["FEN_TEST_LOG"] ?? "silent" });
+
+/** Connects and provisions every stream, consumer and bucket. */
+export async function connectAndProvision(urls: string[]): Promise<NatsConnection> {
+  const nc = await connect({ servers: urls });
+  await provision(nc, await jetstreamManager(nc), { replicas: 3 });
+  return nc;
+}
+
+/** Starts an in-process gateway with test configuration. */
+export async function startGateway(nc: NatsConnection, env: Record<string, string> = {}): Promise<Actor> {
+  const config = loadConfig(GatewayKeys, env);
+  const g = createGateway({ nc, log: testLog, clock: systemClock, node: "gw-test", metrics: createMetrics({ defaults: false }) }, config);
+  await g.start();
+  return g;
+}
+
+/** Starts an in-process processing node delivering to `smtpPort`. */
+export async function startProcessing(nc: NatsConnection, smtpPort: number, env: Record<string, string> = {}, classifier: MailClassifier = passThroughClassifier, random = () => 0.5): Promise<Actor> {
+  const config = loadConfig(ProcessingKeys, { FEN_SMTP_PORT: String(smtpPort), FEN_RETRY_BASE_MS: "100", FEN_RETRY_MAX_MS: "1000", ...env });
+  const delivery = createDelivery({
+    host: config.smtpHost, port: config.smtpPort, secure: false, requireTls: false, tlsRejectUnauthorized: false,
+    poolSize: config.smtpPoolSize, timeoutMs: config.smtpTimeoutMs,
+  });
+  const p = createProcessingNode({
+    nc, log: testLog, clock: systemClock, random, node: `proc-test-${Math.floor(Math.random() * 1e6)}`,
+    metrics: createMetrics({ defaults: false }), delivery, classifier,
+  }, config);
+  await p.start();
+  return p;
+}
+
+/** Spawns a node's main.ts as a real child process (for SIGKILL tests). */
+export function spawnNode(role: "gateway" | "processing" | "ledger", env: Record<string, string>): ChildProcess {
+  return spawn(TSX, [path.join(root, `nodes/${role}/main.ts`)], {
+    env: { ...process.env, FEN_LOG_LEVEL: "warn", ...env },
+    stdio: ["ignore", "ignore", "inherit"],
+  });
+}
+
+/** A structured submit request. */
+export function structured(i: number | string, opts: { key?: string; to?: string[]; subject?: string; text?: string } = {}): SubmitRequest {
+  return {
+    kind: "mail.submit", v: 1,
+    ...(opts.key ? { idempotencyKey: opts.key } : {}),
+    mail: {
+      from: "sender@example.org", to: opts.to ?? ["rcpt@example.net"], cc: [], bcc: [], subject: opts.subject ?? `test ${i}`,
+      text: opts.text ?? `body ${i}`, headers: {}, attachments: [],
+    },
+  };
+}
+
+export const submit = (nc: NatsConnection, req: SubmitRequest | Record<string, unknown>, timeoutMs = 15_000): Promise<SubmitReply> =>
+  callService(nc, ServiceSubjects.submit, Codecs.submitRequest, req as SubmitRequest, Codecs.submitReply, timeoutMs);
+
+export const status = (nc: NatsConnection, mailId: string): Promise<StatusReply> =>
+  callService(nc, ServiceSubjects.status, Codecs.statusRequest, { kind: "mail.status", v: 1, mailId: mailId as never }, Codecs.statusReply);
+
+/** Polls `check` until it returns a value (not undefined/false) or times out. */
+export async function until<T>(what: string, check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 30_000, everyMs = 50): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const v = await check();
+      if (v !== undefined && v !== false) return v;
+    } catch (err) {
+      last = err;
+    }
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+  throw new Error(`timed out waiting for ${what}`, { cause: last });
+}

@@ -1,0 +1,95 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { Names } from "../../protocol/index.js";
+import type { Actor } from "../../nodes/common/actor.js";
+import { startSmtpSink } from "../../nodes/local/smtp-sink.js";
+import type { SmtpSink } from "../../nodes/local/smtp-sink.js";
+import { startTestCluster } from "../helpers/cluster.js";
+import type { TestCluster } from "../helpers/cluster.js";
+import { connectAndProvision, startGateway, startProcessing, status, structured, submit, until } from "../helpers/system.js";
+
+let cluster: TestCluster;
+let nc: NatsConnection;
+let gateway: Actor;
+const actors: Actor[] = [];
+const sinks: SmtpSink[] = [];
+
+beforeAll(async () => {
+  cluster = await startTestCluster();
+  nc = await connectAndProvision(cluster.urls);
+  gateway = await startGateway(nc);
+});
+afterAll(async () => {
+  for (const a of [...actors, gateway]) await a?.drain();
+  for (const s of sinks) await s.close();
+  await nc?.close();
+  await cluster?.dispose();
+});
+
+/** A processing node and sink pair dedicated to one test (unique recipient domain routes nothing; the sink is per test). */
+async function pipeline(respond?: Parameters<typeof startSmtpSink>[0] extends infer O ? O extends { respond?: infer R } ? R : never : never) {
+  const sink = await startSmtpSink(respond ? { respond } : {});
+  sinks.push(sink);
+  const node = await startProcessing(nc, sink.port);
+  actors.push(node);
+  return { sink, node };
+}
+
+describe("end to end on a real 3-node cluster", () => {
+  it("delivers a submitted mail, with the whole state history", async () => {
+    const { sink, node } = await pipeline();
+    const reply = await submit(nc, structured("happy", { key: "happy-1" }));
+    expect(reply.duplicate).toBe(false);
+    const st = await until("Sent", async () => { const s = await status(nc, reply.mailId); return s.state === "Sent" && s; });
+    expect(st.history.map((e) => e.state)).toEqual(["PendingProcessing", "Processing", "Validated", "DeliveryScheduled", "Sent"]);
+    expect(st.history.at(-1)?.detail.smtp?.code).toBe(250);
+    expect(sink.messages).toHaveLength(1);
+    expect(sink.messages[0]?.messageId).toBe(reply.messageId);
+    expect(sink.messages[0]?.raw.toString()).toContain("body happy");
+    await node.drain();
+  });
+
+  it("delivers once when the same idempotency key is submitted twice", async () => {
+    const { sink, node } = await pipeline();
+    const a = await submit(nc, structured("idem-a", { key: "same-key" }));
+    const b = await submit(nc, structured("idem-b", { key: "same-key" }));
+    expect(b).toMatchObject({ mailId: a.mailId, duplicate: true });
+    await until("Sent", async () => (await status(nc, a.mailId)).state === "Sent");
+    const c = await submit(nc, structured("idem-c", { key: "same-key" }));
+    expect(c).toMatchObject({ mailId: a.mailId, duplicate: true });
+    await node.drain();
+    expect(sink.messages.filter((m) => m.messageId === a.messageId)).toHaveLength(1);
+    expect(sink.messages).toHaveLength(1);
+  });
+
+  it("retries after a 4xx and delivers exactly once", async () => {
+    const { sink, node } = await pipeline((n) => (n === 1 ? { code: 451, message: "4.3.0 try again later" } : undefined));
+    const r = await submit(nc, structured("retry", { key: "retry-1" }));
+    const st = await until("Sent", async () => { const s = await status(nc, r.mailId); return s.state === "Sent" && s; });
+    expect(st.history.map((e) => e.state)).toEqual([
+      "PendingProcessing", "Processing", "Validated", "DeliveryScheduled", "Deferred",
+      "Processing", "Validated", "DeliveryScheduled", "Sent",
+    ]);
+    const deferred = st.history.find((e) => e.state === "Deferred");
+    expect(deferred?.detail.smtp).toMatchObject({ code: 451, enhanced: "4.3.0" });
+    expect(st.attempt).toBe(2);
+    expect(sink.dataCount()).toBe(2);
+    expect(sink.messages).toHaveLength(1);
+    await node.drain();
+  });
+
+  it("bounces on a 5xx, keeps the reply and does not retry", async () => {
+    const { sink, node } = await pipeline(() => ({ code: 550, message: "5.1.1 mailbox unavailable" }));
+    const r = await submit(nc, structured("bounce", { key: "bounce-1" }));
+    const st = await until("Bounced", async () => { const s = await status(nc, r.mailId); return s.state === "Bounced" && s; });
+    const bounced = st.history.at(-1);
+    expect(bounced?.detail.smtp).toMatchObject({ code: 550, enhanced: "5.1.1", command: "DATA" });
+    expect(bounced?.detail.error?.code).toBe("SMTP_PERMANENT");
+    await node.drain();
+    expect(sink.dataCount()).toBe(1);
+    const jsm = await jetstreamManager(nc);
+    const ci = await jsm.consumers.info(Names.workStream, Names.workConsumer);
+    expect(ci.num_ack_pending + ci.num_pending).toBe(0);
+  });
+});
