@@ -24,7 +24,8 @@ export const MAIL_STATES: readonly MailState[] = Object.values(MailStates);
 
 /**
  * States after which a mail is never sent again. Quarantined is terminal for
- * the processing node; only an operator's release starts a new delivery.
+ * the processing node; only an operator's release (Quarantined →
+ * PendingProcessing, with a new work item) starts a new delivery.
  */
 export const TERMINAL_STATES: ReadonlySet<MailState> = new Set<MailState>([
   MailStates.Sent,
@@ -48,7 +49,7 @@ export const TRANSITIONS: Readonly<Record<MailState, readonly MailState[]>> = {
   Validated: ["DeliveryScheduled", "Quarantined"],
   DeliveryScheduled: ["Sent", "Deferred", "Bounced", "Processing"],
   Deferred: ["Processing"],
-  Quarantined: ["DeliveryScheduled", "Rejected"],
+  Quarantined: ["PendingProcessing", "Rejected"],
   Sent: [],
   Bounced: [],
   Rejected: [],
