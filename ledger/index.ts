@@ -1,0 +1,60 @@
+/**
+ * Public surface of the pure ledger library: RFC 6962/9162 Merkle hashing,
+ * proofs and their verification, tiled storage layout, C2SP signed notes and
+ * checkpoints, canonical entries and offline receipts. No I/O, no logging.
+ *
+ * @module
+ */
+export { appendBatch, type AppendResult } from "./append.js";
+export {
+  LEDGER_ERRORS,
+  LedgerError,
+  LedgerErrorCode,
+  type LedgerErrorInfo,
+  type LedgerRetryClass,
+  ledgerErrorCode,
+} from "./errors.js";
+export {
+  EMPTY_FRONTIER,
+  FRONTIER_FORMAT_VERSION,
+  type Frontier,
+  type NodeSink,
+  appendLeaves,
+  createFrontier,
+  decodeFrontier,
+  encodeFrontier,
+  frontierNodeIds,
+  frontierRoot,
+  loadFrontier,
+} from "./frontier.js";
+export { EMPTY_ROOT, HASH_SIZE, LEAF_HASH_PREFIX, NODE_HASH_PREFIX, hashChildren, hashLeaf } from "./hash.js";
+export type { NodeId } from "./node-id.js";
+export {
+  type HashReader,
+  type ProofNodes,
+  consistencyNodes,
+  inclusionNodes,
+  proveConsistency,
+  proveInclusion,
+} from "./proof.js";
+export {
+  TILE_HEIGHT,
+  TILE_WIDTH,
+  type MemoryTileStore,
+  type TileData,
+  type TileId,
+  type TileReader,
+  buildTiles,
+  changedTiles,
+  createMemoryTileStore,
+  createTileHashReader,
+  tilePath,
+} from "./tiles.js";
+export { consistencyProof, inclusionProof, merkleRoot } from "./tree.js";
+export {
+  consistencyProofLength,
+  inclusionProofLength,
+  rootFromInclusionProof,
+  verifyConsistency,
+  verifyInclusion,
+} from "./verify.js";
