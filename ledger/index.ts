@@ -7,6 +7,14 @@
  */
 export { appendBatch, type AppendResult } from "./append.js";
 export {
+  type Checkpoint,
+  type OpenedCheckpoint,
+  formatCheckpoint,
+  openCheckpoint,
+  parseCheckpoint,
+  signCheckpoint,
+} from "./checkpoint.js";
+export {
   LEDGER_ERRORS,
   LedgerError,
   LedgerErrorCode,
@@ -29,6 +37,25 @@ export {
 } from "./frontier.js";
 export { EMPTY_ROOT, HASH_SIZE, LEAF_HASH_PREFIX, NODE_HASH_PREFIX, hashChildren, hashLeaf } from "./hash.js";
 export type { NodeId } from "./node-id.js";
+export {
+  NOTE_ALG_ED25519,
+  NOTE_MAX_BYTES,
+  NOTE_MAX_SIGNATURES,
+  NOTE_SIGNATURE_PREFIX,
+  type NoteKeyPair,
+  type NoteSignature,
+  type NoteSigner,
+  type NoteVerifier,
+  type OpenedNote,
+  generateNoteKeyPair,
+  isValidKeyName,
+  noteKeyId,
+  noteKeyPairFromSeed,
+  openNote,
+  parseSignerKey,
+  parseVerifierKey,
+  signNote,
+} from "./note.js";
 export {
   type HashReader,
   type ProofNodes,
