@@ -24,10 +24,12 @@ export function fromBase64Strict(s: string): Uint8Array | undefined {
   return new Uint8Array(buf);
 }
 
+const STRICT_UTF8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
 /** Decodes UTF-8 strictly (no replacement characters), or returns `undefined`. */
 export function utf8DecodeStrict(bytes: Uint8Array): string | undefined {
   try {
-    return new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(bytes);
+    return STRICT_UTF8.decode(bytes);
   } catch {
     return undefined;
   }

@@ -15,6 +15,22 @@ export {
   signCheckpoint,
 } from "./checkpoint.js";
 export {
+  COMMITMENT_KEY_MIN_BYTES,
+  ENTRY_FORMAT_VERSION,
+  ENTRY_MAX_BYTES,
+  ENTRY_MAX_RECIPIENTS,
+  type ClassificationDetail,
+  type EntryDetail,
+  type LedgerEntry,
+  MailState,
+  type SmtpReplyDetail,
+  commitRecipient,
+  commitRecipients,
+  decodeEntry,
+  encodeEntry,
+  entryLeafHash,
+} from "./entry.js";
+export {
   LEDGER_ERRORS,
   LedgerError,
   LedgerErrorCode,
@@ -64,6 +80,20 @@ export {
   proveConsistency,
   proveInclusion,
 } from "./proof.js";
+export {
+  RECEIPT_FORMAT_VERSION,
+  RECEIPT_MAX_BYTES,
+  RECEIPT_MAX_ENTRIES,
+  RECEIPT_TYPE,
+  type Receipt,
+  type ReceiptEntry,
+  type ReceiptInput,
+  type VerifiedReceipt,
+  createReceipt,
+  parseReceipt,
+  serializeReceipt,
+  verifyReceipt,
+} from "./receipt.js";
 export {
   TILE_HEIGHT,
   TILE_WIDTH,
