@@ -3,6 +3,20 @@
  * proofs and their verification, tiled storage layout, C2SP signed notes and
  * checkpoints, canonical entries and offline receipts. No I/O, no logging.
  *
+ * A ledger node backs {@link TileReader} with its store (e.g. a KV bucket
+ * keyed by {@link tilePath}) and seals a block like this:
+ *
+ * ```ts
+ * const leaves = events.map((e) => hashLeaf(encodeEntry(e)));
+ * const frontier = await loadFrontier(createTileHashReader(tiles, size), size); // or decodeFrontier(stored)
+ * const r = await appendBatch(frontier, leaves, tiles);
+ * await store.put(r.tiles, encodeFrontier(r.frontier));          // tiles first ...
+ * const note = signCheckpoint({ origin, size: r.frontier.size, rootHash: r.root }, signer);
+ * await store.putCheckpoint(note);                                 // ... checkpoint last
+ * const reader = createTileHashReader(tiles, r.frontier.size);
+ * const proof = await proveInclusion(reader, leafIndex, r.frontier.size);
+ * ```
+ *
  * @module
  */
 export { appendBatch, type AppendResult } from "./append.js";

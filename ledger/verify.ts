@@ -97,11 +97,9 @@ export function rootFromInclusionProof(
     if (sn === 0) throw new LedgerError(LedgerErrorCode.ProofInvalid, "inclusion proof longer than the path to the root");
     if (fn % 2 === 1 || fn === sn) {
       r = hashChildren(p, r);
-      if (fn % 2 === 0) {
-        while (fn % 2 === 0 && fn !== 0) {
-          fn = shr(fn, 1);
-          sn = shr(sn, 1);
-        }
+      while (fn % 2 === 0 && fn !== 0) {
+        fn = shr(fn, 1);
+        sn = shr(sn, 1);
       }
     } else {
       r = hashChildren(r, p);
