@@ -1,6 +1,6 @@
 // Tiled storage, incremental appends and frontier persistence.
 import fc from "fast-check";
-import { describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import {
   EMPTY_FRONTIER,
   LedgerError,
@@ -24,7 +24,9 @@ import {
   tilePath,
   verifyConsistency,
   verifyInclusion,
+  type AppendResult,
   type Frontier,
+  type HashReader,
   type TileReader,
 } from "../../ledger/index.js";
 
@@ -106,16 +108,22 @@ describe("appendBatch", () => {
   });
 });
 
-describe("proofs across tile levels (70 000 leaves, three tile levels)", async () => {
+describe("proofs across tile levels (70 000 leaves, three tile levels)", () => {
   const n = 70_000;
+  const firstPart = 65_537;
   const leaves = leavesOf(n);
   const store = createMemoryTileStore();
-  const firstPart = 65_537;
-  const r1 = await appendBatch(EMPTY_FRONTIER, leaves.slice(0, firstPart), store);
-  store.writeTiles(r1.tiles);
-  const r2 = await appendBatch(r1.frontier, leaves.slice(firstPart), store);
-  store.writeTiles(r2.tiles);
-  const reader = createTileHashReader(store, n);
+  let r1: AppendResult;
+  let r2: AppendResult;
+  let reader: HashReader;
+
+  beforeAll(async () => {
+    r1 = await appendBatch(EMPTY_FRONTIER, leaves.slice(0, firstPart), store);
+    store.writeTiles(r1.tiles);
+    r2 = await appendBatch(r1.frontier, leaves.slice(firstPart), store);
+    store.writeTiles(r2.tiles);
+    reader = createTileHashReader(store, n);
+  });
 
   it("matches the reference root", () => {
     expect(hex(r2.root)).toBe(hex(merkleRoot(leaves)));
