@@ -1,4 +1,4 @@
-import { jetstream } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { Objm } from "@nats-io/obj";
 import type { NatsConnection } from "@nats-io/nats-core";
@@ -45,7 +45,7 @@ export function createGateway(deps: GatewayDeps, config: GatewayConfig): Gateway
       const bodies = await new Objm(js).open(Names.bodiesBucket);
       const state = createMailStateStore({ js, kv, clock: deps.clock, node: deps.node });
       const submit = createSubmitHandler({ js, bodies, state, clock: deps.clock, log, metrics: deps.metrics }, config);
-      const statusOf = createStatusHandler({ js, state });
+      const statusOf = createStatusHandler({ jsm: await jetstreamManager(deps.nc), state });
       service = await new Svcm(deps.nc).add({
         name: Names.gatewayService, version: GATEWAY_VERSION, description: "FastEmailNet submission and status",
       });

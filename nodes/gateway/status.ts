@@ -1,40 +1,36 @@
-import type { JetStreamClient } from "@nats-io/jetstream";
+import type { JetStreamManager } from "@nats-io/jetstream";
 import { Codecs, FenError, Names, mailEventsFilter } from "../../protocol/index.js";
 import type { MailEvent, StatusReply } from "../../protocol/index.js";
 import type { MailStateStore } from "../common/mail-state.js";
 
-/** Reads every life-cycle event of one mail, in stream order. */
-export async function readHistory(js: JetStreamClient, mailId: string): Promise<MailEvent[]> {
-  const consumer = await js.consumers.get(Names.eventsStream, { filter_subjects: [mailEventsFilter(mailId)] });
+/**
+ * Reads every life-cycle event of one mail, in stream order, with batched
+ * Direct Get (served by any replica, no consumer created per request).
+ */
+export async function readHistory(jsm: JetStreamManager, mailId: string): Promise<MailEvent[]> {
   const out: MailEvent[] = [];
-  try {
-    for (;;) {
-      const batch = await consumer.fetch({ max_messages: 256, expires: 1000 });
-      let last = -1;
-      let got = 0;
-      for await (const m of batch) {
-        out.push(Codecs.mailEvent.decode(m.data));
-        got++;
-        last = m.info.pending;
-        if (last === 0) break;
-      }
-      if (last === 0 || got === 0) break;
+  let seq = 1;
+  for (;;) {
+    const it = await jsm.direct.getBatch(Names.eventsStream, { seq, next_by_subj: mailEventsFilter(mailId), batch: 256 });
+    let got = 0;
+    for await (const m of it) {
+      out.push(Codecs.mailEvent.decode(m.data));
+      seq = m.seq + 1;
+      got++;
     }
-  } finally {
-    await consumer.delete().catch(() => undefined);
+    if (got < 256) return out;
   }
-  return out;
 }
 
 /** Handles `mail.status`: the current state from KV and the full history. */
-export function createStatusHandler(deps: { js: JetStreamClient; state: MailStateStore }): (data: Uint8Array) => Promise<StatusReply> {
+export function createStatusHandler(deps: { jsm: JetStreamManager; state: MailStateStore }): (data: Uint8Array) => Promise<StatusReply> {
   return async (data) => {
     const req = Codecs.statusRequest.decode(data);
     const current = await deps.state.get(req.mailId);
     if (!current) {
       throw new FenError("NOT_FOUND", `no mail ${req.mailId}`, { fields: [{ field: "mailId", code: "NOT_FOUND", message: "unknown mail id" }] });
     }
-    const history = await readHistory(deps.js, req.mailId);
+    const history = await readHistory(deps.jsm, req.mailId);
     const r = current.record;
     return { kind: "mail.status.reply", v: 1, mailId: r.mailId, state: r.state, attempt: r.attempt, updatedAt: r.updatedAt, history };
   };

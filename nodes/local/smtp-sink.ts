@@ -29,7 +29,7 @@ export interface SmtpSink {
  * and as `.eml` files under `dir` when given, so a user can open the
  * delivered mails. `respond` scripts failures (4xx/5xx) for tests.
  */
-export async function startSmtpSink(opts: { port?: number; host?: string; dir?: string; respond?: Responder } = {}): Promise<SmtpSink> {
+export async function startSmtpSink(opts: { port?: number; host?: string; dir?: string; respond?: Responder; delayMs?: number } = {}): Promise<SmtpSink> {
   const messages: SinkMessage[] = [];
   let n = 0;
   if (opts.dir) await mkdir(opts.dir, { recursive: true });
@@ -37,6 +37,8 @@ export async function startSmtpSink(opts: { port?: number; host?: string; dir?: 
     authOptional: true,
     disabledCommands: ["AUTH", "STARTTLS"],
     logger: false,
+    // Pooled clients keep connections open; do not wait 30 s for them on close.
+    closeTimeout: 500,
     size: 64 * 1024 * 1024,
     onData(stream, session, callback) {
       const chunks: Buffer[] = [];
@@ -54,9 +56,12 @@ export async function startSmtpSink(opts: { port?: number; host?: string; dir?: 
         }
         const from = session.envelope.mailFrom ? session.envelope.mailFrom.address : "";
         const to = session.envelope.rcptTo.map((r) => r.address);
+        // A message counts as received when the 250 goes out (after the
+        // optional delay that simulates a slow relay).
         const done = (file: string | undefined) => {
-          messages.push({ from, to, raw, messageId, file });
-          callback(null);
+          const accept = () => { messages.push({ from, to, raw, messageId, file }); callback(null); };
+          if (opts.delayMs) setTimeout(accept, opts.delayMs);
+          else accept();
         };
         if (!opts.dir) return done(undefined);
         const name = `${Date.now()}-${n}-${(messageId ?? "no-id").replace(/[^A-Za-z0-9@.-]/g, "")}.eml`;
@@ -69,6 +74,9 @@ export async function startSmtpSink(opts: { port?: number; host?: string; dir?: 
     server.once("error", reject);
     server.listen(opts.port ?? 0, opts.host ?? "127.0.0.1", () => resolve());
   });
+  // A client that dies mid-session (a SIGKILLed node) resets its socket;
+  // that is the client's failure, not the sink's.
+  server.on("error", () => undefined);
   const addr = server.server.address();
   const port = typeof addr === "object" && addr ? addr.port : (opts.port ?? 0);
   return {

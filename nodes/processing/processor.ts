@@ -11,7 +11,7 @@ import type { Classification, EventDetail, WorkItem } from "../../protocol/index
 import type { Actor, ActorStatus } from "../common/actor.js";
 import type { Clock, Random } from "../common/clock.js";
 import type { Logger } from "../common/logger.js";
-import type { MailStateStore, Versioned } from "../common/mail-state.js";
+import type { MailStateStore, Step, Versioned } from "../common/mail-state.js";
 import { createMailStateStore } from "../common/mail-state.js";
 import type { Metrics } from "../common/metrics.js";
 import type { ProcessingConfig } from "../config/index.js";
@@ -161,10 +161,40 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
     }
   };
 
+  /**
+   * Records the outcome of an SMTP attempt that happened. Unlike the claim,
+   * this must not give up on a transient store fault (e.g. a server failing
+   * over): giving up would leave the mail DeliveryScheduled and the
+   * redelivery would send it again. It retries, keeping the work item alive
+   * with `working()`, and treats "already recorded" (a write whose reply was
+   * lost) as success.
+   */
+  const advanceDurably = async (m: JsMsg, from: Versioned, steps: Step[], recipients: readonly string[], attempt: number): Promise<Versioned> => {
+    let cur = from;
+    const target = steps[steps.length - 1]!.state;
+    for (let i = 0; ; i++) {
+      try {
+        return await state.advance(cur, steps, recipients, attempt);
+      } catch (err) {
+        if (i >= 40) throw err;
+        log.warn({ err: toFenError(err), mailId: cur.record.mailId, attempt, try: i + 1 }, "recording the outcome failed; retrying");
+        m.working();
+        await new Promise((r) => setTimeout(r, Math.min(5000, 100 * 2 ** i)));
+        const now = await state.get(cur.record.mailId).catch(() => undefined);
+        if (!now) continue;
+        if (now.record.state === target && now.record.attempt === attempt) return now;
+        if (now.record.state !== from.record.state || now.record.attempt !== from.record.attempt) {
+          throw new FenError("STATE_CONFLICT", `mail ${cur.record.mailId} moved to ${now.record.state} while recording ${target}`);
+        }
+        cur = now;
+      }
+    }
+  };
+
   const record = async (m: JsMsg, cur: Versioned, item: WorkItem, outcome: Awaited<ReturnType<Delivery["send"]>>, attempt: number, alog: Logger) => {
     const recipients = item.envelope.to;
     if (outcome.kind === "sent") {
-      await state.advance(cur, [{ state: "Sent", detail: { smtp: outcome.smtp } }], recipients, attempt);
+      await advanceDurably(m, cur, [{ state: "Sent", detail: { smtp: outcome.smtp } }], recipients, attempt);
       deps.metrics.delivered.inc();
       deps.metrics.deliveryLatency.observe((deps.clock.now() - Date.parse(item.submittedAt)) / 1000);
       alog.info({ smtp: outcome.smtp.code }, "sent");
@@ -176,14 +206,14 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
     if (outcome.kind === "transient" && attempt < config.maxAttempts) {
       const delay = backoffDelay({ baseMs: config.retryBaseMs, maxMs: config.retryMaxMs }, attempt, deps.random);
       const retryAt = new Date(deps.clock.now() + delay).toISOString();
-      await state.advance(cur, [{ state: "Deferred", detail: { ...smtp, retryAt, error: { code: "SMTP_TRANSIENT", message: outcome.reason } } }], recipients, attempt);
+      await advanceDurably(m, cur, [{ state: "Deferred", detail: { ...smtp, retryAt, error: { code: "SMTP_TRANSIENT", message: outcome.reason } } }], recipients, attempt);
       deps.metrics.deferred.inc();
       alog.info({ delay, smtp: outcome.smtp?.code }, "deferred");
       m.nak(delay);
       return;
     }
     const code = outcome.kind === "transient" ? "RETRIES_EXHAUSTED" : "SMTP_PERMANENT";
-    await state.advance(cur, [{ state: "Bounced", detail: { ...smtp, error: { code, message: outcome.reason } } }], recipients, attempt);
+    await advanceDurably(m, cur, [{ state: "Bounced", detail: { ...smtp, error: { code, message: outcome.reason } } }], recipients, attempt);
     deps.metrics.bounced.inc();
     alog.info({ smtp: outcome.smtp?.code, code }, "bounced");
     await finish(m);

@@ -33,7 +33,7 @@ export async function startTestCluster(opts: { extraConfig?: string; creds?: { u
     dir,
     async dispose() {
       await cluster.stop();
-      await rm(dir, { recursive: true, force: true });
+      if (!process.env["FEN_KEEP_TEST_DIRS"]) await rm(dir, { recursive: true, force: true });
     },
   });
 }

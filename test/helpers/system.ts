@@ -1,4 +1,5 @@
 import { spawn } from "node:child_process";
+import { createWriteStream } from "node:fs";
 import type { ChildProcess } from "node:child_process";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -19,7 +20,6 @@ import type { MailClassifier } from "../../nodes/processing/index.js";
 import { provision } from "../../nodes/provision/index.js";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
-const TSX = path.join(root, "node_modules/.bin/tsx");
 
 /** Quiet logger for in-process actors (set FEN_TEST_LOG=debug to see them). */
 export const testLog = pino({ level: process.env["FEN_TEST_LOG"] ?? "silent" });
@@ -55,11 +55,16 @@ export async function startProcessing(nc: NatsConnection, smtpPort: number, env:
 }
 
 /** Spawns a node's main.ts as a real child process (for SIGKILL tests). */
-export function spawnNode(role: "gateway" | "processing" | "ledger", env: Record<string, string>): ChildProcess {
-  return spawn(TSX, [path.join(root, `nodes/${role}/main.ts`)], {
-    env: { ...process.env, FEN_LOG_LEVEL: "warn", ...env },
-    stdio: ["ignore", "ignore", "inherit"],
+export function spawnNode(role: "gateway" | "processing" | "ledger", env: Record<string, string>, logFile?: string): ChildProcess {
+  // `node --import tsx`, not the tsx wrapper: the wrapper runs node as a
+  // child, and a SIGKILL to the wrapper would leave the node running.
+  const child = spawn(process.execPath, ["--import", "tsx", path.join(root, `nodes/${role}/main.ts`)], {
+    cwd: root,
+    env: { ...process.env, FEN_LOG_LEVEL: "info", ...env },
+    stdio: ["ignore", logFile ? "pipe" : "ignore", "inherit"],
   });
+  if (logFile && child.stdout) child.stdout.pipe(createWriteStream(logFile));
+  return child;
 }
 
 /** A structured submit request. */
@@ -94,4 +99,36 @@ export async function until<T>(what: string, check: () => Promise<T | undefined 
     await new Promise((r) => setTimeout(r, everyMs));
   }
   throw new Error(`timed out waiting for ${what}`, { cause: last });
+}
+
+/**
+ * Submits with retries the way a careful publisher does: on a transient
+ * error or a timeout, the same request (same idempotency key) again.
+ */
+export async function submitWithRetry(nc: NatsConnection, req: SubmitRequest, attempts = 20): Promise<SubmitReply> {
+  let last: unknown;
+  for (let i = 0; i < attempts; i++) {
+    try {
+      return await submit(nc, req, 5000);
+    } catch (err) {
+      last = err;
+      const code = (err as { code?: string }).code;
+      if (code && code !== "STORE_UNAVAILABLE" && code !== "INTERNAL" && code !== "TIMEOUT" && !/timeout|503|no responders/i.test(String(err))) throw err;
+      await new Promise((r) => setTimeout(r, 200 * (i + 1)));
+    }
+  }
+  throw last;
+}
+
+/** Runs `fn` over `items` with at most `limit` at once. */
+export async function pool<T, R>(items: readonly T[], limit: number, fn: (t: T, i: number) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]!, i);
+    }
+  }));
+  return out;
 }

@@ -1,0 +1,67 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { Names } from "../../protocol/index.js";
+import type { FenError } from "../../protocol/index.js";
+import type { Actor } from "../../nodes/common/actor.js";
+import { startTestCluster } from "../helpers/cluster.js";
+import type { TestCluster } from "../helpers/cluster.js";
+import { connectAndProvision, startGateway, structured, submit } from "../helpers/system.js";
+
+let cluster: TestCluster;
+let nc: NatsConnection;
+let gateway: Actor;
+beforeAll(async () => {
+  cluster = await startTestCluster();
+  nc = await connectAndProvision(cluster.urls);
+  gateway = await startGateway(nc, { FEN_MAX_MESSAGE_BYTES: String(64 * 1024) });
+});
+afterAll(async () => { await gateway?.drain(); await nc?.close(); await cluster?.dispose(); });
+
+async function stored(): Promise<{ work: number; status: number; events: number; bodies: number }> {
+  const jsm = await jetstreamManager(nc);
+  const n = async (s: string) => (await jsm.streams.info(s)).state.messages;
+  return { work: await n(Names.workStream), status: await n(`KV_${Names.statusBucket}`), events: await n(Names.eventsStream), bodies: await n(`OBJ_${Names.bodiesBucket}`) };
+}
+
+async function rejected(req: unknown): Promise<FenError> {
+  try {
+    await submit(nc, req as never);
+  } catch (err) {
+    return err as FenError;
+  }
+  throw new Error("request was accepted");
+}
+
+const raw = (s: string, to = ["rcpt@example.net"]) => ({ kind: "mail.submit", v: 1, mail: { raw: Buffer.from(s).toString("base64"), envelope: { from: "a@example.org", to } } });
+
+describe("rejected submissions: stable code, offending field, nothing stored", () => {
+  it.each([
+    ["bad address", { ...structured(1), mail: { ...structured(1).mail, to: ["not-an-address"] } }, "INVALID_ADDRESS", "mail.to.0"],
+    ["bad envelope address", raw("From: a@example.org\r\n\r\nhi", ["x@@y"]), "INVALID_ADDRESS", "mail.envelope.to.0"],
+    ["CRLF in subject", { ...structured(2), mail: { ...structured(2).mail, subject: "hi\r\nBcc: victim@example.com" } }, "HEADER_INJECTION", "mail.subject"],
+    ["CRLF in a header value", { ...structured(3), mail: { ...structured(3).mail, headers: { "X-Tag": "a\nb" } } }, "HEADER_INJECTION", "mail.headers.X-Tag"],
+    ["oversize body", structured(4, { text: "x".repeat(70 * 1024) }), "MESSAGE_TOO_LARGE", "mail"],
+    ["oversize raw", raw(`From: a@example.org\r\n\r\n${"y".repeat(70 * 1024)}`), "MESSAGE_TOO_LARGE", "mail"],
+    ["broken MIME: unclosed multipart", raw("From: a@example.org\r\nContent-Type: multipart/mixed; boundary=zz\r\n\r\n--zz\r\n\r\npart\r\n"), "INVALID_MIME", "mail.raw"],
+    ["broken MIME: no boundary", raw("From: a@example.org\r\nContent-Type: multipart/mixed\r\n\r\nbody"), "INVALID_MIME", "mail.raw"],
+    ["broken MIME: garbage header", raw("this is not a header\r\n\r\nbody"), "INVALID_MIME", "mail.raw"],
+    ["broken MIME: bad base64", raw("From: a@example.org\r\nContent-Transfer-Encoding: base64\r\n\r\n!!!not base64!!!"), "INVALID_MIME", "mail.raw"],
+    ["no recipients", { ...structured(5), mail: { ...structured(5).mail, to: [] } }, "NO_RECIPIENTS", "mail.to"],
+    ["unknown version", { kind: "mail.submit", v: 9, mail: {} }, "UNSUPPORTED_VERSION", undefined],
+    ["not a submit", { hello: "world" }, "BAD_REQUEST", "kind"],
+  ])("%s → %s", async (_name, req, code, field) => {
+    const before = await stored();
+    const err = await rejected(req);
+    expect(err.code).toBe(code);
+    if (field !== undefined) expect(err.fields.map((f) => f.field)).toContain(field);
+    expect(await stored()).toEqual(before);
+  });
+
+  it("accepts a well-formed raw multipart message", async () => {
+    const ok = raw("From: a@example.org\r\nContent-Type: multipart/alternative; boundary=\"b1\"\r\n\r\n--b1\r\nContent-Type: text/plain\r\n\r\nhi\r\n--b1--\r\n");
+    const r = await submit(nc, ok);
+    expect(r.duplicate).toBe(false);
+    expect((await stored()).work).toBe(1);
+  });
+});
