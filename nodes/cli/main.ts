@@ -1,0 +1,122 @@
+import { readFile } from "node:fs/promises";
+import { parseArgs } from "node:util";
+import { connect } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { Codecs, FenError, ServiceSubjects } from "../../protocol/index.js";
+import type { SubmitRequest } from "../../protocol/index.js";
+import { callService } from "../common/rpc.js";
+
+/** Streams and environment the CLI works with (injected for tests). */
+export interface CliIo {
+  readonly stdout: NodeJS.WritableStream;
+  readonly stderr: NodeJS.WritableStream;
+  readonly stdin: NodeJS.ReadableStream;
+  readonly env: Readonly<Record<string, string | undefined>>;
+}
+
+const USAGE = `usage: fastemailnet <command> [options]
+
+commands:
+  send      --from ADDR --to ADDR[,ADDR] [--cc ..] [--bcc ..] [--subject S] [--text T | --text-file F]
+            [--html H] [--raw FILE --to ..] [--key IDEMPOTENCY_KEY] [--json]
+  status    MAIL_ID [--json]
+  classify  [--json] FILE... (or - for stdin)
+  ledger    verify [--json] | prove MAIL_ID | verify-receipt FILE --key PUBKEY
+
+NATS servers: --server URL[,URL] or FEN_NATS_URLS (default nats://127.0.0.1:4222);
+credentials: FEN_NATS_USER / FEN_NATS_PASSWORD.
+Exit codes: 0 ok, 1 failed, 2 usage error, 3 request rejected (code printed).`;
+
+/** Entry point of the CLI; returns the exit code. */
+export async function main(argv: string[], io: CliIo): Promise<number> {
+  const [command, ...rest] = argv;
+  const out = (s: string) => io.stdout.write(`${s}\n`);
+  const err = (s: string) => io.stderr.write(`${s}\n`);
+  try {
+    switch (command) {
+      case "send": return await send(rest, io, out);
+      case "status": return await status(rest, io, out);
+      case "classify": {
+        const { runClassifyCommand } = await import("../classifier/cli.js");
+        return await runClassifyCommand(rest, { stdout: io.stdout, stderr: io.stderr, stdin: io.stdin });
+      }
+      case "ledger": {
+        const mod = await import("../ledger/cli.js");
+        return await mod.runLedgerCommand(rest, io);
+      }
+      case undefined: case "help": case "--help": case "-h":
+        out(USAGE);
+        return command === undefined ? 2 : 0;
+      default:
+        err(`unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
+        return 2;
+    }
+  } catch (e) {
+    if (e instanceof FenError) {
+      err(`error ${e.code}: ${e.message}`);
+      for (const f of e.fields) err(`  ${f.field || "(request)"}: ${f.code} ${f.message}`);
+      return e.code === "BAD_REQUEST" && e.message.startsWith("usage") ? 2 : 3;
+    }
+    err(`error: ${(e as Error).message ?? String(e)}`);
+    return 1;
+  }
+}
+
+async function connectFrom(server: string | undefined, io: CliIo): Promise<NatsConnection> {
+  const servers = (server ?? io.env["FEN_NATS_URLS"] ?? "nats://127.0.0.1:4222").split(",");
+  const user = io.env["FEN_NATS_USER"];
+  return connect({ servers, name: "fastemailnet-cli", ...(user ? { user, pass: io.env["FEN_NATS_PASSWORD"] ?? "" } : {}) });
+}
+
+const list = (s: string | undefined) => (s ? s.split(",").map((x) => x.trim()).filter(Boolean) : []);
+
+async function send(argv: string[], io: CliIo, out: (s: string) => void): Promise<number> {
+  const { values: o } = parseArgs({
+    args: argv,
+    options: {
+      server: { type: "string" }, from: { type: "string" }, to: { type: "string" }, cc: { type: "string" },
+      bcc: { type: "string" }, subject: { type: "string" }, text: { type: "string" }, "text-file": { type: "string" },
+      html: { type: "string" }, raw: { type: "string" }, key: { type: "string" }, json: { type: "boolean", default: false },
+    },
+  });
+  if (!o.from || !o.to) throw new FenError("BAD_REQUEST", "usage: send needs --from and --to");
+  const text = o["text-file"] ? await readFile(o["text-file"], "utf8") : o.text;
+  const req: SubmitRequest = o.raw
+    ? { kind: "mail.submit", v: 1, ...(o.key ? { idempotencyKey: o.key } : {}), mail: { raw: (await readFile(o.raw)).toString("base64"), envelope: { from: o.from, to: list(o.to) } } }
+    : {
+      kind: "mail.submit", v: 1, ...(o.key ? { idempotencyKey: o.key } : {}),
+      mail: {
+        from: o.from, to: list(o.to), cc: list(o.cc), bcc: list(o.bcc), subject: o.subject ?? "", headers: {}, attachments: [],
+        ...(text !== undefined ? { text } : {}), ...(o.html !== undefined ? { html: o.html } : {}),
+      },
+    };
+  const nc = await connectFrom(o.server, io);
+  try {
+    const reply = await callService(nc, ServiceSubjects.submit, Codecs.submitRequest, req, Codecs.submitReply, 30_000);
+    out(o.json ? JSON.stringify(reply) : `${reply.duplicate ? "duplicate of" : "accepted"} ${reply.mailId} ${reply.messageId}`);
+    return 0;
+  } finally {
+    await nc.close();
+  }
+}
+
+async function status(argv: string[], io: CliIo, out: (s: string) => void): Promise<number> {
+  const { values: o, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { server: { type: "string" }, json: { type: "boolean", default: false } } });
+  const mailId = positionals[0];
+  if (!mailId) throw new FenError("BAD_REQUEST", "usage: status MAIL_ID");
+  const nc = await connectFrom(o.server, io);
+  try {
+    const r = await callService(nc, ServiceSubjects.status, Codecs.statusRequest, { kind: "mail.status", v: 1, mailId: mailId as never }, Codecs.statusReply);
+    if (o.json) { out(JSON.stringify(r)); return 0; }
+    out(`${r.mailId}  ${r.state}  attempt ${r.attempt}  updated ${r.updatedAt}`);
+    for (const e of r.history) {
+      const d = e.detail;
+      const extra = [d.smtp ? `${d.smtp.code} ${d.smtp.response}` : "", d.error ? d.error.code : "", d.classification ? `score ${d.classification.score.toFixed(3)}` : "", d.inDoubt ? "in doubt" : ""].filter(Boolean).join("; ");
+      out(`  ${e.at}  ${e.state.padEnd(17)} #${e.attempt} ${e.node}${extra ? `  ${extra}` : ""}`);
+    }
+    for (const l of r.ledger ?? []) out(`  ledger: entry ${l.index} in tree of ${l.treeSize} (${l.eventId})`);
+    return 0;
+  } finally {
+    await nc.close();
+  }
+}
