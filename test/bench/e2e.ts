@@ -1,0 +1,175 @@
+/**
+ * End-to-end benchmark (a script, not a test): N mails of B bytes submitted
+ * over NATS by concurrent publishers to a real 3-node cluster
+ * (sync_interval: always), delivered by two processing nodes (child
+ * processes, as in production) to Postfix's smtp-sink; then, in the same
+ * run on the same machine, Postfix relaying the same number of mails of the
+ * same size to the same kind of sink (test/bench/peers/postfix-relay-bench).
+ *
+ * usage: npm run bench -- [--mails 5000] [--bytes 2000] [--publishers 64] [--sync always|1s] [--no-peer] [--json]
+ * Last line: one JSON object with mails, delivered, per_second, p50_ms,
+ * p99_ms, peer_per_second and ratio.
+ */
+import { execFile, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs, promisify } from "node:util";
+import { connect } from "@nats-io/transport-node";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { Codecs, Names, ServiceSubjects } from "../../protocol/index.js";
+import type { SubmitRequest } from "../../protocol/index.js";
+import { callService } from "../../nodes/common/rpc.js";
+import { freePort, startCluster } from "../../nodes/local/nats-cluster.js";
+import { provision } from "../../nodes/provision/index.js";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+/** CPU seconds (user + system) a process has used so far, from /proc. */
+async function cpuSeconds(pid: number | undefined): Promise<number> {
+  if (!pid) return NaN;
+  try {
+    const stat = (await readFile(`/proc/${pid}/stat`, "utf8")).split(") ")[1]!.split(" ");
+    return (Number(stat[11]) + Number(stat[12])) / 100;
+  } catch {
+    return NaN;
+  }
+}
+
+const { values: a } = parseArgs({
+  options: {
+    mails: { type: "string", default: "5000" }, bytes: { type: "string", default: "2000" },
+    publishers: { type: "string", default: "64" }, sync: { type: "string", default: "always" },
+    "no-peer": { type: "boolean", default: false }, json: { type: "boolean", default: false },
+    concurrency: { type: "string", default: "128" }, pool: { type: "string", default: "10" },
+  },
+});
+const N = Number(a.mails), BYTES = Number(a.bytes), PUBLISHERS = Number(a.publishers);
+const log = (s: string) => process.stderr.write(`${s}\n`);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function quantile(sorted: number[], q: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+}
+
+const dir = await mkdtemp(path.join(os.tmpdir(), "fen-bench-"));
+const children: ChildProcess[] = [];
+const cluster = await startCluster({ binary: path.join(root, ".tools/bin/nats-server"), dir, size: 3, syncInterval: a.sync });
+try {
+  await cluster.waitReady();
+  const nc = await connect({ servers: cluster.urls });
+  await provision(nc, await jetstreamManager(nc), { replicas: 3 });
+
+  // Postfix's smtp-sink: accepts and discards, like the peer's sink.
+  const sinkPort = await freePort();
+  const sink = spawn("smtp-sink", ["-u", "postfix", `127.0.0.1:${sinkPort}`, "1000"], { stdio: "ignore" });
+  children.push(sink);
+
+  const env = {
+    ...process.env, FEN_NATS_URLS: cluster.urls.join(","), FEN_SMTP_PORT: String(sinkPort), FEN_LOG_LEVEL: "warn",
+    FEN_MODEL_DIR: process.env["FEN_MODEL_DIR"] ?? "none", FEN_CONCURRENCY: a.concurrency, FEN_SMTP_POOL_SIZE: a.pool,
+  };
+  const named: { name: string; pid: number | undefined }[] = cluster.servers.map((sv) => ({ name: `nats-server ${sv.name}`, pid: sv.process?.pid }));
+  named.push({ name: "smtp-sink", pid: sink.pid });
+  const node = (role: string, name: string) => {
+    const c = spawn(process.execPath, ["--import", "tsx", path.join(root, `nodes/${role}/main.ts`)], {
+      cwd: root, env: { ...env, FEN_NODE_NAME: name }, stdio: ["ignore", "ignore", "inherit"],
+    });
+    children.push(c);
+    named.push({ name, pid: c.pid });
+  };
+  node("gateway", "bench-gw");
+  node("processing", "bench-p1");
+  node("processing", "bench-p2");
+  // Wait for the gateway service to answer.
+  for (let i = 0; ; i++) {
+    try { await nc.request(`$SRV.PING.${Names.gatewayService}`, undefined, { timeout: 500 }); break; } catch { if (i > 100) throw new Error("gateway did not start"); await sleep(100); }
+  }
+  await sleep(1500); // let the processing nodes attach their pull consumers
+
+  // Delivery times from the Sent events (core subscription on the stream subject).
+  const submittedAt = new Map<string, number>();
+  const latencies: number[] = [];
+  let delivered = 0;
+  let lastDelivery = 0;
+  const sub = nc.subscribe("fen.events.*.Sent");
+  (async () => {
+    for await (const m of sub) {
+      const id = m.subject.split(".")[2]!;
+      const t0 = submittedAt.get(id);
+      if (t0 === undefined) continue;
+      submittedAt.delete(id);
+      lastDelivery = performance.now();
+      latencies.push(lastDelivery - t0);
+      delivered++;
+    }
+  })();
+
+  const cpu0 = await Promise.all(named.map((n) => cpuSeconds(n.pid)));
+  const benchCpu0 = process.cpuUsage();
+  const body = "x".repeat(Math.max(0, BYTES - 300)).replace(/(.{76})/g, "$1\n");
+  const runId = Date.now().toString(36);
+  let next = 0;
+  let failed = 0;
+  const start = performance.now();
+  const progress = setInterval(() => log(`  submitted ${next}/${N}, delivered ${delivered}/${N}`), 2000);
+  await Promise.all(Array.from({ length: PUBLISHERS }, async () => {
+    while (next < N) {
+      const i = next++;
+      const req: SubmitRequest = {
+        kind: "mail.submit", v: 1, idempotencyKey: `bench-${runId}-${i}`,
+        mail: { from: "bench@example.org", to: ["sink@example.net"], cc: [], bcc: [], subject: `bench ${i}`, text: body, headers: {}, attachments: [] },
+      };
+      const t0 = performance.now();
+      try {
+        const r = await callService(nc, ServiceSubjects.submit, Codecs.submitRequest, req, Codecs.submitReply, 30_000);
+        submittedAt.set(r.mailId, t0);
+      } catch (err) {
+        failed++;
+        if (failed < 5) log(`submit failed: ${String(err)}`);
+      }
+    }
+  }));
+  const submitDone = performance.now();
+  const deadline = Date.now() + 300_000;
+  while (delivered + failed < N && Date.now() < deadline) await sleep(50);
+  clearInterval(progress);
+  const seconds = (lastDelivery - start) / 1000;
+  latencies.sort((x, y) => x - y);
+  const ours = {
+    mails: N, delivered, failed_submits: failed, bytes: BYTES, publishers: PUBLISHERS, sync_interval: a.sync,
+    seconds: +seconds.toFixed(2), submit_per_second: Math.round(N / ((submitDone - start) / 1000)),
+    per_second: Math.round(delivered / seconds), p50_ms: Math.round(quantile(latencies, 0.5)), p99_ms: Math.round(quantile(latencies, 0.99)),
+  };
+  log(`FastEmailNet: ${JSON.stringify(ours)}`);
+  const cpu1 = await Promise.all(named.map((n) => cpuSeconds(n.pid)));
+  const benchCpu = process.cpuUsage(benchCpu0);
+  const where = Object.fromEntries([
+    ...named.map((n, i) => [n.name, +(cpu1[i]! - cpu0[i]!).toFixed(2)] as const),
+    ["bench publishers", +((benchCpu.user + benchCpu.system) / 1e6).toFixed(2)] as const,
+  ]);
+  log(`CPU seconds per process during the run (${seconds.toFixed(1)} s wall, ${os.cpus().length} cores, load ${os.loadavg()[0]!.toFixed(1)}): ${JSON.stringify(where)}`);
+  sub.unsubscribe();
+  await nc.close();
+  for (const c of children) c.kill("SIGTERM");
+  await cluster.stop();
+
+  let peer: { per_second?: number; delivered?: number; seconds?: number } = {};
+  if (!a["no-peer"]) {
+    log("Postfix peer: relaying the same mails to smtp-sink …");
+    const { stdout } = await promisify(execFile)("bash", [path.join(root, "test/bench/peers/postfix-relay-bench"), String(N), String(BYTES), "10"], { maxBuffer: 1 << 20 });
+    peer = JSON.parse(stdout.trim().split("\n").pop()!);
+    log(`Postfix: ${JSON.stringify(peer)}`);
+  }
+  const result = {
+    ...ours, cpu_seconds: where, peer: "postfix", peer_per_second: peer.per_second ?? null, peer_delivered: peer.delivered ?? null,
+    ratio: peer.per_second ? +(ours.per_second / peer.per_second).toFixed(2) : null,
+  };
+  console.log(a.json ? JSON.stringify(result) : JSON.stringify(result, null, 2));
+} finally {
+  for (const c of children) c.kill("SIGKILL");
+  await cluster.stop().catch(() => undefined);
+  await rm(dir, { recursive: true, force: true });
+}
