@@ -19,6 +19,8 @@ export const ServiceSubjects = {
   quarantineList: "mail.quarantine.list",
   quarantineRelease: "mail.quarantine.release",
   quarantineDelete: "mail.quarantine.delete",
+  /** The three quarantine subjects, served by one endpoint. */
+  quarantineAll: "mail.quarantine.*",
   ledgerHead: "ledger.head",
   ledgerProof: "ledger.proof",
   ledgerConsistency: "ledger.consistency",

@@ -38,3 +38,8 @@ export function structuredRecipients(mail: StructuredMail): string[] {
 export function withMessageId(raw: Buffer, messageId: string): Buffer {
   return hasMessageId(raw) ? raw : Buffer.concat([Buffer.from(`Message-ID: ${messageId}\r\n`), raw]);
 }
+
+/** A Message-ID for messages composed only to be looked at (mail.classify), never sent. */
+export function messageIdForPreview(): string {
+  return "<preview@fastemailnet.invalid>";
+}

@@ -3,3 +3,4 @@ export { createGateway, GATEWAY_VERSION } from "./gateway.js";
 export type { Gateway, GatewayDeps } from "./gateway.js";
 export { checkMime } from "./mime.js";
 export { readHistory } from "./status.js";
+export { composeStructured, structuredRecipients, messageIdForPreview } from "./compose.js";

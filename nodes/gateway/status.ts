@@ -2,6 +2,7 @@ import type { JetStreamManager } from "@nats-io/jetstream";
 import { Codecs, FenError, Names, mailEventsFilter } from "../../protocol/index.js";
 import type { MailEvent, StatusReply } from "../../protocol/index.js";
 import type { MailStateStore } from "../common/mail-state.js";
+import { isNotFound } from "../common/js-errors.js";
 
 /**
  * Reads every life-cycle event of one mail, in stream order, with batched
@@ -11,12 +12,16 @@ export async function readHistory(jsm: JetStreamManager, mailId: string): Promis
   const out: MailEvent[] = [];
   let seq = 1;
   for (;;) {
-    const it = await jsm.direct.getBatch(Names.eventsStream, { seq, next_by_subj: mailEventsFilter(mailId), batch: 256 });
     let got = 0;
-    for await (const m of it) {
-      out.push(Codecs.mailEvent.decode(m.data));
-      seq = m.seq + 1;
-      got++;
+    try {
+      const it = await jsm.direct.getBatch(Names.eventsStream, { seq, next_by_subj: mailEventsFilter(mailId), batch: 256 });
+      for await (const m of it) {
+        out.push(Codecs.mailEvent.decode(m.data));
+        seq = m.seq + 1;
+        got++;
+      }
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
     }
     if (got < 256) return out;
   }

@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
-import { jetstream } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import type { Service } from "@nats-io/services";
 import type { ConsumerMessages, JetStreamClient, JsMsg } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { Objm } from "@nats-io/obj";
@@ -19,6 +20,7 @@ import { backoffDelay } from "./backoff.js";
 import type { MailClassifier } from "./classifier.js";
 import { createBatchingClassifier } from "./classifier.js";
 import type { Delivery } from "./delivery.js";
+import { startProcessingService } from "./service.js";
 
 export interface ProcessingDeps {
   readonly nc: NatsConnection;
@@ -55,6 +57,7 @@ export type ProcessingNode = Actor;
 export function createProcessingNode(deps: ProcessingDeps, config: ProcessingConfig): ProcessingNode {
   let status: ActorStatus = { state: "created" };
   let messages: ConsumerMessages | undefined;
+  let service: Service | undefined;
   let loop: Promise<void> | undefined;
   let resolveClosed!: () => void;
   const closed = new Promise<void>((r) => (resolveClosed = r));
@@ -227,6 +230,10 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
       const kv = await new Kvm(js).open(Names.statusBucket);
       bodies = await new Objm(js).open(Names.bodiesBucket);
       state = createMailStateStore({ js, kv, clock: deps.clock, node: deps.node });
+      service = await startProcessingService({
+        nc: deps.nc, js, jsm: await jetstreamManager(deps.nc), state, classifier: deps.classifier, clock: deps.clock, log,
+        quarantineThreshold: config.quarantineThreshold,
+      });
       const consumer = await js.consumers.get(Names.workStream, Names.workConsumer);
       messages = await consumer.consume({ max_messages: config.concurrency });
       status = { state: "running" };
@@ -248,6 +255,7 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
       status = { state: "draining" };
       if (!messages) { resolveClosed(); return; }
       // Stop pulling; buffered but unhandled items return to the server.
+      await service?.stop();
       messages.stop();
       await closed;
       deps.delivery.close();

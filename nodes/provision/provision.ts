@@ -5,17 +5,13 @@ import { jetstream } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { FenError, bucketSpecs, consumerSpecs, streamSpecs } from "../../protocol/index.js";
 import type { BucketSpec, SpecOptions } from "../../protocol/index.js";
+import { isNotFound } from "../common/js-errors.js";
 
 /** What provisioning did with one object. */
 export interface ProvisionStep {
   readonly kind: "stream" | "consumer" | "kv" | "object";
   readonly name: string;
   readonly action: "created" | "unchanged";
-}
-
-function isNotFound(err: unknown): boolean {
-  const e = err as { code?: unknown; api_error?: { err_code?: number } };
-  return e?.api_error?.err_code === 10059 || e?.api_error?.err_code === 10014 || String((err as Error)?.message).includes("not found");
 }
 
 function compare(kind: string, name: string, want: Record<string, unknown>, have: Record<string, unknown>): void {
