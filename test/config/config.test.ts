@@ -1,0 +1,30 @@
+import { readFileSync } from "node:fs";
+import { describe, expect, it } from "vitest";
+import { ConfigTables, GatewayKeys, ProcessingKeys, loadConfig } from "../../nodes/config/index.js";
+import type { FenError } from "../../protocol/index.js";
+
+describe("configuration", () => {
+  it("applies defaults, normalises units and freezes the result", () => {
+    const c = loadConfig(ProcessingKeys, { FEN_SMTP_PORT: "25", FEN_NATS_URLS: "nats://a:4222, nats://b:4222" });
+    expect(c.smtpPort).toBe(25);
+    expect(c.natsUrls).toEqual(["nats://a:4222", "nats://b:4222"]);
+    expect(c.retryBaseMs).toBe(30_000);
+    expect(Object.isFrozen(c)).toBe(true);
+  });
+  it("reports every bad key at once with its env name", () => {
+    try {
+      loadConfig(GatewayKeys, { FEN_MAX_MESSAGE_BYTES: "lots", FEN_LOG_LEVEL: "chatty" });
+      expect.unreachable();
+    } catch (err) {
+      const e = err as FenError;
+      expect(e.code).toBe("CONFIG_INVALID");
+      expect(e.fields.map((f) => f.field).sort()).toEqual(["FEN_LOG_LEVEL", "FEN_MAX_MESSAGE_BYTES"]);
+    }
+  });
+  it("CONFIG.md documents every key of every role, and no other", () => {
+    const md = readFileSync(new URL("../../nodes/config/CONFIG.md", import.meta.url), "utf8");
+    const documented = new Set([...md.matchAll(/^\| `(FEN_[A-Z_]+)` \|/gm)].map((m) => m[1]));
+    const all = new Set(Object.values(ConfigTables).flatMap((t) => Object.values(t).map((k) => k.env)));
+    expect(documented).toEqual(all);
+  });
+});

@@ -1,0 +1,42 @@
+import { describe, expect, it } from "vitest";
+import { FAILURE_TABLE, backoffDelay, classifyFailure, smtpReplyOf } from "../../nodes/processing/index.js";
+
+describe("backoff (injected random)", () => {
+  const policy = { baseMs: 1000, maxMs: 60_000 };
+  it("doubles per attempt with equal jitter, within [exp/2, exp]", () => {
+    expect(backoffDelay(policy, 1, () => 0)).toBe(500);
+    expect(backoffDelay(policy, 1, () => 0.999999)).toBe(1000);
+    expect(backoffDelay(policy, 3, () => 0.5)).toBe(3000);
+    expect(backoffDelay(policy, 10, () => 1)).toBe(60_000);
+    expect(backoffDelay(policy, 1000, () => 0)).toBe(30_000);
+  });
+});
+
+describe("SMTP failure table: one case per row", () => {
+  const cases: [string, unknown, "transient" | "permanent"][] = [
+    ["4xx: the relay asks to try again later", { responseCode: 451, response: "451 4.3.0 busy", command: "DATA" }, "transient"],
+    ["5xx: the relay refuses the mail for good", { responseCode: 550, response: "550 5.1.1 no such user", command: "RCPT TO" }, "permanent"],
+    ["connection refused or reset", { code: "ECONNECTION", message: "connect ECONNREFUSED" }, "transient"],
+    ["the relay did not answer in time", { code: "ETIMEDOUT" }, "transient"],
+    ["socket error", { code: "ESOCKET" }, "transient"],
+    ["the relay's name did not resolve", { code: "EDNS" }, "transient"],
+    ["TLS handshake failed", { code: "ETLS" }, "transient"],
+    ["authentication with the relay failed (configuration; retried until fixed or exhausted)", { code: "EAUTH" }, "transient"],
+    ["the envelope was refused", { code: "EENVELOPE" }, "permanent"],
+    ["the message could not be sent as is", { code: "EMESSAGE" }, "permanent"],
+    ["unknown failure: retried rather than lost", { code: "EWHATEVER" }, "transient"],
+  ];
+  it("covers every row of the table exactly once", () => {
+    expect(cases.map((c) => c[0])).toEqual(FAILURE_TABLE.map((r) => r.why));
+  });
+  it.each(cases)("%s", (why, err, kind) => {
+    const o = classifyFailure(err);
+    expect(o.kind).toBe(kind);
+    if (o.kind !== "sent") expect(o.reason.startsWith(why)).toBe(true);
+  });
+  it("keeps the SMTP reply structured", () => {
+    expect(smtpReplyOf({ responseCode: 550, response: "550 5.1.1 <x@y.z>: unknown", command: "RCPT TO" }))
+      .toEqual({ code: 550, enhanced: "5.1.1", response: "550 5.1.1 <x@y.z>: unknown", command: "RCPT TO" });
+    expect(smtpReplyOf({ response: "250 OK" })).toEqual({ code: 250, response: "250 OK" });
+  });
+});
