@@ -3,7 +3,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { startCluster } from "../../nodes/local/nats-cluster.js";
-import type { NatsCluster } from "../../nodes/local/nats-cluster.js";
+import type { ClusterOptions, NatsCluster, ReadyProbeOptions } from "../../nodes/local/nats-cluster.js";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 
@@ -22,11 +22,18 @@ export interface TestCluster extends NatsCluster {
  * Starts a real 3-node JetStream cluster on free loopback ports with
  * temporary store dirs and waits until the meta leader answers.
  */
-export async function startTestCluster(opts: { extraConfig?: string; creds?: { user: string; pass: string }; syncInterval?: string } = {}): Promise<TestCluster> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), "fen-nats-"));
+export async function startTestCluster(opts: {
+  extraConfig?: string; creds?: ReadyProbeOptions; syncInterval?: string;
+  /** Server environment (e.g. `$VAR` passwords) and client-port TLS, see ClusterOptions. */
+  env?: ClusterOptions["env"]; tls?: ClusterOptions["tls"];
+  /** Use this folder (e.g. one holding included config files) instead of a fresh temporary one. */
+  dir?: string;
+} = {}): Promise<TestCluster> {
+  const dir = opts.dir ?? await mkdtemp(path.join(os.tmpdir(), "fen-nats-"));
   const cluster = await startCluster({
     binary: NATS_SERVER_BIN, dir, size: 3, syncInterval: opts.syncInterval ?? "always",
     ...(opts.extraConfig ? { extraConfig: opts.extraConfig } : {}),
+    ...(opts.env ? { env: opts.env } : {}), ...(opts.tls ? { tls: opts.tls } : {}),
   });
   await cluster.waitReady(60_000, opts.creds);
   return Object.assign(cluster, {
