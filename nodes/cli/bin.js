@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+/* global process */
 // The `fastemailnet` command. Runs the TypeScript sources through tsx's
 // loader so a checkout needs no build step.
 import { register } from "tsx/esm/api";
