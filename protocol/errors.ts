@@ -39,6 +39,7 @@ export const ErrorCodes = {
   QUARANTINED: { retry: "permanent", doc: "The classifier scored the mail at or above the quarantine threshold." },
   CLASSIFIER_FAILED: { retry: "transient", doc: "The classifier could not score the mail." },
   LEDGER_UNAVAILABLE: { retry: "transient", doc: "The ledger could not be read or written." },
+  LEDGER_CORRUPT: { retry: "permanent", doc: "Stored ledger data fails verification (tampered, or not what a block's checkpoint commits to)." },
 } as const satisfies Record<string, ErrorSpec>;
 
 /** A registered error code. */

@@ -29,3 +29,12 @@ export type {
 export { codec } from "./codec.js";
 export type { Codec } from "./codec.js";
 export { Codecs } from "./codecs.js";
+export {
+  LedgerBucketKeys, LedgerCodecs, LedgerMetaSchema, LedgerBlockRefSchema, LedgerBlockSchema, LedgerEventRefSchema,
+  LedgerHeadRequestSchema, LedgerHeadReplySchema, LedgerProofRequestSchema, LedgerProofReplySchema, LedgerReceiptSchema,
+  LedgerConsistencyRequestSchema, LedgerConsistencyReplySchema,
+} from "./ledger.js";
+export type {
+  LedgerMeta, LedgerBlockRef, LedgerBlock, LedgerEventRef, LedgerHeadRequest, LedgerHeadReply, LedgerProofRequest,
+  LedgerProofReply, LedgerReceipt, LedgerConsistencyRequest, LedgerConsistencyReply,
+} from "./ledger.js";
