@@ -6,7 +6,14 @@ import { connectNats } from "../common/nats.js";
 import { runUntilSignal } from "../common/runtime.js";
 import { createGateway } from "./gateway.js";
 
-const config = loadConfig(GatewayKeys, process.env);
+const config = (() => {
+  try {
+    return loadConfig(GatewayKeys, process.env);
+  } catch (err) {
+    console.error(`fen-gateway: ${(err as { code?: string }).code ?? "ERROR"}: ${(err as Error).message}`);
+    process.exit(1);
+  }
+})();
 const node = config.nodeName ?? `gateway-${process.pid}`;
 const log = createLogger({ level: config.logLevel, node });
 const nc = await connectNats(config, node);

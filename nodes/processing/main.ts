@@ -8,7 +8,14 @@ import { loadMailClassifier } from "./load-classifier.js";
 import { createDelivery } from "./delivery.js";
 import { createProcessingNode } from "./processor.js";
 
-const config = loadConfig(ProcessingKeys, process.env);
+const config = (() => {
+  try {
+    return loadConfig(ProcessingKeys, process.env);
+  } catch (err) {
+    console.error(`fen-processing: ${(err as { code?: string }).code ?? "ERROR"}: ${(err as Error).message}`);
+    process.exit(1);
+  }
+})();
 const node = config.nodeName ?? `processing-${process.pid}`;
 const log = createLogger({ level: config.logLevel, node });
 // A missing or corrupt model stops the node here, before it takes any work.

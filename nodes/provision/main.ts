@@ -5,7 +5,14 @@ import { connectNats } from "../common/nats.js";
 import { provision } from "./provision.js";
 
 /** Provisioning job: creates or checks every stream, consumer and bucket, then exits. */
-const config = loadConfig(CommonKeys, process.env);
+const config = (() => {
+  try {
+    return loadConfig(CommonKeys, process.env);
+  } catch (err) {
+    console.error(`fen-provision: ${(err as { code?: string }).code ?? "ERROR"}: ${(err as Error).message}`);
+    process.exit(1);
+  }
+})();
 const log = createLogger({ level: config.logLevel, node: "provision" });
 const nc = await connectNats(config, "fen-provision");
 try {
