@@ -66,6 +66,17 @@ export function mailEventsFilter(mailId: string): string {
   return `fen.events.${mailToken(mailId)}.>`;
 }
 
+/** `fen.events.*.<state>`: every mail's events of one state (e.g. all Sent). */
+export function stateEventsFilter(state: MailState): string {
+  if (!MAIL_STATES.includes(state)) throw new FenError("BAD_REQUEST", `not a state: ${String(state)}`);
+  return `fen.events.*.${state}`;
+}
+
+/** `$SRV.PING.<service>`: the micro-service discovery ping of one service. */
+export function servicePingSubject(service: string): string {
+  return `$SRV.PING.${subjectToken(service, "service name")}`;
+}
+
 /** `fen.quarantined.<mailId>`: a quarantined mail kept for an operator. */
 export function quarantineSubject(mailId: string): string {
   return `fen.quarantined.${mailToken(mailId)}`;

@@ -19,7 +19,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs, promisify } from "node:util";
 import { connect } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { Codecs, Names, ServiceSubjects } from "../../protocol/index.js";
+import { Codecs, Names, ServiceSubjects, mailIdOfSubject, servicePingSubject, stateEventsFilter } from "../../protocol/index.js";
 import type { SubmitRequest } from "../../protocol/index.js";
 import { callService } from "../../nodes/common/rpc.js";
 import { freePort, startCluster } from "../../nodes/local/nats-cluster.js";
@@ -85,7 +85,7 @@ try {
   node("processing", "bench-p2");
   // Wait for the gateway service to answer.
   for (let i = 0; ; i++) {
-    try { await nc.request(`$SRV.PING.${Names.gatewayService}`, undefined, { timeout: 500 }); break; } catch { if (i > 100) throw new Error("gateway did not start"); await sleep(100); }
+    try { await nc.request(servicePingSubject(Names.gatewayService), undefined, { timeout: 500 }); break; } catch { if (i > 100) throw new Error("gateway did not start"); await sleep(100); }
   }
   await sleep(1500); // let the processing nodes attach their pull consumers
 
@@ -94,10 +94,10 @@ try {
   const latencies: number[] = [];
   let delivered = 0;
   let lastDelivery = 0;
-  const sub = nc.subscribe("fen.events.*.Sent");
+  const sub = nc.subscribe(stateEventsFilter("Sent"));
   (async () => {
     for await (const m of sub) {
-      const id = m.subject.split(".")[2]!;
+      const id = mailIdOfSubject(m.subject);
       const t0 = submittedAt.get(id);
       if (t0 === undefined) continue;
       submittedAt.delete(id);
