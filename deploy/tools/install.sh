@@ -16,11 +16,6 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 bin="$root/.tools/bin"
 mkdir -p "$bin"
 
-if ! command -v go >/dev/null 2>&1; then
-  echo "install-tools: Go is not on PATH; install Go >= 1.24 (https://go.dev/doc/install) and run again" >&2
-  exit 2
-fi
-
 # name  module@version  binary-name-go-install-produces
 tools=(
   "nats-server github.com/nats-io/nats-server/v2@$NATS_SERVER_VERSION nats-server"
@@ -34,6 +29,10 @@ for row in "${tools[@]}"; do
   stamp="$bin/.$name.version"
   if [ -x "$bin/$name" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$mod" ]; then
     continue
+  fi
+  if ! command -v go >/dev/null 2>&1; then
+    echo "install-tools: Go is not on PATH and $name $mod is not built yet; install Go >= 1.24 (https://go.dev/doc/install) and run again" >&2
+    exit 2
   fi
   echo "install-tools: building $mod (first run only, takes a few minutes)" >&2
   GOBIN="$bin" CGO_ENABLED=0 GOFLAGS=-mod=mod go install "$mod"
