@@ -11,6 +11,8 @@ export interface SinkMessage {
   readonly messageId: string | undefined;
   /** Where it was written, when the sink keeps files. */
   readonly file: string | undefined;
+  /** True when the session had been upgraded with STARTTLS. */
+  readonly secure: boolean;
 }
 
 /** A scripted reply for the n-th DATA (1-based); undefined = accept with 250. */
@@ -29,13 +31,17 @@ export interface SmtpSink {
  * and as `.eml` files under `dir` when given, so a user can open the
  * delivered mails. `respond` scripts failures (4xx/5xx) for tests.
  */
-export async function startSmtpSink(opts: { port?: number; host?: string; dir?: string; respond?: Responder; delayMs?: number } = {}): Promise<SmtpSink> {
+export async function startSmtpSink(opts: {
+  port?: number; host?: string; dir?: string; respond?: Responder; delayMs?: number;
+  /** Offer STARTTLS (smtp-server's built-in self-signed certificate). @default false */
+  starttls?: boolean;
+} = {}): Promise<SmtpSink> {
   const messages: SinkMessage[] = [];
   let n = 0;
   if (opts.dir) await mkdir(opts.dir, { recursive: true });
   const server = new SMTPServer({
     authOptional: true,
-    disabledCommands: ["AUTH", "STARTTLS"],
+    disabledCommands: opts.starttls ? ["AUTH"] : ["AUTH", "STARTTLS"],
     logger: false,
     // Pooled clients keep connections open; do not wait 30 s for them on close.
     closeTimeout: 500,
@@ -59,7 +65,7 @@ export async function startSmtpSink(opts: { port?: number; host?: string; dir?: 
         // A message counts as received when the 250 goes out (after the
         // optional delay that simulates a slow relay).
         const done = (file: string | undefined) => {
-          const accept = () => { messages.push({ from, to, raw, messageId, file }); callback(null); };
+          const accept = () => { messages.push({ from, to, raw, messageId, file, secure: session.secure }); callback(null); };
           if (opts.delayMs) setTimeout(accept, opts.delayMs);
           else accept();
         };

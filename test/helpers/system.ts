@@ -43,7 +43,8 @@ export async function startGateway(nc: NatsConnection, env: Record<string, strin
 export async function startProcessing(nc: NatsConnection, smtpPort: number, env: Record<string, string> = {}, classifier: MailClassifier = passThroughClassifier, random = () => 0.5): Promise<Actor> {
   const config = loadConfig(ProcessingKeys, { FEN_SMTP_PORT: String(smtpPort), FEN_RETRY_BASE_MS: "100", FEN_RETRY_MAX_MS: "1000", ...env });
   const delivery = createDelivery({
-    host: config.smtpHost, port: config.smtpPort, secure: false, requireTls: false, tlsRejectUnauthorized: false,
+    host: config.smtpHost, port: config.smtpPort, secure: config.smtpSecure, requireTls: config.smtpRequireTls,
+    tlsRejectUnauthorized: config.smtpTlsRejectUnauthorized,
     poolSize: config.smtpPoolSize, timeoutMs: config.smtpTimeoutMs,
   });
   const p = createProcessingNode({

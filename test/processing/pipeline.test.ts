@@ -86,6 +86,16 @@ describe("end to end on a real 3-node cluster", () => {
     await node.drain();
   });
 
+  it("upgrades to STARTTLS when the relay offers it (and can require it)", async () => {
+    const sink = await startSmtpSink({ starttls: true });
+    sinks.push(sink);
+    const node = await startProcessing(nc, sink.port, { FEN_SMTP_REQUIRE_TLS: "true", FEN_SMTP_TLS_REJECT_UNAUTHORIZED: "false" });
+    actors.push(node);
+    const r = await submit(nc, structured("tls", { key: "tls-1" }));
+    await until("Sent", async () => (await status(nc, r.mailId)).state === "Sent");
+    expect(sink.messages.find((m) => m.messageId === r.messageId)?.secure).toBe(true);
+  });
+
   it("carries a body larger than the inline limit through the object store, intact", async () => {
     const { sink, node } = await pipeline();
     const big = Buffer.alloc(2 * 1024 * 1024);
