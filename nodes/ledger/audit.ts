@@ -1,0 +1,240 @@
+import { LedgerBucketKeys, toFenError } from "../../protocol/index.js";
+import type { LedgerBlock, LedgerBlockRef, LedgerMeta } from "../../protocol/index.js";
+import {
+  EMPTY_FRONTIER, appendBatch, createMemoryTileStore, createTileHashReader, decodeEntry, encodeFrontier, hashLeaf,
+  ledgerErrorCode, openCheckpoint, parseVerifierKey, proveConsistency, tilePath, verifyConsistency,
+} from "../../ledger/index.js";
+import type { Frontier, NoteVerifier } from "../../ledger/index.js";
+import type { LedgerStore, Stored, StoredHead } from "./store.js";
+
+/** One thing wrong with the stored ledger. */
+export interface AuditFault {
+  /** Block the fault is in (for a head fault, the block the head names). */
+  readonly block: number;
+  /** `block` for a block's record, content, tiles or index; `head`; `meta`. */
+  readonly where: "block" | "head" | "meta";
+  /** Stable code: a `LEDGER_*` library code, or `LEDGER_CORRUPT`. */
+  readonly code: string;
+  readonly message: string;
+}
+
+/** Result of {@link auditLedger}. */
+export interface AuditReport {
+  /** True when no fault was found. */
+  readonly ok: boolean;
+  /** Checkpoint origin the log was checked against. */
+  readonly origin?: string;
+  /** Where the verifier key came from: the caller (`--key`) or the bucket's own `meta` record. */
+  readonly trustRoot: "flag" | "bucket" | "none";
+  readonly verifierKey?: string;
+  /** Blocks verified. */
+  readonly blocks: number;
+  /** Entries verified (tree size after the last good block). */
+  readonly size: number;
+  /** Base64 root of the last good block. */
+  readonly root?: string;
+  /** First bad block, when a fault was found. */
+  readonly firstBadBlock?: number;
+  readonly faults: readonly AuditFault[];
+  /** Harmless findings (e.g. a head block still being rolled forward, unreferenced stages). */
+  readonly warnings: readonly string[];
+}
+
+/** Progress of a running audit. */
+export interface AuditProgress {
+  readonly block: number;
+  readonly lastBlock: number;
+  readonly size: number;
+}
+
+const b64 = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("base64");
+const same = (a: Uint8Array | undefined, b: Uint8Array) => a !== undefined && Buffer.from(a).equals(Buffer.from(b));
+
+function codeOf(err: unknown): string {
+  return ledgerErrorCode(err) ?? toFenError(err, "LEDGER_CORRUPT").code;
+}
+
+interface Fetched {
+  readonly ref?: Stored<LedgerBlockRef>;
+  readonly stage?: Stored<LedgerBlock>;
+  readonly error?: unknown;
+}
+
+/**
+ * Audits the whole `ledger` bucket without trusting any of it: for every
+ * block in order it checks the block record and its checkpoint signature,
+ * that the staged content hashes to its key and chains to the previous
+ * block, decodes every entry strictly, recomputes the Merkle tree from the
+ * entries (the root must be the checkpoint's, consecutive checkpoints must
+ * be consistent), compares the stored hash tiles and `ev.*` index records
+ * with what the entries imply, and finally checks the head. It stops at the
+ * first bad block and reports every fault found there.
+ *
+ * @param opts.verifierKey - trusted key; without it the bucket's `meta` key is used (and the report says so).
+ */
+export async function auditLedger(
+  store: LedgerStore,
+  opts: { verifierKey?: string; onProgress?: (p: AuditProgress) => void } = {},
+): Promise<AuditReport> {
+  const faults: AuditFault[] = [];
+  const warnings: string[] = [];
+  const fault = (block: number, where: AuditFault["where"], code: string, message: string) => faults.push({ block, where, code, message });
+
+  let meta: LedgerMeta | undefined;
+  try {
+    meta = (await store.readMeta())?.value;
+  } catch (err) {
+    fault(0, "meta", codeOf(err), (err as Error).message);
+  }
+  const trustRoot = opts.verifierKey ? "flag" : meta ? "bucket" : "none";
+  const verifierKey = opts.verifierKey ?? meta?.verifierKey;
+  const base = { origin: meta?.origin, trustRoot, verifierKey } as const;
+  let verifier: NoteVerifier | undefined;
+  try {
+    if (verifierKey) verifier = parseVerifierKey(verifierKey);
+  } catch (err) {
+    fault(0, "meta", codeOf(err), `verifier key: ${(err as Error).message}`);
+  }
+  let head: StoredHead | undefined;
+  try {
+    head = await store.readHead();
+  } catch (err) {
+    fault(0, "head", codeOf(err), (err as Error).message);
+  }
+  const blockNumbers = (await store.keys(LedgerBucketKeys.blocks)).map((k) => Number(k.slice("block.".length))).filter(Number.isSafeInteger);
+  const lastRecorded = blockNumbers.length > 0 ? Math.max(...blockNumbers) : -1;
+  const lastBlock = Math.max(lastRecorded, head?.value.block ?? -1);
+  if (!verifier) {
+    if (faults.length === 0) fault(0, "meta", "LEDGER_CORRUPT", "no verifier key: the bucket has no meta record and none was given");
+    return { ok: false, ...base, blocks: 0, size: 0, firstBadBlock: 0, faults, warnings };
+  }
+  if (faults.length > 0) return { ok: false, ...base, blocks: 0, size: 0, firstBadBlock: 0, faults, warnings };
+
+  const fetchBlock = async (n: number): Promise<Fetched> => {
+    try {
+      const ref = (await store.readBlockRef(n)) ?? (head && head.value.block === n ? head : undefined);
+      if (!ref) return {};
+      return { ref, stage: await store.readStage(ref.value.stage) };
+    } catch (err) {
+      return { error: err };
+    }
+  };
+  const ahead = new Map<number, Promise<Fetched>>();
+  const prefetch = (n: number) => {
+    for (let i = n; i <= Math.min(lastBlock, n + 8); i++) if (!ahead.has(i)) ahead.set(i, fetchBlock(i));
+  };
+
+  const tiles = createMemoryTileStore();
+  const seen = new Map<string, number>();
+  const referenced = new Set<string>();
+  let frontier: Frontier = EMPTY_FRONTIER;
+  let root: Uint8Array | undefined;
+  let prevStage = "";
+  let verified = 0;
+  for (let n = 0; n <= lastBlock; n++) {
+    prefetch(n);
+    const got = await (ahead.get(n) as Promise<Fetched>);
+    ahead.delete(n);
+    opts.onProgress?.({ block: n, lastBlock, size: frontier.size });
+    const bad = (code: string, message: string) => fault(n, "block", code, message);
+    if (got.error) {
+      bad(codeOf(got.error), (got.error as Error).message);
+      break;
+    }
+    const ref = got.ref?.value;
+    if (!ref) {
+      bad("LEDGER_CORRUPT", `block record block.${n} is missing`);
+      break;
+    }
+    const rolled = got.ref !== head || blockNumbers.includes(n);
+    if (!rolled) warnings.push(`block ${n} (the head) is committed but not yet rolled forward; checked from its staged content`);
+    if (ref.block !== n) bad("LEDGER_CORRUPT", `block.${n} holds the record of block ${ref.block}`);
+    if (ref.oldSize !== frontier.size) bad("LEDGER_CORRUPT", `block ${n} starts at entry ${ref.oldSize}, the previous block ended at ${frontier.size}`);
+    let cp;
+    try {
+      cp = openCheckpoint(ref.checkpoint, verifier, meta ? { origin: meta.origin } : {}).checkpoint;
+      if (cp.size !== ref.size) bad("LEDGER_CORRUPT", `block ${n}'s checkpoint is for size ${cp.size}, its record says ${ref.size}`);
+    } catch (err) {
+      bad(codeOf(err), `block ${n} checkpoint: ${(err as Error).message}`);
+    }
+    const body = got.stage?.value;
+    if (!body) bad("LEDGER_CORRUPT", `block ${n}'s staged content stage.${ref.stage} is missing`);
+    if (!cp || !body || faults.length > 0) break;
+    referenced.add(ref.stage);
+    if (body.block !== n || body.prevStage !== prevStage || body.oldSize !== ref.oldSize || body.checkpoint !== ref.checkpoint) {
+      bad("LEDGER_CORRUPT", `block ${n}'s staged content does not chain to block ${n - 1} or differs from its record`);
+    }
+    if (body.prevFrontier !== b64(encodeFrontier(frontier))) bad("LEDGER_CORRUPT", `block ${n}'s staged frontier is not the tree's`);
+    if (ref.oldSize + body.entries.length !== ref.size) bad("LEDGER_CORRUPT", `block ${n} holds ${body.entries.length} entries, its record says ${ref.size - ref.oldSize}`);
+    const leaves: Uint8Array[] = [];
+    const keys: { key: string; eventId: string }[] = [];
+    body.entries.forEach((text, i) => {
+      const bytes = new Uint8Array(Buffer.from(text, "base64"));
+      leaves.push(hashLeaf(bytes));
+      try {
+        const e = decodeEntry(bytes);
+        const at = ref.oldSize + i;
+        const dup = seen.get(e.eventId);
+        if (dup !== undefined) bad("LEDGER_CORRUPT", `event ${e.eventId} is in the log twice (entries ${dup} and ${at})`);
+        seen.set(e.eventId, at);
+        keys.push({ key: LedgerBucketKeys.event(e.mailId, e.eventId, e.state, e.attempt), eventId: e.eventId });
+      } catch (err) {
+        bad(codeOf(err), `entry ${ref.oldSize + i}: ${(err as Error).message}`);
+      }
+    });
+    if (faults.length > 0) break;
+    const r = await appendBatch(frontier, leaves, tiles);
+    if (!Buffer.from(r.root).equals(Buffer.from(cp.rootHash))) {
+      bad("LEDGER_ROOT_MISMATCH", `the entries of block ${n} do not hash to its checkpoint's root`);
+      break;
+    }
+    tiles.writeTiles(r.tiles);
+    if (n > 0 && root) {
+      try {
+        const proof = await proveConsistency(createTileHashReader(tiles, r.frontier.size), frontier.size, r.frontier.size);
+        verifyConsistency(frontier.size, r.frontier.size, proof, root, r.root);
+      } catch (err) {
+        bad(codeOf(err), `checkpoints of blocks ${n - 1} and ${n} are not consistent: ${(err as Error).message}`);
+      }
+    }
+    if (rolled) {
+      const [storedTiles, refs] = await Promise.all([
+        Promise.all(r.tiles.map((t) => store.getRaw(LedgerBucketKeys.tile(tilePath(t.id))))),
+        Promise.all(keys.map((k) => store.readEventRef(k.key).catch(() => undefined))),
+      ]);
+      r.tiles.forEach((t, i) => {
+        if (!same(storedTiles[i], t.data)) bad("LEDGER_CORRUPT", `tile ${tilePath(t.id)} of block ${n} is missing or differs from the entries`);
+      });
+      keys.forEach((k, i) => {
+        const e = refs[i];
+        const index = ref.oldSize + i;
+        if (!e || e.eventId !== k.eventId || e.index !== index || e.block !== n || e.treeSize !== ref.size) {
+          bad("LEDGER_CORRUPT", `index record ${k.key} does not point at entry ${index} of block ${n}`);
+        }
+      });
+    }
+    if (faults.length > 0) break;
+    frontier = r.frontier;
+    root = r.root;
+    prevStage = ref.stage;
+    verified++;
+  }
+
+  if (faults.length === 0 && lastBlock >= 0) {
+    const fromBlock = head ? await store.readBlockRef(head.value.block).catch(() => undefined) : undefined;
+    if (!head) fault(lastBlock, "head", "LEDGER_CORRUPT", "the head is missing but blocks exist");
+    else if (head.value.block !== lastBlock) {
+      fault(head.value.block, "head", "LEDGER_CORRUPT", `the head names block ${head.value.block} but blocks up to ${lastBlock} exist`);
+    } else if (fromBlock && !same(fromBlock.bytes, head.bytes)) {
+      fault(head.value.block, "head", "LEDGER_CORRUPT", `the head differs from block ${head.value.block}'s record`);
+    }
+  }
+  const stages = await store.keys(LedgerBucketKeys.stages).catch(() => []);
+  const orphans = faults.length === 0 ? stages.filter((k) => !referenced.has(k.slice("stage.".length))).length : 0;
+  if (orphans > 0) warnings.push(`${orphans} staged block(s) are referenced by no block (lost races or crashes before a commit)`);
+  const first = faults[0];
+  return {
+    ok: faults.length === 0, ...base, blocks: verified, size: frontier.size, ...(root ? { root: b64(root) } : {}),
+    ...(first ? { firstBadBlock: first.block } : {}), faults, warnings,
+  };
+}

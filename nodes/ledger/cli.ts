@@ -1,0 +1,169 @@
+import { existsSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { parseArgs } from "node:util";
+import { jetstream } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
+import { connect } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { FenError, Names, toFenError } from "../../protocol/index.js";
+import { ledgerErrorCode, serializeReceipt, verifyReceipt } from "../../ledger/index.js";
+import type { Receipt } from "../../ledger/index.js";
+import { auditLedger } from "./audit.js";
+import type { AuditReport } from "./audit.js";
+import { proveMail } from "./prove.js";
+import { createLedgerStore } from "./store.js";
+
+/** Streams and environment of the CLI (the same shape as `nodes/cli`'s). */
+export interface LedgerCliIo {
+  readonly stdout: NodeJS.WritableStream;
+  readonly stderr: NodeJS.WritableStream;
+  readonly stdin: NodeJS.ReadableStream;
+  readonly env: Readonly<Record<string, string | undefined>>;
+}
+
+const USAGE = `usage: fastemailnet ledger <command>
+
+  verify [--json] [--key PUBKEY] [--server URL]
+      audit the whole ledger bucket: every entry, block, checkpoint signature, tile and index record
+  prove MAIL_ID [--server URL] > receipt.json
+      export an offline receipt for every ledger entry of a mail
+  verify-receipt FILE|- --key PUBKEY [--origin ORIGIN] [--json]
+      check a receipt offline (no NATS) against a trusted verifier key
+
+PUBKEY is a signed-note verifier key <name>+<hex8>+<base64>, or a file holding one.
+Exit codes: 0 ok, 1 verification failed, 2 usage error, 3 request failed (code printed).`;
+
+async function keyArg(value: string | undefined): Promise<string | undefined> {
+  if (value === undefined) return undefined;
+  if (!value.includes("+") && existsSync(value)) return (await readFile(value, "utf8")).trim();
+  return value.trim();
+}
+
+async function connectFrom(server: string | undefined, io: LedgerCliIo): Promise<NatsConnection> {
+  const servers = (server ?? io.env["FEN_NATS_URLS"] ?? "nats://127.0.0.1:4222").split(",");
+  const user = io.env["FEN_NATS_USER"];
+  return connect({ servers, name: "fastemailnet-ledger-cli", ...(user ? { user, pass: io.env["FEN_NATS_PASSWORD"] ?? "" } : {}) });
+}
+
+async function openStore(server: string | undefined, io: LedgerCliIo) {
+  const nc = await connectFrom(server, io);
+  const kv = await new Kvm(jetstream(nc)).open(Names.ledgerBucket);
+  return { nc, store: createLedgerStore(kv) };
+}
+
+async function readAll(stream: NodeJS.ReadableStream): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of stream) chunks.push(Buffer.isBuffer(c) ? c : Buffer.from(String(c)));
+  return Buffer.concat(chunks);
+}
+
+function describeTrust(r: AuditReport): string {
+  if (r.trustRoot === "flag") return `trust root: the key given with --key (${r.verifierKey})`;
+  if (r.trustRoot === "bucket") return `trust root: the key stored in the bucket's meta record (${r.verifierKey}); it is not pinned — pass --key to check against your own copy`;
+  return "trust root: none";
+}
+
+async function verify(argv: string[], io: LedgerCliIo, out: (s: string) => void, err: (s: string) => void): Promise<number> {
+  const { values: o } = parseArgs({ args: argv, options: { server: { type: "string" }, json: { type: "boolean", default: false }, key: { type: "string" } } });
+  const key = await keyArg(o.key);
+  const { nc, store } = await openStore(o.server, io);
+  try {
+    let last = 0;
+    const report = await auditLedger(store, {
+      ...(key ? { verifierKey: key } : {}),
+      onProgress: (p) => {
+        const now = performance.now();
+        if (now - last < 1000 || p.lastBlock < 50) return;
+        last = now;
+        err(`audited ${p.block}/${p.lastBlock + 1} blocks, ${p.size} entries`);
+      },
+    });
+    if (o.json) out(JSON.stringify(report));
+    else {
+      if (report.ok) out(`ledger OK: ${report.size} entries in ${report.blocks} blocks; root ${report.root ?? "(empty)"}`);
+      else out(`ledger FAILED: first bad block ${report.firstBadBlock}${report.faults[0]?.where === "head" ? " (the head)" : ""}; ${report.size} entries in ${report.blocks} blocks before it verified`);
+      for (const f of report.faults) out(`  fault ${f.code} in ${f.where} ${f.block}: ${f.message}`);
+      if (report.origin) out(`origin: ${report.origin}`);
+      out(describeTrust(report));
+      for (const w of report.warnings) out(`  note: ${w}`);
+    }
+    return report.ok ? 0 : 1;
+  } finally {
+    await nc.close();
+  }
+}
+
+async function prove(argv: string[], io: LedgerCliIo, out: (s: string) => void): Promise<number> {
+  const { values: o, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { server: { type: "string" } } });
+  const mailId = positionals[0];
+  if (!mailId) throw new FenError("BAD_REQUEST", "usage: ledger prove MAIL_ID");
+  const { nc, store } = await openStore(o.server, io);
+  try {
+    const reply = await proveMail(store, mailId);
+    out(serializeReceipt(reply.receipt as Receipt));
+    return 0;
+  } finally {
+    await nc.close();
+  }
+}
+
+async function verifyReceiptCommand(argv: string[], io: LedgerCliIo, out: (s: string) => void): Promise<number> {
+  const { values: o, positionals } = parseArgs({
+    args: argv, allowPositionals: true,
+    options: { key: { type: "string" }, origin: { type: "string" }, json: { type: "boolean", default: false } },
+  });
+  const file = positionals[0];
+  const key = await keyArg(o.key);
+  if (!file || !key) throw new FenError("BAD_REQUEST", "usage: ledger verify-receipt FILE|- --key PUBKEY");
+  const bytes = file === "-" ? await readAll(io.stdin) : await readFile(file);
+  try {
+    const v = verifyReceipt(new Uint8Array(bytes), key, o.origin ? { origin: o.origin } : {});
+    if (o.json) {
+      out(JSON.stringify({ ok: true, mailId: v.mailId, size: v.checkpoint.size, origin: v.checkpoint.origin, entries: v.entries.map((e) => ({ leafIndex: e.leafIndex, eventId: e.entry.eventId, state: e.entry.state, at: e.entry.at })) }));
+    } else {
+      out(`receipt OK: mail ${v.mailId}, ${v.entries.length} entries in the tree of ${v.checkpoint.size} signed by ${key.split("+")[0]}`);
+      for (const e of v.entries) out(`  entry ${e.leafIndex}: ${e.entry.at} ${e.entry.state} #${e.entry.attempt} (${e.entry.eventId})`);
+    }
+    return 0;
+  } catch (e) {
+    const code = ledgerErrorCode(e) ?? toFenError(e).code;
+    if (o.json) out(JSON.stringify({ ok: false, code, message: (e as Error).message }));
+    else out(`receipt INVALID: ${code}: ${(e as Error).message}`);
+    return 1;
+  }
+}
+
+/**
+ * `fastemailnet ledger …`: audit the bucket, export a receipt, verify a
+ * receipt offline. Returns the exit code; never exits the process.
+ */
+export async function runLedgerCommand(argv: string[], io: LedgerCliIo): Promise<number> {
+  const [command, ...rest] = argv;
+  const out = (s: string) => io.stdout.write(`${s}\n`);
+  const err = (s: string) => io.stderr.write(`${s}\n`);
+  try {
+    switch (command) {
+      case "verify": return await verify(rest, io, out, err);
+      case "prove": return await prove(rest, io, out);
+      case "verify-receipt": return await verifyReceiptCommand(rest, io, out);
+      case undefined: case "help": case "--help": case "-h":
+        out(USAGE);
+        return command === undefined ? 2 : 0;
+      default:
+        err(`unknown ledger command ${JSON.stringify(command)}\n\n${USAGE}`);
+        return 2;
+    }
+  } catch (e) {
+    const fe = toFenError(e);
+    if (fe.code === "BAD_REQUEST" && fe.message.startsWith("usage")) {
+      err(`${fe.message}\n\n${USAGE}`);
+      return 2;
+    }
+    if (e instanceof TypeError && (e as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")) {
+      err(`${e.message}\n\n${USAGE}`);
+      return 2;
+    }
+    err(`error ${fe.code}: ${fe.message}`);
+    return 3;
+  }
+}

@@ -1,0 +1,249 @@
+import { jetstream } from "@nats-io/jetstream";
+import type { ConsumerMessages, JsMsg } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { Svcm } from "@nats-io/services";
+import type { Service } from "@nats-io/services";
+import { Codecs, FenError, LedgerBucketKeys, LedgerCodecs, Names, ServiceSubjects, toFenError } from "../../protocol/index.js";
+import type { LedgerMeta } from "../../protocol/index.js";
+import { encodeEntry, ledgerErrorCode, parseVerifierKey } from "../../ledger/index.js";
+import type { NoteSigner } from "../../ledger/index.js";
+import type { Actor, ActorStatus } from "../common/actor.js";
+import type { Clock } from "../common/clock.js";
+import type { Logger } from "../common/logger.js";
+import type { Metrics } from "../common/metrics.js";
+import { serveEndpoint } from "../common/rpc.js";
+import type { LedgerConfig } from "../config/index.js";
+import { entryOfEvent } from "./entry-of-event.js";
+import { headOf, proveConsistencyBetween, proveMail } from "./prove.js";
+import { createSequencer } from "./sequencer.js";
+import type { CommitOutcome, PendingEntry } from "./sequencer.js";
+import { createLedgerStore } from "./store.js";
+import type { LedgerStore } from "./store.js";
+
+/** Version of the `fen-ledger` service in `nats micro ls`. */
+export const LEDGER_VERSION = "0.1.0";
+
+/**
+ * Largest total of encoded entries in one block. The staged block carries
+ * them base64-encoded in one KV value, which must stay under NATS's default
+ * 1 MiB max_payload.
+ */
+export const BLOCK_MAX_ENTRY_BYTES = 600 * 1024;
+
+/** What a committed block looked like, for instrumentation. */
+export interface BlockCommitted extends CommitOutcome {
+  /** Milliseconds from the start of the commit until its events were acknowledged. */
+  readonly totalMs: number;
+}
+
+/** Dependencies of {@link createLedgerNode}. */
+export interface LedgerNodeDeps {
+  readonly nc: NatsConnection;
+  readonly log: Logger;
+  readonly clock: Clock;
+  /** Instance name. */
+  readonly node: string;
+  readonly metrics: Metrics;
+  /** The log's signing key (from FEN_LEDGER_SIGNING_KEY). */
+  readonly signer: NoteSigner;
+  /** Recipient commitment key (from FEN_LEDGER_COMMITMENT_KEY), at least 16 bytes. */
+  readonly commitmentKey: Uint8Array;
+  /** Called after each batch is committed and acknowledged (benchmarks, tests). */
+  readonly onBlock?: (info: BlockCommitted) => void;
+}
+
+/** The ledger node actor. */
+export type LedgerNode = Actor;
+
+/**
+ * Creates a ledger node: it consumes MAIL_EVENTS with the durable `ledger`
+ * consumer, appends every event exactly once in signed blocks of up to
+ * `ledgerBatchSize` events or `ledgerBatchMs` (see {@link createSequencer}
+ * for the commit protocol), acknowledges events only once their block is
+ * committed, and serves `fen-ledger` (`ledger.head`, `ledger.proof`,
+ * `ledger.consistency`). Any number of ledger nodes may run at once.
+ *
+ * A `LEDGER_CORRUPT` fault (stored data that does not verify) stops the
+ * node with that error in its status; storage faults are retried.
+ */
+export function createLedgerNode(deps: LedgerNodeDeps, config: LedgerConfig): LedgerNode {
+  let status: ActorStatus = { state: "created" };
+  let messages: ConsumerMessages | undefined;
+  let service: Service | undefined;
+  let draining = false;
+  let resolveClosed!: () => void;
+  const closed = new Promise<void>((r) => (resolveClosed = r));
+  const log = deps.log.child({ actor: "ledger" });
+  const queue: JsMsg[] = [];
+  let ended = false;
+  let wake: (() => void) | undefined;
+
+  /** Resolves on the next queued message, the end of the stream of messages, or after `ms`. */
+  const signal = (ms?: number) => new Promise<void>((resolve) => {
+    const timer = ms === undefined ? undefined : setTimeout(() => { wake = undefined; resolve(); }, ms);
+    wake = () => { if (timer) clearTimeout(timer); wake = undefined; resolve(); };
+  });
+
+  const nextBatch = async (): Promise<JsMsg[] | undefined> => {
+    while (queue.length === 0) {
+      if (ended) return undefined;
+      await signal();
+    }
+    const deadline = deps.clock.now() + config.ledgerBatchMs;
+    while (queue.length < config.ledgerBatchSize && !ended && !draining) {
+      const left = deadline - deps.clock.now();
+      if (left <= 0) break;
+      await signal(left);
+    }
+    let n = 0;
+    let bytes = 0;
+    while (n < queue.length && n < config.ledgerBatchSize) {
+      const size = (queue[n] as JsMsg).data.length;
+      if (n > 0 && bytes + size > BLOCK_MAX_ENTRY_BYTES) break;
+      bytes += size;
+      n++;
+    }
+    return queue.splice(0, n);
+  };
+
+  const toPending = (batch: JsMsg[]): { msgs: JsMsg[]; pending: PendingEntry[] } => {
+    const msgs: JsMsg[] = [];
+    const pending: PendingEntry[] = [];
+    for (const m of batch) {
+      try {
+        const ev = Codecs.mailEvent.decode(m.data);
+        const bytes = encodeEntry(entryOfEvent(ev, deps.commitmentKey));
+        pending.push({ eventKey: LedgerBucketKeys.event(ev.mailId, ev.eventId, ev.state, ev.attempt), eventId: ev.eventId, bytes });
+        msgs.push(m);
+      } catch (err) {
+        // An event that cannot be an entry never will be: say so loudly and drop it.
+        const code = ledgerErrorCode(err) ?? toFenError(err).code;
+        log.error({ err, code, seq: m.seq, subject: m.subject }, "event cannot be recorded in the ledger; terminated");
+        m.term(`not recordable: ${code}`);
+      }
+    }
+    return { msgs, pending };
+  };
+
+  const commitWithRetry = async (sequencer: ReturnType<typeof createSequencer>, msgs: JsMsg[], pending: PendingEntry[]) => {
+    // Keep the events ours while a commit waits out a server fail-over.
+    const heartbeat = setInterval(() => { for (const m of msgs) m.working(); }, 10_000);
+    try {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          return await sequencer.commit(pending);
+        } catch (err) {
+          const fe = toFenError(err);
+          if (fe.code === "LEDGER_CORRUPT" || !fe.transient || draining) throw fe;
+          const delay = Math.min(5000, 100 * 2 ** attempt);
+          log.warn({ err: fe, code: fe.code, attempt, delay }, "committing a block failed; retrying");
+          await new Promise((r) => setTimeout(r, delay));
+        }
+      }
+    } finally {
+      clearInterval(heartbeat);
+    }
+  };
+
+  const serve = (store: LedgerStore, meta: LedgerMeta) => {
+    const s = service as Service;
+    serveEndpoint(s, { name: "head", subject: ServiceSubjects.ledgerHead }, async (d) => {
+      LedgerCodecs.headRequest.decode(d);
+      return LedgerCodecs.headReply.encode(await headOf(store, meta));
+    }, log);
+    serveEndpoint(s, { name: "proof", subject: ServiceSubjects.ledgerProof }, async (d) => {
+      const req = LedgerCodecs.proofRequest.decode(d);
+      return LedgerCodecs.proofReply.encode(await proveMail(store, req.mailId));
+    }, log);
+    serveEndpoint(s, { name: "consistency", subject: ServiceSubjects.ledgerConsistency }, async (d) => {
+      const req = LedgerCodecs.consistencyRequest.decode(d);
+      return LedgerCodecs.consistencyReply.encode(await proveConsistencyBetween(store, req.from, req.to));
+    }, log);
+  };
+
+  const finish = (error?: unknown) => {
+    status = error === undefined ? { state: "closed" } : { state: "closed", error };
+    resolveClosed();
+  };
+
+  return {
+    closed,
+    status: () => status,
+    async start() {
+      const js = jetstream(deps.nc);
+      const kv = await new Kvm(js).open(Names.ledgerBucket);
+      const store = createLedgerStore(kv);
+      const origin = config.ledgerOrigin;
+      const meta: LedgerMeta = { kind: "ledger.meta", v: 1, origin, verifierKey: deps.signer.verifierKey };
+      if (await store.putImmutable(LedgerBucketKeys.meta, LedgerCodecs.meta.encode(meta)) === "conflict") {
+        const have = await store.readMeta();
+        throw new FenError("CONFIG_INVALID",
+          `the ledger bucket belongs to origin ${JSON.stringify(have?.value.origin)} and key ${have?.value.verifierKey}; ` +
+          `this node has origin ${JSON.stringify(origin)} and key ${meta.verifierKey} (FEN_LEDGER_ORIGIN, FEN_LEDGER_SIGNING_KEY)`);
+      }
+      const sequencer = createSequencer({
+        store, signer: deps.signer, verifier: parseVerifierKey(deps.signer.verifierKey), origin, clock: deps.clock, log,
+      });
+      const tip = await sequencer.load();
+      deps.metrics.ledgerHeight.set(tip.frontier.size);
+      service = await new Svcm(deps.nc).add({
+        name: Names.ledgerService, version: LEDGER_VERSION, description: "FastEmailNet transparency ledger",
+      });
+      serve(store, meta);
+      const consumer = await js.consumers.get(Names.eventsStream, Names.ledgerConsumer);
+      messages = await consumer.consume({ max_messages: Math.max(512, 2 * config.ledgerBatchSize) });
+      status = { state: "running" };
+      log.info({ size: tip.frontier.size, block: tip.head?.value.block ?? -1, verifierKey: meta.verifierKey }, "ledger node running");
+
+      const msgs = messages;
+      void (async () => {
+        for await (const m of msgs) {
+          queue.push(m);
+          wake?.();
+        }
+      })().catch((err: unknown) => log.error({ err }, "event consumer failed")).finally(() => { ended = true; wake?.(); });
+
+      void (async () => {
+        for (;;) {
+          const batch = await nextBatch();
+          if (!batch) return;
+          const started = deps.clock.now();
+          const { msgs: ok, pending } = toPending(batch);
+          if (pending.length === 0) continue;
+          const outcome = await commitWithRetry(sequencer, ok, pending);
+          const size = sequencer.tip()?.frontier.size;
+          if (size !== undefined) deps.metrics.ledgerHeight.set(size);
+          await Promise.all(ok.map((m) => m.ackAck().catch((err: unknown) => log.warn({ err, seq: m.seq }, "ackAck failed; the redelivery will be recognised"))));
+          if (outcome.block) log.debug({ block: outcome.block.block, size: outcome.block.size, appended: outcome.appended, duplicates: outcome.duplicates, conflicts: outcome.conflicts }, "block committed");
+          else log.debug({ duplicates: outcome.duplicates }, "batch already in the log");
+          deps.onBlock?.({ ...outcome, totalMs: deps.clock.now() - started });
+        }
+      })().then(
+        async () => { await service?.stop().catch(() => undefined); finish(); },
+        async (err: unknown) => {
+          const fe = toFenError(err);
+          if (draining && fe.transient) {
+            log.warn({ err: fe, code: fe.code }, "the last batch was not committed before the drain; it will be redelivered");
+            await service?.stop().catch(() => undefined);
+            finish();
+            return;
+          }
+          log.fatal({ err, code: fe.code }, "ledger node stopped");
+          messages?.stop();
+          await service?.stop().catch(() => undefined);
+          finish(err);
+        },
+      );
+    },
+    async drain() {
+      status = { state: "draining" };
+      draining = true;
+      if (!messages) { finish(); return; }
+      // Stop pulling; the batch in hand is committed, the rest is redelivered.
+      messages.stop();
+      wake?.();
+      await closed;
+    },
+  };
+}

@@ -1,0 +1,127 @@
+import { FenError } from "../../protocol/index.js";
+import type {
+  LedgerBlock, LedgerBlockRef, LedgerConsistencyReply, LedgerHeadReply, LedgerMeta, LedgerProofReply,
+} from "../../protocol/index.js";
+import {
+  createReceipt, createTileHashReader, decodeEntry, ledgerErrorCode, parseCheckpoint, proveConsistency, proveInclusion,
+} from "../../ledger/index.js";
+import type { LedgerStore, Stored } from "./store.js";
+
+const b64 = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("base64");
+
+function wrap(what: string, err: unknown): FenError {
+  if (err instanceof FenError) return err;
+  const cause = (err as { cause?: unknown })?.cause;
+  if (cause instanceof FenError) return cause;
+  return new FenError("LEDGER_CORRUPT", `${what}: ${ledgerErrorCode(err) ?? "error"}: ${(err as Error)?.message}`, { cause: err });
+}
+
+/**
+ * The newest block whose roll-forward is complete: the head, or the block
+ * before it while the head's tiles and index are still being written.
+ * Proofs are served against it, so every tile they need exists.
+ */
+export async function latestComplete(store: LedgerStore): Promise<Stored<LedgerBlockRef> | undefined> {
+  const head = await store.readHead();
+  if (!head) return undefined;
+  if (await store.readBlockRef(head.value.block)) return head;
+  if (head.value.block === 0) return undefined;
+  return store.readBlockRef(head.value.block - 1);
+}
+
+async function requireTip(store: LedgerStore): Promise<Stored<LedgerBlockRef>> {
+  const at = await latestComplete(store);
+  if (!at) throw new FenError("NOT_FOUND", "the ledger is empty");
+  return at;
+}
+
+/** `ledger.head`: the latest complete block's signed checkpoint. */
+export async function headOf(store: LedgerStore, meta: LedgerMeta): Promise<LedgerHeadReply> {
+  const at = await requireTip(store);
+  let root: Uint8Array;
+  try {
+    const body = at.value.checkpoint.slice(0, at.value.checkpoint.indexOf("\n\n") + 1);
+    root = parseCheckpoint(body).rootHash;
+  } catch (err) {
+    throw wrap(`block ${at.value.block} checkpoint`, err);
+  }
+  return {
+    kind: "ledger.head.reply", v: 1, origin: meta.origin, block: at.value.block, size: at.value.size,
+    root: b64(root), checkpoint: at.value.checkpoint, verifierKey: meta.verifierKey,
+  };
+}
+
+/**
+ * `ledger.proof`: a receipt for every entry of `mailId` (inclusion proofs
+ * against the latest complete checkpoint), read straight from the bucket.
+ *
+ * @throws FenError `NOT_FOUND` (no entry for the mail), `LEDGER_UNAVAILABLE`, `LEDGER_CORRUPT`.
+ */
+export async function proveMail(store: LedgerStore, mailId: string): Promise<LedgerProofReply> {
+  const at = await requireTip(store);
+  const size = at.value.size;
+  const refs = (await store.eventRefsOfMail(mailId)).filter((r) => r.index < size);
+  if (refs.length === 0) throw new FenError("NOT_FOUND", `no ledger entry for mail ${mailId}`);
+  const bodies = new Map<number, Promise<LedgerBlock>>();
+  const bodyOf = (n: number) => {
+    let p = bodies.get(n);
+    if (!p) {
+      p = (async () => {
+        const ref = await store.readBlockRef(n);
+        const stage = ref && (await store.readStage(ref.value.stage));
+        if (!stage) throw new FenError("LEDGER_CORRUPT", `block ${n} or its staged content is missing`);
+        return stage.value;
+      })();
+      bodies.set(n, p);
+    }
+    return p;
+  };
+  const reader = createTileHashReader(store.tileReader(size), size);
+  try {
+    const entries = await Promise.all(refs.map(async (r) => {
+      const body = await bodyOf(r.block);
+      const text = body.entries[r.index - body.oldSize];
+      if (text === undefined) throw new FenError("LEDGER_CORRUPT", `block ${r.block} has no entry ${r.index}`);
+      const entry = new Uint8Array(Buffer.from(text, "base64"));
+      const decoded = decodeEntry(entry);
+      if (decoded.mailId !== mailId || decoded.eventId !== r.eventId) {
+        throw new FenError("LEDGER_CORRUPT", `entry ${r.index} is not the indexed event ${r.eventId}`);
+      }
+      return { leafIndex: r.index, entry, proof: await proveInclusion(reader, r.index, size) };
+    }));
+    const receipt = createReceipt({ mailId, checkpoint: at.value.checkpoint, entries });
+    return {
+      kind: "ledger.proof.reply", v: 1, mailId, size,
+      refs: refs.map((r) => ({ index: r.index, eventId: r.eventId, treeSize: r.treeSize })),
+      receipt: { ...receipt, entries: [...receipt.entries].map((e) => ({ ...e, proof: [...e.proof] })) },
+    };
+  } catch (err) {
+    throw wrap(`proof for ${mailId}`, err);
+  }
+}
+
+/**
+ * `ledger.consistency`: RFC 9162 proof that the tree of `from` leaves is a
+ * prefix of the tree of `to` (default: the latest complete block's size).
+ *
+ * @throws FenError `BAD_REQUEST` unless `from <= to <= head size`.
+ */
+export async function proveConsistencyBetween(store: LedgerStore, from: number, to?: number): Promise<LedgerConsistencyReply> {
+  const at = await requireTip(store);
+  const size = at.value.size;
+  const end = to ?? size;
+  if (from > end || end > size) {
+    throw new FenError("BAD_REQUEST", `cannot prove consistency from ${from} to ${end} (the log has ${size} entries)`, {
+      fields: [{ field: from > end ? "from" : "to", code: "BAD_REQUEST", message: "out of range" }],
+    });
+  }
+  try {
+    const proof = await proveConsistency(createTileHashReader(store.tileReader(size), end), from, end);
+    return {
+      kind: "ledger.consistency.reply", v: 1, from, to: end, proof: proof.map(b64),
+      ...(end === size ? { checkpoint: at.value.checkpoint } : {}),
+    };
+  } catch (err) {
+    throw wrap(`consistency ${from}..${end}`, err);
+  }
+}

@@ -1,0 +1,88 @@
+import { randomBytes } from "node:crypto";
+import { PassThrough, Readable } from "node:stream";
+import { jetstream } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
+import type { KV } from "@nats-io/kv";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { Codecs, MAIL_STATES, Names, eventSubject, mailIdFromIdempotencyKey } from "../../protocol/index.js";
+import type { MailEvent, MailState } from "../../protocol/index.js";
+import { generateNoteKeyPair } from "../../ledger/index.js";
+import { systemClock } from "../../nodes/common/clock.js";
+import { createMetrics } from "../../nodes/common/metrics.js";
+import type { Metrics } from "../../nodes/common/metrics.js";
+import { LedgerKeys, loadConfig } from "../../nodes/config/index.js";
+import { createLedgerNode, ledgerSecrets, runLedgerCommand } from "../../nodes/ledger/index.js";
+import type { BlockCommitted, LedgerNode } from "../../nodes/ledger/index.js";
+import { pool, testLog } from "../helpers/system.js";
+
+/** A fresh ledger identity: env for a ledger node plus the public key. */
+export interface LedgerIdentity {
+  readonly env: Record<string, string>;
+  readonly verifierKey: string;
+  readonly origin: string;
+}
+
+/** Generates a signing key and a commitment key for a test log. */
+export function ledgerIdentity(origin = "test.fastemailnet/ledger"): LedgerIdentity {
+  const pair = generateNoteKeyPair(origin);
+  return {
+    origin,
+    verifierKey: pair.verifierKey,
+    env: { FEN_LEDGER_ORIGIN: origin, FEN_LEDGER_SIGNING_KEY: pair.signerKey, FEN_LEDGER_COMMITMENT_KEY: randomBytes(32).toString("hex") },
+  };
+}
+
+/** Starts an in-process ledger node. */
+export async function startLedger(
+  nc: NatsConnection, id: LedgerIdentity, env: Record<string, string> = {}, onBlock?: (b: BlockCommitted) => void,
+): Promise<LedgerNode & { metrics: Metrics }> {
+  const config = loadConfig(LedgerKeys, { ...id.env, ...env });
+  const metrics = createMetrics({ defaults: false });
+  const node = createLedgerNode({
+    nc, log: testLog, clock: systemClock, node: `ledger-test-${randomBytes(3).toString("hex")}`, metrics, ...ledgerSecrets(config),
+    ...(onBlock ? { onBlock } : {}),
+  }, config);
+  await node.start();
+  return Object.assign(node, { metrics });
+}
+
+/** The life-cycle event `i` of a test run: mails of 5 events each, walking the states in order. */
+export function testEvent(prefix: string, i: number): MailEvent {
+  const mailId = mailIdFromIdempotencyKey(`${prefix}-${Math.floor(i / 5)}`);
+  const state = MAIL_STATES[i % 5] as MailState;
+  return {
+    kind: "mail.event", v: 1, eventId: `${mailId}.${state}.0`, mailId, state, attempt: 0,
+    at: new Date(Date.UTC(2025, 0, 1) + i * 1000).toISOString(), node: "test", recipients: [`rcpt${i % 7}@example.net`],
+    detail: state === "Sent" ? { smtp: { code: 250, enhanced: "2.0.0", response: "250 2.0.0 queued as X" } } : {},
+  };
+}
+
+/** Publishes events `from..to-1` to MAIL_EVENTS (de-duplicated by event id, as the processing node does). */
+export async function publishEvents(nc: NatsConnection, prefix: string, from: number, to: number, concurrency = 256): Promise<MailEvent[]> {
+  const js = jetstream(nc);
+  const events = Array.from({ length: to - from }, (_, k) => testEvent(prefix, from + k));
+  await pool(events, concurrency, (ev) => js.publish(eventSubject(ev.mailId, ev.state), Codecs.mailEvent.encode(ev), { msgID: ev.eventId }));
+  return events;
+}
+
+/** Opens the ledger bucket. */
+export async function ledgerKv(nc: NatsConnection): Promise<KV> {
+  return new Kvm(jetstream(nc)).open(Names.ledgerBucket);
+}
+
+/** Tree size of the head, or 0. */
+export async function headSize(kv: KV): Promise<number> {
+  const e = await kv.get("head");
+  return e && e.operation === "PUT" ? (e.json() as { size: number }).size : 0;
+}
+
+/** Runs `fastemailnet ledger …` in-process and captures its output. */
+export async function ledgerCli(args: string[], env: Record<string, string>, stdin = ""): Promise<{ code: number; stdout: string; stderr: string }> {
+  const stdout = new PassThrough();
+  const stderr = new PassThrough();
+  const chunks = { out: [] as Buffer[], err: [] as Buffer[] };
+  stdout.on("data", (c: Buffer) => chunks.out.push(c));
+  stderr.on("data", (c: Buffer) => chunks.err.push(c));
+  const code = await runLedgerCommand(args, { stdout, stderr, stdin: Readable.from([stdin]), env });
+  return { code, stdout: Buffer.concat(chunks.out).toString("utf8"), stderr: Buffer.concat(chunks.err).toString("utf8") };
+}

@@ -1,0 +1,72 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { jetstream } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { Codecs, LedgerCodecs, ServiceSubjects, eventSubject } from "../../protocol/index.js";
+import { openCheckpoint, parseVerifierKey, verifyConsistency, verifyReceipt } from "../../ledger/index.js";
+import { callService } from "../../nodes/common/rpc.js";
+import { startTestCluster } from "../helpers/cluster.js";
+import type { TestCluster } from "../helpers/cluster.js";
+import { connectAndProvision, until } from "../helpers/system.js";
+import { headSize, ledgerCli, ledgerIdentity, ledgerKv, publishEvents, startLedger } from "./helpers.js";
+
+describe("ledger node: append, audit, fen-ledger service", () => {
+  let cluster: TestCluster;
+  let nc: NatsConnection;
+  const id = ledgerIdentity();
+
+  beforeAll(async () => {
+    cluster = await startTestCluster();
+    nc = await connectAndProvision(cluster.urls);
+  });
+  afterAll(async () => {
+    await nc?.close();
+    await cluster?.dispose();
+  });
+
+  it("appends each event once in signed blocks, even when the stream holds it twice, and serves head, proofs and consistency", async () => {
+    const kv = await ledgerKv(nc);
+    const first = await publishEvents(nc, "svc", 0, 600);
+    // The same events again without a message id: JetStream keeps them, the ledger must not.
+    const js = jetstream(nc);
+    for (const ev of first.slice(0, 100)) await js.publish(eventSubject(ev.mailId, ev.state), Codecs.mailEvent.encode(ev));
+    const node = await startLedger(nc, id, { FEN_LEDGER_BATCH_SIZE: "64" });
+    await until("600 entries", async () => (await headSize(kv)) === 600, 60_000);
+    const early = await callService(nc, ServiceSubjects.ledgerHead, LedgerCodecs.headRequest, { kind: "ledger.head", v: 1 }, LedgerCodecs.headReply);
+    await publishEvents(nc, "svc", 600, 1000);
+    await until("1000 entries", async () => (await headSize(kv)) === 1000, 60_000);
+    await until("the height gauge", async () => (await node.metrics.ledgerHeight.get()).values[0]?.value === 1000);
+
+    const head = await callService(nc, ServiceSubjects.ledgerHead, LedgerCodecs.headRequest, { kind: "ledger.head", v: 1 }, LedgerCodecs.headReply);
+    expect(head.size).toBe(1000);
+    expect(head.verifierKey).toBe(id.verifierKey);
+    const verifier = parseVerifierKey(id.verifierKey);
+    const cp = openCheckpoint(head.checkpoint, verifier, { origin: id.origin }).checkpoint;
+    expect(Buffer.from(cp.rootHash).toString("base64")).toBe(head.root);
+
+    const mailId = first[10]!.mailId;
+    const proof = await callService(nc, ServiceSubjects.ledgerProof, LedgerCodecs.proofRequest, { kind: "ledger.proof", v: 1, mailId }, LedgerCodecs.proofReply);
+    expect(proof.refs.map((r) => r.eventId)).toEqual(first.filter((e) => e.mailId === mailId).map((e) => e.eventId));
+    const verified = verifyReceipt(JSON.stringify(proof.receipt), id.verifierKey, { origin: id.origin });
+    expect(verified.entries.map((e) => e.entry.state)).toEqual(["PendingProcessing", "Processing", "Validated", "DeliveryScheduled", "Sent"]);
+    // Recipients are stored as commitments only.
+    expect(JSON.stringify(proof.receipt)).not.toContain("example.net");
+
+    const cons = await callService(nc, ServiceSubjects.ledgerConsistency, LedgerCodecs.consistencyRequest, { kind: "ledger.consistency", v: 1, from: early.size }, LedgerCodecs.consistencyReply);
+    expect(cons.to).toBe(1000);
+    const oldRoot = openCheckpoint(early.checkpoint, verifier).checkpoint.rootHash;
+    verifyConsistency(early.size, 1000, cons.proof.map((p) => Buffer.from(p, "base64")), oldRoot, cp.rootHash);
+    await expect(callService(nc, ServiceSubjects.ledgerConsistency, LedgerCodecs.consistencyRequest, { kind: "ledger.consistency", v: 1, from: 5, to: 2000 }, LedgerCodecs.consistencyReply))
+      .rejects.toMatchObject({ code: "BAD_REQUEST" });
+    await expect(callService(nc, ServiceSubjects.ledgerProof, LedgerCodecs.proofRequest, { kind: "ledger.proof", v: 1, mailId: "a".repeat(26) }, LedgerCodecs.proofReply))
+      .rejects.toMatchObject({ code: "NOT_FOUND" });
+
+    const audit = await ledgerCli(["verify", "--json", "--server", cluster.urls.join(",")], {});
+    const report = JSON.parse(audit.stdout) as { ok: boolean; size: number; trustRoot: string };
+    expect(audit.code).toBe(0);
+    expect(report).toMatchObject({ ok: true, size: 1000, trustRoot: "bucket" });
+
+    await node.drain();
+    await node.closed;
+    expect(node.status()).toEqual({ state: "closed" });
+  }, 120_000);
+});
