@@ -30,11 +30,11 @@ export { codec } from "./codec.js";
 export type { Codec } from "./codec.js";
 export { Codecs } from "./codecs.js";
 export {
-  LedgerBucketKeys, LedgerCodecs, LedgerMetaSchema, LedgerBlockRefSchema, LedgerBlockSchema, LedgerEventRefSchema,
+  LedgerBucketKeys, LedgerBucketStream, LedgerCodecs, LedgerMetaSchema, LedgerBlockRefSchema, LedgerBlockSchema, LedgerMailIndexSchema,
   LedgerHeadRequestSchema, LedgerHeadReplySchema, LedgerProofRequestSchema, LedgerProofReplySchema, LedgerReceiptSchema,
   LedgerConsistencyRequestSchema, LedgerConsistencyReplySchema,
 } from "./ledger.js";
 export type {
-  LedgerMeta, LedgerBlockRef, LedgerBlock, LedgerEventRef, LedgerHeadRequest, LedgerHeadReply, LedgerProofRequest,
+  LedgerMeta, LedgerBlockRef, LedgerBlock, LedgerMailIndex, LedgerHeadRequest, LedgerHeadReply, LedgerProofRequest,
   LedgerProofReply, LedgerReceipt, LedgerConsistencyRequest, LedgerConsistencyReply,
 } from "./ledger.js";

@@ -1,11 +1,9 @@
-import { createHash } from "node:crypto";
 import { z } from "zod";
 import { codec } from "./codec.js";
 import { FenError } from "./errors.js";
 import { isMailId } from "./ids.js";
-import { MAIL_STATES } from "./lifecycle.js";
-import type { MailState } from "./lifecycle.js";
 import { LedgerReceiptRefSchema } from "./schemas.js";
+import { Names } from "./specs.js";
 
 /**
  * The ledger's wire: the key layout of the `ledger` KV bucket (read by the
@@ -25,7 +23,7 @@ function bad(message: string): FenError {
 
 /**
  * Keys of the `ledger` bucket. Immutable keys (`meta`, `stage.*`, `block.*`,
- * `ev.*`, `tile/*`) are only ever created (create-if-absent); `head` moves
+ * `m.*`, `tile/*`) are only ever created (create-if-absent); `head` moves
  * only by compare-and-swap on its revision.
  */
 export const LedgerBucketKeys = {
@@ -47,21 +45,16 @@ export const LedgerBucketKeys = {
     if (!HEX64.test(sha256Hex)) throw bad(`not a SHA-256 hex digest: ${JSON.stringify(sha256Hex)}`);
     return `stage.${sha256Hex}`;
   },
-  /** Filter of the event index keys of one mail. */
-  eventsOfMail(mailId: string): string {
+  /** Filter of every index record of one mail. */
+  mailIndexes(mailId: string): string {
     if (!isMailId(mailId)) throw bad(`not a mail id: ${JSON.stringify(mailId)}`);
-    return `ev.${mailId}.>`;
+    return `m.${mailId}.>`;
   },
-  /**
-   * `ev.<mailId>.<state>.<attempt>` for an event id of the canonical form
-   * `<mailId>.<state>.<attempt>`, otherwise `ev.<mailId>.x<40 hex of SHA-256(eventId)>`.
-   * Value: {@link LedgerEventRefSchema}.
-   */
-  event(mailId: string, eventId: string, state: MailState, attempt: number): string {
+  /** `m.<mailId>.<block>`: the mail's entries in block `block` ({@link LedgerMailIndexSchema}). */
+  mailIndex(mailId: string, block: number): string {
     if (!isMailId(mailId)) throw bad(`not a mail id: ${JSON.stringify(mailId)}`);
-    if (!MAIL_STATES.includes(state)) throw bad(`not a state: ${String(state)}`);
-    if (Number.isSafeInteger(attempt) && attempt >= 0 && eventId === `${mailId}.${state}.${attempt}`) return `ev.${eventId}`;
-    return `ev.${mailId}.x${createHash("sha256").update(eventId, "utf8").digest("hex").slice(0, 40)}`;
+    if (!Number.isSafeInteger(block) || block < 0) throw bad(`not a block number: ${block}`);
+    return `m.${mailId}.${block}`;
   },
   /** A C2SP tlog-tiles hash tile path (e.g. `tile/0/x001/234.p/17`), checked against the KV key charset. */
   tile(path: string): string {
@@ -117,19 +110,32 @@ export const LedgerBlockSchema = z.object({
 }).strict();
 export type LedgerBlock = z.infer<typeof LedgerBlockSchema>;
 
-/** `ev.<…>`: where one event sits in the log, v1. */
-export const LedgerEventRefSchema = z.object({
-  kind: z.literal("ledger.event-ref"),
+/**
+ * The stream behind the `ledger` bucket, for reads the KV API has no call
+ * for (one Direct Get of the last record of many keys at once).
+ */
+export const LedgerBucketStream = {
+  /** Stream name. */
+  name: `KV_${Names.ledgerBucket}`,
+  /** Subject of a key or key filter. */
+  subject(keyOrFilter: string): string {
+    return `$KV.${Names.ledgerBucket}.${keyOrFilter}`;
+  },
+} as const;
+
+/** `m.<mailId>.<block>`: where one mail's events sit in one block, v1. */
+export const LedgerMailIndexSchema = z.object({
+  kind: z.literal("ledger.mail-index"),
   v: z.literal(1),
-  eventId: z.string().min(1),
-  /** Leaf index of the event's entry. */
-  index: Size,
-  /** Block that appended it. */
+  mailId: z.string().refine(isMailId, "not a mail id"),
+  /** Block that appended them. */
   block: Size,
   /** Tree size of that block's checkpoint. */
   treeSize: Size,
+  /** The mail's entries in the block, in log order. */
+  events: z.array(z.object({ eventId: z.string().min(1), index: Size }).strict()).min(1),
 }).strict();
-export type LedgerEventRef = z.infer<typeof LedgerEventRefSchema>;
+export type LedgerMailIndex = z.infer<typeof LedgerMailIndexSchema>;
 
 /** `ledger.head` request, v1. */
 export const LedgerHeadRequestSchema = z.object({ kind: z.literal("ledger.head"), v: z.literal(1) }).strict();
@@ -209,7 +215,7 @@ export const LedgerCodecs = {
   meta: codec("ledger.meta", 1, LedgerMetaSchema),
   blockRef: codec("ledger.block-ref", 1, LedgerBlockRefSchema),
   block: codec("ledger.block", 1, LedgerBlockSchema),
-  eventRef: codec("ledger.event-ref", 1, LedgerEventRefSchema),
+  mailIndex: codec("ledger.mail-index", 1, LedgerMailIndexSchema),
   headRequest: codec("ledger.head", 1, LedgerHeadRequestSchema),
   headReply: codec("ledger.head.reply", 1, LedgerHeadReplySchema),
   proofRequest: codec("ledger.proof", 1, LedgerProofRequestSchema),

@@ -1,5 +1,5 @@
-import { LedgerBucketKeys, toFenError } from "../../protocol/index.js";
-import type { LedgerBlock, LedgerBlockRef, LedgerMeta } from "../../protocol/index.js";
+import { LedgerBucketKeys, LedgerCodecs, toFenError } from "../../protocol/index.js";
+import type { LedgerBlock, LedgerBlockRef, LedgerMeta, MailId } from "../../protocol/index.js";
 import {
   EMPTY_FRONTIER, appendBatch, createMemoryTileStore, createTileHashReader, decodeEntry, encodeFrontier, hashLeaf,
   ledgerErrorCode, openCheckpoint, parseVerifierKey, proveConsistency, tilePath, verifyConsistency,
@@ -66,8 +66,9 @@ interface Fetched {
  * that the staged content hashes to its key and chains to the previous
  * block, decodes every entry strictly, recomputes the Merkle tree from the
  * entries (the root must be the checkpoint's, consecutive checkpoints must
- * be consistent), compares the stored hash tiles and `ev.*` index records
- * with what the entries imply, and finally checks the head. It stops at the
+ * be consistent), compares the stored hash tiles and `m.*` index records
+ * with what the entries imply, and finally checks the head. (An index record
+ * for a mail that has no entry in that block is not looked for.) It stops at the
  * first bad block and reports every fault found there.
  *
  * @param opts.verifierKey - trusted key; without it the bucket's `meta` key is used (and the report says so).
@@ -167,7 +168,7 @@ export async function auditLedger(
     if (body.prevFrontier !== b64(encodeFrontier(frontier))) bad("LEDGER_CORRUPT", `block ${n}'s staged frontier is not the tree's`);
     if (ref.oldSize + body.entries.length !== ref.size) bad("LEDGER_CORRUPT", `block ${n} holds ${body.entries.length} entries, its record says ${ref.size - ref.oldSize}`);
     const leaves: Uint8Array[] = [];
-    const keys: { key: string; eventId: string }[] = [];
+    const byMail = new Map<string, { eventId: string; index: number }[]>();
     body.entries.forEach((text, i) => {
       const bytes = new Uint8Array(Buffer.from(text, "base64"));
       leaves.push(hashLeaf(bytes));
@@ -177,7 +178,7 @@ export async function auditLedger(
         const dup = seen.get(e.eventId);
         if (dup !== undefined) bad("LEDGER_CORRUPT", `event ${e.eventId} is in the log twice (entries ${dup} and ${at})`);
         seen.set(e.eventId, at);
-        keys.push({ key: LedgerBucketKeys.event(e.mailId, e.eventId, e.state, e.attempt), eventId: e.eventId });
+        byMail.set(e.mailId, [...(byMail.get(e.mailId) ?? []), { eventId: e.eventId, index: at }]);
       } catch (err) {
         bad(codeOf(err), `entry ${ref.oldSize + i}: ${(err as Error).message}`);
       }
@@ -198,19 +199,17 @@ export async function auditLedger(
       }
     }
     if (rolled) {
-      const [storedTiles, refs] = await Promise.all([
+      const mails = [...byMail];
+      const [storedTiles, records] = await Promise.all([
         Promise.all(r.tiles.map((t) => store.getRaw(LedgerBucketKeys.tile(tilePath(t.id))))),
-        Promise.all(keys.map((k) => store.readEventRef(k.key).catch(() => undefined))),
+        Promise.all(mails.map(([mailId]) => store.getRaw(LedgerBucketKeys.mailIndex(mailId, n)))),
       ]);
       r.tiles.forEach((t, i) => {
         if (!same(storedTiles[i], t.data)) bad("LEDGER_CORRUPT", `tile ${tilePath(t.id)} of block ${n} is missing or differs from the entries`);
       });
-      keys.forEach((k, i) => {
-        const e = refs[i];
-        const index = ref.oldSize + i;
-        if (!e || e.eventId !== k.eventId || e.index !== index || e.block !== n || e.treeSize !== ref.size) {
-          bad("LEDGER_CORRUPT", `index record ${k.key} does not point at entry ${index} of block ${n}`);
-        }
+      mails.forEach(([mailId, events], i) => {
+        const want = LedgerCodecs.mailIndex.encode({ kind: "ledger.mail-index", v: 1, mailId: mailId as MailId, block: n, treeSize: ref.size, events });
+        if (!same(records[i], want)) bad("LEDGER_CORRUPT", `index record ${LedgerBucketKeys.mailIndex(mailId, n)} is missing or does not list the mail's entries in block ${n}`);
       });
     }
     if (faults.length > 0) break;

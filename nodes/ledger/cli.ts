@@ -1,7 +1,7 @@
 import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
-import { jetstream } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { connect } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/nats-core";
@@ -48,7 +48,7 @@ async function connectFrom(server: string | undefined, io: LedgerCliIo): Promise
 async function openStore(server: string | undefined, io: LedgerCliIo) {
   const nc = await connectFrom(server, io);
   const kv = await new Kvm(jetstream(nc)).open(Names.ledgerBucket);
-  return { nc, store: createLedgerStore(kv) };
+  return { nc, store: createLedgerStore(kv, await jetstreamManager(nc)) };
 }
 
 async function readAll(stream: NodeJS.ReadableStream): Promise<Buffer> {

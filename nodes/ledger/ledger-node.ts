@@ -1,4 +1,4 @@
-import { jetstream } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { ConsumerMessages, JsMsg } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/nats-core";
@@ -35,6 +35,8 @@ export const BLOCK_MAX_ENTRY_BYTES = 600 * 1024;
 export interface BlockCommitted extends CommitOutcome {
   /** Milliseconds from the start of the commit until its events were acknowledged. */
   readonly totalMs: number;
+  /** Milliseconds the acknowledgements took. */
+  readonly ackMs: number;
 }
 
 /** Dependencies of {@link createLedgerNode}. */
@@ -114,7 +116,7 @@ export function createLedgerNode(deps: LedgerNodeDeps, config: LedgerConfig): Le
       try {
         const ev = Codecs.mailEvent.decode(m.data);
         const bytes = encodeEntry(entryOfEvent(ev, deps.commitmentKey));
-        pending.push({ eventKey: LedgerBucketKeys.event(ev.mailId, ev.eventId, ev.state, ev.attempt), eventId: ev.eventId, bytes });
+        pending.push({ mailId: ev.mailId, eventId: ev.eventId, bytes });
         msgs.push(m);
       } catch (err) {
         // An event that cannot be an entry never will be: say so loudly and drop it.
@@ -126,13 +128,13 @@ export function createLedgerNode(deps: LedgerNodeDeps, config: LedgerConfig): Le
     return { msgs, pending };
   };
 
-  const commitWithRetry = async (sequencer: ReturnType<typeof createSequencer>, msgs: JsMsg[], pending: PendingEntry[]) => {
+  const commitWithRetry = async (sequencer: ReturnType<typeof createSequencer>, msgs: JsMsg[], pending: PendingEntry[], onCommitted: () => void) => {
     // Keep the events ours while a commit waits out a server fail-over.
     const heartbeat = setInterval(() => { for (const m of msgs) m.working(); }, 10_000);
     try {
       for (let attempt = 0; ; attempt++) {
         try {
-          return await sequencer.commit(pending);
+          return await sequencer.commit(pending, onCommitted);
         } catch (err) {
           const fe = toFenError(err);
           if (fe.code === "LEDGER_CORRUPT" || !fe.transient || draining) throw fe;
@@ -173,7 +175,7 @@ export function createLedgerNode(deps: LedgerNodeDeps, config: LedgerConfig): Le
     async start() {
       const js = jetstream(deps.nc);
       const kv = await new Kvm(js).open(Names.ledgerBucket);
-      const store = createLedgerStore(kv);
+      const store = createLedgerStore(kv, await jetstreamManager(deps.nc));
       const origin = config.ledgerOrigin;
       const meta: LedgerMeta = { kind: "ledger.meta", v: 1, origin, verifierKey: deps.signer.verifierKey };
       if (await store.putImmutable(LedgerBucketKeys.meta, LedgerCodecs.meta.encode(meta)) === "conflict") {
@@ -204,21 +206,34 @@ export function createLedgerNode(deps: LedgerNodeDeps, config: LedgerConfig): Le
         }
       })().catch((err: unknown) => log.error({ err }, "event consumer failed")).finally(() => { ended = true; wake?.(); });
 
+      let inFlightAcks: Promise<unknown> = Promise.resolve();
       void (async () => {
         for (;;) {
           const batch = await nextBatch();
-          if (!batch) return;
+          if (!batch) break;
           const started = deps.clock.now();
           const { msgs: ok, pending } = toPending(batch);
           if (pending.length === 0) continue;
-          const outcome = await commitWithRetry(sequencer, ok, pending);
+          // Acknowledged once the head swap made the block durable, while it
+          // rolls forward and the next batch is built; one batch of acks in flight.
+          let acking = started;
+          let acked: Promise<unknown> = Promise.resolve();
+          const ack = () => {
+            acking = deps.clock.now();
+            acked = Promise.all(ok.map((m) => m.ackAck().catch((err: unknown) => log.warn({ err, seq: m.seq }, "ackAck failed; the redelivery will be recognised"))));
+          };
+          const outcome = await commitWithRetry(sequencer, ok, pending, ack);
+          if (!outcome.block) ack();
           const size = sequencer.tip()?.frontier.size;
           if (size !== undefined) deps.metrics.ledgerHeight.set(size);
-          await Promise.all(ok.map((m) => m.ackAck().catch((err: unknown) => log.warn({ err, seq: m.seq }, "ackAck failed; the redelivery will be recognised"))));
           if (outcome.block) log.debug({ block: outcome.block.block, size: outcome.block.size, appended: outcome.appended, duplicates: outcome.duplicates, conflicts: outcome.conflicts }, "block committed");
           else log.debug({ duplicates: outcome.duplicates }, "batch already in the log");
-          deps.onBlock?.({ ...outcome, totalMs: deps.clock.now() - started });
+          const previous = inFlightAcks;
+          inFlightAcks = acked.then(() => deps.onBlock?.({ ...outcome, totalMs: deps.clock.now() - started, ackMs: deps.clock.now() - acking }));
+          await previous;
         }
+        await inFlightAcks;
+        await sequencer.settle();
       })().then(
         async () => { await service?.stop().catch(() => undefined); finish(); },
         async (err: unknown) => {

@@ -60,7 +60,8 @@ export async function headOf(store: LedgerStore, meta: LedgerMeta): Promise<Ledg
 export async function proveMail(store: LedgerStore, mailId: string): Promise<LedgerProofReply> {
   const at = await requireTip(store);
   const size = at.value.size;
-  const refs = (await store.eventRefsOfMail(mailId)).filter((r) => r.index < size);
+  const records = (await store.readMailIndexes([mailId])).get(mailId) ?? [];
+  const refs = records.flatMap((rec) => rec.events.map((e) => ({ ...e, block: rec.block, treeSize: rec.treeSize }))).filter((r) => r.index < size);
   if (refs.length === 0) throw new FenError("NOT_FOUND", `no ledger entry for mail ${mailId}`);
   const bodies = new Map<number, Promise<LedgerBlock>>();
   const bodyOf = (n: number) => {

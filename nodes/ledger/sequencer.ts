@@ -1,5 +1,5 @@
 import { FenError, LedgerBucketKeys, LedgerCodecs } from "../../protocol/index.js";
-import type { LedgerBlock, LedgerBlockRef } from "../../protocol/index.js";
+import type { LedgerBlock, LedgerBlockRef, MailId } from "../../protocol/index.js";
 import {
   EMPTY_FRONTIER, appendBatch, appendLeaves, decodeEntry, decodeFrontier, encodeFrontier, frontierRoot, hashLeaf,
   ledgerErrorCode, openCheckpoint, signCheckpoint, tilePath,
@@ -10,10 +10,9 @@ import type { Logger } from "../common/logger.js";
 import { sha256Hex } from "./store.js";
 import type { LedgerStore, Stored, StoredHead } from "./store.js";
 
-/** One event ready to append: its index key, id and encoded entry. */
+/** One event ready to append: its mail, id and encoded entry. */
 export interface PendingEntry {
-  /** `ev.…` key of the event (see `LedgerBucketKeys.event`). */
-  readonly eventKey: string;
+  readonly mailId: string;
   readonly eventId: string;
   /** `encodeEntry` bytes. */
   readonly bytes: Uint8Array;
@@ -31,6 +30,8 @@ export interface CommitOutcome {
   readonly conflicts: number;
   /** Milliseconds from the start of the call until the head swap. */
   readonly commitMs: number;
+  /** Milliseconds then spent waiting for an older block's roll-forward (back-pressure). */
+  readonly waitMs: number;
 }
 
 /** The log's tip as this node last saw it. */
@@ -42,6 +43,16 @@ export interface Tip {
 }
 
 /**
+ * Blocks whose roll-forward may be under way at once. A writer commits block
+ * `n` only once block `n - ROLL_DEPTH`'s roll-forward is complete, so after
+ * a crash at most the last `ROLL_DEPTH` blocks are unfinished.
+ */
+export const ROLL_DEPTH = 2;
+
+/** Blocks whose event ids a writer keeps in memory for deduplication. */
+const RECENT_BLOCKS = 64;
+
+/**
  * Appends batches of entries as signed blocks, so that any number of
  * writers share one linear log:
  *
@@ -51,26 +62,34 @@ export interface Tip {
  *    block record: this is the commit point, and a writer that loses it
  *    drops its stage, reloads the head and retries without the events the
  *    winner appended;
- * 3. roll the block forward: hash tiles, `ev.*` index records, then
- *    `block.<n>` last. Every write is deterministic from the stage, so any
+ * 3. roll the block forward: hash tiles and one `m.<mailId>.<n>` index
+ *    record per mail in the block, then, once the previous block's record
+ *    exists, `block.<n>`. So `block.<n>` present means blocks `0..n` are
+ *    complete. Every write is deterministic from the staged content, so any
  *    node can finish a half-written block; "already there, identical" is
  *    success.
  *
- * Invariant: a block is only ever built on a head that is fully rolled
- * forward, so the `ev.*` index covers every earlier block and a redelivered
- * event is found there and not appended twice.
+ * Roll-forwards run in the background, at most {@link ROLL_DEPTH} at once,
+ * while later blocks are committed. A writer deduplicates a batch against
+ * the `m.*` index and the events of its own unfinished blocks; a writer that
+ * (re)loads the head first finishes every unfinished block (at most
+ * `ROLL_DEPTH`), so a redelivered event is found and not appended twice.
  */
 export interface Sequencer {
-  /** Reads the head, rolls its block forward if needed, and returns the tip. */
+  /** Reads the head, finishes unfinished blocks, and returns the tip. */
   load(): Promise<Tip>;
   /** The tip after the last load or commit, if known. */
   tip(): Tip | undefined;
   /**
-   * Appends the entries not yet in the log as one block.
+   * Appends the entries not yet in the log as one block. `onCommitted` runs
+   * once the head swap made the block durable (a caller may acknowledge the
+   * events from there on); its roll-forward continues in the background.
    *
    * @throws FenError `LEDGER_UNAVAILABLE` (retry the same batch), `LEDGER_CORRUPT` (stop).
    */
-  commit(batch: readonly PendingEntry[]): Promise<CommitOutcome>;
+  commit(batch: readonly PendingEntry[], onCommitted?: () => void): Promise<CommitOutcome>;
+  /** Resolves when every background roll-forward has finished; rejects with the first failure. */
+  settle(): Promise<void>;
 }
 
 /** Dependencies of {@link createSequencer}. */
@@ -104,10 +123,30 @@ async function checked<T>(what: string, f: () => T | Promise<T>): Promise<T> {
   }
 }
 
+interface Rolling {
+  readonly block: number;
+  readonly eventIds: ReadonlySet<string>;
+  /** Settles when the roll-forward finished; never rejects (see `error`). */
+  readonly done: Promise<void>;
+  error?: unknown;
+}
+
 /** Creates a sequencer over the store; see {@link Sequencer}. */
 export function createSequencer(deps: SequencerDeps): Sequencer {
   const { store, signer, verifier, origin, clock } = deps;
-  let current: (Tip & { rolled: boolean; body?: LedgerBlock }) | undefined;
+  let current: Tip | undefined;
+  /** This node's unfinished roll-forwards, oldest first. */
+  let rolling: Rolling[] = [];
+  /**
+   * Event ids of the last blocks this node committed or finished, newest
+   * last: the index records of these may not have reached every replica
+   * that answers the batched Direct Get yet.
+   */
+  const recent: ReadonlySet<string>[] = [];
+  const remember = (ids: Iterable<string>) => {
+    recent.push(new Set(ids));
+    if (recent.length > RECENT_BLOCKS) recent.shift();
+  };
 
   /** Frontier after `block`, checked against its signed checkpoint. */
   const frontierAfter = (block: LedgerBlock, ref: LedgerBlockRef): Promise<Frontier> =>
@@ -123,80 +162,133 @@ export function createSequencer(deps: SequencerDeps): Sequencer {
       return f;
     });
 
-  const rollForward = async (block: LedgerBlock, ref: Stored<LedgerBlockRef>, known?: { tiles: readonly TileData[]; keys: readonly { eventKey: string; eventId: string }[] }) => {
-    const n = ref.value.block;
+  /**
+   * Writes block `n`'s tiles and index records, then (after `before`, the
+   * previous block's roll-forward) its `block.<n>` record.
+   */
+  const rollForward = async (
+    block: LedgerBlock, refBytes: Uint8Array, before: Promise<unknown>,
+    known?: { tiles: readonly TileData[]; events: readonly { mailId: string; eventId: string }[] },
+  ) => {
+    const n = block.block;
+    const treeSize = block.oldSize + block.entries.length;
     let tiles = known?.tiles;
-    let keys = known?.keys;
-    const entries = block.entries.map(unb64);
-    if (!tiles || !keys) {
+    let events = known?.events;
+    if (!tiles || !events) {
+      const entries = block.entries.map(unb64);
       const r = await checked(`block ${n} roll-forward`, () => appendBatch(
         decodeFrontier(unb64(block.prevFrontier)), entries.map((e) => hashLeaf(e)), store.tileReader(block.oldSize)));
       tiles = r.tiles;
-      keys = await checked(`block ${n} entries`, () => entries.map((bytes) => {
-        const e = decodeEntry(bytes);
-        return { eventKey: LedgerBucketKeys.event(e.mailId, e.eventId, e.state, e.attempt), eventId: e.eventId };
-      }));
+      events = await checked(`block ${n} entries`, () => entries.map((bytes) => decodeEntry(bytes)));
     }
+    const byMail = new Map<string, { eventId: string; index: number }[]>();
+    events.forEach((e, i) => {
+      const list = byMail.get(e.mailId) ?? [];
+      list.push({ eventId: e.eventId, index: block.oldSize + i });
+      byMail.set(e.mailId, list);
+    });
     const tileWrites = tiles.map(async (t) => {
       const key = LedgerBucketKeys.tile(tilePath(t.id));
       if (await store.putImmutable(key, t.data) === "conflict") throw corrupt(`${key} differs from the tile block ${n} computes`);
     });
-    let twice = 0;
-    const eventWrites = keys.map(async (k, i) => {
-      const ref1 = LedgerCodecs.eventRef.encode({
-        kind: "ledger.event-ref", v: 1, eventId: k.eventId, index: block.oldSize + i, block: n, treeSize: ref.value.size,
-      });
-      if (await store.putImmutable(k.eventKey, ref1) === "conflict") twice++;
+    const indexWrites = [...byMail].map(async ([mailId, list]) => {
+      const key = LedgerBucketKeys.mailIndex(mailId, n);
+      const rec = LedgerCodecs.mailIndex.encode({ kind: "ledger.mail-index", v: 1, mailId: mailId as MailId, block: n, treeSize, events: list });
+      if (await store.putImmutable(key, rec) === "conflict") throw corrupt(`${key} differs from what block ${n} holds`);
     });
-    await Promise.all([...tileWrites, ...eventWrites]);
-    if (twice > 0) deps.log.error({ block: n, events: twice }, "events of this block were already in the log under another index");
-    if (await store.putImmutable(LedgerBucketKeys.block(n), ref.bytes) === "conflict") {
+    await Promise.all([...tileWrites, ...indexWrites, before]);
+    if (await store.putImmutable(LedgerBucketKeys.block(n), refBytes) === "conflict") {
       throw corrupt(`block.${n} already holds a different block record`);
     }
-    store.rememberTiles(tiles);
+  };
+
+  /** Record of a block as `head` held it, rebuilt from its staged content. */
+  const refOf = (body: LedgerBlock, stage: string): Stored<LedgerBlockRef> => {
+    const value: LedgerBlockRef = {
+      kind: "ledger.block-ref", v: 1, block: body.block, oldSize: body.oldSize, size: body.oldSize + body.entries.length, stage,
+      checkpoint: body.checkpoint,
+    };
+    return { value, bytes: LedgerCodecs.blockRef.encode(value) };
   };
 
   const load = async (): Promise<Tip> => {
+    current = undefined;
     const head = await store.readHead();
     if (!head) {
       if (await store.readBlockRef(0)) throw corrupt("the head is missing but blocks exist");
-      current = { frontier: EMPTY_FRONTIER, rolled: true };
+      current = { frontier: EMPTY_FRONTIER };
       return current;
     }
     const stage = await store.readStage(head.value.stage);
     if (!stage) throw corrupt(`the head's staged block ${head.value.stage} is missing`);
     const frontier = await frontierAfter(stage.value, head.value);
-    current = { head, frontier, rolled: false, body: stage.value };
-    if (!(await store.readBlockRef(head.value.block))) {
-      deps.log.info({ block: head.value.block }, "rolling the head block forward");
-      await rollForward(stage.value, head);
+    // Unfinished blocks: the head and up to ROLL_DEPTH - 1 before it whose
+    // record is missing, found through the stage chain; finished oldest first.
+    const unfinished: { body: LedgerBlock; ref: Stored<LedgerBlockRef> }[] = [];
+    let body: LedgerBlock | undefined = stage.value;
+    let ref: Stored<LedgerBlockRef> = head;
+    for (let k = 0; k < ROLL_DEPTH && body; k++) {
+      if (await store.readBlockRef(body.block)) break;
+      unfinished.unshift({ body, ref });
+      if (body.prevStage === "") break;
+      const prev = await store.readStage(body.prevStage);
+      if (!prev) throw corrupt(`block ${body.block - 1}'s staged content ${body.prevStage} is missing`);
+      await frontierAfter(prev.value, refOf(prev.value, body.prevStage).value);
+      ref = refOf(prev.value, body.prevStage);
+      body = prev.value;
     }
-    current.rolled = true;
+    for (const u of unfinished) {
+      deps.log.info({ block: u.body.block }, "finishing the roll-forward of a committed block");
+      await rollForward(u.body, u.ref.bytes, Promise.resolve());
+    }
+    remember(await checked("head block entries", () => stage.value.entries.map((e) => decodeEntry(unb64(e)).eventId)));
+    current = { head, frontier };
     return current;
+  };
+
+  /** Waits until fewer than ROLL_DEPTH roll-forwards are open; a failed one is redone first. */
+  const makeRoom = async () => {
+    while (rolling.length >= ROLL_DEPTH || rolling.some((r) => r.error !== undefined)) {
+      const oldest = rolling[0] as Rolling;
+      await oldest.done;
+      if (oldest.error !== undefined) {
+        // Redo it (and whatever followed) from storage: reload finishes them.
+        rolling = [];
+        await load();
+        return;
+      }
+      rolling.shift();
+    }
   };
 
   return {
     load,
     tip: () => current,
-    async commit(batch) {
+    async settle() {
+      const open = rolling;
+      await Promise.all(open.map((r) => r.done));
+      const failed = open.find((r) => r.error !== undefined);
+      rolling = rolling.filter((r) => !open.includes(r));
+      if (failed) throw failed.error;
+    },
+    async commit(batch, onCommitted) {
       const started = clock.now();
       let conflicts = 0;
       for (;;) {
-        let tip = current;
-        if (!tip) tip = current = { ...(await load()), rolled: true };
-        if (!tip.rolled && tip.head && tip.body) {
-          await rollForward(tip.body, tip.head);
-          tip.rolled = true;
-        }
-        const seen = await Promise.all(batch.map((e) => store.readEventRef(e.eventKey)));
+        await makeRoom();
+        const tip = current ?? (await load());
+        const indexes = await store.readMailIndexes(batch.map((e) => e.mailId));
+        const seen = new Set<string>();
+        for (const list of indexes.values()) for (const rec of list) for (const e of rec.events) seen.add(e.eventId);
+        for (const r of rolling) for (const id of r.eventIds) seen.add(id);
+        for (const ids of recent) for (const id of ids) seen.add(id);
         const fresh: PendingEntry[] = [];
-        const inBatch = new Set<string>();
-        batch.forEach((e, i) => {
-          if (seen[i] || inBatch.has(e.eventKey)) return;
-          inBatch.add(e.eventKey);
+        for (const e of batch) {
+          if (seen.has(e.eventId)) continue;
+          seen.add(e.eventId);
           fresh.push(e);
-        });
-        if (fresh.length === 0) return { appended: 0, duplicates: batch.length, conflicts, commitMs: clock.now() - started };
+        }
+        if (fresh.length === 0) return { appended: 0, duplicates: batch.length, conflicts, commitMs: clock.now() - started, waitMs: 0 };
 
         const n = tip.head ? tip.head.value.block + 1 : 0;
         const oldSize = tip.frontier.size;
@@ -209,8 +301,7 @@ export function createSequencer(deps: SequencerDeps): Sequencer {
         const bodyBytes = LedgerCodecs.block.encode(body);
         const hex = sha256Hex(bodyBytes);
         if (await store.putImmutable(LedgerBucketKeys.stage(hex), bodyBytes) === "conflict") throw corrupt(`stage ${hex} holds other bytes`);
-        const ref: LedgerBlockRef = { kind: "ledger.block-ref", v: 1, block: n, oldSize, size: r.frontier.size, stage: hex, checkpoint };
-        const refBytes = LedgerCodecs.blockRef.encode(ref);
+        const { value: ref, bytes: refBytes } = refOf(body, hex);
         const base = tip.head?.revision ?? 0;
         let cas;
         try {
@@ -225,14 +316,29 @@ export function createSequencer(deps: SequencerDeps): Sequencer {
           else cas = { ok: false as const };
         }
         if (cas.ok) {
-          const head = { value: ref, bytes: refBytes, revision: cas.revision };
-          current = { head, frontier: r.frontier, rolled: false, body };
+          current = { head: { value: ref, bytes: refBytes, revision: cas.revision }, frontier: r.frontier };
+          store.rememberTiles(r.tiles);
           const commitMs = clock.now() - started;
-          await rollForward(body, head, { tiles: r.tiles, keys: fresh });
-          current.rolled = true;
-          return { block: ref, appended: fresh.length, duplicates: batch.length - fresh.length, conflicts, commitMs };
+          onCommitted?.();
+          const before = rolling.at(-1)?.done ?? Promise.resolve();
+          const entry: Rolling = {
+            block: n,
+            eventIds: new Set(fresh.map((e) => e.eventId)),
+            done: rollForward(body, refBytes, before, { tiles: r.tiles, events: fresh }).then(
+              () => undefined,
+              (err: unknown) => { entry.error = err; deps.log.warn({ err, block: n }, "roll-forward failed; it is redone before the next block"); },
+            ),
+          };
+          rolling.push(entry);
+          remember(entry.eventIds);
+          const waiting = clock.now();
+          await makeRoom();
+          return { block: ref, appended: fresh.length, duplicates: batch.length - fresh.length, conflicts, commitMs, waitMs: clock.now() - waiting };
         }
         conflicts++;
+        // Our unfinished blocks are in the log; reloading finishes them too.
+        await Promise.all(rolling.map((x) => x.done));
+        rolling = [];
         current = undefined;
         const now = await store.readHead();
         if (now?.value.stage !== hex) await store.purge(LedgerBucketKeys.stage(hex)).catch(() => undefined);

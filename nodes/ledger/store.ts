@@ -1,7 +1,8 @@
 import { createHash } from "node:crypto";
+import type { JetStreamManager } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
-import { FenError, LedgerBucketKeys, LedgerCodecs, toFenError } from "../../protocol/index.js";
-import type { Codec, LedgerBlock, LedgerBlockRef, LedgerEventRef, LedgerMeta } from "../../protocol/index.js";
+import { FenError, LedgerBucketKeys, LedgerBucketStream, LedgerCodecs, toFenError } from "../../protocol/index.js";
+import type { Codec, LedgerBlock, LedgerBlockRef, LedgerMailIndex, LedgerMeta } from "../../protocol/index.js";
 import { TILE_HEIGHT, TILE_WIDTH, tilePath } from "../../ledger/index.js";
 import type { TileData, TileId, TileReader } from "../../ledger/index.js";
 
@@ -39,9 +40,13 @@ export interface LedgerStore {
   readBlockRef(n: number): Promise<Stored<LedgerBlockRef> | undefined>;
   /** A staged block body; `LEDGER_CORRUPT` if its bytes do not hash to `sha256Hex`. */
   readStage(sha256Hex: string): Promise<Stored<LedgerBlock> | undefined>;
-  readEventRef(key: string): Promise<LedgerEventRef | undefined>;
-  /** Every event index record of one mail. */
-  eventRefsOfMail(mailId: string): Promise<LedgerEventRef[]>;
+  /**
+   * Every `m.<mailId>.<block>` index record of the given mails, by mail id,
+   * ascending by block: one Direct Get of many keys' last values. Direct
+   * Gets may be answered by a follower a few milliseconds behind; callers
+   * that need the very latest records keep them in memory.
+   */
+  readMailIndexes(mailIds: readonly string[]): Promise<Map<string, LedgerMailIndex[]>>;
   /** Every key matching a KV filter. */
   keys(filter: string): Promise<string[]>;
   putImmutable(key: string, bytes: Uint8Array): Promise<PutResult>;
@@ -91,21 +96,29 @@ export function tileWidthAt(level: number, index: number, size: number): number 
   return Math.max(0, Math.min(TILE_WIDTH, count - index * TILE_WIDTH));
 }
 
+/** Mails per batched Direct Get (the server caps the subjects one request may match). */
+const MULTI_LAST_MAILS = 64;
+
 /** Creates the store over an opened `ledger` bucket. */
-export function createLedgerStore(kv: KV): LedgerStore {
+export function createLedgerStore(kv: KV, jsm: JetStreamManager): LedgerStore {
   // Right edge of the tree per tile level: the tiles the next block extends.
   const recent = new Map<number, { index: number; data: Uint8Array }>();
 
-  const getRaw = async (key: string): Promise<Uint8Array | undefined> => {
-    let e;
+  // Reads go to the stream leader (STREAM.MSG.GET), not Direct Get: a
+  // follower may not have applied a write that was just acknowledged, and a
+  // stale "absent" would look like a missing block or a conflicting write.
+  const getLast = async (key: string): Promise<{ value: Uint8Array; revision: number } | undefined> => {
+    let m;
     try {
-      e = await kv.get(key);
+      m = await jsm.streams.getMessage(LedgerBucketStream.name, { last_by_subj: LedgerBucketStream.subject(key) });
     } catch (err) {
       throw unavailable(`get ${key}`, err);
     }
-    if (!e || e.operation !== "PUT") return undefined;
-    return e.value;
+    const op = m?.header?.get("KV-Operation");
+    if (!m || op === "DEL" || op === "PURGE") return undefined;
+    return { value: m.data, revision: m.seq };
   };
+  const getRaw = async (key: string): Promise<Uint8Array | undefined> => (await getLast(key))?.value;
 
   const store: LedgerStore = {
     kv,
@@ -115,13 +128,8 @@ export function createLedgerStore(kv: KV): LedgerStore {
       return bytes && { value: decodeAs(LedgerCodecs.meta, LedgerBucketKeys.meta, bytes), bytes };
     },
     async readHead() {
-      let e;
-      try {
-        e = await kv.get(LedgerBucketKeys.head);
-      } catch (err) {
-        throw unavailable("get head", err);
-      }
-      if (!e || e.operation !== "PUT") return undefined;
+      const e = await getLast(LedgerBucketKeys.head);
+      if (!e) return undefined;
       return { value: decodeAs(LedgerCodecs.blockRef, LedgerBucketKeys.head, e.value), bytes: e.value, revision: e.revision };
     },
     async casHead(bytes, revision) {
@@ -145,14 +153,29 @@ export function createLedgerStore(kv: KV): LedgerStore {
       if (sha256Hex(bytes) !== hex) throw new FenError("LEDGER_CORRUPT", `${key} does not hash to its key`);
       return { value: decodeAs(LedgerCodecs.block, key, bytes), bytes };
     },
-    async readEventRef(key) {
-      const bytes = await getRaw(key);
-      return bytes && decodeAs(LedgerCodecs.eventRef, key, bytes);
-    },
-    async eventRefsOfMail(mailId) {
-      const keys = await store.keys(LedgerBucketKeys.eventsOfMail(mailId));
-      const refs = await Promise.all(keys.map((k) => store.readEventRef(k)));
-      return refs.filter((r): r is LedgerEventRef => r !== undefined).sort((a, b) => a.index - b.index);
+    async readMailIndexes(mailIds) {
+      const out = new Map<string, LedgerMailIndex[]>();
+      const unique = [...new Set(mailIds)];
+      const chunks: string[][] = [];
+      for (let i = 0; i < unique.length; i += MULTI_LAST_MAILS) chunks.push(unique.slice(i, i + MULTI_LAST_MAILS));
+      await Promise.all(chunks.map(async (chunk) => {
+        const multi_last = chunk.map((id) => LedgerBucketStream.subject(LedgerBucketKeys.mailIndexes(id)));
+        try {
+          for await (const m of await jsm.direct.getLastMessagesFor(LedgerBucketStream.name, { multi_last })) {
+            const op = m.header?.get("KV-Operation");
+            if (op === "DEL" || op === "PURGE" || m.data.length === 0) continue;
+            const rec = decodeAs(LedgerCodecs.mailIndex, m.subject, m.data);
+            const list = out.get(rec.mailId) ?? [];
+            list.push(rec);
+            out.set(rec.mailId, list);
+          }
+        } catch (err) {
+          if (err instanceof FenError) throw err;
+          if (!/no results|no message found|404/i.test(String((err as Error)?.message))) throw unavailable("batched get of mail indexes", err);
+        }
+      }));
+      for (const list of out.values()) list.sort((a, b) => a.block - b.block);
+      return out;
     },
     async keys(filter) {
       try {
@@ -164,15 +187,21 @@ export function createLedgerStore(kv: KV): LedgerStore {
       }
     },
     async putImmutable(key, bytes) {
-      try {
-        await kv.create(key, bytes);
-        return "created";
-      } catch (err) {
-        if (!isWrongLastSequence(err)) throw unavailable(`create ${key}`, err);
+      // "Wrong last sequence" with nothing to read means another writer's
+      // create of the same key is still in flight (the leader counts it
+      // before applying it): read again shortly, then try again.
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await kv.create(key, bytes);
+          return "created";
+        } catch (err) {
+          if (!isWrongLastSequence(err)) throw unavailable(`create ${key}`, err);
+        }
+        const have = await getRaw(key);
+        if (have) return sameBytes(have, bytes) ? "identical" : "conflict";
+        if (attempt >= 50) throw new FenError("LEDGER_UNAVAILABLE", `create ${key}: the key is neither writable nor readable`);
+        await new Promise((r) => setTimeout(r, Math.min(100, 2 ** attempt)));
       }
-      const have = await getRaw(key);
-      if (have && sameBytes(have, bytes)) return "identical";
-      return "conflict";
     },
     async purge(key) {
       try {

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { NatsConnection } from "@nats-io/nats-core";
-import { LedgerBucketKeys } from "../../protocol/index.js";
+import { jetstreamManager } from "@nats-io/jetstream";
 import { encodeEntry, parseSignerKey, parseVerifierKey } from "../../ledger/index.js";
 import { systemClock } from "../../nodes/common/clock.js";
 import { createSequencer } from "../../nodes/ledger/sequencer.js";
@@ -27,13 +27,13 @@ describe("two ledger writers at once", () => {
   });
 
   it("two sequencers racing for the same block: one wins the head swap, the other retries on top, each event once", async () => {
-    const store = createLedgerStore(await ledgerKv(nc));
+    const store = createLedgerStore(await ledgerKv(nc), await jetstreamManager(nc));
     const signer = parseSignerKey(id.env["FEN_LEDGER_SIGNING_KEY"]!);
     const deps = { store, signer, verifier: parseVerifierKey(signer.verifierKey), origin: id.origin, clock: systemClock, log: testLog };
     const key = Buffer.from(id.env["FEN_LEDGER_COMMITMENT_KEY"]!, "hex");
     const pending = (i: number): PendingEntry => {
       const ev = testEvent("race", i);
-      return { eventKey: LedgerBucketKeys.event(ev.mailId, ev.eventId, ev.state, ev.attempt), eventId: ev.eventId, bytes: encodeEntry(entryOfEvent(ev, key)) };
+      return { mailId: ev.mailId, eventId: ev.eventId, bytes: encodeEntry(entryOfEvent(ev, key)) };
     };
     const a = createSequencer(deps);
     const b = createSequencer(deps);
@@ -46,6 +46,7 @@ describe("two ledger writers at once", () => {
     expect(ra.appended + rb.appended).toBe(50);
     expect(ra.duplicates + rb.duplicates).toBe(10);
     expect(new Set([ra.block?.block, rb.block?.block])).toEqual(new Set([0, 1]));
+    await Promise.all([a.settle(), b.settle()]);
     // No node wrote the meta record here: pin the key.
     const audit = await ledgerCli(["verify", "--json", "--server", cluster.urls.join(","), "--key", id.verifierKey], {});
     expect(JSON.parse(audit.stdout)).toMatchObject({ ok: true, size: 50, blocks: 2, trustRoot: "flag" });
