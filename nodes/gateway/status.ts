@@ -1,6 +1,8 @@
 import type { JetStreamManager } from "@nats-io/jetstream";
-import { Codecs, FenError, Names, mailEventsFilter } from "../../protocol/index.js";
+import { Codecs, FenError, LedgerBucketKeys, LedgerBucketStream, LedgerCodecs, Names, mailEventsFilter } from "../../protocol/index.js";
 import type { MailEvent, StatusReply } from "../../protocol/index.js";
+
+type LedgerReceiptRef = NonNullable<StatusReply["ledger"]>[number];
 import type { MailStateStore } from "../common/mail-state.js";
 import { isNotFound } from "../common/js-errors.js";
 
@@ -27,7 +29,29 @@ export async function readHistory(jsm: JetStreamManager, mailId: string): Promis
   }
 }
 
-/** Handles `mail.status`: the current state from KV and the full history. */
+/**
+ * The mail's ledger entries (`m.<mailId>.<block>` index records of the
+ * `ledger` bucket, one batched Direct Get), or undefined when the ledger
+ * cannot be read: status never fails because of the ledger.
+ */
+export async function readLedgerRefs(jsm: JetStreamManager, mailId: string): Promise<LedgerReceiptRef[] | undefined> {
+  const refs: LedgerReceiptRef[] = [];
+  try {
+    const it = await jsm.direct.getLastMessagesFor(LedgerBucketStream.name, {
+      multi_last: [LedgerBucketStream.subject(LedgerBucketKeys.mailIndexes(mailId))],
+    });
+    for await (const m of it) {
+      if (m.data.length === 0) continue;
+      const rec = LedgerCodecs.mailIndex.decode(m.data);
+      for (const e of rec.events) refs.push({ index: e.index, eventId: e.eventId, treeSize: rec.treeSize });
+    }
+  } catch (err) {
+    if (!isNotFound(err) && !/no results/i.test(String((err as Error)?.message))) return undefined;
+  }
+  return refs.sort((a, b) => a.index - b.index);
+}
+
+/** Handles `mail.status`: the current state from KV, the full history and the mail's ledger entries. */
 export function createStatusHandler(deps: { jsm: JetStreamManager; state: MailStateStore }): (data: Uint8Array) => Promise<StatusReply> {
   return async (data) => {
     const req = Codecs.statusRequest.decode(data);
@@ -35,8 +59,11 @@ export function createStatusHandler(deps: { jsm: JetStreamManager; state: MailSt
     if (!current) {
       throw new FenError("NOT_FOUND", `no mail ${req.mailId}`, { fields: [{ field: "mailId", code: "NOT_FOUND", message: "unknown mail id" }] });
     }
-    const history = await readHistory(deps.jsm, req.mailId);
+    const [history, ledger] = await Promise.all([readHistory(deps.jsm, req.mailId), readLedgerRefs(deps.jsm, req.mailId)]);
     const r = current.record;
-    return { kind: "mail.status.reply", v: 1, mailId: r.mailId, state: r.state, attempt: r.attempt, updatedAt: r.updatedAt, history };
+    return {
+      kind: "mail.status.reply", v: 1, mailId: r.mailId, state: r.state, attempt: r.attempt, updatedAt: r.updatedAt, history,
+      ...(ledger && ledger.length > 0 ? { ledger } : {}),
+    };
   };
 }

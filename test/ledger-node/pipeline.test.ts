@@ -1,0 +1,58 @@
+import { writeFile } from "node:fs/promises";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { NatsConnection } from "@nats-io/nats-core";
+import type { Actor } from "../../nodes/common/actor.js";
+import { startSmtpSink } from "../../nodes/local/smtp-sink.js";
+import type { SmtpSink } from "../../nodes/local/smtp-sink.js";
+import { startTestCluster } from "../helpers/cluster.js";
+import type { TestCluster } from "../helpers/cluster.js";
+import { connectAndProvision, startGateway, startProcessing, status, structured, submit, until } from "../helpers/system.js";
+import { ledgerCli, ledgerIdentity, startLedger } from "./helpers.js";
+
+describe("ledger through the real pipeline", () => {
+  let cluster: TestCluster;
+  let nc: NatsConnection;
+  let sink: SmtpSink;
+  const actors: Actor[] = [];
+  const id = ledgerIdentity();
+
+  beforeAll(async () => {
+    cluster = await startTestCluster();
+    nc = await connectAndProvision(cluster.urls);
+    sink = await startSmtpSink({});
+    actors.push(await startGateway(nc), await startProcessing(nc, sink.port), await startLedger(nc, id));
+  });
+  afterAll(async () => {
+    for (const a of actors.reverse()) await a.drain();
+    await sink?.close();
+    await nc?.close();
+    await cluster?.dispose();
+  });
+
+  it("a sent mail's status carries its ledger entries, and `ledger prove` gives a receipt that verifies offline", async () => {
+    const reply = await submit(nc, structured("ledger-e2e", { key: "ledger-e2e", to: ["alice@example.net", "bob@example.net"] }));
+    const st = await until("Sent with 5 ledger entries", async () => {
+      const s = await status(nc, reply.mailId);
+      return s.state === "Sent" && (s.ledger?.length ?? 0) === s.history.length && s;
+    }, 30_000, 100);
+    expect(st.ledger!.map((l) => l.eventId)).toEqual(st.history.map((e) => e.eventId));
+    expect(st.history.map((e) => e.state)).toEqual(["PendingProcessing", "Processing", "Validated", "DeliveryScheduled", "Sent"]);
+
+    const server = cluster.urls.join(",");
+    const proved = await ledgerCli(["prove", reply.mailId, "--server", server], {});
+    expect(proved.code).toBe(0);
+    expect(proved.stdout).not.toContain("example.net");
+    const file = path.join(cluster.dir, "e2e-receipt.json");
+    await writeFile(file, proved.stdout);
+    const ok = await ledgerCli(["verify-receipt", file, "--key", id.verifierKey, "--json"], {});
+    expect(ok.code).toBe(0);
+    const v = JSON.parse(ok.stdout) as { ok: boolean; mailId: string; entries: { state: string }[] };
+    expect(v).toMatchObject({ ok: true, mailId: reply.mailId });
+    expect(v.entries.map((e) => e.state)).toEqual(st.history.map((e) => e.state));
+    const audit = await ledgerCli(["verify", "--server", server, "--key", id.verifierKey], {});
+    expect(audit.stdout).toContain("ledger OK: 5 entries");
+    expect(audit.stdout).toContain("trust root: the key given with --key");
+    expect(audit.code).toBe(0);
+  }, 60_000);
+});
