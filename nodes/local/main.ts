@@ -8,11 +8,39 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { provision } from "../provision/index.js";
 import { startCluster } from "./nats-cluster.js";
 import { startSmtpSink } from "./smtp-sink.js";
+import { randomBytes } from "node:crypto";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { generateNoteKeyPair, parseSignerKey } from "../../ledger/index.js";
+
+const LEDGER_ORIGIN = "fastemailnet.local/ledger";
+
+/**
+ * The local ledger's keys, generated once into `dir` (signing.key and
+ * commitment.key mode 0600, verifier.key to share) and reused after.
+ */
+async function ledgerKeysIn(dir: string): Promise<{ signerKey: string; verifierKey: string; commitmentKey: string }> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const read = (f: string) => readFile(path.join(dir, f), "utf8").then((t) => t.trim(), () => undefined);
+  let signerKey = await read("signing.key");
+  if (!signerKey) {
+    signerKey = generateNoteKeyPair(LEDGER_ORIGIN).signerKey;
+    await writeFile(path.join(dir, "signing.key"), `${signerKey}\n`, { mode: 0o600 });
+  }
+  let commitmentKey = await read("commitment.key");
+  if (!commitmentKey) {
+    commitmentKey = randomBytes(32).toString("hex");
+    await writeFile(path.join(dir, "commitment.key"), `${commitmentKey}\n`, { mode: 0o600 });
+  }
+  const verifierKey = parseSignerKey(signerKey).verifierKey;
+  await writeFile(path.join(dir, "verifier.key"), `${verifierKey}\n`);
+  return { signerKey, verifierKey, commitmentKey };
+}
 
 /**
  * `npm start`: the whole system on this machine. A 3-node JetStream cluster
  * (data under .data/nats, kept across restarts), provisioning, a gateway,
- * two processing nodes, the ledger node and an SMTP sink that keeps every
+ * two processing nodes, the ledger node (keys generated once under
+ * .data/ledger) and an SMTP sink that keeps every
  * mail it receives under .data/sink. Ctrl-C stops everything.
  */
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
@@ -83,6 +111,11 @@ const node = (role: string, name: string, env: Record<string, string> = {}) => {
 node("gateway", "gateway-1", { FEN_HTTP_PORT: "9101" });
 node("processing", "processing-1", { FEN_HTTP_PORT: "9102" });
 node("processing", "processing-2", { FEN_HTTP_PORT: "9103" });
+const ledgerKeys = await ledgerKeysIn(path.join(dataDir, "ledger"));
+node("ledger", "ledger-1", {
+  FEN_HTTP_PORT: "9104", FEN_LEDGER_ORIGIN: LEDGER_ORIGIN,
+  FEN_LEDGER_SIGNING_KEY: ledgerKeys.signerKey, FEN_LEDGER_COMMITMENT_KEY: ledgerKeys.commitmentKey,
+});
 
 say(`
 FastEmailNet is running.
@@ -94,6 +127,12 @@ FastEmailNet is running.
 Send a mail:
   npx fastemailnet send --from me@example.org --to you@example.net --subject hi --text hello
   nats -s nats://127.0.0.1:${natsPort} req mail.submit '{"kind":"mail.submit","v":1,"mail":{"from":"me@example.org","to":["you@example.net"],"subject":"hi","text":"hello"}}'
+  ledger         origin ${LEDGER_ORIGIN}, metrics http://127.0.0.1:9104/metrics; keys in ${path.join(dataDir, "ledger")}
+                 verifier key: ${ledgerKeys.verifierKey}
+Audit the ledger and check a receipt offline:
+  npx fastemailnet ledger verify --key ${path.join(dataDir, "ledger", "verifier.key")}
+  npx fastemailnet ledger prove MAIL_ID > receipt.json
+  npx fastemailnet ledger verify-receipt receipt.json --key ${path.join(dataDir, "ledger", "verifier.key")}
 Look at it:
   npx fastemailnet status MAIL_ID
   .tools/bin/nats -s nats://127.0.0.1:${natsPort} micro ls
