@@ -36,8 +36,11 @@ describe("ledger node: append, audit, fen-ledger service", () => {
     await until("1000 entries", async () => (await headSize(kv)) === 1000, 60_000);
     await until("the height gauge", async () => (await node.metrics.ledgerHeight.get()).values[0]?.value === 1000);
 
-    const head = await callService(nc, ServiceSubjects.ledgerHead, LedgerCodecs.headRequest, { kind: "ledger.head", v: 1 }, LedgerCodecs.headReply);
-    expect(head.size).toBe(1000);
+    // The service answers for the newest block whose roll-forward is complete.
+    const head = await until("ledger.head at 1000", async () => {
+      const h = await callService(nc, ServiceSubjects.ledgerHead, LedgerCodecs.headRequest, { kind: "ledger.head", v: 1 }, LedgerCodecs.headReply);
+      return h.size === 1000 && h;
+    });
     expect(head.verifierKey).toBe(id.verifierKey);
     const verifier = parseVerifierKey(id.verifierKey);
     const cp = openCheckpoint(head.checkpoint, verifier, { origin: id.origin }).checkpoint;
