@@ -1,0 +1,412 @@
+/**
+ * The feature hasher: a {@link MailView} in, one sparse vector out.
+ *
+ * Layout of the model input (`inputDim = 2^hashBits + NUMERIC_FEATURES.length`):
+ * - `[0, 2^hashBits)`: signed hashed tokens, each present feature ±`weight`:
+ *   subject and body word uni- and bigrams (separate namespaces), link hosts,
+ *   base domains and TLDs, URL oddities, attachment types and extensions, and
+ *   bucketed structural facts. The subject's and the body's word features
+ *   are each L2-normalised (norms `subjectWeight` and 1) so long mails do
+ *   not dominate and the subject keeps its say.
+ * - `[2^hashBits, inputDim)`: the numeric structural features of
+ *   {@link NUMERIC_FEATURES}, each scaled to roughly `[0, 1]`.
+ *
+ * Only content is read: no Received chain, no list or filter headers, no
+ * addresses, dates or message ids (they give this corpus' labels away and do
+ * not exist or mean the same on outbound mail). For the same reason the
+ * footers and `[list]` subject tags that list servers add in transit are
+ * removed first (`listfooter.ts`).
+ *
+ * Pure and deterministic. {@link FeatureExtractor} reuses scratch buffers, so
+ * one instance must not be shared by concurrent callers (it is synchronous).
+ *
+ * @module
+ */
+import { fmix32, FNV_PRIME, hashPair, hashStart, hashString } from "./hash.js";
+import { scanHtml } from "./html.js";
+import type { HtmlScan } from "./html.js";
+import { baseDomain, parseLink, textUrls } from "./links.js";
+import { stripListFooter, stripSubjectTag } from "./listfooter.js";
+import type { MailView } from "./mime.js";
+
+/** Version of the extraction code; a model trained with another version is refused. */
+export const FEATURE_VERSION = 1;
+
+/** The feature configuration stored with a model. */
+export interface FeatureConfig {
+  /** Must equal {@link FEATURE_VERSION}. */
+  readonly version: number;
+  /** log2 of the number of hash buckets. @default 18 */
+  readonly hashBits: number;
+  /** Namespace salt mixed into every hash. @default 0 */
+  readonly salt: number;
+  /** Word tokens read from subject + body at most. @default 4000 */
+  readonly maxTokens: number;
+  /** Weight of each link / attachment / structure token. @default 0.35 */
+  readonly structWeight: number;
+  /** L2 norm of the subject's word features (the body's have norm 1). @default 1 */
+  readonly subjectWeight: number;
+}
+
+/** Default {@link FeatureConfig}. */
+export const DEFAULT_FEATURE_CONFIG: FeatureConfig = Object.freeze({
+  version: FEATURE_VERSION,
+  hashBits: 18,
+  salt: 0,
+  maxTokens: 4000,
+  structWeight: 0.35,
+  subjectWeight: 1,
+});
+
+/** Names of the numeric features, in input order after the hash buckets. */
+export const NUMERIC_FEATURES = Object.freeze([
+  "bias",
+  "has_html",
+  "html_only",
+  "html_share",
+  "links_log",
+  "hosts_log",
+  "ip_links",
+  "caps_ratio",
+  "subject_caps_ratio",
+  "attachments_log",
+  "images_log",
+  "length_log",
+  "exclaim_density",
+  "dollar_density",
+  "non_ascii_ratio",
+  "hidden_html",
+] as const);
+
+/** One mail's features: parallel arrays of input indices (ascending not required) and values. */
+export interface SparseFeatures {
+  readonly indices: Int32Array;
+  readonly values: Float32Array;
+}
+
+/** Total model input width for `config`. */
+export function inputDim(config: FeatureConfig): number {
+  return 2 ** config.hashBits + NUMERIC_FEATURES.length;
+}
+
+const NS_SUBJECT = 0x51;
+const NS_BODY = 0xb0;
+const NS_LINK = 0x71;
+const NS_STRUCT = 0x57;
+
+// Lower-casing for Latin-1 supplement and Latin Extended-A/B.
+const LOWER = new Uint16Array(0x250);
+for (let c = 0; c < 0x250; c++) {
+  const l = String.fromCharCode(c).toLowerCase();
+  LOWER[c] = l.length === 1 ? l.charCodeAt(0) : c;
+}
+
+interface TextStats {
+  letters: number;
+  upper: number;
+  tokens: number;
+  exclaim: number;
+  dollar: number;
+  nonAscii: number;
+}
+
+const H_EXCLAIM = hashString("!", 0);
+const H_EXCLAIM2 = hashString("!!", 0);
+const H_DOLLAR = hashString("$", 0);
+const H_PERCENT = hashString("%", 0);
+const H_EURO = hashString("€", 0);
+const H_POUND = hashString("£", 0);
+const H_LONG = hashString("#long", 0);
+const H_MIXED = hashString("#mixed", 0);
+const H_DIGITS = [1, 2, 3, 4, 5, 6, 7].map((n) => hashString("#d" + n, 0));
+
+function bucket(v: number, edges: readonly number[]): number {
+  let i = 0;
+  while (i < edges.length && v >= edges[i]!) i++;
+  return i;
+}
+
+/** Reusable, synchronous feature extractor for one {@link FeatureConfig}. */
+export class FeatureExtractor {
+  /** The configuration in use. */
+  readonly config: FeatureConfig;
+  /** Model input width. */
+  readonly dim: number;
+  private readonly mask: number;
+  private readonly numericBase: number;
+  private readonly mark: Uint32Array;
+  private gen = 0;
+
+  private idx: Int32Array;
+  private val: Float32Array;
+  private n = 0;
+  private wordStart = 0;
+  private prev = 0;
+  private tokenBudget = 0;
+  // Tokeniser state (see words / endToken).
+  private ns = 0;
+  private start = 0;
+  private h = 0;
+  private len = 0;
+  private digits = 0;
+
+  constructor(config: FeatureConfig = DEFAULT_FEATURE_CONFIG) {
+    this.config = config;
+    this.dim = inputDim(config);
+    this.mask = 2 ** config.hashBits - 1;
+    this.numericBase = 2 ** config.hashBits;
+    this.mark = new Uint32Array(2 ** config.hashBits);
+
+    this.idx = new Int32Array(4096);
+    this.val = new Float32Array(4096);
+  }
+
+  /** Extracts the features of one mail. */
+  extract(view: MailView): SparseFeatures {
+    if (++this.gen === 0xffffffff) {
+      this.mark.fill(0);
+      this.gen = 1;
+    }
+    this.n = 0;
+    this.wordStart = 0;
+    this.tokenBudget = this.config.maxTokens;
+    const salt = this.config.salt;
+
+    const html: HtmlScan | undefined = view.html ? scanHtml(view.html) : undefined;
+    const htmlText = html ? stripListFooter(html.text) : "";
+    const plainText = stripListFooter(view.text);
+    const subj = this.words(stripSubjectTag(view.subject), NS_SUBJECT ^ salt);
+    this.normaliseWords(this.config.subjectWeight);
+    this.wordStart = this.n;
+    const textStats = this.words(plainText, NS_BODY ^ salt);
+    const htmlStats = html ? this.words(htmlText, NS_BODY ^ salt) : undefined;
+    this.normaliseWords();
+
+    const w = this.config.structWeight;
+    const ns = NS_LINK ^ salt;
+    const urls = html ? [...html.hrefs, ...html.imgSrcs] : [];
+    for (const u of textUrls(plainText, 64)) urls.push(u);
+    const hosts = new Set<string>();
+    let ipLinks = 0;
+    let httpLinks = 0;
+    for (const raw of urls) {
+      const link = parseLink(raw);
+      if (link.scheme) this.token("scheme:" + link.scheme, ns, w);
+      if (link.ipHost) {
+        ipLinks++;
+        this.token("ip-host", ns, w);
+      }
+      if (link.userInfo) this.token("userinfo", ns, w);
+      if (link.port) this.token("port", ns, w);
+      if (link.escaped) this.token("escaped", ns, w);
+      if (link.scheme === "http" || link.scheme === "https") httpLinks++;
+      if (link.host && !link.ipHost && !hosts.has(link.host) && hosts.size < 64) {
+        hosts.add(link.host);
+        const base = baseDomain(link.host);
+        this.token("host:" + link.host, ns, w);
+        if (base !== link.host) this.token("dom:" + base, ns, w);
+        this.token("tld:" + base.slice(base.lastIndexOf(".") + 1), ns, w);
+      }
+    }
+    // Major type only: parsers disagree on subtypes (mailparser guesses them from file names).
+    for (const a of view.attachments) {
+      const slash = a.contentType.indexOf("/");
+      this.token("att:" + (slash > 0 ? a.contentType.slice(0, slash) : a.contentType), ns, w);
+      const dot = a.filename.lastIndexOf(".");
+      if (dot >= 0 && a.filename.length - dot <= 6) this.token("ext:" + a.filename.slice(dot + 1).toLowerCase(), ns, w);
+    }
+
+    const body: TextStats = sumStats(textStats, htmlStats);
+    const htmlChars = htmlText.length;
+    const textChars = plainText.length;
+    const htmlShare = htmlChars + textChars > 0 ? htmlChars / (htmlChars + textChars) : 0;
+    const capsRatio = body.letters > 0 ? body.upper / body.letters : 0;
+    const subjCaps = subj.letters > 0 ? subj.upper / subj.letters : 0;
+    const words = Math.max(1, body.tokens);
+    const sn = NS_STRUCT ^ salt;
+    const kind = view.htmlParts > 0 ? (view.textParts > 0 ? "both" : "html-only") : view.textParts > 0 ? "text-only" : "no-body";
+    this.token("kind:" + kind, sn, w);
+    this.token("links:" + bucket(httpLinks, [1, 2, 4, 8, 16, 32]), sn, w);
+    this.token("hosts:" + bucket(hosts.size, [1, 2, 3, 5, 9]), sn, w);
+    this.token("caps:" + bucket(capsRatio, [0.05, 0.1, 0.2, 0.35, 0.5]), sn, w);
+    this.token("scaps:" + bucket(subjCaps, [0.2, 0.5, 0.8]) + ":" + (subj.letters > 8 ? 1 : 0), sn, w);
+    this.token("len:" + bucket(body.tokens, [10, 30, 100, 300, 1000, 3000]), sn, w);
+    this.token("att:" + bucket(view.attachments.length, [1, 2, 4]), sn, w);
+    this.token("subj:" + bucket(subj.tokens, [1, 3, 6, 10]), sn, w);
+    if (html) {
+      this.token("img:" + bucket(html.images, [1, 2, 4, 8, 16]), sn, w);
+      this.token("fonts:" + bucket(html.fonts, [1, 3, 10, 30]), sn, w);
+      this.token("tables:" + bucket(html.tables, [1, 3, 10]), sn, w);
+      if (html.forms > 0) this.token("forms", sn, w);
+      if (html.hidden > 0) this.token("hidden", sn, w);
+      this.token("tags-per-word:" + bucket(html.tags / words, [0.1, 0.3, 1, 3]), sn, w);
+    }
+    this.token("exclaim:" + bucket(body.exclaim / words, [0.005, 0.02, 0.05]), sn, w);
+    this.token("nonascii:" + bucket(body.nonAscii / Math.max(1, body.letters), [0.01, 0.1, 0.5]), sn, w);
+
+    const numeric = [
+      1,
+      html ? 1 : 0,
+      view.htmlParts > 0 && view.textParts === 0 ? 1 : 0,
+      htmlShare,
+      Math.min(1, Math.log1p(httpLinks) / 5),
+      Math.min(1, Math.log1p(hosts.size) / 4),
+      ipLinks > 0 ? 1 : 0,
+      capsRatio,
+      subjCaps,
+      Math.min(1, Math.log1p(view.attachments.length) / 3),
+      html ? Math.min(1, Math.log1p(html.images) / 4) : 0,
+      Math.min(1, Math.log1p(body.tokens) / 9),
+      Math.min(1, (body.exclaim / words) * 20),
+      Math.min(1, (body.dollar / words) * 20),
+      body.nonAscii / Math.max(1, body.letters + body.nonAscii),
+      html && html.hidden > 0 ? 1 : 0,
+    ];
+    for (let i = 0; i < numeric.length; i++) {
+      const v = numeric[i]!;
+      if (v !== 0) this.push(this.numericBase + i, v);
+    }
+    return { indices: this.idx.slice(0, this.n), values: this.val.slice(0, this.n) };
+  }
+
+  private push(index: number, value: number): void {
+    if (this.n === this.idx.length) {
+      const idx = new Int32Array(this.n * 2);
+      idx.set(this.idx);
+      this.idx = idx;
+      const val = new Float32Array(this.n * 2);
+      val.set(this.val);
+      this.val = val;
+    }
+    this.idx[this.n] = index;
+    this.val[this.n] = value;
+    this.n++;
+  }
+
+  /** Adds hashed feature `h` (presence, signed). */
+  private add(h: number, weight: number): void {
+    const i = h & this.mask;
+    if (this.mark[i] === this.gen) return;
+    this.mark[i] = this.gen;
+    this.push(i, h & 0x80000000 ? -weight : weight);
+  }
+
+  private token(s: string, ns: number, weight: number): void {
+    this.add(hashString(s, ns), weight);
+  }
+
+  /** Adds a word's unigram and its bigram with the previous word. */
+  private emitWord(h: number): void {
+    this.add(h, 1);
+    if (this.prev !== 0) this.add(hashPair(this.prev, h), 1);
+    this.prev = h;
+  }
+
+  private normaliseWords(weight = 1): void {
+    const count = this.n - this.wordStart;
+    if (count === 0) return;
+    const scale = weight / Math.sqrt(count);
+    for (let i = this.wordStart; i < this.n; i++) this.val[i]! *= scale;
+  }
+
+  /** Tokenises `text` into hashed uni- and bigrams in namespace `ns`; returns character statistics. */
+  private words(text: string, ns: number): TextStats {
+    const st: TextStats = { letters: 0, upper: 0, tokens: 0, exclaim: 0, dollar: 0, nonAscii: 0 };
+    this.prev = 0;
+    this.ns = ns;
+    this.start = hashStart(ns);
+    this.h = this.start;
+    this.len = 0;
+    this.digits = 0;
+    const n = text.length;
+    for (let i = 0; i < n && this.tokenBudget > 0; i++) {
+      let c = text.charCodeAt(i);
+      if (c < 128) {
+        if (c >= 97 && c <= 122) st.letters++;
+        else if (c >= 65 && c <= 90) {
+          st.letters++;
+          st.upper++;
+          c |= 32;
+        } else if (c >= 48 && c <= 57) this.digits++;
+        else if (c === 39 && this.len > 0) continue;
+        else {
+          if (this.len > 0) st.tokens += this.endToken();
+          if (c === 33) {
+            st.exclaim++;
+            let run = 1;
+            while (i + 1 < n && text.charCodeAt(i + 1) === 33) {
+              i++;
+              run++;
+            }
+            this.emitWord(H_EXCLAIM ^ ns);
+            if (run > 1) this.add(H_EXCLAIM2 ^ ns, 1);
+          } else if (c === 36) {
+            st.dollar++;
+            this.emitWord(H_DOLLAR ^ ns);
+          } else if (c === 37) this.emitWord(H_PERCENT ^ ns);
+          continue;
+        }
+        this.h = Math.imul(this.h ^ c, FNV_PRIME);
+        this.len++;
+        continue;
+      }
+      st.nonAscii++;
+      if (c === 0xa0 || c === 0xd7 || c === 0xf7 || (c >= 0x2000 && c <= 0x206f)) {
+        if (this.len > 0) st.tokens += this.endToken();
+        continue;
+      }
+      if (c === 0x20ac || c === 0xa3) {
+        if (this.len > 0) st.tokens += this.endToken();
+        st.dollar++;
+        this.emitWord((c === 0xa3 ? H_POUND : H_EURO) ^ ns);
+        continue;
+      }
+      if (c >= 0x2e80) {
+        // CJK, kana, hangul, full-width forms: no spaces between words, so each character is a token.
+        if (this.len > 0) st.tokens += this.endToken();
+        this.emitWord(fmix32(Math.imul(this.start ^ c, FNV_PRIME)));
+        st.tokens++;
+        this.tokenBudget--;
+        continue;
+      }
+      if (c < 0x250) c = LOWER[c]!;
+      else if (c >= 0x410 && c <= 0x42f) c += 32;
+      st.letters++;
+      this.h = Math.imul(this.h ^ c, FNV_PRIME);
+      this.len++;
+    }
+    if (this.len > 0 && this.tokenBudget > 0) st.tokens += this.endToken();
+    return st;
+  }
+
+  /**
+   * Emits the pending token (digit runs and long or mixed tokens by shape, so
+   * ids, dates and hashes generalise; single letters dropped); returns 1 if a
+   * word was emitted.
+   */
+  private endToken(): number {
+    const len = this.len;
+    const digits = this.digits;
+    const h = this.h;
+    this.len = 0;
+    this.digits = 0;
+    this.h = this.start;
+    let t: number;
+    if (len > 24) t = H_LONG ^ this.ns;
+    else if (digits === len) t = H_DIGITS[Math.min(len, 7) - 1]! ^ this.ns;
+    else if (digits > 0 && len >= 8) t = H_MIXED ^ this.ns;
+    else if (len === 1) return 0;
+    else t = fmix32(h);
+    this.emitWord(t);
+    this.tokenBudget--;
+    return 1;
+  }
+}
+
+function sumStats(a: TextStats, b: TextStats | undefined): TextStats {
+  if (!b) return a;
+  return {
+    letters: a.letters + b.letters, upper: a.upper + b.upper, tokens: a.tokens + b.tokens,
+    exclaim: a.exclaim + b.exclaim, dollar: a.dollar + b.dollar, nonAscii: a.nonAscii + b.nonAscii,
+  };
+}
