@@ -1,13 +1,16 @@
+import { loadClassifier } from "../classifier/index.js";
 import type { MailClassifier } from "./classifier.js";
 import { passThroughClassifier } from "./classifier.js";
 
 /**
  * Resolves the classifier a processing node runs with: `none` is the
- * pass-through classifier; anything else loads the TensorFlow.js model
- * (rejecting with a typed error when it is missing or corrupt).
+ * pass-through classifier (nothing is ever quarantined); absent, the
+ * committed TensorFlow.js model; otherwise the model in that folder. A
+ * missing or corrupt model rejects with the classifier's typed error
+ * (CLASSIFIER_MODEL_MISSING / CLASSIFIER_MODEL_CORRUPT), and the node's
+ * main.ts refuses to start.
  */
 export async function loadMailClassifier(modelDir: string | undefined): Promise<MailClassifier> {
   if (modelDir === "none") return passThroughClassifier;
-  // The model is wired in by the classifier issue; until then every mail passes.
-  return passThroughClassifier;
+  return loadClassifier(modelDir === undefined ? {} : { modelDir });
 }

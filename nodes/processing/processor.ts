@@ -19,6 +19,7 @@ import type { ProcessingConfig } from "../config/index.js";
 import { backoffDelay } from "./backoff.js";
 import type { MailClassifier } from "./classifier.js";
 import { createBatchingClassifier } from "./classifier.js";
+import { MAILPARSER_OPTIONS } from "../classifier/index.js";
 import type { Delivery } from "./delivery.js";
 import { startProcessingService } from "./service.js";
 
@@ -122,7 +123,7 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
       const raw = await loadBody(item);
       let parsed;
       try {
-        parsed = await simpleParser(raw, { skipHtmlToText: false, skipTextToHtml: true, skipImageLinks: true });
+        parsed = await simpleParser(raw, MAILPARSER_OPTIONS);
       } catch (err) {
         await state.advance(cur, [{ state: "Processing", detail: processing }, { state: "Rejected", detail: { error: { code: "INVALID_MIME", message: String((err as Error).message).slice(0, 300) } } }], recipients, attempt);
         deps.metrics.rejected.inc();

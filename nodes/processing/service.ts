@@ -13,6 +13,7 @@ import type { MailStateStore } from "../common/mail-state.js";
 import { serveEndpoint } from "../common/rpc.js";
 import { isNotFound } from "../common/js-errors.js";
 import { composeStructured, messageIdForPreview } from "../gateway/index.js";
+import { MAILPARSER_OPTIONS } from "../classifier/index.js";
 import type { MailClassifier } from "./classifier.js";
 
 export const PROCESSING_VERSION = "0.1.0";
@@ -46,7 +47,7 @@ export async function startProcessingService(deps: ProcessingServiceDeps): Promi
     const raw = "raw" in req.mail
       ? Buffer.from(req.mail.raw, "base64")
       : await composeStructured(req.mail, messageIdForPreview(), new Date(deps.clock.now()));
-    const parsed = await simpleParser(raw, { skipTextToHtml: true, skipImageLinks: true });
+    const parsed = await simpleParser(raw, MAILPARSER_OPTIONS);
     const [s] = await deps.classifier.classifyParsed([parsed]);
     const score = s?.score ?? 0;
     const flagged = score >= deps.quarantineThreshold;
