@@ -6,7 +6,7 @@
  * run on the same machine, Postfix relaying the same number of mails of the
  * same size to the same kind of sink (test/bench/peers/postfix-relay-bench).
  *
- * usage: npm run bench -- [--mails 5000] [--bytes 2000] [--publishers 64] [--sync always|1s] [--no-peer] [--json]
+ * usage: npm run bench -- [--mails 5000] [--bytes 2000] [--publishers 64] [--sync always|1s] [--no-model] [--no-peer] [--json]
  * Last line: one JSON object with mails, delivered, per_second, p50_ms,
  * p99_ms, peer_per_second and ratio.
  */
@@ -42,6 +42,8 @@ const { values: a } = parseArgs({
     mails: { type: "string", default: "5000" }, bytes: { type: "string", default: "2000" },
     publishers: { type: "string", default: "64" }, sync: { type: "string", default: "always" },
     "no-peer": { type: "boolean", default: false }, json: { type: "boolean", default: false },
+    // The processing nodes classify with the committed model, as in npm start.
+    "no-model": { type: "boolean", default: false },
     concurrency: { type: "string", default: "128" }, pool: { type: "string", default: "10" },
   },
 });
@@ -69,7 +71,7 @@ try {
 
   const env = {
     ...process.env, FEN_NATS_URLS: cluster.urls.join(","), FEN_SMTP_PORT: String(sinkPort), FEN_LOG_LEVEL: "warn",
-    FEN_MODEL_DIR: process.env["FEN_MODEL_DIR"] ?? "none", FEN_CONCURRENCY: a.concurrency, FEN_SMTP_POOL_SIZE: a.pool,
+    ...(a["no-model"] ? { FEN_MODEL_DIR: "none" } : {}), FEN_CONCURRENCY: a.concurrency, FEN_SMTP_POOL_SIZE: a.pool,
   };
   const named: { name: string; pid: number | undefined }[] = cluster.servers.map((sv) => ({ name: `nats-server ${sv.name}`, pid: sv.process?.pid }));
   named.push({ name: "smtp-sink", pid: sink.pid });
@@ -140,6 +142,7 @@ try {
   latencies.sort((x, y) => x - y);
   const ours = {
     mails: N, delivered, failed_submits: failed, bytes: BYTES, publishers: PUBLISHERS, sync_interval: a.sync,
+    classifier: a["no-model"] ? "pass-through" : "committed model",
     seconds: +seconds.toFixed(2), submit_per_second: Math.round(N / ((submitDone - start) / 1000)),
     per_second: Math.round(delivered / seconds), p50_ms: Math.round(quantile(latencies, 0.5)), p99_ms: Math.round(quantile(latencies, 0.99)),
   };
