@@ -13,8 +13,8 @@ import type { ParsedMail } from "mailparser";
 import { initBackend, tf } from "./backend.js";
 import { ClassifierError, ClassifierErrorCode } from "./errors.js";
 import { FeatureExtractor } from "./features.js";
-import type { FeatureConfig, SparseFeatures } from "./features.js";
-import { linearScores, packBatch } from "./linear.js";
+import type { FeatureConfig } from "./features.js";
+import { BatchBuilder, linearScores } from "./linear.js";
 import { parseMime } from "./mime.js";
 import type { MailView } from "./mime.js";
 import { DEFAULT_MODEL_DIR, loadModel } from "./model-io.js";
@@ -90,6 +90,7 @@ const yieldToLoop = (): Promise<void> => new Promise((resolve) => setImmediate(r
 class TfClassifier implements Classifier {
   readonly version: string;
   private readonly extractor: FeatureExtractor;
+  private readonly batch = new BatchBuilder();
   private disposed = false;
 
   constructor(
@@ -134,11 +135,11 @@ class TfClassifier implements Classifier {
     for (let start = 0; start < n; start += this.batchSize) {
       if (start > 0) await yieldToLoop();
       const end = Math.min(n, start + this.batchSize);
-      const rows: SparseFeatures[] = [];
-      for (let i = start; i < end; i++) rows.push(this.extractor.extract(view(i)));
+      this.batch.reset();
+      for (let i = start; i < end; i++) this.batch.push(this.extractor.extractTransient(view(i)));
       let scores: Float32Array;
       try {
-        scores = linearScores(this.kernel, this.bias, packBatch(rows));
+        scores = linearScores(this.kernel, this.bias, this.batch.build());
       } catch (cause) {
         throw new ClassifierError(ClassifierErrorCode.InferenceFailed, "TensorFlow.js inference failed", { cause });
       }

@@ -134,7 +134,8 @@ export class FeatureExtractor {
   readonly dim: number;
   private readonly mask: number;
   private readonly numericBase: number;
-  private readonly mark: Uint32Array;
+  /** Generation stamp per bucket, for presence de-duplication (Uint8: 256 KiB stays in cache). */
+  private readonly mark: Uint8Array;
   private gen = 0;
 
   private idx: Int32Array;
@@ -143,27 +144,33 @@ export class FeatureExtractor {
   private wordStart = 0;
   private prev = 0;
   private tokenBudget = 0;
-  // Tokeniser state (see words / endToken).
+  /** Namespace of the text being tokenised (see words / endToken). */
   private ns = 0;
-  private start = 0;
-  private h = 0;
-  private len = 0;
-  private digits = 0;
 
   constructor(config: FeatureConfig = DEFAULT_FEATURE_CONFIG) {
     this.config = config;
     this.dim = inputDim(config);
     this.mask = 2 ** config.hashBits - 1;
     this.numericBase = 2 ** config.hashBits;
-    this.mark = new Uint32Array(2 ** config.hashBits);
+    this.mark = new Uint8Array(2 ** config.hashBits);
 
     this.idx = new Int32Array(4096);
     this.val = new Float32Array(4096);
   }
 
-  /** Extracts the features of one mail. */
+  /** Extracts the features of one mail (a copy the caller owns). */
   extract(view: MailView): SparseFeatures {
-    if (++this.gen === 0xffffffff) {
+    const f = this.extractTransient(view);
+    return { indices: f.indices.slice(), values: f.values.slice() };
+  }
+
+  /**
+   * Extracts the features of one mail into the extractor's buffers: the
+   * returned arrays are only valid until the next call (no allocation; the
+   * batch path copies them straight into its batch).
+   */
+  extractTransient(view: MailView): SparseFeatures {
+    if (++this.gen === 256) {
       this.mark.fill(0);
       this.gen = 1;
     }
@@ -266,7 +273,7 @@ export class FeatureExtractor {
       const v = numeric[i]!;
       if (v !== 0) this.push(this.numericBase + i, v);
     }
-    return { indices: this.idx.slice(0, this.n), values: this.val.slice(0, this.n) };
+    return { indices: this.idx.subarray(0, this.n), values: this.val.subarray(0, this.n) };
   }
 
   private push(index: number, value: number): void {
@@ -311,28 +318,32 @@ export class FeatureExtractor {
 
   /** Tokenises `text` into hashed uni- and bigrams in namespace `ns`; returns character statistics. */
   private words(text: string, ns: number): TextStats {
-    const st: TextStats = { letters: 0, upper: 0, tokens: 0, exclaim: 0, dollar: 0, nonAscii: 0 };
+    // Hot loop: token state and counters live in locals, not fields.
     this.prev = 0;
     this.ns = ns;
-    this.start = hashStart(ns);
-    this.h = this.start;
-    this.len = 0;
-    this.digits = 0;
+    const start = hashStart(ns);
+    let letters = 0, upper = 0, tokens = 0, exclaim = 0, dollar = 0, nonAscii = 0;
+    let h = start, len = 0, digits = 0;
     const n = text.length;
     for (let i = 0; i < n && this.tokenBudget > 0; i++) {
       let c = text.charCodeAt(i);
       if (c < 128) {
-        if (c >= 97 && c <= 122) st.letters++;
+        if (c >= 97 && c <= 122) letters++;
         else if (c >= 65 && c <= 90) {
-          st.letters++;
-          st.upper++;
+          letters++;
+          upper++;
           c |= 32;
-        } else if (c >= 48 && c <= 57) this.digits++;
-        else if (c === 39 && this.len > 0) continue;
+        } else if (c >= 48 && c <= 57) digits++;
+        else if (c === 39 && len > 0) continue;
         else {
-          if (this.len > 0) st.tokens += this.endToken();
+          if (len > 0) {
+            tokens += this.endToken(h, len, digits);
+            h = start;
+            len = 0;
+            digits = 0;
+          }
           if (c === 33) {
-            st.exclaim++;
+            exclaim++;
             let run = 1;
             while (i + 1 < n && text.charCodeAt(i + 1) === 33) {
               i++;
@@ -341,56 +352,54 @@ export class FeatureExtractor {
             this.emitWord(H_EXCLAIM ^ ns);
             if (run > 1) this.add(H_EXCLAIM2 ^ ns, 1);
           } else if (c === 36) {
-            st.dollar++;
+            dollar++;
             this.emitWord(H_DOLLAR ^ ns);
           } else if (c === 37) this.emitWord(H_PERCENT ^ ns);
           continue;
         }
-        this.h = Math.imul(this.h ^ c, FNV_PRIME);
-        this.len++;
+        h = Math.imul(h ^ c, FNV_PRIME);
+        len++;
         continue;
       }
-      st.nonAscii++;
-      if (c === 0xa0 || c === 0xd7 || c === 0xf7 || (c >= 0x2000 && c <= 0x206f)) {
-        if (this.len > 0) st.tokens += this.endToken();
-        continue;
-      }
-      if (c === 0x20ac || c === 0xa3) {
-        if (this.len > 0) st.tokens += this.endToken();
-        st.dollar++;
-        this.emitWord((c === 0xa3 ? H_POUND : H_EURO) ^ ns);
-        continue;
-      }
-      if (c >= 0x2e80) {
+      nonAscii++;
+      const separator = c === 0xa0 || c === 0xd7 || c === 0xf7 || (c >= 0x2000 && c <= 0x206f);
+      const money = c === 0x20ac || c === 0xa3;
+      if (separator || money || c >= 0x2e80) {
+        if (len > 0) {
+          tokens += this.endToken(h, len, digits);
+          h = start;
+          len = 0;
+          digits = 0;
+        }
+        if (separator) continue;
+        if (money) {
+          dollar++;
+          this.emitWord((c === 0xa3 ? H_POUND : H_EURO) ^ ns);
+          continue;
+        }
         // CJK, kana, hangul, full-width forms: no spaces between words, so each character is a token.
-        if (this.len > 0) st.tokens += this.endToken();
-        this.emitWord(fmix32(Math.imul(this.start ^ c, FNV_PRIME)));
-        st.tokens++;
+        this.emitWord(fmix32(Math.imul(start ^ c, FNV_PRIME)));
+        tokens++;
         this.tokenBudget--;
         continue;
       }
       if (c < 0x250) c = LOWER[c]!;
       else if (c >= 0x410 && c <= 0x42f) c += 32;
-      st.letters++;
-      this.h = Math.imul(this.h ^ c, FNV_PRIME);
-      this.len++;
+      letters++;
+      h = Math.imul(h ^ c, FNV_PRIME);
+      len++;
     }
-    if (this.len > 0 && this.tokenBudget > 0) st.tokens += this.endToken();
-    return st;
+    if (len > 0 && this.tokenBudget > 0) tokens += this.endToken(h, len, digits);
+    return { letters, upper, tokens, exclaim, dollar, nonAscii };
   }
 
   /**
-   * Emits the pending token (digit runs and long or mixed tokens by shape, so
-   * ids, dates and hashes generalise; single letters dropped); returns 1 if a
-   * word was emitted.
+   * Emits a finished token of `len` characters (`digits` of them digits,
+   * running hash `h`): digit runs and long or mixed tokens by shape, so ids,
+   * dates and hashes generalise; single letters dropped. Returns 1 if a word
+   * was emitted.
    */
-  private endToken(): number {
-    const len = this.len;
-    const digits = this.digits;
-    const h = this.h;
-    this.len = 0;
-    this.digits = 0;
-    this.h = this.start;
+  private endToken(h: number, len: number, digits: number): number {
     let t: number;
     if (len > 24) t = H_LONG ^ this.ns;
     else if (digits === len) t = H_DIGITS[Math.min(len, 7) - 1]! ^ this.ns;

@@ -49,6 +49,56 @@ export function packBatch(rows: readonly SparseFeatures[]): PackedBatch {
   return { indices, values, segments, rows: rows.length };
 }
 
+/** Appends rows into reusable buffers and packs them without per-row copies. */
+export class BatchBuilder {
+  private indices = new Int32Array(1 << 15);
+  private values = new Float32Array(1 << 15);
+  private segments = new Int32Array(1 << 15);
+  private nnz = 0;
+  private rows = 0;
+
+  /** Appends one row (copied; `row` may be reused by the caller afterwards). */
+  push(row: SparseFeatures): void {
+    const k = row.indices.length;
+    if (k === 0) throw new RangeError(`row ${this.rows} has no features`);
+    if (this.nnz + k > this.indices.length) this.grow(this.nnz + k);
+    this.indices.set(row.indices, this.nnz);
+    this.values.set(row.values, this.nnz);
+    this.segments.fill(this.rows, this.nnz, this.nnz + k);
+    this.nnz += k;
+    this.rows++;
+  }
+
+  /** The rows pushed since the last `reset`, as views valid until the next `push` or `reset`. */
+  build(): PackedBatch {
+    return {
+      indices: this.indices.subarray(0, this.nnz),
+      values: this.values.subarray(0, this.nnz),
+      segments: this.segments.subarray(0, this.nnz),
+      rows: this.rows,
+    };
+  }
+
+  /** Empties the batch. */
+  reset(): void {
+    this.nnz = 0;
+    this.rows = 0;
+  }
+
+  private grow(min: number): void {
+    const size = Math.max(min, 2 * this.indices.length);
+    const i = new Int32Array(size);
+    i.set(this.indices.subarray(0, this.nnz));
+    const v = new Float32Array(size);
+    v.set(this.values.subarray(0, this.nnz));
+    const s = new Int32Array(size);
+    s.set(this.segments.subarray(0, this.nnz));
+    this.indices = i;
+    this.values = v;
+    this.segments = s;
+  }
+}
+
 let iota = new Int32Array(0);
 
 /** `[0, 1, ..., n-1]`, from a cached buffer (cheaper than `tf.range` per batch). */

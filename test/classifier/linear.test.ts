@@ -1,7 +1,7 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { initBackend, tf } from "../../nodes/classifier/backend.js";
 import type { SparseFeatures } from "../../nodes/classifier/features.js";
-import { batchTensors, disposeBatch, linearScores, packBatch, trainableLogits } from "../../nodes/classifier/linear.js";
+import { BatchBuilder, batchTensors, disposeBatch, linearScores, packBatch, trainableLogits } from "../../nodes/classifier/linear.js";
 import { buildModel, mulberry32, trainModel } from "../../nodes/classifier/train.js";
 
 const DIM = 64;
@@ -66,6 +66,24 @@ describe("sparse linear inference in TensorFlow.js", () => {
     expect(sparse.grads[b.name]!.dataSync()[0]!).toBeCloseTo(denseGrads[1]!.dataSync()[0]!, 5);
     disposeBatch(t);
     tf.dispose([y, w, b, x, sparse.value, ...Object.values(sparse.grads), ...denseGrads]);
+  });
+});
+
+describe("BatchBuilder", () => {
+  it("packs like packBatch, grows past its initial capacity, and resets", () => {
+    const big: SparseFeatures = { indices: Int32Array.from({ length: 20000 }, (_, i) => i % DIM), values: new Float32Array(20000).fill(0.5) };
+    const rows = [...randomRows(3, 9), big, ...randomRows(3, 10)];
+    const b = new BatchBuilder();
+    b.push(randomRows(1, 11)[0]!);
+    b.reset();
+    for (const r of rows) b.push(r);
+    const got = b.build();
+    const want = packBatch(rows);
+    expect(got.rows).toBe(want.rows);
+    expect(Array.from(got.indices)).toEqual(Array.from(want.indices));
+    expect(Array.from(got.values)).toEqual(Array.from(want.values));
+    expect(Array.from(got.segments)).toEqual(Array.from(want.segments));
+    expect(() => b.push({ indices: new Int32Array(0), values: new Float32Array(0) })).toThrow(RangeError);
   });
 });
 
