@@ -1,0 +1,218 @@
+import { Names, ServiceSubjects, StreamSubjects } from "../../protocol/index.js";
+
+/**
+ * The NATS users of a FastEmailNet deployment, one per role, and what each
+ * may publish and subscribe to. Written once, here: `npm start`, the tests
+ * and the Helm chart (through `deploy/chart/fastemailnet/files/nats-permissions.json`,
+ * generated from this module and checked by a test) all use these sets.
+ *
+ * Everything is an allow list; a subject not listed is refused by the
+ * server. The JetStream API subjects are granted per stream and consumer
+ * (`$JS.API.CONSUMER.MSG.NEXT.MAIL_WORK.processing`, not `$JS.API.>`), so a
+ * processing node can pull its work but cannot create, purge or delete
+ * anything, and only the ledger node can write the ledger bucket.
+ */
+
+/** Roles, in the order their users are rendered. */
+export const NatsRoles = ["publisher", "gateway", "processing", "ledger", "provision", "operator"] as const;
+export type NatsRole = (typeof NatsRoles)[number];
+
+/** One side (publish or subscribe) of a user's permissions, in nats-server terms. */
+export interface SubjectPermission {
+  readonly allow: readonly string[];
+  readonly deny?: readonly string[];
+}
+
+/** A user's permissions with the nats-server field names. */
+export interface NatsPermissions {
+  readonly publish: SubjectPermission;
+  readonly subscribe: SubjectPermission;
+  /** May answer requests it received, on their reply subjects only. */
+  readonly allow_responses?: boolean;
+}
+
+/** What each role is for, for docs and the start banner. */
+export const RoleDocs: Readonly<Record<NatsRole, string>> = {
+  publisher: "applications that send mail: request mail.submit and mail.status, nothing else",
+  gateway: "gateway nodes: serve mail.submit/mail.status, write work items, the first event, mail_status and mail_bodies",
+  processing: "processing nodes: pull MAIL_WORK/processing, write events, mail_status, quarantine; serve mail.classify and mail.quarantine.*",
+  ledger: "the ledger node: pull MAIL_EVENTS/ledger, the only writer of the ledger bucket; serve ledger.*",
+  provision: "the provisioning job: creates and checks streams, consumers and buckets ($JS.API.>)",
+  operator: "people with the nats CLI: read streams, consumers, buckets and services; request any service; write nothing directly",
+};
+
+/** Default user name of a role (`fen-<role>`). */
+export const userOf = (role: NatsRole): string => `fen-${role}`;
+
+const INBOX = "_INBOX.>";
+const kvStream = (bucket: string) => `KV_${bucket}`;
+const objStream = (bucket: string) => `OBJ_${bucket}`;
+
+/** JetStream API subjects (defined by nats-server, composed from our names). */
+const jsApi = {
+  info: "$JS.API.INFO",
+  streamInfo: (stream: string) => `$JS.API.STREAM.INFO.${stream}`,
+  /** Direct Get by sequence or batch (any replica answers). */
+  directGet: (stream: string) => `$JS.API.DIRECT.GET.${stream}`,
+  /** Message get through the stream leader (KV reads: the buckets have no allow_direct). */
+  msgGet: (stream: string) => `$JS.API.STREAM.MSG.GET.${stream}`,
+  msgDelete: (stream: string) => `$JS.API.STREAM.MSG.DELETE.${stream}`,
+  streamPurge: (stream: string) => `$JS.API.STREAM.PURGE.${stream}`,
+  consumerInfo: (stream: string, consumer: string) => `$JS.API.CONSUMER.INFO.${stream}.${consumer}`,
+  consumerNext: (stream: string, consumer: string) => `$JS.API.CONSUMER.MSG.NEXT.${stream}.${consumer}`,
+  ack: (stream: string, consumer: string) => `$JS.ACK.${stream}.${consumer}.>`,
+  /** Creating an ephemeral (ordered, push) consumer with a filter subject on one stream. */
+  ephemeralCreate: (stream: string) => `$JS.API.CONSUMER.CREATE.${stream}.>`,
+};
+
+/** A KV bucket read by key and written by key (create/update are publishes to `$KV.<bucket>.<key>`). */
+const kvRead = (bucket: string) => [jsApi.streamInfo(kvStream(bucket)), jsApi.msgGet(kvStream(bucket))];
+const kvReadWrite = (bucket: string) => [`$KV.${bucket}.>`, ...kvRead(bucket)];
+/** Writing an object (chunks and meta are publishes under `$O.<bucket>.`). */
+const objectPut = (bucket: string) => [`$O.${bucket}.>`, jsApi.streamInfo(objStream(bucket)), jsApi.msgGet(objStream(bucket))];
+/** Reading (an ordered consumer over the chunks) and deleting (a purge of the chunks) an object. */
+const objectGetDelete = (bucket: string) => [...objectPut(bucket), jsApi.ephemeralCreate(objStream(bucket)), jsApi.streamPurge(objStream(bucket))];
+/** Subjects a micro-service named `name` answers on `$SRV` (PING, INFO, STATS, with and without its name/id). */
+const microService = (name: string) => ["$SRV.*", `$SRV.*.${name}`, `$SRV.*.${name}.*`];
+
+const serviceRoots = (prefix: string) => Object.values(ServiceSubjects).filter((s) => s.startsWith(prefix) && !s.includes("*"));
+
+/**
+ * The permission set of every role: the smallest sets with which the real
+ * nodes run every flow (test/ops/permissions.test.ts fails on any
+ * permission violation the server logs during those flows).
+ */
+export function rolePermissions(): Readonly<Record<NatsRole, NatsPermissions>> {
+  const ledgerWrites = [`$KV.${Names.ledgerBucket}.>`];
+  return {
+    publisher: {
+      publish: { allow: [ServiceSubjects.submit, ServiceSubjects.status] },
+      subscribe: { allow: [INBOX] },
+    },
+    gateway: {
+      publish: {
+        allow: [
+          jsApi.info, StreamSubjects.work, StreamSubjects.events,
+          ...kvReadWrite(Names.statusBucket), ...objectPut(Names.bodiesBucket),
+          // mail.status: the history (batched Direct Get) and the mail's ledger index records.
+          jsApi.directGet(Names.eventsStream), jsApi.directGet(kvStream(Names.ledgerBucket)),
+        ],
+        deny: ledgerWrites,
+      },
+      subscribe: { allow: [INBOX, ServiceSubjects.submit, ServiceSubjects.status, ...microService(Names.gatewayService)] },
+      allow_responses: true,
+    },
+    processing: {
+      publish: {
+        allow: [
+          jsApi.info,
+          jsApi.consumerInfo(Names.workStream, Names.workConsumer), jsApi.consumerNext(Names.workStream, Names.workConsumer),
+          jsApi.ack(Names.workStream, Names.workConsumer),
+          // Releasing a quarantined mail queues a new work item.
+          StreamSubjects.work, StreamSubjects.events, StreamSubjects.quarantine,
+          ...kvReadWrite(Names.statusBucket), ...objectGetDelete(Names.bodiesBucket),
+          // The quarantine service lists, and removes a released or deleted mail.
+          jsApi.directGet(Names.quarantineStream), jsApi.msgGet(Names.quarantineStream), jsApi.msgDelete(Names.quarantineStream),
+        ],
+        deny: ledgerWrites,
+      },
+      subscribe: {
+        allow: [INBOX, ServiceSubjects.classify, ServiceSubjects.quarantineAll, ...microService(Names.processingService)],
+      },
+      allow_responses: true,
+    },
+    ledger: {
+      publish: {
+        allow: [
+          jsApi.info,
+          jsApi.consumerInfo(Names.eventsStream, Names.ledgerConsumer), jsApi.consumerNext(Names.eventsStream, Names.ledgerConsumer),
+          jsApi.ack(Names.eventsStream, Names.ledgerConsumer),
+          ...kvReadWrite(Names.ledgerBucket), jsApi.directGet(kvStream(Names.ledgerBucket)),
+          jsApi.ephemeralCreate(kvStream(Names.ledgerBucket)),
+        ],
+      },
+      subscribe: { allow: [INBOX, ...serviceRoots("ledger."), ...microService(Names.ledgerService)] },
+      allow_responses: true,
+    },
+    provision: {
+      publish: { allow: ["$JS.API.>"] },
+      subscribe: { allow: [INBOX] },
+    },
+    operator: {
+      publish: {
+        allow: [
+          jsApi.info, "$JS.API.STREAM.LIST", "$JS.API.STREAM.NAMES", "$JS.API.STREAM.INFO.*",
+          "$JS.API.CONSUMER.LIST.*", "$JS.API.CONSUMER.NAMES.*", "$JS.API.CONSUMER.INFO.*.*",
+          "$JS.API.DIRECT.GET.>", "$JS.API.STREAM.MSG.GET.*",
+          // `nats stream view` and `nats kv ls` read through ephemeral ordered consumers.
+          "$JS.API.CONSUMER.CREATE.*", "$JS.API.CONSUMER.CREATE.*.>", "$JS.API.CONSUMER.DELETE.*.*",
+          "$SRV.>", "mail.>", "ledger.>",
+        ],
+      },
+      subscribe: { allow: [INBOX] },
+    },
+  };
+}
+
+/** A password as rendered into the server config: a literal or a `$VAR` the server resolves from its environment. */
+export type PasswordRef = { readonly literal: string } | { readonly env: string };
+
+/** One user of the rendered `authorization` block. */
+export interface NatsUser {
+  readonly role: NatsRole;
+  readonly user: string;
+  readonly password: PasswordRef;
+}
+
+const ENV_NAME = /^[A-Z_][A-Z0-9_]*$/;
+
+function renderPassword(p: PasswordRef): string {
+  if ("env" in p) {
+    if (!ENV_NAME.test(p.env)) throw new Error(`not an environment variable name: ${JSON.stringify(p.env)}`);
+    return `$${p.env}`;
+  }
+  return JSON.stringify(p.literal);
+}
+
+function renderSide(side: SubjectPermission): string {
+  const list = (xs: readonly string[]) => `[${xs.map((x) => JSON.stringify(x)).join(", ")}]`;
+  return `{ allow: ${list(side.allow)}${side.deny?.length ? `, deny: ${list(side.deny)}` : ""} }`;
+}
+
+/**
+ * Renders the nats-server `authorization { users: [...] }` block for `users`
+ * with their role's permissions. The text is valid on its own as an
+ * included file (`include auth.conf`).
+ */
+export function renderAuthorization(users: readonly NatsUser[], perms = rolePermissions()): string {
+  const lines = users.map((u) => {
+    const p = perms[u.role];
+    return [
+      `    # ${u.role}: ${RoleDocs[u.role]}`,
+      `    { user: ${JSON.stringify(u.user)}, password: ${renderPassword(u.password)}, permissions: {`,
+      `        publish: ${renderSide(p.publish)}`,
+      `        subscribe: ${renderSide(p.subscribe)}`,
+      ...(p.allow_responses ? ["        allow_responses: true"] : []),
+      "    } }",
+    ].join("\n");
+  });
+  return `# generated from nodes/local/permissions.ts; do not edit\nauthorization {\n  users: [\n${lines.join("\n")}\n  ]\n}\n`;
+}
+
+/** A fresh random password per role (24 random bytes, base64url); `random` is injected (node:crypto randomBytes). */
+export function generatePasswords(random: (n: number) => Uint8Array): Record<NatsRole, string> {
+  return Object.fromEntries(NatsRoles.map((r) => [r, Buffer.from(random(24)).toString("base64url")])) as Record<NatsRole, string>;
+}
+
+/** Every role's user with a literal password (local clusters and tests). */
+export function literalUsers(passwords: Readonly<Record<NatsRole, string>>): NatsUser[] {
+  return NatsRoles.map((role) => ({ role, user: userOf(role), password: { literal: passwords[role] } }));
+}
+
+/** Environment variable a NATS server reads a role's password from, in the chart's auth.conf. */
+export const passwordEnvOf = (role: NatsRole): string => `FASTEMAILNET_PASSWORD_${role.toUpperCase()}`;
+
+/** Every role's user with its password taken from the server's environment ({@link passwordEnvOf}). */
+export function envUsers(): NatsUser[] {
+  return NatsRoles.map((role) => ({ role, user: userOf(role), password: { env: passwordEnvOf(role) } }));
+}

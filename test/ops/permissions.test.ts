@@ -1,0 +1,184 @@
+import { randomBytes } from "node:crypto";
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { connect } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { PermissionViolationError } from "@nats-io/nats-core";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
+import {
+  Codecs, LedgerCodecs, Names, ServiceSubjects, eventSubject, mailIdFromIdempotencyKey, workSubject,
+} from "../../protocol/index.js";
+import type { QuarantineRequest } from "../../protocol/index.js";
+import type { Actor } from "../../nodes/common/actor.js";
+import { callService } from "../../nodes/common/rpc.js";
+import { startSmtpSink } from "../../nodes/local/smtp-sink.js";
+import type { SmtpSink } from "../../nodes/local/smtp-sink.js";
+import { NatsRoles, generatePasswords, literalUsers, renderAuthorization, rolePermissions, userOf } from "../../nodes/local/permissions.js";
+import type { NatsRole } from "../../nodes/local/permissions.js";
+import type { MailClassifier } from "../../nodes/processing/index.js";
+import { provision } from "../../nodes/provision/index.js";
+import { startTestCluster } from "../helpers/cluster.js";
+import type { TestCluster } from "../helpers/cluster.js";
+import { startGateway, startProcessing, status, structured, submit, until } from "../helpers/system.js";
+import { ledgerIdentity, startLedger } from "../ledger-node/helpers.js";
+
+/**
+ * Least privilege against a real 3-node cluster running the `authorization`
+ * block rendered from nodes/local/permissions.ts. Every node connects as
+ * its role's user (connection name `node-<role>`); the allowed flows work end
+ * to end without a single permission violation in the server logs. Each
+ * forbidden action is tried on a separate connection (`probe-<role>`) and is
+ * refused by the server: the client gets a permissions violation and the
+ * server logs it for that user and subject.
+ */
+
+const passwords = generatePasswords(randomBytes);
+let cluster: TestCluster;
+const nodes = new Map<NatsRole, NatsConnection>();
+const probes = new Map<NatsRole, NatsConnection>();
+const actors: Actor[] = [];
+let sink: SmtpSink;
+
+const node = (role: NatsRole) => nodes.get(role)!;
+const probe = (role: NatsRole) => probes.get(role)!;
+const ruleClassifier: MailClassifier = {
+  version: "rule-perm-1",
+  classifyParsed: async (mails) => mails.map((m) => ({ score: /SPAM/.test(m.subject ?? "") ? 0.99 : 0.01 })),
+};
+const login = (role: NatsRole, name: string) =>
+  connect({ servers: cluster.urls, user: userOf(role), pass: passwords[role], name });
+
+beforeAll(async () => {
+  cluster = await startTestCluster({
+    extraConfig: renderAuthorization(literalUsers(passwords)),
+    creds: { user: userOf("provision"), pass: passwords.provision },
+  });
+  for (const role of NatsRoles) {
+    nodes.set(role, await login(role, `node-${role}`));
+    probes.set(role, await login(role, `probe-${role}`));
+  }
+  await provision(node("provision"), await jetstreamManager(node("provision")), { replicas: 3 });
+  sink = await startSmtpSink();
+  actors.push(await startGateway(node("gateway")));
+  actors.push(await startProcessing(node("processing"), sink.port, { FEN_QUARANTINE_THRESHOLD: "0.9" }, ruleClassifier));
+  actors.push(await startLedger(node("ledger"), ledgerIdentity(), { FEN_LEDGER_BATCH_MS: "20" }));
+});
+
+afterAll(async () => {
+  for (const a of actors) await a.drain();
+  await sink?.close();
+  for (const nc of [...nodes.values(), ...probes.values()]) await nc.close();
+  await cluster?.dispose();
+});
+
+/** Permission violations the servers logged, optionally only those of connections named `<prefix>…`. */
+async function violations(prefix = ""): Promise<string[]> {
+  const logs = await Promise.all(cluster.servers.map((s) => readFile(path.join(cluster.dir, `${s.name}.log`), "utf8").catch(() => "")));
+  return logs.join("\n").split("\n").filter((l) => /violation/i.test(l) && l.includes(`nats.js:${prefix}`));
+}
+
+/** Asserts the server refused `role` publishing (or requesting) `subject`: client error and server log line. */
+async function expectPublishRefused(role: NatsRole, attempt: Promise<unknown>, subject: string): Promise<void> {
+  const err = await attempt.then(() => undefined, (e: unknown) => e);
+  const pe = (err instanceof PermissionViolationError ? err : (err as { cause?: unknown })?.cause) as PermissionViolationError | undefined;
+  expect(pe, `${role} publishing ${subject} should be refused, got ${String(err)}`).toBeInstanceOf(PermissionViolationError);
+  expect(pe).toMatchObject({ operation: "publish", subject });
+  await until(`server log of ${role} → ${subject}`, async () =>
+    (await violations(`probe-${role}`)).some((l) => l.includes(`user:${userOf(role)}`) && l.includes(`"${subject}"`)), 5000);
+}
+
+async function expectSubscribeRefused(role: NatsRole, subject: string): Promise<void> {
+  const sub = probe(role).subscribe(subject);
+  const closedWith = await sub.closed;
+  expect(closedWith).toBeInstanceOf(PermissionViolationError);
+  expect(closedWith).toMatchObject({ operation: "subscription", subject });
+}
+
+const bytes = (s: string) => new TextEncoder().encode(s);
+const quarantine = (nc: NatsConnection, req: QuarantineRequest) =>
+  callService(nc, ServiceSubjects.quarantineList, Codecs.quarantineRequest, req, Codecs.quarantineReply);
+
+describe("allowed flows with role users", () => {
+  it("submit → Sent (inline and object-store bodies), recorded in the ledger", async () => {
+    const small = await submit(probe("publisher"), structured("perm-small", { key: "perm-small" }));
+    const big = await submit(probe("publisher"), structured("perm-big", { key: "perm-big", text: "x".repeat(700 * 1024) }));
+    for (const r of [small, big]) {
+      const st = await until(`${r.mailId} Sent and in the ledger`, async () => {
+        const s = await status(probe("publisher"), r.mailId);
+        return s.state === "Sent" && (s.ledger?.length ?? 0) > 0 && s;
+      });
+      expect(st.history.at(-1)?.detail.smtp?.code).toBe(250);
+    }
+    expect(sink.messages.map((m) => m.messageId).sort()).toEqual([small.messageId, big.messageId].sort());
+    const head = await callService(probe("operator"), ServiceSubjects.ledgerHead, LedgerCodecs.headRequest,
+      { kind: "ledger.head", v: 1 }, LedgerCodecs.headReply);
+    expect(head.size).toBeGreaterThan(0);
+  });
+
+  it("quarantine → operator release → Sent", async () => {
+    const spam = await submit(probe("publisher"), structured("perm-spam", { key: "perm-spam", subject: "SPAM perm" }));
+    await until("Quarantined", async () => (await status(probe("publisher"), spam.mailId)).state === "Quarantined");
+    const listed = await quarantine(probe("operator"), { kind: "mail.quarantine.list", v: 1, limit: 10 });
+    expect(listed.mails.map((m) => m.mailId)).toContain(spam.mailId);
+    await quarantine(probe("operator"), { kind: "mail.quarantine.release", v: 1, mailId: spam.mailId as never, reason: "checked" });
+    await until("released Sent", async () => (await status(probe("publisher"), spam.mailId)).state === "Sent");
+  });
+
+  it("the nodes never needed a subject their role lacks", async () => {
+    // Give the last acks and ledger blocks time to land, then read the logs.
+    await until("work drained", async () => {
+      const info = await (await jetstreamManager(node("provision"))).consumers.info(Names.workStream, Names.workConsumer);
+      return info.num_pending === 0 && info.num_ack_pending === 0;
+    });
+    expect(await violations("node-")).toEqual([]);
+  });
+});
+
+describe("forbidden actions are refused by the server", () => {
+  const mailId = mailIdFromIdempotencyKey("perm-forged");
+
+  it("a publisher cannot write work items or events, nor read the buckets", async () => {
+    const js = jetstream(probe("publisher"));
+    await expectPublishRefused("publisher", js.publish(workSubject(mailId), bytes("{}")), workSubject(mailId));
+    await expectPublishRefused("publisher", js.publish(eventSubject(mailId, "Sent"), bytes("{}")), eventSubject(mailId, "Sent"));
+    await expectPublishRefused("publisher", new Kvm(js).open(Names.statusBucket).then((kv) => kv.get(mailId)),
+      `$JS.API.STREAM.MSG.GET.KV_${Names.statusBucket}`);
+    // Nothing reached the stream.
+    const jsm = await jetstreamManager(node("provision"));
+    expect(await jsm.streams.getMessage(Names.workStream, { last_by_subj: workSubject(mailId) }).catch(() => null)).toBeNull();
+  });
+
+  it("a publisher cannot call operator or ledger services, nor listen in", async () => {
+    await expectPublishRefused("publisher", probe("publisher").request(ServiceSubjects.quarantineList, bytes("{}")), ServiceSubjects.quarantineList);
+    await expectPublishRefused("publisher", probe("publisher").request(ServiceSubjects.ledgerHead, bytes("{}")), ServiceSubjects.ledgerHead);
+    await expectSubscribeRefused("publisher", "fen.events.>");
+    await expectSubscribeRefused("publisher", ServiceSubjects.submit);
+  });
+
+  it("only the ledger node writes the ledger bucket", async () => {
+    const key = "$KV.ledger.head";
+    for (const role of ["processing", "gateway", "operator", "publisher"] as const) {
+      await expectPublishRefused(role, jetstream(probe(role)).publish(key, bytes("forged")), key);
+    }
+    expect(rolePermissions().ledger.publish.allow).toContain(`$KV.${Names.ledgerBucket}.>`);
+  });
+
+  it("nodes cannot take each other's work or change the streams", async () => {
+    const next = (stream: string, consumer: string) => `$JS.API.CONSUMER.MSG.NEXT.${stream}.${consumer}`;
+    await expectPublishRefused("processing", probe("processing").request(next(Names.eventsStream, Names.ledgerConsumer), bytes("{}")),
+      next(Names.eventsStream, Names.ledgerConsumer));
+    await expectPublishRefused("operator", probe("operator").request(next(Names.workStream, Names.workConsumer), bytes("{}")),
+      next(Names.workStream, Names.workConsumer));
+    await expectPublishRefused("gateway", probe("gateway").request(`$JS.API.STREAM.DELETE.${Names.workStream}`), `$JS.API.STREAM.DELETE.${Names.workStream}`);
+    await expectPublishRefused("processing", probe("processing").request(`$JS.API.STREAM.PURGE.${Names.eventsStream}`), `$JS.API.STREAM.PURGE.${Names.eventsStream}`);
+    await expectPublishRefused("ledger", jetstream(probe("ledger")).publish(`$KV.${Names.statusBucket}.${mailId}`, bytes("{}")),
+      `$KV.${Names.statusBucket}.${mailId}`);
+    await expectPublishRefused("operator", jetstream(probe("operator")).publish(eventSubject(mailId, "Sent"), bytes("{}")), eventSubject(mailId, "Sent"));
+  });
+
+  it("a wrong password is refused at connect", async () => {
+    await expect(connect({ servers: cluster.urls, user: userOf("gateway"), pass: "wrong", reconnect: false })).rejects.toThrow(/authorization/i);
+  });
+});
