@@ -1,0 +1,243 @@
+{{/*
+Names, labels and the pieces every node's pod shares.
+*/}}
+
+{{- define "fen.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "fen.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "fen.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+app.kubernetes.io/name: {{ include "fen.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: fastemailnet
+{{- end -}}
+
+{{/* Selector labels of one role: (dict "ctx" $ "role" "gateway") */}}
+{{- define "fen.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "fen.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .role }}
+{{- end -}}
+
+{{- define "fen.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "fen.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "fen.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{- define "fen.natsCredentialsSecret" -}}
+{{- default (printf "%s-nats-credentials" (include "fen.fullname" .)) .Values.auth.existingSecret -}}
+{{- end -}}
+
+{{- define "fen.ledgerKeysSecret" -}}
+{{- default (printf "%s-ledger-keys" (include "fen.fullname" .)) .Values.ledger.keysSecret.name -}}
+{{- end -}}
+
+{{/* The NATS user of a role; the same names as nodes/local/permissions.ts userOf(). */}}
+{{- define "fen.natsUser" -}}
+{{- printf "fen-%s" . -}}
+{{- end -}}
+
+{{/* Where the NATS CA is mounted in the nodes. */}}
+{{- define "fen.natsCaDir" -}}/etc/fastemailnet/nats-ca{{- end -}}
+
+{{/*
+The ConfigMap data of a role: config.common, then config.<role>, then what
+the chart itself sets (HTTP port and address, NATS user, CA path). Only
+non-secret FEN_* keys of the role's table in nodes/config/schema.ts.
+(dict "ctx" $ "role" "gateway")
+*/}}
+{{- define "fen.configData" -}}
+{{- $v := .ctx.Values -}}
+{{- $data := dict -}}
+{{- range $k, $val := $v.config.common }}{{ $_ := set $data $k (toString $val) }}{{ end -}}
+{{- range $k, $val := (get $v.config .role) }}{{ $_ := set $data $k (toString $val) }}{{ end -}}
+{{- if ne .role "provision" -}}
+{{- $_ := set $data "FEN_HTTP_HOST" "0.0.0.0" -}}
+{{- $_ := set $data "FEN_HTTP_PORT" (toString $v.http.port) -}}
+{{- end -}}
+{{- if $v.auth.enabled -}}
+{{- $_ := set $data "FEN_NATS_USER" (include "fen.natsUser" .role) -}}
+{{- end -}}
+{{- if $v.tls.enabled -}}
+{{- $_ := set $data "FEN_NATS_TLS_CA" (printf "%s/%s" (include "fen.natsCaDir" .ctx) $v.tls.caKey) -}}
+{{- end -}}
+{{- toYaml $data -}}
+{{- end -}}
+
+{{/* Environment that is not in the ConfigMap: the pod's name and the secrets. (dict "ctx" $ "role" "gateway") */}}
+{{- define "fen.env" -}}
+{{- $v := .ctx.Values -}}
+{{- if ne .role "provision" }}
+- name: FEN_NODE_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+{{- end }}
+{{- if $v.auth.enabled }}
+- name: FEN_NATS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "fen.natsCredentialsSecret" .ctx }}
+      key: {{ .role }}
+{{- end }}
+{{- if eq .role "ledger" }}
+- name: FEN_LEDGER_SIGNING_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "fen.ledgerKeysSecret" .ctx }}
+      key: {{ $v.ledger.keysSecret.signingKeyKey }}
+- name: FEN_LEDGER_COMMITMENT_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "fen.ledgerKeysSecret" .ctx }}
+      key: {{ $v.ledger.keysSecret.commitmentKeyKey }}
+{{- end }}
+{{- if eq .role "processing" }}
+{{- with $v.processing.smtpPasswordSecret }}
+- name: FEN_SMTP_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .name }}
+      key: {{ .key }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* Volumes and mounts every node container has: a writable /tmp and the NATS CA. */}}
+{{- define "fen.volumes" -}}
+- name: tmp
+  emptyDir:
+    sizeLimit: 64Mi
+{{- if .Values.tls.enabled }}
+- name: nats-ca
+  secret:
+    secretName: {{ required "tls.caSecret is required when tls.enabled" .Values.tls.caSecret }}
+    items:
+      - key: {{ .Values.tls.caKey }}
+        path: {{ .Values.tls.caKey }}
+{{- end }}
+{{- end -}}
+
+{{- define "fen.volumeMounts" -}}
+- name: tmp
+  mountPath: /tmp
+{{- if .Values.tls.enabled }}
+- name: nats-ca
+  mountPath: {{ include "fen.natsCaDir" . }}
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{/*
+A node container. (dict "ctx" $ "role" "gateway" "resources" {...})
+The command is the one test/deploy/chart-smoke.test.ts runs locally.
+*/}}
+{{- define "fen.container" -}}
+- name: {{ .role }}
+  image: {{ include "fen.image" .ctx }}
+  imagePullPolicy: {{ .ctx.Values.image.pullPolicy }}
+  command: ["node", "--import", "tsx", {{ printf "nodes/%s/main.ts" .role | quote }}]
+  envFrom:
+    - configMapRef:
+        name: {{ include "fen.fullname" .ctx }}-{{ .role }}
+  {{- with include "fen.env" (dict "ctx" .ctx "role" .role) | trim }}
+  env:
+    {{- . | nindent 4 }}
+  {{- end }}
+  {{- if ne .role "provision" }}
+  ports:
+    - name: http
+      containerPort: {{ .ctx.Values.http.port }}
+      protocol: TCP
+  startupProbe:
+    httpGet: { path: /healthz, port: http }
+    periodSeconds: 2
+    failureThreshold: 60
+  livenessProbe:
+    httpGet: { path: /healthz, port: http }
+    periodSeconds: 10
+    timeoutSeconds: 3
+    failureThreshold: 3
+  readinessProbe:
+    httpGet: { path: /readyz, port: http }
+    periodSeconds: 5
+    timeoutSeconds: 3
+    failureThreshold: 2
+  {{- end }}
+  resources:
+    {{- toYaml .resources | nindent 4 }}
+  securityContext:
+    {{- toYaml .ctx.Values.securityContext | nindent 4 }}
+  volumeMounts:
+    {{- include "fen.volumeMounts" .ctx | nindent 4 }}
+{{- end -}}
+
+{{/* Pod-level settings every node shares. (dict "ctx" $ "role" "gateway" "values" .Values.gateway) */}}
+{{- define "fen.podSpec" -}}
+serviceAccountName: {{ include "fen.serviceAccountName" .ctx }}
+automountServiceAccountToken: false
+{{- with .ctx.Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+securityContext:
+  {{- toYaml .ctx.Values.podSecurityContext | nindent 2 }}
+{{- with .values.terminationGracePeriodSeconds }}
+terminationGracePeriodSeconds: {{ . }}
+{{- end }}
+{{- with .values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+containers:
+  {{- include "fen.container" (dict "ctx" .ctx "role" .role "resources" .values.resources) | nindent 2 }}
+volumes:
+  {{- include "fen.volumes" .ctx | nindent 2 }}
+{{- end -}}
+
+{{- define "fen.podAnnotations" -}}
+checksum/config: {{ include "fen.configData" (dict "ctx" .ctx "role" .role) | sha256sum }}
+{{- if .ctx.Values.metrics.podAnnotations }}
+prometheus.io/scrape: "true"
+prometheus.io/port: {{ .ctx.Values.http.port | quote }}
+prometheus.io/path: /metrics
+{{- end }}
+{{- with .values.podAnnotations }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* The work stream and consumer, as protocol/specs.ts Names spells them (a chart test checks they agree). */}}
+{{- define "fen.workStream" -}}MAIL_WORK{{- end -}}
+{{- define "fen.workConsumer" -}}processing{{- end -}}

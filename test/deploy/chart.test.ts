@@ -1,0 +1,245 @@
+import { existsSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+import { beforeAll, describe, expect, it } from "vitest";
+import { Names } from "../../protocol/index.js";
+import { envUsers, renderAuthorization, userOf } from "../../nodes/local/permissions.js";
+import { CHART_MANAGED_KEYS, staleChartFiles } from "../../deploy/chart-gen.js";
+import {
+  PRODUCTION_VALUES, REPO_ROOT, SECRET_ENV_NAMES, find, helmLint, helmTemplate, renderChart, roleOf, tableOf, workloads,
+} from "./render.js";
+import type { Container, K8sObject } from "./render.js";
+
+/**
+ * The Helm chart, linted and rendered with the pinned helm, with the default
+ * values and with values-production.yaml, and checked against the code it
+ * deploys: every env name is a key of the node's schema table, no secret key
+ * sits in a ConfigMap, every container is probed, limited and locked down.
+ */
+
+const variants = {
+  default: [] as string[],
+  production: [PRODUCTION_VALUES],
+};
+const rendered = new Map<string, K8sObject[]>();
+
+beforeAll(async () => {
+  for (const [name, files] of Object.entries(variants)) rendered.set(name, await renderChart({ valuesFiles: files }));
+});
+
+it("the generated chart files (auth.conf, values.schema.json) match the code", async () => {
+  expect(await staleChartFiles()).toEqual([]);
+});
+
+describe.each(Object.entries(variants))("%s values", (variant, files) => {
+  const objects = () => rendered.get(variant)!;
+  const containers = () => workloads(objects()).flatMap((w) => w.pod.containers.map((c) => ({ w, c })));
+
+  it("helm lint passes", async () => {
+    const out = await helmLint(files);
+    expect(out).toContain("0 chart(s) failed");
+    expect(out).not.toMatch(/\[ERROR\]/);
+  });
+
+  it("renders the gateway, processing and ledger Deployments and the provisioning Job", () => {
+    const kinds = workloads(objects()).map((w) => `${w.object.kind}/${roleOf(w.pod.containers[0]!)}`).sort();
+    expect(kinds).toEqual(["Deployment/gateway", "Deployment/ledger", "Deployment/processing", "Job/provision"]);
+  });
+
+  it("every node container has /healthz liveness and /readyz readiness probes on its HTTP port", () => {
+    for (const { w, c } of containers()) {
+      if (w.object.kind === "Job") continue; // a run-to-completion job has nothing to probe
+      const env = envOf(c);
+      expect(c.livenessProbe?.httpGet, c.name).toMatchObject({ path: "/healthz", port: "http" });
+      expect(c.readinessProbe?.httpGet, c.name).toMatchObject({ path: "/readyz", port: "http" });
+      expect(c.ports?.find((p) => p.name === "http")?.containerPort).toBe(Number(env["FEN_HTTP_PORT"]));
+      expect(env["FEN_HTTP_HOST"]).toBe("0.0.0.0");
+    }
+  });
+
+  it("every container has cpu and memory requests and limits", () => {
+    for (const { c } of containers()) {
+      for (const side of ["requests", "limits"] as const) {
+        expect(Object.keys(c.resources?.[side] ?? {}).sort(), `${c.name} ${side}`).toEqual(["cpu", "memory"]);
+      }
+    }
+  });
+
+  it("every container runs non-root, read-only, without capabilities, under seccomp RuntimeDefault", () => {
+    for (const { w, c } of containers()) {
+      expect(c.securityContext, c.name).toMatchObject({
+        runAsNonRoot: true, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false,
+        capabilities: { drop: ["ALL"] }, seccompProfile: { type: "RuntimeDefault" },
+      });
+      expect(w.pod.securityContext).toMatchObject({ runAsNonRoot: true, seccompProfile: { type: "RuntimeDefault" } });
+      expect(Number(w.pod.securityContext?.["runAsUser"])).toBeGreaterThan(0);
+      expect(w.pod.automountServiceAccountToken).toBe(false);
+      // tsx needs a writable TMPDIR under a read-only root.
+      expect(c.volumeMounts?.map((m) => m.mountPath)).toContain("/tmp");
+    }
+  });
+
+  it("every env name a container gets is a key of its node's table in nodes/config/schema.ts", () => {
+    for (const { c } of containers()) {
+      const known = new Set(Object.values(tableOf(roleOf(c))).map((s) => s.env));
+      const names = [...Object.keys(configMapEnv(c)), ...(c.env ?? []).map((e) => e.name)];
+      expect(names.length).toBeGreaterThan(0);
+      expect(names.filter((n) => !known.has(n)), c.name).toEqual([]);
+    }
+  });
+
+  it("no secret key is in a ConfigMap; secret keys come from Secrets only", () => {
+    for (const cm of objects().filter((o) => o.kind === "ConfigMap")) {
+      expect(Object.keys(cm.data ?? {}).filter((k) => SECRET_ENV_NAMES.has(k)), cm.metadata.name).toEqual([]);
+    }
+    for (const { c } of containers()) {
+      for (const e of c.env ?? []) {
+        if (SECRET_ENV_NAMES.has(e.name)) expect(e.valueFrom?.secretKeyRef, `${c.name} ${e.name}`).toBeDefined();
+        expect(e.value, `${c.name} ${e.name} must not be inline`).toBeUndefined();
+      }
+    }
+    // The auth block holds no password: the servers read them from their environment.
+    const auth = find(objects(), "ConfigMap", "fastemailnet-nats-auth")?.data?.["auth.conf"] ?? "";
+    expect(auth).not.toMatch(/password:\s*"/);
+  });
+
+  it("values cannot set the keys the chart manages", () => {
+    for (const { c } of containers()) {
+      const env = configMapEnv(c);
+      if (roleOf(c) !== "provision") expect(env["FEN_HTTP_HOST"]).toBe("0.0.0.0");
+      expect(env["FEN_NATS_USER"]).toBe(userOf(roleOf(c)));
+    }
+    expect(CHART_MANAGED_KEYS).toContain("FEN_NATS_USER");
+  });
+
+  it("the NATS authorization block is the one generated from nodes/local/permissions.ts", () => {
+    const auth = find(objects(), "ConfigMap", "fastemailnet-nats-auth")?.data?.["auth.conf"];
+    expect(auth).toBe(renderAuthorization(envUsers()));
+  });
+
+  it("the ledger node is one writer, replaced with Recreate; each Deployment has a PodDisruptionBudget and a NetworkPolicy", () => {
+    const ledger = find(objects(), "Deployment", "fastemailnet-ledger")!;
+    expect(ledger.spec).toMatchObject({ replicas: 1, strategy: { type: "Recreate" } });
+    for (const w of workloads(objects())) {
+      const labels = w.podLabels;
+      const selects = (o: K8sObject, at: (s: Record<string, unknown>) => unknown) => {
+        const sel = at(o.spec ?? {}) as { matchLabels?: Record<string, string> } | undefined;
+        return Object.entries(sel?.matchLabels ?? { none: "x" }).every(([k, v]) => labels[k] === v);
+      };
+      expect(objects().some((o) => o.kind === "NetworkPolicy" && selects(o, (s) => s["podSelector"])), w.object.metadata.name).toBe(true);
+      if (w.object.kind === "Deployment") {
+        expect(objects().some((o) => o.kind === "PodDisruptionBudget" && selects(o, (s) => s["selector"])), w.object.metadata.name).toBe(true);
+      }
+    }
+  });
+
+  it("provisioning is a pre-install/pre-upgrade hook, and what it needs exists before it", () => {
+    const job = find(objects(), "Job", "fastemailnet-provision")!;
+    const weight = (o: K8sObject | undefined) => Number(o?.metadata.annotations?.["helm.sh/hook-weight"]);
+    expect(job.metadata.annotations?.["helm.sh/hook"]).toBe("pre-install,pre-upgrade");
+    const cm = find(objects(), "ConfigMap", "fastemailnet-provision");
+    const sa = find(objects(), "ServiceAccount", "fastemailnet");
+    for (const dep of [cm, sa]) {
+      expect(dep?.metadata.annotations?.["helm.sh/hook"]).toContain("pre-install");
+      expect(weight(dep)).toBeLessThan(weight(job));
+    }
+    const creds = find(objects(), "Secret", "fastemailnet-nats-credentials");
+    if (creds) expect(weight(creds)).toBeLessThan(weight(job));
+  });
+
+  it("the image runs each node by the file the chart names", () => {
+    for (const { c } of containers()) {
+      expect(c.command.slice(0, 3)).toEqual(["node", "--import", "tsx"]);
+      expect(existsSync(path.join(REPO_ROOT, c.command[3]!)), c.command[3]).toBe(true);
+    }
+  });
+
+  function envOf(c: Container): Record<string, string> {
+    return configMapEnv(c);
+  }
+  function configMapEnv(c: Container): Record<string, string> {
+    return Object.assign({}, ...(c.envFrom ?? []).map((f) => find(objects(), "ConfigMap", f.configMapRef?.name ?? "")?.data ?? {}));
+  }
+});
+
+describe("production values", () => {
+  const objects = () => rendered.get("production")!;
+
+  it("reads credentials and ledger keys from existing Secrets and renders none", () => {
+    expect(objects().filter((o) => o.kind === "Secret")).toEqual([]);
+  });
+
+  it("mounts the NATS CA where FEN_NATS_TLS_CA points", () => {
+    for (const w of workloads(objects())) {
+      const c = w.pod.containers[0]!;
+      const cm = find(objects(), "ConfigMap", c.envFrom?.[0]?.configMapRef?.name ?? "")!;
+      const ca = cm.data?.["FEN_NATS_TLS_CA"];
+      const mount = c.volumeMounts?.find((m) => ca?.startsWith(`${m.mountPath}/`));
+      expect(mount, c.name).toBeDefined();
+      const vol = w.pod.volumes?.find((v) => v.name === mount!.name);
+      expect(vol?.secret?.secretName).toBe("fastemailnet-nats-ca");
+      expect(vol?.secret?.items?.map((i) => i.path)).toContain(path.basename(ca!));
+    }
+  });
+
+  it("scales the processing nodes with KEDA on the work consumer's lag", () => {
+    const so = find(objects(), "ScaledObject", "fastemailnet-processing")!;
+    expect(so.spec).toMatchObject({
+      scaleTargetRef: { name: "fastemailnet-processing" },
+      triggers: [{ type: "nats-jetstream", metadata: { stream: Names.workStream, consumer: Names.workConsumer, account: "$G" } }],
+    });
+    // KEDA owns the replica count.
+    expect((find(objects(), "Deployment", "fastemailnet-processing")!.spec as Record<string, unknown>)["replicas"]).toBeUndefined();
+  });
+});
+
+describe("values are validated", () => {
+  const refused = (set: string[]) => helmTemplate({ set }).then(() => "rendered", (e: { stderr?: string }) => e.stderr ?? String(e));
+
+  it("an unknown key, a secret key or a chart-managed key under config is refused by values.schema.json", async () => {
+    expect(await refused(["config.gateway.FEN_NOT_A_KEY=1"])).toMatch(/FEN_NOT_A_KEY/);
+    expect(await refused(["config.processing.FEN_SMTP_PASSWORD=hunter2"])).toMatch(/FEN_SMTP_PASSWORD/);
+    expect(await refused(["config.ledger.FEN_LEDGER_SIGNING_KEY=x"])).toMatch(/FEN_LEDGER_SIGNING_KEY/);
+    expect(await refused(["config.common.FEN_NATS_USER=root"])).toMatch(/FEN_NATS_USER/);
+    // A gateway key is not a processing key.
+    expect(await refused(["config.processing.FEN_MESSAGE_ID_DOMAIN=x"])).toMatch(/FEN_MESSAGE_ID_DOMAIN/);
+  });
+
+  it("a container security context that is not locked down is refused", async () => {
+    expect(await refused(["securityContext.readOnlyRootFilesystem=false"])).toMatch(/readOnlyRootFilesystem/);
+  });
+
+  it("HPA and KEDA together are refused", async () => {
+    expect(await refused(["processing.autoscaling.hpa.enabled=true", "processing.autoscaling.keda.enabled=true"])).toMatch(/either hpa or keda/);
+  });
+});
+
+describe("deploy/Dockerfile (read, not built: no docker daemon here)", () => {
+  let text: string;
+  beforeAll(async () => { text = await readFile(path.join(REPO_ROOT, "deploy/Dockerfile"), "utf8"); });
+  const instructions = () => text.split("\n").filter((l) => /^[A-Z]+\s/.test(l));
+
+  it("is multi-stage on node:20-slim, installs with npm ci and builds", () => {
+    expect(text).toMatch(/^ARG NODE_IMAGE=node:20-slim$/m);
+    expect(instructions().filter((l) => l.startsWith("FROM ")).length).toBe(2);
+    expect(text).toMatch(/RUN npm ci\b/);
+    expect(text).toMatch(/npm run build/);
+    expect(text).toMatch(/npm prune --omit=dev/);
+  });
+
+  it("runs as the unprivileged node user, and copies every folder the chart's commands load", () => {
+    const users = instructions().filter((l) => l.startsWith("USER "));
+    expect(users.at(-1)).toBe("USER node");
+    for (const dir of ["protocol", "ledger", "nodes", "node_modules"]) {
+      expect(text, dir).toMatch(new RegExp(`COPY --from=build /src/${dir} \\./${dir}`));
+    }
+  });
+
+  it("the build context keeps tests and local data out", async () => {
+    const ignore = await readFile(path.join(REPO_ROOT, "deploy/Dockerfile.dockerignore"), "utf8");
+    expect(ignore.split("\n")[1]).toBe("**");
+    expect(ignore).not.toMatch(/^!test/m);
+    expect(ignore).not.toMatch(/^!\.data/m);
+  });
+});
+
