@@ -7,6 +7,8 @@ import { runUntilSignal } from "../common/runtime.js";
 import { loadMailClassifier } from "./load-classifier.js";
 import { createDelivery } from "./delivery.js";
 import { createProcessingNode } from "./processor.js";
+import { createWorkLagSampler } from "./lag.js";
+import { jetstreamManager } from "@nats-io/jetstream";
 
 const config = (() => {
   try {
@@ -31,4 +33,7 @@ const delivery = createDelivery({
   poolSize: config.smtpPoolSize, timeoutMs: config.smtpTimeoutMs,
 });
 const actor = createProcessingNode({ nc, log, clock: systemClock, random: systemRandom, node, metrics, delivery, classifier }, config);
+const lag = createWorkLagSampler({ jsm: await jetstreamManager(nc, { checkAPI: false }), metrics, log });
+lag.start();
+void actor.closed.then(() => lag.stop());
 process.exitCode = await runUntilSignal({ actor, nc, config, metrics, log });

@@ -1,0 +1,62 @@
+import type { JetStreamManager } from "@nats-io/jetstream";
+import { Names } from "../../protocol/index.js";
+import type { Logger } from "../common/logger.js";
+import type { Metrics } from "../common/metrics.js";
+
+/** Keeps the `fen_work_consumer_pending` gauge (work consumer lag) current. */
+export interface WorkLagSampler {
+  /** Reads the consumer once and sets the gauge; returns `num_pending`. */
+  sample(): Promise<number>;
+  /** Samples now and then every `everyMs` until `stop()`. */
+  start(): void;
+  stop(): void;
+}
+
+/** Schedules `fn` every `ms`; returns a cancel function. Injected so tests need no timers. */
+export type Every = (ms: number, fn: () => void) => () => void;
+
+const intervalEvery: Every = (ms, fn) => {
+  const t = setInterval(fn, ms);
+  t.unref();
+  return () => clearInterval(t);
+};
+
+/**
+ * Samples `num_pending` of the durable work consumer (MAIL_WORK/processing):
+ * work items stored but not yet delivered to any processing node, the
+ * number an autoscaler (KEDA's nats-jetstream scaler reads the same field)
+ * or an alert compares with a threshold. Every processing node reports the
+ * same shared value; aggregate with `max`, not `sum`. A failed read keeps
+ * the last value and is logged at debug (the node's own work is unaffected).
+ */
+export function createWorkLagSampler(deps: {
+  readonly jsm: JetStreamManager; readonly metrics: Metrics; readonly log: Logger;
+  /** @default 5000 */
+  readonly everyMs?: number;
+  readonly every?: Every;
+}): WorkLagSampler {
+  let cancel: (() => void) | undefined;
+  let running = false;
+  const sample = async () => {
+    const info = await deps.jsm.consumers.info(Names.workStream, Names.workConsumer);
+    deps.metrics.workLag.set(info.num_pending);
+    return info.num_pending;
+  };
+  const tick = () => {
+    if (running) return;
+    running = true;
+    sample().catch((err: unknown) => deps.log.debug({ err }, "work consumer lag not sampled")).finally(() => { running = false; });
+  };
+  return {
+    sample,
+    start() {
+      if (cancel) return;
+      tick();
+      cancel = (deps.every ?? intervalEvery)(deps.everyMs ?? 5000, tick);
+    },
+    stop() {
+      cancel?.();
+      cancel = undefined;
+    },
+  };
+}

@@ -1,0 +1,106 @@
+import { PassThrough } from "node:stream";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { mailIdFromIdempotencyKey, workSubject } from "../../protocol/index.js";
+import { createLogger } from "../../nodes/common/logger.js";
+import { createMetrics } from "../../nodes/common/metrics.js";
+import { GatewayKeys, loadConfig } from "../../nodes/config/index.js";
+import { createWorkLagSampler } from "../../nodes/processing/lag.js";
+import { startTestCluster } from "../helpers/cluster.js";
+import type { TestCluster } from "../helpers/cluster.js";
+import { connectAndProvision, testLog } from "../helpers/system.js";
+
+/**
+ * Observability pieces that are not visible end to end: the logger's
+ * redaction and level, and the work consumer lag gauge. (Every node's
+ * /healthz, /readyz and /metrics are checked on the real processes in
+ * test/deploy/chart-smoke.test.ts.)
+ */
+
+function capture(level: string) {
+  const stream = new PassThrough();
+  const lines: Record<string, unknown>[] = [];
+  let text = "";
+  stream.on("data", (b: Buffer) => {
+    text += b.toString();
+    for (const l of b.toString().split("\n").filter(Boolean)) lines.push(JSON.parse(l) as Record<string, unknown>);
+  });
+  const log = createLogger({ level, node: "obs-test", destination: stream });
+  return { log, lines, text: () => text };
+}
+
+describe("logs", () => {
+  it("censors recipient addresses and credentials, also in child loggers", () => {
+    const { log, lines, text } = capture("info");
+    const secret = "s3cret-Pa55";
+    log.child({ mailId: "m1" }).info({
+      to: ["alice@example.net"], cc: ["bob@example.net"], bcc: ["carol@example.net"], from: "sender@example.org",
+      recipients: ["dave@example.net"], envelope: { from: "sender@example.org", to: ["erin@example.net"] },
+      mail: { to: ["frank@example.net"], from: "sender@example.org" },
+      password: secret, natsPassword: secret, smtpPassword: secret, auth: { user: "u", pass: secret },
+      ledgerSigningKey: "PRIVATE+KEY+x", ledgerCommitmentKey: "00ff", headers: { authorization: `Basic ${secret}` },
+      count: 3,
+    }, "sending");
+    expect(lines).toHaveLength(1);
+    const rec = lines[0]!;
+    expect(rec).toMatchObject({ node: "obs-test", mailId: "m1", msg: "sending", count: 3, level: 30 });
+    for (const k of ["to", "cc", "bcc", "from", "recipients", "password", "natsPassword", "smtpPassword", "auth", "ledgerSigningKey", "ledgerCommitmentKey"]) {
+      expect(rec[k], k).toBe("[redacted]");
+    }
+    expect(rec["envelope"]).toEqual({ from: "[redacted]", to: "[redacted]" });
+    expect(rec["mail"]).toEqual({ to: "[redacted]", from: "[redacted]" });
+    expect(rec["headers"]).toEqual({ authorization: "[redacted]" });
+    expect(text()).not.toMatch(/@example\.(net|org)/);
+    expect(text()).not.toContain(secret);
+    expect(text()).not.toContain("PRIVATE+KEY");
+  });
+
+  it("takes its level from the configuration (FEN_LOG_LEVEL)", () => {
+    const config = loadConfig(GatewayKeys, { FEN_LOG_LEVEL: "warn" });
+    const { log, lines } = capture(config.logLevel);
+    log.info("not shown");
+    log.debug("not shown");
+    log.warn({ code: "X" }, "shown");
+    expect(lines.map((l) => l["msg"])).toEqual(["shown"]);
+    expect(() => loadConfig(GatewayKeys, { FEN_LOG_LEVEL: "loud" })).toThrow(/FEN_LOG_LEVEL/);
+  });
+});
+
+describe("work consumer lag (fen_work_consumer_pending)", () => {
+  let cluster: TestCluster;
+  let nc: NatsConnection;
+  beforeAll(async () => {
+    cluster = await startTestCluster();
+    nc = await connectAndProvision(cluster.urls);
+  });
+  afterAll(async () => {
+    await nc?.close();
+    await cluster?.dispose();
+  });
+
+  it("follows num_pending of MAIL_WORK/processing, on a schedule until stopped", async () => {
+    const metrics = createMetrics({ defaults: false });
+    const ticks: (() => void)[] = [];
+    let cancelled = false;
+    const sampler = createWorkLagSampler({
+      jsm: await jetstreamManager(nc), metrics, log: testLog, everyMs: 1234,
+      every: (ms, fn) => { expect(ms).toBe(1234); ticks.push(fn); return () => { cancelled = true; }; },
+    });
+    const gauge = async () => (await metrics.workLag.get()).values[0]?.value;
+
+    expect(await sampler.sample()).toBe(0);
+    const js = jetstream(nc);
+    for (let i = 0; i < 5; i++) {
+      // No processing node runs here, so the items only wait; their content does not matter.
+      await js.publish(workSubject(mailIdFromIdempotencyKey(`lag-${i}`)), new TextEncoder().encode("{}"));
+    }
+    sampler.start();
+    expect(ticks).toHaveLength(1);
+    await expect.poll(gauge).toBe(5);
+    const text = await metrics.registry.metrics();
+    expect(text).toMatch(/^fen_work_consumer_pending 5$/m);
+    sampler.stop();
+    expect(cancelled).toBe(true);
+  });
+});
