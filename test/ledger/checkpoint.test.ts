@@ -2,7 +2,6 @@
 import { describe, expect, it } from "vitest";
 import {
   EMPTY_ROOT,
-  LedgerError,
   formatCheckpoint,
   noteKeyPairFromSeed,
   openCheckpoint,
@@ -11,6 +10,7 @@ import {
   parseVerifierKey,
   signCheckpoint,
 } from "../../ledger/index.js";
+import { codeOf } from "./code-of.js";
 
 const ORIGIN = "ledger.fastemail.net/test";
 const SEED = Uint8Array.from({ length: 32 }, (_, i) => i);
@@ -24,16 +24,6 @@ const PINNED_NOTE =
 const keys = noteKeyPairFromSeed(ORIGIN, SEED);
 const signer = parseSignerKey(keys.signerKey);
 const verifier = parseVerifierKey(keys.verifierKey);
-
-function codeOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(LedgerError);
-    return (err as LedgerError).code;
-  }
-  return undefined;
-}
 
 describe("checkpoint", () => {
   it("signs the pinned note byte for byte", () => {

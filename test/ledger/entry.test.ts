@@ -1,9 +1,10 @@
 // Canonical entry encoding: determinism, strict decoding, recipient commitments.
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import type {
+  LedgerError} from "../../ledger/index.js";
 import {
   ENTRY_FORMAT_VERSION,
-  LedgerError,
   MailState,
   commitRecipient,
   commitRecipients,
@@ -13,6 +14,7 @@ import {
   hashLeaf,
   type LedgerEntry,
 } from "../../ledger/index.js";
+import { codeOf } from "./code-of.js";
 
 const KEY = new Uint8Array(32).fill(9);
 
@@ -39,16 +41,6 @@ const SAMPLE_JSON =
   '["30e1fe12c24ad67730199715669e844ddec2c15f2a24e406413376313e23e2a3",' +
   '"6bcdb43b98d1cd0a146dd1f62a20de641df71eca879e61d383036914b7d944a6"],"state":"Bounced"}';
 const SAMPLE_LEAF_HASH = "f3cb3a4e10a0b3e726efbb6c6e6433a4a3515fff3291a1e35bfa050d605e439f";
-
-function codeOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(LedgerError);
-    return (err as LedgerError).code;
-  }
-  return undefined;
-}
 
 function shuffleKeys(v: unknown, seed: number): unknown {
   if (Array.isArray(v)) return v.map((x) => shuffleKeys(x, seed));

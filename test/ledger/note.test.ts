@@ -3,7 +3,6 @@
 import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import {
-  LedgerError,
   generateNoteKeyPair,
   noteKeyId,
   noteKeyPairFromSeed,
@@ -13,6 +12,7 @@ import {
   signNote,
   type NoteVerifier,
 } from "../../ledger/index.js";
+import { codeOf } from "./code-of.js";
 
 // golang.org/x/mod/sumdb/note note_test.go.
 const GO_VKEY = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW";
@@ -27,16 +27,6 @@ const KAT_NAME = "ledger.fastemail.net/test";
 const KAT_SEED = Uint8Array.from({ length: 32 }, (_, i) => i);
 const KAT_SKEY = "PRIVATE+KEY+ledger.fastemail.net/test+5b3a3ffc+AQABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f";
 const KAT_VKEY = "ledger.fastemail.net/test+5b3a3ffc+AQOhB7/zzhC+HXDdGOdLwJln5NYwm6UNXx3chmQSVTG4";
-
-function codeOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(LedgerError);
-    return (err as LedgerError).code;
-  }
-  return undefined;
-}
 
 describe("interop with Go sumdb/note", () => {
   it("derives the Go verifier key and reproduces the Go note byte for byte", () => {

@@ -22,6 +22,7 @@ import {
   type LedgerEntry,
   type Receipt,
 } from "../../ledger/index.js";
+import { codeOf } from "./code-of.js";
 
 const ORIGIN = "ledger.fastemail.net/test";
 const keys = noteKeyPairFromSeed(ORIGIN, Uint8Array.from({ length: 32 }, (_, i) => i));
@@ -65,16 +66,6 @@ beforeAll(async () => {
   single = serializeReceipt(createReceipt({ mailId: "m-7", checkpoint, entries: [await prove(107)] }));
   foreign = await prove(8);
 });
-
-function codeOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(LedgerError);
-    return (err as LedgerError).code;
-  }
-  return undefined;
-}
 
 describe("receipt", () => {
   it("verifies offline from the object, the JSON text and the bytes", () => {

@@ -4,7 +4,6 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
   EMPTY_ROOT,
-  LedgerError,
   consistencyNodes,
   consistencyProofLength,
   hashLeaf,
@@ -17,20 +16,11 @@ import {
 } from "../../ledger/index.js";
 import { bitLen, popCount, trailingZeros, xor } from "../../ledger/bits.js";
 import { rangeNodes } from "../../ledger/node-id.js";
+import { codeOf } from "./code-of.js";
 
 const leaves = Array.from({ length: 5 }, (_, i) => hashLeaf(Uint8Array.of(i)));
 const root = merkleRoot(leaves);
 const proof = inclusionProof(leaves, 2);
-
-function codeOf(fn: () => void): string | undefined {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(LedgerError);
-    return (err as LedgerError).code;
-  }
-  return undefined;
-}
 
 describe("verifyInclusion input validation", () => {
   it("accepts the honest proof", () => {

@@ -70,3 +70,10 @@ describe("life cycle", () => {
     for (const s of MAIL_STATES) expect(canTransition("Sent", s)).toBe(false);
   });
 });
+
+describe("vocabularies kept in two places", () => {
+  it("the pure ledger's states are exactly the protocol's life-cycle states", async () => {
+    const { MailState } = await import("../../ledger/index.js");
+    expect(Object.values(MailState)).toEqual([...MAIL_STATES]);
+  });
+});
