@@ -67,6 +67,12 @@ export interface BucketSpec {
   readonly kind: "kv" | "object";
   readonly replicas: number;
   readonly history: number;
+  /**
+   * Whether the bucket's stream accepts atomic batch publishes (nats-server
+   * 2.12+): the ledger writes each block's roll-forward keys as one batch.
+   * @default false
+   */
+  readonly allow_atomic?: boolean;
 }
 
 /**
@@ -145,7 +151,7 @@ export function consumerSpecs(): ConsumerSpec[] {
 export function bucketSpecs(opts: SpecOptions): BucketSpec[] {
   return [
     { name: Names.statusBucket, kind: "kv", replicas: opts.replicas, history: 1 },
-    { name: Names.ledgerBucket, kind: "kv", replicas: opts.replicas, history: 1 },
+    { name: Names.ledgerBucket, kind: "kv", replicas: opts.replicas, history: 1, allow_atomic: true },
     { name: Names.bodiesBucket, kind: "object", replicas: opts.replicas, history: 1 },
   ];
 }

@@ -187,19 +187,23 @@ export function createSequencer(deps: SequencerDeps): Sequencer {
       list.push({ eventId: e.eventId, index: block.oldSize + i });
       byMail.set(e.mailId, list);
     });
-    const tileWrites = tiles.map(async (t) => {
+    // One atomic batch once the previous block is complete: tiles, index
+    // records and, last, `block.<n>` (see LedgerStore.putImmutableAll).
+    const writes: { key: string; bytes: Uint8Array; what: string }[] = [];
+    for (const t of tiles) {
       const key = LedgerBucketKeys.tile(tilePath(t.id));
-      if (await store.putImmutable(key, t.data) === "conflict") throw corrupt(`${key} differs from the tile block ${n} computes`);
-    });
-    const indexWrites = [...byMail].map(async ([mailId, list]) => {
+      writes.push({ key, bytes: t.data, what: `${key} differs from the tile block ${n} computes` });
+    }
+    for (const [mailId, list] of byMail) {
       const key = LedgerBucketKeys.mailIndex(mailId, n);
       const rec = LedgerCodecs.mailIndex.encode({ kind: "ledger.mail-index", v: 1, mailId: mailId as MailId, block: n, treeSize, events: list });
-      if (await store.putImmutable(key, rec) === "conflict") throw corrupt(`${key} differs from what block ${n} holds`);
-    });
-    await Promise.all([...tileWrites, ...indexWrites, before]);
-    if (await store.putImmutable(LedgerBucketKeys.block(n), refBytes) === "conflict") {
-      throw corrupt(`block.${n} already holds a different block record`);
+      writes.push({ key, bytes: rec, what: `${key} differs from what block ${n} holds` });
     }
+    writes.push({ key: LedgerBucketKeys.block(n), bytes: refBytes, what: `block.${n} already holds a different block record` });
+    await before;
+    const results = await store.putImmutableAll(writes);
+    const bad = results.findIndex((r) => r === "conflict");
+    if (bad >= 0) throw corrupt((writes[bad] as { what: string }).what);
   };
 
   /** Record of a block as `head` held it, rebuilt from its staged content. */
@@ -300,12 +304,11 @@ export function createSequencer(deps: SequencerDeps): Sequencer {
         };
         const bodyBytes = LedgerCodecs.block.encode(body);
         const hex = sha256Hex(bodyBytes);
-        if (await store.putImmutable(LedgerBucketKeys.stage(hex), bodyBytes) === "conflict") throw corrupt(`stage ${hex} holds other bytes`);
         const { value: ref, bytes: refBytes } = refOf(body, hex);
         const base = tip.head?.revision ?? 0;
         let cas;
         try {
-          cas = await store.casHead(refBytes, base);
+          cas = await store.stageAndSwap(hex, bodyBytes, refBytes, base);
         } catch (err) {
           // The swap may have landed with its reply lost. Only when the head
           // has moved past `base` can a delayed swap no longer land, so only
@@ -320,7 +323,10 @@ export function createSequencer(deps: SequencerDeps): Sequencer {
           store.rememberTiles(r.tiles);
           const commitMs = clock.now() - started;
           onCommitted?.();
-          const before = rolling.at(-1)?.done ?? Promise.resolve();
+          // `block.<n>` only after block n - 1's record: a failed previous
+          // roll-forward fails this one too (both are redone by a reload).
+          const prev = rolling.at(-1);
+          const before = prev ? prev.done.then(() => { if (prev.error !== undefined) throw prev.error; }) : Promise.resolve();
           const entry: Rolling = {
             block: n,
             eventIds: new Set(fresh.map((e) => e.eventId)),

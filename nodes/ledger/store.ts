@@ -1,5 +1,7 @@
 import { createHash } from "node:crypto";
+import { PubHeaders } from "@nats-io/jetstream";
 import type { JetStreamManager } from "@nats-io/jetstream";
+import { headers } from "@nats-io/nats-core";
 import type { KV } from "@nats-io/kv";
 import { FenError, LedgerBucketKeys, LedgerBucketStream, LedgerCodecs, toFenError } from "../../protocol/index.js";
 import type { Codec, LedgerBlock, LedgerBlockRef, LedgerMailIndex, LedgerMeta } from "../../protocol/index.js";
@@ -37,6 +39,17 @@ export interface LedgerStore {
   readHead(): Promise<StoredHead | undefined>;
   /** Swaps `head` from `revision` (0 = no head yet) to `bytes`; `{ ok: false }` when it moved. */
   casHead(bytes: Uint8Array, revision: number): Promise<CasResult>;
+  /**
+   * Creates `stage.<stageHex>` (if absent) and swaps `head` from `revision`
+   * to `headBytes`, as one atomic batch when the stream allows it, so that
+   * both land in one replicated write or neither does. When the batch is
+   * refused and `head` is still at `revision`, falls back to
+   * {@link putImmutable} of the stage and then {@link casHead}. The stage
+   * may exist after `{ ok: false }`.
+   *
+   * @throws FenError `LEDGER_CORRUPT` when the stage key holds other bytes.
+   */
+  stageAndSwap(stageHex: string, stageBytes: Uint8Array, headBytes: Uint8Array, revision: number): Promise<CasResult>;
   readBlockRef(n: number): Promise<Stored<LedgerBlockRef> | undefined>;
   /** A staged block body; `LEDGER_CORRUPT` if its bytes do not hash to `sha256Hex`. */
   readStage(sha256Hex: string): Promise<Stored<LedgerBlock> | undefined>;
@@ -50,6 +63,15 @@ export interface LedgerStore {
   /** Every key matching a KV filter. */
   keys(filter: string): Promise<string[]>;
   putImmutable(key: string, bytes: Uint8Array): Promise<PutResult>;
+  /**
+   * {@link putImmutable} of many keys, the last one only once all others are
+   * there. Tried first as one atomic batch publish (all keys appear at once,
+   * in one replicated write); when that is refused (a key exists already, the
+   * stream does not allow atomic batches) or its outcome is unknown, done key
+   * by key, which accepts identical bytes already there. Results are in the
+   * order of `writes`.
+   */
+  putImmutableAll(writes: readonly { readonly key: string; readonly bytes: Uint8Array }[]): Promise<PutResult[]>;
   /** Removes a key this node created and nobody references (a lost race's stage). */
   purge(key: string): Promise<void>;
   /**
@@ -96,11 +118,20 @@ export function tileWidthAt(level: number, index: number, size: number): number 
   return Math.max(0, Math.min(TILE_WIDTH, count - index * TILE_WIDTH));
 }
 
+/** Messages in one atomic batch publish (the server's limit is 1000). */
+const MAX_ATOMIC_BATCH = 1000;
+
+/** JetStream error code: the stream does not have `allow_atomic` set. */
+const ATOMIC_PUBLISH_DISABLED = 10174;
+
 /** Mails per batched Direct Get (the server caps the subjects one request may match). */
 const MULTI_LAST_MAILS = 64;
 
 /** Creates the store over an opened `ledger` bucket. */
 export function createLedgerStore(kv: KV, jsm: JetStreamManager): LedgerStore {
+  const js = jsm.jetstream();
+  // Cleared once the server says the stream takes no atomic batches.
+  let atomic = true;
   // Right edge of the tree per tile level: the tiles the next block extends.
   const recent = new Map<number, { index: number; data: Uint8Array }>();
 
@@ -140,6 +171,32 @@ export function createLedgerStore(kv: KV, jsm: JetStreamManager): LedgerStore {
         if (isWrongLastSequence(err)) return { ok: false };
         throw unavailable("compare-and-swap of head", err);
       }
+    },
+    async stageAndSwap(hex, stageBytes, headBytes, revision) {
+      const stageKey = LedgerBucketKeys.stage(hex);
+      if (atomic) {
+        try {
+          const first = headers();
+          first.set(PubHeaders.ExpectedLastSubjectSequenceHdr, "0");
+          const batch = await js.startBatch(LedgerBucketStream.subject(stageKey), stageBytes, { headers: first });
+          const last = headers();
+          last.set(PubHeaders.ExpectedLastSubjectSequenceHdr, `${revision}`);
+          const ack = await batch.commit(LedgerBucketStream.subject(LedgerBucketKeys.head), headBytes, { headers: last });
+          return { ok: true, revision: ack.seq };
+        } catch (err) {
+          if ((err as { code?: unknown })?.code === ATOMIC_PUBLISH_DISABLED) atomic = false;
+        }
+        // The client does not say why a batch failed: decide from the head.
+        const now = await store.readHead();
+        if (now && sameBytes(now.bytes, headBytes) && now.value.stage === hex) return { ok: true, revision: now.revision };
+        if ((now?.revision ?? 0) !== revision) return { ok: false };
+        // Refused with the head unchanged (e.g. the stage exists from an
+        // earlier try, or the outcome is unknown): one key at a time.
+      }
+      if (await store.putImmutable(stageKey, stageBytes) === "conflict") {
+        throw new FenError("LEDGER_CORRUPT", `${stageKey} holds other bytes`);
+      }
+      return store.casHead(headBytes, revision);
     },
     async readBlockRef(n) {
       const key = LedgerBucketKeys.block(n);
@@ -202,6 +259,37 @@ export function createLedgerStore(kv: KV, jsm: JetStreamManager): LedgerStore {
         if (attempt >= 50) throw new FenError("LEDGER_UNAVAILABLE", `create ${key}: the key is neither writable nor readable`);
         await new Promise((r) => setTimeout(r, Math.min(100, 2 ** attempt)));
       }
+    },
+    async putImmutableAll(writes) {
+      if (writes.length === 0) return [];
+      if (atomic && writes.length <= MAX_ATOMIC_BATCH) {
+        // Create-if-absent for every key; one failed expectation fails the
+        // whole batch, and nothing of it is stored.
+        const createOnly = () => {
+          const h = headers();
+          h.set(PubHeaders.ExpectedLastSubjectSequenceHdr, "0");
+          return h;
+        };
+        try {
+          const [first, ...rest] = writes as [{ key: string; bytes: Uint8Array }, ...{ key: string; bytes: Uint8Array }[]];
+          const last = rest.pop();
+          if (!last) {
+            return [await store.putImmutable(first.key, first.bytes)];
+          }
+          const batch = await js.startBatch(LedgerBucketStream.subject(first.key), first.bytes, { headers: createOnly() });
+          for (const w of rest) batch.add(LedgerBucketStream.subject(w.key), w.bytes, { headers: createOnly() });
+          await batch.commit(LedgerBucketStream.subject(last.key), last.bytes, { headers: createOnly() });
+          return writes.map(() => "created" as const);
+        } catch (err) {
+          if ((err as { code?: unknown })?.code === ATOMIC_PUBLISH_DISABLED) atomic = false;
+          // Refused or unknown: key by key below decides each key.
+        }
+      }
+      const head = writes.slice(0, -1);
+      const tail = writes.at(-1) as { key: string; bytes: Uint8Array };
+      const results = await Promise.all(head.map((w) => store.putImmutable(w.key, w.bytes)));
+      results.push(await store.putImmutable(tail.key, tail.bytes));
+      return results;
     },
     async purge(key) {
       try {

@@ -27,7 +27,9 @@ function compare(kind: string, name: string, want: Record<string, unknown>, have
 
 /** Stream fields a KV/object bucket spec pins, in server terms. */
 function bucketStreamFields(b: BucketSpec): Record<string, unknown> {
-  return b.kind === "kv" ? { num_replicas: b.replicas, max_msgs_per_subject: b.history } : { num_replicas: b.replicas };
+  const fields: Record<string, unknown> = b.kind === "kv" ? { num_replicas: b.replicas, max_msgs_per_subject: b.history } : { num_replicas: b.replicas };
+  if (b.allow_atomic) fields.allow_atomic = true;
+  return fields;
 }
 
 /**
@@ -72,6 +74,11 @@ export async function provision(nc: NatsConnection, jsm: JetStreamManager, opts:
       if (!isNotFound(err)) throw err;
       if (b.kind === "kv") await new Kvm(js).create(b.name, { replicas: b.replicas, history: b.history });
       else await new Objm(js).create(b.name, { replicas: b.replicas });
+      // The bucket APIs cannot set it at creation; an update right after can.
+      if (b.allow_atomic) {
+        const info = await jsm.streams.info(stream);
+        await jsm.streams.update(stream, { ...info.config, allow_atomic: true });
+      }
       steps.push({ kind: b.kind, name: b.name, action: "created" });
     }
   }
