@@ -7,6 +7,8 @@ import { connect } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { provision } from "../provision/index.js";
 import { startCluster } from "./nats-cluster.js";
+import { NatsRoles, SERVER_SAFE_PASSWORD, envUsers, generatePasswords, passwordEnvOf, renderAuthorization, userOf } from "./permissions.js";
+import type { NatsRole } from "./permissions.js";
 import { startSmtpSink } from "./smtp-sink.js";
 import { randomBytes } from "node:crypto";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
@@ -50,11 +52,16 @@ const { values: args } = parseArgs({
     "data-dir": { type: "string", default: path.join(root, ".data") },
     "smtp-port": { type: "string", default: "2525" },
     "nats-port": { type: "string", default: "4222" },
+    "http-port": { type: "string", default: "9101" },
+    "no-auth": { type: "boolean", default: false },
     help: { type: "boolean", default: false },
   },
 });
 if (args.help) {
-  console.log(`usage: npm start [-- --sync-interval=always|2m] [--data-dir=DIR] [--smtp-port=2525] [--nats-port=4222]
+  console.log(`usage: npm start [-- --sync-interval=always|2m] [--data-dir=DIR] [--smtp-port=2525] [--nats-port=4222] [--http-port=9101] [--no-auth]
+  ports: 0 picks free ones; --http-port is the first of the nodes' four health/metrics ports.
+  --no-auth        run the cluster without users (by default every node connects as its role's user,
+                   see nodes/local/permissions.ts; passwords are generated once into DATA_DIR/nats/credentials.json)
   --sync-interval  always (default): every JetStream write is fsynced before it is acknowledged;
                    a duration (e.g. 2m) relaxes that for speed, at the risk of losing the last writes on power loss.`);
   process.exit(0);
@@ -62,11 +69,33 @@ if (args.help) {
 const dataDir = path.resolve(args["data-dir"]);
 const natsPort = Number(args["nats-port"]);
 const smtpPort = Number(args["smtp-port"]);
+const httpPort = Number(args["http-port"]);
+const auth = !args["no-auth"];
+const httpPortOf = (i: number) => String(httpPort ? httpPort + i : 0);
+
+/** Role passwords, generated once into `file` (mode 0600) and reused, so clients keep working across restarts. */
+async function rolePasswords(file: string): Promise<Record<NatsRole, string>> {
+  const have = await readFile(file, "utf8").then((t) => JSON.parse(t) as Partial<Record<NatsRole, string>>, () => ({}) as Partial<Record<NatsRole, string>>);
+  if (NatsRoles.every((r) => SERVER_SAFE_PASSWORD.test(have[r] ?? ""))) return have as Record<NatsRole, string>;
+  const fresh = generatePasswords(randomBytes);
+  await mkdir(path.dirname(file), { recursive: true });
+  await writeFile(file, `${JSON.stringify(fresh, null, 2)}\n`, { mode: 0o600 });
+  return fresh;
+}
+const credentialsFile = path.join(dataDir, "nats", "credentials.json");
+const passwords = auth ? await rolePasswords(credentialsFile) : undefined;
+const credsOf = (role: NatsRole): Record<string, string> =>
+  passwords ? { FEN_NATS_USER: userOf(role), FEN_NATS_PASSWORD: passwords[role] } : {};
 const say = (s: string) => process.stdout.write(`${s}\n`);
 
 const cluster = await startCluster({
   binary: path.join(root, ".tools/bin/nats-server"), dir: path.join(dataDir, "nats"), size: 3,
-  clientPorts: [natsPort, natsPort + 1, natsPort + 2], syncInterval: args["sync-interval"],
+  ...(natsPort ? { clientPorts: [natsPort, natsPort + 1, natsPort + 2] } : {}), syncInterval: args["sync-interval"],
+  // The authorization block names each password as $VAR; the servers get them in their environment.
+  ...(passwords ? {
+    extraConfig: renderAuthorization(envUsers()),
+    env: Object.fromEntries(NatsRoles.map((r) => [passwordEnvOf(r), passwords[r]])),
+  } : {}),
 });
 const children: ChildProcess[] = [];
 let stopping = false;
@@ -88,18 +117,19 @@ const stopAll = async (code: number) => {
 process.on("SIGINT", () => void stopAll(0));
 process.on("SIGTERM", () => void stopAll(0));
 
-await cluster.waitReady(60_000);
-const nc = await connect({ servers: cluster.urls });
+const provisionCreds = passwords ? { user: userOf("provision"), pass: passwords.provision } : undefined;
+await cluster.waitReady(60_000, provisionCreds);
+const nc = await connect({ servers: cluster.urls, ...(provisionCreds ?? {}) });
 const steps = await provision(nc, await jetstreamManager(nc), { replicas: 3 });
 await nc.close();
 const sinkDir = path.join(dataDir, "sink");
 const sink = await startSmtpSink({ port: smtpPort, dir: sinkDir });
 
 const urls = cluster.urls.join(",");
-const node = (role: string, name: string, env: Record<string, string> = {}) => {
+const node = (role: NatsRole, name: string, env: Record<string, string> = {}) => {
   const child = spawn(process.execPath, ["--import", "tsx", path.join(root, `nodes/${role}/main.ts`)], {
     cwd: root,
-    env: { ...process.env, FEN_NATS_URLS: urls, FEN_NODE_NAME: name, FEN_SMTP_PORT: String(smtpPort), ...env },
+    env: { ...process.env, FEN_NATS_URLS: urls, FEN_NODE_NAME: name, FEN_SMTP_PORT: String(sink.port), ...credsOf(role), ...env },
     stdio: ["ignore", "inherit", "inherit"],
   });
   child.on("exit", (code, signal) => {
@@ -108,37 +138,46 @@ const node = (role: string, name: string, env: Record<string, string> = {}) => {
   });
   children.push(child);
 };
-node("gateway", "gateway-1", { FEN_HTTP_PORT: "9101" });
-node("processing", "processing-1", { FEN_HTTP_PORT: "9102" });
-node("processing", "processing-2", { FEN_HTTP_PORT: "9103" });
+node("gateway", "gateway-1", { FEN_HTTP_PORT: httpPortOf(0) });
+node("processing", "processing-1", { FEN_HTTP_PORT: httpPortOf(1) });
+node("processing", "processing-2", { FEN_HTTP_PORT: httpPortOf(2) });
 const ledgerKeys = await ledgerKeysIn(path.join(dataDir, "ledger"));
 node("ledger", "ledger-1", {
-  FEN_HTTP_PORT: "9104", FEN_LEDGER_ORIGIN: LEDGER_ORIGIN,
+  FEN_HTTP_PORT: httpPortOf(3), FEN_LEDGER_ORIGIN: LEDGER_ORIGIN,
   FEN_LEDGER_SIGNING_KEY: ledgerKeys.signerKey, FEN_LEDGER_COMMITMENT_KEY: ledgerKeys.commitmentKey,
 });
 
+const url = cluster.urls[0]!;
+const as = (role: NatsRole, prefix: "FEN_NATS" | "NATS") => (passwords ? `${prefix}_USER=${userOf(role)} ${prefix}_PASSWORD=${passwords[role]} ` : "");
+const ports = httpPort ? `gateway http://127.0.0.1:${httpPortOf(0)}/metrics, processing :${httpPortOf(1)} and :${httpPortOf(2)}, ledger :${httpPortOf(3)}` : "free ports (see each node's log)";
 say(`
 FastEmailNet is running.
   NATS cluster   ${urls}   (sync_interval: ${args["sync-interval"]}; data in ${path.join(dataDir, "nats")})
+  NATS users     ${passwords ? `one per role (nodes/local/permissions.ts); passwords in ${credentialsFile}` : "none (--no-auth)"}
   provisioning   ${steps.map((s) => `${s.name}:${s.action}`).join(" ")}
-  SMTP sink      127.0.0.1:${smtpPort}, delivered mails are kept as .eml files in ${sinkDir}
-  health/metrics gateway http://127.0.0.1:9101/metrics, processing http://127.0.0.1:9102/metrics and :9103
-
-Send a mail:
-  npx fastemailnet send --from me@example.org --to you@example.net --subject hi --text hello
-  nats -s nats://127.0.0.1:${natsPort} req mail.submit '{"kind":"mail.submit","v":1,"mail":{"from":"me@example.org","to":["you@example.net"],"subject":"hi","text":"hello"}}'
-  ledger         origin ${LEDGER_ORIGIN}, metrics http://127.0.0.1:9104/metrics; keys in ${path.join(dataDir, "ledger")}
+  SMTP sink      127.0.0.1:${sink.port}, delivered mails are kept as .eml files in ${sinkDir}
+  health/metrics ${ports}
+  ledger         origin ${LEDGER_ORIGIN}; keys in ${path.join(dataDir, "ledger")}
                  verifier key: ${ledgerKeys.verifierKey}
+${passwords ? `
+Publisher credentials (may only request mail.submit and mail.status):
+  FEN_NATS_USER=${userOf("publisher")} FEN_NATS_PASSWORD=${passwords.publisher}
+Operator credentials for the nats CLI (reads everything, writes nothing directly; deploy/DEBUGGING.md):
+  export NATS_URL=${url} NATS_USER=${userOf("operator")} NATS_PASSWORD=${passwords.operator}
+` : ""}
+Send a mail:
+  ${as("publisher", "FEN_NATS")}npx fastemailnet send --server ${url} --from me@example.org --to you@example.net --subject hi --text hello
+  ${as("publisher", "NATS")}.tools/bin/nats -s ${url} req mail.submit '{"kind":"mail.submit","v":1,"mail":{"from":"me@example.org","to":["you@example.net"],"subject":"hi","text":"hello"}}'
 Audit the ledger and check a receipt offline:
-  npx fastemailnet ledger verify --key ${path.join(dataDir, "ledger", "verifier.key")}
-  npx fastemailnet ledger prove MAIL_ID > receipt.json
+  ${as("operator", "FEN_NATS")}npx fastemailnet ledger verify --server ${url} --key ${path.join(dataDir, "ledger", "verifier.key")}
+  ${as("operator", "FEN_NATS")}npx fastemailnet ledger prove MAIL_ID --server ${url} > receipt.json
   npx fastemailnet ledger verify-receipt receipt.json --key ${path.join(dataDir, "ledger", "verifier.key")}
-Look at it:
-  npx fastemailnet status MAIL_ID
-  .tools/bin/nats -s nats://127.0.0.1:${natsPort} micro ls
-  .tools/bin/nats -s nats://127.0.0.1:${natsPort} stream ls
-  .tools/bin/nats -s nats://127.0.0.1:${natsPort} stream view MAIL_EVENTS
-  .tools/bin/nats -s nats://127.0.0.1:${natsPort} consumer info MAIL_WORK processing
+Look at it (with the operator's NATS_* exported):
+  ${as("publisher", "FEN_NATS")}npx fastemailnet status MAIL_ID --server ${url}
+  .tools/bin/nats -s ${url} micro ls
+  .tools/bin/nats -s ${url} stream ls
+  .tools/bin/nats -s ${url} stream view MAIL_EVENTS
+  .tools/bin/nats -s ${url} consumer info MAIL_WORK processing
   ls ${sinkDir}
 Ctrl-C stops everything.
 `);

@@ -144,9 +144,18 @@ export function rolePermissions(): Readonly<Record<NatsRole, NatsPermissions>> {
           jsApi.info, "$JS.API.STREAM.LIST", "$JS.API.STREAM.NAMES", "$JS.API.STREAM.INFO.*",
           "$JS.API.CONSUMER.LIST.*", "$JS.API.CONSUMER.NAMES.*", "$JS.API.CONSUMER.INFO.*.*",
           "$JS.API.DIRECT.GET.>", "$JS.API.STREAM.MSG.GET.*",
-          // `nats stream view` and `nats kv ls` read through ephemeral ordered consumers.
-          "$JS.API.CONSUMER.CREATE.*", "$JS.API.CONSUMER.CREATE.*.>", "$JS.API.CONSUMER.DELETE.*.*",
+          // `nats sub --stream` and `nats kv ls` read through ephemeral ordered consumers.
+          "$JS.API.CONSUMER.CREATE.*", "$JS.API.CONSUMER.CREATE.*.>", "$JS.API.CONSUMER.MSG.NEXT.*.*", "$JS.API.CONSUMER.DELETE.*.*",
           "$SRV.>", "mail.>", "ledger.>",
+        ],
+        // The durable consumers belong to the nodes: pulling from them would take their work.
+        deny: [
+          jsApi.consumerNext(Names.workStream, Names.workConsumer), jsApi.consumerNext(Names.eventsStream, Names.ledgerConsumer),
+          ...[[Names.workStream, Names.workConsumer], [Names.eventsStream, Names.ledgerConsumer]].flatMap(([stream, consumer]) => [
+            `$JS.API.CONSUMER.DELETE.${stream}.${consumer}`,
+            // CREATE with an existing name would update the durable's configuration.
+            `$JS.API.CONSUMER.CREATE.${stream}.${consumer}`, `$JS.API.CONSUMER.CREATE.${stream}.${consumer}.>`,
+          ]),
         ],
       },
       subscribe: { allow: [INBOX] },
@@ -199,9 +208,17 @@ export function renderAuthorization(users: readonly NatsUser[], perms = rolePerm
   return `# generated from nodes/local/permissions.ts; do not edit\nauthorization {\n  users: [\n${lines.join("\n")}\n  ]\n}\n`;
 }
 
-/** A fresh random password per role (24 random bytes, base64url); `random` is injected (node:crypto randomBytes). */
+/**
+ * Passwords a nats-server can take from its environment. The server parses
+ * an environment variable's value as a config token, so `0d…` or `-…` fail
+ * to parse and `12` becomes a number: a password must start with a letter
+ * and hold only letters, digits, `-` and `_`.
+ */
+export const SERVER_SAFE_PASSWORD = /^[A-Za-z][A-Za-z0-9_-]{15,}$/;
+
+/** A fresh random password per role (`p` + 24 random bytes, base64url); `random` is injected (node:crypto randomBytes). */
 export function generatePasswords(random: (n: number) => Uint8Array): Record<NatsRole, string> {
-  return Object.fromEntries(NatsRoles.map((r) => [r, Buffer.from(random(24)).toString("base64url")])) as Record<NatsRole, string>;
+  return Object.fromEntries(NatsRoles.map((r) => [r, `p${Buffer.from(random(24)).toString("base64url")}`])) as Record<NatsRole, string>;
 }
 
 /** Every role's user with a literal password (local clusters and tests). */

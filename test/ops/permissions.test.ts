@@ -171,6 +171,8 @@ describe("forbidden actions are refused by the server", () => {
       next(Names.eventsStream, Names.ledgerConsumer));
     await expectPublishRefused("operator", probe("operator").request(next(Names.workStream, Names.workConsumer), bytes("{}")),
       next(Names.workStream, Names.workConsumer));
+    const redefine = `$JS.API.CONSUMER.CREATE.${Names.workStream}.${Names.workConsumer}`;
+    await expectPublishRefused("operator", probe("operator").request(redefine, bytes("{}")), redefine);
     await expectPublishRefused("gateway", probe("gateway").request(`$JS.API.STREAM.DELETE.${Names.workStream}`), `$JS.API.STREAM.DELETE.${Names.workStream}`);
     await expectPublishRefused("processing", probe("processing").request(`$JS.API.STREAM.PURGE.${Names.eventsStream}`), `$JS.API.STREAM.PURGE.${Names.eventsStream}`);
     await expectPublishRefused("ledger", jetstream(probe("ledger")).publish(`$KV.${Names.statusBucket}.${mailId}`, bytes("{}")),
