@@ -37,9 +37,10 @@ function configSection(table: Record<string, KeySpec>, what: string): Json {
   const properties: Record<string, Json> = {};
   for (const spec of Object.values(table)) {
     if (spec.secret || (CHART_MANAGED_KEYS as readonly string[]).includes(spec.env)) continue;
-    properties[spec.env] = { type: ["string", "number", "boolean"], description: spec.doc };
+    // No description: the keys are documented in nodes/config/CONFIG.md, and a doc edit should not make the chart stale.
+    properties[spec.env] = { type: ["string", "number", "boolean"] };
   }
-  return { type: "object", description: what, additionalProperties: false, properties };
+  return { type: "object", description: `${what} See nodes/config/CONFIG.md.`, additionalProperties: false, properties };
 }
 
 const str: Json = { type: "string" };

@@ -3,10 +3,10 @@ import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { Names } from "../../protocol/index.js";
-import { envUsers, renderAuthorization, userOf } from "../../nodes/local/permissions.js";
+import { NatsRoles, SERVER_SAFE_PASSWORD, envUsers, renderAuthorization, userOf } from "../../nodes/local/permissions.js";
 import { CHART_MANAGED_KEYS, staleChartFiles } from "../../deploy/chart-gen.js";
 import {
-  PRODUCTION_VALUES, REPO_ROOT, SECRET_ENV_NAMES, find, helmLint, helmTemplate, renderChart, roleOf, tableOf, workloads,
+  PRODUCTION_VALUES, REPO_ROOT, SECRET_ENV_NAMES, find, helmLint, helmTemplate, renderChart, roleOf, secretData, tableOf, workloads,
 } from "./render.js";
 import type { Container, K8sObject } from "./render.js";
 
@@ -28,7 +28,7 @@ beforeAll(async () => {
 });
 
 it("the generated chart files (auth.conf, values.schema.json) match the code", async () => {
-  expect(await staleChartFiles()).toEqual([]);
+  expect(await staleChartFiles(), "regenerate with: node --import tsx deploy/chart-gen.ts").toEqual([]);
 });
 
 describe.each(Object.entries(variants))("%s values", (variant, files) => {
@@ -101,6 +101,14 @@ describe.each(Object.entries(variants))("%s values", (variant, files) => {
     // The auth block holds no password: the servers read them from their environment.
     const auth = find(objects(), "ConfigMap", "fastemailnet-nats-auth")?.data?.["auth.conf"] ?? "";
     expect(auth).not.toMatch(/password:\s*"/);
+  });
+
+  it("generated NATS passwords are ones nats-server can read from its environment", () => {
+    const creds = find(objects(), "Secret", "fastemailnet-nats-credentials");
+    if (!creds) return; // production: an existing Secret
+    const data = secretData(creds);
+    expect(Object.keys(data).sort()).toEqual([...NatsRoles].sort());
+    for (const pw of Object.values(data)) expect(pw).toMatch(SERVER_SAFE_PASSWORD);
   });
 
   it("values cannot set the keys the chart manages", () => {
