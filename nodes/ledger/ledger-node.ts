@@ -79,6 +79,8 @@ export function createLedgerNode(deps: LedgerNodeDeps, config: LedgerConfig): Le
   const log = deps.log.child({ actor: "ledger" });
   const queue: JsMsg[] = [];
   let ended = false;
+  /** A commit failed: take no more batches. */
+  let failed = false;
   let wake: (() => void) | undefined;
 
   /** Resolves on the next queued message, the end of the stream of messages, or after `ms`. */
@@ -89,7 +91,7 @@ export function createLedgerNode(deps: LedgerNodeDeps, config: LedgerConfig): Le
 
   const nextBatch = async (): Promise<JsMsg[] | undefined> => {
     while (queue.length === 0) {
-      if (ended) return undefined;
+      if (ended || failed) return undefined;
       await signal();
     }
     const deadline = deps.clock.now() + config.ledgerBatchMs;
@@ -206,7 +208,10 @@ export function createLedgerNode(deps: LedgerNodeDeps, config: LedgerConfig): Le
         }
       })().catch((err: unknown) => log.error({ err }, "event consumer failed")).finally(() => { ended = true; wake?.(); });
 
-      let inFlightAcks: Promise<unknown> = Promise.resolve();
+      // Two batches in flight: the next one is taken, decoded and built (on
+      // the block being swapped in) while this one's head swap is under way;
+      // the sequencer still swaps them one at a time, in order.
+      let inFlight: Promise<void> = Promise.resolve();
       void (async () => {
         for (;;) {
           const batch = await nextBatch();
@@ -214,31 +219,42 @@ export function createLedgerNode(deps: LedgerNodeDeps, config: LedgerConfig): Le
           const started = deps.clock.now();
           const { msgs: ok, pending } = toPending(batch);
           if (pending.length === 0) continue;
-          // Acknowledged once the head swap made the block durable, while it
-          // rolls forward and the next batch is built; one batch of acks in flight.
-          let acking = started;
-          let acked: Promise<unknown> = Promise.resolve();
-          const ack = () => {
-            acking = deps.clock.now();
-            // Plain acks, and a confirmed one on the last: the server handles
-            // one connection's acks of a consumer in order, so its reply means
-            // the batch's acks were processed. No guarantee rests on an ack: a
-            // lost one only means a redelivery, which the index recognises.
-            const last = ok.at(-1);
-            for (const m of ok) if (m !== last) m.ack();
-            acked = last ? last.ackAck().catch((err: unknown) => log.warn({ err, seq: last.seq }, "ackAck failed; the redelivery will be recognised")) : Promise.resolve();
-          };
-          const outcome = await commitWithRetry(sequencer, ok, pending, ack);
-          if (!outcome.block) ack();
-          const size = sequencer.tip()?.frontier.size;
-          if (size !== undefined) deps.metrics.ledgerHeight.set(size);
-          if (outcome.block) log.debug({ block: outcome.block.block, size: outcome.block.size, appended: outcome.appended, duplicates: outcome.duplicates, conflicts: outcome.conflicts }, "block committed");
-          else log.debug({ duplicates: outcome.duplicates }, "batch already in the log");
-          const previous = inFlightAcks;
-          inFlightAcks = acked.then(() => deps.onBlock?.({ ...outcome, totalMs: deps.clock.now() - started, ackMs: deps.clock.now() - acking }));
-          await previous;
+          const previous = inFlight;
+          inFlight = (async () => {
+            // Acknowledged once the head swap made the block durable, while it
+            // rolls forward and the next batch is built.
+            let acking = started;
+            let acked: Promise<unknown> = Promise.resolve();
+            const ack = () => {
+              acking = deps.clock.now();
+              // Plain acks, and a confirmed one on the last: the server handles
+              // one connection's acks of a consumer in order, so its reply means
+              // the batch's acks were processed. No guarantee rests on an ack: a
+              // lost one only means a redelivery, which the index recognises.
+              const last = ok.at(-1);
+              for (const m of ok) if (m !== last) m.ack();
+              acked = last ? last.ackAck().catch((err: unknown) => log.warn({ err, seq: last.seq }, "ackAck failed; the redelivery will be recognised")) : Promise.resolve();
+            };
+            const outcome = await commitWithRetry(sequencer, ok, pending, ack);
+            if (!outcome.block) ack();
+            const size = sequencer.tip()?.frontier.size;
+            if (size !== undefined) deps.metrics.ledgerHeight.set(size);
+            if (outcome.block) log.debug({ block: outcome.block.block, size: outcome.block.size, appended: outcome.appended, duplicates: outcome.duplicates, conflicts: outcome.conflicts }, "block committed");
+            else log.debug({ duplicates: outcome.duplicates }, "batch already in the log");
+            await previous;
+            await acked;
+            deps.onBlock?.({ ...outcome, totalMs: deps.clock.now() - started, ackMs: deps.clock.now() - acking });
+          })();
+          // A failure is handled where this is awaited; meanwhile it ends the batching.
+          inFlight.catch(() => { failed = true; wake?.(); });
+          try {
+            await previous;
+          } catch (err) {
+            await inFlight.catch(() => undefined);
+            throw err;
+          }
         }
-        await inFlightAcks;
+        await inFlight;
         await sequencer.settle();
       })().then(
         async () => { await service?.stop().catch(() => undefined); finish(); },

@@ -4,7 +4,7 @@ import {
   EMPTY_FRONTIER, appendBatch, appendLeaves, decodeEntry, decodeFrontier, encodeFrontier, frontierRoot, hashLeaf,
   ledgerErrorCode, openCheckpoint, signCheckpoint, tilePath,
 } from "../../ledger/index.js";
-import type { Frontier, NoteSigner, NoteVerifier, TileData } from "../../ledger/index.js";
+import type { AppendResult, Frontier, NoteSigner, NoteVerifier, TileData, TileReader } from "../../ledger/index.js";
 import type { Clock } from "../common/clock.js";
 import type { Logger } from "../common/logger.js";
 import { sha256Hex } from "./store.js";
@@ -84,6 +84,9 @@ export interface Sequencer {
    * Appends the entries not yet in the log as one block. `onCommitted` runs
    * once the head swap made the block durable (a caller may acknowledge the
    * events from there on); its roll-forward continues in the background.
+   * A call made while another is in progress builds its block on the block
+   * that one is swapping in (used only if that block becomes the head) and
+   * swaps after it: blocks are committed in call order.
    *
    * @throws FenError `LEDGER_UNAVAILABLE` (retry the same batch), `LEDGER_CORRUPT` (stop).
    */
@@ -131,6 +134,31 @@ interface Rolling {
   error?: unknown;
 }
 
+/** A block being swapped in, which the next commit may build on ahead of time. */
+interface Ahead {
+  readonly n: number;
+  readonly stage: string;
+  readonly frontier: Frontier;
+  readonly eventIds: ReadonlySet<string>;
+  readonly tiles: readonly TileData[];
+}
+
+/** Where a block goes: its number, its predecessor's stage and the tree before it. */
+interface BuildBase {
+  readonly n: number;
+  readonly prevStage: string;
+  readonly frontier: Frontier;
+}
+
+/** A block built and encoded, not yet committed. */
+interface Built extends Stored<LedgerBlockRef> {
+  readonly fresh: readonly PendingEntry[];
+  readonly r: AppendResult;
+  readonly body: LedgerBlock;
+  readonly bodyBytes: Uint8Array;
+  readonly hex: string;
+}
+
 /** Creates a sequencer over the store; see {@link Sequencer}. */
 export function createSequencer(deps: SequencerDeps): Sequencer {
   const { store, signer, verifier, origin, clock } = deps;
@@ -143,6 +171,10 @@ export function createSequencer(deps: SequencerDeps): Sequencer {
    * that answers the batched Direct Get yet.
    */
   const recent: ReadonlySet<string>[] = [];
+  /** Settles when the last commit called has finished. */
+  let serial: Promise<void> = Promise.resolve();
+  /** The block the last commit called is swapping in, once built (undefined: none). */
+  let ahead: Promise<Ahead | undefined> = Promise.resolve(undefined);
   const remember = (ids: Iterable<string>) => {
     recent.push(new Set(ids));
     if (recent.length > RECENT_BLOCKS) recent.shift();
@@ -265,6 +297,109 @@ export function createSequencer(deps: SequencerDeps): Sequencer {
     }
   };
 
+  /**
+   * Builds a block of the batch's entries not yet in the log on `base`;
+   * undefined when none is new. `after` (a block being swapped in, not yet
+   * the head) adds its events and tiles to what the log is assumed to hold.
+   */
+  const build = async (base: BuildBase, batch: readonly PendingEntry[], after?: Ahead): Promise<Built | undefined> => {
+    const indexes = await store.readMailIndexes(batch.map((e) => e.mailId));
+    const seen = new Set<string>();
+    for (const list of indexes.values()) for (const rec of list) for (const e of rec.events) seen.add(e.eventId);
+    for (const r of rolling) for (const id of r.eventIds) seen.add(id);
+    for (const ids of recent) for (const id of ids) seen.add(id);
+    if (after) for (const id of after.eventIds) seen.add(id);
+    const fresh: PendingEntry[] = [];
+    for (const e of batch) {
+      if (seen.has(e.eventId)) continue;
+      seen.add(e.eventId);
+      fresh.push(e);
+    }
+    if (fresh.length === 0) return undefined;
+    const { n, frontier } = base;
+    const oldSize = frontier.size;
+    const tiles = store.tileReader(oldSize);
+    const reader: TileReader = !after ? tiles : {
+      readTiles: (ids) => Promise.all(ids.map(async (id) => {
+        const t = after.tiles.find((x) => x.id.level === id.level && x.id.index === id.index && x.data.length >= id.width * 32);
+        return t ? t.data : (await tiles.readTiles([id]))[0] as Uint8Array;
+      })),
+    };
+    const r = await checked(`block ${n}`, () => appendBatch(frontier, fresh.map((e) => hashLeaf(e.bytes)), reader));
+    const checkpoint = signCheckpoint({ origin, size: r.frontier.size, rootHash: r.root }, signer);
+    const body: LedgerBlock = {
+      kind: "ledger.block", v: 1, block: n, prevStage: base.prevStage, oldSize,
+      prevFrontier: b64(encodeFrontier(frontier)), entries: fresh.map((e) => b64(e.bytes)), checkpoint,
+    };
+    const bodyBytes = LedgerCodecs.block.encode(body);
+    const hex = sha256Hex(bodyBytes);
+    return { fresh, r, body, bodyBytes, hex, ...refOf(body, hex) };
+  };
+
+  const commitInTurn = async (
+    batch: readonly PendingEntry[], onCommitted: (() => void) | undefined, started: number, pre: Built | undefined,
+    announce: (a: Ahead) => void,
+  ): Promise<CommitOutcome> => {
+    let conflicts = 0;
+    for (;;) {
+      await makeRoom();
+      const tip = current ?? (await load());
+      const base: BuildBase = { n: tip.head ? tip.head.value.block + 1 : 0, prevStage: tip.head?.value.stage ?? "", frontier: tip.frontier };
+      const b = pre && pre.body.block === base.n && pre.body.prevStage === base.prevStage && pre.body.oldSize === base.frontier.size
+        ? pre : await build(base, batch);
+      pre = undefined;
+      if (!b) return { appended: 0, duplicates: batch.length, conflicts, commitMs: clock.now() - started, waitMs: 0 };
+      const { fresh, r, body, bodyBytes, hex, value: ref, bytes: refBytes } = b;
+      const n = body.block;
+      const eventIds = new Set(fresh.map((e) => e.eventId));
+      announce({ n, stage: hex, frontier: r.frontier, eventIds, tiles: r.tiles });
+      const baseRevision = tip.head?.revision ?? 0;
+      let cas;
+      try {
+        cas = await store.stageAndSwap(hex, bodyBytes, refBytes, baseRevision);
+      } catch (err) {
+        // The swap may have landed with its reply lost. Only when the head
+        // has moved past `base` can a delayed swap no longer land, so only
+        // then is the outcome decided; otherwise retry the same block later.
+        const now = await store.readHead();
+        if (now?.value.stage === hex) cas = { ok: true as const, revision: now.revision };
+        else if ((now?.revision ?? 0) === baseRevision) throw err;
+        else cas = { ok: false as const };
+      }
+      if (cas.ok) {
+        current = { head: { value: ref, bytes: refBytes, revision: cas.revision }, frontier: r.frontier };
+        store.rememberTiles(r.tiles);
+        const commitMs = clock.now() - started;
+        onCommitted?.();
+        // `block.<n>` only after block n - 1's record: a failed previous
+        // roll-forward fails this one too (both are redone by a reload).
+        const prev = rolling.at(-1);
+        const before = prev ? prev.done.then(() => { if (prev.error !== undefined) throw prev.error; }) : Promise.resolve();
+        const entry: Rolling = {
+          block: n,
+          eventIds,
+          done: rollForward(body, refBytes, before, { tiles: r.tiles, events: fresh }).then(
+            () => undefined,
+            (err: unknown) => { entry.error = err; deps.log.warn({ err, block: n }, "roll-forward failed; it is redone before the next block"); },
+          ),
+        };
+        rolling.push(entry);
+        remember(entry.eventIds);
+        const waiting = clock.now();
+        await makeRoom();
+        return { block: ref, appended: fresh.length, duplicates: batch.length - fresh.length, conflicts, commitMs, waitMs: clock.now() - waiting };
+      }
+      conflicts++;
+      // Our unfinished blocks are in the log; reloading finishes them too.
+      await Promise.all(rolling.map((x) => x.done));
+      rolling = [];
+      current = undefined;
+      const now = await store.readHead();
+      if (now?.value.stage !== hex) await store.purge(LedgerBucketKeys.stage(hex)).catch(() => undefined);
+      deps.log.debug({ block: n, conflicts }, "another writer committed this block first; retrying on its head");
+    }
+  };
+
   return {
     load,
     tip: () => current,
@@ -277,78 +412,27 @@ export function createSequencer(deps: SequencerDeps): Sequencer {
     },
     async commit(batch, onCommitted) {
       const started = clock.now();
-      let conflicts = 0;
-      for (;;) {
-        await makeRoom();
-        const tip = current ?? (await load());
-        const indexes = await store.readMailIndexes(batch.map((e) => e.mailId));
-        const seen = new Set<string>();
-        for (const list of indexes.values()) for (const rec of list) for (const e of rec.events) seen.add(e.eventId);
-        for (const r of rolling) for (const id of r.eventIds) seen.add(id);
-        for (const ids of recent) for (const id of ids) seen.add(id);
-        const fresh: PendingEntry[] = [];
-        for (const e of batch) {
-          if (seen.has(e.eventId)) continue;
-          seen.add(e.eventId);
-          fresh.push(e);
+      // Commits swap one at a time, in call order; a commit called while
+      // another is swapping builds its block on that one's (see `ahead`).
+      const prior = serial;
+      const priorAhead = ahead;
+      let release!: () => void;
+      serial = new Promise((r) => (release = r));
+      let announce!: (a: Ahead | undefined) => void;
+      ahead = new Promise((r) => (announce = r));
+      try {
+        let pre: Built | undefined;
+        const spec = await priorAhead;
+        if (spec) {
+          // Speculative: valid only if the prior block becomes the head, which
+          // the swap below checks; any failure here just means no head start.
+          pre = await build({ n: spec.n + 1, prevStage: spec.stage, frontier: spec.frontier }, batch, spec).catch(() => undefined);
         }
-        if (fresh.length === 0) return { appended: 0, duplicates: batch.length, conflicts, commitMs: clock.now() - started, waitMs: 0 };
-
-        const n = tip.head ? tip.head.value.block + 1 : 0;
-        const oldSize = tip.frontier.size;
-        const r = await checked(`block ${n}`, () => appendBatch(tip.frontier, fresh.map((e) => hashLeaf(e.bytes)), store.tileReader(oldSize)));
-        const checkpoint = signCheckpoint({ origin, size: r.frontier.size, rootHash: r.root }, signer);
-        const body: LedgerBlock = {
-          kind: "ledger.block", v: 1, block: n, prevStage: tip.head?.value.stage ?? "", oldSize,
-          prevFrontier: b64(encodeFrontier(tip.frontier)), entries: fresh.map((e) => b64(e.bytes)), checkpoint,
-        };
-        const bodyBytes = LedgerCodecs.block.encode(body);
-        const hex = sha256Hex(bodyBytes);
-        const { value: ref, bytes: refBytes } = refOf(body, hex);
-        const base = tip.head?.revision ?? 0;
-        let cas;
-        try {
-          cas = await store.stageAndSwap(hex, bodyBytes, refBytes, base);
-        } catch (err) {
-          // The swap may have landed with its reply lost. Only when the head
-          // has moved past `base` can a delayed swap no longer land, so only
-          // then is the outcome decided; otherwise retry the same block later.
-          const now = await store.readHead();
-          if (now?.value.stage === hex) cas = { ok: true as const, revision: now.revision };
-          else if ((now?.revision ?? 0) === base) throw err;
-          else cas = { ok: false as const };
-        }
-        if (cas.ok) {
-          current = { head: { value: ref, bytes: refBytes, revision: cas.revision }, frontier: r.frontier };
-          store.rememberTiles(r.tiles);
-          const commitMs = clock.now() - started;
-          onCommitted?.();
-          // `block.<n>` only after block n - 1's record: a failed previous
-          // roll-forward fails this one too (both are redone by a reload).
-          const prev = rolling.at(-1);
-          const before = prev ? prev.done.then(() => { if (prev.error !== undefined) throw prev.error; }) : Promise.resolve();
-          const entry: Rolling = {
-            block: n,
-            eventIds: new Set(fresh.map((e) => e.eventId)),
-            done: rollForward(body, refBytes, before, { tiles: r.tiles, events: fresh }).then(
-              () => undefined,
-              (err: unknown) => { entry.error = err; deps.log.warn({ err, block: n }, "roll-forward failed; it is redone before the next block"); },
-            ),
-          };
-          rolling.push(entry);
-          remember(entry.eventIds);
-          const waiting = clock.now();
-          await makeRoom();
-          return { block: ref, appended: fresh.length, duplicates: batch.length - fresh.length, conflicts, commitMs, waitMs: clock.now() - waiting };
-        }
-        conflicts++;
-        // Our unfinished blocks are in the log; reloading finishes them too.
-        await Promise.all(rolling.map((x) => x.done));
-        rolling = [];
-        current = undefined;
-        const now = await store.readHead();
-        if (now?.value.stage !== hex) await store.purge(LedgerBucketKeys.stage(hex)).catch(() => undefined);
-        deps.log.debug({ block: n, conflicts }, "another writer committed this block first; retrying on its head");
+        await prior;
+        return await commitInTurn(batch, onCommitted, started, pre, announce);
+      } finally {
+        announce(undefined);
+        release();
       }
     },
   };
