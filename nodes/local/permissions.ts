@@ -66,7 +66,7 @@ const jsApi = {
 };
 
 /** A KV bucket read by key and written by key (create/update are publishes to `$KV.<bucket>.<key>`). */
-const kvRead = (bucket: string) => [jsApi.streamInfo(kvStream(bucket)), jsApi.msgGet(kvStream(bucket))];
+const kvRead = (bucket: string) => [jsApi.msgGet(kvStream(bucket))];
 const kvReadWrite = (bucket: string) => [`$KV.${bucket}.>`, ...kvRead(bucket)];
 /** Writing an object (chunks and meta are publishes under `$O.<bucket>.`). */
 const objectPut = (bucket: string) => [`$O.${bucket}.>`, jsApi.streamInfo(objStream(bucket)), jsApi.msgGet(objStream(bucket))];
@@ -107,6 +107,8 @@ export function rolePermissions(): Readonly<Record<NatsRole, NatsPermissions>> {
         allow: [
           jsApi.info,
           jsApi.consumerInfo(Names.workStream, Names.workConsumer), jsApi.consumerNext(Names.workStream, Names.workConsumer),
+          // Acks go to the message's reply subject, which allow_responses covers only once;
+          // `working()` during a long delivery and the final ack are several.
           jsApi.ack(Names.workStream, Names.workConsumer),
           // Releasing a quarantined mail queues a new work item.
           StreamSubjects.work, StreamSubjects.events, StreamSubjects.quarantine,
@@ -128,7 +130,6 @@ export function rolePermissions(): Readonly<Record<NatsRole, NatsPermissions>> {
           jsApi.consumerInfo(Names.eventsStream, Names.ledgerConsumer), jsApi.consumerNext(Names.eventsStream, Names.ledgerConsumer),
           jsApi.ack(Names.eventsStream, Names.ledgerConsumer),
           ...kvReadWrite(Names.ledgerBucket), jsApi.directGet(kvStream(Names.ledgerBucket)),
-          jsApi.ephemeralCreate(kvStream(Names.ledgerBucket)),
         ],
       },
       subscribe: { allow: [INBOX, ...serviceRoots("ledger."), ...microService(Names.ledgerService)] },

@@ -255,7 +255,10 @@ describe("default values, run locally", () => {
   });
 
   it("a mail sent by the publisher user is delivered and recorded, and the metrics count it", async () => {
-    const r = await submit(publisher, structured("smoke", { key: "smoke-1", to: [RECIPIENT] }));
+    const r = await submit(publisher, structured("smoke", {
+      key: "smoke-1", to: [RECIPIENT], subject: "Notes from Tuesday's planning meeting",
+      text: "Hi team,\n\nthe notes from Tuesday are below; the next meeting is on the 14th.\n\nBest,\nAnn",
+    }));
     await until("Sent and in the ledger", async () => {
       const s = await status(publisher, r.mailId);
       return s.state === "Sent" && (s.ledger?.length ?? 0) > 0;
