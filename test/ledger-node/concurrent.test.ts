@@ -1,33 +1,20 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { NatsConnection } from "@nats-io/nats-core";
+import { describe, expect, it } from "vitest";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { encodeEntry, parseSignerKey, parseVerifierKey } from "../../ledger/index.js";
 import { systemClock } from "../../nodes/common/clock.js";
 import { createSequencer } from "../../nodes/ledger/sequencer.js";
 import type { PendingEntry } from "../../nodes/ledger/sequencer.js";
 import { createLedgerStore, entryOfEvent } from "../../nodes/ledger/index.js";
-import { startTestCluster } from "../helpers/cluster.js";
-import type { TestCluster } from "../helpers/cluster.js";
-import { connectAndProvision, testLog, until } from "../helpers/system.js";
+import { useProvisionedCluster, testLog, until } from "../helpers/system.js";
 import { headSize, ledgerCli, ledgerIdentity, ledgerKv, publishEvents, startLedger, testEvent } from "./helpers.js";
 import type { BlockCommitted } from "../../nodes/ledger/index.js";
 
 describe("two ledger writers at once", () => {
-  let cluster: TestCluster;
-  let nc: NatsConnection;
+  const env = useProvisionedCluster();
   const id = ledgerIdentity();
 
-  beforeAll(async () => {
-    cluster = await startTestCluster();
-    nc = await connectAndProvision(cluster.urls);
-  });
-  afterAll(async () => {
-    await nc?.close();
-    await cluster?.dispose();
-  });
-
   it("two sequencers racing for the same block: one wins the head swap, the other retries on top, each event once", async () => {
-    const store = createLedgerStore(await ledgerKv(nc), await jetstreamManager(nc));
+    const store = createLedgerStore(await ledgerKv(env.nc), await jetstreamManager(env.nc));
     const signer = parseSignerKey(id.env["FEN_LEDGER_SIGNING_KEY"]!);
     const deps = { store, signer, verifier: parseVerifierKey(signer.verifierKey), origin: id.origin, clock: systemClock, log: testLog };
     const key = Buffer.from(id.env["FEN_LEDGER_COMMITMENT_KEY"]!, "hex");
@@ -48,22 +35,22 @@ describe("two ledger writers at once", () => {
     expect(new Set([ra.block?.block, rb.block?.block])).toEqual(new Set([0, 1]));
     await Promise.all([a.settle(), b.settle()]);
     // No node wrote the meta record here: pin the key.
-    const audit = await ledgerCli(["verify", "--json", "--server", cluster.urls.join(","), "--key", id.verifierKey], {});
+    const audit = await ledgerCli(["verify", "--json", "--server", env.cluster.urls.join(","), "--key", id.verifierKey], {});
     expect(JSON.parse(audit.stdout)).toMatchObject({ ok: true, size: 50, blocks: 2, trustRoot: "flag" });
     // The loser's stage was discarded.
     expect(JSON.parse(audit.stdout).warnings).toEqual([]);
   });
 
   it("two ledger nodes on the same stream produce one linear history with every event exactly once", async () => {
-    const kv = await ledgerKv(nc);
+    const kv = await ledgerKv(env.nc);
     const base = await headSize(kv);
     const N = 4000;
     const blocks: BlockCommitted[][] = [[], []];
-    const x = await startLedger(nc, id, { FEN_LEDGER_BATCH_SIZE: "32", FEN_LEDGER_BATCH_MS: "20" }, (b) => blocks[0]!.push(b));
-    const y = await startLedger(nc, id, { FEN_LEDGER_BATCH_SIZE: "32", FEN_LEDGER_BATCH_MS: "20" }, (b) => blocks[1]!.push(b));
-    const events = await publishEvents(nc, "two-nodes", 0, N, 64);
+    const x = await startLedger(env.nc, id, { FEN_LEDGER_BATCH_SIZE: "32", FEN_LEDGER_BATCH_MS: "20" }, (b) => blocks[0]!.push(b));
+    const y = await startLedger(env.nc, id, { FEN_LEDGER_BATCH_SIZE: "32", FEN_LEDGER_BATCH_MS: "20" }, (b) => blocks[1]!.push(b));
+    const events = await publishEvents(env.nc, "two-nodes", 0, N, 64);
     // The same events again, as a processing node re-publishing after a crash would.
-    await publishEvents(nc, "two-nodes", 0, 200, 64);
+    await publishEvents(env.nc, "two-nodes", 0, 200, 64);
     await until(`${N} new entries`, async () => (await headSize(kv)) === base + N, 120_000, 200);
     await Promise.all([x.drain(), y.drain()]);
     const committed = blocks.map((l) => l.filter((b) => b.block).length);
@@ -72,7 +59,7 @@ describe("two ledger writers at once", () => {
     expect(committed[0]).toBeGreaterThan(0);
     expect(committed[1]).toBeGreaterThan(0);
     expect(blocks.flat().reduce((n, b) => n + b.appended, 0)).toBe(N);
-    const audit = await ledgerCli(["verify", "--json", "--server", cluster.urls.join(",")], {});
+    const audit = await ledgerCli(["verify", "--json", "--server", env.cluster.urls.join(",")], {});
     expect(audit.code).toBe(0);
     expect(JSON.parse(audit.stdout)).toMatchObject({ ok: true, size: base + N });
     expect(new Set(events.map((e) => e.eventId)).size).toBe(N);

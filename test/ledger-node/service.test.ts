@@ -1,44 +1,31 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { jetstream } from "@nats-io/jetstream";
-import type { NatsConnection } from "@nats-io/nats-core";
 import { Codecs, LedgerCodecs, ServiceSubjects, eventSubject } from "../../protocol/index.js";
 import { openCheckpoint, parseVerifierKey, verifyConsistency, verifyReceipt } from "../../ledger/index.js";
 import { callService } from "../../nodes/common/rpc.js";
-import { startTestCluster } from "../helpers/cluster.js";
-import type { TestCluster } from "../helpers/cluster.js";
-import { connectAndProvision, until } from "../helpers/system.js";
+import { useProvisionedCluster, until } from "../helpers/system.js";
 import { headSize, ledgerCli, ledgerIdentity, ledgerKv, publishEvents, startLedger } from "./helpers.js";
 
 describe("ledger node: append, audit, fen-ledger service", () => {
-  let cluster: TestCluster;
-  let nc: NatsConnection;
+  const env = useProvisionedCluster();
   const id = ledgerIdentity();
 
-  beforeAll(async () => {
-    cluster = await startTestCluster();
-    nc = await connectAndProvision(cluster.urls);
-  });
-  afterAll(async () => {
-    await nc?.close();
-    await cluster?.dispose();
-  });
-
   it("appends each event once in signed blocks, even when the stream holds it twice, and serves head, proofs and consistency", async () => {
-    const kv = await ledgerKv(nc);
-    const first = await publishEvents(nc, "svc", 0, 600);
+    const kv = await ledgerKv(env.nc);
+    const first = await publishEvents(env.nc, "svc", 0, 600);
     // The same events again without a message id: JetStream keeps them, the ledger must not.
-    const js = jetstream(nc);
+    const js = jetstream(env.nc);
     for (const ev of first.slice(0, 100)) await js.publish(eventSubject(ev.mailId, ev.state), Codecs.mailEvent.encode(ev));
-    const node = await startLedger(nc, id, { FEN_LEDGER_BATCH_SIZE: "64" });
+    const node = await startLedger(env.nc, id, { FEN_LEDGER_BATCH_SIZE: "64" });
     await until("600 entries", async () => (await headSize(kv)) === 600, 60_000);
-    const early = await callService(nc, ServiceSubjects.ledgerHead, LedgerCodecs.headRequest, { kind: "ledger.head", v: 1 }, LedgerCodecs.headReply);
-    await publishEvents(nc, "svc", 600, 1000);
+    const early = await callService(env.nc, ServiceSubjects.ledgerHead, LedgerCodecs.headRequest, { kind: "ledger.head", v: 1 }, LedgerCodecs.headReply);
+    await publishEvents(env.nc, "svc", 600, 1000);
     await until("1000 entries", async () => (await headSize(kv)) === 1000, 60_000);
     await until("the height gauge", async () => (await node.metrics.ledgerHeight.get()).values[0]?.value === 1000);
 
     // The service answers for the newest block whose roll-forward is complete.
     const head = await until("ledger.head at 1000", async () => {
-      const h = await callService(nc, ServiceSubjects.ledgerHead, LedgerCodecs.headRequest, { kind: "ledger.head", v: 1 }, LedgerCodecs.headReply);
+      const h = await callService(env.nc, ServiceSubjects.ledgerHead, LedgerCodecs.headRequest, { kind: "ledger.head", v: 1 }, LedgerCodecs.headReply);
       return h.size === 1000 && h;
     });
     expect(head.verifierKey).toBe(id.verifierKey);
@@ -47,23 +34,23 @@ describe("ledger node: append, audit, fen-ledger service", () => {
     expect(Buffer.from(cp.rootHash).toString("base64")).toBe(head.root);
 
     const mailId = first[10]!.mailId;
-    const proof = await callService(nc, ServiceSubjects.ledgerProof, LedgerCodecs.proofRequest, { kind: "ledger.proof", v: 1, mailId }, LedgerCodecs.proofReply);
+    const proof = await callService(env.nc, ServiceSubjects.ledgerProof, LedgerCodecs.proofRequest, { kind: "ledger.proof", v: 1, mailId }, LedgerCodecs.proofReply);
     expect(proof.refs.map((r) => r.eventId)).toEqual(first.filter((e) => e.mailId === mailId).map((e) => e.eventId));
     const verified = verifyReceipt(JSON.stringify(proof.receipt), id.verifierKey, { origin: id.origin });
     expect(verified.entries.map((e) => e.entry.state)).toEqual(["PendingProcessing", "Processing", "Validated", "DeliveryScheduled", "Sent"]);
     // Recipients are stored as commitments only.
     expect(JSON.stringify(proof.receipt)).not.toContain("example.net");
 
-    const cons = await callService(nc, ServiceSubjects.ledgerConsistency, LedgerCodecs.consistencyRequest, { kind: "ledger.consistency", v: 1, from: early.size }, LedgerCodecs.consistencyReply);
+    const cons = await callService(env.nc, ServiceSubjects.ledgerConsistency, LedgerCodecs.consistencyRequest, { kind: "ledger.consistency", v: 1, from: early.size }, LedgerCodecs.consistencyReply);
     expect(cons.to).toBe(1000);
     const oldRoot = openCheckpoint(early.checkpoint, verifier).checkpoint.rootHash;
     verifyConsistency(early.size, 1000, cons.proof.map((p) => Buffer.from(p, "base64")), oldRoot, cp.rootHash);
-    await expect(callService(nc, ServiceSubjects.ledgerConsistency, LedgerCodecs.consistencyRequest, { kind: "ledger.consistency", v: 1, from: 5, to: 2000 }, LedgerCodecs.consistencyReply))
+    await expect(callService(env.nc, ServiceSubjects.ledgerConsistency, LedgerCodecs.consistencyRequest, { kind: "ledger.consistency", v: 1, from: 5, to: 2000 }, LedgerCodecs.consistencyReply))
       .rejects.toMatchObject({ code: "BAD_REQUEST" });
-    await expect(callService(nc, ServiceSubjects.ledgerProof, LedgerCodecs.proofRequest, { kind: "ledger.proof", v: 1, mailId: "a".repeat(26) }, LedgerCodecs.proofReply))
+    await expect(callService(env.nc, ServiceSubjects.ledgerProof, LedgerCodecs.proofRequest, { kind: "ledger.proof", v: 1, mailId: "a".repeat(26) }, LedgerCodecs.proofReply))
       .rejects.toMatchObject({ code: "NOT_FOUND" });
 
-    const audit = await ledgerCli(["verify", "--json", "--server", cluster.urls.join(",")], {});
+    const audit = await ledgerCli(["verify", "--json", "--server", env.cluster.urls.join(",")], {});
     const report = JSON.parse(audit.stdout) as { ok: boolean; size: number; trustRoot: string };
     expect(audit.code).toBe(0);
     expect(report).toMatchObject({ ok: true, size: 1000, trustRoot: "bucket" });

@@ -1,15 +1,12 @@
 import { PassThrough } from "node:stream";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { NatsConnection } from "@nats-io/nats-core";
+import { describe, expect, it } from "vitest";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { mailIdFromIdempotencyKey, workSubject } from "../../protocol/index.js";
 import { createLogger } from "../../nodes/common/logger.js";
 import { createMetrics } from "../../nodes/common/metrics.js";
 import { GatewayKeys, loadConfig } from "../../nodes/config/index.js";
 import { createWorkLagSampler } from "../../nodes/processing/lag.js";
-import { startTestCluster } from "../helpers/cluster.js";
-import type { TestCluster } from "../helpers/cluster.js";
-import { connectAndProvision, testLog } from "../helpers/system.js";
+import { useProvisionedCluster, testLog } from "../helpers/system.js";
 
 /**
  * Observability pieces that are not visible end to end: the logger's
@@ -68,29 +65,20 @@ describe("logs", () => {
 });
 
 describe("work consumer lag (fen_work_consumer_pending)", () => {
-  let cluster: TestCluster;
-  let nc: NatsConnection;
-  beforeAll(async () => {
-    cluster = await startTestCluster();
-    nc = await connectAndProvision(cluster.urls);
-  });
-  afterAll(async () => {
-    await nc?.close();
-    await cluster?.dispose();
-  });
+  const env = useProvisionedCluster();
 
   it("follows num_pending of MAIL_WORK/processing, on a schedule until stopped", async () => {
     const metrics = createMetrics({ defaults: false });
     const ticks: (() => void)[] = [];
     let cancelled = false;
     const sampler = createWorkLagSampler({
-      jsm: await jetstreamManager(nc), metrics, log: testLog, everyMs: 1234,
+      jsm: await jetstreamManager(env.nc), metrics, log: testLog, everyMs: 1234,
       every: (ms, fn) => { expect(ms).toBe(1234); ticks.push(fn); return () => { cancelled = true; }; },
     });
     const gauge = async () => (await metrics.workLag.get()).values[0]?.value;
 
     expect(await sampler.sample()).toBe(0);
-    const js = jetstream(nc);
+    const js = jetstream(env.nc);
     for (let i = 0; i < 5; i++) {
       // No processing node runs here, so the items only wait; their content does not matter.
       await js.publish(workSubject(mailIdFromIdempotencyKey(`lag-${i}`)), new TextEncoder().encode("{}"));
