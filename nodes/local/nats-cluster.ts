@@ -55,7 +55,7 @@ export interface NatsCluster {
   readonly servers: readonly ServerHandle[];
   /** Comma-separated client URLs of every server. */
   readonly urls: string[];
-  /** Resolves when JetStream answers through the given server(s). */
+  /** Resolves when JetStream answers and the meta group has every running server current. */
   waitReady(timeoutMs?: number, creds?: ReadyProbeOptions): Promise<void>;
   /** SIGKILL one server (index). */
   kill(i: number): Promise<void>;
@@ -98,6 +98,45 @@ cluster {
 }
 ${o.extra}
 `;
+}
+
+interface JszMeta {
+  readonly meta_cluster?: {
+    readonly leader?: string;
+    readonly cluster_size?: number;
+    readonly replicas?: readonly { readonly name: string; readonly current?: boolean; readonly offline?: boolean }[];
+  };
+}
+
+/**
+ * Why the JetStream meta group is not yet fit to place an R=N asset, or
+ * undefined when it is: every server's /healthz is ok, all agree on a leader,
+ * and the leader sees every other server current and online. Without this an
+ * early `streams.add(R3)` can fail with "no suitable peers for placement".
+ */
+async function metaGroupIncomplete(servers: readonly ServerHandle[]): Promise<string | undefined> {
+  const get = async (port: number, p: string) => {
+    const res = await fetch(`http://127.0.0.1:${port}${p}`, { signal: AbortSignal.timeout(2000) });
+    return { ok: res.ok, body: await res.json() as unknown };
+  };
+  const leaders = new Set<string>();
+  let leaderMeta: JszMeta["meta_cluster"];
+  for (const s of servers) {
+    if (!s.process) continue; // a deliberately stopped server
+    const health = await get(s.monitorPort, "/healthz");
+    if (!health.ok) return `${s.name} /healthz: ${JSON.stringify(health.body)}`;
+    const meta = ((await get(s.monitorPort, "/jsz")).body as JszMeta).meta_cluster;
+    if (!meta?.leader) return `${s.name} has no meta leader yet`;
+    leaders.add(meta.leader);
+    if (meta.leader === s.name) leaderMeta = meta;
+  }
+  if (leaders.size !== 1) return `servers disagree on the meta leader: ${[...leaders].join(", ")}`;
+  if (!leaderMeta) return "the meta leader is not one of ours";
+  const peers = leaderMeta.replicas ?? [];
+  const up = servers.filter((s) => s.process).length;
+  const ready = peers.filter((r) => r.current && !r.offline).length;
+  if (ready < up - 1) return `meta leader sees ${ready} of ${up - 1} peers current`;
+  return undefined;
 }
 
 /** Writes configs and starts the cluster; call waitReady() before use. */
@@ -148,14 +187,16 @@ export async function startCluster(opts: ClusterOptions): Promise<NatsCluster> {
           try {
             const jsm = await jetstreamManager(nc, { timeout: 2000 });
             await jsm.getAccountInfo();
-            return;
+            const why = await metaGroupIncomplete(servers);
+            if (why === undefined) return;
+            last = new Error(why);
           } finally {
             await nc.close();
           }
         } catch (err) {
           last = err;
-          await new Promise((r) => setTimeout(r, 200));
         }
+        await new Promise((r) => setTimeout(r, 200));
       }
       throw new Error(`nats cluster not ready after ${timeoutMs} ms (see ${opts.dir}/*.log)`, { cause: last });
     },
