@@ -42,8 +42,9 @@ export type ProcessingNode = Actor;
  *
  * 1. A mail whose recorded state is terminal is acked without sending again
  *    (a redelivery after a crash, or a duplicate work item).
- * 2. The message is parsed (mailparser), validated and classified before any
- *    state changes; then one compare-and-swap moves the mail to
+ * 2. The message is parsed (mailparser; broken MIME → Rejected) and
+ *    classified (the model reads the raw bytes itself) before any state
+ *    changes; then one compare-and-swap moves the mail to
  *    DeliveryScheduled, which is the claim: a second node holding the same
  *    work item loses the swap and backs off.
  * 3. SMTP: 250 → Sent; 4xx/connection → Deferred and `nak(backoff)`, until
@@ -121,9 +122,8 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
       const processing: EventDetail = inDoubt ? { inDoubt: true } : {};
 
       const raw = await loadBody(item);
-      let parsed;
       try {
-        parsed = await simpleParser(raw, MAILPARSER_OPTIONS);
+        await simpleParser(raw, MAILPARSER_OPTIONS);
       } catch (err) {
         await state.advance(cur, [{ state: "Processing", detail: processing }, { state: "Rejected", detail: { error: { code: "INVALID_MIME", message: String((err as Error).message).slice(0, 300) } } }], recipients, attempt);
         deps.metrics.rejected.inc();
@@ -133,7 +133,7 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
 
       let classification: Classification | undefined;
       if (!item.released) {
-        const { score } = await classify(parsed);
+        const { score } = await classify(raw);
         const spam = score >= config.quarantineThreshold;
         classification = { score, verdict: spam ? "spam" : "ham", modelVersion: deps.classifier.version };
         if (spam) {

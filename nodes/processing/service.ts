@@ -2,7 +2,6 @@ import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { Svcm } from "@nats-io/services";
 import type { Service } from "@nats-io/services";
-import { simpleParser } from "mailparser";
 import {
   Codecs, FenError, Names, ServiceSubjects, quarantineSubject, workSubject,
 } from "../../protocol/index.js";
@@ -13,7 +12,6 @@ import type { MailStateStore } from "../common/mail-state.js";
 import { serveEndpoint } from "../common/rpc.js";
 import { isNotFound } from "../common/js-errors.js";
 import { composeStructured, messageIdForPreview } from "../gateway/index.js";
-import { MAILPARSER_OPTIONS } from "../classifier/index.js";
 import type { MailClassifier } from "./classifier.js";
 
 export const PROCESSING_VERSION = "0.1.0";
@@ -47,8 +45,7 @@ export async function startProcessingService(deps: ProcessingServiceDeps): Promi
     const raw = "raw" in req.mail
       ? Buffer.from(req.mail.raw, "base64")
       : await composeStructured(req.mail, messageIdForPreview(), new Date(deps.clock.now()));
-    const parsed = await simpleParser(raw, MAILPARSER_OPTIONS);
-    const [s] = await deps.classifier.classifyParsed([parsed]);
+    const [s] = await deps.classifier.classifyRaw([raw]);
     const score = s?.score ?? 0;
     const flagged = score >= deps.quarantineThreshold;
     const reply: ClassifyReply = { kind: "mail.classify.reply", v: 1, score, verdict: flagged ? "spam" : "ham", flagged, modelVersion: deps.classifier.version };

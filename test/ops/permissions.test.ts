@@ -45,7 +45,7 @@ const node = (role: NatsRole) => nodes.get(role)!;
 const probe = (role: NatsRole) => probes.get(role)!;
 const ruleClassifier: MailClassifier = {
   version: "rule-perm-1",
-  classifyParsed: async (mails) => mails.map((m) => ({ score: /SPAM/.test(m.subject ?? "") ? 0.99 : 0.01 })),
+  classifyRaw: async (raws) => raws.map((r) => ({ score: /^Subject:.*SPAM/m.test(Buffer.from(r).toString("latin1")) ? 0.99 : 0.01 })),
 };
 const login = (role: NatsRole, name: string) =>
   connect({ servers: cluster.urls, user: userOf(role), pass: passwords[role], name });

@@ -18,7 +18,7 @@ import { connectAndProvision, startGateway, startProcessing, status, structured,
  */
 const ruleClassifier: MailClassifier = {
   version: "rule-test-1",
-  classifyParsed: async (mails) => mails.map((m) => ({ score: /SPAM/.test(m.subject ?? "") ? 0.99 : 0.01 })),
+  classifyRaw: async (raws) => raws.map((r) => ({ score: /^Subject:.*SPAM/m.test(Buffer.from(r).toString("latin1")) ? 0.99 : 0.01 })),
 };
 
 let cluster: TestCluster;
