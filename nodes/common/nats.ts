@@ -13,6 +13,10 @@ export async function connectNats(config: CommonConfig, name: string): Promise<N
     name,
     maxReconnectAttempts: -1,
     reconnectTimeWait: 500,
+    // Every JetStream publish and ack is a request; with async traces on,
+    // each one captures a stack trace up front (about a tenth of a busy
+    // processing node's CPU). Errors still carry their message and code.
+    noAsyncTraces: true,
     ...(config.natsUser ? { user: config.natsUser, pass: config.natsPassword ?? "" } : {}),
     ...(config.natsTlsCa ? { tls: { ca: readFileSync(config.natsTlsCa, "utf8") } } : {}),
   });

@@ -7,6 +7,7 @@
  * same size to the same kind of sink (test/bench/peers/postfix-relay-bench).
  *
  * usage: npm run bench -- [--mails 5000] [--bytes 2000] [--publishers 64] [--sync always|1s] [--no-model] [--no-peer] [--json]
+ *                         [--profile DIR]   (V8 CPU profiles of the gateway and processing nodes, for where the time goes)
  * Last line: one JSON object with mails, delivered, per_second, p50_ms,
  * p99_ms, peer_per_second and ratio.
  */
@@ -45,6 +46,7 @@ const { values: a } = parseArgs({
     // The processing nodes classify with the committed model, as in npm start.
     "no-model": { type: "boolean", default: false },
     concurrency: { type: "string", default: "128" }, pool: { type: "string", default: "10" },
+    profile: { type: "string" },
   },
 });
 const N = Number(a.mails), BYTES = Number(a.bytes), PUBLISHERS = Number(a.publishers);
@@ -76,7 +78,8 @@ try {
   const named: { name: string; pid: number | undefined }[] = cluster.servers.map((sv) => ({ name: `nats-server ${sv.name}`, pid: sv.process?.pid }));
   named.push({ name: "smtp-sink", pid: sink.pid });
   const node = (role: string, name: string) => {
-    const c = spawn(process.execPath, ["--import", "tsx", path.join(root, `nodes/${role}/main.ts`)], {
+    const prof = a.profile ? ["--cpu-prof", `--cpu-prof-dir=${path.resolve(a.profile, name)}`] : [];
+    const c = spawn(process.execPath, [...prof, "--import", "tsx", path.join(root, `nodes/${role}/main.ts`)], {
       cwd: root, env: { ...env, FEN_NODE_NAME: name }, stdio: ["ignore", "ignore", "inherit"],
     });
     children.push(c);
