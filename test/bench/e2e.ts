@@ -95,20 +95,28 @@ try {
   await sleep(1500); // let the processing nodes attach their pull consumers
 
   // Delivery times from the Sent events (core subscription on the stream subject).
+  // A mail can be Sent before its submit reply reaches the publisher (the
+  // gateway answers after the work item's ack and its status record, and a
+  // processing node may deliver in between): both orders are matched.
   const submittedAt = new Map<string, number>();
+  const sentEarly = new Map<string, number>();
   const latencies: number[] = [];
   let delivered = 0;
   let lastDelivery = 0;
+  const deliveredAt = (id: string, t0: number, t1: number) => {
+    lastDelivery = Math.max(lastDelivery, t1);
+    latencies.push(t1 - t0);
+    delivered++;
+  };
   const sub = nc.subscribe(stateEventsFilter("Sent"));
   (async () => {
     for await (const m of sub) {
       const id = mailIdOfSubject(m.subject);
+      const now = performance.now();
       const t0 = submittedAt.get(id);
-      if (t0 === undefined) continue;
+      if (t0 === undefined) { if (!sentEarly.has(id)) sentEarly.set(id, now); continue; }
       submittedAt.delete(id);
-      lastDelivery = performance.now();
-      latencies.push(lastDelivery - t0);
-      delivered++;
+      deliveredAt(id, t0, now);
     }
   })();
 
@@ -130,7 +138,9 @@ try {
       const t0 = performance.now();
       try {
         const r = await callService(nc, ServiceSubjects.submit, Codecs.submitRequest, req, Codecs.submitReply, 30_000);
-        submittedAt.set(r.mailId, t0);
+        const early = sentEarly.get(r.mailId);
+        if (early === undefined) submittedAt.set(r.mailId, t0);
+        else { sentEarly.delete(r.mailId); deliveredAt(r.mailId, t0, early); }
       } catch (err) {
         failed++;
         if (failed < 5) log(`submit failed: ${String(err)}`);
