@@ -67,15 +67,28 @@ export interface NatsCluster {
 
 /** A free TCP port on 127.0.0.1 (racy by nature; fine for tests). */
 export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+  return (await freePorts(1))[0]!;
+}
+
+/**
+ * `n` distinct free TCP ports on 127.0.0.1: all are held open until every
+ * one is found, so no two are the same. Another process can still take one
+ * before its user binds it (see `waitReady`, which fails fast then).
+ */
+export async function freePorts(n: number): Promise<number[]> {
+  const held = await Promise.all(Array.from({ length: n }, () => new Promise<ReturnType<typeof createServer>>((resolve, reject) => {
     const srv = createServer();
     srv.unref();
     srv.on("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const addr = srv.address();
-      srv.close(() => (typeof addr === "object" && addr ? resolve(addr.port) : reject(new Error("no port"))));
-    });
+    srv.listen(0, "127.0.0.1", () => resolve(srv));
+  })));
+  const ports = held.map((srv) => {
+    const addr = srv.address();
+    if (typeof addr !== "object" || !addr) throw new Error("no port");
+    return addr.port;
   });
+  await Promise.all(held.map((srv) => new Promise((r) => srv.close(r))));
+  return ports;
 }
 
 function serverConfig(o: {
@@ -139,12 +152,18 @@ async function metaGroupIncomplete(servers: readonly ServerHandle[]): Promise<st
   return undefined;
 }
 
+/** The cluster did not become ready: a server exited, or the meta group never formed. */
+export class ClusterStartError extends Error {
+  override readonly name = "ClusterStartError";
+}
+
 /** Writes configs and starts the cluster; call waitReady() before use. */
 export async function startCluster(opts: ClusterOptions): Promise<NatsCluster> {
   const size = opts.size ?? 3;
-  const ports = await Promise.all(Array.from({ length: size }, (_, i) => opts.clientPorts?.[i] || freePort()));
-  const clusterPorts = await Promise.all(Array.from({ length: size }, () => freePort()));
-  const monitorPorts = await Promise.all(Array.from({ length: size }, () => freePort()));
+  const picked = await freePorts(3 * size);
+  const ports = Array.from({ length: size }, (_, i) => opts.clientPorts?.[i] || picked[i]!);
+  const clusterPorts = picked.slice(size, 2 * size);
+  const monitorPorts = picked.slice(2 * size);
   await mkdir(opts.dir, { recursive: true });
   const servers: ServerHandle[] = [];
   const confs: string[] = [];
@@ -182,6 +201,12 @@ export async function startCluster(opts: ClusterOptions): Promise<NatsCluster> {
       const deadline = Date.now() + timeoutMs;
       let last: unknown;
       while (Date.now() < deadline) {
+        // A server that exited (e.g. a port taken by another process between
+        // picking and binding it) will not come back by waiting.
+        const dead = servers.find((s) => s.process && (s.process.exitCode !== null || s.process.signalCode !== null));
+        if (dead) {
+          throw new ClusterStartError(`nats-server ${dead.name} exited (code ${String(dead.process!.exitCode ?? dead.process!.signalCode)}); see ${opts.dir}/${dead.name}.log`);
+        }
         try {
           const nc = await connect({ servers: cluster.urls, timeout: 1000, ...(creds ?? {}) });
           try {
@@ -198,7 +223,7 @@ export async function startCluster(opts: ClusterOptions): Promise<NatsCluster> {
         }
         await new Promise((r) => setTimeout(r, 200));
       }
-      throw new Error(`nats cluster not ready after ${timeoutMs} ms (see ${opts.dir}/*.log)`, { cause: last });
+      throw new ClusterStartError(`nats cluster not ready after ${timeoutMs} ms (see ${opts.dir}/*.log)`, { cause: last });
     },
     async kill(i) {
       const p = servers[i]?.process;

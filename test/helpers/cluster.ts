@@ -2,7 +2,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { startCluster } from "../../nodes/local/nats-cluster.js";
+import { ClusterStartError, startCluster } from "../../nodes/local/nats-cluster.js";
 import type { ClusterOptions, NatsCluster, ReadyProbeOptions } from "../../nodes/local/nats-cluster.js";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
@@ -29,13 +29,30 @@ export async function startTestCluster(opts: {
   /** Use this folder (e.g. one holding included config files) instead of a fresh temporary one. */
   dir?: string;
 } = {}): Promise<TestCluster> {
-  const dir = opts.dir ?? await mkdtemp(path.join(os.tmpdir(), "fen-nats-"));
-  const cluster = await startCluster({
-    binary: NATS_SERVER_BIN, dir, size: 3, syncInterval: opts.syncInterval ?? "always",
-    ...(opts.extraConfig ? { extraConfig: opts.extraConfig } : {}),
-    ...(opts.env ? { env: opts.env } : {}), ...(opts.tls ? { tls: opts.tls } : {}),
-  });
-  await cluster.waitReady(60_000, opts.creds);
+  // Ports are picked free, then bound by the servers a moment later; on a
+  // busy machine another process can take one in between, and that server
+  // exits or never joins. Such a start is retried on fresh ports, up to 3 times.
+  let cluster: NatsCluster | undefined;
+  let dir = opts.dir ?? "";
+  for (let attempt = 1; ; attempt++) {
+    if (!opts.dir) dir = await mkdtemp(path.join(os.tmpdir(), "fen-nats-"));
+    const c = await startCluster({
+      binary: NATS_SERVER_BIN, dir, size: 3, syncInterval: opts.syncInterval ?? "always",
+      ...(opts.extraConfig ? { extraConfig: opts.extraConfig } : {}),
+      ...(opts.env ? { env: opts.env } : {}), ...(opts.tls ? { tls: opts.tls } : {}),
+    });
+    try {
+      await c.waitReady(attempt < 3 ? 45_000 : 60_000, opts.creds);
+      cluster = c;
+      break;
+    } catch (err) {
+      await c.stop();
+      if (attempt >= 3 || !(err instanceof ClusterStartError)) throw err;
+      process.stderr.write(`test cluster start failed (${err.message}); retrying on fresh ports\n`);
+      if (opts.dir) await Promise.all(c.servers.map((s) => rm(path.join(dir, s.name), { recursive: true, force: true })));
+      else await rm(dir, { recursive: true, force: true });
+    }
+  }
   return Object.assign(cluster, {
     dir,
     async dispose() {
