@@ -2,14 +2,16 @@
  * End-to-end benchmark (a script, not a test): N mails of B bytes submitted
  * over NATS by concurrent publishers to a real 3-node cluster
  * (sync_interval: always), delivered by two processing nodes (child
- * processes, as in production) to Postfix's smtp-sink; then, in the same
+ * processes, as in production) to Postfix's smtp-sink, with the ledger node
+ * folding every life-cycle event as in `npm start`; then, in the same
  * run on the same machine, Postfix relaying the same number of mails of the
  * same size to the same kind of sink (test/bench/peers/postfix-relay-bench).
  *
- * usage: npm run bench -- [--mails 5000] [--bytes 2000] [--publishers 64] [--sync always|1s] [--no-model] [--no-peer] [--json]
+ * usage: npm run bench -- [--mails 5000] [--bytes 2000] [--publishers 64] [--sync always|1s] [--no-model] [--no-ledger] [--no-peer] [--json]
  *                         [--profile DIR]   (V8 CPU profiles of the gateway and processing nodes, for where the time goes)
  * Last line: one JSON object with mails, delivered, per_second, p50_ms,
- * p99_ms, peer_per_second and ratio.
+ * p99_ms, peer_per_second and ratio; `ledger_lag_ms` is how long after the
+ * last delivery the ledger had every event of the run in a committed block.
  */
 import { execFile, spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
@@ -24,6 +26,7 @@ import { Codecs, Names, ServiceSubjects, mailIdOfSubject, servicePingSubject, st
 import type { SubmitRequest } from "../../protocol/index.js";
 import { callService } from "../../nodes/common/rpc.js";
 import { freePort, startCluster } from "../../nodes/local/nats-cluster.js";
+import { generateNoteKeyPair } from "../../ledger/index.js";
 import { provision } from "../../nodes/provision/index.js";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
@@ -45,6 +48,7 @@ const { values: a } = parseArgs({
     "no-peer": { type: "boolean", default: false }, json: { type: "boolean", default: false },
     // The processing nodes classify with the committed model, as in npm start.
     "no-model": { type: "boolean", default: false },
+    "no-ledger": { type: "boolean", default: false },
     concurrency: { type: "string", default: "128" }, pool: { type: "string", default: "10" },
     profile: { type: "string" },
   },
@@ -77,10 +81,10 @@ try {
   };
   const named: { name: string; pid: number | undefined }[] = cluster.servers.map((sv) => ({ name: `nats-server ${sv.name}`, pid: sv.process?.pid }));
   named.push({ name: "smtp-sink", pid: sink.pid });
-  const node = (role: string, name: string) => {
+  const node = (role: string, name: string, extra: Record<string, string> = {}) => {
     const prof = a.profile ? ["--cpu-prof", `--cpu-prof-dir=${path.resolve(a.profile, name)}`] : [];
     const c = spawn(process.execPath, [...prof, "--import", "tsx", path.join(root, `nodes/${role}/main.ts`)], {
-      cwd: root, env: { ...env, FEN_NODE_NAME: name }, stdio: ["ignore", "ignore", "inherit"],
+      cwd: root, env: { ...env, ...extra, FEN_NODE_NAME: name }, stdio: ["ignore", "ignore", "inherit"],
     });
     children.push(c);
     named.push({ name, pid: c.pid });
@@ -88,6 +92,13 @@ try {
   node("gateway", "bench-gw");
   node("processing", "bench-p1");
   node("processing", "bench-p2");
+  if (!a["no-ledger"]) {
+    const origin = "bench.fastemailnet.local/ledger";
+    node("ledger", "bench-ledger", {
+      FEN_LEDGER_ORIGIN: origin, FEN_LEDGER_SIGNING_KEY: generateNoteKeyPair(origin).signerKey,
+      FEN_LEDGER_COMMITMENT_KEY: "00".repeat(32),
+    });
+  }
   // Wait for the gateway service to answer.
   for (let i = 0; ; i++) {
     try { await nc.request(servicePingSubject(Names.gatewayService), undefined, { timeout: 500 }); break; } catch { if (i > 100) throw new Error("gateway did not start"); await sleep(100); }
@@ -151,6 +162,16 @@ try {
   const deadline = Date.now() + 300_000;
   while (delivered + failed < N && Date.now() < deadline) await sleep(50);
   clearInterval(progress);
+  // The ledger is caught up when its consumer has nothing undelivered or unacked
+  // (it acks a block's events only once the block is committed).
+  let ledgerLagMs: number | null = null;
+  if (!a["no-ledger"]) {
+    const jsm = await jetstreamManager(nc);
+    for (const until = Date.now() + 120_000; Date.now() < until; await sleep(100)) {
+      const ci = await jsm.consumers.info(Names.eventsStream, Names.ledgerConsumer);
+      if (ci.num_pending === 0 && ci.num_ack_pending === 0) { ledgerLagMs = Math.max(0, Math.round(performance.now() - lastDelivery)); break; }
+    }
+  }
   const seconds = (lastDelivery - start) / 1000;
   latencies.sort((x, y) => x - y);
   const ours = {
@@ -158,6 +179,7 @@ try {
     classifier: a["no-model"] ? "pass-through" : "committed model",
     seconds: +seconds.toFixed(2), submit_per_second: Math.round(N / ((submitDone - start) / 1000)),
     per_second: Math.round(delivered / seconds), p50_ms: Math.round(quantile(latencies, 0.5)), p99_ms: Math.round(quantile(latencies, 0.99)),
+    ledger: a["no-ledger"] ? "off" : "on", ledger_lag_ms: ledgerLagMs,
   };
   log(`FastEmailNet: ${JSON.stringify(ours)}`);
   const cpu1 = await Promise.all(named.map((n) => cpuSeconds(n.pid)));
