@@ -7,9 +7,6 @@ import { connect } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { pino } from "pino";
-import { afterAll, beforeAll } from "vitest";
-import { startTestCluster } from "./cluster.js";
-import type { TestCluster } from "./cluster.js";
 import { Codecs, ServiceSubjects } from "../../protocol/index.js";
 import type { StatusReply, SubmitReply, SubmitRequest } from "../../protocol/index.js";
 import { callService } from "../../nodes/common/rpc.js";
@@ -135,26 +132,4 @@ export async function pool<T, R>(items: readonly T[], limit: number, fn: (t: T, 
     }
   }));
   return out;
-}
-
-/**
- * Registers the common per-file setup: a real 3-node cluster, provisioned,
- * and one connection to it, torn down after the file. Read `.cluster` and
- * `.nc` inside tests and later hooks (they exist once beforeAll has run).
- */
-export function useProvisionedCluster(): { readonly cluster: TestCluster; readonly nc: NatsConnection } {
-  let cluster: TestCluster | undefined;
-  let nc: NatsConnection | undefined;
-  beforeAll(async () => {
-    cluster = await startTestCluster();
-    nc = await connectAndProvision(cluster.urls);
-  });
-  afterAll(async () => {
-    await nc?.close();
-    await cluster?.dispose();
-  });
-  return {
-    get cluster() { if (!cluster) throw new Error("cluster not started yet"); return cluster; },
-    get nc() { if (!nc) throw new Error("cluster not started yet"); return nc; },
-  };
 }

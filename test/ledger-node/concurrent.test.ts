@@ -5,7 +5,8 @@ import { systemClock } from "../../nodes/common/clock.js";
 import { createSequencer } from "../../nodes/ledger/sequencer.js";
 import type { PendingEntry } from "../../nodes/ledger/sequencer.js";
 import { createLedgerStore, entryOfEvent } from "../../nodes/ledger/index.js";
-import { useProvisionedCluster, testLog, until } from "../helpers/system.js";
+import { testLog, until } from "../helpers/system.js";
+import { useProvisionedCluster } from "../helpers/suite.js";
 import { headSize, ledgerCli, ledgerIdentity, ledgerKv, publishEvents, startLedger, testEvent } from "./helpers.js";
 import type { BlockCommitted } from "../../nodes/ledger/index.js";
 

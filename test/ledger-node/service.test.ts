@@ -3,7 +3,8 @@ import { jetstream } from "@nats-io/jetstream";
 import { Codecs, LedgerCodecs, ServiceSubjects, eventSubject } from "../../protocol/index.js";
 import { openCheckpoint, parseVerifierKey, verifyConsistency, verifyReceipt } from "../../ledger/index.js";
 import { callService } from "../../nodes/common/rpc.js";
-import { useProvisionedCluster, until } from "../helpers/system.js";
+import { until } from "../helpers/system.js";
+import { useProvisionedCluster } from "../helpers/suite.js";
 import { headSize, ledgerCli, ledgerIdentity, ledgerKv, publishEvents, startLedger } from "./helpers.js";
 
 describe("ledger node: append, audit, fen-ledger service", () => {

@@ -6,7 +6,8 @@ import { createLogger } from "../../nodes/common/logger.js";
 import { createMetrics } from "../../nodes/common/metrics.js";
 import { GatewayKeys, loadConfig } from "../../nodes/config/index.js";
 import { createWorkLagSampler } from "../../nodes/processing/lag.js";
-import { useProvisionedCluster, testLog } from "../helpers/system.js";
+import { testLog } from "../helpers/system.js";
+import { useProvisionedCluster } from "../helpers/suite.js";
 
 /**
  * Observability pieces that are not visible end to end: the logger's
