@@ -9,6 +9,8 @@
  *
  * usage: npm run bench -- [--mails 5000] [--bytes 2000] [--publishers 64] [--sync always|1s] [--no-model] [--no-ledger] [--no-peer] [--json]
  *                         [--profile DIR]   (V8 CPU profiles of the gateway and processing nodes, for where the time goes)
+ *                         [--fsyncs]        (counts fsync calls per mail under strace, ours by file kind and the
+ *                                            peer's; strace slows both, so rates from such a run are not quoted)
  * Last line: one JSON object with mails, delivered, per_second, p50_ms,
  * p99_ms, peer_per_second and ratio; `ledger_lag_ms` is how long after the
  * last delivery the ledger had every event of the run in a committed block.
@@ -51,6 +53,7 @@ const { values: a } = parseArgs({
     "no-ledger": { type: "boolean", default: false },
     concurrency: { type: "string", default: "128" }, pool: { type: "string", default: "10" },
     profile: { type: "string" },
+    fsyncs: { type: "boolean", default: false },
   },
 });
 const N = Number(a.mails), BYTES = Number(a.bytes), PUBLISHERS = Number(a.publishers);
@@ -60,6 +63,34 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 function quantile(sorted: number[], q: number): number {
   if (sorted.length === 0) return NaN;
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+}
+
+/**
+ * fsync calls of one traced process, by what was synced: a stream's message
+ * blocks (by stream name), a consumer's state file, or the Raft log of a
+ * replicated stream/consumer ($SYS/_js_). Reads `strace -y -e trace=fsync` output.
+ */
+function fsyncsByKind(trace: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const m of trace.matchAll(/\b(?:fsync|fdatasync)\(\d+<([^>]*)>/g)) {
+    const file = m[1]!;
+    const kind = /\/streams\/([^/]+)\/msgs\//.exec(file)?.[1]
+      ?? (/\/streams\/[^/]+\/obs\//.test(file) ? "consumer state" : /\/_js_\//.test(file) ? "raft log" : "other");
+    out[kind] = (out[kind] ?? 0) + 1;
+  }
+  return out;
+}
+
+/** Starts `strace` on running processes; `stop()` detaches and returns each one's output. */
+function traceFsyncs(pids: number[], dir: string): { stop(): Promise<string[]> } {
+  const files = pids.map((pid) => path.join(dir, `fsync-${pid}.trace`));
+  const tracers = pids.map((pid, i) => spawn("strace", ["-f", "-y", "-e", "trace=fsync,fdatasync", "-o", files[i]!, "-p", String(pid)], { stdio: "ignore" }));
+  return {
+    async stop() {
+      await Promise.all(tracers.map((t) => new Promise((r) => { t.once("exit", r); t.kill("SIGINT"); })));
+      return Promise.all(files.map((f) => readFile(f, "utf8")));
+    },
+  };
 }
 
 const dir = await mkdtemp(path.join(os.tmpdir(), "fen-bench-"));
@@ -131,6 +162,8 @@ try {
     }
   })();
 
+  const tracer = a.fsyncs ? traceFsyncs(cluster.servers.map((sv) => sv.process!.pid!), dir) : undefined;
+  if (tracer) await sleep(1000); // strace attaches to every thread
   const cpu0 = await Promise.all(named.map((n) => cpuSeconds(n.pid)));
   const benchCpu0 = process.cpuUsage();
   const body = "x".repeat(Math.max(0, BYTES - 300)).replace(/(.{76})/g, "$1\n");
@@ -183,6 +216,19 @@ try {
   };
   log(`FastEmailNet: ${JSON.stringify(ours)}`);
   const cpu1 = await Promise.all(named.map((n) => cpuSeconds(n.pid)));
+  let fsyncs: { per_mail_cluster: number; per_mail_per_server_by_kind: Record<string, number> } | undefined;
+  if (tracer) {
+    const byServer = (await tracer.stop()).map(fsyncsByKind);
+    const kinds: Record<string, number> = {};
+    for (const k of byServer) for (const [kind, n] of Object.entries(k)) kinds[kind] = (kinds[kind] ?? 0) + n;
+    const total = Object.values(kinds).reduce((x, y) => x + y, 0);
+    fsyncs = {
+      per_mail_cluster: +(total / delivered).toFixed(1),
+      per_mail_per_server_by_kind: Object.fromEntries(Object.entries(kinds).sort((x, y) => y[1] - x[1])
+        .map(([kind, n]) => [kind, +(n / delivered / byServer.length).toFixed(2)])),
+    };
+    log(`fsync calls per mail (strace): ${JSON.stringify(fsyncs)}`);
+  }
   const benchCpu = process.cpuUsage(benchCpu0);
   const where = Object.fromEntries([
     ...named.map((n, i) => [n.name, +(cpu1[i]! - cpu0[i]!).toFixed(2)] as const),
@@ -195,15 +241,27 @@ try {
   await cluster.stop();
 
   let peer: { per_second?: number; delivered?: number; seconds?: number } = {};
+  let peerFsyncsPerMail: number | undefined;
   if (!a["no-peer"]) {
     log("Postfix peer: relaying the same mails to smtp-sink …");
-    const { stdout } = await promisify(execFile)("bash", [path.join(root, "test/bench/peers/postfix-relay-bench"), String(N), String(BYTES), "10"], { maxBuffer: 1 << 20 });
+    const peerArgs = [path.join(root, "test/bench/peers/postfix-relay-bench"), String(N), String(BYTES), "10"];
+    const peerTrace = path.join(dir, "fsync-postfix.trace");
+    const { stdout } = a.fsyncs
+      ? await promisify(execFile)("strace", ["-f", "-y", "-e", "trace=fsync,fdatasync", "-o", peerTrace, "bash", ...peerArgs], { maxBuffer: 1 << 20 })
+      : await promisify(execFile)("bash", peerArgs, { maxBuffer: 1 << 20 });
     peer = JSON.parse(stdout.trim().split("\n").pop()!);
     log(`Postfix: ${JSON.stringify(peer)}`);
+    if (a.fsyncs) {
+      const n = Object.values(fsyncsByKind(await readFile(peerTrace, "utf8"))).reduce((x, y) => x + y, 0);
+      peerFsyncsPerMail = +(n / (peer.delivered || N)).toFixed(2);
+      log(`Postfix fsync calls per mail (strace): ${peerFsyncsPerMail}`);
+    }
   }
   const result = {
     ...ours, cpu_seconds: where, peer: "postfix", peer_per_second: peer.per_second ?? null, peer_delivered: peer.delivered ?? null,
     ratio: peer.per_second ? +(ours.per_second / peer.per_second).toFixed(2) : null,
+    ...(fsyncs ? { fsyncs_per_mail: fsyncs.per_mail_cluster, fsyncs_per_mail_per_server_by_kind: fsyncs.per_mail_per_server_by_kind } : {}),
+    ...(peerFsyncsPerMail !== undefined ? { peer_fsyncs_per_mail: peerFsyncsPerMail } : {}),
   };
   console.log(a.json ? JSON.stringify(result) : JSON.stringify(result, null, 2));
 } finally {
