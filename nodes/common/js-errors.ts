@@ -14,3 +14,18 @@ export function isNotFound(err: unknown): boolean {
   if (err instanceof JetStreamError) return (err as JetStreamError & { code?: unknown }).code === 404;
   return false;
 }
+
+/** JetStream's "wrong last sequence" (10071): an expected-sequence publish, e.g. a KV compare-and-swap, lost. */
+export function isWrongLastSequence(err: unknown): boolean {
+  return err instanceof JetStreamApiError && err.code === 10071;
+}
+
+/**
+ * JetStream's "duplicate message id is in process" (10158): another publish
+ * with the same Nats-Msg-Id is being replicated right now. Its outcome is
+ * not known yet; the same publish retried a moment later gets the duplicate
+ * ack (or, if that one failed, stores the message).
+ */
+export function isDuplicateInProcess(err: unknown): boolean {
+  return err instanceof JetStreamApiError && err.code === 10158;
+}

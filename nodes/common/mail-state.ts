@@ -3,6 +3,7 @@ import type { KV } from "@nats-io/kv";
 import { Codecs, FenError, canTransition, eventSubject } from "../../protocol/index.js";
 import type { EventDetail, MailEvent, MailId, MailState, StatusRecord } from "../../protocol/index.js";
 import type { Clock } from "./clock.js";
+import { isDuplicateInProcess, isWrongLastSequence } from "./js-errors.js";
 
 /** A status record with the KV revision it was read at (for compare-and-swap). */
 export interface Versioned {
@@ -47,18 +48,35 @@ export function eventIdOf(mailId: string, state: MailState, attempt: number): st
 }
 
 function isWrongRevision(err: unknown): boolean {
-  const e = err as { api_error?: { err_code?: number }; message?: string };
-  return e?.api_error?.err_code === 10071 || /wrong last sequence|key exists/i.test(String(e?.message));
+  return isWrongLastSequence(err) || /wrong last sequence|key exists/i.test(String((err as Error | undefined)?.message));
 }
+
+/** Attempts when another writer is storing the same event or record right now (see below). */
+const IN_PROCESS_ATTEMPTS = 40;
 
 export function createMailStateStore(deps: { js: JetStreamClient; kv: KV; clock: Clock; node: string }): MailStateStore {
   const { js, kv, clock, node } = deps;
   const iso = () => new Date(clock.now()).toISOString();
 
-  const publishEvent = (mailId: MailId, state: MailState, attempt: number, detail: EventDetail, recipients: readonly string[], at: string) => {
+  const publishEvent = async (mailId: MailId, state: MailState, attempt: number, detail: EventDetail, recipients: readonly string[], at: string) => {
     const eventId = eventIdOf(mailId, state, attempt);
     const ev: MailEvent = { kind: "mail.event", v: 1, eventId, mailId, state, attempt, at, node, recipients: [...recipients], detail };
-    return js.publish(eventSubject(mailId, state), Codecs.mailEvent.encode(ev), { msgID: eventId });
+    const data = Codecs.mailEvent.encode(ev);
+    const subject = eventSubject(mailId, state);
+    // The gateway and a processing node can write the same event at once
+    // (the node takes the work item while the gateway is still recording
+    // PendingProcessing). JetStream then answers the second publish with
+    // "duplicate message id is in process"; a moment later the same publish
+    // gets the duplicate ack. Retried here rather than failing the work item,
+    // which would cost a redelivery and its backoff.
+    for (let i = 1; ; i++) {
+      try {
+        return await js.publish(subject, data, { msgID: eventId });
+      } catch (err) {
+        if (!isDuplicateInProcess(err) || i >= IN_PROCESS_ATTEMPTS) throw err;
+        await new Promise((r) => setTimeout(r, Math.min(100, 5 * i)));
+      }
+    }
   };
 
   const store: MailStateStore = {
@@ -78,8 +96,16 @@ export function createMailStateStore(deps: { js: JetStreamClient; kv: KV; clock:
         const revision = await kv.create(mailId, Codecs.statusRecord.encode(record));
         return { versioned: { record, revision }, created: true };
       } catch (err) {
-        const existing = await store.get(mailId);
-        if (existing) return { versioned: existing, created: false };
+        // Lost the create to another writer (the gateway or a node): the
+        // record exists, but a read served by a replica that has not applied
+        // it yet can miss it for a moment.
+        const lost = isWrongRevision(err);
+        for (let i = 1; ; i++) {
+          const existing = await store.get(mailId);
+          if (existing) return { versioned: existing, created: false };
+          if (!lost || i >= IN_PROCESS_ATTEMPTS) break;
+          await new Promise((r) => setTimeout(r, Math.min(100, 5 * i)));
+        }
         throw new FenError("STORE_UNAVAILABLE", "could not record the mail's state", { cause: err });
       }
     },
