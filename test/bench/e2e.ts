@@ -9,6 +9,7 @@
  *
  * usage: npm run bench -- [--mails 5000] [--bytes 2000] [--publishers 64] [--sync always|1s] [--no-model] [--no-ledger] [--no-peer] [--json]
  *                         [--profile DIR]   (V8 CPU profiles of the gateway and processing nodes, for where the time goes)
+ *                         [--logs DIR]      (keep each node's JSON log; the result counts warnings and errors either way)
  *                         [--fsyncs]        (counts fsync calls per mail under strace, ours by file kind and the
  *                                            peer's; strace slows both, so rates from such a run are not quoted)
  * Last line: one JSON object with mails, delivered, per_second, p50_ms,
@@ -16,8 +17,9 @@
  * last delivery the ledger had every event of the run in a committed block.
  */
 import { execFile, spawn } from "node:child_process";
+import { copyFileSync, openSync } from "node:fs";
 import type { ChildProcess } from "node:child_process";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -54,6 +56,7 @@ const { values: a } = parseArgs({
     concurrency: { type: "string", default: "128" }, pool: { type: "string", default: "10" },
     profile: { type: "string" },
     fsyncs: { type: "boolean", default: false },
+    logs: { type: "string" },
   },
 });
 const N = Number(a.mails), BYTES = Number(a.bytes), PUBLISHERS = Number(a.publishers);
@@ -112,13 +115,15 @@ try {
   };
   const named: { name: string; pid: number | undefined }[] = cluster.servers.map((sv) => ({ name: `nats-server ${sv.name}`, pid: sv.process?.pid }));
   named.push({ name: "smtp-sink", pid: sink.pid });
+  const nodeNames: string[] = [];
   const node = (role: string, name: string, extra: Record<string, string> = {}) => {
     const prof = a.profile ? ["--cpu-prof", `--cpu-prof-dir=${path.resolve(a.profile, name)}`] : [];
     const c = spawn(process.execPath, [...prof, "--import", "tsx", path.join(root, `nodes/${role}/main.ts`)], {
-      cwd: root, env: { ...env, ...extra, FEN_NODE_NAME: name }, stdio: ["ignore", "ignore", "inherit"],
+      cwd: root, env: { ...env, ...extra, FEN_NODE_NAME: name }, stdio: ["ignore", openSync(path.join(dir, `${name}.log`), "w"), "inherit"],
     });
     children.push(c);
     named.push({ name, pid: c.pid });
+    nodeNames.push(name);
   };
   node("gateway", "bench-gw");
   node("processing", "bench-p1");
@@ -237,8 +242,25 @@ try {
   log(`CPU seconds per process during the run (${seconds.toFixed(1)} s wall, ${os.cpus().length} cores, load ${os.loadavg()[0]!.toFixed(1)}): ${JSON.stringify(where)}`);
   sub.unsubscribe();
   await nc.close();
-  for (const c of children) c.kill("SIGTERM");
+  // Nodes drain while the cluster is still up, so that they exit on their
+  // own (and --profile's CPU profiles, written at exit, exist); 15 s at most.
+  await Promise.all(children.map((c) => new Promise<void>((resolve) => {
+    if (c.exitCode !== null || c.signalCode !== null) { resolve(); return; }
+    const t = setTimeout(resolve, 15_000);
+    c.once("exit", () => { clearTimeout(t); resolve(); });
+    c.kill("SIGTERM");
+  })));
   await cluster.stop();
+  // pino levels: 40 warn, 50 error, 60 fatal. A healthy run logs none (a
+  // work item that fails and is redelivered logs a warning).
+  const nodeWarnings: Record<string, number> = {};
+  if (a.logs) await mkdir(path.resolve(a.logs), { recursive: true });
+  for (const name of nodeNames) {
+    const file = path.join(dir, `${name}.log`);
+    nodeWarnings[name] = (await readFile(file, "utf8")).split("\n").filter((l) => /"level":(4|5|6)\d/.test(l)).length;
+    if (a.logs) copyFileSync(file, path.join(path.resolve(a.logs), `${name}.log`));
+  }
+  log(`node log lines at warn or above: ${JSON.stringify(nodeWarnings)}`);
 
   let peer: { per_second?: number; delivered?: number; seconds?: number } = {};
   let peerFsyncsPerMail: number | undefined;
@@ -258,7 +280,7 @@ try {
     }
   }
   const result = {
-    ...ours, cpu_seconds: where, peer: "postfix", peer_per_second: peer.per_second ?? null, peer_delivered: peer.delivered ?? null,
+    ...ours, cpu_seconds: where, node_warnings: nodeWarnings, peer: "postfix", peer_per_second: peer.per_second ?? null, peer_delivered: peer.delivered ?? null,
     ratio: peer.per_second ? +(ours.per_second / peer.per_second).toFixed(2) : null,
     ...(fsyncs ? { fsyncs_per_mail: fsyncs.per_mail_cluster, fsyncs_per_mail_per_server_by_kind: fsyncs.per_mail_per_server_by_kind } : {}),
     ...(peerFsyncsPerMail !== undefined ? { peer_fsyncs_per_mail: peerFsyncsPerMail } : {}),
