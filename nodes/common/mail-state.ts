@@ -54,6 +54,9 @@ function isWrongRevision(err: unknown): boolean {
 /** Attempts when another writer is storing the same event or record right now (see below). */
 const IN_PROCESS_ATTEMPTS = 40;
 
+/** The pause before attempt `i + 1` of such a retry: 5 ms more each time, at most 100 ms (about 3 s over all attempts). */
+const pauseBeforeRetry = (i: number) => new Promise((r) => setTimeout(r, Math.min(100, 5 * i)));
+
 export function createMailStateStore(deps: { js: JetStreamClient; kv: KV; clock: Clock; node: string }): MailStateStore {
   const { js, kv, clock, node } = deps;
   const iso = () => new Date(clock.now()).toISOString();
@@ -74,7 +77,7 @@ export function createMailStateStore(deps: { js: JetStreamClient; kv: KV; clock:
         return await js.publish(subject, data, { msgID: eventId });
       } catch (err) {
         if (!isDuplicateInProcess(err) || i >= IN_PROCESS_ATTEMPTS) throw err;
-        await new Promise((r) => setTimeout(r, Math.min(100, 5 * i)));
+        await pauseBeforeRetry(i);
       }
     }
   };
@@ -104,7 +107,7 @@ export function createMailStateStore(deps: { js: JetStreamClient; kv: KV; clock:
           const existing = await store.get(mailId);
           if (existing) return { versioned: existing, created: false };
           if (!lost || i >= IN_PROCESS_ATTEMPTS) break;
-          await new Promise((r) => setTimeout(r, Math.min(100, 5 * i)));
+          await pauseBeforeRetry(i);
         }
         throw new FenError("STORE_UNAVAILABLE", "could not record the mail's state", { cause: err });
       }
