@@ -5,7 +5,11 @@ import type { EventDetail, MailEvent, MailId, MailState, StatusRecord } from "..
 import type { Clock } from "./clock.js";
 import { isDuplicateInProcess, isWrongLastSequence } from "./js-errors.js";
 
-/** A status record with the KV revision it was read at (for compare-and-swap). */
+/**
+ * A status record with the KV revision it was read at (for compare-and-swap).
+ * Revision 0: the mail has no KV entry yet (it is PendingProcessing, known
+ * only from its work item and event); the next advance creates the entry.
+ */
 export interface Versioned {
   readonly record: StatusRecord;
   readonly revision: number;
@@ -23,19 +27,27 @@ export interface Step {
  * both move a mail forward; every state entered is also published as a
  * life-cycle event on MAIL_EVENTS (de-duplicated by event id), which is the
  * history the ledger folds.
+ *
+ * PendingProcessing is recorded as its event only: the KV entry is written
+ * first by the claim that moves the mail on (a create-if-absent), so a mail
+ * costs one replicated write fewer, and the gateway and a node taking the
+ * work item at once never race to create it. A mail without a KV entry is
+ * PendingProcessing if it has events (see `readState` in the gateway).
  */
 export interface MailStateStore {
   get(mailId: MailId): Promise<Versioned | undefined>;
   /**
-   * Records PendingProcessing unless the mail already has a record.
-   * Returns the record that is there afterwards and whether it was created.
+   * Publishes the PendingProcessing event (a no-op when it is stored already)
+   * and returns that state at revision 0, without a KV write. Called by the
+   * gateway once the work item is stored, and by a node that finds no KV
+   * entry (the gateway may not have published yet, or died before it).
    */
-  create(mailId: MailId, submittedAt: string, recipients: readonly string[], attempt?: number): Promise<{ versioned: Versioned; created: boolean }>;
+  begin(mailId: MailId, submittedAt: string, recipients: readonly string[]): Promise<Versioned>;
   /**
    * Walks `steps` in order from `from`: publishes one event per step, then
-   * swaps the KV entry to the last step's state. Throws STATE_CONFLICT when
-   * the entry moved since it was read, and INTERNAL for a transition the
-   * life cycle forbids.
+   * swaps the KV entry to the last step's state (creates it from revision
+   * 0). Throws STATE_CONFLICT when the entry moved since it was read, and
+   * INTERNAL for a transition the life cycle forbids.
    */
   advance(from: Versioned, steps: readonly Step[], recipients: readonly string[], attempt?: number): Promise<Versioned>;
   /** Re-publishes the event of the current state (a no-op inside the duplicate window). */
@@ -89,28 +101,13 @@ export function createMailStateStore(deps: { js: JetStreamClient; kv: KV; clock:
       return { record: Codecs.statusRecord.parse(e.json()), revision: e.revision };
     },
 
-    async create(mailId, submittedAt, recipients, attempt = 0) {
+    async begin(mailId, submittedAt, recipients) {
       const at = iso();
+      await publishEvent(mailId, "PendingProcessing", 0, {}, recipients, at);
       const record: StatusRecord = {
-        kind: "mail.status-record", v: 1, mailId, state: "PendingProcessing", attempt, updatedAt: at, submittedAt, detail: {},
+        kind: "mail.status-record", v: 1, mailId, state: "PendingProcessing", attempt: 0, updatedAt: at, submittedAt, detail: {},
       };
-      await publishEvent(mailId, "PendingProcessing", attempt, {}, recipients, at);
-      try {
-        const revision = await kv.create(mailId, Codecs.statusRecord.encode(record));
-        return { versioned: { record, revision }, created: true };
-      } catch (err) {
-        // Lost the create to another writer (the gateway or a node): the
-        // record exists, but a read served by a replica that has not applied
-        // it yet can miss it for a moment.
-        const lost = isWrongRevision(err);
-        for (let i = 1; ; i++) {
-          const existing = await store.get(mailId);
-          if (existing) return { versioned: existing, created: false };
-          if (!lost || i >= IN_PROCESS_ATTEMPTS) break;
-          await pauseBeforeRetry(i);
-        }
-        throw new FenError("STORE_UNAVAILABLE", "could not record the mail's state", { cause: err });
-      }
+      return { record, revision: 0 };
     },
 
     async advance(from, steps, recipients, attempt = from.record.attempt) {
@@ -130,7 +127,8 @@ export function createMailStateStore(deps: { js: JetStreamClient; kv: KV; clock:
       if (!last) return from;
       const record: StatusRecord = { ...from.record, state: last.state, attempt, updatedAt: at, detail: last.detail ?? {} };
       try {
-        const revision = await kv.update(mailId, Codecs.statusRecord.encode(record), from.revision);
+        const bytes = Codecs.statusRecord.encode(record);
+        const revision = from.revision === 0 ? await kv.create(mailId, bytes) : await kv.update(mailId, bytes, from.revision);
         return { record, revision };
       } catch (err) {
         if (isWrongRevision(err)) throw new FenError("STATE_CONFLICT", `mail ${mailId} changed concurrently`, { cause: err });

@@ -44,8 +44,9 @@ export function createGateway(deps: GatewayDeps, config: GatewayConfig): Gateway
       const kv = await new Kvm(js).open(Names.statusBucket);
       const bodies = await new Objm(js).open(Names.bodiesBucket);
       const state = createMailStateStore({ js, kv, clock: deps.clock, node: deps.node });
-      const submit = createSubmitHandler({ js, bodies, state, clock: deps.clock, log, metrics: deps.metrics }, config);
-      const statusOf = createStatusHandler({ jsm: await jetstreamManager(deps.nc), state });
+      const jsm = await jetstreamManager(deps.nc);
+      const submit = createSubmitHandler({ js, jsm, bodies, state, clock: deps.clock, log, metrics: deps.metrics }, config);
+      const statusOf = createStatusHandler({ jsm, state });
       service = await new Svcm(deps.nc).add({
         name: Names.gatewayService, version: GATEWAY_VERSION, description: "FastEmailNet submission and status",
       });

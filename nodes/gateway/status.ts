@@ -1,5 +1,5 @@
 import type { JetStreamManager } from "@nats-io/jetstream";
-import { Codecs, FenError, LedgerBucketKeys, LedgerBucketStream, LedgerCodecs, Names, mailEventsFilter } from "../../protocol/index.js";
+import { Codecs, FenError, LedgerBucketKeys, LedgerBucketStream, LedgerCodecs, Names, eventSubject, mailEventsFilter } from "../../protocol/index.js";
 import type { MailEvent, StatusReply } from "../../protocol/index.js";
 
 type LedgerReceiptRef = NonNullable<StatusReply["ledger"]>[number];
@@ -30,6 +30,22 @@ export async function readHistory(jsm: JetStreamManager, mailId: string): Promis
 }
 
 /**
+ * Whether the mail's PendingProcessing event is stored (one Direct Get):
+ * a submitted mail that no node has claimed yet has no status entry, only
+ * its work item and this event (see MailStateStore).
+ */
+export async function hasPendingEvent(jsm: JetStreamManager, mailId: string): Promise<boolean> {
+  try {
+    // next_by_subj from 1 (not last_by_subj): the request goes to the stream's
+    // Direct Get subject itself, which the gateway's role already has.
+    return (await jsm.direct.getMessage(Names.eventsStream, { seq: 1, next_by_subj: eventSubject(mailId, "PendingProcessing") })) !== null;
+  } catch (err) {
+    if (isNotFound(err)) return false;
+    throw err;
+  }
+}
+
+/**
  * The mail's ledger entries (`m.<mailId>.<block>` index records of the
  * `ledger` bucket, one batched Direct Get), or undefined when the ledger
  * cannot be read: status never fails because of the ledger.
@@ -51,18 +67,24 @@ export async function readLedgerRefs(jsm: JetStreamManager, mailId: string): Pro
   return refs.sort((a, b) => a.index - b.index);
 }
 
-/** Handles `mail.status`: the current state from KV, the full history and the mail's ledger entries. */
+/**
+ * Handles `mail.status`: the current state from KV (or, for a mail no node
+ * has claimed yet, from its last event), the full history and the mail's
+ * ledger entries.
+ */
 export function createStatusHandler(deps: { jsm: JetStreamManager; state: MailStateStore }): (data: Uint8Array) => Promise<StatusReply> {
   return async (data) => {
     const req = Codecs.statusRequest.decode(data);
-    const current = await deps.state.get(req.mailId);
-    if (!current) {
+    const [current, history, ledger] = await Promise.all([
+      deps.state.get(req.mailId), readHistory(deps.jsm, req.mailId), readLedgerRefs(deps.jsm, req.mailId),
+    ]);
+    const last = history.at(-1);
+    const now = current ? current.record : last && { state: last.state, attempt: last.attempt, updatedAt: last.at };
+    if (!now) {
       throw new FenError("NOT_FOUND", `no mail ${req.mailId}`, { fields: [{ field: "mailId", code: "NOT_FOUND", message: "unknown mail id" }] });
     }
-    const [history, ledger] = await Promise.all([readHistory(deps.jsm, req.mailId), readLedgerRefs(deps.jsm, req.mailId)]);
-    const r = current.record;
     return {
-      kind: "mail.status.reply", v: 1, mailId: r.mailId, state: r.state, attempt: r.attempt, updatedAt: r.updatedAt, history,
+      kind: "mail.status.reply", v: 1, mailId: req.mailId, state: now.state, attempt: now.attempt, updatedAt: now.updatedAt, history,
       ...(ledger && ledger.length > 0 ? { ledger } : {}),
     };
   };

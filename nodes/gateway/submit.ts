@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import type { JetStreamClient } from "@nats-io/jetstream";
+import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import type { ObjectStore } from "@nats-io/obj";
 import {
   Codecs, FenError, INLINE_BODY_LIMIT, contentIdempotencyKey, mailIdFromIdempotencyKey, mailboxOf, messageIdFor,
@@ -12,10 +12,12 @@ import type { Logger } from "../common/logger.js";
 import type { Metrics } from "../common/metrics.js";
 import { composeStructured, structuredRecipients, withMessageId } from "./compose.js";
 import { checkMime } from "./mime.js";
+import { hasPendingEvent } from "./status.js";
 
 /** What `mail.submit` needs. */
 export interface SubmitDeps {
   readonly js: JetStreamClient;
+  readonly jsm: JetStreamManager;
   readonly bodies: ObjectStore;
   readonly state: MailStateStore;
   readonly clock: Clock;
@@ -51,7 +53,8 @@ function tooLarge(size: number, max: number): never {
  * `sync_interval: always`, fsynced).
  *
  * Idempotency: the mail id is derived from the idempotency key (or a hash of
- * the mail), checked against the status bucket (any age) and used as the
+ * the mail), checked against the status bucket and the events stream (any
+ * age) and used as the
  * work item's Nats-Msg-Id (concurrent submissions inside the duplicate
  * window).
  */
@@ -83,8 +86,12 @@ export function createSubmitHandler(deps: SubmitDeps, opts: SubmitOptions): (dat
     const messageId = messageIdFor(mailId, opts.messageIdDomain);
     const log = deps.log.child({ mailId });
 
-    if (await deps.state.get(mailId)) {
-      log.debug("duplicate submission (status exists)");
+    // Any age: claimed mails have a status entry, unclaimed ones their
+    // PendingProcessing event (the work item's Nats-Msg-Id covers only the
+    // duplicate window).
+    const [status, pending] = await Promise.all([deps.state.get(mailId), hasPendingEvent(deps.jsm, mailId)]);
+    if (status || pending) {
+      log.debug("duplicate submission (status or event exists)");
       return { kind: "mail.submit.reply", v: 1, mailId, messageId, duplicate: true };
     }
 
@@ -115,11 +122,11 @@ export function createSubmitHandler(deps: SubmitDeps, opts: SubmitOptions): (dat
       return { kind: "mail.submit.reply", v: 1, mailId, messageId, duplicate: true };
     }
     // The work item is durable: the mail will be processed even if this
-    // record fails (the processing node creates a missing record itself).
+    // event fails (the processing node publishes a missing one itself).
     try {
-      await deps.state.create(mailId, submittedAt, envelope.to);
+      await deps.state.begin(mailId, submittedAt, envelope.to);
     } catch (err) {
-      log.warn({ err }, "status record not written; the processing node will create it");
+      log.warn({ err }, "PendingProcessing event not published; the processing node will publish it");
     }
     deps.metrics.submitted.inc();
     log.info({ size: raw.length, seq: ack.seq }, "mail accepted");

@@ -34,7 +34,7 @@ export interface NatsPermissions {
 /** What each role is for, for docs and the start banner. */
 export const RoleDocs: Readonly<Record<NatsRole, string>> = {
   publisher: "applications that send mail: request mail.submit and mail.status, nothing else",
-  gateway: "gateway nodes: serve mail.submit/mail.status, write work items, the first event, mail_status and mail_bodies",
+  gateway: "gateway nodes: serve mail.submit/mail.status, write work items, the first event and mail_bodies; read mail_status",
   processing: "processing nodes: pull MAIL_WORK/processing, write events, mail_status, quarantine; serve mail.classify and mail.quarantine.*",
   ledger: "the ledger node: pull MAIL_EVENTS/ledger, the only writer of the ledger bucket; serve ledger.*",
   provision: "the provisioning job: creates and checks streams, consumers and buckets ($JS.API.>)",
@@ -93,7 +93,8 @@ export function rolePermissions(): Readonly<Record<NatsRole, NatsPermissions>> {
       publish: {
         allow: [
           jsApi.info, StreamSubjects.work, StreamSubjects.events,
-          ...kvReadWrite(Names.statusBucket), ...objectPut(Names.bodiesBucket),
+          // The status entry is written by processing nodes only (the claim creates it).
+          ...kvRead(Names.statusBucket), ...objectPut(Names.bodiesBucket),
           // mail.status: the history (batched Direct Get) and the mail's ledger index records.
           jsApi.directGet(Names.eventsStream), jsApi.directGet(kvStream(Names.ledgerBucket)),
         ],

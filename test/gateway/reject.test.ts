@@ -1,12 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { Names } from "../../protocol/index.js";
+import { Names, mailIdFromIdempotencyKey } from "../../protocol/index.js";
 import type { FenError } from "../../protocol/index.js";
 import type { Actor } from "../../nodes/common/actor.js";
 import { startTestCluster } from "../helpers/cluster.js";
 import type { TestCluster } from "../helpers/cluster.js";
-import { connectAndProvision, startGateway, structured, submit } from "../helpers/system.js";
+import { connectAndProvision, startGateway, status, structured, submit } from "../helpers/system.js";
+import { hasPendingEvent } from "../../nodes/gateway/status.js";
 
 let cluster: TestCluster;
 let nc: NatsConnection;
@@ -63,5 +64,29 @@ describe("rejected submissions: stable code, offending field, nothing stored", (
     const r = await submit(nc, ok);
     expect(r.duplicate).toBe(false);
     expect((await stored()).work).toBe(1);
+  });
+});
+
+describe("a mail no processing node has claimed yet", () => {
+  it("has no status entry, reports PendingProcessing from its event, and a resubmit is a duplicate", async () => {
+    const before = await stored();
+    const req = structured("unclaimed", { key: "unclaimed-1" });
+    const first = await submit(nc, req);
+    expect(first.duplicate).toBe(false);
+    // One work item and one event; the status entry is written by the first claim, not here.
+    expect(await stored()).toMatchObject({ work: before.work + 1, events: before.events + 1, status: before.status });
+    const st = await status(nc, first.mailId);
+    expect(st).toMatchObject({ state: "PendingProcessing", attempt: 0 });
+    expect(st.history.map((e) => e.state)).toEqual(["PendingProcessing"]);
+    // Recognised by its event at any age (the work item's Nats-Msg-Id only within the duplicate window).
+    const jsm = await jetstreamManager(nc);
+    expect(await hasPendingEvent(jsm, first.mailId)).toBe(true);
+    expect(await hasPendingEvent(jsm, mailIdFromIdempotencyKey("never-submitted"))).toBe(false);
+    expect(await submit(nc, req)).toMatchObject({ mailId: first.mailId, duplicate: true });
+    expect((await stored()).work).toBe(before.work + 1);
+  });
+
+  it("an unknown mail id is NOT_FOUND", async () => {
+    await expect(status(nc, mailIdFromIdempotencyKey("never-submitted"))).rejects.toMatchObject({ code: "NOT_FOUND" });
   });
 });

@@ -177,6 +177,8 @@ describe("forbidden actions are refused by the server", () => {
     await expectPublishRefused("processing", probe("processing").request(`$JS.API.STREAM.PURGE.${Names.eventsStream}`), `$JS.API.STREAM.PURGE.${Names.eventsStream}`);
     await expectPublishRefused("ledger", jetstream(probe("ledger")).publish(`$KV.${Names.statusBucket}.${mailId}`, bytes("{}")),
       `$KV.${Names.statusBucket}.${mailId}`);
+    await expectPublishRefused("gateway", jetstream(probe("gateway")).publish(`$KV.${Names.statusBucket}.${mailId}`, bytes("{}")),
+      `$KV.${Names.statusBucket}.${mailId}`);
     await expectPublishRefused("operator", jetstream(probe("operator")).publish(eventSubject(mailId, "Sent"), bytes("{}")), eventSubject(mailId, "Sent"));
   });
 
