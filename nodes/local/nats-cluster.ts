@@ -133,11 +133,11 @@ interface JszMeta {
 
 /**
  * Why the JetStream meta group is not yet fit to place an R=N asset, or
- * undefined when it is: every server's /healthz is ok, all agree on a leader,
+ * its leader when it is: every server's /healthz is ok, all agree on a leader,
  * and the leader sees every other server current and online. Without this an
  * early `streams.add(R3)` can fail with "no suitable peers for placement".
  */
-async function metaGroupIncomplete(servers: readonly ServerHandle[]): Promise<string | undefined> {
+async function metaGroupIncomplete(servers: readonly ServerHandle[]): Promise<string | { readonly leader: string }> {
   const get = async (port: number, p: string) => {
     const res = await fetch(`http://127.0.0.1:${port}${p}`, { signal: AbortSignal.timeout(2000) });
     return { ok: res.ok, body: await res.json() as unknown };
@@ -159,7 +159,7 @@ async function metaGroupIncomplete(servers: readonly ServerHandle[]): Promise<st
   const up = servers.filter((s) => s.process).length;
   const ready = peers.filter((r) => r.current && !r.offline).length;
   if (ready < up - 1) return `meta leader sees ${ready} of ${up - 1} peers current`;
-  return undefined;
+  return { leader: [...leaders][0]! };
 }
 
 /** The cluster did not become ready: a server exited, or the meta group never formed. */
@@ -212,6 +212,7 @@ export async function startCluster(opts: ClusterOptions): Promise<NatsCluster> {
     async waitReady(timeoutMs = 60_000, creds) {
       const deadline = Date.now() + timeoutMs;
       let last: unknown;
+      let readyUnder: string | undefined;
       while (Date.now() < deadline) {
         // A server that exited (e.g. a port taken by another process between
         // picking and binding it) will not come back by waiting.
@@ -224,9 +225,19 @@ export async function startCluster(opts: ClusterOptions): Promise<NatsCluster> {
           try {
             const jsm = await jetstreamManager(nc, { timeout: 2000 });
             await jsm.getAccountInfo();
-            const why = await metaGroupIncomplete(servers);
-            if (why === undefined) return;
-            last = new Error(why);
+            const check = await metaGroupIncomplete(servers);
+            if (typeof check === "string") {
+              readyUnder = undefined;
+              last = new Error(check);
+            } else if (readyUnder === check.leader) {
+              return;
+            } else {
+              // Ready once is not enough under load: a meta leader elected a
+              // moment ago can still see a peer offline and refuse to place an
+              // R3 stream. Ready means the same leader on two polls in a row.
+              readyUnder = check.leader;
+              last = new Error(`meta leader ${check.leader} ready once`);
+            }
           } finally {
             await nc.close();
           }
