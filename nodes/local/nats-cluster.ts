@@ -129,13 +129,34 @@ interface JszMeta {
     readonly cluster_size?: number;
     readonly replicas?: readonly { readonly name: string; readonly current?: boolean; readonly offline?: boolean }[];
   };
+  readonly account_details?: readonly {
+    readonly stream_detail?: readonly {
+      readonly name: string;
+      readonly cluster?: { readonly leader?: string };
+      readonly consumer_detail?: readonly { readonly name: string; readonly cluster?: { readonly leader?: string } }[];
+    }[];
+  }[];
+}
+
+/** A stream or consumer this server holds that has no leader yet (after a restart), if any. */
+function leaderless(jsz: JszMeta): string | undefined {
+  for (const a of jsz.account_details ?? []) {
+    for (const st of a.stream_detail ?? []) {
+      if (st.cluster && !st.cluster.leader) return `stream ${st.name}`;
+      for (const c of st.consumer_detail ?? []) if (c.cluster && !c.cluster.leader) return `consumer ${st.name} > ${c.name}`;
+    }
+  }
+  return undefined;
 }
 
 /**
  * Why the JetStream meta group is not yet fit to place an R=N asset, or
  * its leader when it is: every server's /healthz is ok, all agree on a leader,
- * and the leader sees every other server current and online. Without this an
- * early `streams.add(R3)` can fail with "no suitable peers for placement".
+ * the leader sees every other server current and online, and every stream
+ * and consumer a server holds has a leader. Without the meta checks an early
+ * `streams.add(R3)` can fail with "no suitable peers for placement"; without
+ * the last one, a restart on existing data answers the first `streams.info`
+ * only after the stream's election (seconds; provisioning timed out).
  */
 async function metaGroupIncomplete(servers: readonly ServerHandle[]): Promise<string | { readonly leader: string }> {
   const get = async (port: number, p: string) => {
@@ -148,8 +169,11 @@ async function metaGroupIncomplete(servers: readonly ServerHandle[]): Promise<st
     if (!s.process) continue; // a deliberately stopped server
     const health = await get(s.monitorPort, "/healthz");
     if (!health.ok) return `${s.name} /healthz: ${JSON.stringify(health.body)}`;
-    const meta = ((await get(s.monitorPort, "/jsz")).body as JszMeta).meta_cluster;
+    const jsz = (await get(s.monitorPort, "/jsz?streams=true&consumers=true")).body as JszMeta;
+    const meta = jsz.meta_cluster;
     if (!meta?.leader) return `${s.name} has no meta leader yet`;
+    const waiting = leaderless(jsz);
+    if (waiting) return `${s.name}: ${waiting} has no leader yet`;
     leaders.add(meta.leader);
     if (meta.leader === s.name) leaderMeta = meta;
   }
