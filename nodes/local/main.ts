@@ -10,6 +10,7 @@ import { startCluster } from "./nats-cluster.js";
 import { NatsRoles, SERVER_SAFE_PASSWORD, envUsers, generatePasswords, passwordEnvOf, renderAuthorization, userOf } from "./permissions.js";
 import type { NatsRole } from "./permissions.js";
 import { startSmtpSink } from "./smtp-sink.js";
+import type { SmtpSink } from "./smtp-sink.js";
 import { randomBytes } from "node:crypto";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { generateNoteKeyPair, parseSignerKey } from "../../ledger/index.js";
@@ -98,6 +99,7 @@ const cluster = await startCluster({
   } : {}),
 });
 const children: ChildProcess[] = [];
+let sink: SmtpSink | undefined;
 let stopping = false;
 const stopAll = async (code: number) => {
   if (stopping) return;
@@ -109,7 +111,7 @@ const stopAll = async (code: number) => {
     c.kill("SIGTERM");
     setTimeout(() => c.kill("SIGKILL"), 10_000).unref();
   })));
-  await sink.close();
+  await sink?.close();
   await cluster.stop();
   say("stopped.");
   process.exit(code);
@@ -118,18 +120,30 @@ process.on("SIGINT", () => void stopAll(0));
 process.on("SIGTERM", () => void stopAll(0));
 
 const provisionCreds = passwords ? { user: userOf("provision"), pass: passwords.provision } : undefined;
-await cluster.waitReady(60_000, provisionCreds);
-const nc = await connect({ servers: cluster.urls, ...(provisionCreds ?? {}) });
-const steps = await provision(nc, await jetstreamManager(nc), { replicas: 3 });
-await nc.close();
 const sinkDir = path.join(dataDir, "sink");
-const sink = await startSmtpSink({ port: smtpPort, dir: sinkDir });
+// A failed start-up stops the servers it started rather than leaving them running.
+const { steps, smtp } = await (async () => {
+  await cluster.waitReady(60_000, provisionCreds);
+  const nc = await connect({ servers: cluster.urls, ...(provisionCreds ?? {}) });
+  try {
+    const done = await provision(nc, await jetstreamManager(nc), { replicas: 3 });
+    const started = await startSmtpSink({ port: smtpPort, dir: sinkDir });
+    sink = started;
+    return { steps: done, smtp: started };
+  } finally {
+    await nc.close();
+  }
+})().catch(async (err: unknown) => {
+  say(`start-up failed: ${err instanceof Error ? err.message : String(err)}`);
+  await stopAll(1);
+  throw err; // not reached: stopAll exits
+});
 
 const urls = cluster.urls.join(",");
 const node = (role: NatsRole, name: string, env: Record<string, string> = {}) => {
   const child = spawn(process.execPath, ["--import", "tsx", path.join(root, `nodes/${role}/main.ts`)], {
     cwd: root,
-    env: { ...process.env, FEN_NATS_URLS: urls, FEN_NODE_NAME: name, FEN_SMTP_PORT: String(sink.port), ...credsOf(role), ...env },
+    env: { ...process.env, FEN_NATS_URLS: urls, FEN_NODE_NAME: name, FEN_SMTP_PORT: String(smtp.port), ...credsOf(role), ...env },
     stdio: ["ignore", "inherit", "inherit"],
   });
   child.on("exit", (code, signal) => {
@@ -155,7 +169,7 @@ FastEmailNet is running.
   NATS cluster   ${urls}   (sync_interval: ${args["sync-interval"]}; data in ${path.join(dataDir, "nats")})
   NATS users     ${passwords ? `one per role (nodes/local/permissions.ts); passwords in ${credentialsFile}` : "none (--no-auth)"}
   provisioning   ${steps.map((s) => `${s.name}:${s.action}`).join(" ")}
-  SMTP sink      127.0.0.1:${sink.port}, delivered mails are kept as .eml files in ${sinkDir}
+  SMTP sink      127.0.0.1:${smtp.port}, delivered mails are kept as .eml files in ${sinkDir}
   health/metrics ${ports}
   ledger         origin ${LEDGER_ORIGIN}; keys in ${path.join(dataDir, "ledger")}
                  verifier key: ${ledgerKeys.verifierKey}
