@@ -62,7 +62,12 @@ beforeAll(async () => {
     cwd: root, env: { ...process.env, FEN_MODEL_DIR: "none", FEN_LOG_LEVEL: "warn" }, stdio: ["ignore", "pipe", "inherit"],
   });
   system.stdout!.on("data", (b: Buffer) => { banner += b.toString(); });
-  await until("npm start banner", () => banner.includes("Ctrl-C stops everything"), 120_000, 200);
+  await until("npm start banner", () => {
+    if (system.exitCode !== null) throw new Error(`npm start exited (${system.exitCode}) before its banner:\n${banner}`);
+    return banner.includes("Ctrl-C stops everything");
+  }, 110_000, 200).catch((err: unknown) => {
+    throw new Error(`${(err as Error).message}\nnpm start printed:\n${banner}`);
+  });
   const exported = /export NATS_URL=(\S+) NATS_USER=(\S+) NATS_PASSWORD=(\S+)/.exec(banner);
   const publisher = /FEN_NATS_USER=fen-publisher FEN_NATS_PASSWORD=(\S+)/.exec(banner);
   expect(exported, banner).not.toBeNull();
