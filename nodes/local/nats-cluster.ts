@@ -2,7 +2,6 @@ import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { mkdir, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
-import os from "node:os";
 import path from "node:path";
 import { connect } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
@@ -33,15 +32,6 @@ export interface ClusterOptions {
    * the `$VAR` passwords an included `authorization` block refers to.
    */
   readonly env?: Readonly<Record<string, string>>;
-  /**
-   * GOMAXPROCS of each server. The servers share this machine's cores, so
-   * each gets its share, as it would own its machine's cores in production:
-   * on 2 cores, 3 Go runtimes each sized for 2 cores spent more CPU on
-   * scheduling and GC than on messages (`npm run bench`, README). A
-   * GOMAXPROCS in `env` or this process's environment wins.
-   * @default max(1, floor(available cores / size))
-   */
-  readonly goMaxProcs?: number;
   /** TLS on the client port (PEM files); clients then need the CA. Routes stay on loopback. */
   readonly tls?: { readonly cert: string; readonly key: string };
 }
@@ -215,13 +205,11 @@ export async function startCluster(opts: ClusterOptions): Promise<NatsCluster> {
     servers.push({ name, port: ports[i]!, monitorPort: monitorPorts[i]!, url: `nats://127.0.0.1:${ports[i]}`, process: undefined });
   }
 
-  const goMaxProcs = opts.goMaxProcs ?? Math.max(1, Math.floor(os.availableParallelism() / size));
-  const serverEnv = { GOMAXPROCS: String(goMaxProcs), ...process.env, ...(opts.env ?? {}) };
   const launch = (i: number) => {
     const s = servers[i]!;
     const log = path.join(opts.dir, `${s.name}.log`);
     const child = spawn(opts.binary, ["-c", confs[i]!, "-l", log], {
-      stdio: "ignore", env: serverEnv,
+      stdio: "ignore", ...(opts.env ? { env: { ...process.env, ...opts.env } } : {}),
     });
     s.process = child;
   };

@@ -214,7 +214,6 @@ try {
   latencies.sort((x, y) => x - y);
   const ours = {
     mails: N, delivered, failed_submits: failed, bytes: BYTES, publishers: PUBLISHERS, sync_interval: a.sync,
-    server_gomaxprocs: process.env["GOMAXPROCS"] ?? Math.max(1, Math.floor(os.availableParallelism() / 3)),
     classifier: a["no-model"] ? "pass-through" : "committed model",
     seconds: +seconds.toFixed(2), submit_per_second: Math.round(N / ((submitDone - start) / 1000)),
     per_second: Math.round(delivered / seconds), p50_ms: Math.round(quantile(latencies, 0.5)), p99_ms: Math.round(quantile(latencies, 0.99)),
