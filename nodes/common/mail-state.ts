@@ -32,7 +32,7 @@ export interface Step {
  * first by the claim that moves the mail on (a create-if-absent), so a mail
  * costs one replicated write fewer, and the gateway and a node taking the
  * work item at once never race to create it. A mail without a KV entry is
- * PendingProcessing if it has events (see `readState` in the gateway).
+ * PendingProcessing if it has events (see `createStatusHandler` in the gateway).
  */
 export interface MailStateStore {
   get(mailId: MailId): Promise<Versioned | undefined>;
