@@ -63,7 +63,7 @@ function isWrongRevision(err: unknown): boolean {
   return isWrongLastSequence(err) || /wrong last sequence|key exists/i.test(String((err as Error | undefined)?.message));
 }
 
-/** Attempts when another writer is storing the same event or record right now (see below). */
+/** Attempts when another writer is storing the same event right now (see publishEvent). */
 const IN_PROCESS_ATTEMPTS = 40;
 
 /** The pause before attempt `i + 1` of such a retry: 5 ms more each time, at most 100 ms (about 3 s over all attempts). */

@@ -140,15 +140,15 @@ function leaderless(jsz: JszMeta): string | undefined {
 }
 
 /**
- * Why the JetStream meta group is not yet fit to place an R=N asset, or
- * its leader when it is: every server's /healthz is ok, all agree on a leader,
+ * Why the cluster is not yet fit to serve and place R=N assets, or its meta
+ * leader when it is: every server's /healthz is ok, all agree on a leader,
  * the leader sees every other server current and online, and every stream
  * and consumer a server holds has a leader. Without the meta checks an early
  * `streams.add(R3)` can fail with "no suitable peers for placement"; without
  * the last one, a restart on existing data answers the first `streams.info`
  * only after the stream's election (seconds; provisioning timed out).
  */
-async function metaGroupIncomplete(servers: readonly ServerHandle[]): Promise<string | { readonly leader: string }> {
+async function clusterReadiness(servers: readonly ServerHandle[]): Promise<string | { readonly leader: string }> {
   const get = async (port: number, p: string) => {
     const res = await fetch(`http://127.0.0.1:${port}${p}`, { signal: AbortSignal.timeout(2000) });
     return { ok: res.ok, body: await res.json() as unknown };
@@ -237,7 +237,7 @@ export async function startCluster(opts: ClusterOptions): Promise<NatsCluster> {
           try {
             const jsm = await jetstreamManager(nc, { timeout: 2000 });
             await jsm.getAccountInfo();
-            const check = await metaGroupIncomplete(servers);
+            const check = await clusterReadiness(servers);
             if (typeof check === "string") {
               readyUnder = undefined;
               last = new Error(check);
