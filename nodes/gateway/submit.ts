@@ -53,8 +53,7 @@ function tooLarge(size: number, max: number): never {
  * `sync_interval: always`, fsynced).
  *
  * Idempotency: the mail id is derived from the idempotency key (or a hash of
- * the mail), checked against the status bucket and the events stream (any
- * age) and used as the
+ * the mail), checked against the events stream (any age) and used as the
  * work item's Nats-Msg-Id (concurrent submissions inside the duplicate
  * window).
  */
@@ -86,12 +85,13 @@ export function createSubmitHandler(deps: SubmitDeps, opts: SubmitOptions): (dat
     const messageId = messageIdFor(mailId, opts.messageIdDomain);
     const log = deps.log.child({ mailId });
 
-    // Any age: claimed mails have a status entry, unclaimed ones their
-    // PendingProcessing event (the work item's Nats-Msg-Id covers only the
-    // duplicate window).
-    const [status, pending] = await Promise.all([deps.state.get(mailId), hasPendingEvent(deps.jsm, mailId)]);
-    if (status || pending) {
-      log.debug("duplicate submission (status or event exists)");
+    // Any age: every mail that got past this point once has its
+    // PendingProcessing event (published here, or by the node that claims
+    // it before any status entry exists), and MAIL_EVENTS keeps every event
+    // (max_age 0: the ledger's source). The work item's Nats-Msg-Id covers
+    // only the duplicate window, for submissions racing this check.
+    if (await hasPendingEvent(deps.jsm, mailId)) {
+      log.debug("duplicate submission (its PendingProcessing event exists)");
       return { kind: "mail.submit.reply", v: 1, mailId, messageId, duplicate: true };
     }
 
