@@ -40,6 +40,7 @@ export const ErrorCodes = {
   CLASSIFIER_FAILED: { retry: "transient", doc: "The classifier could not score the mail." },
   LEDGER_UNAVAILABLE: { retry: "transient", doc: "The ledger could not be read or written." },
   LEDGER_CORRUPT: { retry: "permanent", doc: "Stored ledger data fails verification (tampered, or not what a block's checkpoint commits to)." },
+  PLACEMENT_FAILED: { retry: "transient", doc: "JetStream could not place a replicated stream on enough servers (too few online or heard from) within the provisioning wait." },
 } as const satisfies Record<string, ErrorSpec>;
 
 /** A registered error code. */

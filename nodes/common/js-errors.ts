@@ -29,3 +29,12 @@ export function isWrongLastSequence(err: unknown): boolean {
 export function isDuplicateInProcess(err: unknown): boolean {
   return err instanceof JetStreamApiError && err.code === 10158;
 }
+
+/**
+ * JetStream's "no suitable peers for placement" (10005): the meta leader
+ * cannot find enough servers to hold a replicated asset right now (some are
+ * down, or have not sent it their stats since it was elected).
+ */
+export function isNoPlacement(err: unknown): boolean {
+  return err instanceof JetStreamApiError && err.code === 10005;
+}

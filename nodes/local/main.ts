@@ -126,7 +126,10 @@ const { steps, smtp } = await (async () => {
   await cluster.waitReady(60_000, provisionCreds);
   const nc = await connect({ servers: cluster.urls, ...(provisionCreds ?? {}) });
   try {
-    const done = await provision(nc, await jetstreamManager(nc), { replicas: 3 });
+    let told = false;
+    const done = await provision(nc, await jetstreamManager(nc), { replicas: 3 }, {
+      onWait: (what, reason) => { if (!told) say(`waiting for the cluster to place ${what} (${reason})…`); told = true; },
+    });
     const started = await startSmtpSink({ port: smtpPort, dir: sinkDir });
     sink = started;
     return { steps: done, smtp: started };

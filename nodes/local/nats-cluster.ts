@@ -34,6 +34,8 @@ export interface ClusterOptions {
   readonly env?: Readonly<Record<string, string>>;
   /** TLS on the client port (PEM files); clients then need the CA. Routes stay on loopback. */
   readonly tls?: { readonly cert: string; readonly key: string };
+  /** Servers (indexes) configured but not launched; `restart(i)` launches one later. */
+  readonly held?: readonly number[];
 }
 
 /** How `waitReady` connects: credentials and, for a TLS cluster, the CA (PEM text). */
@@ -144,9 +146,11 @@ function leaderless(jsz: JszMeta): string | undefined {
  * leader when it is: every server's /healthz is ok, all agree on a leader,
  * the leader sees every other server current and online, and every stream
  * and consumer a server holds has a leader. Without the meta checks an early
- * `streams.add(R3)` can fail with "no suitable peers for placement"; without
- * the last one, a restart on existing data answers the first `streams.info`
- * only after the stream's election (seconds; provisioning timed out).
+ * `streams.add(R3)` often fails with "no suitable peers for placement" (it
+ * still can after: the leader may not have a peer's stats yet, which no
+ * endpoint shows, so `provision` waits that out itself); without the last
+ * one, a restart on existing data answers the first `streams.info` only
+ * after the stream's election (seconds; provisioning timed out).
  */
 async function clusterReadiness(servers: readonly ServerHandle[]): Promise<string | { readonly leader: string }> {
   const get = async (port: number, p: string) => {
@@ -213,7 +217,7 @@ export async function startCluster(opts: ClusterOptions): Promise<NatsCluster> {
     });
     s.process = child;
   };
-  servers.forEach((_, i) => launch(i));
+  servers.forEach((_, i) => { if (!opts.held?.includes(i)) launch(i); });
 
   const exited = (p: ChildProcess) =>
     new Promise<void>((r) => (p.exitCode !== null || p.signalCode !== null ? r() : p.once("exit", () => r())));

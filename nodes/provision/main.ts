@@ -16,7 +16,9 @@ const config = (() => {
 const log = createLogger({ level: config.logLevel, node: "provision" });
 const nc = await connectNats(config, "fen-provision");
 try {
-  const steps = await provision(nc, await jetstreamManager(nc), { replicas: config.replicas });
+  const steps = await provision(nc, await jetstreamManager(nc), { replicas: config.replicas }, {
+    onWait: (what, reason, waitedMs) => log.warn({ what, reason, waitedMs }, "cluster cannot place it yet; waiting"),
+  });
   for (const s of steps) log.info(s, "provisioned");
 } catch (err) {
   log.fatal({ err }, "provisioning failed");

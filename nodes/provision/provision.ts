@@ -5,7 +5,7 @@ import { jetstream } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { FenError, bucketSpecs, consumerSpecs, streamSpecs } from "../../protocol/index.js";
 import type { BucketSpec, SpecOptions } from "../../protocol/index.js";
-import { isNotFound } from "../common/js-errors.js";
+import { isNoPlacement, isNotFound } from "../common/js-errors.js";
 
 /** What provisioning did with one object. */
 export interface ProvisionStep {
@@ -32,13 +32,51 @@ function bucketStreamFields(b: BucketSpec): Record<string, unknown> {
   return fields;
 }
 
+/** How provisioning waits for a cluster that cannot place a replicated asset yet. */
+export interface PlacementWait {
+  /** Give up (PLACEMENT_FAILED) after this long per asset. @default 60_000 */
+  readonly timeoutMs?: number;
+  /** Pause between attempts. @default 500 */
+  readonly intervalMs?: number;
+  /** Told of every refused attempt (for a progress log line). */
+  readonly onWait?: (what: string, reason: string, waitedMs: number) => void;
+}
+
+/**
+ * Runs `create` until JetStream stops answering "no suitable peers for
+ * placement" (10005). A just-started or just-restarted cluster answers that
+ * until its meta leader has heard a statsz from enough peers, which no
+ * monitoring endpoint shows beforehand; in CI it happened seconds after
+ * every server was healthy and the meta group current. Any other error is
+ * thrown at once.
+ */
+async function placed<T>(what: string, create: () => Promise<T>, wait: PlacementWait): Promise<T> {
+  const timeoutMs = wait.timeoutMs ?? 60_000;
+  const start = Date.now();
+  for (;;) {
+    try {
+      return await create();
+    } catch (err) {
+      if (!isNoPlacement(err)) throw err;
+      const waited = Date.now() - start;
+      const reason = (err as Error).message;
+      if (waited >= timeoutMs) {
+        throw new FenError("PLACEMENT_FAILED", `${what}: JetStream still answers "${reason}" after ${waited} ms; are all servers up and routed?`, { cause: err });
+      }
+      wait.onWait?.(what, reason, waited);
+      await new Promise((r) => setTimeout(r, wait.intervalMs ?? 500));
+    }
+  }
+}
+
 /**
  * Creates every stream, consumer and bucket FastEmailNet needs, idempotently:
  * an object whose configuration equals the spec is left alone; one that
  * differs is an error (SPEC_MISMATCH) naming the field, never silently
- * changed.
+ * changed. A creation the cluster cannot place yet is retried (see
+ * `placed`) until `wait.timeoutMs`.
  */
-export async function provision(nc: NatsConnection, jsm: JetStreamManager, opts: SpecOptions): Promise<ProvisionStep[]> {
+export async function provision(nc: NatsConnection, jsm: JetStreamManager, opts: SpecOptions, wait: PlacementWait = {}): Promise<ProvisionStep[]> {
   const steps: ProvisionStep[] = [];
   for (const spec of streamSpecs(opts)) {
     try {
@@ -47,7 +85,7 @@ export async function provision(nc: NatsConnection, jsm: JetStreamManager, opts:
       steps.push({ kind: "stream", name: spec.name, action: "unchanged" });
     } catch (err) {
       if (!isNotFound(err)) throw err;
-      await jsm.streams.add({ ...spec } as Partial<StreamConfig> as StreamConfig);
+      await placed(`stream ${spec.name}`, () => jsm.streams.add({ ...spec } as Partial<StreamConfig> as StreamConfig), wait);
       steps.push({ kind: "stream", name: spec.name, action: "created" });
     }
   }
@@ -59,7 +97,7 @@ export async function provision(nc: NatsConnection, jsm: JetStreamManager, opts:
       steps.push({ kind: "consumer", name: `${stream}/${spec.durable_name}`, action: "unchanged" });
     } catch (err) {
       if (!isNotFound(err)) throw err;
-      await jsm.consumers.add(stream, cfg);
+      await placed(`consumer ${stream}/${spec.durable_name}`, () => jsm.consumers.add(stream, cfg), wait);
       steps.push({ kind: "consumer", name: `${stream}/${spec.durable_name}`, action: "created" });
     }
   }
@@ -72,8 +110,9 @@ export async function provision(nc: NatsConnection, jsm: JetStreamManager, opts:
       steps.push({ kind: b.kind, name: b.name, action: "unchanged" });
     } catch (err) {
       if (!isNotFound(err)) throw err;
-      if (b.kind === "kv") await new Kvm(js).create(b.name, { replicas: b.replicas, history: b.history });
-      else await new Objm(js).create(b.name, { replicas: b.replicas });
+      await placed<unknown>(`${b.kind} ${b.name}`, () => b.kind === "kv"
+        ? new Kvm(js).create(b.name, { replicas: b.replicas, history: b.history })
+        : new Objm(js).create(b.name, { replicas: b.replicas }), wait);
       // The bucket APIs cannot set it at creation; an update right after can.
       if (b.allow_atomic) {
         const info = await jsm.streams.info(stream);

@@ -28,6 +28,8 @@ export async function startTestCluster(opts: {
   env?: ClusterOptions["env"]; tls?: ClusterOptions["tls"];
   /** Use this folder (e.g. one holding included config files) instead of a fresh temporary one. */
   dir?: string;
+  /** Servers left unlaunched (see ClusterOptions.held); waitReady then covers the others. */
+  held?: ClusterOptions["held"];
 } = {}): Promise<TestCluster> {
   // Ports are picked free, then bound by the servers a moment later; on a
   // busy machine another process can take one in between, and that server
@@ -40,6 +42,7 @@ export async function startTestCluster(opts: {
       binary: NATS_SERVER_BIN, dir, size: 3, syncInterval: opts.syncInterval ?? "always",
       ...(opts.extraConfig ? { extraConfig: opts.extraConfig } : {}),
       ...(opts.env ? { env: opts.env } : {}), ...(opts.tls ? { tls: opts.tls } : {}),
+      ...(opts.held ? { held: opts.held } : {}),
     });
     try {
       await c.waitReady(attempt < 3 ? 45_000 : 60_000, opts.creds);

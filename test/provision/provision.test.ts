@@ -7,23 +7,42 @@ import { Names } from "../../protocol/index.js";
 import { startTestCluster } from "../helpers/cluster.js";
 import type { TestCluster } from "../helpers/cluster.js";
 
+// The third server is held back at first: a cluster whose meta leader has
+// not heard from enough servers refuses to place an R3 stream, which is what
+// a just-started cluster answers until every server's stats have arrived.
 let cluster: TestCluster;
 let nc: NatsConnection;
 beforeAll(async () => {
-  cluster = await startTestCluster();
-  nc = await connect({ servers: cluster.urls });
+  cluster = await startTestCluster({ held: [2] });
+  nc = await connect({ servers: cluster.urls.slice(0, 2) });
 });
 afterAll(async () => { await nc?.close(); await cluster?.dispose(); });
 
-it("creates everything once, is a no-op the second time, and names a changed field", async () => {
+it("a cluster that cannot place R3 yet: provisioning waits, then fails with PLACEMENT_FAILED, having created nothing", async () => {
   const jsm = await jetstreamManager(nc);
-  const first = await provision(nc, jsm, { replicas: 3 });
+  const waits: string[] = [];
+  await expect(provision(nc, jsm, { replicas: 3 }, { timeoutMs: 1500, intervalMs: 200, onWait: (what) => waits.push(what) }))
+    .rejects.toMatchObject({ code: "PLACEMENT_FAILED", message: expect.stringContaining(`stream ${Names.workStream}`) });
+  expect(waits.length).toBeGreaterThan(2);
+  expect(await jsm.streams.names().next()).toEqual([]);
+});
+
+it("provisioning waits for the third server, then creates everything once; a second run is a no-op; a changed field is named", async () => {
+  const jsm = await jetstreamManager(nc);
+  const waits: string[] = [];
+  const first = await provision(nc, jsm, { replicas: 3 }, {
+    intervalMs: 200,
+    onWait: (what) => { if (waits.push(what) === 1) void cluster.restart(2); },
+  });
+  console.log(`provisioning waited ${waits.length} times for the third server (first: ${waits[0]})`);
+  expect(waits.length).toBeGreaterThan(0);
   expect(first.every((s) => s.action === "created")).toBe(true);
   expect(first.map((s) => s.name)).toContain(Names.statusBucket);
   const second = await provision(nc, jsm, { replicas: 3 });
   expect(second.every((s) => s.action === "unchanged")).toBe(true);
   const info = await jsm.streams.info(Names.eventsStream);
   expect(info.config.num_replicas).toBe(3);
+  expect(info.cluster?.replicas?.length).toBe(2);
   await jsm.streams.update(Names.eventsStream, { ...info.config, max_msg_size: 1234 });
   await expect(provision(nc, jsm, { replicas: 3 })).rejects.toMatchObject({ code: "SPEC_MISMATCH", message: expect.stringContaining("field max_msg_size") });
 });
