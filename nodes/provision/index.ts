@@ -1,3 +1,3 @@
 /** Idempotent provisioning of streams, consumers and buckets. */
-export { provision } from "./provision.js";
+export { placed, provision } from "./provision.js";
 export type { PlacementWait, ProvisionStep } from "./provision.js";

@@ -50,7 +50,7 @@ export interface PlacementWait {
  * every server was healthy and the meta group current. Any other error is
  * thrown at once.
  */
-async function placed<T>(what: string, create: () => Promise<T>, wait: PlacementWait): Promise<T> {
+export async function placed<T>(what: string, create: () => Promise<T>, wait: PlacementWait): Promise<T> {
   const timeoutMs = wait.timeoutMs ?? 60_000;
   const start = Date.now();
   for (;;) {
