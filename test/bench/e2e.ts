@@ -32,6 +32,7 @@ import { callService } from "../../nodes/common/rpc.js";
 import { freePort, startCluster } from "../../nodes/local/nats-cluster.js";
 import { generateNoteKeyPair } from "../../ledger/index.js";
 import { provision } from "../../nodes/provision/index.js";
+import { NATS_SERVER_BIN } from "../helpers/cluster.js";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 /** CPU seconds (user + system) a process has used so far, from /proc. */
@@ -98,7 +99,7 @@ function traceFsyncs(pids: number[], dir: string): { stop(): Promise<string[]> }
 
 const dir = await mkdtemp(path.join(os.tmpdir(), "fen-bench-"));
 const children: ChildProcess[] = [];
-const cluster = await startCluster({ binary: path.join(root, ".tools/bin/nats-server"), dir, size: 3, syncInterval: a.sync });
+const cluster = await startCluster({ binary: NATS_SERVER_BIN, dir, size: 3, syncInterval: a.sync });
 try {
   await cluster.waitReady();
   const nc = await connect({ servers: cluster.urls });
