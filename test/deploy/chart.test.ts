@@ -2,6 +2,7 @@ import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
+import { parse } from "yaml";
 import { Names } from "../../protocol/index.js";
 import { NatsRoles, SERVER_SAFE_PASSWORD, envUsers, renderAuthorization, userOf } from "../../nodes/local/permissions.js";
 import { CHART_MANAGED_KEYS, staleChartFiles } from "../../deploy/chart-gen.js";
@@ -29,6 +30,13 @@ beforeAll(async () => {
 
 it("the generated chart files (auth.conf, values.schema.json) match the code", async () => {
   expect(await staleChartFiles(), "regenerate with: node --import tsx deploy/chart-gen.ts").toEqual([]);
+});
+
+it("the bundled NATS runs the nats-server version the tests run (deploy/tools/install.sh)", async () => {
+  const pinned = /^NATS_SERVER_VERSION=v(\S+)$/m.exec(await readFile(path.join(REPO_ROOT, "deploy/tools/install.sh"), "utf8"))?.[1];
+  const values = parse(await readFile(path.join(REPO_ROOT, "deploy/chart/fastemailnet/values.yaml"), "utf8")) as { nats: { container: { image: { tag: string } } } };
+  expect(pinned).toMatch(/^\d+\.\d+\.\d+$/);
+  expect(values.nats.container.image.tag).toBe(`${pinned}-alpine`);
 });
 
 describe.each(Object.entries(variants))("%s values", (variant, files) => {
