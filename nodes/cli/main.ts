@@ -33,6 +33,10 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   const out = (s: string) => io.stdout.write(`${s}\n`);
   const err = (s: string) => io.stderr.write(`${s}\n`);
   try {
+    if ((command === "send" || command === "status") && rest.some((a) => a === "--help" || a === "-h")) {
+      out(USAGE);
+      return 0;
+    }
     switch (command) {
       case "send": return await send(rest, io, out);
       case "status": return await status(rest, io, out);
@@ -56,6 +60,11 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
       err(`error ${e.code}: ${e.message}`);
       for (const f of e.fields) err(`  ${f.field || "(request)"}: ${f.code} ${f.message}`);
       return e.code === "BAD_REQUEST" && e.message.startsWith("usage") ? 2 : 3;
+    }
+    // node:util parseArgs: an unknown option, a missing option value, a stray positional.
+    if (String((e as { code?: unknown }).code).startsWith("ERR_PARSE_ARGS")) {
+      err(`usage error: ${(e as Error).message}\n\n${USAGE}`);
+      return 2;
     }
     err(`error: ${(e as Error).message ?? String(e)}`);
     return 1;

@@ -1,0 +1,44 @@
+import { PassThrough } from "node:stream";
+import { describe, expect, it } from "vitest";
+import { main } from "../../nodes/cli/main.js";
+
+/** Runs the CLI in-process; no server is contacted by these cases. */
+async function run(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const stdout = new PassThrough();
+  const stderr = new PassThrough();
+  const chunks = { out: [] as Buffer[], err: [] as Buffer[] };
+  stdout.on("data", (c: Buffer) => chunks.out.push(c));
+  stderr.on("data", (c: Buffer) => chunks.err.push(c));
+  const code = await main(argv, { stdout, stderr, stdin: new PassThrough(), env: {} });
+  return { code, stdout: Buffer.concat(chunks.out).toString(), stderr: Buffer.concat(chunks.err).toString() };
+}
+
+describe("fastemailnet usage", () => {
+  it.each([["send", "--help"], ["status", "-h"], ["--help"]])("%s %s prints the usage and exits 0", async (...argv) => {
+    const r = await run(...argv.filter(Boolean));
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain("usage: fastemailnet <command>");
+  });
+
+  it("an unknown option is a usage error (exit 2) naming the option, with the usage", async () => {
+    for (const argv of [["send", "--idempotency-key", "k"], ["status", "--bogus", "x"]]) {
+      const r = await run(...argv);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain(`usage error: Unknown option '${argv[1]}'`);
+      expect(r.stderr).toContain("--key IDEMPOTENCY_KEY");
+    }
+  });
+
+  it("a missing required option is a usage error (exit 2)", async () => {
+    const r = await run("send", "--to", "you@example.net");
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("send needs --from and --to");
+  });
+
+  it("no command prints the usage and exits 2; an unknown one names it", async () => {
+    expect((await run()).code).toBe(2);
+    const r = await run("sned");
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('unknown command "sned"');
+  });
+});
