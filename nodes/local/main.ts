@@ -14,6 +14,7 @@ import type { SmtpSink } from "./smtp-sink.js";
 import { randomBytes } from "node:crypto";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { generateNoteKeyPair, parseSignerKey } from "../../ledger/index.js";
+import { systemClock } from "../common/clock.js";
 
 const LEDGER_ORIGIN = "fastemailnet.local/ledger";
 
@@ -128,6 +129,7 @@ const { steps, smtp } = await (async () => {
   try {
     let told = false;
     const done = await provision(nc, await jetstreamManager(nc), { replicas: 3 }, {
+      clock: systemClock,
       onWait: (what, reason) => { if (!told) say(`waiting for the cluster to place ${what} (${reason})…`); told = true; },
     });
     const started = await startSmtpSink({ port: smtpPort, dir: sinkDir });

@@ -1,4 +1,5 @@
 import { jetstreamManager } from "@nats-io/jetstream";
+import { systemClock } from "../common/clock.js";
 import { CommonKeys, loadConfig } from "../config/index.js";
 import { createLogger } from "../common/logger.js";
 import { connectNats } from "../common/nats.js";
@@ -17,6 +18,7 @@ const log = createLogger({ level: config.logLevel, node: "provision" });
 const nc = await connectNats(config, "fen-provision");
 try {
   const steps = await provision(nc, await jetstreamManager(nc), { replicas: config.replicas }, {
+    clock: systemClock,
     onWait: (what, reason, waitedMs) => log.warn({ what, reason, waitedMs }, "cluster cannot place it yet; waiting"),
   });
   for (const s of steps) log.info(s, "provisioned");

@@ -5,6 +5,7 @@ import { jetstream } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { FenError, bucketSpecs, consumerSpecs, streamSpecs } from "../../protocol/index.js";
 import type { BucketSpec, SpecOptions } from "../../protocol/index.js";
+import type { Clock } from "../common/clock.js";
 import { isNoPlacement, isNotFound } from "../common/js-errors.js";
 
 /** What provisioning did with one object. */
@@ -40,6 +41,8 @@ export interface PlacementWait {
   readonly intervalMs?: number;
   /** Told of every refused attempt (for a progress log line). */
   readonly onWait?: (what: string, reason: string, waitedMs: number) => void;
+  /** Measures the wait. */
+  readonly clock: Clock;
 }
 
 /**
@@ -52,13 +55,14 @@ export interface PlacementWait {
  */
 export async function placed<T>(what: string, create: () => Promise<T>, wait: PlacementWait): Promise<T> {
   const timeoutMs = wait.timeoutMs ?? 60_000;
-  const start = Date.now();
+  const { clock } = wait;
+  const start = clock.now();
   for (;;) {
     try {
       return await create();
     } catch (err) {
       if (!isNoPlacement(err)) throw err;
-      const waited = Date.now() - start;
+      const waited = clock.now() - start;
       const reason = (err as Error).message;
       if (waited >= timeoutMs) {
         throw new FenError("PLACEMENT_FAILED", `${what}: JetStream still answers "${reason}" after ${waited} ms; are all servers up and routed?`, { cause: err });
@@ -76,7 +80,7 @@ export async function placed<T>(what: string, create: () => Promise<T>, wait: Pl
  * changed. A creation the cluster cannot place yet is retried (see
  * `placed`) until `wait.timeoutMs`.
  */
-export async function provision(nc: NatsConnection, jsm: JetStreamManager, opts: SpecOptions, wait: PlacementWait = {}): Promise<ProvisionStep[]> {
+export async function provision(nc: NatsConnection, jsm: JetStreamManager, opts: SpecOptions, wait: PlacementWait): Promise<ProvisionStep[]> {
   const steps: ProvisionStep[] = [];
   for (const spec of streamSpecs(opts)) {
     try {

@@ -33,6 +33,7 @@ import { freePort, startCluster } from "../../nodes/local/nats-cluster.js";
 import { generateNoteKeyPair } from "../../ledger/index.js";
 import { provision } from "../../nodes/provision/index.js";
 import { NATS_SERVER_BIN } from "../helpers/cluster.js";
+import { systemClock } from "../../nodes/common/clock.js";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 /** CPU seconds (user + system) a process has used so far, from /proc. */
@@ -103,7 +104,7 @@ const cluster = await startCluster({ binary: NATS_SERVER_BIN, dir, size: 3, sync
 try {
   await cluster.waitReady();
   const nc = await connect({ servers: cluster.urls });
-  await provision(nc, await jetstreamManager(nc), { replicas: 3 });
+  await provision(nc, await jetstreamManager(nc), { replicas: 3 }, { clock: systemClock });
 
   // Postfix's smtp-sink: accepts and discards, like the peer's sink.
   const sinkPort = await freePort();

@@ -27,7 +27,7 @@ export const testLog = pino({ level: process.env["FEN_TEST_LOG"] ?? "silent" });
 /** Connects and provisions every stream, consumer and bucket. */
 export async function connectAndProvision(urls: string[]): Promise<NatsConnection> {
   const nc = await connect({ servers: urls });
-  await provision(nc, await jetstreamManager(nc), { replicas: 3 });
+  await provision(nc, await jetstreamManager(nc), { replicas: 3 }, { clock: systemClock });
   return nc;
 }
 

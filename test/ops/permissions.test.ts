@@ -23,6 +23,7 @@ import { startTestCluster } from "../helpers/cluster.js";
 import type { TestCluster } from "../helpers/cluster.js";
 import { startGateway, startProcessing, status, structured, submit, until } from "../helpers/system.js";
 import { ledgerIdentity, startLedger } from "../ledger-node/helpers.js";
+import { systemClock } from "../../nodes/common/clock.js";
 
 /**
  * Least privilege against a real 3-node cluster running the `authorization`
@@ -59,7 +60,7 @@ beforeAll(async () => {
     nodes.set(role, await login(role, `node-${role}`));
     probes.set(role, await login(role, `probe-${role}`));
   }
-  await provision(node("provision"), await jetstreamManager(node("provision")), { replicas: 3 });
+  await provision(node("provision"), await jetstreamManager(node("provision")), { replicas: 3 }, { clock: systemClock });
   sink = await startSmtpSink();
   actors.push(await startGateway(node("gateway")));
   actors.push(await startProcessing(node("processing"), sink.port, { FEN_QUARANTINE_THRESHOLD: "0.9" }, ruleClassifier));

@@ -4,6 +4,7 @@ import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { placed } from "../../nodes/provision/index.js";
 import { startTestCluster } from "../helpers/cluster.js";
 import type { TestCluster } from "../helpers/cluster.js";
+import { systemClock } from "../../nodes/common/clock.js";
 
 let cluster: TestCluster;
 beforeAll(async () => { cluster = await startTestCluster(); });
@@ -13,7 +14,7 @@ it("starts a 3-node JetStream cluster whose meta group has 3 peers", async () =>
   const nc = await connect({ servers: cluster.urls });
   const jsm = await jetstreamManager(nc);
   // Placement can still be refused for a moment after waitReady (see `placed`).
-  const si = await placed("SMOKE", () => jsm.streams.add({ name: "SMOKE", subjects: ["smoke.>"], num_replicas: 3 }), {});
+  const si = await placed("SMOKE", () => jsm.streams.add({ name: "SMOKE", subjects: ["smoke.>"], num_replicas: 3 }), { clock: systemClock });
   expect(si.cluster?.replicas?.length).toBe(2);
   await nc.close();
 });
@@ -26,7 +27,7 @@ it("after a whole-cluster restart on the same data, waitReady means streams and 
   const nc = await connect({ servers: cluster.urls });
   const jsm = await jetstreamManager(nc);
   for (const name of ["RESTART_A", "RESTART_B", "RESTART_C"]) {
-    await placed(name, () => jsm.streams.add({ name, subjects: [`${name.toLowerCase()}.>`], num_replicas: 3 }), {});
+    await placed(name, () => jsm.streams.add({ name, subjects: [`${name.toLowerCase()}.>`], num_replicas: 3 }), { clock: systemClock });
     await jsm.consumers.add(name, { durable_name: "d", ack_policy: "explicit" });
     await jetstream(nc).publish(`${name.toLowerCase()}.x`, new TextEncoder().encode("kept"));
   }

@@ -6,6 +6,7 @@ import { provision } from "../../nodes/provision/index.js";
 import { Names } from "../../protocol/index.js";
 import { startTestCluster } from "../helpers/cluster.js";
 import type { TestCluster } from "../helpers/cluster.js";
+import { systemClock } from "../../nodes/common/clock.js";
 
 // The third server is held back at first: a cluster whose meta leader has
 // not heard from enough servers refuses to place an R3 stream, which is what
@@ -21,7 +22,7 @@ afterAll(async () => { await nc?.close(); await cluster?.dispose(); });
 it("a cluster that cannot place R3 yet: provisioning waits, then fails with PLACEMENT_FAILED, having created nothing", async () => {
   const jsm = await jetstreamManager(nc);
   const waits: string[] = [];
-  await expect(provision(nc, jsm, { replicas: 3 }, { timeoutMs: 1500, intervalMs: 200, onWait: (what) => waits.push(what) }))
+  await expect(provision(nc, jsm, { replicas: 3 }, { clock: systemClock, timeoutMs: 1500, intervalMs: 200, onWait: (what) => waits.push(what) }))
     .rejects.toMatchObject({ code: "PLACEMENT_FAILED", message: expect.stringContaining(`stream ${Names.workStream}`) });
   expect(waits.length).toBeGreaterThan(2);
   expect(await jsm.streams.names().next()).toEqual([]);
@@ -31,18 +32,18 @@ it("provisioning waits for the third server, then creates everything once; a sec
   const jsm = await jetstreamManager(nc);
   const waits: string[] = [];
   const first = await provision(nc, jsm, { replicas: 3 }, {
-    intervalMs: 200,
+    clock: systemClock, intervalMs: 200,
     onWait: (what) => { if (waits.push(what) === 1) void cluster.restart(2); },
   });
   console.log(`provisioning waited ${waits.length} times for the third server (first: ${waits[0]})`);
   expect(waits.length).toBeGreaterThan(0);
   expect(first.every((s) => s.action === "created")).toBe(true);
   expect(first.map((s) => s.name)).toContain(Names.statusBucket);
-  const second = await provision(nc, jsm, { replicas: 3 });
+  const second = await provision(nc, jsm, { replicas: 3 }, { clock: systemClock });
   expect(second.every((s) => s.action === "unchanged")).toBe(true);
   const info = await jsm.streams.info(Names.eventsStream);
   expect(info.config.num_replicas).toBe(3);
   expect(info.cluster?.replicas?.length).toBe(2);
   await jsm.streams.update(Names.eventsStream, { ...info.config, max_msg_size: 1234 });
-  await expect(provision(nc, jsm, { replicas: 3 })).rejects.toMatchObject({ code: "SPEC_MISMATCH", message: expect.stringContaining("field max_msg_size") });
+  await expect(provision(nc, jsm, { replicas: 3 }, { clock: systemClock })).rejects.toMatchObject({ code: "SPEC_MISMATCH", message: expect.stringContaining("field max_msg_size") });
 });
