@@ -142,8 +142,8 @@ function leaderless(jsz: JszMeta): string | undefined {
 }
 
 /**
- * Why the cluster is not yet fit to serve and place R=N assets, or its meta
- * leader when it is: every server's /healthz is ok, all agree on a leader,
+ * Why the cluster is not yet fit to serve and place R=N assets, or
+ * undefined when it is: every server's /healthz is ok, all agree on a leader,
  * the leader sees every other server current and online, and every stream
  * and consumer a server holds has a leader. Without the meta checks an early
  * `streams.add(R3)` often fails with "no suitable peers for placement" (it
@@ -152,7 +152,7 @@ function leaderless(jsz: JszMeta): string | undefined {
  * one, a restart on existing data answers the first `streams.info` only
  * after the stream's election (seconds; provisioning timed out).
  */
-async function clusterReadiness(servers: readonly ServerHandle[]): Promise<string | { readonly leader: string }> {
+async function clusterReadiness(servers: readonly ServerHandle[]): Promise<string | undefined> {
   const get = async (port: number, p: string) => {
     const res = await fetch(`http://127.0.0.1:${port}${p}`, { signal: AbortSignal.timeout(2000) });
     return { ok: res.ok, body: await res.json() as unknown };
@@ -177,7 +177,7 @@ async function clusterReadiness(servers: readonly ServerHandle[]): Promise<strin
   const up = servers.filter((s) => s.process).length;
   const ready = peers.filter((r) => r.current && !r.offline).length;
   if (ready < up - 1) return `meta leader sees ${ready} of ${up - 1} peers current`;
-  return { leader: [...leaders][0]! };
+  return undefined;
 }
 
 /** The cluster did not become ready: a server exited, or the meta group never formed. */
@@ -228,7 +228,6 @@ export async function startCluster(opts: ClusterOptions): Promise<NatsCluster> {
     async waitReady(timeoutMs = 60_000, creds) {
       const deadline = Date.now() + timeoutMs;
       let last: unknown;
-      let readyUnder: string | undefined;
       while (Date.now() < deadline) {
         // A server that exited (e.g. a port taken by another process between
         // picking and binding it) will not come back by waiting.
@@ -241,19 +240,9 @@ export async function startCluster(opts: ClusterOptions): Promise<NatsCluster> {
           try {
             const jsm = await jetstreamManager(nc, { timeout: 2000 });
             await jsm.getAccountInfo();
-            const check = await clusterReadiness(servers);
-            if (typeof check === "string") {
-              readyUnder = undefined;
-              last = new Error(check);
-            } else if (readyUnder === check.leader) {
-              return;
-            } else {
-              // Ready once is not enough under load: a meta leader elected a
-              // moment ago can still see a peer offline and refuse to place an
-              // R3 stream. Ready means the same leader on two polls in a row.
-              readyUnder = check.leader;
-              last = new Error(`meta leader ${check.leader} ready once`);
-            }
+            const why = await clusterReadiness(servers);
+            if (why === undefined) return;
+            last = new Error(why);
           } finally {
             await nc.close();
           }
