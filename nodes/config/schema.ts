@@ -49,7 +49,7 @@ export const ProcessingKeys = {
   smtpTlsRejectUnauthorized: { env: "FEN_SMTP_TLS_REJECT_UNAUTHORIZED", schema: bool.default("true"), doc: "Verify the relay's certificate." },
   smtpUser: { env: "FEN_SMTP_USER", schema: z.string().optional(), doc: "Relay user (AUTH)." },
   smtpPassword: { env: "FEN_SMTP_PASSWORD", schema: z.string().optional(), doc: "Relay password.", secret: true },
-  smtpPoolSize: { env: "FEN_SMTP_POOL_SIZE", schema: int(1, 100).default(8), doc: "Pooled SMTP connections per node." },
+  smtpPoolSize: { env: "FEN_SMTP_POOL_SIZE", schema: int(1, 256).default(32), doc: "Pooled SMTP connections per node (opened as the queue needs them). Each connection carries one mail at a time and waits a few round trips per mail, so a node's delivery rate grows with the pool until the CPU is busy (README, Measured). Lower it for a relay that limits sessions per client." },
   smtpTimeoutMs: { env: "FEN_SMTP_TIMEOUT_MS", schema: int(1000, 600_000).default(60_000), doc: "Socket timeout towards the relay." },
   concurrency: { env: "FEN_CONCURRENCY", schema: int(1, 4096).default(64), doc: "Work items one node handles at once." },
   maxAttempts: { env: "FEN_MAX_ATTEMPTS", schema: int(1, 100).default(8), doc: "Delivery attempts before a transient failure bounces." },
