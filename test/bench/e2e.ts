@@ -8,6 +8,7 @@
  * same size to the same kind of sink (test/bench/peers/postfix-relay-bench).
  *
  * usage: npm run bench -- [--mails 5000] [--bytes 2000] [--publishers 64] [--sync always|1s] [--no-model] [--no-ledger] [--no-peer] [--json]
+ *                         [--pool N] [--concurrency N]   (per processing node; default: the nodes' configured defaults)
  *                         [--profile DIR]   (V8 CPU profiles of the gateway and processing nodes, for where the time goes)
  *                         [--logs DIR]      (keep each node's JSON log; the result counts warnings and errors either way)
  *                         [--fsyncs]        (counts fsync calls per mail under strace, ours by file kind and the
@@ -34,6 +35,7 @@ import { generateNoteKeyPair } from "../../ledger/index.js";
 import { provision } from "../../nodes/provision/index.js";
 import { NATS_SERVER_BIN } from "../helpers/cluster.js";
 import { systemClock } from "../../nodes/common/clock.js";
+import { ProcessingKeys, loadConfig } from "../../nodes/config/index.js";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 /** CPU seconds (user + system) a process has used so far, from /proc. */
@@ -55,7 +57,8 @@ const { values: a } = parseArgs({
     // The processing nodes classify with the committed model, as in npm start.
     "no-model": { type: "boolean", default: false },
     "no-ledger": { type: "boolean", default: false },
-    concurrency: { type: "string", default: "128" }, pool: { type: "string", default: "10" },
+    // Unset: the processing nodes' configured defaults (FEN_CONCURRENCY, FEN_SMTP_POOL_SIZE), as in npm start.
+    concurrency: { type: "string" }, pool: { type: "string" },
     profile: { type: "string" },
     fsyncs: { type: "boolean", default: false },
     logs: { type: "string" },
@@ -98,6 +101,16 @@ function traceFsyncs(pids: number[], dir: string): { stop(): Promise<string[]> }
   };
 }
 
+/** smtp-sink comes with Debian's postfix package: installed on first use, as the peer script does. */
+async function ensureSmtpSink(): Promise<void> {
+  const run = promisify(execFile);
+  if (await run("sh", ["-c", "command -v smtp-sink"]).then(() => true, () => false)) return;
+  log("installing Debian's postfix package for smtp-sink (first run only) …");
+  await run("bash", ["-c", "export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq postfix"], { maxBuffer: 16 << 20 })
+    .catch((err: unknown) => { throw new Error(`smtp-sink is missing and installing Debian's postfix failed (needs root and apt): ${String(err)}`); });
+}
+await ensureSmtpSink();
+
 const dir = await mkdtemp(path.join(os.tmpdir(), "fen-bench-"));
 const children: ChildProcess[] = [];
 const cluster = await startCluster({ binary: NATS_SERVER_BIN, dir, size: 3, syncInterval: a.sync });
@@ -113,8 +126,10 @@ try {
 
   const env = {
     ...process.env, FEN_NATS_URLS: cluster.urls.join(","), FEN_SMTP_PORT: String(sinkPort), FEN_LOG_LEVEL: "warn",
-    ...(a["no-model"] ? { FEN_MODEL_DIR: "none" } : {}), FEN_CONCURRENCY: a.concurrency, FEN_SMTP_POOL_SIZE: a.pool,
+    ...(a["no-model"] ? { FEN_MODEL_DIR: "none" } : {}), ...(a.concurrency ? { FEN_CONCURRENCY: a.concurrency } : {}), ...(a.pool ? { FEN_SMTP_POOL_SIZE: a.pool } : {}),
   };
+  // Validated as the nodes will (an out-of-range --pool fails here, with the key named).
+  const processingConfig = loadConfig(ProcessingKeys, env);
   const named: { name: string; pid: number | undefined }[] = cluster.servers.map((sv) => ({ name: `nats-server ${sv.name}`, pid: sv.process?.pid }));
   named.push({ name: "smtp-sink", pid: sink.pid });
   const nodeNames: string[] = [];
@@ -217,6 +232,7 @@ try {
   const ours = {
     mails: N, delivered, failed_submits: failed, bytes: BYTES, publishers: PUBLISHERS, sync_interval: a.sync,
     classifier: a["no-model"] ? "pass-through" : "committed model",
+    smtp_pool_per_node: processingConfig.smtpPoolSize, concurrency_per_node: processingConfig.concurrency,
     seconds: +seconds.toFixed(2), submit_per_second: Math.round(N / ((submitDone - start) / 1000)),
     per_second: Math.round(delivered / seconds), p50_ms: Math.round(quantile(latencies, 0.5)), p99_ms: Math.round(quantile(latencies, 0.99)),
     ledger: a["no-ledger"] ? "off" : "on", ledger_lag_ms: ledgerLagMs,
