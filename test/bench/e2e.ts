@@ -9,7 +9,8 @@
  *
  * usage: npm run bench -- [--mails 5000] [--bytes 2000] [--publishers 64] [--sync always|1s] [--no-model] [--no-ledger] [--no-peer] [--json]
  *                         [--pool N] [--concurrency N]   (per processing node; default: the nodes' configured defaults)
- *                         [--profile DIR]   (V8 CPU profiles of the gateway and processing nodes, for where the time goes)
+ *                         [--profile DIR]   (V8 CPU profiles of the nodes, and 10 s Go CPU profiles of the nats-servers
+ *                                            from the middle of the run: `go tool pprof -top .tools/bin/nats-server DIR/nats-server-n1.pprof`)
  *                         [--logs DIR]      (keep each node's JSON log; the result counts warnings and errors either way)
  *                         [--fsyncs]        (counts fsync calls per mail under strace, ours by file kind and the
  *                                            peer's; strace slows both, so rates from such a run are not quoted)
@@ -20,7 +21,7 @@
 import { execFile, spawn } from "node:child_process";
 import { copyFileSync, openSync } from "node:fs";
 import type { ChildProcess } from "node:child_process";
-import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -38,14 +39,14 @@ import { systemClock } from "../../nodes/common/clock.js";
 import { ProcessingKeys, loadConfig } from "../../nodes/config/index.js";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
-/** CPU seconds (user + system) a process has used so far, from /proc. */
-async function cpuSeconds(pid: number | undefined): Promise<number> {
-  if (!pid) return NaN;
+/** CPU seconds a process has used so far, from /proc: user + system, and system (kernel) alone. */
+async function cpuSeconds(pid: number | undefined): Promise<{ total: number; system: number }> {
+  if (!pid) return { total: NaN, system: NaN };
   try {
     const stat = (await readFile(`/proc/${pid}/stat`, "utf8")).split(") ")[1]!.split(" ");
-    return (Number(stat[11]) + Number(stat[12])) / 100;
+    return { total: (Number(stat[11]) + Number(stat[12])) / 100, system: Number(stat[12]) / 100 };
   } catch {
-    return NaN;
+    return { total: NaN, system: NaN };
   }
 }
 
@@ -113,7 +114,7 @@ await ensureSmtpSink();
 
 const dir = await mkdtemp(path.join(os.tmpdir(), "fen-bench-"));
 const children: ChildProcess[] = [];
-const cluster = await startCluster({ binary: NATS_SERVER_BIN, dir, size: 3, syncInterval: a.sync });
+const cluster = await startCluster({ binary: NATS_SERVER_BIN, dir, size: 3, syncInterval: a.sync, profiling: a.profile !== undefined });
 try {
   await cluster.waitReady();
   const nc = await connect({ servers: cluster.urls });
@@ -193,6 +194,14 @@ try {
   let next = 0;
   let failed = 0;
   const start = performance.now();
+  // Go CPU profiles of the servers, 10 s from 2 s into the run (a 5,000-mail run lasts about 20 s).
+  const serverProfiles = a.profile === undefined ? Promise.resolve() : sleep(2000).then(() => Promise.all(cluster.servers.map(async (sv) => {
+    const res = await fetch(`http://127.0.0.1:${sv.profPort}/debug/pprof/profile?seconds=10`);
+    const file = path.resolve(a.profile!, `nats-server-${sv.name}.pprof`);
+    await mkdir(path.dirname(file), { recursive: true });
+    await writeFile(file, Buffer.from(await res.arrayBuffer()));
+    log(`Go CPU profile of ${sv.name}: ${file}`);
+  }))).catch((err: unknown) => log(`server profiles failed: ${String(err)}`));
   const progress = setInterval(() => log(`  submitted ${next}/${N}, delivered ${delivered}/${N}`), 2000);
   await Promise.all(Array.from({ length: PUBLISHERS }, async () => {
     while (next < N) {
@@ -214,6 +223,7 @@ try {
     }
   }));
   const submitDone = performance.now();
+  await serverProfiles;
   const deadline = Date.now() + 300_000;
   while (delivered + failed < N && Date.now() < deadline) await sleep(50);
   clearInterval(progress);
@@ -254,9 +264,12 @@ try {
   }
   const benchCpu = process.cpuUsage(benchCpu0);
   const where = Object.fromEntries([
-    ...named.map((n, i) => [n.name, +(cpu1[i]! - cpu0[i]!).toFixed(2)] as const),
+    ...named.map((n, i) => [n.name, +(cpu1[i]!.total - cpu0[i]!.total).toFixed(2)] as const),
     ["bench publishers", +((benchCpu.user + benchCpu.system) / 1e6).toFixed(2)] as const,
   ]);
+  // Kernel share of the servers' and nodes' CPU (loopback TCP, fsync); the bench's own process is left out.
+  const sums = named.reduce((acc, _, i) => ({ total: acc.total + cpu1[i]!.total - cpu0[i]!.total, system: acc.system + cpu1[i]!.system - cpu0[i]!.system }), { total: 0, system: 0 });
+  const kernelShare = +(sums.system / sums.total).toFixed(2);
   log(`CPU seconds per process during the run (${seconds.toFixed(1)} s wall, ${os.cpus().length} cores, load ${os.loadavg()[0]!.toFixed(1)}): ${JSON.stringify(where)}`);
   sub.unsubscribe();
   await nc.close();
@@ -298,7 +311,7 @@ try {
     }
   }
   const result = {
-    ...ours, cpu_seconds: where, node_warnings: nodeWarnings, peer: "postfix", peer_per_second: peer.per_second ?? null, peer_delivered: peer.delivered ?? null,
+    ...ours, cpu_seconds: where, cpu_kernel_share: kernelShare, node_warnings: nodeWarnings, peer: "postfix", peer_per_second: peer.per_second ?? null, peer_delivered: peer.delivered ?? null,
     ratio: peer.per_second ? +(ours.per_second / peer.per_second).toFixed(2) : null,
     ...(fsyncs ? { fsyncs_per_mail: fsyncs.per_mail_cluster, fsyncs_per_mail_per_server_by_kind: fsyncs.per_mail_per_server_by_kind } : {}),
     ...(peerFsyncsPerMail !== undefined ? { peer_fsyncs_per_mail: peerFsyncsPerMail } : {}),
