@@ -1,3 +1,4 @@
+import net from "node:net";
 import nodemailer from "nodemailer";
 import type { Transporter } from "nodemailer";
 import type SMTPPool from "nodemailer/lib/smtp-pool/index.js";
@@ -23,6 +24,43 @@ export interface RelayOptions {
   readonly timeoutMs: number;
 }
 
+/** nodemailer's `getSocket` hook: hands over an already connected socket (`connection`) or an error. */
+type GetSocket = (options: unknown, callback: (err: Error | null, socketOptions?: { connection: net.Socket }) => void) => void;
+
+/**
+ * Opens the TCP connection to the relay for nodemailer, with Nagle's
+ * algorithm off. nodemailer leaves it on, and it writes a message's body and
+ * its final "." separately: the "." then waits until the relay acknowledges
+ * the body, which the relay delays (40 ms on Linux), so every mail took
+ * ~44 ms per connection instead of ~1 ms (`npm run bench:smtp`). Failures
+ * carry nodemailer's codes (ECONNECTION, ETIMEDOUT) so the failure table
+ * classifies them as before; TLS (STARTTLS or implicit) stays nodemailer's.
+ */
+export function connectNoDelay(host: string, port: number, timeoutMs: number): GetSocket {
+  return (_options, callback) => {
+    let done = false;
+    const finish = (err: Error | null, socket?: net.Socket) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      socket?.removeListener("error", onError);
+      if (err) callback(err);
+      else callback(null, { connection: socket! });
+    };
+    const onError = (err: Error) => {
+      socket.destroy();
+      finish(Object.assign(new Error(`Connection error: ${err.message}`, { cause: err }), { code: "ECONNECTION" }));
+    };
+    const socket = net.connect({ host, port, noDelay: true, keepAlive: true });
+    const timer = setTimeout(() => {
+      socket.destroy();
+      finish(Object.assign(new Error(`Connection timeout after ${timeoutMs} ms`), { code: "ETIMEDOUT" }));
+    }, timeoutMs);
+    socket.once("error", onError);
+    socket.once("connect", () => finish(null, socket));
+  };
+}
+
 /**
  * A pooled nodemailer SMTP transport. STARTTLS is used whenever the relay
  * offers it (nodemailer's default unless `ignoreTLS`); `requireTls` refuses
@@ -38,6 +76,7 @@ export function createDelivery(opts: RelayOptions): Delivery {
     requireTLS: opts.requireTls,
     tls: { rejectUnauthorized: opts.tlsRejectUnauthorized },
     maxConnections: opts.poolSize,
+    getSocket: connectNoDelay(opts.host, opts.port, opts.timeoutMs),
     maxMessages: Infinity,
     connectionTimeout: opts.timeoutMs,
     greetingTimeout: opts.timeoutMs,
