@@ -4,13 +4,14 @@
  * by the processing node's delivery (`createDelivery`: nodemailer on a
  * socket with Nagle's algorithm off) and, alternately in the same run, by
  * nodemailer with its defaults (Nagle on), which is what the node used
- * before. Medians of R rounds each.
+ * before, and Postfix's `smtp-source` (a C SMTP client) on one session as
+ * the peer's figure. Medians of R rounds each.
  *
  * usage: npm run bench:smtp -- [--mails 300] [--bytes 2000] [--rounds 5] [--json]
- * Last line: one JSON object with ms_per_mail and mails_per_second for both.
+ * Last line: one JSON object with ms_per_mail and mails_per_second for each.
  */
-import { spawn } from "node:child_process";
-import { parseArgs } from "node:util";
+import { execFile, spawn } from "node:child_process";
+import { parseArgs, promisify } from "node:util";
 import nodemailer from "nodemailer";
 import { createDelivery } from "../../nodes/processing/index.js";
 import { freePort } from "../../nodes/local/nats-cluster.js";
@@ -46,20 +47,28 @@ try {
     for (let i = 0; i < N; i++) await send();
     return (performance.now() - t0) / N;
   };
-  const msOurs: number[] = [], msPlain: number[] = [];
+  // The peer: Postfix's smtp-source, N mails of B bytes in one session (its connect is timed too).
+  const timeSmtpSource = async () => {
+    const t0 = performance.now();
+    await promisify(execFile)("smtp-source", ["-s", "1", "-m", String(N), "-l", String(BYTES), "-f", envelope.from, "-t", envelope.to[0]!, `127.0.0.1:${port}`]);
+    return (performance.now() - t0) / N;
+  };
+  const msOurs: number[] = [], msPlain: number[] = [], msPeer: number[] = [];
   for (let r = 1; r <= ROUNDS; r++) {
     msOurs.push(await time(sendOurs));
     msPlain.push(await time(sendPlain));
-    log(`round ${r}/${ROUNDS}: no-delay ${msOurs.at(-1)!.toFixed(2)} ms per mail, nodemailer defaults ${msPlain.at(-1)!.toFixed(2)} ms per mail`);
+    msPeer.push(await timeSmtpSource());
+    log(`round ${r}/${ROUNDS} (ms per mail): no-delay ${msOurs.at(-1)!.toFixed(2)}, nodemailer defaults ${msPlain.at(-1)!.toFixed(2)}, smtp-source ${msPeer.at(-1)!.toFixed(2)}`);
   }
   ours.close();
   plain.close();
-  const o = median(msOurs), p = median(msPlain);
+  const o = median(msOurs), p = median(msPlain), q = median(msPeer);
   const result = {
     mails: N, bytes: BYTES, rounds: ROUNDS, connections: 1,
     ms_per_mail: +o.toFixed(3), mails_per_second: Math.round(1000 / o),
     nodemailer_defaults_ms_per_mail: +p.toFixed(3), nodemailer_defaults_mails_per_second: Math.round(1000 / p),
     speedup: +(p / o).toFixed(1),
+    peer: "postfix smtp-source, one session", peer_ms_per_mail: +q.toFixed(3), peer_mails_per_second: Math.round(1000 / q),
   };
   console.log(a.json ? JSON.stringify(result) : JSON.stringify(result, null, 2));
 } finally {
