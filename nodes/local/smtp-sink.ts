@@ -23,6 +23,8 @@ export interface SmtpSink {
   readonly messages: SinkMessage[];
   /** DATA commands seen, accepted or not. */
   dataCount(): number;
+  /** Messages received whole whose reply is still held back by `delayMs`: the client is waiting for their 250. */
+  awaitingReply(): number;
   close(): Promise<void>;
 }
 
@@ -38,6 +40,7 @@ export async function startSmtpSink(opts: {
 } = {}): Promise<SmtpSink> {
   const messages: SinkMessage[] = [];
   let n = 0;
+  let held = 0;
   if (opts.dir) await mkdir(opts.dir, { recursive: true });
   const server = new SMTPServer({
     authOptional: true,
@@ -66,8 +69,10 @@ export async function startSmtpSink(opts: {
         // optional delay that simulates a slow relay).
         const done = (file: string | undefined) => {
           const accept = () => { messages.push({ from, to, raw, messageId, file, secure: session.secure }); callback(null); };
-          if (opts.delayMs) setTimeout(accept, opts.delayMs);
-          else accept();
+          if (opts.delayMs) {
+            held++;
+            setTimeout(() => { held--; accept(); }, opts.delayMs);
+          } else accept();
         };
         if (!opts.dir) return done(undefined);
         const name = `${Date.now()}-${n}-${(messageId ?? "no-id").replace(/[^A-Za-z0-9@.-]/g, "")}.eml`;
@@ -89,6 +94,7 @@ export async function startSmtpSink(opts: {
     port,
     messages,
     dataCount: () => n,
+    awaitingReply: () => held,
     close: () => new Promise<void>((r) => server.close(() => r())),
   };
 }
