@@ -37,6 +37,7 @@ import { provision } from "../../nodes/provision/index.js";
 import { NATS_SERVER_BIN } from "../helpers/cluster.js";
 import { systemClock } from "../../nodes/common/clock.js";
 import { ProcessingKeys, loadConfig } from "../../nodes/config/index.js";
+import { ensureSmtpSink } from "./peers/postfix.js";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 /** CPU seconds a process has used so far, from /proc: user + system, and system (kernel) alone. */
@@ -102,15 +103,7 @@ function traceFsyncs(pids: number[], dir: string): { stop(): Promise<string[]> }
   };
 }
 
-/** smtp-sink comes with Debian's postfix package: installed on first use, as the peer script does. */
-async function ensureSmtpSink(): Promise<void> {
-  const run = promisify(execFile);
-  if (await run("sh", ["-c", "command -v smtp-sink"]).then(() => true, () => false)) return;
-  log("installing Debian's postfix package for smtp-sink (first run only) …");
-  await run("bash", ["-c", "export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq postfix"], { maxBuffer: 16 << 20 })
-    .catch((err: unknown) => { throw new Error(`smtp-sink is missing and installing Debian's postfix failed (needs root and apt): ${String(err)}`); });
-}
-await ensureSmtpSink();
+await ensureSmtpSink(log);
 
 const dir = await mkdtemp(path.join(os.tmpdir(), "fen-bench-"));
 const children: ChildProcess[] = [];

@@ -15,6 +15,7 @@ import { parseArgs, promisify } from "node:util";
 import nodemailer from "nodemailer";
 import { createDelivery } from "../../nodes/processing/index.js";
 import { freePort } from "../../nodes/local/nats-cluster.js";
+import { ensureSmtpSink } from "./peers/postfix.js";
 
 const { values: a } = parseArgs({
   options: {
@@ -26,9 +27,9 @@ const N = Number(a.mails), BYTES = Number(a.bytes), ROUNDS = Number(a.rounds);
 const log = (s: string) => process.stderr.write(`${s}\n`);
 const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
 
+await ensureSmtpSink(log);
 const port = await freePort();
 const sink = spawn("smtp-sink", ["-u", "postfix", `127.0.0.1:${port}`, "1000"], { stdio: "ignore" });
-sink.once("error", (err) => { log(`smtp-sink: ${err.message} (Debian package postfix; npm run bench installs it)`); process.exit(2); });
 try {
   await new Promise((r) => setTimeout(r, 500));
   const envelope = { from: "bench@example.org", to: ["sink@example.net"] };
