@@ -37,12 +37,15 @@ export async function startSmtpSink(opts: {
   port?: number; host?: string; dir?: string; respond?: Responder; delayMs?: number;
   /** Offer STARTTLS (smtp-server's built-in self-signed certificate). @default false */
   starttls?: boolean;
+  /** TLS from the first byte (port 465 style), same certificate. @default false */
+  implicitTls?: boolean;
 } = {}): Promise<SmtpSink> {
   const messages: SinkMessage[] = [];
   let n = 0;
   let held = 0;
   if (opts.dir) await mkdir(opts.dir, { recursive: true });
   const server = new SMTPServer({
+    secure: opts.implicitTls ?? false,
     authOptional: true,
     disabledCommands: opts.starttls ? ["AUTH"] : ["AUTH", "STARTTLS"],
     logger: false,

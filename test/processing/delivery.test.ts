@@ -1,5 +1,4 @@
 import { afterAll, describe, expect, it } from "vitest";
-import { SMTPServer } from "smtp-server";
 import { createDelivery } from "../../nodes/processing/index.js";
 import type { RelayOptions } from "../../nodes/processing/index.js";
 import { freePort } from "../../nodes/local/nats-cluster.js";
@@ -47,25 +46,15 @@ describe("SMTP delivery over the no-delay socket", () => {
   });
 
   it("speaks implicit TLS (port 465 style) on that socket", async () => {
-    let secure = false;
-    const server = new SMTPServer({
-      secure: true, authOptional: true, disabledCommands: ["AUTH"], logger: false, closeTimeout: 500,
-      onData(stream, session, callback) {
-        secure = session.secure;
-        stream.resume();
-        stream.on("end", () => callback(null));
-      },
-    });
-    await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
-    const addr = server.server.address();
-    const d = createDelivery(relay(typeof addr === "object" && addr ? addr.port : 0, { secure: true }));
+    const sink = await startSmtpSink({ implicitTls: true });
+    sinks.push(sink);
+    const d = createDelivery(relay(sink.port, { secure: true }));
     try {
       expect((await d.send(envelope, mail(200))).kind).toBe("sent");
-      expect(secure).toBe(true);
     } finally {
       d.close();
-      await new Promise<void>((r) => server.close(() => r()));
     }
+    expect(sink.messages[0]!.secure).toBe(true);
   });
 
   it("a relay that is not listening is a transient failure, classified as refused", async () => {
