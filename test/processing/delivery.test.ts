@@ -33,24 +33,15 @@ describe("SMTP delivery over the no-delay socket", () => {
     expect(sink.messages[0]!.to).toEqual(["b@example.net"]);
   });
 
-  it("upgrades with STARTTLS on that socket, and requireTls holds", async () => {
-    const sink = await startSmtpSink({ starttls: true });
+  it.each([
+    { how: "upgrades with STARTTLS, and requireTls holds", sink: { starttls: true }, client: { requireTls: true } },
+    { how: "speaks implicit TLS (port 465 style)", sink: { implicitTls: true }, client: { secure: true } },
+  ])("$how on that socket", async ({ sink: sinkOpts, client }) => {
+    const sink = await startSmtpSink(sinkOpts);
     sinks.push(sink);
-    const d = createDelivery(relay(sink.port, { requireTls: true }));
+    const d = createDelivery(relay(sink.port, client));
     try {
       expect((await d.send(envelope, mail(100))).kind).toBe("sent");
-    } finally {
-      d.close();
-    }
-    expect(sink.messages[0]!.secure).toBe(true);
-  });
-
-  it("speaks implicit TLS (port 465 style) on that socket", async () => {
-    const sink = await startSmtpSink({ implicitTls: true });
-    sinks.push(sink);
-    const d = createDelivery(relay(sink.port, { secure: true }));
-    try {
-      expect((await d.send(envelope, mail(200))).kind).toBe("sent");
     } finally {
       d.close();
     }
