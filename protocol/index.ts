@@ -9,7 +9,7 @@ export { isMailId, mailIdFromIdempotencyKey, contentIdempotencyKey, messageIdFor
 export type { MailId } from "./ids.js";
 export {
   ServiceSubjects, StreamSubjects, subjectToken, workSubject, eventSubject, mailEventsFilter,
-  quarantineSubject, mailIdOfSubject, stateEventsFilter, servicePingSubject,
+  quarantineSubject, quarantineRequestSubject, mailIdOfSubject, stateEventsFilter, servicePingSubject,
 } from "./subjects.js";
 export { Names, INLINE_BODY_LIMIT, streamSpecs, consumerSpecs, bucketSpecs } from "./specs.js";
 export type { SpecOptions, StreamSpec, ConsumerSpec, BucketSpec } from "./specs.js";

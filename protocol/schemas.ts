@@ -234,7 +234,9 @@ export type QuarantineRequest = z.infer<typeof QuarantineRequestSchema>;
 export const QuarantineReplySchema = z.object({
   kind: z.literal("mail.quarantine.reply"),
   v: z.literal(1),
+  /** The mails listed, or the one released or deleted. `score` is -1 when no classification was recorded. */
   mails: z.array(z.object({ mailId: z.string(), score: z.number(), modelVersion: z.string(), at: z.string() }).strict()).default([]),
+  /** List: false when the batch was full, so more kept mails may follow. */
   done: z.boolean().default(true),
 }).strict();
 export type QuarantineReply = z.infer<typeof QuarantineReplySchema>;

@@ -26,6 +26,19 @@ export const ServiceSubjects = {
   ledgerConsistency: "ledger.consistency",
 } as const;
 
+/**
+ * The subject each quarantine request kind must arrive on. The service
+ * refuses a request whose kind does not match its subject, so access can be
+ * granted per subject (e.g. an operator who may only list).
+ */
+export function quarantineRequestSubject(kind: "mail.quarantine.list" | "mail.quarantine.release" | "mail.quarantine.delete"): string {
+  switch (kind) {
+    case "mail.quarantine.list": return ServiceSubjects.quarantineList;
+    case "mail.quarantine.release": return ServiceSubjects.quarantineRelease;
+    case "mail.quarantine.delete": return ServiceSubjects.quarantineDelete;
+  }
+}
+
 /** Roots of the stream subject spaces (used in stream specs and permissions). */
 export const StreamSubjects = {
   work: "fen.work.>",

@@ -2,8 +2,8 @@ import { readFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import { connect } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/nats-core";
-import { Codecs, FenError, ServiceSubjects } from "../../protocol/index.js";
-import type { SubmitRequest } from "../../protocol/index.js";
+import { Codecs, FenError, ServiceSubjects, quarantineRequestSubject } from "../../protocol/index.js";
+import type { QuarantineRequest, SubmitRequest } from "../../protocol/index.js";
 import { callService } from "../common/rpc.js";
 
 /** Streams and environment the CLI works with (injected for tests). */
@@ -21,6 +21,7 @@ commands:
             [--html H] [--raw FILE --to ..] [--key IDEMPOTENCY_KEY] [--json]
   status    MAIL_ID [--json]
   classify  [--json] FILE... (or - for stdin)
+  quarantine list [--limit N] [--json] | release MAIL_ID --reason R | delete MAIL_ID --reason R
   ledger    verify [--json] | prove MAIL_ID | verify-receipt FILE --key PUBKEY
 
 NATS servers: --server URL[,URL] or FEN_NATS_URLS (default nats://127.0.0.1:4222);
@@ -33,13 +34,14 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   const out = (s: string) => io.stdout.write(`${s}\n`);
   const err = (s: string) => io.stderr.write(`${s}\n`);
   try {
-    if ((command === "send" || command === "status") && rest.some((a) => a === "--help" || a === "-h")) {
+    if ((command === "send" || command === "status" || command === "quarantine") && rest.some((a) => a === "--help" || a === "-h")) {
       out(USAGE);
       return 0;
     }
     switch (command) {
       case "send": return await send(rest, io, out);
       case "status": return await status(rest, io, out);
+      case "quarantine": return await quarantine(rest, io, out);
       case "classify": {
         const { runClassifyCommand } = await import("../classifier/cli.js");
         return await runClassifyCommand(rest, { stdout: io.stdout, stderr: io.stderr, stdin: io.stdin });
@@ -124,6 +126,37 @@ async function status(argv: string[], io: CliIo, out: (s: string) => void): Prom
       out(`  ${e.at}  ${e.state.padEnd(17)} #${e.attempt} ${e.node}${extra ? `  ${extra}` : ""}`);
     }
     for (const l of r.ledger ?? []) out(`  ledger: entry ${l.index} in tree of ${l.treeSize} (${l.eventId})`);
+    return 0;
+  } finally {
+    await nc.close();
+  }
+}
+
+/** `quarantine list|release|delete`: the operator's requests on quarantined mail (`mail.quarantine.*`). */
+async function quarantine(argv: string[], io: CliIo, out: (s: string) => void): Promise<number> {
+  const { values: o, positionals } = parseArgs({
+    args: argv, allowPositionals: true,
+    options: { server: { type: "string" }, json: { type: "boolean", default: false }, limit: { type: "string" }, reason: { type: "string" } },
+  });
+  const [action, mailId, ...extra] = positionals;
+  let req: QuarantineRequest;
+  if (action === "list" && mailId === undefined) {
+    const limit = o.limit === undefined ? 100 : Number(o.limit);
+    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new FenError("BAD_REQUEST", "usage: quarantine list --limit takes 1..1000");
+    req = { kind: "mail.quarantine.list", v: 1, limit };
+  } else if ((action === "release" || action === "delete") && mailId && extra.length === 0) {
+    if (!o.reason) throw new FenError("BAD_REQUEST", `usage: quarantine ${action} MAIL_ID needs --reason (it is recorded in the mail's history)`);
+    req = { kind: `mail.quarantine.${action}`, v: 1, mailId: mailId as never, reason: o.reason };
+  } else {
+    throw new FenError("BAD_REQUEST", "usage: quarantine list [--limit N] | release MAIL_ID --reason R | delete MAIL_ID --reason R");
+  }
+  const nc = await connectFrom(o.server, io);
+  try {
+    const r = await callService(nc, quarantineRequestSubject(req.kind), Codecs.quarantineRequest, req, Codecs.quarantineReply);
+    if (o.json) { out(JSON.stringify(r)); return 0; }
+    const done = action === "list" ? "" : action === "release" ? "released " : "deleted ";
+    for (const m of r.mails) out(`${done}${m.mailId}  score ${m.score >= 0 ? m.score.toFixed(3) : "-"}  model ${m.modelVersion || "-"}  ${m.at}`);
+    if (action === "list") out(r.done ? `${r.mails.length} quarantined` : `${r.mails.length} quarantined shown; more may follow (raise --limit)`);
     return 0;
   } finally {
     await nc.close();

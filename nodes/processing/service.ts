@@ -3,7 +3,7 @@ import type { NatsConnection } from "@nats-io/nats-core";
 import { Svcm } from "@nats-io/services";
 import type { Service } from "@nats-io/services";
 import {
-  Codecs, FenError, Names, ServiceSubjects, quarantineSubject, workSubject,
+  Codecs, FenError, Names, ServiceSubjects, quarantineRequestSubject, quarantineSubject, workSubject,
 } from "../../protocol/index.js";
 import type { ClassifyReply, MailId, QuarantineReply, WorkItem } from "../../protocol/index.js";
 import type { Clock } from "../common/clock.js";
@@ -15,6 +15,9 @@ import { composeStructured, messageIdForPreview } from "../gateway/index.js";
 import type { MailClassifier } from "./classifier.js";
 
 export const PROCESSING_VERSION = "0.1.0";
+
+/** Prefix of the reason recorded on a mail released from quarantine. */
+const RELEASED = "released:";
 
 export interface ProcessingServiceDeps {
   readonly nc: NatsConnection;
@@ -52,46 +55,72 @@ export async function startProcessingService(deps: ProcessingServiceDeps): Promi
     return Codecs.classifyReply.encode(reply);
   }, log);
 
-  const quarantined = async (mailId: MailId) => {
+  /**
+   * The quarantined mail `mailId` and its kept work item. Also a mail an
+   * earlier release or delete left half done (its state moved, but the work
+   * item was not queued or the kept copy not removed: a server failing over
+   * in between), so repeating the request finishes it and nothing is stuck.
+   */
+  const quarantined = async (mailId: MailId, kind: "release" | "delete") => {
     const cur = await state.get(mailId);
     if (!cur) throw new FenError("NOT_FOUND", `no mail ${mailId}`);
-    if (cur.record.state !== "Quarantined") throw new FenError("NOT_FOUND", `mail ${mailId} is ${cur.record.state}, not Quarantined`);
-    const msg = await jsm.streams.getMessage(Names.quarantineStream, { last_by_subj: quarantineSubject(mailId) });
-    if (!msg) throw new FenError("NOT_FOUND", `mail ${mailId} is not in ${Names.quarantineStream}`);
-    return { cur, msg };
+    const r = cur.record;
+    const resumed = kind === "release"
+      ? r.state === "PendingProcessing" && String(r.detail.reason ?? "").startsWith(RELEASED)
+      : r.state === "Rejected" && r.detail.error?.code === "QUARANTINED";
+    if (r.state !== "Quarantined" && !resumed) throw new FenError("NOT_FOUND", `mail ${mailId} is ${r.state}, not Quarantined`);
+    const msg = await jsm.streams.getMessage(Names.quarantineStream, { last_by_subj: quarantineSubject(mailId) }).catch((err: unknown) => {
+      if (isNotFound(err)) return null;
+      throw err;
+    });
+    if (!msg) throw new FenError("NOT_FOUND", `mail ${mailId} is ${r.state}, not in ${Names.quarantineStream}`);
+    return { cur, msg, resumed };
   };
 
-  serveEndpoint(service, { name: "quarantine", subject: ServiceSubjects.quarantineAll }, async (data) => {
+  serveEndpoint(service, { name: "quarantine", subject: ServiceSubjects.quarantineAll }, async (data, m) => {
     const req = Codecs.quarantineRequest.decode(data);
+    if (m.subject !== quarantineRequestSubject(req.kind)) {
+      throw new FenError("BAD_REQUEST", `a ${req.kind} request must be sent to ${quarantineRequestSubject(req.kind)}, not ${m.subject}`, {
+        fields: [{ field: "kind", code: "BAD_REQUEST", message: `sent to ${m.subject}` }],
+      });
+    }
     const reply: QuarantineReply = { kind: "mail.quarantine.reply", v: 1, mails: [], done: true };
     if (req.kind === "mail.quarantine.list") {
+      let read = 0;
       try {
         const it = await jsm.direct.getBatch(Names.quarantineStream, { seq: 1, batch: req.limit });
-        for await (const m of it) {
-          const item = Codecs.workItem.decode(m.data);
+        for await (const qm of it) {
+          read++;
+          const item = Codecs.workItem.decode(qm.data);
           const cur = await state.get(item.mailId);
           if (cur?.record.state !== "Quarantined") continue;
           const c = cur.record.detail.classification;
-          reply.mails.push({ mailId: item.mailId, score: c?.score ?? NaN, modelVersion: c?.modelVersion ?? "", at: cur.record.updatedAt });
+          reply.mails.push({ mailId: item.mailId, score: c?.score ?? -1, modelVersion: c?.modelVersion ?? "", at: cur.record.updatedAt });
         }
       } catch (err) {
         if (!isNotFound(err)) throw err; // an empty quarantine
       }
+      // A full batch may have more behind it: the list is the oldest `limit` kept mails.
+      reply.done = read < req.limit;
       return Codecs.quarantineReply.encode(reply);
     }
-    const { cur, msg } = await quarantined(req.mailId);
+    const release = req.kind === "mail.quarantine.release";
+    const { cur, msg, resumed } = await quarantined(req.mailId, release ? "release" : "delete");
     const item: WorkItem = Codecs.workItem.decode(msg.data);
     const recipients = item.envelope.to;
-    if (req.kind === "mail.quarantine.release") {
-      await state.advance(cur, [{ state: "PendingProcessing", detail: { reason: `released: ${req.reason}` } }], recipients);
-      await js.publish(workSubject(item.mailId), Codecs.workItem.encode({ ...item, released: true }), { msgID: `${item.mailId}.release.${cur.record.attempt}` });
-      log.info({ mailId: item.mailId }, "released from quarantine");
+    const at = resumed ? cur : undefined;
+    if (release) {
+      const next = at ?? await state.advance(cur, [{ state: "PendingProcessing", detail: { reason: `${RELEASED} ${req.reason}` } }], recipients);
+      // Same message id for a repeated release of the same quarantine: queued once.
+      await js.publish(workSubject(item.mailId), Codecs.workItem.encode({ ...item, released: true }), { msgID: `${item.mailId}.release.${next.record.attempt}` });
+      log.info({ mailId: item.mailId, resumed }, "released from quarantine");
     } else {
-      await state.advance(cur, [{ state: "Rejected", detail: { reason: `deleted from quarantine: ${req.reason}`, error: { code: "QUARANTINED", message: req.reason } } }], recipients);
-      log.info({ mailId: item.mailId }, "deleted from quarantine");
+      if (!at) await state.advance(cur, [{ state: "Rejected", detail: { reason: `deleted from quarantine: ${req.reason}`, error: { code: "QUARANTINED", message: req.reason } } }], recipients);
+      log.info({ mailId: item.mailId, resumed }, "deleted from quarantine");
     }
     await jsm.streams.deleteMessage(Names.quarantineStream, msg.seq, false);
-    reply.mails.push({ mailId: item.mailId, score: cur.record.detail.classification?.score ?? NaN, modelVersion: cur.record.detail.classification?.modelVersion ?? "", at: new Date(deps.clock.now()).toISOString() });
+    const c = cur.record.detail.classification;
+    reply.mails.push({ mailId: item.mailId, score: c?.score ?? -1, modelVersion: c?.modelVersion ?? "", at: new Date(deps.clock.now()).toISOString() });
     return Codecs.quarantineReply.encode(reply);
   }, log);
   return service;

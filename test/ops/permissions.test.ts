@@ -8,7 +8,7 @@ import { PermissionViolationError } from "@nats-io/nats-core";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import {
-  Codecs, LedgerCodecs, Names, ServiceSubjects, eventSubject, mailIdFromIdempotencyKey, workSubject,
+  Codecs, LedgerCodecs, Names, ServiceSubjects, eventSubject, quarantineRequestSubject, mailIdFromIdempotencyKey, workSubject,
 } from "../../protocol/index.js";
 import type { QuarantineRequest } from "../../protocol/index.js";
 import type { Actor } from "../../nodes/common/actor.js";
@@ -99,7 +99,7 @@ async function expectSubscribeRefused(role: NatsRole, subject: string): Promise<
 
 const bytes = (s: string) => new TextEncoder().encode(s);
 const quarantine = (nc: NatsConnection, req: QuarantineRequest) =>
-  callService(nc, ServiceSubjects.quarantineList, Codecs.quarantineRequest, req, Codecs.quarantineReply);
+  callService(nc, quarantineRequestSubject(req.kind), Codecs.quarantineRequest, req, Codecs.quarantineReply);
 
 describe("allowed flows with role users", () => {
   it("submit → Sent (inline and object-store bodies), recorded in the ledger", async () => {

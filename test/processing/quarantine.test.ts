@@ -1,8 +1,15 @@
+import { PassThrough } from "node:stream";
 import { afterAll, beforeAll, expect, it } from "vitest";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/nats-core";
-import { Codecs, ServiceSubjects } from "../../protocol/index.js";
-import type { QuarantineRequest } from "../../protocol/index.js";
+import { Codecs, Names, ServiceSubjects, quarantineRequestSubject, quarantineSubject } from "../../protocol/index.js";
+import type { MailId, QuarantineRequest } from "../../protocol/index.js";
+import { main as cli } from "../../nodes/cli/main.js";
 import type { Actor } from "../../nodes/common/actor.js";
+import { systemClock } from "../../nodes/common/clock.js";
+import { createMailStateStore } from "../../nodes/common/mail-state.js";
+import type { MailStateStore } from "../../nodes/common/mail-state.js";
 import { callService } from "../../nodes/common/rpc.js";
 import { startSmtpSink } from "../../nodes/local/smtp-sink.js";
 import type { SmtpSink } from "../../nodes/local/smtp-sink.js";
@@ -38,8 +45,37 @@ afterAll(async () => {
   await cluster?.dispose();
 });
 
-const quarantine = (req: QuarantineRequest) =>
-  callService(nc, ServiceSubjects.quarantineList, Codecs.quarantineRequest, req, Codecs.quarantineReply);
+const quarantine = (req: QuarantineRequest, subject = quarantineRequestSubject(req.kind)) =>
+  callService(nc, subject, Codecs.quarantineRequest, req, Codecs.quarantineReply);
+
+/** The mail's status store, as a node sees it (to leave an operator request half done, as a failover would). */
+async function stateStore(): Promise<MailStateStore> {
+  const js = jetstream(nc);
+  return createMailStateStore({ js, kv: await new Kvm(js).open(Names.statusBucket), clock: systemClock, node: "test-operator" });
+}
+
+/** Whether MAIL_QUARANTINE still keeps a copy of the mail. */
+async function kept(mailId: string): Promise<boolean> {
+  const jsm = await jetstreamManager(nc);
+  return (await jsm.streams.getMessage(Names.quarantineStream, { last_by_subj: quarantineSubject(mailId) }).catch(() => null)) !== null;
+}
+
+/** Runs the `fastemailnet` CLI in-process against the test cluster. */
+async function runCli(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const [stdout, stderr] = [new PassThrough(), new PassThrough()];
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  stdout.on("data", (c: Buffer) => out.push(c));
+  stderr.on("data", (c: Buffer) => err.push(c));
+  const code = await cli([...argv, "--server", cluster.urls.join(",")], { stdout, stderr, stdin: new PassThrough(), env: {} });
+  return { code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() };
+}
+
+const quarantinedMail = async (key: string) => {
+  const m = await submit(nc, structured(key, { key, subject: `SPAM ${key}` }));
+  await until(`${key} Quarantined`, async () => (await status(nc, m.mailId)).state === "Quarantined");
+  return m;
+};
 
 it("quarantines a flagged mail with its verdict, and a released mail is delivered exactly once", async () => {
   const ham = await submit(nc, structured("ham", { key: "q-ham", subject: "lunch?" }));
@@ -77,4 +113,60 @@ it("mail.classify answers without storing or sending anything", async () => {
   const r = await callService(nc, ServiceSubjects.classify, Codecs.classifyRequest,
     { kind: "mail.classify", v: 1, mail: structured("c", { subject: "SPAM?" }).mail }, Codecs.classifyReply);
   expect(r).toMatchObject({ flagged: true, verdict: "spam", modelVersion: "rule-test-1" });
+});
+
+it("refuses a request whose kind does not match its subject, and changes nothing", async () => {
+  const spam = await quarantinedMail("q-subject");
+  await expect(quarantine({ kind: "mail.quarantine.delete", v: 1, mailId: spam.mailId as never, reason: "x" }, ServiceSubjects.quarantineList))
+    .rejects.toMatchObject({ code: "BAD_REQUEST" });
+  expect((await status(nc, spam.mailId)).state).toBe("Quarantined");
+  expect(await kept(spam.mailId)).toBe(true);
+  await quarantine({ kind: "mail.quarantine.delete", v: 1, mailId: spam.mailId as never, reason: "cleanup" });
+});
+
+it("a release or delete left half done (state moved, kept copy still there) is finished by repeating it", async () => {
+  const store = await stateStore();
+  // Release: the state moved to PendingProcessing but the work item was never queued.
+  const a = await quarantinedMail("q-half-release");
+  const cur = (await store.get(a.mailId as MailId))!;
+  await store.advance(cur, [{ state: "PendingProcessing", detail: { reason: "released: first try" } }], ["rcpt@example.net"]);
+  expect((await quarantine({ kind: "mail.quarantine.list", v: 1, limit: 100 })).mails.map((m) => m.mailId)).not.toContain(a.mailId);
+  await quarantine({ kind: "mail.quarantine.release", v: 1, mailId: a.mailId as never, reason: "second try" });
+  await until("half-released mail Sent", async () => (await status(nc, a.mailId)).state === "Sent");
+  expect(sink.messages.filter((m) => m.messageId === a.messageId)).toHaveLength(1);
+  expect(await kept(a.mailId)).toBe(false);
+
+  // Delete: the mail is Rejected but its kept copy was not removed.
+  const b = await quarantinedMail("q-half-delete");
+  const bc = (await store.get(b.mailId as MailId))!;
+  await store.advance(bc, [{ state: "Rejected", detail: { reason: "deleted from quarantine: first try", error: { code: "QUARANTINED", message: "first try" } } }], ["rcpt@example.net"]);
+  await quarantine({ kind: "mail.quarantine.delete", v: 1, mailId: b.mailId as never, reason: "second try" });
+  expect(await kept(b.mailId)).toBe(false);
+  expect((await status(nc, b.mailId)).state).toBe("Rejected");
+  // Once finished, a repeat is refused: nothing is kept for it any more.
+  await expect(quarantine({ kind: "mail.quarantine.delete", v: 1, mailId: b.mailId as never, reason: "third" })).rejects.toMatchObject({ code: "NOT_FOUND" });
+});
+
+it("fastemailnet quarantine lists, releases and deletes; bad usage exits 2", async () => {
+  const a = await quarantinedMail("q-cli-a");
+  const b = await quarantinedMail("q-cli-b");
+  const listed = await runCli("quarantine", "list");
+  expect(listed.code).toBe(0);
+  expect(listed.stdout).toContain(`${a.mailId}  score 0.990  model rule-test-1`);
+  expect(listed.stdout).toContain(b.mailId);
+  expect(listed.stdout).toMatch(/^2 quarantined$/m);
+  const one = await runCli("quarantine", "list", "--limit", "1", "--json");
+  expect(JSON.parse(one.stdout)).toMatchObject({ done: false, mails: [{ mailId: a.mailId }] });
+
+  expect(await runCli("quarantine", "release", a.mailId)).toMatchObject({ code: 2, stderr: expect.stringContaining("needs --reason") });
+  expect(await runCli("quarantine", "list", "--limit", "0")).toMatchObject({ code: 2 });
+  expect(await runCli("quarantine", "purge")).toMatchObject({ code: 2 });
+
+  const released = await runCli("quarantine", "release", a.mailId, "--reason", "newsletter the customer asked for");
+  expect(released).toMatchObject({ code: 0, stdout: expect.stringContaining(`released ${a.mailId}`) });
+  expect(await runCli("quarantine", "delete", b.mailId, "--reason", "confirmed spam")).toMatchObject({ code: 0 });
+  await until("released mail Sent", async () => (await status(nc, a.mailId)).state === "Sent");
+  expect((await runCli("quarantine", "list")).stdout).toMatch(/^0 quarantined$/m);
+  // Neither is quarantined any more: the operator sees the code and why.
+  expect(await runCli("quarantine", "delete", b.mailId, "--reason", "again")).toMatchObject({ code: 3, stderr: expect.stringContaining("error NOT_FOUND") });
 });
