@@ -122,7 +122,7 @@ async function status(argv: string[], io: CliIo, out: (s: string) => void): Prom
     out(`${r.mailId}  ${r.state}  attempt ${r.attempt}  updated ${r.updatedAt}`);
     for (const e of r.history) {
       const d = e.detail;
-      const extra = [d.smtp ? `${d.smtp.code} ${d.smtp.response}` : "", d.error ? d.error.code : "", d.classification ? `score ${d.classification.score.toFixed(3)}` : "", d.inDoubt ? "in doubt" : ""].filter(Boolean).join("; ");
+      const extra = [d.smtp ? `${d.smtp.code} ${d.smtp.response}` : "", d.error ? d.error.code : "", d.reason ?? "", d.classification ? `score ${d.classification.score.toFixed(3)}` : "", d.inDoubt ? "in doubt" : ""].filter(Boolean).join("; ");
       out(`  ${e.at}  ${e.state.padEnd(17)} #${e.attempt} ${e.node}${extra ? `  ${extra}` : ""}`);
     }
     for (const l of r.ledger ?? []) out(`  ledger: entry ${l.index} in tree of ${l.treeSize} (${l.eventId})`);

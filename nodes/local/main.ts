@@ -191,6 +191,9 @@ Audit the ledger and check a receipt offline:
   ${as("operator", "FEN_NATS")}npx fastemailnet ledger verify --server ${url} --key ${path.join(dataDir, "ledger", "verifier.key")}
   ${as("operator", "FEN_NATS")}npx fastemailnet ledger prove MAIL_ID --server ${url} > receipt.json
   npx fastemailnet ledger verify-receipt receipt.json --key ${path.join(dataDir, "ledger", "verifier.key")}
+Mails the classifier flagged wait for an operator:
+  ${as("operator", "FEN_NATS")}npx fastemailnet quarantine list --server ${url}
+  ${as("operator", "FEN_NATS")}npx fastemailnet quarantine release MAIL_ID --reason "checked, not spam" --server ${url}
 Look at it (with the operator's NATS_* exported):
   ${as("publisher", "FEN_NATS")}npx fastemailnet status MAIL_ID --server ${url}
   .tools/bin/nats -s ${url} micro ls

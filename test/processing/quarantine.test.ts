@@ -166,6 +166,8 @@ it("fastemailnet quarantine lists, releases and deletes; bad usage exits 2", asy
   expect(released).toMatchObject({ code: 0, stdout: expect.stringContaining(`released ${a.mailId}`) });
   expect(await runCli("quarantine", "delete", b.mailId, "--reason", "confirmed spam")).toMatchObject({ code: 0 });
   await until("released mail Sent", async () => (await status(nc, a.mailId)).state === "Sent");
+  // The operator's reason is in the mail's history as `status` prints it.
+  expect((await runCli("status", a.mailId)).stdout).toMatch(/PendingProcessing +#1 .*released: newsletter the customer asked for/);
   expect((await runCli("quarantine", "list")).stdout).toMatch(/^0 quarantined$/m);
   // Neither is quarantined any more: the operator sees the code and why.
   expect(await runCli("quarantine", "delete", b.mailId, "--reason", "again")).toMatchObject({ code: 3, stderr: expect.stringContaining("error NOT_FOUND") });
