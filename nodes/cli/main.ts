@@ -1,9 +1,9 @@
 import { readFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
-import { connect } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { Codecs, FenError, ServiceSubjects, quarantineRequestSubject } from "../../protocol/index.js";
 import type { QuarantineRequest, SubmitRequest } from "../../protocol/index.js";
+import { connectCli } from "../common/nats.js";
 import { callService } from "../common/rpc.js";
 
 /** Streams and environment the CLI works with (injected for tests). */
@@ -61,7 +61,8 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     if (e instanceof FenError) {
       err(`error ${e.code}: ${e.message}`);
       for (const f of e.fields) err(`  ${f.field || "(request)"}: ${f.code} ${f.message}`);
-      return e.code === "BAD_REQUEST" && e.message.startsWith("usage") ? 2 : 3;
+      if (e.code === "BAD_REQUEST" && e.message.startsWith("usage")) return 2;
+      return e.code === "NATS_UNREACHABLE" ? 1 : 3; // not a rejection: the request was never sent
     }
     // node:util parseArgs: an unknown option, a missing option value, a stray positional.
     if (String((e as { code?: unknown }).code).startsWith("ERR_PARSE_ARGS")) {
@@ -73,11 +74,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   }
 }
 
-async function connectFrom(server: string | undefined, io: CliIo): Promise<NatsConnection> {
-  const servers = (server ?? io.env["FEN_NATS_URLS"] ?? "nats://127.0.0.1:4222").split(",");
-  const user = io.env["FEN_NATS_USER"];
-  return connect({ servers, name: "fastemailnet-cli", ...(user ? { user, pass: io.env["FEN_NATS_PASSWORD"] ?? "" } : {}) });
-}
+const connectFrom = (server: string | undefined, io: CliIo): Promise<NatsConnection> => connectCli(server, io.env, "fastemailnet-cli");
 
 const list = (s: string | undefined) => (s ? s.split(",").map((x) => x.trim()).filter(Boolean) : []);
 

@@ -3,7 +3,7 @@ import { readFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
-import { connect } from "@nats-io/transport-node";
+import { connectCli } from "../common/nats.js";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { FenError, Names, toFenError } from "../../protocol/index.js";
 import { ledgerErrorCode, serializeReceipt, verifyReceipt } from "../../ledger/index.js";
@@ -39,11 +39,7 @@ async function keyArg(value: string | undefined): Promise<string | undefined> {
   return value.trim();
 }
 
-async function connectFrom(server: string | undefined, io: LedgerCliIo): Promise<NatsConnection> {
-  const servers = (server ?? io.env["FEN_NATS_URLS"] ?? "nats://127.0.0.1:4222").split(",");
-  const user = io.env["FEN_NATS_USER"];
-  return connect({ servers, name: "fastemailnet-ledger-cli", ...(user ? { user, pass: io.env["FEN_NATS_PASSWORD"] ?? "" } : {}) });
-}
+const connectFrom = (server: string | undefined, io: LedgerCliIo): Promise<NatsConnection> => connectCli(server, io.env, "fastemailnet-ledger-cli");
 
 async function openStore(server: string | undefined, io: LedgerCliIo) {
   const nc = await connectFrom(server, io);

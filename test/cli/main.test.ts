@@ -1,3 +1,4 @@
+import { createServer } from "node:net";
 import { PassThrough } from "node:stream";
 import { describe, expect, it } from "vitest";
 import { main } from "../../nodes/cli/main.js";
@@ -40,5 +41,25 @@ describe("fastemailnet usage", () => {
     const r = await run("sned");
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('unknown command "sned"');
+  });
+});
+
+describe("fastemailnet without a reachable cluster", () => {
+  it("names the servers and how to set them, with code NATS_UNREACHABLE (exit 1; the ledger CLI's request failure, 3)", async () => {
+    // A port that was just free: nothing listens there.
+    const port = await new Promise<number>((resolve) => {
+      const srv = createServer().listen(0, "127.0.0.1", () => {
+        const p = (srv.address() as { port: number }).port;
+        srv.close(() => resolve(p));
+      });
+    });
+    const url = `nats://127.0.0.1:${port}`;
+    const r = await run("status", "m1", "--server", url);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`error NATS_UNREACHABLE: cannot connect to NATS at ${url}`);
+    expect(r.stderr).toContain("set --server or FEN_NATS_URLS");
+    const l = await run("ledger", "verify", "--server", url);
+    expect(l.code).toBe(3);
+    expect(l.stderr).toContain("error NATS_UNREACHABLE");
   });
 });

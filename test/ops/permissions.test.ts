@@ -7,6 +7,7 @@ import type { NatsConnection } from "@nats-io/nats-core";
 import { PermissionViolationError } from "@nats-io/nats-core";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
+import { connectCli } from "../../nodes/common/nats.js";
 import {
   Codecs, LedgerCodecs, Names, ServiceSubjects, eventSubject, quarantineRequestSubject, mailIdFromIdempotencyKey, workSubject,
 } from "../../protocol/index.js";
@@ -183,7 +184,9 @@ describe("forbidden actions are refused by the server", () => {
     await expectPublishRefused("operator", jetstream(probe("operator")).publish(eventSubject(mailId, "Sent"), bytes("{}")), eventSubject(mailId, "Sent"));
   });
 
-  it("a wrong password is refused at connect", async () => {
+  it("a wrong password is refused at connect; the CLI says which user and where it comes from", async () => {
     await expect(connect({ servers: cluster.urls, user: userOf("gateway"), pass: "wrong", reconnect: false })).rejects.toThrow(/authorization/i);
+    await expect(connectCli(cluster.urls.join(","), { FEN_NATS_USER: userOf("publisher"), FEN_NATS_PASSWORD: "wrong" }, "perm-test"))
+      .rejects.toMatchObject({ code: "NATS_UNREACHABLE", message: expect.stringMatching(/refused user fen-publisher \(set FEN_NATS_USER and FEN_NATS_PASSWORD/) });
   });
 });
