@@ -170,14 +170,24 @@ export function createSequencer(deps: SequencerDeps): Sequencer {
    * last: the index records of these may not have reached every replica
    * that answers the batched Direct Get yet.
    */
-  const recent: ReadonlySet<string>[] = [];
+  const recent: (readonly string[])[] = [];
+  /** The ids of `recent`, each with the number of those blocks holding it: one lookup per event, not a copy per block. */
+  const recentIds = new Map<string, number>();
   /** Settles when the last commit called has finished. */
   let serial: Promise<void> = Promise.resolve();
   /** The block the last commit called is swapping in, once built (undefined: none). */
   let ahead: Promise<Ahead | undefined> = Promise.resolve(undefined);
   const remember = (ids: Iterable<string>) => {
-    recent.push(new Set(ids));
-    if (recent.length > RECENT_BLOCKS) recent.shift();
+    const list = [...ids];
+    recent.push(list);
+    for (const id of list) recentIds.set(id, (recentIds.get(id) ?? 0) + 1);
+    if (recent.length > RECENT_BLOCKS) {
+      for (const id of recent.shift()!) {
+        const c = recentIds.get(id)!;
+        if (c > 1) recentIds.set(id, c - 1);
+        else recentIds.delete(id);
+      }
+    }
   };
 
   /** Frontier after `block`, checked against its signed checkpoint. */
@@ -307,11 +317,10 @@ export function createSequencer(deps: SequencerDeps): Sequencer {
     const seen = new Set<string>();
     for (const list of indexes.values()) for (const rec of list) for (const e of rec.events) seen.add(e.eventId);
     for (const r of rolling) for (const id of r.eventIds) seen.add(id);
-    for (const ids of recent) for (const id of ids) seen.add(id);
     if (after) for (const id of after.eventIds) seen.add(id);
     const fresh: PendingEntry[] = [];
     for (const e of batch) {
-      if (seen.has(e.eventId)) continue;
+      if (seen.has(e.eventId) || recentIds.has(e.eventId)) continue;
       seen.add(e.eventId);
       fresh.push(e);
     }
