@@ -16,13 +16,13 @@ export type { SpecOptions, StreamSpec, ConsumerSpec, BucketSpec } from "./specs.
 export { isMailbox, hasLineBreak, isHeaderName, domainOf } from "./address.js";
 export {
   AddressSchema, EnvelopeSchema, StructuredMailSchema, RawMailSchema, SubmitRequestSchema, SubmitReplySchema,
-  BodyRefSchema, WorkItemSchema, SmtpReplySchema, ClassificationSchema, EventDetailSchema, MailEventSchema,
+  BodyRefSchema, WorkItemSchema, SmtpReplySchema, RecipientRefusalSchema, ClassificationSchema, EventDetailSchema, MailEventSchema,
   StatusRecordSchema, StatusRequestSchema, StatusReplySchema, ClassifyRequestSchema, ClassifyReplySchema,
   QuarantineRequestSchema, QuarantineReplySchema, ErrorReplySchema, LedgerReceiptRefSchema,
   mailboxOf, fieldErrors, rejectFields,
 } from "./schemas.js";
 export type {
-  Address, Envelope, StructuredMail, RawMail, SubmitRequest, SubmitReply, BodyRef, WorkItem, SmtpReply,
+  Address, Envelope, StructuredMail, RawMail, SubmitRequest, SubmitReply, BodyRef, WorkItem, SmtpReply, RecipientRefusal,
   Classification, EventDetail, MailEvent, StatusRecord, StatusRequest, StatusReply, ClassifyRequest,
   ClassifyReply, QuarantineRequest, QuarantineReply, ErrorReply,
 } from "./schemas.js";

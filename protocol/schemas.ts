@@ -124,6 +124,14 @@ export const SmtpReplySchema = z.object({
 }).strict();
 export type SmtpReply = z.infer<typeof SmtpReplySchema>;
 
+/** A recipient the relay refused (RCPT TO), with the reply; `transient` (4xx) ones are retried. */
+export const RecipientRefusalSchema = z.object({
+  recipient: z.string(),
+  transient: z.boolean(),
+  smtp: SmtpReplySchema.optional(),
+}).strict();
+export type RecipientRefusal = z.infer<typeof RecipientRefusalSchema>;
+
 /** Classifier verdict as recorded in events. */
 export const ClassificationSchema = z.object({
   score: z.number(),
@@ -141,6 +149,14 @@ export const EventDetailSchema = z.object({
   /** Redelivered while DeliveryScheduled: the earlier attempt's outcome is unknown. */
   inDoubt: z.boolean().optional(),
   reason: z.string().optional(),
+  /**
+   * The recipients this attempt sends to (DeliveryScheduled) or that are
+   * still to be delivered (Deferred), when not all of the envelope: the
+   * others were delivered or refused for good by an earlier attempt.
+   */
+  pending: z.array(z.string()).max(3000).optional(),
+  /** Recipients the relay refused at RCPT TO in this attempt, each with its reply. */
+  rejected: z.array(RecipientRefusalSchema).max(3000).optional(),
 }).strict();
 export type EventDetail = z.infer<typeof EventDetailSchema>;
 

@@ -2,7 +2,7 @@ import { readFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { Codecs, FenError, ServiceSubjects, quarantineRequestSubject } from "../../protocol/index.js";
-import type { QuarantineRequest, SubmitRequest } from "../../protocol/index.js";
+import type { QuarantineRequest, RecipientRefusal, SubmitRequest } from "../../protocol/index.js";
 import { connectCli } from "../common/nats.js";
 import { callService } from "../common/rpc.js";
 
@@ -108,6 +108,13 @@ async function send(argv: string[], io: CliIo, out: (s: string) => void): Promis
   }
 }
 
+/** `refused a@x 550, b@y 450 (+3 more)`: the recipients a relay refused in one attempt. */
+function refusedText(rejected: readonly RecipientRefusal[] | undefined): string {
+  if (!rejected?.length) return "";
+  const shown = rejected.slice(0, 3).map((x) => `${x.recipient} ${x.smtp?.code ?? "?"}`).join(", ");
+  return `refused ${shown}${rejected.length > 3 ? ` (+${rejected.length - 3} more)` : ""}`;
+}
+
 async function status(argv: string[], io: CliIo, out: (s: string) => void): Promise<number> {
   const { values: o, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { server: { type: "string" }, json: { type: "boolean", default: false } } });
   const mailId = positionals[0];
@@ -119,7 +126,7 @@ async function status(argv: string[], io: CliIo, out: (s: string) => void): Prom
     out(`${r.mailId}  ${r.state}  attempt ${r.attempt}  updated ${r.updatedAt}`);
     for (const e of r.history) {
       const d = e.detail;
-      const extra = [d.smtp ? `${d.smtp.code} ${d.smtp.response}` : "", d.error ? d.error.code : "", d.reason ?? "", d.classification ? `score ${d.classification.score.toFixed(3)}` : "", d.inDoubt ? "in doubt" : ""].filter(Boolean).join("; ");
+      const extra = [d.smtp ? `${d.smtp.code} ${d.smtp.response}` : "", d.error ? d.error.code : "", d.reason ?? "", refusedText(d.rejected), d.pending ? `${d.pending.length} recipient(s) pending` : "", d.classification ? `score ${d.classification.score.toFixed(3)}` : "", d.inDoubt ? "in doubt" : ""].filter(Boolean).join("; ");
       out(`  ${e.at}  ${e.state.padEnd(17)} #${e.attempt} ${e.node}${extra ? `  ${extra}` : ""}`);
     }
     for (const l of r.ledger ?? []) out(`  ledger: entry ${l.index} in tree of ${l.treeSize} (${l.eventId})`);

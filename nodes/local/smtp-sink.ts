@@ -18,6 +18,12 @@ export interface SinkMessage {
 /** A scripted reply for the n-th DATA (1-based); undefined = accept with 250. */
 export type Responder = (n: number, messageId: string | undefined) => { code: number; message: string } | undefined;
 
+/**
+ * A scripted reply to `RCPT TO:<address>`, the `index`-th recipient (0-based)
+ * of its transaction; undefined = accept with 250.
+ */
+export type RcptResponder = (address: string, index: number) => { code: number; message: string } | undefined;
+
 export interface SmtpSink {
   readonly port: number;
   readonly messages: SinkMessage[];
@@ -35,6 +41,8 @@ export interface SmtpSink {
  */
 export async function startSmtpSink(opts: {
   port?: number; host?: string; dir?: string; respond?: Responder; delayMs?: number;
+  /** Scripts per-recipient refusals (e.g. 550 unknown user, 450 busy, 452 too many recipients). */
+  rcpt?: RcptResponder;
   /** Offer STARTTLS (smtp-server's built-in self-signed certificate). @default false */
   starttls?: boolean;
   /** TLS from the first byte (port 465 style), same certificate. @default false */
@@ -52,6 +60,11 @@ export async function startSmtpSink(opts: {
     // Pooled clients keep connections open; do not wait 30 s for them on close.
     closeTimeout: 500,
     size: 64 * 1024 * 1024,
+    onRcptTo(address, session, callback) {
+      const scripted = opts.rcpt?.(address.address, session.envelope.rcptTo.length);
+      if (!scripted) return callback();
+      callback(Object.assign(new Error(scripted.message), { responseCode: scripted.code }));
+    },
     onData(stream, session, callback) {
       const chunks: Buffer[] = [];
       stream.on("data", (c: Buffer) => chunks.push(c));

@@ -3,7 +3,7 @@ import nodemailer from "nodemailer";
 import type { Transporter } from "nodemailer";
 import type SMTPPool from "nodemailer/lib/smtp-pool/index.js";
 import type { Envelope } from "../../protocol/index.js";
-import { classifyFailure, smtpReplyOf } from "./smtp-outcome.js";
+import { classifyFailure, recipientRefusals, smtpReplyOf } from "./smtp-outcome.js";
 import type { Outcome } from "./smtp-outcome.js";
 
 /** Sends raw messages to the configured relay. */
@@ -88,7 +88,7 @@ export function createDelivery(opts: RelayOptions): Delivery {
       try {
         const info = await transport.sendMail({ envelope: { from: envelope.from, to: [...envelope.to] }, raw });
         const smtp = smtpReplyOf({ response: info.response }) ?? { code: 250, response: String(info.response) };
-        return { kind: "sent", smtp, rejected: (info.rejected ?? []).map(String) };
+        return { kind: "sent", smtp, rejected: recipientRefusals((info as { rejectedErrors?: unknown[] }).rejectedErrors) };
       } catch (err) {
         return classifyFailure(err);
       }

@@ -21,6 +21,7 @@ import type { MailClassifier } from "./classifier.js";
 import { createBatchingClassifier } from "./classifier.js";
 import { MAILPARSER_OPTIONS } from "../classifier/index.js";
 import type { Delivery } from "./delivery.js";
+import type { Outcome } from "./smtp-outcome.js";
 import { startProcessingService } from "./service.js";
 
 export interface ProcessingDeps {
@@ -149,12 +150,17 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
         }
       }
       const validated: EventDetail = classification ? { classification } : { reason: "released by operator" };
+      // An earlier attempt may have delivered to some recipients (or had
+      // some refused for good): this one sends to the rest only.
+      const rest = (r.state === "Deferred" || r.state === "DeliveryScheduled") && r.detail.pending?.length ? r.detail.pending : undefined;
       cur = await state.advance(cur, [
-        { state: "Processing", detail: processing }, { state: "Validated", detail: validated }, { state: "DeliveryScheduled" },
+        { state: "Processing", detail: processing }, { state: "Validated", detail: validated },
+        { state: "DeliveryScheduled", ...(rest ? { detail: { pending: rest } } : {}) },
       ], recipients, attempt);
 
-      const outcome = await deps.delivery.send(item.envelope, raw);
-      await record(m, cur, item, outcome, attempt, alog);
+      const to = rest ?? item.envelope.to;
+      const outcome = await deps.delivery.send({ ...item.envelope, to }, raw);
+      await record(m, cur, item, outcome, attempt, alog, to);
     } catch (err) {
       const fe = toFenError(err);
       const delay = fe.code === "STATE_CONFLICT" ? 1000 : backoffDelay({ baseMs: 500, maxMs: 30_000 }, m.info.deliveryCount, deps.random);
@@ -195,29 +201,46 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
     }
   };
 
-  const record = async (m: JsMsg, cur: Versioned, item: WorkItem, outcome: Awaited<ReturnType<Delivery["send"]>>, attempt: number, alog: Logger) => {
+  /**
+   * Records what an SMTP attempt to `to` came to. Recipients are settled
+   * one by one: accepted ones and those refused for good (5xx at RCPT TO)
+   * are done; those refused for now (4xx, e.g. 452 "too many recipients")
+   * make the mail Deferred with them as `pending`, and the next attempt
+   * sends to them only. At the last attempt every refusal is final.
+   */
+  const record = async (m: JsMsg, cur: Versioned, item: WorkItem, outcome: Outcome, attempt: number, alog: Logger, to: readonly string[]) => {
     const recipients = item.envelope.to;
-    if (outcome.kind === "sent") {
-      await advanceDurably(m, cur, [{ state: "Sent", detail: { smtp: outcome.smtp } }], recipients, attempt);
+    const smtp = outcome.smtp ? { smtp: outcome.smtp } : {};
+    const sentOrRefused = outcome.kind === "sent" || outcome.kind === "refused" ? outcome : undefined;
+    const rejected = sentOrRefused?.rejected.length ? { rejected: [...sentOrRefused.rejected] } : {};
+    const later = sentOrRefused ? sentOrRefused.rejected.filter((x) => x.transient).map((x) => x.recipient) : [];
+    const retry = outcome.kind === "transient" || later.length > 0;
+
+    if (outcome.kind === "sent" && (later.length === 0 || attempt >= config.maxAttempts)) {
+      await advanceDurably(m, cur, [{ state: "Sent", detail: { ...smtp, ...rejected } }], recipients, attempt);
       deps.metrics.delivered.inc();
       deps.metrics.deliveryLatency.observe((deps.clock.now() - Date.parse(item.submittedAt)) / 1000);
-      alog.info({ smtp: outcome.smtp.code }, "sent");
+      alog.info({ smtp: outcome.smtp.code, refused: outcome.rejected.length }, "sent");
       await finish(m);
       if ("object" in item.body) await bodies.delete(item.body.object).catch(() => undefined);
       return;
     }
-    const smtp = outcome.smtp ? { smtp: outcome.smtp } : {};
-    if (outcome.kind === "transient" && attempt < config.maxAttempts) {
-      const delay = backoffDelay({ baseMs: config.retryBaseMs, maxMs: config.retryMaxMs }, attempt, deps.random);
+    if (retry && attempt < config.maxAttempts) {
+      // 452 "too many recipients" asks for the rest in another transaction now (RFC 5321 4.5.3.1.10), not later.
+      const tooMany = outcome.kind === "sent" && sentOrRefused!.rejected.every((x) => !x.transient || x.smtp?.code === 452);
+      const delay = tooMany ? 0 : backoffDelay({ baseMs: config.retryBaseMs, maxMs: config.retryMaxMs }, attempt, deps.random);
       const retryAt = new Date(deps.clock.now() + delay).toISOString();
-      await advanceDurably(m, cur, [{ state: "Deferred", detail: { ...smtp, retryAt, error: { code: "SMTP_TRANSIENT", message: outcome.reason } } }], recipients, attempt);
+      const message = outcome.kind === "transient" ? outcome.reason : `${later.length} of ${to.length} recipients refused for now`;
+      const pending = later.length > 0 ? { pending: later } : to.length < recipients.length ? { pending: [...to] } : {};
+      await advanceDurably(m, cur, [{ state: "Deferred", detail: { ...smtp, ...rejected, ...pending, retryAt, error: { code: "SMTP_TRANSIENT", message } } }], recipients, attempt);
       deps.metrics.deferred.inc();
-      alog.info({ delay, smtp: outcome.smtp?.code }, "deferred");
+      alog.info({ delay, smtp: outcome.smtp?.code, pending: later.length || undefined }, "deferred");
       m.nak(delay);
       return;
     }
-    const code = outcome.kind === "transient" ? "RETRIES_EXHAUSTED" : "SMTP_PERMANENT";
-    await advanceDurably(m, cur, [{ state: "Bounced", detail: { ...smtp, error: { code, message: outcome.reason } } }], recipients, attempt);
+    const code = retry ? "RETRIES_EXHAUSTED" : "SMTP_PERMANENT";
+    const reason = outcome.kind === "transient" || outcome.kind === "permanent" ? outcome.reason : `every recipient refused (${to.length})`;
+    await advanceDurably(m, cur, [{ state: "Bounced", detail: { ...smtp, ...rejected, error: { code, message: reason } } }], recipients, attempt);
     deps.metrics.bounced.inc();
     alog.info({ smtp: outcome.smtp?.code, code }, "bounced");
     await finish(m);

@@ -1,8 +1,14 @@
-import type { SmtpReply } from "../../protocol/index.js";
+import type { RecipientRefusal, SmtpReply } from "../../protocol/index.js";
 
-/** What a delivery attempt came to. */
+/**
+ * What a delivery attempt came to. `rejected` lists the recipients the relay
+ * refused at RCPT TO, each classified on its own reply: a "sent" mail went
+ * to every other recipient, a "refused" one to none (every recipient was
+ * refused, so the transaction never reached DATA).
+ */
 export type Outcome =
-  | { readonly kind: "sent"; readonly smtp: SmtpReply; readonly rejected: readonly string[] }
+  | { readonly kind: "sent"; readonly smtp: SmtpReply; readonly rejected: readonly RecipientRefusal[] }
+  | { readonly kind: "refused"; readonly smtp?: SmtpReply; readonly rejected: readonly RecipientRefusal[] }
   | { readonly kind: "transient"; readonly smtp?: SmtpReply; readonly reason: string }
   | { readonly kind: "permanent"; readonly smtp?: SmtpReply; readonly reason: string };
 
@@ -41,10 +47,28 @@ export function smtpReplyOf(x: { responseCode?: number; response?: string; comma
   return { code, response, ...(enhanced ? { enhanced } : {}), ...(x.command ? { command: x.command } : {}) };
 }
 
-/** Classifies a nodemailer error by the table above. */
+type NodemailerError = { responseCode?: number; response?: string; command?: string; code?: string; message?: string; recipient?: string };
+
+/**
+ * The per-recipient refusals of a nodemailer result or error
+ * (`rejectedErrors`, one error per refused RCPT TO), each classified by
+ * its own reply: 4xx (or no reply) transient, 5xx permanent.
+ */
+export function recipientRefusals(rejectedErrors: readonly unknown[] | undefined): RecipientRefusal[] {
+  return (rejectedErrors ?? []).map((x) => {
+    const e = (x ?? {}) as NodemailerError;
+    const smtp = smtpReplyOf(e);
+    return { recipient: String(e.recipient ?? ""), transient: !(smtp && smtp.code >= 500), ...(smtp ? { smtp } : {}) };
+  });
+}
+
+/** Classifies a nodemailer error by the table above (a refusal of every recipient by each recipient's reply). */
 export function classifyFailure(err: unknown): Outcome {
-  const e = (err ?? {}) as { responseCode?: number; response?: string; command?: string; code?: string; message?: string };
+  const e = (err ?? {}) as NodemailerError & { rejectedErrors?: unknown[] };
   const smtp = smtpReplyOf(e);
+  if (e.code === "EENVELOPE" && e.rejectedErrors?.length) {
+    return { kind: "refused", ...(smtp ? { smtp } : {}), rejected: recipientRefusals(e.rejectedErrors) };
+  }
   for (const row of FAILURE_TABLE) {
     const { replyCode, errorCode } = row.match;
     const hit = replyCode

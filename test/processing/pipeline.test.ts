@@ -6,7 +6,7 @@ import { simpleParser } from "mailparser";
 import { Names } from "../../protocol/index.js";
 import type { Actor } from "../../nodes/common/actor.js";
 import { startSmtpSink } from "../../nodes/local/smtp-sink.js";
-import type { SmtpSink } from "../../nodes/local/smtp-sink.js";
+import type { RcptResponder, SmtpSink } from "../../nodes/local/smtp-sink.js";
 import { startTestCluster } from "../helpers/cluster.js";
 import type { TestCluster } from "../helpers/cluster.js";
 import { connectAndProvision, startGateway, startProcessing, status, structured, submit, until } from "../helpers/system.js";
@@ -124,5 +124,75 @@ describe("end to end on a real 3-node cluster", () => {
     const jsm = await jetstreamManager(nc);
     const ci = await jsm.consumers.info(Names.workStream, Names.workConsumer);
     expect(ci.num_ack_pending + ci.num_pending).toBe(0);
+  });
+});
+
+/**
+ * A relay can refuse some recipients of a transaction (RCPT TO) and take the
+ * rest. Each recipient must end up delivered once or recorded as refused:
+ * none dropped silently, none sent twice.
+ */
+describe("per-recipient replies", () => {
+  async function relay(rcpt: RcptResponder) {
+    const sink = await startSmtpSink({ rcpt });
+    sinks.push(sink);
+    actors.push(await startProcessing(nc, sink.port));
+    return sink;
+  }
+  /** Which recipients each accepted transaction carried, per mail. */
+  const deliveries = (sink: SmtpSink, messageId: string) => sink.messages.filter((m) => m.messageId === messageId).map((m) => m.to);
+
+  it("a recipient refused for good (550) is recorded in Sent; the others get the mail once", async () => {
+    const sink = await relay((a) => (a.startsWith("gone@") ? { code: 550, message: "5.1.1 no such user" } : undefined));
+    const r = await submit(nc, structured("rcpt-550", { key: "rcpt-550", to: ["ok@example.net", "gone@example.net"] }));
+    const st = await until("Sent", async () => { const s = await status(nc, r.mailId); return s.state === "Sent" && s; });
+    expect(deliveries(sink, r.messageId)).toEqual([["ok@example.net"]]);
+    expect(st.history.at(-1)?.detail.rejected).toEqual([
+      { recipient: "gone@example.net", transient: false, smtp: expect.objectContaining({ code: 550, enhanced: "5.1.1", command: "RCPT TO" }) },
+    ]);
+  });
+
+  it("a recipient refused for now (450) is retried alone; the accepted one is not sent again", async () => {
+    let busy = 0;
+    const sink = await relay((a) => (a.startsWith("busy@") && ++busy === 1 ? { code: 450, message: "4.2.1 mailbox busy" } : undefined));
+    const r = await submit(nc, structured("rcpt-450", { key: "rcpt-450", to: ["ok@example.net", "busy@example.net"] }));
+    const st = await until("Sent", async () => { const s = await status(nc, r.mailId); return s.state === "Sent" && s; });
+    expect(deliveries(sink, r.messageId)).toEqual([["ok@example.net"], ["busy@example.net"]]);
+    const deferred = st.history.find((e) => e.state === "Deferred");
+    expect(deferred?.detail).toMatchObject({ pending: ["busy@example.net"], smtp: { code: 250 }, error: { code: "SMTP_TRANSIENT" } });
+    expect(st.history.at(-1)?.detail.rejected).toBeUndefined();
+  });
+
+  it("a relay's recipient limit (452 too many recipients) gets the rest in further transactions, each recipient once", async () => {
+    const sink = await relay((_a, i) => (i >= 2 ? { code: 452, message: "4.5.3 too many recipients" } : undefined));
+    const to = ["a", "b", "c", "d", "e"].map((x) => `${x}@example.net`);
+    const r = await submit(nc, structured("rcpt-452", { key: "rcpt-452", to }));
+    await until("Sent", async () => (await status(nc, r.mailId)).state === "Sent");
+    const got = deliveries(sink, r.messageId);
+    expect(got.map((t) => t.length)).toEqual([2, 2, 1]);
+    expect(got.flat().sort()).toEqual(to);
+  });
+
+  it("every recipient refused, one for good and one for now: the transient one is retried, the other recorded", async () => {
+    let busy = 0;
+    const sink = await relay((a) => (a.startsWith("gone@") ? { code: 550, message: "5.1.1 no such user" }
+      : a.startsWith("busy@") && ++busy === 1 ? { code: 450, message: "4.2.1 mailbox busy" } : undefined));
+    // The transient refusal first, the permanent one last: nodemailer reports the last reply for the whole
+    // envelope, and classifying by it alone would bounce busy@ too.
+    const r = await submit(nc, structured("rcpt-mixed", { key: "rcpt-mixed", to: ["busy@example.net", "gone@example.net"] }));
+    const st = await until("Sent", async () => { const s = await status(nc, r.mailId); return s.state === "Sent" && s; });
+    expect(deliveries(sink, r.messageId)).toEqual([["busy@example.net"]]);
+    const deferred = st.history.find((e) => e.state === "Deferred");
+    expect(deferred?.detail.pending).toEqual(["busy@example.net"]);
+    expect(deferred?.detail.rejected?.map((x) => [x.recipient, x.transient])).toEqual([["busy@example.net", true], ["gone@example.net", false]]);
+  });
+
+  it("every recipient refused for good: Bounced, each refusal recorded, no retry", async () => {
+    const sink = await relay(() => ({ code: 550, message: "5.1.1 no such user" }));
+    const r = await submit(nc, structured("rcpt-all", { key: "rcpt-all", to: ["y@example.net", "z@example.net"] }));
+    const st = await until("Bounced", async () => { const s = await status(nc, r.mailId); return s.state === "Bounced" && s; });
+    expect(st.attempt).toBe(1);
+    expect(st.history.at(-1)?.detail.rejected?.map((x) => x.recipient)).toEqual(["y@example.net", "z@example.net"]);
+    expect(sink.dataCount()).toBe(0);
   });
 });

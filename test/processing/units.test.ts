@@ -32,7 +32,19 @@ describe("SMTP failure table: one case per row", () => {
   it.each(cases)("%s", (why, err, kind) => {
     const o = classifyFailure(err);
     expect(o.kind).toBe(kind);
-    if (o.kind !== "sent") expect(o.reason.startsWith(why)).toBe(true);
+    if (o.kind === "transient" || o.kind === "permanent") expect(o.reason.startsWith(why)).toBe(true);
+  });
+  it("a refusal of every recipient is classified per recipient, not by the last reply", () => {
+    const rcpt = (recipient: string, response: string) => Object.assign(new Error(response), { recipient, response, responseCode: Number(response.slice(0, 3)), command: "RCPT TO" });
+    const err = Object.assign(new Error("Can't send mail - all recipients were rejected"), {
+      code: "EENVELOPE", responseCode: 550, response: "550 5.1.1 no such user", command: "RCPT TO",
+      rejectedErrors: [rcpt("busy@x.example", "450 4.2.1 busy"), rcpt("gone@x.example", "550 5.1.1 no such user"), Object.assign(new Error("reset"), { recipient: "r@x.example" })],
+    });
+    const o = classifyFailure(err);
+    expect(o.kind).toBe("refused");
+    expect(o.kind === "refused" && o.rejected.map((x) => [x.recipient, x.transient, x.smtp?.code])).toEqual([
+      ["busy@x.example", true, 450], ["gone@x.example", false, 550], ["r@x.example", true, undefined],
+    ]);
   });
   it("keeps the SMTP reply structured", () => {
     expect(smtpReplyOf({ responseCode: 550, response: "550 5.1.1 <x@y.z>: unknown", command: "RCPT TO" }))
