@@ -41,6 +41,7 @@ export const ErrorCodes = {
   LEDGER_UNAVAILABLE: { retry: "transient", doc: "The ledger could not be read or written." },
   LEDGER_CORRUPT: { retry: "permanent", doc: "Stored ledger data fails verification (tampered, or not what a block's checkpoint commits to)." },
   PLACEMENT_FAILED: { retry: "transient", doc: "JetStream could not place a replicated stream on enough servers (too few online or heard from) within the provisioning wait." },
+  IDEMPOTENCY_CONFLICT: { retry: "permanent", doc: "The idempotency key was used before for a different mail; nothing was stored. A new mail needs a new key." },
   NATS_UNREACHABLE: { retry: "transient", doc: "A client could not connect to any of its NATS servers, or the servers refused its user; nothing was sent." },
 } as const satisfies Record<string, ErrorSpec>;
 

@@ -48,7 +48,16 @@ export function mailIdFromIdempotencyKey(key: string): MailId {
  * canonical request body, so an identical resubmission is a duplicate.
  */
 export function contentIdempotencyKey(canonicalBody: string): string {
-  return "content:" + createHash("sha256").update(canonicalBody, "utf8").digest("hex");
+  return "content:" + contentSha256(canonicalBody);
+}
+
+/**
+ * SHA-256 (hex) of a submitted mail's canonical form. Stored with the mail
+ * (work item, PendingProcessing event) so that a resubmission under the same
+ * idempotency key can be told from a different mail reusing the key.
+ */
+export function contentSha256(canonicalBody: string): string {
+  return createHash("sha256").update(canonicalBody, "utf8").digest("hex");
 }
 
 /**

@@ -100,6 +100,8 @@ export const BodyRefSchema = z.union([
 ]);
 export type BodyRef = z.infer<typeof BodyRefSchema>;
 
+const Sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, "not a SHA-256 hex digest");
+
 /** Work item on MAIL_WORK, v1: everything a processing node needs. */
 export const WorkItemSchema = z.object({
   kind: z.literal("mail.work"),
@@ -112,6 +114,8 @@ export const WorkItemSchema = z.object({
   body: BodyRefSchema,
   /** Set by an operator's release from quarantine: skip the classifier. */
   released: z.boolean().default(false),
+  /** SHA-256 of the submitted mail's canonical form (see contentSha256); absent on items from before it existed. */
+  contentSha256: Sha256Hex.optional(),
 }).strict();
 export type WorkItem = z.infer<typeof WorkItemSchema>;
 
@@ -155,6 +159,8 @@ export const EventDetailSchema = z.object({
    * others were delivered or refused for good by an earlier attempt.
    */
   pending: z.array(z.string()).max(3000).optional(),
+  /** PendingProcessing: SHA-256 of the submitted mail's canonical form, checked on a resubmission. */
+  contentSha256: Sha256Hex.optional(),
   /** Recipients the relay refused at RCPT TO in this attempt, each with its reply. */
   rejected: z.array(RecipientRefusalSchema).max(3000).optional(),
 }).strict();

@@ -42,7 +42,7 @@ export interface MailStateStore {
    * gateway once the work item is stored, and by a node that finds no KV
    * entry (the gateway may not have published yet, or died before it).
    */
-  begin(mailId: MailId, submittedAt: string, recipients: readonly string[]): Promise<Versioned>;
+  begin(mailId: MailId, submittedAt: string, recipients: readonly string[], detail?: EventDetail): Promise<Versioned>;
   /**
    * Walks `steps` in order from `from`: publishes one event per step, then
    * swaps the KV entry to the last step's state (creates it from revision
@@ -101,11 +101,11 @@ export function createMailStateStore(deps: { js: JetStreamClient; kv: KV; clock:
       return { record: Codecs.statusRecord.parse(e.json()), revision: e.revision };
     },
 
-    async begin(mailId, submittedAt, recipients) {
+    async begin(mailId, submittedAt, recipients, detail = {}) {
       const at = iso();
-      await publishEvent(mailId, "PendingProcessing", 0, {}, recipients, at);
+      await publishEvent(mailId, "PendingProcessing", 0, detail, recipients, at);
       const record: StatusRecord = {
-        kind: "mail.status-record", v: 1, mailId, state: "PendingProcessing", attempt: 0, updatedAt: at, submittedAt, detail: {},
+        kind: "mail.status-record", v: 1, mailId, state: "PendingProcessing", attempt: 0, updatedAt: at, submittedAt, detail,
       };
       return { record, revision: 0 };
     },

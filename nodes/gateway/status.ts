@@ -30,20 +30,22 @@ export async function readHistory(jsm: JetStreamManager, mailId: string): Promis
 }
 
 /**
- * Whether the mail's PendingProcessing event is stored (one Direct Get):
- * a submitted mail that no node has claimed yet has no status entry, only
- * its work item and this event (see MailStateStore).
+ * The mail's PendingProcessing event, when stored (one Direct Get): a
+ * submitted mail that no node has claimed yet has no status entry, only its
+ * work item and this event (see MailStateStore).
  */
-export async function hasPendingEvent(jsm: JetStreamManager, mailId: string): Promise<boolean> {
+export async function pendingEvent(jsm: JetStreamManager, mailId: string): Promise<MailEvent | undefined> {
   try {
     // next_by_subj from 1 (not last_by_subj): the request goes to the stream's
     // Direct Get subject itself, which the gateway's role already has.
-    return (await jsm.direct.getMessage(Names.eventsStream, { seq: 1, next_by_subj: eventSubject(mailId, "PendingProcessing") })) !== null;
+    const m = await jsm.direct.getMessage(Names.eventsStream, { seq: 1, next_by_subj: eventSubject(mailId, "PendingProcessing") });
+    return m ? Codecs.mailEvent.decode(m.data) : undefined;
   } catch (err) {
-    if (isNotFound(err)) return false;
+    if (isNotFound(err)) return undefined;
     throw err;
   }
 }
+
 
 /**
  * The mail's ledger entries (`m.<mailId>.<block>` index records of the

@@ -2,17 +2,17 @@ import { createHash } from "node:crypto";
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import type { ObjectStore } from "@nats-io/obj";
 import {
-  Codecs, FenError, INLINE_BODY_LIMIT, contentIdempotencyKey, mailIdFromIdempotencyKey, mailboxOf, messageIdFor,
+  Codecs, FenError, INLINE_BODY_LIMIT, contentIdempotencyKey, contentSha256, mailIdFromIdempotencyKey, mailboxOf, messageIdFor,
   workSubject,
 } from "../../protocol/index.js";
-import type { BodyRef, Envelope, SubmitReply, SubmitRequest, WorkItem } from "../../protocol/index.js";
+import type { BodyRef, Envelope, MailEvent, SubmitReply, SubmitRequest, WorkItem } from "../../protocol/index.js";
 import type { Clock } from "../common/clock.js";
 import type { MailStateStore } from "../common/mail-state.js";
 import type { Logger } from "../common/logger.js";
 import type { Metrics } from "../common/metrics.js";
 import { composeStructured, structuredRecipients, withMessageId } from "./compose.js";
 import { checkMime } from "./mime.js";
-import { hasPendingEvent } from "./status.js";
+import { pendingEvent } from "./status.js";
 
 /** What `mail.submit` needs. */
 export interface SubmitDeps {
@@ -81,18 +81,30 @@ export function createSubmitHandler(deps: SubmitDeps, opts: SubmitOptions): (dat
       envelope = { from: mailboxOf(mail.from), to };
       canonical = canonicalJson(mail);
     }
+    const contentHash = contentSha256(canonical);
     const mailId = mailIdFromIdempotencyKey(req.idempotencyKey ?? contentIdempotencyKey(canonical));
     const messageId = messageIdFor(mailId, opts.messageIdDomain);
     const log = deps.log.child({ mailId });
+    /** A duplicate is the same mail again; the key reused for another mail is refused (it would be dropped). */
+    const duplicateOf = (first: MailEvent | undefined): SubmitReply => {
+      const stored = first?.detail.contentSha256;
+      if (stored !== undefined && stored !== contentHash) {
+        throw new FenError("IDEMPOTENCY_CONFLICT", `idempotency key ${JSON.stringify(req.idempotencyKey)} was used for another mail (${mailId}); nothing was stored`, {
+          fields: [{ field: "idempotencyKey", code: "IDEMPOTENCY_CONFLICT", message: "already used for a different mail" }],
+        });
+      }
+      return { kind: "mail.submit.reply", v: 1, mailId, messageId, duplicate: true };
+    };
 
     // Any age: every mail that got past this point once has its
     // PendingProcessing event (published here, or by the node that claims
     // it before any status entry exists), and MAIL_EVENTS keeps every event
     // (max_age 0: the ledger's source). The work item's Nats-Msg-Id covers
     // only the duplicate window, for submissions racing this check.
-    if (await hasPendingEvent(deps.jsm, mailId)) {
+    const first = await pendingEvent(deps.jsm, mailId);
+    if (first) {
       log.debug("duplicate submission (its PendingProcessing event exists)");
-      return { kind: "mail.submit.reply", v: 1, mailId, messageId, duplicate: true };
+      return duplicateOf(first);
     }
 
     const now = new Date(deps.clock.now());
@@ -109,7 +121,7 @@ export function createSubmitHandler(deps: SubmitDeps, opts: SubmitOptions): (dat
     }
     const submittedAt = now.toISOString();
     const item: WorkItem = {
-      kind: "mail.work", v: 1, mailId, messageId, submittedAt, envelope, size: raw.length, body, released: false,
+      kind: "mail.work", v: 1, mailId, messageId, submittedAt, envelope, size: raw.length, body, released: false, contentSha256: contentHash,
     };
     let ack;
     try {
@@ -118,13 +130,15 @@ export function createSubmitHandler(deps: SubmitDeps, opts: SubmitOptions): (dat
       throw new FenError("STORE_UNAVAILABLE", "JetStream did not acknowledge the mail; retry with the same idempotency key", { cause: err });
     }
     if (ack.duplicate) {
+      // A submission racing the first one; its event is checked when it is
+      // there already (the first may still be on its way to it).
       log.debug("duplicate submission (inside the duplicate window)");
-      return { kind: "mail.submit.reply", v: 1, mailId, messageId, duplicate: true };
+      return duplicateOf(await pendingEvent(deps.jsm, mailId));
     }
     // The work item is durable: the mail will be processed even if this
     // event fails (the processing node publishes a missing one itself).
     try {
-      await deps.state.begin(mailId, submittedAt, envelope.to);
+      await deps.state.begin(mailId, submittedAt, envelope.to, { contentSha256: contentHash });
     } catch (err) {
       log.warn({ err }, "PendingProcessing event not published; the processing node will publish it");
     }

@@ -103,7 +103,7 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
     const heartbeat = setInterval(() => m.working(), 10_000);
     try {
       let cur = await state.get(item.mailId);
-      if (!cur) cur = await state.begin(item.mailId, item.submittedAt, recipients);
+      if (!cur) cur = await state.begin(item.mailId, item.submittedAt, recipients, item.contentSha256 ? { contentSha256: item.contentSha256 } : {});
       else if (m.info.deliveryCount > 1) await state.republish(cur, recipients);
 
       const r = cur.record;

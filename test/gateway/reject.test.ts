@@ -7,7 +7,7 @@ import type { Actor } from "../../nodes/common/actor.js";
 import { startTestCluster } from "../helpers/cluster.js";
 import type { TestCluster } from "../helpers/cluster.js";
 import { connectAndProvision, startGateway, status, structured, submit } from "../helpers/system.js";
-import { hasPendingEvent } from "../../nodes/gateway/status.js";
+import { pendingEvent } from "../../nodes/gateway/status.js";
 
 let cluster: TestCluster;
 let nc: NatsConnection;
@@ -80,10 +80,22 @@ describe("a mail no processing node has claimed yet", () => {
     expect(st.history.map((e) => e.state)).toEqual(["PendingProcessing"]);
     // Recognised by its event at any age (the work item's Nats-Msg-Id only within the duplicate window).
     const jsm = await jetstreamManager(nc);
-    expect(await hasPendingEvent(jsm, first.mailId)).toBe(true);
-    expect(await hasPendingEvent(jsm, mailIdFromIdempotencyKey("never-submitted"))).toBe(false);
+    expect((await pendingEvent(jsm, first.mailId))?.detail.contentSha256).toMatch(/^[0-9a-f]{64}$/);
+    expect(await pendingEvent(jsm, mailIdFromIdempotencyKey("never-submitted"))).toBeUndefined();
     expect(await submit(nc, req)).toMatchObject({ mailId: first.mailId, duplicate: true });
     expect((await stored()).work).toBe(before.work + 1);
+  });
+
+  it("the same idempotency key for a different mail is IDEMPOTENCY_CONFLICT, and nothing is stored", async () => {
+    const first = await submit(nc, structured("reused", { key: "reused-1", text: "the first mail" }));
+    const before = await stored();
+    const err = await rejected(structured("reused", { key: "reused-1", text: "another mail" }));
+    expect(err.code).toBe("IDEMPOTENCY_CONFLICT");
+    expect(err.fields.map((f) => f.field)).toEqual(["idempotencyKey"]);
+    expect(err.message).toContain(first.mailId);
+    expect(await stored()).toEqual(before);
+    // The same mail again is still a plain duplicate.
+    expect(await submit(nc, structured("reused", { key: "reused-1", text: "the first mail" }))).toMatchObject({ mailId: first.mailId, duplicate: true });
   });
 
   it("an unknown mail id is NOT_FOUND", async () => {

@@ -60,10 +60,12 @@ describe("end to end on a real 3-node cluster", () => {
   it("delivers once when the same idempotency key is submitted twice", async () => {
     const { sink, node } = await pipeline();
     const a = await submit(nc, structured("idem-a", { key: "same-key" }));
-    const b = await submit(nc, structured("idem-b", { key: "same-key" }));
+    // The same mail again (a different mail under the key is IDEMPOTENCY_CONFLICT: test/gateway).
+    const b = await submit(nc, structured("idem-a", { key: "same-key" }));
     expect(b).toMatchObject({ mailId: a.mailId, duplicate: true });
     await until("Sent", async () => (await status(nc, a.mailId)).state === "Sent");
-    const c = await submit(nc, structured("idem-c", { key: "same-key" }));
+    const c = await submit(nc, structured("idem-a", { key: "same-key" }));
+    await expect(submit(nc, structured("idem-c", { key: "same-key" }))).rejects.toMatchObject({ code: "IDEMPOTENCY_CONFLICT" });
     expect(c).toMatchObject({ mailId: a.mailId, duplicate: true });
     await node.drain();
     expect(sink.messages.filter((m) => m.messageId === a.messageId)).toHaveLength(1);
