@@ -1,7 +1,7 @@
 import { z } from "zod";
 import type { ErrorCode, FieldError } from "./errors.js";
 import { FenError, isErrorCode } from "./errors.js";
-import { hasLineBreak, isHeaderName, isMailbox } from "./address.js";
+import { asciiDomainMailbox, hasLineBreak, hasNonAsciiLocalPart, isHeaderName, isMailbox } from "./address.js";
 import { MAIL_STATES } from "./lifecycle.js";
 import { isMailId } from "./ids.js";
 import type { MailId } from "./ids.js";
@@ -15,12 +15,26 @@ import type { MailId } from "./ids.js";
 
 const coded = (code: ErrorCode) => ({ params: { code } });
 
+/**
+ * An RFC 5321 mailbox; an internationalised domain is taken in its ASCII
+ * (A-label) form, so `kunde@bücher.example` is stored and sent as
+ * `kunde@xn--bcher-kva.example`.
+ */
+const Mailbox = z.string().transform(asciiDomainMailbox).superRefine((s, ctx) => {
+  if (isMailbox(s)) return;
+  ctx.addIssue({
+    code: z.ZodIssueCode.custom,
+    message: hasNonAsciiLocalPart(s) ? "non-ASCII local part: it needs SMTPUTF8, which is not supported" : "not a valid mailbox",
+    ...coded("INVALID_ADDRESS"),
+  });
+});
+
 /** A mailbox `local@domain`, or `{ name, address }`. */
 export const AddressSchema = z.union([
-  z.string().refine(isMailbox, { message: "not a valid mailbox", ...coded("INVALID_ADDRESS") }),
+  Mailbox,
   z.object({
     name: z.string().max(256).refine((s) => !hasLineBreak(s), { message: "CR/LF in display name", ...coded("HEADER_INJECTION") }),
-    address: z.string().refine(isMailbox, { message: "not a valid mailbox", ...coded("INVALID_ADDRESS") }),
+    address: Mailbox,
   }).strict(),
 ]);
 export type Address = z.infer<typeof AddressSchema>;
@@ -30,7 +44,6 @@ export function mailboxOf(a: Address): string {
   return typeof a === "string" ? a : a.address;
 }
 
-const Mailbox = z.string().refine(isMailbox, { message: "not a valid mailbox", ...coded("INVALID_ADDRESS") });
 const Base64 = z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/, "not base64");
 const NoBreak = (max: number) =>
   z.string().max(max).refine((s) => !hasLineBreak(s), { message: "contains CR or LF", ...coded("HEADER_INJECTION") });

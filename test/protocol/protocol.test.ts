@@ -53,6 +53,21 @@ describe("codecs", () => {
       ]);
     }
   });
+  it("takes an internationalised domain in its ASCII form; a non-ASCII local part is refused, saying why", () => {
+    const req = Codecs.submitRequest.decode(enc({
+      kind: "mail.submit", v: 1,
+      mail: { raw: "", envelope: { from: "info@bücher.example", to: ["kunde@münchen.example", "plain@example.com"] } },
+    }));
+    expect("raw" in req.mail && req.mail.envelope).toEqual({ from: "info@xn--bcher-kva.example", to: ["kunde@xn--mnchen-3ya.example", "plain@example.com"] });
+    const s = Codecs.submitRequest.decode(enc({ kind: "mail.submit", v: 1, mail: { from: { name: "Jörg", address: "j@bücher.example" }, to: ["a@example.com"] } }));
+    expect("from" in s.mail && s.mail.from).toEqual({ name: "Jörg", address: "j@xn--bcher-kva.example" });
+    try {
+      Codecs.submitRequest.decode(enc({ kind: "mail.submit", v: 1, mail: { from: "a@example.com", to: ["jörg@example.com"] } }));
+      expect.unreachable();
+    } catch (err) {
+      expect((err as FenError).fields).toEqual([{ field: "mail.to.0", code: "INVALID_ADDRESS", message: expect.stringContaining("SMTPUTF8") }]);
+    }
+  });
   it("rejects an unknown version with UNSUPPORTED_VERSION", () => {
     expect(() => Codecs.submitRequest.decode(enc({ kind: "mail.submit", v: 2, mail: {} })))
       .toThrow(expect.objectContaining({ code: "UNSUPPORTED_VERSION" }));
