@@ -132,7 +132,13 @@ export function consumerSpecs(): ConsumerSpec[] {
       // Attempts are counted by the processing node (SMTP attempts), not by
       // redeliveries, so the server never drops a work item on its own.
       max_deliver: -1,
-      max_ack_pending: 2000,
+      // A Deferred mail waits for its retry as a nak(delay) and holds an
+      // ack-pending slot all that time (up to FEN_RETRY_MAX_MS). When the
+      // slots are full the server stops delivering new work, so mail that
+      // defers for long (one relay refusing one domain for an hour) must not
+      // be able to hold back the rest. Nodes bound what they take at once
+      // themselves (FEN_CONCURRENCY); this bounds only the deferred queue.
+      max_ack_pending: 100_000,
       deliver_policy: "all",
     },
     {
