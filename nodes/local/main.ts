@@ -56,14 +56,17 @@ const { values: args } = parseArgs({
     "nats-port": { type: "string", default: "4222" },
     "http-port": { type: "string", default: "9101" },
     "no-auth": { type: "boolean", default: false },
+    "update-specs": { type: "boolean", default: false },
     help: { type: "boolean", default: false },
   },
 });
 if (args.help) {
-  console.log(`usage: npm start [-- --sync-interval=always|2m] [--data-dir=DIR] [--smtp-port=2525] [--nats-port=4222] [--http-port=9101] [--no-auth]
+  console.log(`usage: npm start [-- --sync-interval=always|2m] [--data-dir=DIR] [--smtp-port=2525] [--nats-port=4222] [--http-port=9101] [--no-auth] [--update-specs]
   ports: 0 picks free ones; --http-port is the first of the nodes' four health/metrics ports.
   --no-auth        run the cluster without users (by default every node connects as its role's user,
                    see nodes/local/permissions.ts; passwords are generated once into DATA_DIR/nats/credentials.json)
+  --update-specs   bring streams, consumers and buckets whose configuration differs from the spec
+                   (data from an older version) up to date instead of stopping with SPEC_MISMATCH
   --sync-interval  always (default): every JetStream write is fsynced before it is acknowledged;
                    a duration (e.g. 2m) relaxes that for speed, at the risk of losing the last writes on power loss.`);
   process.exit(0);
@@ -131,7 +134,8 @@ const { steps, smtp } = await (async () => {
     const done = await provision(nc, await jetstreamManager(nc), { replicas: 3 }, {
       clock: systemClock,
       onWait: (what, reason) => { if (!told) say(`waiting for the cluster to place ${what} (${reason})…`); told = true; },
-    });
+    }, { update: args["update-specs"] });
+    for (const s of done) if (s.action === "updated") say(`updated ${s.kind} ${s.name} to the spec: ${s.changed?.join(", ")}`);
     const started = await startSmtpSink({ port: smtpPort, dir: sinkDir });
     sink = started;
     return { steps: done, smtp: started };

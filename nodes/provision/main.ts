@@ -5,7 +5,12 @@ import { createLogger } from "../common/logger.js";
 import { connectNats } from "../common/nats.js";
 import { provision } from "./provision.js";
 
-/** Provisioning job: creates or checks every stream, consumer and bucket, then exits. */
+/**
+ * Provisioning job: creates or checks every stream, consumer and bucket, then
+ * exits. With `--update`, objects that differ from the spec are updated to it
+ * (after an upgrade changed a spec) instead of failing with SPEC_MISMATCH.
+ */
+const update = process.argv.includes("--update");
 const config = (() => {
   try {
     return loadConfig(CommonKeys, process.env);
@@ -20,7 +25,7 @@ try {
   const steps = await provision(nc, await jetstreamManager(nc), { replicas: config.replicas }, {
     clock: systemClock,
     onWait: (what, reason, waitedMs) => log.warn({ what, reason, waitedMs }, "cluster cannot place it yet; waiting"),
-  });
+  }, { update });
   for (const s of steps) log.info(s, "provisioned");
 } catch (err) {
   log.fatal({ err }, "provisioning failed");

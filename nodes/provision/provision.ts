@@ -12,18 +12,25 @@ import { isNoPlacement, isNotFound } from "../common/js-errors.js";
 export interface ProvisionStep {
   readonly kind: "stream" | "consumer" | "kv" | "object";
   readonly name: string;
-  readonly action: "created" | "unchanged";
+  readonly action: "created" | "unchanged" | "updated";
+  /** For "updated": the fields changed, as `field: old → new`. */
+  readonly changed?: readonly string[];
 }
 
-function compare(kind: string, name: string, want: Record<string, unknown>, have: Record<string, unknown>): void {
-  for (const [field, value] of Object.entries(want)) {
-    const got = have[field];
-    if (JSON.stringify(got) !== JSON.stringify(value)) {
-      throw new FenError("SPEC_MISMATCH",
-        `${kind} ${name}: field ${field} is ${JSON.stringify(got)} on the server but the spec says ${JSON.stringify(value)}; ` +
-        `change it with 'nats ${kind === "consumer" ? "consumer" : "stream"} edit' or remove it`);
-    }
-  }
+/** The spec's fields whose server value differs, as `field: old → new`. */
+function differences(want: Record<string, unknown>, have: Record<string, unknown>): string[] {
+  return Object.entries(want)
+    .filter(([field, value]) => JSON.stringify(have[field]) !== JSON.stringify(value))
+    .map(([field, value]) => `${field}: ${JSON.stringify(have[field])} → ${JSON.stringify(value)}`);
+}
+
+function mismatch(kind: string, name: string, diffs: readonly string[]): FenError {
+  const [field] = diffs[0]!.split(":");
+  const [, from, to] = /^[^:]+: (.*) → (.*)$/.exec(diffs[0]!) ?? [];
+  return new FenError("SPEC_MISMATCH",
+    `${kind} ${name}: field ${field} is ${from} on the server but the spec says ${to}` +
+    `${diffs.length > 1 ? ` (and ${diffs.length - 1} more field(s) differ)` : ""}; ` +
+    `provision with update (npm start -- --update-specs), change it with 'nats ${kind === "consumer" ? "consumer" : "stream"} edit', or remove it`);
 }
 
 /** Stream fields a KV/object bucket spec pins, in server terms. */
@@ -73,20 +80,38 @@ export async function placed<T>(what: string, create: () => Promise<T>, wait: Pl
   }
 }
 
+/** How provisioning treats an object whose configuration differs from the spec. */
+export interface ProvisionMode {
+  /**
+   * Update it to the spec (an operator's explicit choice, e.g. after an
+   * upgrade changed a spec) instead of failing. The server refuses fields
+   * that cannot change in place (e.g. a stream's retention or storage);
+   * that error is passed on. @default false
+   */
+  readonly update?: boolean;
+}
+
 /**
  * Creates every stream, consumer and bucket FastEmailNet needs, idempotently:
  * an object whose configuration equals the spec is left alone; one that
  * differs is an error (SPEC_MISMATCH) naming the field, never silently
- * changed. A creation the cluster cannot place yet is retried (see
- * `placed`) until `wait.timeoutMs`.
+ * changed, unless `mode.update` asks for it to be updated. A creation the
+ * cluster cannot place yet is retried (see `placed`) until `wait.timeoutMs`.
  */
-export async function provision(nc: NatsConnection, jsm: JetStreamManager, opts: SpecOptions, wait: PlacementWait): Promise<ProvisionStep[]> {
+export async function provision(
+  nc: NatsConnection, jsm: JetStreamManager, opts: SpecOptions, wait: PlacementWait, mode: ProvisionMode = {},
+): Promise<ProvisionStep[]> {
   const steps: ProvisionStep[] = [];
   for (const spec of streamSpecs(opts)) {
     try {
       const info = await jsm.streams.info(spec.name);
-      compare("stream", spec.name, { ...spec }, info.config as unknown as Record<string, unknown>);
-      steps.push({ kind: "stream", name: spec.name, action: "unchanged" });
+      const diffs = differences({ ...spec }, info.config as unknown as Record<string, unknown>);
+      if (diffs.length === 0) steps.push({ kind: "stream", name: spec.name, action: "unchanged" });
+      else if (!mode.update) throw mismatch("stream", spec.name, diffs);
+      else {
+        await jsm.streams.update(spec.name, { ...info.config, ...spec } as Partial<StreamConfig> as StreamConfig);
+        steps.push({ kind: "stream", name: spec.name, action: "updated", changed: diffs });
+      }
     } catch (err) {
       if (!isNotFound(err)) throw err;
       await placed(`stream ${spec.name}`, () => jsm.streams.add({ ...spec } as Partial<StreamConfig> as StreamConfig), wait);
@@ -97,8 +122,14 @@ export async function provision(nc: NatsConnection, jsm: JetStreamManager, opts:
     const { stream, ...cfg } = spec;
     try {
       const info = await jsm.consumers.info(stream, spec.durable_name);
-      compare("consumer", `${stream}/${spec.durable_name}`, cfg, info.config as unknown as Record<string, unknown>);
-      steps.push({ kind: "consumer", name: `${stream}/${spec.durable_name}`, action: "unchanged" });
+      const name = `${stream}/${spec.durable_name}`;
+      const diffs = differences(cfg, info.config as unknown as Record<string, unknown>);
+      if (diffs.length === 0) steps.push({ kind: "consumer", name, action: "unchanged" });
+      else if (!mode.update) throw mismatch("consumer", name, diffs);
+      else {
+        await jsm.consumers.update(stream, spec.durable_name, cfg);
+        steps.push({ kind: "consumer", name, action: "updated", changed: diffs });
+      }
     } catch (err) {
       if (!isNotFound(err)) throw err;
       await placed(`consumer ${stream}/${spec.durable_name}`, () => jsm.consumers.add(stream, cfg), wait);
@@ -110,8 +141,14 @@ export async function provision(nc: NatsConnection, jsm: JetStreamManager, opts:
     const stream = b.kind === "kv" ? `KV_${b.name}` : `OBJ_${b.name}`;
     try {
       const info = await jsm.streams.info(stream);
-      compare(b.kind === "kv" ? "kv" : "object", b.name, bucketStreamFields(b), info.config as unknown as Record<string, unknown>);
-      steps.push({ kind: b.kind, name: b.name, action: "unchanged" });
+      const want = bucketStreamFields(b);
+      const diffs = differences(want, info.config as unknown as Record<string, unknown>);
+      if (diffs.length === 0) steps.push({ kind: b.kind, name: b.name, action: "unchanged" });
+      else if (!mode.update) throw mismatch(b.kind === "kv" ? "kv" : "object", b.name, diffs);
+      else {
+        await jsm.streams.update(stream, { ...info.config, ...want } as StreamConfig);
+        steps.push({ kind: b.kind, name: b.name, action: "updated", changed: diffs });
+      }
     } catch (err) {
       if (!isNotFound(err)) throw err;
       await placed<unknown>(`${b.kind} ${b.name}`, () => b.kind === "kv"

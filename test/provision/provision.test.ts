@@ -46,4 +46,15 @@ it("provisioning waits for the third server, then creates everything once; a sec
   expect(info.cluster?.replicas?.length).toBe(2);
   await jsm.streams.update(Names.eventsStream, { ...info.config, max_msg_size: 1234 });
   await expect(provision(nc, jsm, { replicas: 3 }, { clock: systemClock })).rejects.toMatchObject({ code: "SPEC_MISMATCH", message: expect.stringContaining("field max_msg_size") });
+
+  // Data from an older version (a consumer limit the spec has since raised): named by default, updated on request.
+  const work = await jsm.consumers.info(Names.workStream, Names.workConsumer);
+  await jsm.consumers.update(Names.workStream, Names.workConsumer, { ...work.config, max_ack_pending: 2000 });
+  const updated = await provision(nc, jsm, { replicas: 3 }, { clock: systemClock }, { update: true });
+  expect(updated.filter((s) => s.action === "updated")).toEqual([
+    { kind: "stream", name: Names.eventsStream, action: "updated", changed: [`max_msg_size: 1234 → ${info.config.max_msg_size}`] },
+    { kind: "consumer", name: `${Names.workStream}/${Names.workConsumer}`, action: "updated", changed: [`max_ack_pending: 2000 → ${work.config.max_ack_pending}`] },
+  ]);
+  expect((await jsm.consumers.info(Names.workStream, Names.workConsumer)).config.max_ack_pending).toBe(work.config.max_ack_pending);
+  expect((await provision(nc, jsm, { replicas: 3 }, { clock: systemClock })).every((s) => s.action === "unchanged")).toBe(true);
 });
