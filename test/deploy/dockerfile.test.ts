@@ -4,7 +4,6 @@ import { chown, mkdir, mkdtemp, rm, stat, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { freePort } from "../../nodes/local/nats-cluster.js";
 import { startSmtpSink } from "../../nodes/local/smtp-sink.js";
 import type { SmtpSink } from "../../nodes/local/smtp-sink.js";
 import { status, structured, submit, until } from "../helpers/system.js";
@@ -64,9 +63,23 @@ async function runImage(cmd: string[], env: Record<string, string>): Promise<{ c
   return { child, log };
 }
 
-async function ready(port: number, log: string[]): Promise<void> {
-  await until(`/readyz 200 (log: ${log.join("").slice(-2000)})`, async () =>
-    (await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => undefined))?.status === 200, 90_000, 200);
+/**
+ * Waits for a node run with FEN_HTTP_PORT=0 to log the port it bound (no
+ * port picked in advance that a concurrent test could take in between) and
+ * to answer /readyz 200. A failure shows the node's log and exit status as
+ * they are then.
+ */
+async function ready({ child, log }: { child: ChildProcess; log: string[] }): Promise<void> {
+  try {
+    const port = await until("the node's health server port in its log", () => {
+      const m = /"port":(\d+),"msg":"health and metrics server listening"/.exec(log.join(""));
+      return m ? Number(m[1]) : undefined;
+    }, 90_000, 200);
+    await until("/readyz 200", async () => (await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => undefined))?.status === 200, 60_000, 200);
+  } catch (err) {
+    const exit = child.exitCode !== null || child.signalCode !== null ? `exited ${child.exitCode ?? child.signalCode}` : "still running";
+    throw new Error(`${(err as Error).message}; the node is ${exit}; its log:\n${log.join("").slice(-3000)}`, { cause: err });
+  }
 }
 
 describe("deploy/Dockerfile, rehearsed", () => {
@@ -85,14 +98,12 @@ describe("deploy/Dockerfile, rehearsed", () => {
 
   it("runs the gateway and a processing node from the image files alone, as uid 1000, and a mail is delivered", async () => {
     const nats = { FEN_NATS_URLS: cl.cluster.urls.join(","), FEN_LOG_LEVEL: "info" };
-    const gwPort = await freePort();
-    const gw = await runImage(image.cmd, { ...nats, FEN_HTTP_PORT: String(gwPort), FEN_NODE_NAME: "image-gw" });
-    const pPort = await freePort();
+    const gw = await runImage(image.cmd, { ...nats, FEN_HTTP_PORT: "0", FEN_NODE_NAME: "image-gw" });
     const proc = await runImage(["nodes/processing/main.ts"], {
-      ...nats, FEN_HTTP_PORT: String(pPort), FEN_NODE_NAME: "image-p1", FEN_SMTP_PORT: String(sink.port),
+      ...nats, FEN_HTTP_PORT: "0", FEN_NODE_NAME: "image-p1", FEN_SMTP_PORT: String(sink.port),
     });
-    await ready(gwPort, gw.log);
-    await ready(pPort, proc.log);
+    await ready(gw);
+    await ready(proc);
     const r = await submit(cl.nc, structured("image", { key: `image-${Date.now()}` }));
     await until("Sent", async () => (await status(cl.nc, r.mailId)).state === "Sent", 60_000);
     expect(sink.messages.filter((m) => m.messageId === r.messageId)).toHaveLength(1);
