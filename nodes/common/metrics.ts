@@ -14,8 +14,12 @@ export interface Metrics {
   readonly rejected: Counter;
   /** Seconds from submission to the relay's 250. */
   readonly deliveryLatency: Histogram;
+  /** Recipients a relay refused at RCPT TO, by class (`transient` ones are retried). */
+  readonly recipientsRefused: Counter<"class">;
   /** Work items not yet delivered to the work consumer (num_pending). */
   readonly workLag: Gauge;
+  /** Work items delivered and not yet acked (num_ack_pending): in flight at the nodes, plus Deferred mails waiting for their retry. */
+  readonly workAckPending: Gauge;
   /** Entries in the ledger (tree size of the latest checkpoint). */
   readonly ledgerHeight: Gauge;
 }
@@ -36,7 +40,15 @@ export function createMetrics(opts: { defaults?: boolean } = {}): Metrics {
       name: "fen_delivery_latency_seconds", help: "Submit to relay acceptance.", registers: [registry],
       buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600],
     }),
+    recipientsRefused: new Counter({
+      name: "fen_recipients_refused_total", help: "Recipients a relay refused at RCPT TO (transient ones are retried).", labelNames: ["class"], registers: [registry],
+    }),
     workLag: new Gauge({ name: "fen_work_consumer_pending", help: "Work items waiting for the processing consumer.", registers: [registry] }),
+    workAckPending: new Gauge({
+      name: "fen_work_consumer_ack_pending",
+      help: "Work items taken and not yet acked: in flight, plus Deferred mails waiting for their retry (the consumer's max_ack_pending caps it).",
+      registers: [registry],
+    }),
     ledgerHeight: new Gauge({ name: "fen_ledger_height", help: "Tree size of the latest ledger checkpoint.", registers: [registry] }),
   };
 }

@@ -3,7 +3,7 @@ import { Names } from "../../protocol/index.js";
 import type { Logger } from "../common/logger.js";
 import type { Metrics } from "../common/metrics.js";
 
-/** Keeps the `fen_work_consumer_pending` gauge (work consumer lag) current. */
+/** Keeps the `fen_work_consumer_pending` (lag) and `fen_work_consumer_ack_pending` (in flight + deferred) gauges current. */
 export interface WorkLagSampler {
   /** Reads the consumer once and sets the gauge; returns `num_pending`. */
   sample(): Promise<number>;
@@ -40,6 +40,7 @@ export function createWorkLagSampler(deps: {
   const sample = async () => {
     const info = await deps.jsm.consumers.info(Names.workStream, Names.workConsumer);
     deps.metrics.workLag.set(info.num_pending);
+    deps.metrics.workAckPending.set(info.num_ack_pending);
     return info.num_pending;
   };
   const tick = () => {

@@ -214,6 +214,7 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
     const sentOrRefused = outcome.kind === "sent" || outcome.kind === "refused" ? outcome : undefined;
     const rejected = sentOrRefused?.rejected.length ? { rejected: [...sentOrRefused.rejected] } : {};
     const later = sentOrRefused ? sentOrRefused.rejected.filter((x) => x.transient).map((x) => x.recipient) : [];
+    for (const x of sentOrRefused?.rejected ?? []) deps.metrics.recipientsRefused.inc({ class: x.transient ? "transient" : "permanent" });
     const retry = outcome.kind === "transient" || later.length > 0;
 
     if (outcome.kind === "sent" && (later.length === 0 || attempt >= config.maxAttempts)) {

@@ -91,6 +91,8 @@ describe("work consumer lag (fen_work_consumer_pending)", () => {
     await expect.poll(async () => { ticks[0]!(); return gauge(); }).toBe(5);
     const text = await metrics.registry.metrics();
     expect(text).toMatch(/^fen_work_consumer_pending 5$/m);
+    // Nothing has taken them: none in flight or deferred.
+    expect(text).toMatch(/^fen_work_consumer_ack_pending 0$/m);
     sampler.stop();
     expect(cancelled).toBe(true);
   });
