@@ -42,6 +42,7 @@ export const ErrorCodes = {
   LEDGER_CORRUPT: { retry: "permanent", doc: "Stored ledger data fails verification (tampered, or not what a block's checkpoint commits to)." },
   PLACEMENT_FAILED: { retry: "transient", doc: "JetStream could not place a replicated stream on enough servers (too few online or heard from) within the provisioning wait." },
   IDEMPOTENCY_CONFLICT: { retry: "permanent", doc: "The idempotency key was used before for a different mail; nothing was stored. A new mail needs a new key." },
+  TOO_MANY_RECIPIENTS: { retry: "permanent", doc: "The mail has more distinct recipients (to, cc and bcc together) than one mail may have (900); nothing was stored." },
   NATS_UNREACHABLE: { retry: "transient", doc: "A client could not connect to any of its NATS servers, or the servers refused its user; nothing was sent." },
 } as const satisfies Record<string, ErrorSpec>;
 

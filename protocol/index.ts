@@ -11,7 +11,7 @@ export {
   ServiceSubjects, StreamSubjects, subjectToken, workSubject, eventSubject, mailEventsFilter,
   quarantineSubject, quarantineRequestSubject, mailIdOfSubject, stateEventsFilter, servicePingSubject,
 } from "./subjects.js";
-export { Names, INLINE_BODY_LIMIT, streamSpecs, consumerSpecs, bucketSpecs } from "./specs.js";
+export { Names, INLINE_BODY_LIMIT, EVENT_MAX_BYTES, streamSpecs, consumerSpecs, bucketSpecs } from "./specs.js";
 export type { SpecOptions, StreamSpec, ConsumerSpec, BucketSpec } from "./specs.js";
 export { isMailbox, hasLineBreak, isHeaderName, domainOf } from "./address.js";
 export {
@@ -19,7 +19,7 @@ export {
   BodyRefSchema, WorkItemSchema, SmtpReplySchema, RecipientRefusalSchema, ClassificationSchema, EventDetailSchema, MailEventSchema,
   StatusRecordSchema, StatusRequestSchema, StatusReplySchema, ClassifyRequestSchema, ClassifyReplySchema,
   QuarantineRequestSchema, QuarantineReplySchema, ErrorReplySchema, LedgerReceiptRefSchema,
-  mailboxOf, fieldErrors, rejectFields,
+  mailboxOf, fieldErrors, rejectFields, MAX_RECIPIENTS,
 } from "./schemas.js";
 export type {
   Address, Envelope, StructuredMail, RawMail, SubmitRequest, SubmitReply, BodyRef, WorkItem, SmtpReply, RecipientRefusal,

@@ -48,6 +48,22 @@ const Base64 = z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/, "not base64");
 const NoBreak = (max: number) =>
   z.string().max(max).refine((s) => !hasLineBreak(s), { message: "contains CR or LF", ...coded("HEADER_INJECTION") });
 
+/**
+ * Most distinct recipients (to, cc and bcc together) one submitted mail may
+ * have. Every life-cycle event of a mail becomes one ledger entry, which
+ * holds a 64-hex commitment per recipient and is at most ENTRY_MAX_BYTES
+ * (64 KiB): 900 leave room for the rest of the entry (pinned by
+ * test/ledger-node/limits.test.ts). Relays take at most 1,000 per
+ * transaction (Postfix's default); more are sent in further transactions.
+ */
+export const MAX_RECIPIENTS = 900;
+
+const tooManyRecipients = (n: number): z.IssueData => ({
+  code: z.ZodIssueCode.custom,
+  message: `${n} recipients; a mail may have at most ${MAX_RECIPIENTS} (to, cc and bcc together): split it`,
+  ...coded("TOO_MANY_RECIPIENTS"),
+});
+
 /** SMTP envelope: reverse path and forward paths. */
 export const EnvelopeSchema = z.object({
   from: Mailbox,
@@ -74,14 +90,20 @@ export const StructuredMailSchema = z.object({
     contentType: NoBreak(255).default("application/octet-stream"),
     content: Base64,
   }).strict()).max(100).default([]),
-}).strict();
+}).strict().superRefine((m, ctx) => {
+  const n = new Set([...m.to, ...m.cc, ...m.bcc].map(mailboxOf)).size;
+  if (n > MAX_RECIPIENTS) ctx.addIssue(tooManyRecipients(n));
+});
 export type StructuredMail = z.infer<typeof StructuredMailSchema>;
 
 /** A ready RFC 5322 message (base64) with its SMTP envelope. */
 export const RawMailSchema = z.object({
   raw: Base64,
   envelope: EnvelopeSchema,
-}).strict();
+}).strict().superRefine((m, ctx) => {
+  const n = new Set(m.envelope.to).size;
+  if (n > MAX_RECIPIENTS) ctx.addIssue(tooManyRecipients(n));
+});
 export type RawMail = z.infer<typeof RawMailSchema>;
 
 /** `mail.submit` request, v1. */

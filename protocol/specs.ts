@@ -82,6 +82,9 @@ export interface BucketSpec {
  */
 export const INLINE_BODY_LIMIT = 512 * 1024;
 
+/** Largest life-cycle event MAIL_EVENTS stores (NATS's default max_payload). */
+export const EVENT_MAX_BYTES = 1024 * 1024;
+
 /** All streams, in creation order. */
 export function streamSpecs(opts: SpecOptions): StreamSpec[] {
   const common = {
@@ -106,7 +109,11 @@ export function streamSpecs(opts: SpecOptions): StreamSpec[] {
       subjects: [StreamSubjects.events],
       retention: "limits",
       duplicate_window: 2 * 3600 * SECOND_NS,
-      max_msg_size: 64 * 1024,
+      // An event carries every recipient's address (and, for an attempt the
+      // relay refused in part, the pending and refused ones): with up to
+      // MAX_RECIPIENTS addresses of up to 254 characters that is far more
+      // than 64 KiB (test/ledger-node/limits.test.ts pins the bound).
+      max_msg_size: EVENT_MAX_BYTES,
       max_age: 0,
     },
     {

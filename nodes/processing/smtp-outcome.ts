@@ -47,6 +47,9 @@ export function smtpReplyOf(x: { responseCode?: number; response?: string; comma
   return { code, response, ...(enhanced ? { enhanced } : {}), ...(x.command ? { command: x.command } : {}) };
 }
 
+/** Characters of a relay's reply kept per refused recipient. */
+export const REFUSAL_REPLY_CHARS = 200;
+
 type NodemailerError = { responseCode?: number; response?: string; command?: string; code?: string; message?: string; recipient?: string };
 
 /**
@@ -57,7 +60,9 @@ type NodemailerError = { responseCode?: number; response?: string; command?: str
 export function recipientRefusals(rejectedErrors: readonly unknown[] | undefined): RecipientRefusal[] {
   return (rejectedErrors ?? []).map((x) => {
     const e = (x ?? {}) as NodemailerError;
-    const smtp = smtpReplyOf(e);
+    const reply = smtpReplyOf(e);
+    // Cut so that an event refusing every one of MAX_RECIPIENTS stays within EVENT_MAX_BYTES.
+    const smtp = reply && { ...reply, response: reply.response.slice(0, REFUSAL_REPLY_CHARS) };
     return { recipient: String(e.recipient ?? ""), transient: !(smtp && smtp.code >= 500), ...(smtp ? { smtp } : {}) };
   });
 }

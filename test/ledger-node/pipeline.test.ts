@@ -2,6 +2,7 @@ import { writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { NatsConnection } from "@nats-io/nats-core";
+import { MAX_RECIPIENTS } from "../../protocol/index.js";
 import type { Actor } from "../../nodes/common/actor.js";
 import { startSmtpSink } from "../../nodes/local/smtp-sink.js";
 import type { SmtpSink } from "../../nodes/local/smtp-sink.js";
@@ -55,4 +56,23 @@ describe("ledger through the real pipeline", () => {
     expect(audit.stdout).toContain("trust root: the key given with --key");
     expect(audit.code).toBe(0);
   }, 60_000);
+
+  it("a mail with the most recipients a mail may have is recorded whole; one more is refused with TOO_MANY_RECIPIENTS", async () => {
+    // Long addresses: the events are large; the entries are not (recipients are 64-hex commitments).
+    const rcpt = (i: number) => `${"r".repeat(50)}${i}@${"d".repeat(60)}.example.net`;
+    const to = Array.from({ length: MAX_RECIPIENTS }, (_, i) => rcpt(i));
+    const half = MAX_RECIPIENTS / 2;
+    const req = structured("many", { key: "many-rcpts" });
+    const reply = await submit(nc, { ...req, mail: { ...req.mail, to: to.slice(0, half), bcc: to.slice(half) } });
+    const st = await until("Sent with every event in the ledger", async () => {
+      const s = await status(nc, reply.mailId);
+      return s.state === "Sent" && (s.ledger?.length ?? 0) === s.history.length && s;
+    }, 60_000, 200);
+    expect(st.history.map((e) => e.state)).toEqual(["PendingProcessing", "Processing", "Validated", "DeliveryScheduled", "Sent"]);
+    expect(sink.messages.find((m) => m.messageId === reply.messageId)?.to).toHaveLength(MAX_RECIPIENTS);
+
+    const over = structured("too-many", { key: "too-many-rcpts" });
+    await expect(submit(nc, { ...over, mail: { ...over.mail, to: to.slice(0, half), cc: [rcpt(-1)], bcc: to.slice(half) } }))
+      .rejects.toMatchObject({ code: "TOO_MANY_RECIPIENTS", fields: [expect.objectContaining({ field: "mail" })] });
+  }, 90_000);
 });
