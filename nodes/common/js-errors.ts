@@ -1,4 +1,5 @@
 import { JetStreamApiError, JetStreamError } from "@nats-io/jetstream";
+import { TimeoutError } from "@nats-io/nats-core";
 
 /** JetStream API error codes meaning "no such stream / consumer / message". */
 const NOT_FOUND_CODES = new Set([10059, 10014, 10037]);
@@ -37,4 +38,13 @@ export function isDuplicateInProcess(err: unknown): boolean {
  */
 export function isNoPlacement(err: unknown): boolean {
   return err instanceof JetStreamApiError && err.code === 10005;
+}
+
+/**
+ * A request that got no answer in time (nats-core's TimeoutError). Whether
+ * the server acted on it is unknown: only an idempotent request may simply
+ * be sent again.
+ */
+export function isRequestTimeout(err: unknown): boolean {
+  return err instanceof TimeoutError;
 }

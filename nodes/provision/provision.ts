@@ -6,7 +6,7 @@ import type { NatsConnection } from "@nats-io/nats-core";
 import { FenError, bucketSpecs, consumerSpecs, streamSpecs } from "../../protocol/index.js";
 import type { BucketSpec, SpecOptions } from "../../protocol/index.js";
 import type { Clock } from "../common/clock.js";
-import { isNoPlacement, isNotFound } from "../common/js-errors.js";
+import { isNoPlacement, isNotFound, isRequestTimeout } from "../common/js-errors.js";
 
 /** What provisioning did with one object. */
 export interface ProvisionStep {
@@ -57,8 +57,11 @@ export interface PlacementWait {
  * placement" (10005). A just-started or just-restarted cluster answers that
  * until its meta leader has heard a statsz from enough peers, which no
  * monitoring endpoint shows beforehand; in CI it happened seconds after
- * every server was healthy and the meta group current. Any other error is
- * thrown at once.
+ * every server was healthy and the meta group current. A create that got no
+ * answer in time (a busy just-started cluster; seen in CI) is sent again
+ * too: creating an object that exists with the same configuration is a
+ * no-op, so whether the first one was applied does not matter. Any other
+ * error is thrown at once.
  */
 export async function placed<T>(what: string, create: () => Promise<T>, wait: PlacementWait): Promise<T> {
   const timeoutMs = wait.timeoutMs ?? 60_000;
@@ -68,7 +71,7 @@ export async function placed<T>(what: string, create: () => Promise<T>, wait: Pl
     try {
       return await create();
     } catch (err) {
-      if (!isNoPlacement(err)) throw err;
+      if (!isNoPlacement(err) && !isRequestTimeout(err)) throw err;
       const waited = clock.now() - start;
       const reason = (err as Error).message;
       if (waited >= timeoutMs) {

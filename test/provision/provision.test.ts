@@ -2,7 +2,8 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import { connect } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { provision } from "../../nodes/provision/index.js";
+import { TimeoutError } from "@nats-io/nats-core";
+import { placed, provision } from "../../nodes/provision/index.js";
 import { Names } from "../../protocol/index.js";
 import { startTestCluster } from "../helpers/cluster.js";
 import type { TestCluster } from "../helpers/cluster.js";
@@ -57,4 +58,15 @@ it("provisioning waits for the third server, then creates everything once; a sec
   ]);
   expect((await jsm.consumers.info(Names.workStream, Names.workConsumer)).config.max_ack_pending).toBe(work.config.max_ack_pending);
   expect((await provision(nc, jsm, { replicas: 3 }, { clock: systemClock })).every((s) => s.action === "unchanged")).toBe(true);
+});
+
+it("a create that timed out is sent again (creating an identical object is a no-op); other errors are not", async () => {
+  let calls = 0;
+  const waits: string[] = [];
+  const created = await placed("stream X", async () => {
+    if (++calls === 1) throw new TimeoutError();
+    return "created";
+  }, { clock: systemClock, intervalMs: 1, onWait: (_w, reason) => waits.push(reason) });
+  expect([created, calls, waits]).toEqual(["created", 2, ["timeout"]]);
+  await expect(placed("stream Y", () => Promise.reject(new Error("boom")), { clock: systemClock })).rejects.toThrow("boom");
 });
