@@ -103,7 +103,7 @@ export function valuesSchema(): Json {
         enabled: bool, resources, ...scheduling,
         keysSecret: closed({ name: str, signingKeyKey: { type: "string", minLength: 1 }, commitmentKeyKey: { type: "string", minLength: 1 } }),
       }, ["resources"]),
-      provision: closed({ enabled: bool, hook: { type: "string", pattern: "^(pre|post)-(install|upgrade)(,(pre|post)-(install|upgrade))*$" }, backoffLimit: int(0), activeDeadlineSeconds: int(1), resources }),
+      provision: closed({ enabled: bool, hook: { type: "string", pattern: "^(pre|post)-(install|upgrade)(,(pre|post)-(install|upgrade))*$" }, updateSpecs: bool, backoffLimit: int(0), activeDeadlineSeconds: int(1), resources }),
       networkPolicy: closed({ enabled: bool, metricsFrom: arr, natsTo: arr, natsPort: int(1), smtpTo: arr, smtpPorts: { type: "array", items: int(1) } }),
       // The official nats chart's values, passed through (its own schema applies when enabled).
       nats: { type: "object", properties: { enabled: bool } },

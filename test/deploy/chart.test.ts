@@ -32,6 +32,14 @@ it("the generated chart files (auth.conf, values.schema.json) match the code", a
   expect(await staleChartFiles(), "regenerate with: node --import tsx deploy/chart-gen.ts").toEqual([]);
 });
 
+it("provision.updateSpecs=true runs the provisioning Job with --update (for an upgrade that changed a spec)", async () => {
+  const provisionCommand = (objects: K8sObject[]) =>
+    workloads(objects).flatMap((w) => w.pod.containers).find((c) => c.command[3] === "nodes/provision/main.ts")?.command;
+  expect(provisionCommand(rendered.get("default")!)).toEqual(["node", "--import", "tsx", "nodes/provision/main.ts"]);
+  expect(provisionCommand(await renderChart({ set: ["provision.updateSpecs=true"] })))
+    .toEqual(["node", "--import", "tsx", "nodes/provision/main.ts", "--update"]);
+});
+
 it("the bundled NATS runs the nats-server version the tests run (deploy/tools/install.sh)", async () => {
   const pinned = /^NATS_SERVER_VERSION=v(\S+)$/m.exec(await readFile(path.join(REPO_ROOT, "deploy/tools/install.sh"), "utf8"))?.[1];
   const values = parse(await readFile(path.join(REPO_ROOT, "deploy/chart/fastemailnet/values.yaml"), "utf8")) as { nats: { container: { image: { tag: string } } } };

@@ -159,7 +159,7 @@ The command is the one test/deploy/chart-smoke.test.ts runs locally.
 - name: {{ .role }}
   image: {{ include "fen.image" .ctx }}
   imagePullPolicy: {{ .ctx.Values.image.pullPolicy }}
-  command: ["node", "--import", "tsx", {{ printf "nodes/%s/main.ts" .role | quote }}]
+  command: ["node", "--import", "tsx", {{ printf "nodes/%s/main.ts" .role | quote }}{{ if and (eq .role "provision") .ctx.Values.provision.updateSpecs }}, "--update"{{ end }}]
   envFrom:
     - configMapRef:
         name: {{ include "fen.fullname" .ctx }}-{{ .role }}
