@@ -255,7 +255,14 @@ export const StatusReplySchema = z.object({
   state: StateSchema,
   attempt: z.number().int().nonnegative(),
   updatedAt: z.string(),
-  history: z.array(MailEventSchema),
+  /** The mail's recipients (from its first event), given once. */
+  recipients: z.array(z.string()).optional(),
+  /**
+   * Every event of the mail, oldest first. An event's `recipients` is left
+   * out when it equals the reply's `recipients` (it always does today), so
+   * a mail with many recipients and many attempts stays one message.
+   */
+  history: z.array(MailEventSchema.extend({ recipients: z.array(z.string()).optional() })),
   ledger: z.array(LedgerReceiptRefSchema).optional(),
 }).strict();
 export type StatusReply = z.infer<typeof StatusReplySchema>;

@@ -85,8 +85,12 @@ export function createStatusHandler(deps: { jsm: JetStreamManager; state: MailSt
     if (!now) {
       throw new FenError("NOT_FOUND", `no mail ${req.mailId}`, { fields: [{ field: "mailId", code: "NOT_FOUND", message: "unknown mail id" }] });
     }
+    const recipients = history[0]?.recipients;
+    const same = (r: readonly string[]) => recipients !== undefined && r.length === recipients.length && r.every((x, i) => x === recipients[i]);
     return {
-      kind: "mail.status.reply", v: 1, mailId: req.mailId, state: now.state, attempt: now.attempt, updatedAt: now.updatedAt, history,
+      kind: "mail.status.reply", v: 1, mailId: req.mailId, state: now.state, attempt: now.attempt, updatedAt: now.updatedAt,
+      ...(recipients ? { recipients } : {}),
+      history: history.map(({ recipients: r, ...ev }) => (same(r) ? ev : { ...ev, recipients: r })),
       ...(ledger && ledger.length > 0 ? { ledger } : {}),
     };
   };

@@ -2,7 +2,7 @@ import { writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { NatsConnection } from "@nats-io/nats-core";
-import { MAX_RECIPIENTS } from "../../protocol/index.js";
+import { Codecs, MAX_RECIPIENTS } from "../../protocol/index.js";
 import type { Actor } from "../../nodes/common/actor.js";
 import { startSmtpSink } from "../../nodes/local/smtp-sink.js";
 import type { SmtpSink } from "../../nodes/local/smtp-sink.js";
@@ -58,8 +58,10 @@ describe("ledger through the real pipeline", () => {
   }, 60_000);
 
   it("a mail with the most recipients a mail may have is recorded whole; one more is refused with TOO_MANY_RECIPIENTS", async () => {
-    // Long addresses: the events are large; the entries are not (recipients are 64-hex commitments).
-    const rcpt = (i: number) => `${"r".repeat(50)}${i}@${"d".repeat(60)}.example.net`;
+    // Addresses of 253 characters, the longest smtp-server takes (RFC 5321's 256-octet path): the events
+    // and the status reply are large; the entries are not (recipients are 64-hex commitments).
+    const domain = `${"a".repeat(63)}.${"b".repeat(63)}.${"c".repeat(57)}.net`;
+    const rcpt = (i: number) => `${String(i).padStart(4, "0")}${"l".repeat(59)}@${domain}`;
     const to = Array.from({ length: MAX_RECIPIENTS }, (_, i) => rcpt(i));
     const half = MAX_RECIPIENTS / 2;
     const req = structured("many", { key: "many-rcpts" });
@@ -70,6 +72,13 @@ describe("ledger through the real pipeline", () => {
     }, 60_000, 200);
     expect(st.history.map((e) => e.state)).toEqual(["PendingProcessing", "Processing", "Validated", "DeliveryScheduled", "Sent"]);
     expect(sink.messages.find((m) => m.messageId === reply.messageId)?.to).toHaveLength(MAX_RECIPIENTS);
+    // The status reply gives the recipients once, not once per event.
+    expect(st.recipients).toHaveLength(MAX_RECIPIENTS);
+    expect(st.history.every((e) => e.recipients === undefined)).toBe(true);
+    // NATS's default max_payload is 1 MiB (the test cluster allows 16): the reply must fit the default.
+    const replyBytes = Codecs.statusReply.encode(st).length;
+    expect(replyBytes).toBeLessThan(1024 * 1024);
+    console.log(`status reply of a mail with ${MAX_RECIPIENTS} recipients of 253 characters: ${replyBytes} bytes`);
 
     const over = structured("too-many", { key: "too-many-rcpts" });
     await expect(submit(nc, { ...over, mail: { ...over.mail, to: to.slice(0, half), cc: [rcpt(-1)], bcc: to.slice(half) } }))
