@@ -2,15 +2,10 @@ import { spawnSync } from "node:child_process";
 import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { afterAll, beforeAll, expect, it } from "vitest";
-import type { NatsConnection } from "@nats-io/nats-core";
-import type { Actor } from "../../nodes/common/actor.js";
-import { startSmtpSink } from "../../nodes/local/smtp-sink.js";
-import type { SmtpSink } from "../../nodes/local/smtp-sink.js";
+import { expect, it } from "vitest";
 import { loadMailClassifier } from "../../nodes/processing/index.js";
-import { startTestCluster } from "../helpers/cluster.js";
-import type { TestCluster } from "../helpers/cluster.js";
-import { connectAndProvision, startGateway, startProcessing, status, submit, until } from "../helpers/system.js";
+import { usePipeline } from "../helpers/suite.js";
+import { startGateway, startProcessing, status, submit, until } from "../helpers/system.js";
 
 const root = path.resolve(import.meta.dirname, "../..");
 const fixture = (name: string) => {
@@ -24,45 +19,32 @@ const rawSubmit = (name: string) => ({
   mail: { raw: fixture(name).toString("base64"), envelope: { from: "sender@example.org", to: ["rcpt@example.net"] } },
 });
 
-let cluster: TestCluster;
-let nc: NatsConnection;
-let sink: SmtpSink;
-const actors: Actor[] = [];
-beforeAll(async () => {
-  cluster = await startTestCluster();
-  nc = await connectAndProvision(cluster.urls);
-  sink = await startSmtpSink();
-  const model = await loadMailClassifier(undefined); // the committed TensorFlow.js model
-  actors.push(await startGateway(nc), await startProcessing(nc, sink.port, {}, model));
-});
-afterAll(async () => {
-  for (const a of actors) await a.drain();
-  await sink?.close();
-  await nc?.close();
-  await cluster?.dispose();
+const p = usePipeline({
+  // The committed TensorFlow.js model.
+  start: async (nc, port) => [await startGateway(nc), await startProcessing(nc, port, {}, await loadMailClassifier(undefined))],
 });
 
 it("with the committed model: known spam is quarantined with its verdict, known ham is delivered", async () => {
   const hams = ["ham-easy-1.eml", "ham-easy-2.eml", "ham-hard-1.eml"];
   const spams = ["spam-1.eml", "spam-2.eml", "spam-3.eml"];
   const replies = new Map<string, Awaited<ReturnType<typeof submit>>>();
-  for (const f of [...hams, ...spams]) replies.set(f, await submit(nc, rawSubmit(f)));
+  for (const f of [...hams, ...spams]) replies.set(f, await submit(p.nc, rawSubmit(f)));
   for (const f of hams) {
-    const st = await until(`${f} Sent`, async () => { const s = await status(nc, replies.get(f)!.mailId); return s.state === "Sent" && s; });
+    const st = await until(`${f} Sent`, async () => { const s = await status(p.nc, replies.get(f)!.mailId); return s.state === "Sent" && s; });
     const c = st.history.find((e) => e.state === "Validated")?.detail.classification;
     expect(c?.verdict).toBe("ham");
     expect(c?.modelVersion).toMatch(/^[0-9a-f]{16}$/);
   }
   for (const f of spams) {
-    const st = await until(`${f} Quarantined`, async () => { const s = await status(nc, replies.get(f)!.mailId); return s.state === "Quarantined" && s; });
+    const st = await until(`${f} Quarantined`, async () => { const s = await status(p.nc, replies.get(f)!.mailId); return s.state === "Quarantined" && s; });
     expect(st.history.at(-1)?.detail.classification?.verdict).toBe("spam");
   }
-  expect(sink.messages).toHaveLength(hams.length);
+  expect(p.sink.messages).toHaveLength(hams.length);
 });
 
 it("a processing node with a missing or corrupt model refuses to start with a clear error", () => {
   const run = (modelDir: string) => spawnSync(process.execPath, ["--import", "tsx", "nodes/processing/main.ts"], {
-    cwd: root, encoding: "utf8", timeout: 60_000, env: { ...process.env, FEN_MODEL_DIR: modelDir, FEN_NATS_URLS: cluster.urls.join(",") },
+    cwd: root, encoding: "utf8", timeout: 60_000, env: { ...process.env, FEN_MODEL_DIR: modelDir, FEN_NATS_URLS: p.cluster.urls.join(",") },
   });
   const missing = run(path.join(os.tmpdir(), "no-such-model"));
   expect(missing.status).toBe(1);

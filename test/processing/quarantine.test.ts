@@ -1,22 +1,17 @@
 import { PassThrough } from "node:stream";
-import { afterAll, beforeAll, expect, it } from "vitest";
+import { expect, it } from "vitest";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
-import type { NatsConnection } from "@nats-io/nats-core";
 import { Codecs, Names, ServiceSubjects, quarantineRequestSubject, quarantineSubject } from "../../protocol/index.js";
 import type { MailId, QuarantineRequest } from "../../protocol/index.js";
 import { main as cli } from "../../nodes/cli/main.js";
-import type { Actor } from "../../nodes/common/actor.js";
 import { systemClock } from "../../nodes/common/clock.js";
 import { createMailStateStore } from "../../nodes/common/mail-state.js";
 import type { MailStateStore } from "../../nodes/common/mail-state.js";
 import { callService } from "../../nodes/common/rpc.js";
-import { startSmtpSink } from "../../nodes/local/smtp-sink.js";
-import type { SmtpSink } from "../../nodes/local/smtp-sink.js";
 import type { MailClassifier } from "../../nodes/processing/index.js";
-import { startTestCluster } from "../helpers/cluster.js";
-import type { TestCluster } from "../helpers/cluster.js";
-import { connectAndProvision, startGateway, startProcessing, status, structured, submit, until } from "../helpers/system.js";
+import { usePipeline } from "../helpers/suite.js";
+import { startGateway, startProcessing, status, structured, submit, until } from "../helpers/system.js";
 
 /**
  * The quarantine policy is tested with a rule classifier (score 0.99 when the
@@ -28,35 +23,21 @@ const ruleClassifier: MailClassifier = {
   classifyRaw: async (raws) => raws.map((r) => ({ score: /^Subject:.*SPAM/m.test(Buffer.from(r).toString("latin1")) ? 0.99 : 0.01 })),
 };
 
-let cluster: TestCluster;
-let nc: NatsConnection;
-let sink: SmtpSink;
-const actors: Actor[] = [];
-beforeAll(async () => {
-  cluster = await startTestCluster();
-  nc = await connectAndProvision(cluster.urls);
-  sink = await startSmtpSink();
-  actors.push(await startGateway(nc), await startProcessing(nc, sink.port, { FEN_QUARANTINE_THRESHOLD: "0.9" }, ruleClassifier));
+const p = usePipeline({
+  start: async (nc, port) => [await startGateway(nc), await startProcessing(nc, port, { FEN_QUARANTINE_THRESHOLD: "0.9" }, ruleClassifier)],
 });
-afterAll(async () => {
-  for (const a of actors) await a.drain();
-  await sink?.close();
-  await nc?.close();
-  await cluster?.dispose();
-});
-
 const quarantine = (req: QuarantineRequest, subject = quarantineRequestSubject(req.kind)) =>
-  callService(nc, subject, Codecs.quarantineRequest, req, Codecs.quarantineReply);
+  callService(p.nc, subject, Codecs.quarantineRequest, req, Codecs.quarantineReply);
 
 /** The mail's status store, as a node sees it (to leave an operator request half done, as a failover would). */
 async function stateStore(): Promise<MailStateStore> {
-  const js = jetstream(nc);
+  const js = jetstream(p.nc);
   return createMailStateStore({ js, kv: await new Kvm(js).open(Names.statusBucket), clock: systemClock, node: "test-operator" });
 }
 
 /** Whether MAIL_QUARANTINE still keeps a copy of the mail. */
 async function kept(mailId: string): Promise<boolean> {
-  const jsm = await jetstreamManager(nc);
+  const jsm = await jetstreamManager(p.nc);
   return (await jsm.streams.getMessage(Names.quarantineStream, { last_by_subj: quarantineSubject(mailId) }).catch(() => null)) !== null;
 }
 
@@ -67,50 +48,50 @@ async function runCli(...argv: string[]): Promise<{ code: number; stdout: string
   const err: Buffer[] = [];
   stdout.on("data", (c: Buffer) => out.push(c));
   stderr.on("data", (c: Buffer) => err.push(c));
-  const code = await cli([...argv, "--server", cluster.urls.join(",")], { stdout, stderr, stdin: new PassThrough(), env: {} });
+  const code = await cli([...argv, "--server", p.cluster.urls.join(",")], { stdout, stderr, stdin: new PassThrough(), env: {} });
   return { code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() };
 }
 
 const quarantinedMail = async (key: string) => {
-  const m = await submit(nc, structured(key, { key, subject: `SPAM ${key}` }));
-  await until(`${key} Quarantined`, async () => (await status(nc, m.mailId)).state === "Quarantined");
+  const m = await submit(p.nc, structured(key, { key, subject: `SPAM ${key}` }));
+  await until(`${key} Quarantined`, async () => (await status(p.nc, m.mailId)).state === "Quarantined");
   return m;
 };
 
 it("quarantines a flagged mail with its verdict, and a released mail is delivered exactly once", async () => {
-  const ham = await submit(nc, structured("ham", { key: "q-ham", subject: "lunch?" }));
-  const spam = await submit(nc, structured("spam", { key: "q-spam", subject: "SPAM cheap pills" }));
-  await until("ham Sent", async () => (await status(nc, ham.mailId)).state === "Sent");
-  const q = await until("spam Quarantined", async () => { const s = await status(nc, spam.mailId); return s.state === "Quarantined" && s; });
+  const ham = await submit(p.nc, structured("ham", { key: "q-ham", subject: "lunch?" }));
+  const spam = await submit(p.nc, structured("spam", { key: "q-spam", subject: "SPAM cheap pills" }));
+  await until("ham Sent", async () => (await status(p.nc, ham.mailId)).state === "Sent");
+  const q = await until("spam Quarantined", async () => { const s = await status(p.nc, spam.mailId); return s.state === "Quarantined" && s; });
   expect(q.history.at(-1)?.detail.classification).toEqual({ score: 0.99, verdict: "spam", modelVersion: "rule-test-1" });
-  expect(sink.messages.map((m) => m.messageId)).toEqual([ham.messageId]);
+  expect(p.sink.messages.map((m) => m.messageId)).toEqual([ham.messageId]);
 
   const listed = await quarantine({ kind: "mail.quarantine.list", v: 1, limit: 100 });
   expect(listed.mails.map((m) => m.mailId)).toEqual([spam.mailId]);
 
   await quarantine({ kind: "mail.quarantine.release", v: 1, mailId: spam.mailId as never, reason: "false positive, checked by ops" });
-  const sent = await until("released mail Sent", async () => { const s = await status(nc, spam.mailId); return s.state === "Sent" && s; });
+  const sent = await until("released mail Sent", async () => { const s = await status(p.nc, spam.mailId); return s.state === "Sent" && s; });
   expect(sent.history.map((e) => e.state)).toEqual([
     "PendingProcessing", "Processing", "Validated", "Quarantined", "PendingProcessing", "Processing", "Validated", "DeliveryScheduled", "Sent",
   ]);
-  expect(sink.messages.filter((m) => m.messageId === spam.messageId)).toHaveLength(1);
+  expect(p.sink.messages.filter((m) => m.messageId === spam.messageId)).toHaveLength(1);
   expect((await quarantine({ kind: "mail.quarantine.list", v: 1, limit: 100 })).mails).toEqual([]);
   // A second release is refused: the mail is no longer quarantined.
   await expect(quarantine({ kind: "mail.quarantine.release", v: 1, mailId: spam.mailId as never, reason: "again" })).rejects.toMatchObject({ code: "NOT_FOUND" });
 });
 
 it("deletes a quarantined mail with a reason (Rejected, never sent)", async () => {
-  const spam = await submit(nc, structured("spam2", { key: "q-spam-2", subject: "SPAM again" }));
-  await until("Quarantined", async () => (await status(nc, spam.mailId)).state === "Quarantined");
+  const spam = await submit(p.nc, structured("spam2", { key: "q-spam-2", subject: "SPAM again" }));
+  await until("Quarantined", async () => (await status(p.nc, spam.mailId)).state === "Quarantined");
   await quarantine({ kind: "mail.quarantine.delete", v: 1, mailId: spam.mailId as never, reason: "confirmed spam" });
-  const st = await status(nc, spam.mailId);
+  const st = await status(p.nc, spam.mailId);
   expect(st.state).toBe("Rejected");
   expect(st.history.at(-1)?.detail.reason).toContain("confirmed spam");
-  expect(sink.messages.some((m) => m.messageId === spam.messageId)).toBe(false);
+  expect(p.sink.messages.some((m) => m.messageId === spam.messageId)).toBe(false);
 });
 
 it("mail.classify answers without storing or sending anything", async () => {
-  const r = await callService(nc, ServiceSubjects.classify, Codecs.classifyRequest,
+  const r = await callService(p.nc, ServiceSubjects.classify, Codecs.classifyRequest,
     { kind: "mail.classify", v: 1, mail: structured("c", { subject: "SPAM?" }).mail }, Codecs.classifyReply);
   expect(r).toMatchObject({ flagged: true, verdict: "spam", modelVersion: "rule-test-1" });
 });
@@ -119,7 +100,7 @@ it("refuses a request whose kind does not match its subject, and changes nothing
   const spam = await quarantinedMail("q-subject");
   await expect(quarantine({ kind: "mail.quarantine.delete", v: 1, mailId: spam.mailId as never, reason: "x" }, ServiceSubjects.quarantineList))
     .rejects.toMatchObject({ code: "BAD_REQUEST" });
-  expect((await status(nc, spam.mailId)).state).toBe("Quarantined");
+  expect((await status(p.nc, spam.mailId)).state).toBe("Quarantined");
   expect(await kept(spam.mailId)).toBe(true);
   await quarantine({ kind: "mail.quarantine.delete", v: 1, mailId: spam.mailId as never, reason: "cleanup" });
 });
@@ -132,8 +113,8 @@ it("a release or delete left half done (state moved, kept copy still there) is f
   await store.advance(cur, [{ state: "PendingProcessing", detail: { reason: "released: first try" } }], ["rcpt@example.net"]);
   expect((await quarantine({ kind: "mail.quarantine.list", v: 1, limit: 100 })).mails.map((m) => m.mailId)).not.toContain(a.mailId);
   await quarantine({ kind: "mail.quarantine.release", v: 1, mailId: a.mailId as never, reason: "second try" });
-  await until("half-released mail Sent", async () => (await status(nc, a.mailId)).state === "Sent");
-  expect(sink.messages.filter((m) => m.messageId === a.messageId)).toHaveLength(1);
+  await until("half-released mail Sent", async () => (await status(p.nc, a.mailId)).state === "Sent");
+  expect(p.sink.messages.filter((m) => m.messageId === a.messageId)).toHaveLength(1);
   expect(await kept(a.mailId)).toBe(false);
 
   // Delete: the mail is Rejected but its kept copy was not removed.
@@ -142,7 +123,7 @@ it("a release or delete left half done (state moved, kept copy still there) is f
   await store.advance(bc, [{ state: "Rejected", detail: { reason: "deleted from quarantine: first try", error: { code: "QUARANTINED", message: "first try" } } }], ["rcpt@example.net"]);
   await quarantine({ kind: "mail.quarantine.delete", v: 1, mailId: b.mailId as never, reason: "second try" });
   expect(await kept(b.mailId)).toBe(false);
-  expect((await status(nc, b.mailId)).state).toBe("Rejected");
+  expect((await status(p.nc, b.mailId)).state).toBe("Rejected");
   // Once finished, a repeat is refused: nothing is kept for it any more.
   await expect(quarantine({ kind: "mail.quarantine.delete", v: 1, mailId: b.mailId as never, reason: "third" })).rejects.toMatchObject({ code: "NOT_FOUND" });
 });
@@ -165,7 +146,7 @@ it("fastemailnet quarantine lists, releases and deletes; bad usage exits 2", asy
   const released = await runCli("quarantine", "release", a.mailId, "--reason", "newsletter the customer asked for");
   expect(released).toMatchObject({ code: 0, stdout: expect.stringContaining(`released ${a.mailId}`) });
   expect(await runCli("quarantine", "delete", b.mailId, "--reason", "confirmed spam")).toMatchObject({ code: 0 });
-  await until("released mail Sent", async () => (await status(nc, a.mailId)).state === "Sent");
+  await until("released mail Sent", async () => (await status(p.nc, a.mailId)).state === "Sent");
   // The operator's reason is in the mail's history as `status` prints it.
   expect((await runCli("status", a.mailId)).stdout).toMatch(/PendingProcessing +#1 .*released: newsletter the customer asked for/);
   expect((await runCli("quarantine", "list")).stdout).toMatch(/^0 quarantined$/m);
