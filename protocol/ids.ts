@@ -44,11 +44,11 @@ export function mailIdFromIdempotencyKey(key: string): MailId {
 }
 
 /**
- * The idempotency key used when a request carries none: a hash of the
- * canonical request body, so an identical resubmission is a duplicate.
+ * The idempotency key used when a request carries none, from the mail's
+ * {@link contentSha256}: an identical resubmission is a duplicate.
  */
-export function contentIdempotencyKey(canonicalBody: string): string {
-  return "content:" + contentSha256(canonicalBody);
+export function contentIdempotencyKey(contentHash: string): string {
+  return "content:" + contentHash;
 }
 
 /**

@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { connect } from "@nats-io/transport-node";
+import { AuthorizationError } from "@nats-io/nats-core";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { FenError } from "../../protocol/index.js";
 import type { CommonConfig } from "../config/index.js";
@@ -37,7 +38,7 @@ export async function connectCli(server: string | undefined, env: Readonly<Recor
     return await connect({ servers, name, ...(user ? { user, pass: env["FEN_NATS_PASSWORD"] ?? "" } : {}) });
   } catch (err) {
     const why = (err as Error).message ?? String(err);
-    const hint = /authori[sz]ation|auth/i.test(why)
+    const hint = err instanceof AuthorizationError
       ? `the servers refused ${user ? `user ${user}` : "a connection without a user"} (set FEN_NATS_USER and FEN_NATS_PASSWORD; npm start prints them)`
       : "set --server or FEN_NATS_URLS to a running cluster (npm start serves nats://127.0.0.1:4222)";
     throw new FenError("NATS_UNREACHABLE", `cannot connect to NATS at ${servers.join(",")}: ${why}; ${hint}`, { cause: err });

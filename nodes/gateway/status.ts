@@ -46,7 +46,6 @@ export async function pendingEvent(jsm: JetStreamManager, mailId: string): Promi
   }
 }
 
-
 /**
  * The mail's ledger entries (`m.<mailId>.<block>` index records of the
  * `ledger` bucket, one batched Direct Get), or undefined when the ledger

@@ -82,7 +82,7 @@ export function createSubmitHandler(deps: SubmitDeps, opts: SubmitOptions): (dat
       canonical = canonicalJson(mail);
     }
     const contentHash = contentSha256(canonical);
-    const mailId = mailIdFromIdempotencyKey(req.idempotencyKey ?? contentIdempotencyKey(canonical));
+    const mailId = mailIdFromIdempotencyKey(req.idempotencyKey ?? contentIdempotencyKey(contentHash));
     const messageId = messageIdFor(mailId, opts.messageIdDomain);
     const log = deps.log.child({ mailId });
     /** A duplicate is the same mail again; the key reused for another mail is refused (it would be dropped). */

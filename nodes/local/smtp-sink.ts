@@ -34,6 +34,9 @@ export interface SmtpSink {
   close(): Promise<void>;
 }
 
+/** A scripted reply as smtp-server sends it: the error's responseCode and message. */
+const smtpError = (r: { code: number; message: string }): Error => Object.assign(new Error(r.message), { responseCode: r.code });
+
 /**
  * A real SMTP server (npm smtp-server) that keeps what it receives: in memory,
  * and as `.eml` files under `dir` when given, so a user can open the
@@ -62,8 +65,7 @@ export async function startSmtpSink(opts: {
     size: 64 * 1024 * 1024,
     onRcptTo(address, session, callback) {
       const scripted = opts.rcpt?.(address.address, session.envelope.rcptTo.length);
-      if (!scripted) return callback();
-      callback(Object.assign(new Error(scripted.message), { responseCode: scripted.code }));
+      callback(scripted ? smtpError(scripted) : undefined);
     },
     onData(stream, session, callback) {
       const chunks: Buffer[] = [];
@@ -75,8 +77,7 @@ export async function startSmtpSink(opts: {
         const messageId = /^message-id:\s*(\S+)/im.exec(head)?.[1];
         const scripted = opts.respond?.(n, messageId);
         if (scripted) {
-          const err = Object.assign(new Error(scripted.message), { responseCode: scripted.code });
-          callback(err);
+          callback(smtpError(scripted));
           return;
         }
         const from = session.envelope.mailFrom ? session.envelope.mailFrom.address : "";

@@ -5,7 +5,7 @@ import type { Service } from "@nats-io/services";
 import {
   Codecs, FenError, Names, ServiceSubjects, quarantineRequestSubject, quarantineSubject, workSubject,
 } from "../../protocol/index.js";
-import type { ClassifyReply, MailId, QuarantineReply, WorkItem } from "../../protocol/index.js";
+import type { ClassifyReply, MailId, QuarantineReply, StatusRecord, WorkItem } from "../../protocol/index.js";
 import type { Clock } from "../common/clock.js";
 import type { Logger } from "../common/logger.js";
 import type { MailStateStore } from "../common/mail-state.js";
@@ -77,6 +77,12 @@ export async function startProcessingService(deps: ProcessingServiceDeps): Promi
     return { cur, msg, resumed };
   };
 
+  /** A mail as a quarantine reply lists it (score -1: no classification recorded). */
+  const listed = (r: StatusRecord, at: string): QuarantineReply["mails"][number] => {
+    const c = r.detail.classification;
+    return { mailId: r.mailId, score: c?.score ?? -1, modelVersion: c?.modelVersion ?? "", at };
+  };
+
   serveEndpoint(service, { name: "quarantine", subject: ServiceSubjects.quarantineAll }, async (data, m) => {
     const req = Codecs.quarantineRequest.decode(data);
     if (m.subject !== quarantineRequestSubject(req.kind)) {
@@ -94,8 +100,7 @@ export async function startProcessingService(deps: ProcessingServiceDeps): Promi
           const item = Codecs.workItem.decode(qm.data);
           const cur = await state.get(item.mailId);
           if (cur?.record.state !== "Quarantined") continue;
-          const c = cur.record.detail.classification;
-          reply.mails.push({ mailId: item.mailId, score: c?.score ?? -1, modelVersion: c?.modelVersion ?? "", at: cur.record.updatedAt });
+          reply.mails.push(listed(cur.record, cur.record.updatedAt));
         }
       } catch (err) {
         if (!isNotFound(err)) throw err; // an empty quarantine
@@ -108,19 +113,17 @@ export async function startProcessingService(deps: ProcessingServiceDeps): Promi
     const { cur, msg, resumed } = await quarantined(req.mailId, release ? "release" : "delete");
     const item: WorkItem = Codecs.workItem.decode(msg.data);
     const recipients = item.envelope.to;
-    const at = resumed ? cur : undefined;
     if (release) {
-      const next = at ?? await state.advance(cur, [{ state: "PendingProcessing", detail: { reason: `${RELEASED} ${req.reason}` } }], recipients);
+      const next = resumed ? cur : await state.advance(cur, [{ state: "PendingProcessing", detail: { reason: `${RELEASED} ${req.reason}` } }], recipients);
       // Same message id for a repeated release of the same quarantine: queued once.
       await js.publish(workSubject(item.mailId), Codecs.workItem.encode({ ...item, released: true }), { msgID: `${item.mailId}.release.${next.record.attempt}` });
       log.info({ mailId: item.mailId, resumed }, "released from quarantine");
     } else {
-      if (!at) await state.advance(cur, [{ state: "Rejected", detail: { reason: `deleted from quarantine: ${req.reason}`, error: { code: "QUARANTINED", message: req.reason } } }], recipients);
+      if (!resumed) await state.advance(cur, [{ state: "Rejected", detail: { reason: `deleted from quarantine: ${req.reason}`, error: { code: "QUARANTINED", message: req.reason } } }], recipients);
       log.info({ mailId: item.mailId, resumed }, "deleted from quarantine");
     }
     await jsm.streams.deleteMessage(Names.quarantineStream, msg.seq, false);
-    const c = cur.record.detail.classification;
-    reply.mails.push({ mailId: item.mailId, score: c?.score ?? -1, modelVersion: c?.modelVersion ?? "", at: new Date(deps.clock.now()).toISOString() });
+    reply.mails.push(listed(cur.record, new Date(deps.clock.now()).toISOString()));
     return Codecs.quarantineReply.encode(reply);
   }, log);
   return service;

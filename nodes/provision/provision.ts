@@ -17,20 +17,28 @@ export interface ProvisionStep {
   readonly changed?: readonly string[];
 }
 
-/** The spec's fields whose server value differs, as `field: old → new`. */
-function differences(want: Record<string, unknown>, have: Record<string, unknown>): string[] {
-  return Object.entries(want)
+/**
+ * The step for an object that exists: "unchanged" when every field the spec
+ * pins has the spec's value; otherwise "updated" through `update` when
+ * `mode.update` asks for it, else SPEC_MISMATCH naming the first field.
+ */
+async function settle(
+  kind: ProvisionStep["kind"], name: string, want: Record<string, unknown>, have: Record<string, unknown>,
+  mode: ProvisionMode, update: () => Promise<unknown>,
+): Promise<ProvisionStep> {
+  const diffs = Object.entries(want)
     .filter(([field, value]) => JSON.stringify(have[field]) !== JSON.stringify(value))
-    .map(([field, value]) => `${field}: ${JSON.stringify(have[field])} → ${JSON.stringify(value)}`);
-}
-
-function mismatch(kind: string, name: string, diffs: readonly string[]): FenError {
-  const [field] = diffs[0]!.split(":");
-  const [, from, to] = /^[^:]+: (.*) → (.*)$/.exec(diffs[0]!) ?? [];
-  return new FenError("SPEC_MISMATCH",
-    `${kind} ${name}: field ${field} is ${from} on the server but the spec says ${to}` +
-    `${diffs.length > 1 ? ` (and ${diffs.length - 1} more field(s) differ)` : ""}; ` +
-    `provision with update (npm start -- --update-specs), change it with 'nats ${kind === "consumer" ? "consumer" : "stream"} edit', or remove it`);
+    .map(([field, value]) => ({ field, have: JSON.stringify(have[field]), want: JSON.stringify(value) }));
+  if (diffs.length === 0) return { kind, name, action: "unchanged" };
+  if (!mode.update) {
+    const [d] = diffs as [typeof diffs[number]];
+    throw new FenError("SPEC_MISMATCH",
+      `${kind} ${name}: field ${d.field} is ${d.have} on the server but the spec says ${d.want}` +
+      `${diffs.length > 1 ? ` (and ${diffs.length - 1} more field(s) differ)` : ""}; ` +
+      `provision with update (npm start -- --update-specs), change it with 'nats ${kind === "consumer" ? "consumer" : "stream"} edit', or remove it`);
+  }
+  await update();
+  return { kind, name, action: "updated", changed: diffs.map((d) => `${d.field}: ${d.have} → ${d.want}`) };
 }
 
 /** Stream fields a KV/object bucket spec pins, in server terms. */
@@ -108,13 +116,8 @@ export async function provision(
   for (const spec of streamSpecs(opts)) {
     try {
       const info = await jsm.streams.info(spec.name);
-      const diffs = differences({ ...spec }, info.config as unknown as Record<string, unknown>);
-      if (diffs.length === 0) steps.push({ kind: "stream", name: spec.name, action: "unchanged" });
-      else if (!mode.update) throw mismatch("stream", spec.name, diffs);
-      else {
-        await jsm.streams.update(spec.name, { ...info.config, ...spec } as Partial<StreamConfig> as StreamConfig);
-        steps.push({ kind: "stream", name: spec.name, action: "updated", changed: diffs });
-      }
+      steps.push(await settle("stream", spec.name, { ...spec }, info.config as unknown as Record<string, unknown>, mode,
+        () => jsm.streams.update(spec.name, { ...info.config, ...spec } as Partial<StreamConfig> as StreamConfig)));
     } catch (err) {
       if (!isNotFound(err)) throw err;
       await placed(`stream ${spec.name}`, () => jsm.streams.add({ ...spec } as Partial<StreamConfig> as StreamConfig), wait);
@@ -125,14 +128,8 @@ export async function provision(
     const { stream, ...cfg } = spec;
     try {
       const info = await jsm.consumers.info(stream, spec.durable_name);
-      const name = `${stream}/${spec.durable_name}`;
-      const diffs = differences(cfg, info.config as unknown as Record<string, unknown>);
-      if (diffs.length === 0) steps.push({ kind: "consumer", name, action: "unchanged" });
-      else if (!mode.update) throw mismatch("consumer", name, diffs);
-      else {
-        await jsm.consumers.update(stream, spec.durable_name, cfg);
-        steps.push({ kind: "consumer", name, action: "updated", changed: diffs });
-      }
+      steps.push(await settle("consumer", `${stream}/${spec.durable_name}`, cfg, info.config as unknown as Record<string, unknown>, mode,
+        () => jsm.consumers.update(stream, spec.durable_name, cfg)));
     } catch (err) {
       if (!isNotFound(err)) throw err;
       await placed(`consumer ${stream}/${spec.durable_name}`, () => jsm.consumers.add(stream, cfg), wait);
@@ -145,13 +142,8 @@ export async function provision(
     try {
       const info = await jsm.streams.info(stream);
       const want = bucketStreamFields(b);
-      const diffs = differences(want, info.config as unknown as Record<string, unknown>);
-      if (diffs.length === 0) steps.push({ kind: b.kind, name: b.name, action: "unchanged" });
-      else if (!mode.update) throw mismatch(b.kind === "kv" ? "kv" : "object", b.name, diffs);
-      else {
-        await jsm.streams.update(stream, { ...info.config, ...want } as StreamConfig);
-        steps.push({ kind: b.kind, name: b.name, action: "updated", changed: diffs });
-      }
+      steps.push(await settle(b.kind, b.name, want, info.config as unknown as Record<string, unknown>, mode,
+        () => jsm.streams.update(stream, { ...info.config, ...want } as StreamConfig)));
     } catch (err) {
       if (!isNotFound(err)) throw err;
       await placed<unknown>(`${b.kind} ${b.name}`, () => b.kind === "kv"
