@@ -58,11 +58,16 @@ const NoBreak = (max: number) =>
  */
 export const MAX_RECIPIENTS = 900;
 
-const tooManyRecipients = (n: number): z.IssueData => ({
-  code: z.ZodIssueCode.custom,
-  message: `${n} recipients; a mail may have at most ${MAX_RECIPIENTS} (to, cc and bcc together): split it`,
-  ...coded("TOO_MANY_RECIPIENTS"),
-});
+/** Adds TOO_MANY_RECIPIENTS when `mailboxes` hold more than MAX_RECIPIENTS distinct ones. */
+const limitRecipients = (mailboxes: readonly string[], ctx: z.RefinementCtx): void => {
+  const n = new Set(mailboxes).size;
+  if (n <= MAX_RECIPIENTS) return;
+  ctx.addIssue({
+    code: z.ZodIssueCode.custom,
+    message: `${n} recipients; a mail may have at most ${MAX_RECIPIENTS} (to, cc and bcc together): split it`,
+    ...coded("TOO_MANY_RECIPIENTS"),
+  });
+};
 
 /** SMTP envelope: reverse path and forward paths. */
 export const EnvelopeSchema = z.object({
@@ -90,20 +95,14 @@ export const StructuredMailSchema = z.object({
     contentType: NoBreak(255).default("application/octet-stream"),
     content: Base64,
   }).strict()).max(100).default([]),
-}).strict().superRefine((m, ctx) => {
-  const n = new Set([...m.to, ...m.cc, ...m.bcc].map(mailboxOf)).size;
-  if (n > MAX_RECIPIENTS) ctx.addIssue(tooManyRecipients(n));
-});
+}).strict().superRefine((m, ctx) => limitRecipients([...m.to, ...m.cc, ...m.bcc].map(mailboxOf), ctx));
 export type StructuredMail = z.infer<typeof StructuredMailSchema>;
 
 /** A ready RFC 5322 message (base64) with its SMTP envelope. */
 export const RawMailSchema = z.object({
   raw: Base64,
   envelope: EnvelopeSchema,
-}).strict().superRefine((m, ctx) => {
-  const n = new Set(m.envelope.to).size;
-  if (n > MAX_RECIPIENTS) ctx.addIssue(tooManyRecipients(n));
-});
+}).strict().superRefine((m, ctx) => limitRecipients(m.envelope.to, ctx));
 export type RawMail = z.infer<typeof RawMailSchema>;
 
 /** `mail.submit` request, v1. */
