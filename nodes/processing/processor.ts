@@ -214,12 +214,16 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
     const sentOrRefused = outcome.kind === "sent" || outcome.kind === "refused" ? outcome : undefined;
     const rejected = sentOrRefused?.rejected.length ? { rejected: [...sentOrRefused.rejected] } : {};
     const later = sentOrRefused ? sentOrRefused.rejected.filter((x) => x.transient).map((x) => x.recipient) : [];
-    for (const x of sentOrRefused?.rejected ?? []) deps.metrics.recipientsRefused.inc({ class: x.transient ? "transient" : "permanent" });
     const retry = outcome.kind === "transient" || later.length > 0;
+    // Counted once the outcome is recorded, like the delivered/deferred/bounced counters.
+    const countRefused = () => {
+      for (const x of sentOrRefused?.rejected ?? []) deps.metrics.recipientsRefused.inc({ class: x.transient ? "transient" : "permanent" });
+    };
 
     if (outcome.kind === "sent" && (later.length === 0 || attempt >= config.maxAttempts)) {
       await advanceDurably(m, cur, [{ state: "Sent", detail: { ...smtp, ...rejected } }], recipients, attempt);
       deps.metrics.delivered.inc();
+      countRefused();
       deps.metrics.deliveryLatency.observe((deps.clock.now() - Date.parse(item.submittedAt)) / 1000);
       alog.info({ smtp: outcome.smtp.code, refused: outcome.rejected.length }, "sent");
       await finish(m);
@@ -235,6 +239,7 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
       const pending = later.length > 0 ? { pending: later } : to.length < recipients.length ? { pending: [...to] } : {};
       await advanceDurably(m, cur, [{ state: "Deferred", detail: { ...smtp, ...rejected, ...pending, retryAt, error: { code: "SMTP_TRANSIENT", message } } }], recipients, attempt);
       deps.metrics.deferred.inc();
+      countRefused();
       alog.info({ delay, smtp: outcome.smtp?.code, pending: later.length || undefined }, "deferred");
       m.nak(delay);
       return;
@@ -243,6 +248,7 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
     const reason = outcome.kind === "transient" || outcome.kind === "permanent" ? outcome.reason : `every recipient refused (${to.length})`;
     await advanceDurably(m, cur, [{ state: "Bounced", detail: { ...smtp, ...rejected, error: { code, message: reason } } }], recipients, attempt);
     deps.metrics.bounced.inc();
+    countRefused();
     alog.info({ smtp: outcome.smtp?.code, code }, "bounced");
     await finish(m);
   };
