@@ -1,18 +1,9 @@
 import { createServer } from "node:net";
-import { PassThrough } from "node:stream";
 import { describe, expect, it } from "vitest";
-import { main } from "../../nodes/cli/main.js";
+import { fastemailnet } from "../helpers/cli.js";
 
 /** Runs the CLI in-process; no server is contacted by these cases. */
-async function run(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  const chunks = { out: [] as Buffer[], err: [] as Buffer[] };
-  stdout.on("data", (c: Buffer) => chunks.out.push(c));
-  stderr.on("data", (c: Buffer) => chunks.err.push(c));
-  const code = await main(argv, { stdout, stderr, stdin: new PassThrough(), env: {} });
-  return { code, stdout: Buffer.concat(chunks.out).toString(), stderr: Buffer.concat(chunks.err).toString() };
-}
+const run = (...argv: string[]) => fastemailnet(undefined, ...argv);
 
 describe("fastemailnet usage", () => {
   it.each([["send", "--help"], ["status", "-h"], ["--help"]])("%s %s prints the usage and exits 0", async (...argv) => {

@@ -1,5 +1,4 @@
 import { randomBytes } from "node:crypto";
-import { PassThrough, Readable } from "node:stream";
 import { jetstream } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import type { KV } from "@nats-io/kv";
@@ -13,6 +12,8 @@ import type { Metrics } from "../../nodes/common/metrics.js";
 import { LedgerKeys, loadConfig } from "../../nodes/config/index.js";
 import { createLedgerNode, ledgerSecrets, runLedgerCommand } from "../../nodes/ledger/index.js";
 import type { BlockCommitted, LedgerNode } from "../../nodes/ledger/index.js";
+import { captureCli } from "../helpers/cli.js";
+import type { CliResult } from "../helpers/cli.js";
 import { pool, testLog } from "../helpers/system.js";
 
 /** A fresh ledger identity: env for a ledger node plus the public key. */
@@ -77,12 +78,5 @@ export async function headSize(kv: KV): Promise<number> {
 }
 
 /** Runs `fastemailnet ledger …` in-process and captures its output. */
-export async function ledgerCli(args: string[], env: Record<string, string>, stdin = ""): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  const chunks = { out: [] as Buffer[], err: [] as Buffer[] };
-  stdout.on("data", (c: Buffer) => chunks.out.push(c));
-  stderr.on("data", (c: Buffer) => chunks.err.push(c));
-  const code = await runLedgerCommand(args, { stdout, stderr, stdin: Readable.from([stdin]), env });
-  return { code, stdout: Buffer.concat(chunks.out).toString("utf8"), stderr: Buffer.concat(chunks.err).toString("utf8") };
-}
+export const ledgerCli = (args: string[], env: Record<string, string>, stdin = ""): Promise<CliResult> =>
+  captureCli((io) => runLedgerCommand(args, io), { env, stdin });

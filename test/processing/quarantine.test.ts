@@ -1,15 +1,14 @@
-import { PassThrough } from "node:stream";
 import { expect, it } from "vitest";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { Codecs, Names, ServiceSubjects, quarantineRequestSubject, quarantineSubject } from "../../protocol/index.js";
 import type { MailId, QuarantineRequest } from "../../protocol/index.js";
-import { main as cli } from "../../nodes/cli/main.js";
 import { systemClock } from "../../nodes/common/clock.js";
 import { createMailStateStore } from "../../nodes/common/mail-state.js";
 import type { MailStateStore } from "../../nodes/common/mail-state.js";
 import { callService } from "../../nodes/common/rpc.js";
 import type { MailClassifier } from "../../nodes/processing/index.js";
+import { fastemailnet } from "../helpers/cli.js";
 import { usePipeline } from "../helpers/suite.js";
 import { startGateway, startProcessing, status, structured, submit, until } from "../helpers/system.js";
 
@@ -42,15 +41,7 @@ async function kept(mailId: string): Promise<boolean> {
 }
 
 /** Runs the `fastemailnet` CLI in-process against the test cluster. */
-async function runCli(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const [stdout, stderr] = [new PassThrough(), new PassThrough()];
-  const out: Buffer[] = [];
-  const err: Buffer[] = [];
-  stdout.on("data", (c: Buffer) => out.push(c));
-  stderr.on("data", (c: Buffer) => err.push(c));
-  const code = await cli([...argv, "--server", p.cluster.urls.join(",")], { stdout, stderr, stdin: new PassThrough(), env: {} });
-  return { code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() };
-}
+const runCli = (...argv: string[]) => fastemailnet(p.cluster.urls, ...argv);
 
 const quarantinedMail = async (key: string) => {
   const m = await submit(p.nc, structured(key, { key, subject: `SPAM ${key}` }));
