@@ -1,7 +1,7 @@
 import { codec } from "./codec.js";
 import {
   ClassifyReplySchema, ClassifyRequestSchema, ErrorReplySchema, MailEventSchema, QuarantineReplySchema,
-  QuarantineRequestSchema, StatusRecordSchema, StatusReplySchema, StatusRequestSchema, SubmitReplySchema,
+  QuarantineRequestSchema, QueueReplySchema, QueueRequestSchema, StatusRecordSchema, StatusReplySchema, StatusRequestSchema, SubmitReplySchema,
   SubmitRequestSchema, WorkItemSchema,
 } from "./schemas.js";
 
@@ -16,6 +16,8 @@ export const Codecs = {
   statusReply: codec("mail.status.reply", 1, StatusReplySchema),
   classifyRequest: codec("mail.classify", 1, ClassifyRequestSchema),
   classifyReply: codec("mail.classify.reply", 1, ClassifyReplySchema),
+  queueRequest: codec("mail.queue", 1, QueueRequestSchema),
+  queueReply: codec("mail.queue.reply", 1, QueueReplySchema),
   quarantineRequest: codec("mail.quarantine", 1, QuarantineRequestSchema),
   quarantineReply: codec("mail.quarantine.reply", 1, QuarantineReplySchema),
   errorReply: codec("error", 1, ErrorReplySchema),

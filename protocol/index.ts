@@ -18,13 +18,13 @@ export {
   AddressSchema, EnvelopeSchema, StructuredMailSchema, RawMailSchema, SubmitRequestSchema, SubmitReplySchema,
   BodyRefSchema, WorkItemSchema, SmtpReplySchema, RecipientRefusalSchema, ClassificationSchema, EventDetailSchema, MailEventSchema,
   StatusRecordSchema, StatusRequestSchema, StatusReplySchema, ClassifyRequestSchema, ClassifyReplySchema,
-  QuarantineRequestSchema, QuarantineReplySchema, ErrorReplySchema, LedgerReceiptRefSchema,
+  QueueRequestSchema, QueueReplySchema, QuarantineRequestSchema, QuarantineReplySchema, ErrorReplySchema, LedgerReceiptRefSchema,
   mailboxOf, fieldErrors, rejectFields, MAX_RECIPIENTS,
 } from "./schemas.js";
 export type {
   Address, Envelope, StructuredMail, RawMail, SubmitRequest, SubmitReply, BodyRef, WorkItem, SmtpReply, RecipientRefusal,
   Classification, EventDetail, MailEvent, StatusRecord, StatusRequest, StatusReply, ClassifyRequest,
-  ClassifyReply, QuarantineRequest, QuarantineReply, ErrorReply,
+  ClassifyReply, QueueRequest, QueueReply, QuarantineRequest, QuarantineReply, ErrorReply,
 } from "./schemas.js";
 export { codec } from "./codec.js";
 export type { Codec } from "./codec.js";

@@ -285,6 +285,49 @@ export const ClassifyReplySchema = z.object({
 }).strict();
 export type ClassifyReply = z.infer<typeof ClassifyReplySchema>;
 
+/**
+ * `mail.queue` request, v1: an operator's `mailq`. Lists the mails in
+ * MAIL_WORK (submitted and not yet settled: waiting, in delivery, or
+ * deferred until a retry), oldest first, from stream sequence `after` + 1.
+ */
+export const QueueRequestSchema = z.object({
+  kind: z.literal("mail.queue"),
+  v: z.literal(1),
+  limit: z.number().int().min(1).max(1000).default(100),
+  /** Page cursor: the reply's `next`. 0 starts at the oldest mail. */
+  after: z.number().int().nonnegative().default(0),
+}).strict();
+export type QueueRequest = z.infer<typeof QueueRequestSchema>;
+
+/** Reply to `mail.queue`, v1. */
+export const QueueReplySchema = z.object({
+  kind: z.literal("mail.queue.reply"),
+  v: z.literal(1),
+  mails: z.array(z.object({
+    mailId: MailIdSchema,
+    /** MAIL_WORK sequence of the mail's work item. */
+    seq: z.number().int().positive(),
+    /** PendingProcessing until a node claims the mail. */
+    state: StateSchema,
+    attempt: z.number().int().nonnegative(),
+    submittedAt: z.string().datetime(),
+    /** When the mail entered `state`. */
+    since: z.string().datetime(),
+    recipients: z.number().int().nonnegative(),
+    /** Deferred: when the next attempt is due, and why the last one failed. */
+    retryAt: z.string().datetime().optional(),
+    error: z.object({ code: z.string(), message: z.string() }).strict().optional(),
+  }).strict()),
+  /** Work items from the first one listed to the end of MAIL_WORK (the whole queue on the first page). */
+  remaining: z.number().int().nonnegative(),
+  /** Work items no node has taken yet, and those a node holds (in delivery or waiting for a retry). */
+  waiting: z.number().int().nonnegative(),
+  held: z.number().int().nonnegative(),
+  /** Cursor for the next page (`after`); absent on the last page. */
+  next: z.number().int().positive().optional(),
+}).strict();
+export type QueueReply = z.infer<typeof QueueReplySchema>;
+
 /** Operator requests on quarantined mail, v1. */
 export const QuarantineRequestSchema = z.discriminatedUnion("kind", [
   z.object({ kind: z.literal("mail.quarantine.list"), v: z.literal(1), limit: z.number().int().min(1).max(1000).default(100) }).strict(),

@@ -16,6 +16,8 @@ export const ServiceSubjects = {
   submit: "mail.submit",
   status: "mail.status",
   classify: "mail.classify",
+  /** The mail queue (MAIL_WORK) as an operator's `mailq`. */
+  queue: "mail.queue",
   quarantineList: "mail.quarantine.list",
   quarantineRelease: "mail.quarantine.release",
   quarantineDelete: "mail.quarantine.delete",

@@ -20,6 +20,7 @@ commands:
   send      --from ADDR --to ADDR[,ADDR] [--cc ..] [--bcc ..] [--subject S] [--text T | --text-file F]
             [--html H] [--raw FILE --to ..] [--key IDEMPOTENCY_KEY] [--json]
   status    MAIL_ID [--json]
+  queue     [--limit N] [--after SEQ] [--json]   the mails not yet settled (mailq)
   classify  [--json] FILE... (or - for stdin)
   quarantine list [--limit N] [--json] | release MAIL_ID --reason R | delete MAIL_ID --reason R
   ledger    verify [--json] | prove MAIL_ID | verify-receipt FILE --key PUBKEY
@@ -34,13 +35,14 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   const out = (s: string) => io.stdout.write(`${s}\n`);
   const err = (s: string) => io.stderr.write(`${s}\n`);
   try {
-    if ((command === "send" || command === "status" || command === "quarantine") && rest.some((a) => a === "--help" || a === "-h")) {
+    if ((command === "send" || command === "status" || command === "queue" || command === "quarantine") && rest.some((a) => a === "--help" || a === "-h")) {
       out(USAGE);
       return 0;
     }
     switch (command) {
       case "send": return await send(rest, io, out);
       case "status": return await status(rest, io, out);
+      case "queue": return await queue(rest, io, out);
       case "quarantine": return await quarantine(rest, io, out);
       case "classify": {
         const { runClassifyCommand } = await import("../classifier/cli.js");
@@ -130,6 +132,36 @@ async function status(argv: string[], io: CliIo, out: (s: string) => void): Prom
       out(`  ${e.at}  ${e.state.padEnd(17)} #${e.attempt} ${e.node}${extra ? `  ${extra}` : ""}`);
     }
     for (const l of r.ledger ?? []) out(`  ledger: entry ${l.index} in tree of ${l.treeSize} (${l.eventId})`);
+    return 0;
+  } finally {
+    await nc.close();
+  }
+}
+
+/**
+ * `queue`: the mails in MAIL_WORK (submitted, not yet Sent, Bounced,
+ * Rejected or Quarantined), oldest first, one page per call, like `mailq`.
+ */
+async function queue(argv: string[], io: CliIo, out: (s: string) => void): Promise<number> {
+  const { values: o, positionals } = parseArgs({
+    args: argv, allowPositionals: true,
+    options: { server: { type: "string" }, json: { type: "boolean", default: false }, limit: { type: "string" }, after: { type: "string" } },
+  });
+  const limit = o.limit === undefined ? 100 : Number(o.limit);
+  const after = o.after === undefined ? 0 : Number(o.after);
+  if (positionals.length > 0 || !Number.isInteger(limit) || limit < 1 || limit > 1000 || !Number.isInteger(after) || after < 0) {
+    throw new FenError("BAD_REQUEST", "usage: queue [--limit 1..1000] [--after SEQ]");
+  }
+  const nc = await connectFrom(o.server, io);
+  try {
+    const r = await callService(nc, ServiceSubjects.queue, Codecs.queueRequest, { kind: "mail.queue", v: 1, limit, after }, Codecs.queueReply);
+    if (o.json) { out(JSON.stringify(r)); return 0; }
+    for (const m of r.mails) {
+      const extra = [m.retryAt ? `retry at ${m.retryAt}` : "", m.error ? `${m.error.code}: ${m.error.message}` : ""].filter(Boolean).join("; ");
+      out(`${m.mailId}  ${m.state.padEnd(17)} #${m.attempt}  since ${m.since}  ${m.recipients} rcpt${extra ? `  ${extra}` : ""}`);
+    }
+    const page = r.next === undefined ? "" : `; next page: queue --after ${r.next}`;
+    out(`${r.mails.length} shown of ${r.remaining} from here (${r.waiting} waiting for a node, ${r.held} held by nodes)${page}`);
     return 0;
   } finally {
     await nc.close();

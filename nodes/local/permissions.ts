@@ -35,7 +35,7 @@ export interface NatsPermissions {
 export const RoleDocs: Readonly<Record<NatsRole, string>> = {
   publisher: "applications that send mail: request mail.submit and mail.status, nothing else",
   gateway: "gateway nodes: serve mail.submit/mail.status, write work items, the first event and mail_bodies; read mail_status",
-  processing: "processing nodes: pull MAIL_WORK/processing, write events, mail_status, quarantine; serve mail.classify and mail.quarantine.*",
+  processing: "processing nodes: pull MAIL_WORK/processing, write events, mail_status, quarantine; serve mail.classify, mail.queue and mail.quarantine.*",
   ledger: "the ledger node: pull MAIL_EVENTS/ledger, the only writer of the ledger bucket; serve ledger.*",
   provision: "the provisioning job: creates and checks streams, consumers and buckets ($JS.API.>)",
   operator: "people with the nats CLI: read streams, consumers, buckets and services; request any service; write nothing directly",
@@ -116,11 +116,13 @@ export function rolePermissions(): Readonly<Record<NatsRole, NatsPermissions>> {
           ...kvReadWrite(Names.statusBucket), ...objectGetDelete(Names.bodiesBucket),
           // The quarantine service lists, and removes a released or deleted mail.
           jsApi.directGet(Names.quarantineStream), jsApi.msgGet(Names.quarantineStream), jsApi.msgDelete(Names.quarantineStream),
+          // `mail.queue` reads the work items it lists.
+          jsApi.directGet(Names.workStream),
         ],
         deny: ledgerWrites,
       },
       subscribe: {
-        allow: [INBOX, ServiceSubjects.classify, ServiceSubjects.quarantineAll, ...microService(Names.processingService)],
+        allow: [INBOX, ServiceSubjects.classify, ServiceSubjects.queue, ServiceSubjects.quarantineAll, ...microService(Names.processingService)],
       },
       allow_responses: true,
     },

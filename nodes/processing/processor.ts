@@ -235,7 +235,9 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
       const tooMany = outcome.kind === "sent" && sentOrRefused!.rejected.every((x) => !x.transient || x.smtp?.code === 452);
       const delay = tooMany ? 0 : backoffDelay({ baseMs: config.retryBaseMs, maxMs: config.retryMaxMs }, attempt, deps.random);
       const retryAt = new Date(deps.clock.now() + delay).toISOString();
-      const message = outcome.kind === "transient" ? outcome.reason : `${later.length} of ${to.length} recipients refused for now`;
+      const first = sentOrRefused?.rejected.find((x) => x.transient);
+      const message = outcome.kind === "transient" ? outcome.reason
+        : `${later.length} of ${to.length} recipients refused for now (${first!.recipient}: ${first!.smtp?.response ?? "no reply"})`;
       const pending = later.length > 0 ? { pending: later } : to.length < recipients.length ? { pending: [...to] } : {};
       await advanceDurably(m, cur, [{ state: "Deferred", detail: { ...smtp, ...rejected, ...pending, retryAt, error: { code: "SMTP_TRANSIENT", message } } }], recipients, attempt);
       deps.metrics.deferred.inc();

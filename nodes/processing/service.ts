@@ -5,7 +5,7 @@ import type { Service } from "@nats-io/services";
 import {
   Codecs, FenError, Names, ServiceSubjects, quarantineRequestSubject, quarantineSubject, workSubject,
 } from "../../protocol/index.js";
-import type { ClassifyReply, MailId, QuarantineReply, StatusRecord, WorkItem } from "../../protocol/index.js";
+import type { ClassifyReply, MailId, QuarantineReply, QueueReply, StatusRecord, WorkItem } from "../../protocol/index.js";
 import type { Clock } from "../common/clock.js";
 import type { Logger } from "../common/logger.js";
 import type { MailStateStore } from "../common/mail-state.js";
@@ -15,6 +15,9 @@ import { composeStructured, messageIdForPreview } from "../gateway/index.js";
 import type { MailClassifier } from "./classifier.js";
 
 export const PROCESSING_VERSION = "0.1.0";
+
+/** Most bytes of work items one `mail.queue` page reads (bodies up to 512 KiB ride in them). */
+const QUEUE_PAGE_BYTES = 8 * 1024 * 1024;
 
 /** Prefix of the reason recorded on a mail released from quarantine. */
 const RELEASED = "released:";
@@ -32,15 +35,15 @@ export interface ProcessingServiceDeps {
 
 /**
  * The `fen-processing` micro-service: `mail.classify` ("would this be
- * flagged?", nothing is stored or sent) and the operator's quarantine
- * requests. A quarantined mail is kept in MAIL_QUARANTINE until an operator
+ * flagged?", nothing is stored or sent), the operator's `mail.queue` (the
+ * mails in MAIL_WORK and their states) and quarantine requests. A quarantined mail is kept in MAIL_QUARANTINE until an operator
  * releases it (a new work item that skips the classifier: delivered once)
  * or deletes it (Rejected, with the operator's reason).
  */
 export async function startProcessingService(deps: ProcessingServiceDeps): Promise<Service> {
   const { js, jsm, state, log } = deps;
   const service = await new Svcm(deps.nc).add({
-    name: Names.processingService, version: PROCESSING_VERSION, description: "FastEmailNet classification and quarantine",
+    name: Names.processingService, version: PROCESSING_VERSION, description: "FastEmailNet classification, queue and quarantine",
   });
 
   serveEndpoint(service, { name: "classify", subject: ServiceSubjects.classify }, async (data) => {
@@ -53,6 +56,42 @@ export async function startProcessingService(deps: ProcessingServiceDeps): Promi
     const flagged = score >= deps.quarantineThreshold;
     const reply: ClassifyReply = { kind: "mail.classify.reply", v: 1, score, verdict: flagged ? "spam" : "ham", flagged, modelVersion: deps.classifier.version };
     return Codecs.classifyReply.encode(reply);
+  }, log);
+
+  /**
+   * `mail.queue`: one page of MAIL_WORK, oldest first, each mail with its
+   * state record (a mail no node has claimed yet is PendingProcessing). A
+   * snapshot: a mail settled while the page is read shows its final state.
+   */
+  serveEndpoint(service, { name: "queue", subject: ServiceSubjects.queue }, async (data) => {
+    const req = Codecs.queueRequest.decode(data);
+    const ci = await jsm.consumers.info(Names.workStream, Names.workConsumer);
+    const reply: QueueReply = {
+      kind: "mail.queue.reply", v: 1, mails: [], remaining: 0, waiting: ci.num_pending, held: ci.num_ack_pending,
+    };
+    let last = 0;
+    let pending = 0;
+    try {
+      const it = await jsm.direct.getBatch(Names.workStream, { seq: req.after + 1, batch: req.limit, max_bytes: QUEUE_PAGE_BYTES });
+      for await (const wm of it) {
+        if (reply.mails.length === 0) reply.remaining = wm.pending + 1;
+        last = wm.seq;
+        pending = wm.pending;
+        const item = Codecs.workItem.decode(wm.data);
+        const r = (await state.get(item.mailId))?.record;
+        const d = r?.detail;
+        reply.mails.push({
+          mailId: item.mailId, seq: wm.seq, state: r?.state ?? "PendingProcessing", attempt: r?.attempt ?? 0,
+          submittedAt: item.submittedAt, since: r?.updatedAt ?? item.submittedAt, recipients: item.envelope.to.length,
+          ...(r?.state === "Deferred" && d?.retryAt ? { retryAt: d.retryAt } : {}),
+          ...(d?.error ? { error: { code: d.error.code, message: d.error.message } } : {}),
+        });
+      }
+    } catch (err) {
+      if (!isNotFound(err)) throw err; // nothing at or after `after` + 1
+    }
+    if (pending > 0) reply.next = last;
+    return Codecs.queueReply.encode(reply);
   }, log);
 
   /**

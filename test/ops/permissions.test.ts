@@ -128,6 +128,11 @@ describe("allowed flows with role users", () => {
     await until("released Sent", async () => (await status(probe("publisher"), spam.mailId)).state === "Sent");
   });
 
+  it("an operator lists the queue (the processing node reads MAIL_WORK for it)", async () => {
+    const r = await callService(probe("operator"), ServiceSubjects.queue, Codecs.queueRequest, { kind: "mail.queue", v: 1, limit: 10, after: 0 }, Codecs.queueReply);
+    expect(r).toMatchObject({ kind: "mail.queue.reply", waiting: expect.any(Number), held: expect.any(Number) });
+  });
+
   it("the nodes never needed a subject their role lacks", async () => {
     // Give the last acks and ledger blocks time to land, then read the logs.
     await until("work drained", async () => {
@@ -155,6 +160,7 @@ describe("forbidden actions are refused by the server", () => {
   it("a publisher cannot call operator or ledger services, nor listen in", async () => {
     await expectPublishRefused("publisher", probe("publisher").request(ServiceSubjects.quarantineList, bytes("{}")), ServiceSubjects.quarantineList);
     await expectPublishRefused("publisher", probe("publisher").request(ServiceSubjects.ledgerHead, bytes("{}")), ServiceSubjects.ledgerHead);
+    await expectPublishRefused("publisher", probe("publisher").request(ServiceSubjects.queue, bytes("{}")), ServiceSubjects.queue);
     await expectSubscribeRefused("publisher", "fen.events.>");
     await expectSubscribeRefused("publisher", ServiceSubjects.submit);
   });

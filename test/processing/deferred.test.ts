@@ -1,6 +1,9 @@
 import { expect, it } from "vitest";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { Names } from "../../protocol/index.js";
+import { Codecs, Names, ServiceSubjects } from "../../protocol/index.js";
+import type { QueueReply } from "../../protocol/index.js";
+import { callService } from "../../nodes/common/rpc.js";
+import { fastemailnet } from "../helpers/cli.js";
 import { pool, startGateway, startProcessing, status, structured, submit, until } from "../helpers/system.js";
 import { usePipeline } from "../helpers/suite.js";
 
@@ -31,3 +34,31 @@ it("2,100 mails deferred for 10 minutes (more than the work consumer's old 2,000
   await until("the fresh mail Sent", async () => (await status(p.nc, fresh.mailId)).state === "Sent", 30_000);
   expect(p.sink.messages.map((m) => m.messageId)).toEqual([fresh.messageId]);
 }, 180_000);
+
+it("mail.queue (the operator's mailq) pages through those deferred mails oldest first, with retry time and error; so does `fastemailnet queue`", async () => {
+  const pages: QueueReply[] = [];
+  for (let after = 0; ;) {
+    const r = await callService(p.nc, ServiceSubjects.queue, Codecs.queueRequest, { kind: "mail.queue", v: 1, limit: 1000, after }, Codecs.queueReply);
+    pages.push(r);
+    if (r.next === undefined) break;
+    after = r.next;
+  }
+  expect(pages.map((r) => [r.mails.length, r.remaining])).toEqual([[1000, 2100], [1000, 1100], [100, 100]]);
+  expect(pages[0]).toMatchObject({ waiting: 0, held: 2100 });
+  const mails = pages.flatMap((r) => r.mails);
+  expect(new Set(mails.map((m) => m.mailId)).size).toBe(2100);
+  expect(mails.every((m, i) => i === 0 || m.seq > mails[i - 1]!.seq)).toBe(true);
+  for (const m of mails) {
+    expect(m).toMatchObject({ state: "Deferred", attempt: 1, recipients: 1, error: { code: "SMTP_TRANSIENT" } });
+    expect(Date.parse(m.retryAt!) - Date.parse(m.since)).toBeGreaterThan(400_000); // the 10-minute backoff, less its jitter
+  }
+
+  const r = await fastemailnet(p.cluster.urls, "queue", "--limit", "2");
+  console.log(`fastemailnet queue --limit 2:\n${r.stdout}`);
+  expect(r.code).toBe(0);
+  const lines = r.stdout.trim().split("\n");
+  expect(lines.slice(0, 2).map((l) => l.split(/\s+/).slice(0, 2))).toEqual(mails.slice(0, 2).map((m) => [m.mailId, "Deferred"]));
+  expect(lines[0]).toMatch(/retry at .*SMTP_TRANSIENT: 1 of 1 recipients refused for now \(user\d+@slow\.example: 451 4\.4\.3 try later\)/);
+  expect(lines[2]).toBe(`2 shown of 2100 from here (0 waiting for a node, 2100 held by nodes); next page: queue --after ${mails[1]!.seq}`);
+  expect((await fastemailnet(p.cluster.urls, "queue", "--limit", "0")).code).toBe(2);
+}, 60_000);
