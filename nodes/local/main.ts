@@ -200,6 +200,7 @@ Mails the classifier flagged wait for an operator:
   ${as("operator", "FEN_NATS")}npx fastemailnet quarantine release MAIL_ID --reason "checked, not spam" --server ${url}
 Look at it (with the operator's NATS_* exported):
   ${as("publisher", "FEN_NATS")}npx fastemailnet status MAIL_ID --server ${url}
+  ${as("operator", "FEN_NATS")}npx fastemailnet queue --server ${url}          # mails not yet settled (mailq)
   .tools/bin/nats -s ${url} micro ls
   .tools/bin/nats -s ${url} stream ls
   .tools/bin/nats -s ${url} stream view MAIL_EVENTS
