@@ -330,7 +330,11 @@ export type QueueReply = z.infer<typeof QueueReplySchema>;
 
 /** Operator requests on quarantined mail, v1. */
 export const QuarantineRequestSchema = z.discriminatedUnion("kind", [
-  z.object({ kind: z.literal("mail.quarantine.list"), v: z.literal(1), limit: z.number().int().min(1).max(1000).default(100) }).strict(),
+  z.object({
+    kind: z.literal("mail.quarantine.list"), v: z.literal(1), limit: z.number().int().min(1).max(1000).default(100),
+    /** Page cursor: the reply's `next`. 0 starts at the oldest kept mail. */
+    after: z.number().int().nonnegative().default(0),
+  }).strict(),
   z.object({ kind: z.literal("mail.quarantine.release"), v: z.literal(1), mailId: MailIdSchema, reason: z.string().min(1).max(1000) }).strict(),
   z.object({ kind: z.literal("mail.quarantine.delete"), v: z.literal(1), mailId: MailIdSchema, reason: z.string().min(1).max(1000) }).strict(),
 ]);
@@ -342,8 +346,10 @@ export const QuarantineReplySchema = z.object({
   v: z.literal(1),
   /** The mails listed, or the one released or deleted. `score` is -1 when no classification was recorded. */
   mails: z.array(z.object({ mailId: z.string(), score: z.number(), modelVersion: z.string(), at: z.string() }).strict()).default([]),
-  /** List: false when the batch was full, so more kept mails may follow. */
+  /** List: false when more kept mails follow this page. */
   done: z.boolean().default(true),
+  /** List: the cursor (`after`) for the next page, when not done. */
+  next: z.number().int().positive().optional(),
 }).strict();
 export type QuarantineReply = z.infer<typeof QuarantineReplySchema>;
 

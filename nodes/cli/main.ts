@@ -22,7 +22,7 @@ commands:
   status    MAIL_ID [--json]
   queue     [--limit N] [--after SEQ] [--json]   the mails not yet settled (mailq)
   classify  [--json] FILE... (or - for stdin)
-  quarantine list [--limit N] [--json] | release MAIL_ID --reason R | delete MAIL_ID --reason R
+  quarantine list [--limit N] [--after SEQ] [--json] | release MAIL_ID --reason R | delete MAIL_ID --reason R
   ledger    verify [--json] | prove MAIL_ID | verify-receipt FILE --key PUBKEY
 
 NATS servers: --server URL[,URL] or FEN_NATS_URLS (default nats://127.0.0.1:4222);
@@ -172,14 +172,18 @@ async function queue(argv: string[], io: CliIo, out: (s: string) => void): Promi
 async function quarantine(argv: string[], io: CliIo, out: (s: string) => void): Promise<number> {
   const { values: o, positionals } = parseArgs({
     args: argv, allowPositionals: true,
-    options: { server: { type: "string" }, json: { type: "boolean", default: false }, limit: { type: "string" }, reason: { type: "string" } },
+    options: {
+      server: { type: "string" }, json: { type: "boolean", default: false }, limit: { type: "string" }, after: { type: "string" }, reason: { type: "string" },
+    },
   });
   const [action, mailId, ...extra] = positionals;
   let req: QuarantineRequest;
   if (action === "list" && mailId === undefined) {
     const limit = o.limit === undefined ? 100 : Number(o.limit);
+    const after = o.after === undefined ? 0 : Number(o.after);
     if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new FenError("BAD_REQUEST", "usage: quarantine list --limit takes 1..1000");
-    req = { kind: "mail.quarantine.list", v: 1, limit };
+    if (!Number.isInteger(after) || after < 0) throw new FenError("BAD_REQUEST", "usage: quarantine list --after takes a reply's next");
+    req = { kind: "mail.quarantine.list", v: 1, limit, after };
   } else if ((action === "release" || action === "delete") && mailId && extra.length === 0) {
     if (!o.reason) throw new FenError("BAD_REQUEST", `usage: quarantine ${action} MAIL_ID needs --reason (it is recorded in the mail's history)`);
     req = { kind: `mail.quarantine.${action}`, v: 1, mailId: mailId as never, reason: o.reason };
@@ -192,7 +196,7 @@ async function quarantine(argv: string[], io: CliIo, out: (s: string) => void): 
     if (o.json) { out(JSON.stringify(r)); return 0; }
     const done = action === "list" ? "" : action === "release" ? "released " : "deleted ";
     for (const m of r.mails) out(`${done}${m.mailId}  score ${m.score >= 0 ? m.score.toFixed(3) : "-"}  model ${m.modelVersion || "-"}  ${m.at}`);
-    if (action === "list") out(r.done ? `${r.mails.length} quarantined` : `${r.mails.length} quarantined shown; more may follow (raise --limit)`);
+    if (action === "list") out(r.done ? `${r.mails.length} quarantined` : `${r.mails.length} quarantined shown; next page: quarantine list --after ${r.next}`);
     return 0;
   } finally {
     await nc.close();

@@ -131,11 +131,13 @@ export async function startProcessingService(deps: ProcessingServiceDeps): Promi
     }
     const reply: QuarantineReply = { kind: "mail.quarantine.reply", v: 1, mails: [], done: true };
     if (req.kind === "mail.quarantine.list") {
-      let read = 0;
+      let last = 0;
+      let pending = 0;
       try {
-        const it = await jsm.direct.getBatch(Names.quarantineStream, { seq: 1, batch: req.limit });
+        const it = await jsm.direct.getBatch(Names.quarantineStream, { seq: req.after + 1, batch: req.limit });
         for await (const qm of it) {
-          read++;
+          last = qm.seq;
+          pending = qm.pending;
           const item = Codecs.workItem.decode(qm.data);
           const cur = await state.get(item.mailId);
           if (cur?.record.state !== "Quarantined") continue;
@@ -144,8 +146,9 @@ export async function startProcessingService(deps: ProcessingServiceDeps): Promi
       } catch (err) {
         if (!isNotFound(err)) throw err; // an empty quarantine
       }
-      // A full batch may have more behind it: the list is the oldest `limit` kept mails.
-      reply.done = read < req.limit;
+      // A page of the oldest `limit` kept mails after `after`; `next` continues it.
+      reply.done = pending === 0;
+      if (!reply.done) reply.next = last;
       return Codecs.quarantineReply.encode(reply);
     }
     const release = req.kind === "mail.quarantine.release";

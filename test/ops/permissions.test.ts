@@ -122,7 +122,7 @@ describe("allowed flows with role users", () => {
   it("quarantine → operator release → Sent", async () => {
     const spam = await submit(probe("publisher"), structured("perm-spam", { key: "perm-spam", subject: "SPAM perm" }));
     await until("Quarantined", async () => (await status(probe("publisher"), spam.mailId)).state === "Quarantined");
-    const listed = await quarantine(probe("operator"), { kind: "mail.quarantine.list", v: 1, limit: 10 });
+    const listed = await quarantine(probe("operator"), { kind: "mail.quarantine.list", v: 1, limit: 10, after: 0 });
     expect(listed.mails.map((m) => m.mailId)).toContain(spam.mailId);
     await quarantine(probe("operator"), { kind: "mail.quarantine.release", v: 1, mailId: spam.mailId as never, reason: "checked" });
     await until("released Sent", async () => (await status(probe("publisher"), spam.mailId)).state === "Sent");

@@ -2,7 +2,7 @@ import { expect, it } from "vitest";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { Codecs, Names, ServiceSubjects, quarantineRequestSubject, quarantineSubject } from "../../protocol/index.js";
-import type { MailId, QuarantineRequest } from "../../protocol/index.js";
+import type { MailId, QuarantineReply, QuarantineRequest } from "../../protocol/index.js";
 import { systemClock } from "../../nodes/common/clock.js";
 import { createMailStateStore } from "../../nodes/common/mail-state.js";
 import type { MailStateStore } from "../../nodes/common/mail-state.js";
@@ -57,7 +57,7 @@ it("quarantines a flagged mail with its verdict, and a released mail is delivere
   expect(q.history.at(-1)?.detail.classification).toEqual({ score: 0.99, verdict: "spam", modelVersion: "rule-test-1" });
   expect(p.sink.messages.map((m) => m.messageId)).toEqual([ham.messageId]);
 
-  const listed = await quarantine({ kind: "mail.quarantine.list", v: 1, limit: 100 });
+  const listed = await quarantine({ kind: "mail.quarantine.list", v: 1, limit: 100, after: 0 });
   expect(listed.mails.map((m) => m.mailId)).toEqual([spam.mailId]);
 
   await quarantine({ kind: "mail.quarantine.release", v: 1, mailId: spam.mailId as never, reason: "false positive, checked by ops" });
@@ -66,7 +66,7 @@ it("quarantines a flagged mail with its verdict, and a released mail is delivere
     "PendingProcessing", "Processing", "Validated", "Quarantined", "PendingProcessing", "Processing", "Validated", "DeliveryScheduled", "Sent",
   ]);
   expect(p.sink.messages.filter((m) => m.messageId === spam.messageId)).toHaveLength(1);
-  expect((await quarantine({ kind: "mail.quarantine.list", v: 1, limit: 100 })).mails).toEqual([]);
+  expect((await quarantine({ kind: "mail.quarantine.list", v: 1, limit: 100, after: 0 })).mails).toEqual([]);
   // A second release is refused: the mail is no longer quarantined.
   await expect(quarantine({ kind: "mail.quarantine.release", v: 1, mailId: spam.mailId as never, reason: "again" })).rejects.toMatchObject({ code: "NOT_FOUND" });
 });
@@ -102,7 +102,7 @@ it("a release or delete left half done (state moved, kept copy still there) is f
   const a = await quarantinedMail("q-half-release");
   const cur = (await store.get(a.mailId as MailId))!;
   await store.advance(cur, [{ state: "PendingProcessing", detail: { reason: "released: first try" } }], ["rcpt@example.net"]);
-  expect((await quarantine({ kind: "mail.quarantine.list", v: 1, limit: 100 })).mails.map((m) => m.mailId)).not.toContain(a.mailId);
+  expect((await quarantine({ kind: "mail.quarantine.list", v: 1, limit: 100, after: 0 })).mails.map((m) => m.mailId)).not.toContain(a.mailId);
   await quarantine({ kind: "mail.quarantine.release", v: 1, mailId: a.mailId as never, reason: "second try" });
   await until("half-released mail Sent", async () => (await status(p.nc, a.mailId)).state === "Sent");
   expect(p.sink.messages.filter((m) => m.messageId === a.messageId)).toHaveLength(1);
@@ -128,7 +128,12 @@ it("fastemailnet quarantine lists, releases and deletes; bad usage exits 2", asy
   expect(listed.stdout).toContain(b.mailId);
   expect(listed.stdout).toMatch(/^2 quarantined$/m);
   const one = await runCli("quarantine", "list", "--limit", "1", "--json");
-  expect(JSON.parse(one.stdout)).toMatchObject({ done: false, mails: [{ mailId: a.mailId }] });
+  const page = JSON.parse(one.stdout) as QuarantineReply;
+  expect(page).toMatchObject({ done: false, next: expect.any(Number), mails: [{ mailId: a.mailId }] });
+  const rest = await runCli("quarantine", "list", "--limit", "1", "--after", String(page.next));
+  expect(rest.stdout).toContain(b.mailId);
+  expect(rest.stdout).toMatch(/^1 quarantined$/m);
+  expect((await runCli("quarantine", "list", "--limit", "1")).stdout).toMatch(new RegExp(`^1 quarantined shown; next page: quarantine list --after ${page.next}$`, "m"));
 
   expect(await runCli("quarantine", "release", a.mailId)).toMatchObject({ code: 2, stderr: expect.stringContaining("needs --reason") });
   expect(await runCli("quarantine", "list", "--limit", "0")).toMatchObject({ code: 2 });
