@@ -89,6 +89,18 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
     await m.ackAck().catch((err: unknown) => log.warn({ err }, "ackAck failed; the redelivery will be acked"));
   };
 
+  /**
+   * Acks a work item whose mail is settled for good (Sent, Bounced or
+   * Rejected), after dropping its body object if it has one: nothing will
+   * read it again. Dropped first, so a node dying in between leaves no
+   * orphan (the redelivery finds the outcome and comes here again). A
+   * quarantined mail keeps its body for a release.
+   */
+  const settle = async (m: JsMsg, item: WorkItem) => {
+    if ("object" in item.body) await bodies.delete(item.body.object).catch(() => undefined);
+    await finish(m);
+  };
+
   const handle = async (m: JsMsg): Promise<void> => {
     let item: WorkItem;
     try {
@@ -109,7 +121,7 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
       const r = cur.record;
       if (isTerminal(r.state)) {
         mlog.debug({ state: r.state }, "outcome already recorded; acking without sending");
-        await finish(m);
+        await (r.state === "Quarantined" ? finish(m) : settle(m, item));
         return;
       }
       if (r.state === "Deferred" && r.detail.retryAt) {
@@ -128,7 +140,7 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
       } catch (err) {
         await state.advance(cur, [{ state: "Processing", detail: processing }, { state: "Rejected", detail: { error: { code: "INVALID_MIME", message: String((err as Error).message).slice(0, 300) } } }], recipients, attempt);
         deps.metrics.rejected.inc();
-        await finish(m);
+        await settle(m, item);
         return;
       }
 
@@ -226,8 +238,7 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
       countRefused();
       deps.metrics.deliveryLatency.observe((deps.clock.now() - Date.parse(item.submittedAt)) / 1000);
       alog.info({ smtp: outcome.smtp.code, refused: outcome.rejected.length }, "sent");
-      await finish(m);
-      if ("object" in item.body) await bodies.delete(item.body.object).catch(() => undefined);
+      await settle(m, item);
       return;
     }
     if (retry && attempt < config.maxAttempts) {
@@ -252,7 +263,7 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
     deps.metrics.bounced.inc();
     countRefused();
     alog.info({ smtp: outcome.smtp?.code, code }, "bounced");
-    await finish(m);
+    await settle(m, item);
   };
 
   return {
@@ -264,7 +275,7 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
       bodies = await new Objm(js).open(Names.bodiesBucket);
       state = createMailStateStore({ js, kv, clock: deps.clock, node: deps.node });
       service = await startProcessingService({
-        nc: deps.nc, js, jsm: await jetstreamManager(deps.nc), state, classifier: deps.classifier, clock: deps.clock, log,
+        nc: deps.nc, js, jsm: await jetstreamManager(deps.nc), state, bodies, classifier: deps.classifier, clock: deps.clock, log,
         quarantineThreshold: config.quarantineThreshold,
       });
       const consumer = await js.consumers.get(Names.workStream, Names.workConsumer);

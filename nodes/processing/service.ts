@@ -1,5 +1,6 @@
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
+import type { ObjectStore } from "@nats-io/obj";
 import { Svcm } from "@nats-io/services";
 import type { Service } from "@nats-io/services";
 import {
@@ -27,6 +28,8 @@ export interface ProcessingServiceDeps {
   readonly js: JetStreamClient;
   readonly jsm: JetStreamManager;
   readonly state: MailStateStore;
+  /** mail_bodies: a deleted quarantined mail's body object is dropped. */
+  readonly bodies: ObjectStore;
   readonly classifier: MailClassifier;
   readonly clock: Clock;
   readonly log: Logger;
@@ -162,6 +165,7 @@ export async function startProcessingService(deps: ProcessingServiceDeps): Promi
       log.info({ mailId: item.mailId, resumed }, "released from quarantine");
     } else {
       if (!resumed) await state.advance(cur, [{ state: "Rejected", detail: { reason: `deleted from quarantine: ${req.reason}`, error: { code: "QUARANTINED", message: req.reason } } }], recipients);
+      if ("object" in item.body) await deps.bodies.delete(item.body.object).catch(() => undefined);
       log.info({ mailId: item.mailId, resumed }, "deleted from quarantine");
     }
     await jsm.streams.deleteMessage(Names.quarantineStream, msg.seq, false);

@@ -139,6 +139,16 @@ describe("end to end on a real 3-node cluster", () => {
     const ci = await jsm.consumers.info(Names.workStream, Names.workConsumer);
     expect(ci.num_ack_pending + ci.num_pending).toBe(0);
   });
+
+  it("drops a bounced mail's body object too (only a quarantined mail keeps one)", async () => {
+    const { node } = await pipeline(() => ({ code: 550, message: "5.1.1 mailbox unavailable" }));
+    const r = await submit(nc, structured("big-bounce", { key: "big-bounce-1", text: "x".repeat(700 * 1024) }));
+    const bodies = await new Objm(jetstream(nc)).open(Names.bodiesBucket);
+    expect(await bodies.info(r.mailId)).not.toBeNull();
+    await until("Bounced", async () => (await status(nc, r.mailId)).state === "Bounced");
+    await until("body object deleted", async () => { const i = await bodies.info(r.mailId); return (i === null || i.deleted) && true; });
+    await node.drain();
+  });
 });
 
 /**

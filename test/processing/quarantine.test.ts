@@ -1,6 +1,7 @@
 import { expect, it } from "vitest";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
+import { Objm } from "@nats-io/obj";
 import { Codecs, Names, ServiceSubjects, quarantineRequestSubject, quarantineSubject } from "../../protocol/index.js";
 import type { MailId, QuarantineReply, QuarantineRequest } from "../../protocol/index.js";
 import { systemClock } from "../../nodes/common/clock.js";
@@ -71,10 +72,15 @@ it("quarantines a flagged mail with its verdict, and a released mail is delivere
   await expect(quarantine({ kind: "mail.quarantine.release", v: 1, mailId: spam.mailId as never, reason: "again" })).rejects.toMatchObject({ code: "NOT_FOUND" });
 });
 
-it("deletes a quarantined mail with a reason (Rejected, never sent)", async () => {
-  const spam = await submit(p.nc, structured("spam2", { key: "q-spam-2", subject: "SPAM again" }));
+it("deletes a quarantined mail with a reason (Rejected, never sent), and drops its body object", async () => {
+  // A body over the inline limit rides in mail_bodies: kept while quarantined, dropped on delete.
+  const spam = await submit(p.nc, structured("spam2", { key: "q-spam-2", subject: "SPAM again", text: "x".repeat(700 * 1024) }));
   await until("Quarantined", async () => (await status(p.nc, spam.mailId)).state === "Quarantined");
+  const bodies = await new Objm(jetstream(p.nc)).open(Names.bodiesBucket);
+  expect((await bodies.info(spam.mailId))?.deleted).toBe(false);
   await quarantine({ kind: "mail.quarantine.delete", v: 1, mailId: spam.mailId as never, reason: "confirmed spam" });
+  const gone = await bodies.info(spam.mailId);
+  expect(gone === null || gone.deleted).toBe(true);
   const st = await status(p.nc, spam.mailId);
   expect(st.state).toBe("Rejected");
   expect(st.history.at(-1)?.detail.reason).toContain("confirmed spam");
