@@ -128,7 +128,12 @@ async function status(argv: string[], io: CliIo, out: (s: string) => void): Prom
     out(`${r.mailId}  ${r.state}  attempt ${r.attempt}  updated ${r.updatedAt}`);
     for (const e of r.history) {
       const d = e.detail;
-      const extra = [d.smtp ? `${d.smtp.code} ${d.smtp.response}` : "", d.error ? d.error.code : "", d.reason ?? "", refusedText(d.rejected), d.pending ? `${d.pending.length} recipient(s) pending` : "", d.classification ? `score ${d.classification.score.toFixed(3)}` : "", d.inDoubt ? "in doubt" : ""].filter(Boolean).join("; ");
+      const extra = [
+        d.smtp ? (d.smtp.response.startsWith(String(d.smtp.code)) ? d.smtp.response : `${d.smtp.code} ${d.smtp.response}`).slice(0, 200) : "",
+        d.error ? `${d.error.code}: ${d.error.message}`.slice(0, 300) : "", d.reason ?? "", refusedText(d.rejected),
+        d.pending ? `${d.pending.length} recipient(s) pending` : "", d.retryAt ? `retry at ${d.retryAt}` : "",
+        d.classification ? `score ${d.classification.score.toFixed(3)}` : "", d.inDoubt ? "in doubt (may have reached the relay)" : "",
+      ].filter(Boolean).join("; ");
       out(`  ${e.at}  ${e.state.padEnd(17)} #${e.attempt} ${e.node}${extra ? `  ${extra}` : ""}`);
     }
     for (const l of r.ledger ?? []) out(`  ledger: entry ${l.index} in tree of ${l.treeSize} (${l.eventId})`);

@@ -21,7 +21,22 @@ export interface RelayOptions {
   readonly user?: string | undefined;
   readonly password?: string | undefined;
   readonly poolSize: number;
+  /** Socket (idle), connection and greeting timeout. */
   readonly timeoutMs: number;
+  /** Longest one mail's transaction may take, from `send` to the relay's last reply, however busy the relay keeps the socket. */
+  readonly transactionTimeoutMs: number;
+}
+
+/** The relay options of a processing node's configuration. */
+export function relayOptions(config: {
+  smtpHost: string; smtpPort: number; smtpSecure: boolean; smtpRequireTls: boolean; smtpTlsRejectUnauthorized: boolean;
+  smtpUser?: string | undefined; smtpPassword?: string | undefined; smtpPoolSize: number; smtpTimeoutMs: number; smtpTransactionTimeoutMs: number;
+}): RelayOptions {
+  return {
+    host: config.smtpHost, port: config.smtpPort, secure: config.smtpSecure, requireTls: config.smtpRequireTls,
+    tlsRejectUnauthorized: config.smtpTlsRejectUnauthorized, user: config.smtpUser, password: config.smtpPassword,
+    poolSize: config.smtpPoolSize, timeoutMs: config.smtpTimeoutMs, transactionTimeoutMs: config.smtpTransactionTimeoutMs,
+  };
 }
 
 /** nodemailer's `getSocket` hook: hands over an already connected socket (`connection`) or an error. */
@@ -62,18 +77,69 @@ export function connectNoDelay(host: string, port: number, timeoutMs: number): G
 }
 
 /**
+ * What of nodemailer 6.10's pool this module reaches into (not public API;
+ * nodemailer is pinned, and test/processing/delivery.test.ts fails if this
+ * stops working): the queue of mails waiting for a connection, and each
+ * connection's current mail, last reply and socket. A mail is recognised by
+ * its `raw` object, unique per `send`.
+ */
+interface PoolInternals {
+  readonly _queue?: { mail?: { data?: { raw?: unknown } } }[];
+  readonly _connections?: {
+    queueEntry?: { mail?: { data?: { raw?: unknown } } } | false;
+    connection?: { lastServerResponse?: string | false; _socket?: net.Socket & { socket?: net.Socket } };
+  }[];
+}
+
+const connectionOf = (pool: PoolInternals, raw: unknown) =>
+  pool._connections?.find((c) => c.queueEntry && c.queueEntry.mail?.data?.raw === raw)?.connection;
+
+/**
+ * Whether the relay had answered DATA with 354 on the mail's connection: its
+ * content was going out, so if no reply to the final "." came, the relay
+ * may have it. Before 354 the relay cannot have taken the mail.
+ */
+const inDataPhase = (pool: PoolInternals, raw: unknown): boolean =>
+  String(connectionOf(pool, raw)?.lastServerResponse || "").startsWith("354");
+
+/**
+ * Gives up on the mail: out of the queue if it still waits for a
+ * connection; otherwise its connection is destroyed, so a relay that keeps
+ * the session busy (continuation lines, a byte at a time) cannot hold the
+ * connection either.
+ */
+function abandon(pool: PoolInternals, raw: unknown): void {
+  const queued = pool._queue?.findIndex((e) => e.mail?.data?.raw === raw) ?? -1;
+  if (queued >= 0) {
+    pool._queue!.splice(queued, 1);
+    return;
+  }
+  const socket = connectionOf(pool, raw)?._socket;
+  (socket?.socket ?? socket)?.destroy();
+}
+
+/**
  * A pooled nodemailer SMTP transport. STARTTLS is used whenever the relay
  * offers it (nodemailer's default unless `ignoreTLS`); `requireTls` refuses
- * to send in clear. The message is sent as is (`raw`): composition and the
- * Message-ID were fixed at submission, so a retry sends the same bytes.
+ * to send in clear, and without it a relay that offers STARTTLS and then
+ * refuses it gets the mail in clear (opportunistic TLS, as Postfix's "may").
+ * The message is sent as is (`raw`): composition and the Message-ID were
+ * fixed at submission, so a retry sends the same bytes.
+ *
+ * Retries are the node's alone: nodemailer's own re-queueing of a mail whose
+ * connection closed mid-send is off (`maxRequeues: 0`), as it would send
+ * again, unrecorded, a mail the relay may already have.
  */
 export function createDelivery(opts: RelayOptions): Delivery {
-  const transport: Transporter<SMTPPool.SentMessageInfo> = nodemailer.createTransport({
+  // `maxRequeues` is an SMTPPool option the type definitions lack.
+  const options: SMTPPool.Options & { maxRequeues: number } = {
     pool: true,
     host: opts.host,
     port: opts.port,
     secure: opts.secure,
     requireTLS: opts.requireTls,
+    opportunisticTLS: !opts.requireTls,
+    maxRequeues: 0,
     tls: { rejectUnauthorized: opts.tlsRejectUnauthorized },
     maxConnections: opts.poolSize,
     getSocket: connectNoDelay(opts.host, opts.port, opts.timeoutMs),
@@ -82,16 +148,38 @@ export function createDelivery(opts: RelayOptions): Delivery {
     greetingTimeout: opts.timeoutMs,
     socketTimeout: opts.timeoutMs,
     ...(opts.user ? { auth: { user: opts.user, pass: opts.password ?? "" } } : {}),
-  });
+  };
+  const transport: Transporter<SMTPPool.SentMessageInfo> = nodemailer.createTransport(options);
   return {
     async send(envelope, raw) {
-      try {
-        const info = await transport.sendMail({ envelope: { from: envelope.from, to: [...envelope.to] }, raw });
-        const smtp = smtpReplyOf({ response: info.response }) ?? { code: 250, response: String(info.response) };
-        return { kind: "sent", smtp, rejected: recipientRefusals((info as { rejectedErrors?: unknown[] }).rejectedErrors) };
-      } catch (err) {
-        return classifyFailure(err);
+      const pool = transport.transporter as unknown as PoolInternals;
+      // A view of the same bytes: a new object, by which the pool's entry for this mail is found.
+      const body = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
+      let timer: NodeJS.Timeout | undefined;
+      type Result = { readonly info: SMTPPool.SentMessageInfo } | { readonly err: unknown; readonly inData: boolean; readonly expired?: true };
+      const result = await new Promise<Result>((resolve) => {
+        timer = setTimeout(() => {
+          const inData = inDataPhase(pool, body);
+          abandon(pool, body);
+          resolve({ err: undefined, inData, expired: true });
+        }, opts.transactionTimeoutMs);
+        // The callback runs while the pool still knows the mail's connection (and its last reply).
+        transport.sendMail({ envelope: { from: envelope.from, to: [...envelope.to] }, raw: body }, (err, info) => {
+          resolve(err ? { err, inData: inDataPhase(pool, body) } : { info });
+        });
+      });
+      clearTimeout(timer);
+      if ("info" in result) {
+        const smtp = smtpReplyOf({ response: result.info.response }) ?? { code: 250, response: String(result.info.response) };
+        return { kind: "sent", smtp, rejected: recipientRefusals((result.info as { rejectedErrors?: unknown[] }).rejectedErrors) };
       }
+      if (result.expired) {
+        const reason = `the relay did not finish the transaction within ${opts.transactionTimeoutMs} ms`;
+        return { kind: "transient", reason, ...(result.inData ? { inDoubt: true } : {}) };
+      }
+      const o = classifyFailure(result.err);
+      // No reply to the final "." (the connection broke or timed out in the data phase): the relay may have it (RFC 1047).
+      return o.kind === "transient" && !o.smtp && result.inData ? { ...o, inDoubt: true } : o;
     },
     close: () => transport.close(),
   };

@@ -1,12 +1,12 @@
 /** The processing node: work items → parsed, classified, delivered mail. */
 export { createProcessingNode } from "./processor.js";
 export type { ProcessingDeps, ProcessingNode } from "./processor.js";
-export { createDelivery } from "./delivery.js";
+export { createDelivery, relayOptions } from "./delivery.js";
 export type { Delivery, RelayOptions } from "./delivery.js";
 export { passThroughClassifier, createBatchingClassifier } from "./classifier.js";
 export type { MailClassifier, MailScore } from "./classifier.js";
 export { loadMailClassifier } from "./load-classifier.js";
 export { backoffDelay } from "./backoff.js";
 export type { BackoffPolicy } from "./backoff.js";
-export { FAILURE_TABLE, classifyFailure, smtpReplyOf } from "./smtp-outcome.js";
+export { FAILURE_TABLE, SMTP_REPLY_CHARS, classifyFailure, smtpReplyOf } from "./smtp-outcome.js";
 export type { Outcome } from "./smtp-outcome.js";

@@ -5,7 +5,7 @@ import { createMetrics } from "../common/metrics.js";
 import { connectNats } from "../common/nats.js";
 import { runUntilSignal } from "../common/runtime.js";
 import { loadMailClassifier } from "./load-classifier.js";
-import { createDelivery } from "./delivery.js";
+import { createDelivery, relayOptions } from "./delivery.js";
 import { createProcessingNode } from "./processor.js";
 import { createWorkLagSampler } from "./lag.js";
 import { jetstreamManager } from "@nats-io/jetstream";
@@ -27,11 +27,7 @@ const classifier = await loadMailClassifier(config.modelDir).catch((err: unknown
 });
 const nc = await connectNats(config, node);
 const metrics = createMetrics();
-const delivery = createDelivery({
-  host: config.smtpHost, port: config.smtpPort, secure: config.smtpSecure, requireTls: config.smtpRequireTls,
-  tlsRejectUnauthorized: config.smtpTlsRejectUnauthorized, user: config.smtpUser, password: config.smtpPassword,
-  poolSize: config.smtpPoolSize, timeoutMs: config.smtpTimeoutMs,
-});
+const delivery = createDelivery(relayOptions(config));
 const actor = createProcessingNode({ nc, log, clock: systemClock, random: systemRandom, node, metrics, delivery, classifier }, config);
 const lag = createWorkLagSampler({ jsm: await jetstreamManager(nc, { checkAPI: false }), metrics, log });
 lag.start();

@@ -227,6 +227,8 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
     const rejected = sentOrRefused?.rejected.length ? { rejected: [...sentOrRefused.rejected] } : {};
     const later = sentOrRefused ? sentOrRefused.rejected.filter((x) => x.transient).map((x) => x.recipient) : [];
     const retry = outcome.kind === "transient" || later.length > 0;
+    // The attempt failed with the whole message out and no reply: the relay may have it, so the retry may deliver it twice.
+    const doubt = outcome.kind === "transient" && outcome.inDoubt ? { inDoubt: true } : {};
     // Counted once the outcome is recorded, like the delivered/deferred/bounced counters.
     const countRefused = () => {
       for (const x of sentOrRefused?.rejected ?? []) deps.metrics.recipientsRefused.inc({ class: x.transient ? "transient" : "permanent" });
@@ -248,9 +250,9 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
       const retryAt = new Date(deps.clock.now() + delay).toISOString();
       const first = sentOrRefused?.rejected.find((x) => x.transient);
       const message = outcome.kind === "transient" ? outcome.reason
-        : `${later.length} of ${to.length} recipients refused for now (${first!.recipient}: ${first!.smtp?.response ?? "no reply"})`;
+        : `${later.length} of ${to.length} recipients refused for now (${first!.recipient}: ${first!.smtp?.response ?? "no reply"})`.slice(0, 500);
       const pending = later.length > 0 ? { pending: later } : to.length < recipients.length ? { pending: [...to] } : {};
-      await advanceDurably(m, cur, [{ state: "Deferred", detail: { ...smtp, ...rejected, ...pending, retryAt, error: { code: "SMTP_TRANSIENT", message } } }], recipients, attempt);
+      await advanceDurably(m, cur, [{ state: "Deferred", detail: { ...smtp, ...rejected, ...pending, ...doubt, retryAt, error: { code: "SMTP_TRANSIENT", message } } }], recipients, attempt);
       deps.metrics.deferred.inc();
       countRefused();
       alog.info({ delay, smtp: outcome.smtp?.code, pending: later.length || undefined }, "deferred");
@@ -259,7 +261,7 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
     }
     const code = retry ? "RETRIES_EXHAUSTED" : "SMTP_PERMANENT";
     const reason = outcome.kind === "transient" || outcome.kind === "permanent" ? outcome.reason : `every recipient refused (${to.length})`;
-    await advanceDurably(m, cur, [{ state: "Bounced", detail: { ...smtp, ...rejected, error: { code, message: reason } } }], recipients, attempt);
+    await advanceDurably(m, cur, [{ state: "Bounced", detail: { ...smtp, ...rejected, ...doubt, error: { code, message: reason } } }], recipients, attempt);
     deps.metrics.bounced.inc();
     countRefused();
     alog.info({ smtp: outcome.smtp?.code, code }, "bounced");

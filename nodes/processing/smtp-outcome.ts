@@ -9,20 +9,31 @@ import type { RecipientRefusal, SmtpReply } from "../../protocol/index.js";
 export type Outcome =
   | { readonly kind: "sent"; readonly smtp: SmtpReply; readonly rejected: readonly RecipientRefusal[] }
   | { readonly kind: "refused"; readonly smtp?: SmtpReply; readonly rejected: readonly RecipientRefusal[] }
-  | { readonly kind: "transient"; readonly smtp?: SmtpReply; readonly reason: string }
+  /**
+   * `inDoubt`: the whole message had gone out when the attempt failed (the
+   * connection broke or timed out waiting for the reply to the final "."):
+   * the relay may have taken it, so a retry may deliver it twice.
+   */
+  | { readonly kind: "transient"; readonly smtp?: SmtpReply; readonly reason: string; readonly inDoubt?: boolean }
   | { readonly kind: "permanent"; readonly smtp?: SmtpReply; readonly reason: string };
 
 /**
  * How a failure is classified, first matching row wins. A data table (like
  * ZoneMTA's bounces.txt) with a test per row, so classification is reviewed
- * as data, not buried in branches. Rows match the SMTP reply code, or,
- * without one, nodemailer's error code.
+ * as data, not buried in branches. Rows match the SMTP reply code (and,
+ * with `session`, only replies to the commands that open a session:
+ * greeting, EHLO/HELO/LHLO, STARTTLS, AUTH), or, without a reply,
+ * nodemailer's error code.
  */
 export const FAILURE_TABLE: readonly {
-  readonly match: { readonly replyCode?: readonly [number, number]; readonly errorCode?: string };
+  readonly match: { readonly replyCode?: readonly [number, number]; readonly session?: true; readonly errorCode?: string };
   readonly outcome: "transient" | "permanent";
   readonly why: string;
 }[] = [
+  // The relay is the configured smarthost: a session it refuses is its
+  // problem (or our configuration's), the same for every mail, so the mail
+  // waits for it to be fixed instead of bouncing (as Postfix defers).
+  { match: { replyCode: [500, 599], session: true }, outcome: "transient", why: "5xx opening the session (greeting, EHLO, STARTTLS or AUTH): the relay refuses us, not this mail" },
   { match: { replyCode: [400, 499] }, outcome: "transient", why: "4xx: the relay asks to try again later" },
   { match: { replyCode: [500, 599] }, outcome: "permanent", why: "5xx: the relay refuses the mail for good" },
   { match: { errorCode: "ECONNECTION" }, outcome: "transient", why: "connection refused or reset" },
@@ -38,9 +49,20 @@ export const FAILURE_TABLE: readonly {
 
 const ENHANCED = /^\d{3}[ -](\d\.\d{1,3}\.\d{1,3})\b/;
 
+/** nodemailer's `command` for replies that open a session rather than carry a mail ("CONN" is the greeting). */
+const SESSION_COMMAND = /^(CONN|EHLO|HELO|LHLO|STARTTLS|AUTH\b)/;
+
+/**
+ * Characters of a relay's reply kept for the mail. RFC 5321 lines are at
+ * most 512 octets, but a relay can send a reply of any length (many lines,
+ * or one huge one), and the reply is stored in every event and status
+ * record of the mail (test/ledger-node/limits.test.ts pins the bound).
+ */
+export const SMTP_REPLY_CHARS = 1000;
+
 /** The structured SMTP reply of a nodemailer result or error, when there is one. */
 export function smtpReplyOf(x: { responseCode?: number; response?: string; command?: string }): SmtpReply | undefined {
-  const response = x.response?.trim();
+  const response = x.response?.trim().slice(0, SMTP_REPLY_CHARS);
   const code = x.responseCode ?? (response ? Number(response.slice(0, 3)) : NaN);
   if (!response || !Number.isInteger(code)) return undefined;
   const enhanced = ENHANCED.exec(response)?.[1];
@@ -75,9 +97,9 @@ export function classifyFailure(err: unknown): Outcome {
     return { kind: "refused", ...(smtp ? { smtp } : {}), rejected: recipientRefusals(e.rejectedErrors) };
   }
   for (const row of FAILURE_TABLE) {
-    const { replyCode, errorCode } = row.match;
+    const { replyCode, session, errorCode } = row.match;
     const hit = replyCode
-      ? smtp !== undefined && smtp.code >= replyCode[0] && smtp.code <= replyCode[1]
+      ? smtp !== undefined && smtp.code >= replyCode[0] && smtp.code <= replyCode[1] && (!session || SESSION_COMMAND.test(e.command ?? ""))
       : errorCode
         ? smtp === undefined && e.code === errorCode
         : true;

@@ -35,7 +35,7 @@ try {
   const envelope = { from: "bench@example.org", to: ["sink@example.net"] };
   const raw = Buffer.from(`From: bench@example.org\r\nTo: sink@example.net\r\nSubject: bench\r\n\r\n${"x".repeat(Math.max(0, BYTES - 80)).replace(/(.{76})/g, "$1\r\n")}\r\n`);
 
-  const ours = createDelivery({ host: "127.0.0.1", port, secure: false, requireTls: false, tlsRejectUnauthorized: true, poolSize: 1, timeoutMs: 10_000 });
+  const ours = createDelivery({ host: "127.0.0.1", port, secure: false, requireTls: false, tlsRejectUnauthorized: true, poolSize: 1, timeoutMs: 10_000, transactionTimeoutMs: 60_000 });
   const plain = nodemailer.createTransport({ pool: true, host: "127.0.0.1", port, maxConnections: 1, maxMessages: Infinity });
   const sendOurs = async () => { const o = await ours.send(envelope, raw); if (o.kind !== "sent") throw new Error(`not sent: ${JSON.stringify(o)}`); };
   const sendPlain = async () => { await plain.sendMail({ envelope, raw }); };

@@ -15,7 +15,7 @@ import { systemClock } from "../../nodes/common/clock.js";
 import type { Actor } from "../../nodes/common/actor.js";
 import { GatewayKeys, ProcessingKeys, loadConfig } from "../../nodes/config/index.js";
 import { createGateway } from "../../nodes/gateway/index.js";
-import { createDelivery, createProcessingNode, passThroughClassifier } from "../../nodes/processing/index.js";
+import { createDelivery, createProcessingNode, passThroughClassifier, relayOptions } from "../../nodes/processing/index.js";
 import type { MailClassifier } from "../../nodes/processing/index.js";
 import { provision } from "../../nodes/provision/index.js";
 
@@ -42,11 +42,7 @@ export async function startGateway(nc: NatsConnection, env: Record<string, strin
 /** Starts an in-process processing node delivering to `smtpPort`. */
 export async function startProcessing(nc: NatsConnection, smtpPort: number, env: Record<string, string> = {}, classifier: MailClassifier = passThroughClassifier, random = () => 0.5): Promise<Actor> {
   const config = loadConfig(ProcessingKeys, { FEN_SMTP_PORT: String(smtpPort), FEN_RETRY_BASE_MS: "100", FEN_RETRY_MAX_MS: "1000", ...env });
-  const delivery = createDelivery({
-    host: config.smtpHost, port: config.smtpPort, secure: config.smtpSecure, requireTls: config.smtpRequireTls,
-    tlsRejectUnauthorized: config.smtpTlsRejectUnauthorized,
-    poolSize: config.smtpPoolSize, timeoutMs: config.smtpTimeoutMs,
-  });
+  const delivery = createDelivery(relayOptions(config));
   const p = createProcessingNode({
     nc, log: testLog, clock: systemClock, random, node: `proc-test-${Math.floor(Math.random() * 1e6)}`,
     metrics: createMetrics({ defaults: false }), delivery, classifier,

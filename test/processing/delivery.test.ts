@@ -1,9 +1,10 @@
 import { afterAll, describe, expect, it } from "vitest";
-import { createDelivery } from "../../nodes/processing/index.js";
+import { SMTP_REPLY_CHARS, createDelivery } from "../../nodes/processing/index.js";
 import type { RelayOptions } from "../../nodes/processing/index.js";
 import { freePort } from "../../nodes/local/nats-cluster.js";
 import { startSmtpSink } from "../../nodes/local/smtp-sink.js";
 import type { SmtpSink } from "../../nodes/local/smtp-sink.js";
+import { rawRelay } from "../helpers/raw-relay.js";
 
 // The delivery opens its own no-delay sockets for nodemailer (connectNoDelay):
 // these tests show every way of reaching a real relay still works through it.
@@ -14,7 +15,7 @@ afterAll(async () => {
 });
 
 const relay = (port: number, extra: Partial<RelayOptions> = {}): RelayOptions => ({
-  host: "127.0.0.1", port, secure: false, requireTls: false, tlsRejectUnauthorized: false, poolSize: 1, timeoutMs: 5000, ...extra,
+  host: "127.0.0.1", port, secure: false, requireTls: false, tlsRejectUnauthorized: false, poolSize: 1, timeoutMs: 5000, transactionTimeoutMs: 60_000, ...extra,
 });
 const envelope = { from: "a@example.org", to: ["b@example.net"] };
 const mail = (i: number) => Buffer.from(`From: a@example.org\r\nTo: b@example.net\r\nMessage-ID: <d${i}@example.org>\r\nSubject: ${i}\r\n\r\nbody ${i}\r\n`);
@@ -54,6 +55,85 @@ describe("SMTP delivery over the no-delay socket", () => {
       const outcome = await d.send(envelope, mail(300));
       expect(outcome.kind).toBe("transient");
       expect(outcome.kind === "transient" && outcome.reason).toMatch(/^connection refused or reset: Connection error: connect ECONNREFUSED/);
+    } finally {
+      d.close();
+    }
+  });
+});
+
+describe("SMTP delivery when the relay misbehaves", () => {
+  const relays: { close: () => void }[] = [];
+  afterAll(() => { for (const r of relays) r.close(); });
+  const scripted = async (script: Parameters<typeof rawRelay>[0]) => { const r = await rawRelay(script); relays.push(r); return r; };
+
+  it("a relay that keeps answering the final \".\" with continuation lines is cut off at the transaction deadline; the mail is in doubt", async () => {
+    const r = await scripted({
+      afterDot: (sock, n) => {
+        if (n > 1) { sock.write("250 2.0.0 queued\r\n"); return; }
+        const t = setInterval(() => (sock.destroyed ? clearInterval(t) : sock.write("250-still thinking\r\n")), 100);
+      },
+    });
+    const d = createDelivery(relay(r.port, { timeoutMs: 1000, transactionTimeoutMs: 1500 }));
+    try {
+      const o = await d.send(envelope, mail(400));
+      expect(o).toMatchObject({ kind: "transient", inDoubt: true, reason: "the relay did not finish the transaction within 1500 ms" });
+      // The stuck connection is gone: the next mail gets a fresh one.
+      expect((await d.send(envelope, mail(401))).kind).toBe("sent");
+      expect(r.received()).toBe(2);
+    } finally {
+      d.close();
+    }
+  });
+
+  it("a connection lost after the whole message is in doubt; one lost before the message went out is not", async () => {
+    const afterDot = await scripted({ afterDot: (sock) => sock.destroy() });
+    const beforeData = await scripted({ onMail: (sock) => { sock.destroy(); return false; } });
+    for (const [r, inDoubt] of [[afterDot, true], [beforeData, undefined]] as const) {
+      const d = createDelivery(relay(r.port));
+      try {
+        const o = await d.send(envelope, mail(500));
+        expect(o.kind).toBe("transient");
+        expect(o.kind === "transient" && o.inDoubt).toBe(inDoubt);
+      } finally {
+        d.close();
+      }
+    }
+    // nodemailer did not quietly send it again on a new connection (maxRequeues 0).
+    expect(afterDot.received()).toBe(1);
+  });
+
+  it("a relay refusing the session (554 greeting) defers the mail instead of bouncing it", async () => {
+    const r = await scripted({ greeting: "554 5.7.1 no service for you\r\n" });
+    const d = createDelivery(relay(r.port));
+    try {
+      const o = await d.send(envelope, mail(600));
+      expect(o).toMatchObject({ kind: "transient", smtp: { code: 554, command: "CONN" } });
+    } finally {
+      d.close();
+    }
+  });
+
+  it("a relay that offers STARTTLS and then refuses it gets the mail in clear, unless TLS is required", async () => {
+    const r = await scripted({ starttls: "502 5.5.1 not today" });
+    const clear = createDelivery(relay(r.port));
+    const strict = createDelivery(relay(r.port, { requireTls: true }));
+    try {
+      expect((await clear.send(envelope, mail(700))).kind).toBe("sent");
+      expect(await strict.send(envelope, mail(701))).toMatchObject({ kind: "transient", smtp: { code: 502, command: "STARTTLS" } });
+    } finally {
+      clear.close();
+      strict.close();
+    }
+    expect(r.received()).toBe(1);
+  });
+
+  it("keeps at most SMTP_REPLY_CHARS of a huge reply to the final \".\"", async () => {
+    const r = await scripted({ afterDot: (sock) => sock.write(`250 ${"y".repeat(1_100_000)}\r\n`) });
+    const d = createDelivery(relay(r.port));
+    try {
+      const o = await d.send(envelope, mail(800));
+      expect(o.kind).toBe("sent");
+      expect(o.kind === "sent" && o.smtp.response).toHaveLength(SMTP_REPLY_CHARS);
     } finally {
       d.close();
     }

@@ -1,4 +1,4 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Objm } from "@nats-io/obj";
@@ -9,6 +9,8 @@ import { startSmtpSink } from "../../nodes/local/smtp-sink.js";
 import type { RcptResponder, SmtpSink } from "../../nodes/local/smtp-sink.js";
 import { startTestCluster } from "../helpers/cluster.js";
 import type { TestCluster } from "../helpers/cluster.js";
+import { fastemailnet } from "../helpers/cli.js";
+import { rawRelay } from "../helpers/raw-relay.js";
 import { connectAndProvision, startGateway, startProcessing, status, structured, submit, until } from "../helpers/system.js";
 
 let cluster: TestCluster;
@@ -138,6 +140,22 @@ describe("end to end on a real 3-node cluster", () => {
     const jsm = await jetstreamManager(nc);
     const ci = await jsm.consumers.info(Names.workStream, Names.workConsumer);
     expect(ci.num_ack_pending + ci.num_pending).toBe(0);
+  });
+
+  it("a connection lost after the final \".\" defers the mail in doubt; the retry delivers it, so the relay has it twice, flagged", async () => {
+    const relay = await rawRelay({ afterDot: (sock, n) => (n === 1 ? sock.destroy() : sock.write("250 2.0.0 queued\r\n")) });
+    onTestFinished(() => relay.close());
+    const node = await startProcessing(nc, relay.port);
+    actors.push(node);
+    const r = await submit(nc, structured("lost-reply", { key: "lost-reply-1" }));
+    const st = await until("Sent", async () => { const s = await status(nc, r.mailId); return s.state === "Sent" && s; });
+    const deferred = st.history.find((e) => e.state === "Deferred");
+    expect(deferred?.detail).toMatchObject({ inDoubt: true, error: { code: "SMTP_TRANSIENT", message: expect.stringMatching(/Connection closed unexpectedly/) } });
+    expect(relay.received()).toBe(2);
+    // What an operator reads: the reason, the retry time and the doubt.
+    const shown = await fastemailnet(cluster.urls, "status", r.mailId);
+    expect(shown.stdout).toMatch(/Deferred +#1 .*SMTP_TRANSIENT: connection refused or reset: Connection closed unexpectedly; retry at \S+; in doubt \(may have reached the relay\)/);
+    await node.drain();
   });
 
   it("drops a bounced mail's body object too (only a quarantined mail keeps one)", async () => {

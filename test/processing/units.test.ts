@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { FAILURE_TABLE, backoffDelay, classifyFailure, smtpReplyOf } from "../../nodes/processing/index.js";
+import { FAILURE_TABLE, SMTP_REPLY_CHARS, backoffDelay, classifyFailure, smtpReplyOf } from "../../nodes/processing/index.js";
 
 describe("backoff (injected random)", () => {
   const policy = { baseMs: 1000, maxMs: 60_000 };
@@ -14,6 +14,7 @@ describe("backoff (injected random)", () => {
 
 describe("SMTP failure table: one case per row", () => {
   const cases: [string, unknown, "transient" | "permanent"][] = [
+    ["5xx opening the session (greeting, EHLO, STARTTLS or AUTH): the relay refuses us, not this mail", { responseCode: 554, response: "554 5.7.1 no service", command: "CONN" }, "transient"],
     ["4xx: the relay asks to try again later", { responseCode: 451, response: "451 4.3.0 busy", command: "DATA" }, "transient"],
     ["5xx: the relay refuses the mail for good", { responseCode: 550, response: "550 5.1.1 no such user", command: "RCPT TO" }, "permanent"],
     ["connection refused or reset", { code: "ECONNECTION", message: "connect ECONNREFUSED" }, "transient"],
@@ -45,6 +46,17 @@ describe("SMTP failure table: one case per row", () => {
     expect(o.kind === "refused" && o.rejected.map((x) => [x.recipient, x.transient, x.smtp?.code])).toEqual([
       ["busy@x.example", true, 450], ["gone@x.example", false, 550], ["r@x.example", true, undefined],
     ]);
+  });
+  it("a 5xx to EHLO, STARTTLS or AUTH is the session's, not the mail's; a 5xx to MAIL, RCPT or DATA is the mail's", () => {
+    for (const command of ["EHLO", "HELO", "STARTTLS", "AUTH PLAIN", "AUTH LOGIN"]) {
+      expect(classifyFailure({ responseCode: 535, response: "535 5.7.8 no", command }).kind, command).toBe("transient");
+    }
+    for (const command of ["MAIL FROM", "RCPT TO", "DATA", "message"]) {
+      expect(classifyFailure({ responseCode: 554, response: "554 5.7.1 no", command }).kind, command).toBe("permanent");
+    }
+  });
+  it("keeps at most SMTP_REPLY_CHARS of a reply", () => {
+    expect(smtpReplyOf({ response: `250 ${"y".repeat(1_100_000)}` })?.response).toHaveLength(SMTP_REPLY_CHARS);
   });
   it("keeps the SMTP reply structured", () => {
     expect(smtpReplyOf({ responseCode: 550, response: "550 5.1.1 <x@y.z>: unknown", command: "RCPT TO" }))
