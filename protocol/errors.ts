@@ -22,7 +22,7 @@ export interface ErrorSpec {
 export const ErrorCodes = {
   BAD_REQUEST: { retry: "permanent", doc: "The request is not valid JSON or does not match the schema." },
   INVALID_ADDRESS: { retry: "permanent", doc: "An address (from, to, cc, bcc, envelope) is not a valid RFC 5321 mailbox." },
-  HEADER_INJECTION: { retry: "permanent", doc: "A header name or value, or the subject, contains CR or LF." },
+  HEADER_INJECTION: { retry: "permanent", doc: "A header name or value, the subject, a display name or an attachment's name or type contains CR, LF or another control character (TAB aside)." },
   MESSAGE_TOO_LARGE: { retry: "permanent", doc: "The message is larger than the configured size limit." },
   INVALID_MIME: { retry: "permanent", doc: "The raw message is not a well-formed RFC 5322/MIME message." },
   NO_RECIPIENTS: { retry: "permanent", doc: "The mail has no recipient." },

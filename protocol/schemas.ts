@@ -16,6 +16,26 @@ import type { MailId } from "./ids.js";
 const coded = (code: ErrorCode) => ({ params: { code } });
 
 /**
+ * Text that goes into a header field (subject, custom header values,
+ * display names, file names, content types): no line break, which would
+ * start a new field, and no other control character but TAB (NUL, ESC, ...
+ * reach the recipient's reader as they are).
+ */
+const HeaderText = (max: number) => z.string().max(max).superRefine((s, ctx) => {
+  if (hasLineBreak(s)) ctx.addIssue({ code: z.ZodIssueCode.custom, message: "contains CR or LF", ...coded("HEADER_INJECTION") });
+  // eslint-disable-next-line no-control-regex
+  else if (/[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]/.test(s)) ctx.addIssue({ code: z.ZodIssueCode.custom, message: "contains a control character", ...coded("HEADER_INJECTION") });
+});
+
+/**
+ * Header fields the gateway writes from the mail's own fields (or that
+ * shape the MIME structure): a custom header of that name would duplicate
+ * or contradict them. Compared case-insensitively; every `Content-*` too.
+ */
+const RESERVED_HEADERS = new Set(["from", "to", "cc", "bcc", "reply-to", "subject", "date", "message-id", "mime-version", "return-path", "sender"]);
+const isReservedHeader = (name: string) => RESERVED_HEADERS.has(name.toLowerCase()) || /^content-/i.test(name);
+
+/**
  * An RFC 5321 mailbox; an internationalised domain is taken in its ASCII
  * (A-label) form, so `kunde@bücher.example` is stored and sent as
  * `kunde@xn--bcher-kva.example`.
@@ -33,7 +53,7 @@ const Mailbox = z.string().transform(asciiDomainMailbox).superRefine((s, ctx) =>
 export const AddressSchema = z.union([
   Mailbox,
   z.object({
-    name: z.string().max(256).refine((s) => !hasLineBreak(s), { message: "CR/LF in display name", ...coded("HEADER_INJECTION") }),
+    name: HeaderText(256),
     address: Mailbox,
   }).strict(),
 ]);
@@ -44,9 +64,8 @@ export function mailboxOf(a: Address): string {
   return typeof a === "string" ? a : a.address;
 }
 
-const Base64 = z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/, "not base64");
-const NoBreak = (max: number) =>
-  z.string().max(max).refine((s) => !hasLineBreak(s), { message: "contains CR or LF", ...coded("HEADER_INJECTION") });
+const Base64 = z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/, "not base64")
+  .refine((s) => s.length % 4 === 0, "not base64: its length is not a multiple of 4 (missing or extra padding)");
 
 /**
  * Most distinct recipients (to, cc and bcc together) one submitted mail may
@@ -72,7 +91,9 @@ const limitRecipients = (mailboxes: readonly string[], ctx: z.RefinementCtx): vo
 /** SMTP envelope: reverse path and forward paths. */
 export const EnvelopeSchema = z.object({
   from: Mailbox,
-  to: z.array(Mailbox).min(1, "at least one recipient").max(1000),
+  to: z.array(Mailbox).max(1000).superRefine((to, ctx) => {
+    if (to.length === 0) ctx.addIssue({ code: z.ZodIssueCode.custom, message: "at least one recipient", ...coded("NO_RECIPIENTS") });
+  }),
 }).strict();
 export type Envelope = z.infer<typeof EnvelopeSchema>;
 
@@ -83,16 +104,20 @@ export const StructuredMailSchema = z.object({
   cc: z.array(AddressSchema).max(1000).default([]),
   bcc: z.array(AddressSchema).max(1000).default([]),
   replyTo: AddressSchema.optional(),
-  subject: NoBreak(998).default(""),
+  subject: HeaderText(998).default(""),
   text: z.string().optional(),
   html: z.string().optional(),
   headers: z.record(
-    z.string().refine(isHeaderName, { message: "not a header field name", ...coded("HEADER_INJECTION") }),
-    NoBreak(998),
+    z.string()
+      .refine(isHeaderName, { message: "not a header field name", ...coded("HEADER_INJECTION") })
+      .refine((n) => !isReservedHeader(n), "set by the gateway from the mail's fields (from, to, cc, subject, …) or its MIME structure; not a custom header"),
+    HeaderText(998),
   ).default({}),
   attachments: z.array(z.object({
-    filename: NoBreak(255),
-    contentType: NoBreak(255).default("application/octet-stream"),
+    filename: HeaderText(255),
+    contentType: HeaderText(255).default("application/octet-stream")
+      .refine((t) => /^[!#$%&'*+.^_`|~0-9A-Za-z-]+\/[!#$%&'*+.^_`|~0-9A-Za-z-]+\s*(;.*)?$/.test(t), "not a media type (type/subtype)")
+      .refine((t) => !/^multipart\//i.test(t), "a multipart type would break the message's own MIME structure"),
     content: Base64,
   }).strict()).max(100).default([]),
 }).strict().superRefine((m, ctx) => limitRecipients([...m.to, ...m.cc, ...m.bcc].map(mailboxOf), ctx));

@@ -2,7 +2,7 @@ import MailComposer from "nodemailer/lib/mail-composer/index.js";
 import type Mail from "nodemailer/lib/mailer/index.js";
 import { mailboxOf } from "../../protocol/index.js";
 import type { Address, StructuredMail } from "../../protocol/index.js";
-import { hasMessageId } from "./mime.js";
+import { withoutBcc } from "./mime.js";
 
 const toNodemailer = (a: Address): Mail.Address | string =>
   typeof a === "string" ? a : { name: a.name, address: a.address };
@@ -34,9 +34,14 @@ export function structuredRecipients(mail: StructuredMail): string[] {
   return [...new Set([...mail.to, ...mail.cc, ...mail.bcc].map(mailboxOf))];
 }
 
-/** Prepends the assigned Message-ID to a raw message that has none. */
-export function withMessageId(raw: Buffer, messageId: string): Buffer {
-  return hasMessageId(raw) ? raw : Buffer.concat([Buffer.from(`Message-ID: ${messageId}\r\n`), raw]);
+/**
+ * A raw message as it is stored and sent: its own Message-ID kept (`own`,
+ * from `checkMime`), or the assigned one prepended; Bcc fields removed.
+ * Returns the bytes and the Message-ID the recipients will see.
+ */
+export function prepareRaw(raw: Buffer, own: string | undefined, assigned: string): { readonly raw: Buffer; readonly messageId: string } {
+  const bytes = withoutBcc(raw);
+  return own ? { raw: bytes, messageId: own } : { raw: Buffer.concat([Buffer.from(`Message-ID: ${assigned}\r\n`), bytes]), messageId: assigned };
 }
 
 /** A Message-ID for messages composed only to be looked at (mail.classify), never sent. */

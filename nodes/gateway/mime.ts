@@ -7,9 +7,18 @@ import { FenError } from "../../protocol/index.js";
  * header syntax, a From field, NUL bytes, multipart boundaries that are
  * declared and present (recursively), and base64 parts that decode.
  */
-export function checkMime(raw: Buffer): void {
+export function checkMime(raw: Buffer): { readonly messageId: string | undefined } {
   if (raw.includes(0)) fail("message contains NUL bytes");
-  checkEntity(raw.toString("latin1"), 0, true);
+  const text = raw.toString("latin1");
+  // A CR that does not end a line is read as a line end by some relays and
+  // not by others: the stuff of SMTP smuggling ("\r.\r\n").
+  if (/\r(?!\n)/.test(text)) fail("message contains a CR that is not followed by LF");
+  const headers = checkEntity(text, 0, true);
+  const messageId = headers.get("message-id")?.trim();
+  if (messageId !== undefined && !/^<[^<>\s]+@[^<>\s]+>$/.test(messageId)) {
+    fail(`Message-ID ${JSON.stringify(messageId.slice(0, 80))} is not of the form <id@domain>`);
+  }
+  return { messageId };
 }
 
 function fail(why: string): never {
@@ -45,7 +54,8 @@ function param(value: string, name: string): string | undefined {
   return m ? (m[1] ?? m[2]) : undefined;
 }
 
-function checkEntity(text: string, depth: number, top: boolean): void {
+/** Checks one entity (recursively its parts); returns its header fields. */
+function checkEntity(text: string, depth: number, top: boolean): Map<string, string> {
   if (depth > 20) fail("MIME nesting deeper than 20");
   const { headers, body } = splitEntity(text);
   if (top && headers.size === 0) fail("no header section");
@@ -78,11 +88,30 @@ function checkEntity(text: string, depth: number, top: boolean): void {
   } else if (!["7bit", "8bit", "binary", "quoted-printable"].includes(cte)) {
     fail(`unknown Content-Transfer-Encoding ${JSON.stringify(cte)}`);
   }
+  return headers;
 }
 
-/** True when the header section of `raw` has a Message-ID field. */
-export function hasMessageId(raw: Buffer): boolean {
-  const end = raw.indexOf("\r\n\r\n") >= 0 ? raw.indexOf("\r\n\r\n") : raw.indexOf("\n\n");
-  const head = raw.subarray(0, end < 0 ? raw.length : end).toString("latin1");
-  return /^message-id:/im.test(head);
+/** Where the header section of `raw` ends: just after the line break of its last field (before the empty line), or the length. */
+function headerEnd(raw: Buffer): number {
+  const crlf = raw.indexOf("\r\n\r\n");
+  const lf = raw.indexOf("\n\n");
+  if (crlf >= 0 && (lf < 0 || crlf < lf)) return crlf + 2;
+  return lf >= 0 ? lf + 1 : raw.length;
+}
+
+/**
+ * `raw` without its Bcc header fields (folded lines included), as
+ * sendmail and Postfix's cleanup remove them: the blind copies' addresses
+ * are in the envelope, and the header would show them to every recipient.
+ */
+export function withoutBcc(raw: Buffer): Buffer {
+  const end = headerEnd(raw);
+  const head = raw.subarray(0, end).toString("latin1");
+  if (!/^bcc[ \t]*:/im.test(head)) return raw;
+  let dropping = false;
+  const kept = head.split(/(?<=\n)/).filter((line) => {
+    if (!/^[ \t]/.test(line)) dropping = /^bcc[ \t]*:/i.test(line);
+    return !dropping;
+  });
+  return Buffer.concat([Buffer.from(kept.join(""), "latin1"), raw.subarray(end)]);
 }

@@ -1,16 +1,17 @@
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import type { ObjectStore } from "@nats-io/obj";
 import {
-  Codecs, FenError, INLINE_BODY_LIMIT, contentIdempotencyKey, contentSha256, mailIdFromIdempotencyKey, mailboxOf, messageIdFor,
+  Codecs, FenError, INLINE_BODY_LIMIT, Names, contentIdempotencyKey, contentSha256, mailIdFromIdempotencyKey, mailboxOf, messageIdFor,
   workSubject,
 } from "../../protocol/index.js";
-import type { BodyRef, Envelope, MailEvent, SubmitReply, SubmitRequest, WorkItem } from "../../protocol/index.js";
+import type { BodyRef, Envelope, MailId, SubmitReply, SubmitRequest, WorkItem } from "../../protocol/index.js";
+import { isDuplicateInProcess, isNotFound } from "../common/js-errors.js";
 import type { Clock } from "../common/clock.js";
 import type { MailStateStore } from "../common/mail-state.js";
 import type { Logger } from "../common/logger.js";
 import type { Metrics } from "../common/metrics.js";
-import { composeStructured, structuredRecipients, withMessageId } from "./compose.js";
+import { composeStructured, prepareRaw, structuredRecipients } from "./compose.js";
 import { checkMime } from "./mime.js";
 import { pendingEvent } from "./status.js";
 
@@ -47,6 +48,28 @@ function tooLarge(size: number, max: number): never {
 }
 
 /**
+ * The content hash of the first submission of `mailId`, for a submission
+ * that lost the race to store it: from its PendingProcessing event, or,
+ * while the first submission is still on its way to that event, from its
+ * work item. If neither shows up within ~2 s (the first submission's
+ * gateway died between the two, and no node has taken the item yet), this
+ * cannot tell a duplicate from a conflict: STORE_UNAVAILABLE, retry.
+ */
+async function firstContentHash(deps: SubmitDeps, mailId: MailId): Promise<string | undefined> {
+  for (let i = 0; i < 20; i++) {
+    const event = await pendingEvent(deps.jsm, mailId);
+    if (event) return event.detail.contentSha256;
+    const item = await deps.jsm.direct.getMessage(Names.workStream, { seq: 1, next_by_subj: workSubject(mailId) }).catch((err: unknown) => {
+      if (isNotFound(err)) return null;
+      throw err;
+    });
+    if (item) return Codecs.workItem.decode(item.data).contentSha256;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new FenError("STORE_UNAVAILABLE", `mail ${mailId} is being stored by a concurrent submission; retry with the same idempotency key`);
+}
+
+/**
  * Handles one `mail.submit`. Validation happens before any write, so a
  * rejected request stores nothing. The reply is produced only after
  * JetStream acknowledged the work item (replicated and, with
@@ -66,11 +89,12 @@ export function createSubmitHandler(deps: SubmitDeps, opts: SubmitOptions): (dat
     const mail = req.mail;
     let envelope: Envelope;
     let rawIn: Buffer | undefined;
+    let ownMessageId: string | undefined;
     let canonical: string;
     if ("raw" in mail) {
       rawIn = Buffer.from(mail.raw, "base64");
       if (rawIn.length > opts.maxMessageBytes) tooLarge(rawIn.length, opts.maxMessageBytes);
-      checkMime(rawIn);
+      ownMessageId = checkMime(rawIn).messageId;
       envelope = mail.envelope;
       canonical = canonicalJson({ envelope, raw: createHash("sha256").update(rawIn).digest("hex") });
     } else {
@@ -83,11 +107,15 @@ export function createSubmitHandler(deps: SubmitDeps, opts: SubmitOptions): (dat
     }
     const contentHash = contentSha256(canonical);
     const mailId = mailIdFromIdempotencyKey(req.idempotencyKey ?? contentIdempotencyKey(contentHash));
-    const messageId = messageIdFor(mailId, opts.messageIdDomain);
+    // The Message-ID recipients will see: a raw message's own, or the one assigned (every retry reuses it).
+    const messageId = ownMessageId ?? messageIdFor(mailId, opts.messageIdDomain);
     const log = deps.log.child({ mailId });
-    /** A duplicate is the same mail again; the key reused for another mail is refused (it would be dropped). */
-    const duplicateOf = (first: MailEvent | undefined): SubmitReply => {
-      const stored = first?.detail.contentSha256;
+    /**
+     * A duplicate is the same mail again; the key reused for another mail
+     * is refused (it would be dropped). `stored`: the first submission's
+     * content hash (undefined for mails stored before it was kept).
+     */
+    const duplicateOf = (stored: string | undefined): SubmitReply => {
       if (stored !== undefined && stored !== contentHash) {
         throw new FenError("IDEMPOTENCY_CONFLICT", `idempotency key ${JSON.stringify(req.idempotencyKey)} was used for another mail (${mailId}); nothing was stored`, {
           fields: [{ field: "idempotencyKey", code: "IDEMPOTENCY_CONFLICT", message: "already used for a different mail" }],
@@ -104,20 +132,23 @@ export function createSubmitHandler(deps: SubmitDeps, opts: SubmitOptions): (dat
     const first = await pendingEvent(deps.jsm, mailId);
     if (first) {
       log.debug("duplicate submission (its PendingProcessing event exists)");
-      return duplicateOf(first);
+      return duplicateOf(first.detail.contentSha256);
     }
 
     const now = new Date(deps.clock.now());
-    const raw = rawIn ? withMessageId(rawIn, messageId) : await composeStructured(mail as Exclude<typeof mail, { raw: string }>, messageId, now);
+    const raw = rawIn ? prepareRaw(rawIn, ownMessageId, messageId).raw : await composeStructured(mail as Exclude<typeof mail, { raw: string }>, messageId, now);
     if (raw.length > opts.maxMessageBytes) tooLarge(raw.length, opts.maxMessageBytes);
 
     let body: BodyRef;
     if (raw.length <= INLINE_BODY_LIMIT) {
       body = { inline: raw.toString("base64") };
     } else {
-      // Same name and content on a retry: overwriting is harmless.
-      await deps.bodies.putBlob({ name: mailId }, raw);
-      body = { object: mailId, sha256: createHash("sha256").update(raw).digest("hex") };
+      // A name of its own per submission: two submissions of one mail
+      // racing each other compose different bytes (MIME boundary, Date),
+      // and one must not overwrite the object the stored work item refers to.
+      const object = `${mailId}.${randomBytes(8).toString("hex")}`;
+      await deps.bodies.putBlob({ name: object }, raw);
+      body = { object, sha256: createHash("sha256").update(raw).digest("hex") };
     }
     const submittedAt = now.toISOString();
     const item: WorkItem = {
@@ -127,13 +158,16 @@ export function createSubmitHandler(deps: SubmitDeps, opts: SubmitOptions): (dat
     try {
       ack = await deps.js.publish(workSubject(mailId), Codecs.workItem.encode(item), { msgID: mailId, timeout: opts.submitTimeoutMs });
     } catch (err) {
-      throw new FenError("STORE_UNAVAILABLE", "JetStream did not acknowledge the mail; retry with the same idempotency key", { cause: err });
+      // "duplicate message id is in process": the first submission's write is still being replicated.
+      if (!isDuplicateInProcess(err)) {
+        throw new FenError("STORE_UNAVAILABLE", "JetStream did not acknowledge the mail; retry with the same idempotency key", { cause: err });
+      }
     }
-    if (ack.duplicate) {
-      // A submission racing the first one; its event is checked when it is
-      // there already (the first may still be on its way to it).
+    if (!ack || ack.duplicate) {
+      // A submission racing the first one. Its body object is not referred to by anything.
       log.debug("duplicate submission (inside the duplicate window)");
-      return duplicateOf(await pendingEvent(deps.jsm, mailId));
+      if ("object" in body) await deps.bodies.delete(body.object).catch(() => undefined);
+      return duplicateOf(await firstContentHash(deps, mailId));
     }
     // The work item is durable: the mail will be processed even if this
     // event fails (the processing node publishes a missing one itself).

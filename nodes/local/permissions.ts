@@ -34,7 +34,7 @@ export interface NatsPermissions {
 /** What each role is for, for docs and the start banner. */
 export const RoleDocs: Readonly<Record<NatsRole, string>> = {
   publisher: "applications that send mail: request mail.submit and mail.status, nothing else",
-  gateway: "gateway nodes: serve mail.submit/mail.status, write work items, the first event and mail_bodies; read mail_status",
+  gateway: "gateway nodes: serve mail.submit/mail.status, write work items, the first event and mail_bodies; read mail_status and MAIL_WORK",
   processing: "processing nodes: pull MAIL_WORK/processing, write events, mail_status, quarantine; serve mail.classify, mail.queue and mail.quarantine.*",
   ledger: "the ledger node: pull MAIL_EVENTS/ledger, the only writer of the ledger bucket; serve ledger.*",
   provision: "the provisioning job: creates and checks streams, consumers and buckets ($JS.API.>)",
@@ -71,7 +71,8 @@ const kvReadWrite = (bucket: string) => [`$KV.${bucket}.>`, ...kvRead(bucket)];
 /** Writing an object (chunks and meta are publishes under `$O.<bucket>.`). */
 const objectPut = (bucket: string) => [`$O.${bucket}.>`, jsApi.streamInfo(objStream(bucket)), jsApi.msgGet(objStream(bucket))];
 /** Reading (an ordered consumer over the chunks) and deleting (a purge of the chunks) an object. */
-const objectGetDelete = (bucket: string) => [...objectPut(bucket), jsApi.ephemeralCreate(objStream(bucket)), jsApi.streamPurge(objStream(bucket))];
+const objectDelete = (bucket: string) => [...objectPut(bucket), jsApi.streamPurge(objStream(bucket))];
+const objectGetDelete = (bucket: string) => [...objectDelete(bucket), jsApi.ephemeralCreate(objStream(bucket))];
 /** Subjects a micro-service named `name` answers on `$SRV` (PING, INFO, STATS, with and without its name/id). */
 const microService = (name: string) => ["$SRV.*", `$SRV.*.${name}`, `$SRV.*.${name}.*`];
 
@@ -94,9 +95,11 @@ export function rolePermissions(): Readonly<Record<NatsRole, NatsPermissions>> {
         allow: [
           jsApi.info, StreamSubjects.work, StreamSubjects.events,
           // The status entry is written by processing nodes only (the claim creates it).
-          ...kvRead(Names.statusBucket), ...objectPut(Names.bodiesBucket),
-          // mail.status: the history (batched Direct Get) and the mail's ledger index records.
-          jsApi.directGet(Names.eventsStream), jsApi.directGet(kvStream(Names.ledgerBucket)),
+          // A submission that lost a race drops the body object it wrote.
+          ...kvRead(Names.statusBucket), ...objectDelete(Names.bodiesBucket),
+          // mail.status: the history (batched Direct Get) and the mail's ledger index records;
+          // a racing submission reads the first one's work item.
+          jsApi.directGet(Names.eventsStream), jsApi.directGet(kvStream(Names.ledgerBucket)), jsApi.directGet(Names.workStream),
         ],
         deny: ledgerWrites,
       },

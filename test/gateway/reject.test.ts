@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { Names, mailIdFromIdempotencyKey } from "../../protocol/index.js";
+import { Codecs, Names, mailIdFromIdempotencyKey, workSubject } from "../../protocol/index.js";
 import type { FenError } from "../../protocol/index.js";
 import type { Actor } from "../../nodes/common/actor.js";
 import { startTestCluster } from "../helpers/cluster.js";
@@ -34,6 +34,7 @@ async function rejected(req: unknown): Promise<FenError> {
   throw new Error("request was accepted");
 }
 
+const attach = (a: Record<string, string>) => ({ ...structured(9), mail: { ...structured(9).mail, attachments: [a] } });
 const raw = (s: string, to = ["rcpt@example.net"]) => ({ kind: "mail.submit", v: 1, mail: { raw: Buffer.from(s).toString("base64"), envelope: { from: "a@example.org", to } } });
 
 describe("rejected submissions: stable code, offending field, nothing stored", () => {
@@ -49,6 +50,15 @@ describe("rejected submissions: stable code, offending field, nothing stored", (
     ["broken MIME: garbage header", raw("this is not a header\r\n\r\nbody"), "INVALID_MIME", "mail.raw"],
     ["broken MIME: bad base64", raw("From: a@example.org\r\nContent-Transfer-Encoding: base64\r\n\r\n!!!not base64!!!"), "INVALID_MIME", "mail.raw"],
     ["no recipients", { ...structured(5), mail: { ...structured(5).mail, to: [] } }, "NO_RECIPIENTS", "mail.to"],
+    ["raw with no envelope recipient", raw("From: a@example.org\r\n\r\nhi", []), "NO_RECIPIENTS", "mail.envelope.to"],
+    ["NUL in the subject", { ...structured(6), mail: { ...structured(6).mail, subject: "a\u0000b" } }, "HEADER_INJECTION", "mail.subject"],
+    ["ESC in an attachment's name", attach({ filename: "x\u001b[31m.txt", content: "aGk=" }), "HEADER_INJECTION", "mail.attachments.0.filename"],
+    ["a custom Content-Type header", { ...structured(7), mail: { ...structured(7).mail, headers: { "Content-Type": "multipart/mixed; boundary=xyz" } } }, "BAD_REQUEST", "mail.headers.Content-Type"],
+    ["a custom Bcc header", { ...structured(8), mail: { ...structured(8).mail, headers: { bcc: "victim@example.com" } } }, "BAD_REQUEST", "mail.headers.bcc"],
+    ["a multipart attachment type", attach({ filename: "x", contentType: "multipart/mixed; boundary=zz", content: "aGk=" }), "BAD_REQUEST", "mail.attachments.0.contentType"],
+    ["base64 with bad padding", attach({ filename: "x", content: "abcde=" }), "BAD_REQUEST", "mail.attachments.0.content"],
+    ["raw with a bare CR (SMTP smuggling)", raw("From: a@example.org\r\n\r\nhi\r.\r\nMAIL FROM:<x@y.z>\r\n"), "INVALID_MIME", "mail.raw"],
+    ["raw with an empty Message-ID", raw("From: a@example.org\r\nMessage-ID:\r\n\r\nhi"), "INVALID_MIME", "mail.raw"],
     ["unknown version", { kind: "mail.submit", v: 9, mail: {} }, "UNSUPPORTED_VERSION", undefined],
     ["not a submit", { hello: "world" }, "BAD_REQUEST", "kind"],
   ])("%s → %s", async (_name, req, code, field) => {
@@ -64,6 +74,31 @@ describe("rejected submissions: stable code, offending field, nothing stored", (
     const r = await submit(nc, ok);
     expect(r.duplicate).toBe(false);
     expect((await stored()).work).toBe(1);
+  });
+});
+
+describe("raw messages as stored for delivery", () => {
+  /** The bytes the gateway stored for delivery (the work item's inline body). */
+  async function storedBytes(mailId: string): Promise<string> {
+    const m = await (await jetstreamManager(nc)).direct.getMessage(Names.workStream, { seq: 1, next_by_subj: workSubject(mailId) });
+    const item = Codecs.workItem.decode(m!.data);
+    return "inline" in item.body ? Buffer.from(item.body.inline, "base64").toString("latin1") : "";
+  }
+  it("keeps a raw message's own Message-ID, and the reply names it (the one recipients see)", async () => {
+    const r = await submit(nc, raw("From: a@example.org\r\nMessage-ID:\r\n  <own-1@example.org>\r\n\r\nhi"));
+    expect(r.messageId).toBe("<own-1@example.org>");
+    const bytes = await storedBytes(r.mailId);
+    expect(bytes.match(/^message-id:/gim)).toHaveLength(1);
+  });
+  it("adds a Message-ID to a raw message with LF line ends whose body has a blank CRLF line", async () => {
+    const r = await submit(nc, raw("From: a@example.org\nSubject: x\n\nMessage-ID: <inbody@x>\r\n\r\nx"));
+    expect(r.messageId).toMatch(/^<.+@.+>$/);
+    expect((await storedBytes(r.mailId)).startsWith(`Message-ID: ${r.messageId}\r\n`)).toBe(true);
+  });
+  it("removes Bcc fields (folded ones too) from a raw message, as sendmail does", async () => {
+    const r = await submit(nc, raw("From: a@example.org\r\nBcc: hidden@example.net,\r\n  other@example.net\r\nSubject: s\r\nbcc: x@example.net\r\n\r\nBcc: in the body stays\r\n", ["rcpt@example.net", "hidden@example.net"]));
+    const bytes = await storedBytes(r.mailId);
+    expect(bytes).toBe(`Message-ID: ${r.messageId}\r\nFrom: a@example.org\r\nSubject: s\r\n\r\nBcc: in the body stays\r\n`);
   });
 });
 

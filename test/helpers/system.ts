@@ -5,9 +5,10 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { connect } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/nats-core";
-import { jetstreamManager } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { Objm } from "@nats-io/obj";
 import { pino } from "pino";
-import { Codecs, ServiceSubjects } from "../../protocol/index.js";
+import { Codecs, Names, ServiceSubjects } from "../../protocol/index.js";
 import type { StatusReply, SubmitReply, SubmitRequest } from "../../protocol/index.js";
 import { callService } from "../../nodes/common/rpc.js";
 import { createMetrics } from "../../nodes/common/metrics.js";
@@ -128,4 +129,10 @@ export async function pool<T, R>(items: readonly T[], limit: number, fn: (t: T, 
     }
   }));
   return out;
+}
+
+/** The names of a mail's live body objects in mail_bodies (`<mailId>.<nonce>`, one per submission that stored one). */
+export async function bodyObjects(nc: NatsConnection, mailId: string): Promise<string[]> {
+  const bodies = await new Objm(jetstream(nc)).open(Names.bodiesBucket);
+  return (await bodies.list()).filter((i) => !i.deleted && i.name.startsWith(`${mailId}.`)).map((i) => i.name);
 }

@@ -1,7 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import type { NatsConnection } from "@nats-io/nats-core";
-import { jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { Objm } from "@nats-io/obj";
+import { jetstreamManager } from "@nats-io/jetstream";
 import { simpleParser } from "mailparser";
 import { Names } from "../../protocol/index.js";
 import type { Actor } from "../../nodes/common/actor.js";
@@ -11,7 +10,7 @@ import { startTestCluster } from "../helpers/cluster.js";
 import type { TestCluster } from "../helpers/cluster.js";
 import { fastemailnet } from "../helpers/cli.js";
 import { rawRelay } from "../helpers/raw-relay.js";
-import { connectAndProvision, startGateway, startProcessing, status, structured, submit, until } from "../helpers/system.js";
+import { bodyObjects, connectAndProvision, startGateway, startProcessing, status, structured, submit, until } from "../helpers/system.js";
 
 let cluster: TestCluster;
 let nc: NatsConnection;
@@ -111,8 +110,7 @@ describe("end to end on a real 3-node cluster", () => {
     const parsed = await simpleParser(got!.raw);
     expect(Buffer.compare(parsed.attachments[0]!.content, big)).toBe(0);
     // The body object is removed once the mail is Sent.
-    const bodies = await new Objm(jetstream(nc)).open(Names.bodiesBucket);
-    await until("body object deleted", async () => { const i = await bodies.info(r.mailId); return (i === null || i.deleted) && true; });
+    await until("body object deleted", async () => (await bodyObjects(nc, r.mailId)).length === 0);
     await node.drain();
   });
 
@@ -161,10 +159,9 @@ describe("end to end on a real 3-node cluster", () => {
   it("drops a bounced mail's body object too (only a quarantined mail keeps one)", async () => {
     const { node } = await pipeline(() => ({ code: 550, message: "5.1.1 mailbox unavailable" }));
     const r = await submit(nc, structured("big-bounce", { key: "big-bounce-1", text: "x".repeat(700 * 1024) }));
-    const bodies = await new Objm(jetstream(nc)).open(Names.bodiesBucket);
-    expect(await bodies.info(r.mailId)).not.toBeNull();
+    expect(await bodyObjects(nc, r.mailId)).toHaveLength(1);
     await until("Bounced", async () => (await status(nc, r.mailId)).state === "Bounced");
-    await until("body object deleted", async () => { const i = await bodies.info(r.mailId); return (i === null || i.deleted) && true; });
+    await until("body object deleted", async () => (await bodyObjects(nc, r.mailId)).length === 0);
     await node.drain();
   });
 });
