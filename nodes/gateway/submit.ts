@@ -137,7 +137,9 @@ export function createSubmitHandler(deps: SubmitDeps, opts: SubmitOptions): (dat
 
     const now = new Date(deps.clock.now());
     const raw = rawIn ? prepareRaw(rawIn, ownMessageId, messageId).raw : await composeStructured(mail as Exclude<typeof mail, { raw: string }>, messageId, now);
-    if (raw.length > opts.maxMessageBytes) tooLarge(raw.length, opts.maxMessageBytes);
+    // A raw message was measured as sent (the Message-ID line the gateway may add is not the sender's);
+    // a structured one as composed.
+    if (!rawIn && raw.length > opts.maxMessageBytes) tooLarge(raw.length, opts.maxMessageBytes);
 
     let body: BodyRef;
     if (raw.length <= INLINE_BODY_LIMIT) {

@@ -95,6 +95,11 @@ describe("raw messages as stored for delivery", () => {
     expect(r.messageId).toMatch(/^<.+@.+>$/);
     expect((await storedBytes(r.mailId)).startsWith(`Message-ID: ${r.messageId}\r\n`)).toBe(true);
   });
+  it("accepts a raw message of exactly the size limit although the gateway adds its Message-ID", async () => {
+    const head = "From: a@example.org\r\n\r\n";
+    const r = await submit(nc, raw(`${head}${"z".repeat(64 * 1024 - head.length)}`));
+    expect((await storedBytes(r.mailId)).length).toBeGreaterThan(64 * 1024);
+  });
   it("removes Bcc fields (folded ones too) from a raw message, as sendmail does", async () => {
     const r = await submit(nc, raw("From: a@example.org\r\nBcc: hidden@example.net,\r\n  other@example.net\r\nSubject: s\r\nbcc: x@example.net\r\n\r\nBcc: in the body stays\r\n", ["rcpt@example.net", "hidden@example.net"]));
     const bytes = await storedBytes(r.mailId);
