@@ -44,11 +44,16 @@ export function mailIdFromIdempotencyKey(key: string): MailId {
 }
 
 /**
- * The idempotency key used when a request carries none, from the mail's
- * {@link contentSha256}: an identical resubmission is a duplicate.
+ * The idempotency key used when a request carries none: the mail's
+ * {@link contentSha256} and the number of the time window (of
+ * `DUPLICATE_WINDOW_MS`) it was submitted in. Without a key, identical
+ * mails are one mail only for a while (a client retrying), not forever (an
+ * alert sent with the same text every day is sent every day). The gateway
+ * also checks the previous window's id, so a retry just across a window
+ * boundary is still a duplicate.
  */
-export function contentIdempotencyKey(contentHash: string): string {
-  return "content:" + contentHash;
+export function contentIdempotencyKey(contentHash: string, window: number): string {
+  return `content:${contentHash}:${window}`;
 }
 
 /**

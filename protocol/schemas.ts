@@ -134,7 +134,7 @@ export type RawMail = z.infer<typeof RawMailSchema>;
 export const SubmitRequestSchema = z.object({
   kind: z.literal("mail.submit"),
   v: z.literal(1),
-  /** Resubmitting with the same key never sends twice. @default hash of the mail */
+  /** Resubmitting with the same key never sends twice. Without one, an identical mail within 2 h (DUPLICATE_WINDOW_MS) is a duplicate. */
   idempotencyKey: z.string().min(1).max(256).optional(),
   mail: z.union([RawMailSchema, StructuredMailSchema]),
 }).strict();

@@ -9,6 +9,14 @@ import { StreamSubjects } from "./subjects.js";
 
 const SECOND_NS = 1_000_000_000;
 
+/**
+ * The work stream's duplicate window: a work item published again within
+ * it (same Nats-Msg-Id) is not stored twice. It is also how long an
+ * identical mail submitted without idempotency key counts as a
+ * resubmission (see `contentIdempotencyKey`).
+ */
+export const DUPLICATE_WINDOW_MS = 2 * 3600 * 1000;
+
 /** Names as operators see them in `nats stream ls`, `nats kv ls`, … */
 export const Names = {
   workStream: "MAIL_WORK",
@@ -99,7 +107,7 @@ export function streamSpecs(opts: SpecOptions): StreamSpec[] {
       name: Names.workStream,
       subjects: [StreamSubjects.work],
       retention: "workqueue",
-      duplicate_window: 2 * 3600 * SECOND_NS,
+      duplicate_window: DUPLICATE_WINDOW_MS * 1_000_000,
       max_msg_size: 1024 * 1024,
       max_age: 0,
     },

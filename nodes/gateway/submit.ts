@@ -2,10 +2,10 @@ import { createHash, randomBytes } from "node:crypto";
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import type { ObjectStore } from "@nats-io/obj";
 import {
-  Codecs, FenError, INLINE_BODY_LIMIT, Names, contentIdempotencyKey, contentSha256, mailIdFromIdempotencyKey, mailboxOf, messageIdFor,
+  Codecs, DUPLICATE_WINDOW_MS, FenError, INLINE_BODY_LIMIT, Names, contentIdempotencyKey, contentSha256, mailIdFromIdempotencyKey, mailboxOf, messageIdFor,
   workSubject,
 } from "../../protocol/index.js";
-import type { BodyRef, Envelope, MailId, SubmitReply, SubmitRequest, WorkItem } from "../../protocol/index.js";
+import type { BodyRef, Envelope, MailEvent, MailId, SubmitReply, SubmitRequest, WorkItem } from "../../protocol/index.js";
 import { isDuplicateInProcess, isNotFound } from "../common/js-errors.js";
 import type { Clock } from "../common/clock.js";
 import type { MailStateStore } from "../common/mail-state.js";
@@ -45,6 +45,24 @@ function tooLarge(size: number, max: number): never {
   throw new FenError("MESSAGE_TOO_LARGE", `message is ${size} bytes, the limit is ${max}`, {
     fields: [{ field: "mail", code: "MESSAGE_TOO_LARGE", message: `${size} > ${max} bytes` }],
   });
+}
+
+/** The mail of an idempotency key and its PendingProcessing event (any age), if it was stored. */
+async function byKey(jsm: JetStreamManager, mailId: MailId): Promise<{ mailId: MailId; first: MailEvent | undefined }> {
+  return { mailId, first: await pendingEvent(jsm, mailId) };
+}
+
+/**
+ * The mail id of a submission without idempotency key: that of an
+ * identical mail submitted less than DUPLICATE_WINDOW_MS ago (found in the
+ * previous or the current window), or the current window's.
+ */
+async function byContent(deps: SubmitDeps, contentHash: string): Promise<{ mailId: MailId; first: MailEvent | undefined }> {
+  const now = deps.clock.now();
+  const window = Math.floor(now / DUPLICATE_WINDOW_MS);
+  const previous = await byKey(deps.jsm, mailIdFromIdempotencyKey(contentIdempotencyKey(contentHash, window - 1)));
+  if (previous.first && now - Date.parse(previous.first.at) < DUPLICATE_WINDOW_MS) return previous;
+  return byKey(deps.jsm, mailIdFromIdempotencyKey(contentIdempotencyKey(contentHash, window)));
 }
 
 /**
@@ -106,7 +124,11 @@ export function createSubmitHandler(deps: SubmitDeps, opts: SubmitOptions): (dat
       canonical = canonicalJson(mail);
     }
     const contentHash = contentSha256(canonical);
-    const mailId = mailIdFromIdempotencyKey(req.idempotencyKey ?? contentIdempotencyKey(contentHash));
+    // With a key: the key's mail, at any age. Without one: the identical
+    // mail of the last DUPLICATE_WINDOW_MS, if any, else a new mail.
+    const { mailId, first } = req.idempotencyKey !== undefined
+      ? await byKey(deps.jsm, mailIdFromIdempotencyKey(req.idempotencyKey))
+      : await byContent(deps, contentHash);
     // The Message-ID recipients will see: a raw message's own, or the one assigned (every retry reuses it).
     const messageId = ownMessageId ?? messageIdFor(mailId, opts.messageIdDomain);
     const log = deps.log.child({ mailId });
@@ -124,12 +146,11 @@ export function createSubmitHandler(deps: SubmitDeps, opts: SubmitOptions): (dat
       return { kind: "mail.submit.reply", v: 1, mailId, messageId, duplicate: true };
     };
 
-    // Any age: every mail that got past this point once has its
-    // PendingProcessing event (published here, or by the node that claims
-    // it before any status entry exists), and MAIL_EVENTS keeps every event
-    // (max_age 0: the ledger's source). The work item's Nats-Msg-Id covers
-    // only the duplicate window, for submissions racing this check.
-    const first = await pendingEvent(deps.jsm, mailId);
+    // Every mail that got past this point once has its PendingProcessing
+    // event (published here, or by the node that claims it before any
+    // status entry exists), and MAIL_EVENTS keeps every event (max_age 0:
+    // the ledger's source). The work item's Nats-Msg-Id covers only the
+    // duplicate window, for submissions racing this check.
     if (first) {
       log.debug("duplicate submission (its PendingProcessing event exists)");
       return duplicateOf(first.detail.contentSha256);

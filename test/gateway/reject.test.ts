@@ -1,12 +1,17 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { NatsConnection } from "@nats-io/nats-core";
-import { jetstreamManager } from "@nats-io/jetstream";
-import { Codecs, Names, mailIdFromIdempotencyKey, workSubject } from "../../protocol/index.js";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
+import { Objm } from "@nats-io/obj";
+import { Codecs, DUPLICATE_WINDOW_MS, Names, mailIdFromIdempotencyKey, workSubject } from "../../protocol/index.js";
+import { createMailStateStore } from "../../nodes/common/mail-state.js";
+import { createMetrics } from "../../nodes/common/metrics.js";
+import { createSubmitHandler } from "../../nodes/gateway/submit.js";
 import type { FenError } from "../../protocol/index.js";
 import type { Actor } from "../../nodes/common/actor.js";
 import { startTestCluster } from "../helpers/cluster.js";
 import type { TestCluster } from "../helpers/cluster.js";
-import { connectAndProvision, startGateway, status, structured, submit } from "../helpers/system.js";
+import { connectAndProvision, startGateway, status, structured, submit, testLog } from "../helpers/system.js";
 import { pendingEvent } from "../../nodes/gateway/status.js";
 
 let cluster: TestCluster;
@@ -142,3 +147,33 @@ describe("a mail no processing node has claimed yet", () => {
     await expect(status(nc, mailIdFromIdempotencyKey("never-submitted"))).rejects.toMatchObject({ code: "NOT_FOUND" });
   });
 });
+
+describe("identical mails without an idempotency key", () => {
+  it("are one mail for DUPLICATE_WINDOW_MS (a retry, also across a window boundary), then a new one (an alert sent again the next day)", async () => {
+    let now = Math.floor(Date.now() / DUPLICATE_WINDOW_MS) * DUPLICATE_WINDOW_MS + DUPLICATE_WINDOW_MS - 60_000; // a minute before a boundary
+    const clock = { now: () => now };
+    const js = jetstream(nc);
+    const submitAt = createSubmitHandler({
+      js, jsm: await jetstreamManager(nc), bodies: await new Objm(js).open(Names.bodiesBucket),
+      state: createMailStateStore({ js, kv: await new Kvm(js).open(Names.statusBucket), clock, node: "gw-clock" }),
+      clock, log: testLog, metrics: createMetrics({ defaults: false }),
+    }, { maxMessageBytes: 64 * 1024, messageIdDomain: "fastemailnet.local", submitTimeoutMs: 10_000 });
+    const alert = new TextEncoder().encode(JSON.stringify(structured("disk full on db-1", { to: ["oncall@example.net"] })));
+    const first = await submitAt(alert);
+    now += 2 * 60_000; // a retry, just across the window boundary
+    expect(await submitAt(alert)).toMatchObject({ mailId: first.mailId, duplicate: true });
+    now += DUPLICATE_WINDOW_MS - 3 * 60_000; // still less than the window after the first
+    expect(await submitAt(alert)).toMatchObject({ mailId: first.mailId, duplicate: true });
+    now += 24 * 3600_000; // the next day
+    const again = await submitAt(alert);
+    expect(again.duplicate).toBe(false);
+    expect(again.mailId).not.toBe(first.mailId);
+    expect(await submitAt(alert)).toMatchObject({ mailId: again.mailId, duplicate: true });
+    // With a key, a resubmission is a duplicate at any age.
+    const keyed = new TextEncoder().encode(JSON.stringify(structured("keyed alert", { key: "alert-42" })));
+    const k = await submitAt(keyed);
+    now += 30 * 24 * 3600_000;
+    expect(await submitAt(keyed)).toMatchObject({ mailId: k.mailId, duplicate: true });
+  });
+});
+
