@@ -7,21 +7,47 @@ import type { CommonConfig } from "../config/index.js";
 
 /**
  * Opens the node's NATS connection from its configuration. Called by main.ts
- * only; everything else receives the connection.
+ * only; everything else receives the connection. A CA file that cannot be
+ * read is CONFIG_INVALID naming FEN_NATS_TLS_CA; a failure to connect is
+ * NATS_UNREACHABLE naming the servers (FEN_NATS_URLS) or the user.
  */
 export async function connectNats(config: CommonConfig, name: string): Promise<NatsConnection> {
-  return connect({
-    servers: [...config.natsUrls],
-    name,
-    maxReconnectAttempts: -1,
-    reconnectTimeWait: 500,
-    // Every JetStream publish and ack is a request; with async traces on,
-    // each one captures a stack trace up front (about a tenth of a busy
-    // processing node's CPU). Errors still carry their message and code.
-    noAsyncTraces: true,
-    ...(config.natsUser ? { user: config.natsUser, pass: config.natsPassword ?? "" } : {}),
-    ...(config.natsTlsCa ? { tls: { ca: readFileSync(config.natsTlsCa, "utf8") } } : {}),
-  });
+  let ca: string | undefined;
+  if (config.natsTlsCa) {
+    try {
+      ca = readFileSync(config.natsTlsCa, "utf8");
+    } catch (err) {
+      throw new FenError("CONFIG_INVALID", `FEN_NATS_TLS_CA: cannot read ${config.natsTlsCa}: ${(err as Error).message}`, {
+        fields: [{ field: "FEN_NATS_TLS_CA", code: "CONFIG_INVALID", message: "cannot be read" }], cause: err,
+      });
+    }
+  }
+  const servers = [...config.natsUrls];
+  try {
+    return await connect({
+      servers,
+      name,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 500,
+      // Every JetStream publish and ack is a request; with async traces on,
+      // each one captures a stack trace up front (about a tenth of a busy
+      // processing node's CPU). Errors still carry their message and code.
+      noAsyncTraces: true,
+      ...(config.natsUser ? { user: config.natsUser, pass: config.natsPassword ?? "" } : {}),
+      ...(ca ? { tls: { ca } } : {}),
+    });
+  } catch (err) {
+    throw unreachable(err, servers, config.natsUser, "check FEN_NATS_URLS and that the cluster is up");
+  }
+}
+
+/** A failed connect as NATS_UNREACHABLE: the servers, or for a refused user the user and the variables that set it. */
+function unreachable(err: unknown, servers: readonly string[], user: string | undefined, hint: string): FenError {
+  const why = (err as Error).message ?? String(err);
+  const fix = err instanceof AuthorizationError
+    ? `the servers refused ${user ? `user ${user}` : "a connection without a user"} (set FEN_NATS_USER and FEN_NATS_PASSWORD; npm start prints them)`
+    : hint;
+  return new FenError("NATS_UNREACHABLE", `cannot connect to NATS at ${servers.join(",")}: ${why}; ${fix}`, { cause: err });
 }
 
 /**
@@ -37,10 +63,6 @@ export async function connectCli(server: string | undefined, env: Readonly<Recor
   try {
     return await connect({ servers, name, ...(user ? { user, pass: env["FEN_NATS_PASSWORD"] ?? "" } : {}) });
   } catch (err) {
-    const why = (err as Error).message ?? String(err);
-    const hint = err instanceof AuthorizationError
-      ? `the servers refused ${user ? `user ${user}` : "a connection without a user"} (set FEN_NATS_USER and FEN_NATS_PASSWORD; npm start prints them)`
-      : "set --server or FEN_NATS_URLS to a running cluster (npm start serves nats://127.0.0.1:4222)";
-    throw new FenError("NATS_UNREACHABLE", `cannot connect to NATS at ${servers.join(",")}: ${why}; ${hint}`, { cause: err });
+    throw unreachable(err, servers, user, "set --server or FEN_NATS_URLS to a running cluster (npm start serves nats://127.0.0.1:4222)");
   }
 }

@@ -14,7 +14,15 @@ export interface KeySpec<T extends z.ZodTypeAny = z.ZodTypeAny> {
   readonly secret?: boolean;
 }
 
-const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+/**
+ * A number written in decimal, as an environment variable holds it.
+ * `z.coerce.number` alone takes " " for 0 (and "0x10", "1e1"): a blank
+ * FEN_QUARANTINE_THRESHOLD would have quarantined every mail.
+ */
+const decimal = (integer: boolean) => z.string()
+  .regex(integer ? /^-?\d+$/ : /^-?(\d+(\.\d*)?|\.\d+)$/, integer ? "not a decimal integer" : "not a decimal number")
+  .transform(Number);
+const int = (min: number, max: number) => z.union([z.number(), decimal(true)]).pipe(z.number().int().min(min).max(max));
 const bool = z.enum(["true", "false", "1", "0"]).transform((v) => v === "true" || v === "1");
 const list = z.string().transform((s) => s.split(",").map((x) => x.trim()).filter(Boolean)).pipe(z.array(z.string().min(1)).min(1));
 
@@ -24,7 +32,12 @@ export const CommonKeys = {
   natsUser: { env: "FEN_NATS_USER", schema: z.string().optional(), doc: "NATS user name (role user, see deploy/)." },
   natsPassword: { env: "FEN_NATS_PASSWORD", schema: z.string().optional(), doc: "NATS password.", secret: true },
   natsTlsCa: { env: "FEN_NATS_TLS_CA", schema: z.string().optional(), doc: "PEM file of the CA that signed the NATS servers' certificates; enables TLS." },
-  nodeName: { env: "FEN_NODE_NAME", schema: z.string().regex(/^[A-Za-z0-9_-]+$/).optional(), doc: "Name of this node instance in events and logs. @default role-pid" },
+  nodeName: {
+    env: "FEN_NODE_NAME",
+    // Kubernetes pod names (the chart's source) may hold dots.
+    schema: z.string().max(253).regex(/^[A-Za-z0-9._-]+$/, "letters, digits, '.', '_' and '-' only").optional(),
+    doc: "Name of this node instance in events and logs (e.g. the pod name). @default role-pid",
+  },
   logLevel: { env: "FEN_LOG_LEVEL", schema: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"), doc: "pino log level." },
   httpPort: { env: "FEN_HTTP_PORT", schema: int(0, 65535).default(0), doc: "Port of /healthz, /readyz and /metrics (0 = a free port)." },
   httpHost: { env: "FEN_HTTP_HOST", schema: z.string().default("127.0.0.1"), doc: "Address the health/metrics server binds." },
@@ -56,7 +69,7 @@ export const ProcessingKeys = {
   maxAttempts: { env: "FEN_MAX_ATTEMPTS", schema: int(1, 100).default(8), doc: "Delivery attempts before a transient failure bounces." },
   retryBaseMs: { env: "FEN_RETRY_BASE_MS", schema: int(1, 86_400_000).default(30_000), doc: "First retry delay; doubles per attempt, with jitter." },
   retryMaxMs: { env: "FEN_RETRY_MAX_MS", schema: int(1, 86_400_000).default(3_600_000), doc: "Largest retry delay." },
-  quarantineThreshold: { env: "FEN_QUARANTINE_THRESHOLD", schema: z.coerce.number().min(0).max(1.01).default(0.9), doc: "Spam score at or above which a mail is quarantined (above 1 disables quarantine). The default is the operating point the train-part cross-validation gives 0.30 % false positives (nodes/classifier/README.md): holding legitimate outbound mail costs more than passing a borderline one." },
+  quarantineThreshold: { env: "FEN_QUARANTINE_THRESHOLD", schema: z.union([z.number(), decimal(false)]).pipe(z.number().min(0).max(1.01)).default(0.9), doc: "Spam score at or above which a mail is quarantined (above 1 disables quarantine). The default is the operating point the train-part cross-validation gives 0.30 % false positives (nodes/classifier/README.md): holding legitimate outbound mail costs more than passing a borderline one." },
   modelDir: { env: "FEN_MODEL_DIR", schema: z.string().optional(), doc: "Folder of the classifier model. @default the committed model; `none` = pass-through classifier." },
 } as const satisfies Record<string, KeySpec>;
 

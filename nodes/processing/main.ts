@@ -3,6 +3,7 @@ import { systemClock, systemRandom } from "../common/clock.js";
 import { createLogger } from "../common/logger.js";
 import { createMetrics } from "../common/metrics.js";
 import { connectNats } from "../common/nats.js";
+import { orExit } from "../common/startup.js";
 import { runUntilSignal } from "../common/runtime.js";
 import { loadMailClassifier } from "./load-classifier.js";
 import { createDelivery, relayOptions } from "./delivery.js";
@@ -10,14 +11,7 @@ import { createProcessingNode } from "./processor.js";
 import { createWorkLagSampler } from "./lag.js";
 import { jetstreamManager } from "@nats-io/jetstream";
 
-const config = (() => {
-  try {
-    return loadConfig(ProcessingKeys, process.env);
-  } catch (err) {
-    console.error(`fen-processing: ${(err as { code?: string }).code ?? "ERROR"}: ${(err as Error).message}`);
-    process.exit(1);
-  }
-})();
+const config = await orExit("processing", () => loadConfig(ProcessingKeys, process.env));
 const node = config.nodeName ?? `processing-${process.pid}`;
 const log = createLogger({ level: config.logLevel, node });
 // A missing or corrupt model stops the node here, before it takes any work.
@@ -25,7 +19,7 @@ const classifier = await loadMailClassifier(config.modelDir).catch((err: unknown
   log.fatal({ err }, "classifier model could not be loaded; refusing to start");
   process.exit(1);
 });
-const nc = await connectNats(config, node);
+const nc = await orExit("processing", () => connectNats(config, node));
 const metrics = createMetrics();
 const delivery = createDelivery(relayOptions(config));
 const actor = createProcessingNode({ nc, log, clock: systemClock, random: systemRandom, node, metrics, delivery, classifier }, config);

@@ -3,6 +3,7 @@ import { systemClock } from "../common/clock.js";
 import { CommonKeys, loadConfig } from "../config/index.js";
 import { createLogger } from "../common/logger.js";
 import { connectNats } from "../common/nats.js";
+import { orExit } from "../common/startup.js";
 import { provision } from "./provision.js";
 
 /**
@@ -11,16 +12,9 @@ import { provision } from "./provision.js";
  * (after an upgrade changed a spec) instead of failing with SPEC_MISMATCH.
  */
 const update = process.argv.includes("--update");
-const config = (() => {
-  try {
-    return loadConfig(CommonKeys, process.env);
-  } catch (err) {
-    console.error(`fen-provision: ${(err as { code?: string }).code ?? "ERROR"}: ${(err as Error).message}`);
-    process.exit(1);
-  }
-})();
+const config = await orExit("provision", () => loadConfig(CommonKeys, process.env));
 const log = createLogger({ level: config.logLevel, node: "provision" });
-const nc = await connectNats(config, "fen-provision");
+const nc = await orExit("provision", () => connectNats(config, "fen-provision"));
 try {
   const steps = await provision(nc, await jetstreamManager(nc), { replicas: config.replicas }, {
     clock: systemClock,

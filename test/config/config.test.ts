@@ -21,6 +21,15 @@ describe("configuration", () => {
       expect(e.fields.map((f) => f.field).sort()).toEqual(["FEN_LOG_LEVEL", "FEN_MAX_MESSAGE_BYTES"]);
     }
   });
+  it.each([
+    ["FEN_QUARANTINE_THRESHOLD", " "], ["FEN_QUARANTINE_THRESHOLD", "0x1"], ["FEN_HTTP_PORT", " "], ["FEN_HTTP_PORT", "1e3"], ["FEN_SMTP_PORT", "25.5"],
+  ])("%s=%j is CONFIG_INVALID, not a number it happens to coerce to (a blank threshold was 0: every mail quarantined)", (env, value) => {
+    expect(() => loadConfig(ProcessingKeys, { [env]: value })).toThrow(expect.objectContaining({ code: "CONFIG_INVALID", fields: [expect.objectContaining({ field: env })] }));
+  });
+  it("takes decimal numbers, and node names with dots (Kubernetes pod names)", () => {
+    const c = loadConfig(ProcessingKeys, { FEN_QUARANTINE_THRESHOLD: "0.95", FEN_HTTP_PORT: "9101", FEN_NODE_NAME: "mail.prod-fastemailnet-processing-6f7c9d8b5-x2x7q" });
+    expect([c.quarantineThreshold, c.httpPort, c.nodeName]).toEqual([0.95, 9101, "mail.prod-fastemailnet-processing-6f7c9d8b5-x2x7q"]);
+  });
   it("CONFIG.md documents every key of every role, and no other", () => {
     const md = readFileSync(new URL("../../nodes/config/CONFIG.md", import.meta.url), "utf8");
     const documented = new Set([...md.matchAll(/^\| `(FEN_[A-Z_]+)` \|/gm)].map((m) => m[1]));
