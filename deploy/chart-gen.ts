@@ -17,6 +17,7 @@ import { readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { CommonKeys, ConfigTables } from "../nodes/config/index.js";
+import { z } from "zod";
 import type { KeySpec } from "../nodes/config/index.js";
 import { envUsers, renderAuthorization } from "../nodes/local/permissions.js";
 
@@ -33,14 +34,51 @@ export const ChartConfigTables: Readonly<Record<"common" | "gateway" | "processi
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 
-function configSection(table: Record<string, KeySpec>, what: string): Json {
+function configSection(table: Record<string, KeySpec>, what: string, required: string[] = []): Json {
   const properties: Record<string, Json> = {};
   for (const spec of Object.values(table)) {
     if (spec.secret || (CHART_MANAGED_KEYS as readonly string[]).includes(spec.env)) continue;
     // No description: the keys are documented in nodes/config/CONFIG.md, and a doc edit should not make the chart stale.
-    properties[spec.env] = { type: ["string", "number", "boolean"] };
+    properties[spec.env] = valueSchemaOf(spec.schema);
   }
-  return { type: "object", description: `${what} See nodes/config/CONFIG.md.`, additionalProperties: false, properties };
+  return { type: "object", description: `${what} See nodes/config/CONFIG.md.`, additionalProperties: false, properties, ...(required.length ? { required } : {}) };
+}
+
+/**
+ * What `helm lint` can check of one key's value, read off its zod schema:
+ * a number's range (numbers) or decimal form (strings, which the node
+ * parses), an enum's values, a string's pattern. What JSON Schema cannot
+ * say (a number given as a string out of range) the node still refuses at
+ * start with CONFIG_INVALID.
+ */
+export function valueSchemaOf(schema: z.ZodTypeAny): Json {
+  let s = schema;
+  while (s instanceof z.ZodDefault || s instanceof z.ZodOptional) s = s._def.innerType as z.ZodTypeAny;
+  if (s instanceof z.ZodPipeline && s._def.out instanceof z.ZodNumber) {
+    const checks = (s._def.out as z.ZodNumber)._def.checks;
+    const integer = checks.some((c) => c.kind === "int");
+    const bound = (kind: "min" | "max") => checks.find((c): c is Extract<typeof c, { kind: typeof kind }> => c.kind === kind)?.value;
+    const [minimum, maximum] = [bound("min"), bound("max")];
+    return {
+      anyOf: [
+        { type: integer ? "integer" : "number", ...(minimum !== undefined ? { minimum } : {}), ...(maximum !== undefined ? { maximum } : {}) },
+        { type: "string", pattern: integer ? "^-?[0-9]+$" : "^-?([0-9]+([.][0-9]*)?|[.][0-9]+)$" },
+      ],
+    };
+  }
+  // A comma-separated list (FEN_NATS_URLS): a non-empty string.
+  if (s instanceof z.ZodPipeline && s._def.out instanceof z.ZodArray) return { type: "string", minLength: 1 };
+  if (s instanceof z.ZodEnum) return { enum: [...(s.options as string[])] };
+  if (s instanceof z.ZodEffects && s._def.schema instanceof z.ZodEnum) {
+    const options = [...((s._def.schema as z.ZodEnum<[string, ...string[]]>).options)];
+    // The boolean keys: "true"/"false"/"1"/"0", or a YAML boolean.
+    return options.includes("true") ? { anyOf: [{ type: "boolean" }, { enum: options }] } : { enum: options };
+  }
+  if (s instanceof z.ZodString) {
+    const regex = s._def.checks.find((c): c is Extract<typeof c, { kind: "regex" }> => c.kind === "regex")?.regex;
+    return { type: "string", ...(regex ? { pattern: regex.source } : {}) };
+  }
+  return { type: ["string", "number", "boolean"] };
 }
 
 const str: Json = { type: "string" };
@@ -55,6 +93,9 @@ const resources: Json = {
 const scheduling = { podAnnotations: obj, nodeSelector: obj, tolerations: arr, affinity: obj };
 const closed = (properties: Record<string, Json>, required: string[] = []): Json =>
   ({ type: "object", additionalProperties: false, properties, ...(required.length ? { required } : {}) });
+/** A PodDisruptionBudget: exactly one of minAvailable and maxUnavailable (a count, 0 allowed, or a percentage). */
+const budget: Json = { anyOf: [{ type: "integer", minimum: 0 }, { type: "string", pattern: "^[0-9]+%$" }] };
+const pdb: Json = { oneOf: [closed({ minAvailable: budget }, ["minAvailable"]), closed({ maxUnavailable: budget }, ["maxUnavailable"])] };
 
 /** values.schema.json. */
 export function valuesSchema(): Json {
@@ -69,7 +110,8 @@ export function valuesSchema(): Json {
       image: closed({ repository: { type: "string", minLength: 1 }, tag: str, pullPolicy: { enum: ["Always", "IfNotPresent", "Never"] } }, ["repository"]),
       imagePullSecrets: arr,
       config: closed({
-        common: configSection(ChartConfigTables.common, "Keys every node reads (CommonKeys)."),
+        // Without FEN_NATS_URLS every pod would look for NATS on 127.0.0.1 and crash-loop.
+        common: configSection(ChartConfigTables.common, "Keys every node reads (CommonKeys).", ["FEN_NATS_URLS"]),
         gateway: configSection(ChartConfigTables.gateway, "Gateway keys (GatewayKeys)."),
         processing: configSection(ChartConfigTables.processing, "Processing node keys (ProcessingKeys)."),
         ledger: configSection(ChartConfigTables.ledger, "Ledger node keys (LedgerKeys)."),
@@ -86,10 +128,11 @@ export function valuesSchema(): Json {
         required: ["runAsNonRoot", "allowPrivilegeEscalation", "readOnlyRootFilesystem", "capabilities"],
         properties: { runAsNonRoot: { const: true }, readOnlyRootFilesystem: { const: true }, allowPrivilegeEscalation: { const: false } },
       },
-      gateway: closed({ replicas: int(1), resources, pdb: obj, ...scheduling }, ["resources"]),
+      gateway: closed({ replicas: int(1), resources, pdb, ...scheduling }, ["resources"]),
       processing: closed({
-        replicas: int(1), resources, pdb: obj, terminationGracePeriodSeconds: int(1),
-        smtpPasswordSecret: { type: "object", properties: { name: str, key: str } },
+        replicas: int(1), resources, pdb, terminationGracePeriodSeconds: int(1),
+        // Empty (no relay password), or both fields.
+        smtpPasswordSecret: { anyOf: [closed({}), closed({ name: { type: "string", minLength: 1 }, key: { type: "string", minLength: 1 } }, ["name", "key"])] },
         ...scheduling,
         autoscaling: closed({
           hpa: closed({ enabled: bool, minReplicas: int(1), maxReplicas: int(1), targetCPUUtilizationPercentage: int(1) }),

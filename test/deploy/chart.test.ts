@@ -1,5 +1,6 @@
 import { existsSync } from "node:fs";
-import { readFile } from "node:fs/promises";
+import { mkdtemp, readFile, writeFile } from "node:fs/promises";
+import os from "node:os";
 import path from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { parse } from "yaml";
@@ -227,6 +228,31 @@ describe("values are validated", () => {
     expect(await refused(["config.common.FEN_NATS_USER=root"])).toMatch(/FEN_NATS_USER/);
     // A gateway key is not a processing key.
     expect(await refused(["config.processing.FEN_MESSAGE_ID_DOMAIN=x"])).toMatch(/FEN_MESSAGE_ID_DOMAIN/);
+  });
+
+  it("a config value of the wrong form is refused by values.schema.json (read off the node's schema), and so is no NATS URL", async () => {
+    expect(await refused(["config.processing.FEN_SMTP_PORT=abc"])).toMatch(/FEN_SMTP_PORT/);
+    expect(await refused(["config.processing.FEN_SMTP_PORT=70000"])).toMatch(/FEN_SMTP_PORT/);
+    expect(await refused(["config.common.FEN_LOG_LEVEL=verbose"])).toMatch(/FEN_LOG_LEVEL/);
+    expect(await refused(["config.processing.FEN_QUARANTINE_THRESHOLD=lots"])).toMatch(/FEN_QUARANTINE_THRESHOLD/);
+    expect(await refused(["config.common.FEN_NATS_URLS=null"])).toMatch(/FEN_NATS_URLS/);
+    expect(await refused(["config.processing.FEN_SMTP_PORT=2525", "config.processing.FEN_SMTP_SECURE=true"])).toBe("rendered");
+  });
+
+  it("a PodDisruptionBudget takes one of minAvailable and maxUnavailable, 0 included; a relay password Secret needs name and key", async () => {
+    expect(await refused(["gateway.pdb.maxUnavailable=1"])).toMatch(/pdb/); // the default minAvailable stays: both set
+    expect(await refused(["processing.smtpPasswordSecret.name=relay"])).toMatch(/smtpPasswordSecret/);
+    const objects = await renderChart({ set: ["processing.pdb.maxUnavailable=0"] });
+    expect(find(objects, "PodDisruptionBudget", "fastemailnet-processing")?.spec).toMatchObject({ maxUnavailable: 0 });
+  });
+
+  it("whole numbers from a values file reach the ConfigMap as integers, not 2.62144e+07", async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), "fen-values-"));
+    const file = path.join(dir, "values.yaml");
+    await writeFile(file, "config:\n  gateway:\n    FEN_MAX_MESSAGE_BYTES: 26214400\n  processing:\n    FEN_SMTP_USER: \"10000001\"\n    FEN_RETRY_MAX_MS: 3600000\n    FEN_QUARANTINE_THRESHOLD: 0.95\n");
+    const objects = await renderChart({ valuesFiles: [file] });
+    expect(find(objects, "ConfigMap", "fastemailnet-gateway")?.data).toMatchObject({ FEN_MAX_MESSAGE_BYTES: "26214400" });
+    expect(find(objects, "ConfigMap", "fastemailnet-processing")?.data).toMatchObject({ FEN_SMTP_USER: "10000001", FEN_RETRY_MAX_MS: "3600000", FEN_QUARANTINE_THRESHOLD: "0.95" });
   });
 
   it("a container security context that is not locked down is refused", async () => {

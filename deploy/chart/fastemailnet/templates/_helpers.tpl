@@ -69,11 +69,17 @@ the chart itself sets (HTTP port and address, NATS user, CA path). Only
 non-secret FEN_* keys of the role's table in nodes/config/schema.ts.
 (dict "ctx" $ "role" "gateway")
 */}}
+{{/* A value as an environment variable's text. YAML numbers reach templates as float64, which toString
+     writes as 1.0000001e+07 from 10^7 up: whole numbers are written as integers. */}}
+{{- define "fen.envValue" -}}
+{{- if and (kindIs "float64" .) (eq (float64 (int64 .)) .) -}}{{ int64 . }}{{- else -}}{{ toString . }}{{- end -}}
+{{- end -}}
+
 {{- define "fen.configData" -}}
 {{- $v := .ctx.Values -}}
 {{- $data := dict -}}
-{{- range $k, $val := $v.config.common }}{{ $_ := set $data $k (toString $val) }}{{ end -}}
-{{- range $k, $val := (get $v.config .role) }}{{ $_ := set $data $k (toString $val) }}{{ end -}}
+{{- range $k, $val := $v.config.common }}{{ $_ := set $data $k (include "fen.envValue" $val) }}{{ end -}}
+{{- range $k, $val := (get $v.config .role) }}{{ $_ := set $data $k (include "fen.envValue" $val) }}{{ end -}}
 {{- if ne .role "provision" -}}
 {{- $_ := set $data "FEN_HTTP_HOST" "0.0.0.0" -}}
 {{- $_ := set $data "FEN_HTTP_PORT" (toString $v.http.port) -}}
