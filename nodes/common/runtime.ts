@@ -9,17 +9,25 @@ import type { Metrics } from "./metrics.js";
 
 /**
  * Serves `/healthz` (process alive), `/readyz` (actor running and NATS
- * connected) and `/metrics` (Prometheus). Returns the bound port.
+ * connected: not while the client is reconnecting, which it does for ever)
+ * and `/metrics` (Prometheus). Returns the bound port.
  */
 export async function serveHealth(opts: {
   host: string; port: number; actor: Actor; nc: NatsConnection; metrics: Metrics; log: Logger;
 }): Promise<{ server: Server; port: number }> {
+  let connected = true;
+  void (async () => {
+    for await (const s of opts.nc.status()) {
+      if (s.type === "disconnect") connected = false;
+      else if (s.type === "reconnect") connected = true;
+    }
+  })().catch(() => undefined);
   const server = createServer((req, res) => {
     const url = (req.url ?? "/").split("?")[0];
     if (url === "/healthz") {
       res.writeHead(200, { "content-type": "text/plain" }).end("ok\n");
     } else if (url === "/readyz") {
-      const ready = opts.actor.status().state === "running" && !opts.nc.isClosed();
+      const ready = opts.actor.status().state === "running" && connected && !opts.nc.isClosed();
       res.writeHead(ready ? 200 : 503, { "content-type": "text/plain" }).end(ready ? "ready\n" : "not ready\n");
     } else if (url === "/metrics") {
       opts.metrics.registry.metrics().then(

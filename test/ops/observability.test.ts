@@ -1,12 +1,15 @@
 import { PassThrough } from "node:stream";
 import { describe, expect, it } from "vitest";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { connect } from "@nats-io/transport-node";
 import { mailIdFromIdempotencyKey, workSubject } from "../../protocol/index.js";
 import { createLogger } from "../../nodes/common/logger.js";
 import { createMetrics } from "../../nodes/common/metrics.js";
+import type { Actor } from "../../nodes/common/actor.js";
+import { serveHealth } from "../../nodes/common/runtime.js";
 import { GatewayKeys, loadConfig } from "../../nodes/config/index.js";
 import { createWorkLagSampler } from "../../nodes/processing/lag.js";
-import { testLog } from "../helpers/system.js";
+import { testLog, until } from "../helpers/system.js";
 import { useProvisionedCluster } from "../helpers/suite.js";
 
 /**
@@ -96,4 +99,27 @@ describe("work consumer lag (fen_work_consumer_pending)", () => {
     sampler.stop();
     expect(cancelled).toBe(true);
   });
+});
+
+describe("/readyz", () => {
+  const env = useProvisionedCluster();
+
+  it("is 503 while the node's NATS connection is down and reconnecting, 200 again once it is back", async () => {
+    // A client of server 0 only, so that killing it disconnects the client (instead of failing over).
+    const server = env.cluster.servers[0]!;
+    const nc = await connect({ servers: [server.url], ignoreClusterUpdates: true, maxReconnectAttempts: -1, reconnectTimeWait: 200 });
+    const actor = { status: () => ({ state: "running" as const }) } as unknown as Actor;
+    const { server: http, port } = await serveHealth({ host: "127.0.0.1", port: 0, actor, nc, metrics: createMetrics({ defaults: false }), log: testLog });
+    const readyz = async () => (await fetch(`http://127.0.0.1:${port}/readyz`)).status;
+    try {
+      expect(await readyz()).toBe(200);
+      await env.cluster.kill(0);
+      await until("503 while disconnected", async () => (await readyz()) === 503, 15_000, 100);
+      await env.cluster.restart(0);
+      await until("200 after reconnecting", async () => (await readyz()) === 200, 30_000, 200);
+    } finally {
+      http.close();
+      await nc.close();
+    }
+  }, 60_000);
 });
