@@ -105,10 +105,20 @@ const cluster = await startCluster({
 const children: ChildProcess[] = [];
 let sink: SmtpSink | undefined;
 let stopping = false;
+let stoppingSince = 0;
 const stopAll = async (code: number) => {
-  if (stopping) return;
+  if (stopping) {
+    // A second Ctrl-C while stopping: a stuck shutdown must not need kill -9.
+    // (npm delivers a forwarded signal more than once within moments: not a second request.)
+    if (Date.now() - stoppingSince < 1000) return;
+    say("stopping at once (SIGKILL)…");
+    for (const c of children) c.kill("SIGKILL");
+    for (const s of cluster.servers) s.process?.kill("SIGKILL");
+    process.exit(1);
+  }
   stopping = true;
-  say("\nstopping: nodes first, then the sink and the cluster…");
+  stoppingSince = Date.now();
+  say("\nstopping: nodes first, then the sink and the cluster… (Ctrl-C again to kill at once)");
   await Promise.all(children.map((c) => new Promise<void>((r) => {
     if (c.exitCode !== null || c.signalCode !== null) return r();
     c.once("exit", () => r());

@@ -1,0 +1,44 @@
+import { spawn, spawnSync } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { expect, it } from "vitest";
+import { until } from "../helpers/system.js";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+
+const pgrep = (...args: string[]) => spawnSync("pgrep", args, { encoding: "utf8" }).stdout.split("\n").filter(Boolean);
+/** Processes whose command line mentions `dir` (the supervisor and the servers of one npm start), and their children (the nodes). */
+const running = (dir: string) => {
+  const direct = pgrep("-f", dir);
+  return [...new Set([...direct, ...direct.flatMap((pid) => pgrep("-P", pid))])];
+};
+
+/**
+ * The README's main command as a service manager or a script runs it: a
+ * SIGTERM to the `npm start` process itself (not to its process group, as a
+ * terminal's Ctrl-C is) stops the cluster, the nodes and the sink. Before,
+ * npm's shell did not exec node, and everything kept running.
+ */
+it("npm start stops everything on a SIGTERM to the npm process", async () => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), "fen-npm-start-"));
+  const npm = spawn("npm", ["start", "--", "--data-dir", dir, "--nats-port", "0", "--smtp-port", "0", "--http-port", "0"], {
+    cwd: root, env: { ...process.env, FEN_MODEL_DIR: "none", FEN_LOG_LEVEL: "warn" }, stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  npm.stdout!.on("data", (b: Buffer) => { out += b.toString(); });
+  npm.stderr!.on("data", (b: Buffer) => { out += b.toString(); });
+  try {
+    await until("the start banner", () => out.includes("Ctrl-C stops everything"), 120_000, 200);
+    expect(running(dir).length).toBeGreaterThanOrEqual(9); // npm, the supervisor, 3 servers, 4 nodes
+    const exited = new Promise<number | null>((r) => npm.once("exit", (code) => r(code)));
+    npm.kill("SIGTERM");
+    const code = await exited;
+    expect(code, out.slice(-2000)).toBe(0);
+    await until("nothing of it left running", () => running(dir).length === 0, 20_000, 200);
+  } finally {
+    for (const pid of running(dir)) process.kill(Number(pid), "SIGKILL");
+    await rm(dir, { recursive: true, force: true });
+  }
+}, 180_000);
