@@ -44,6 +44,8 @@ export const ErrorCodes = {
   IDEMPOTENCY_CONFLICT: { retry: "permanent", doc: "The idempotency key was used before for a different mail; nothing was stored. A new mail needs a new key." },
   TOO_MANY_RECIPIENTS: { retry: "permanent", doc: "The mail has more distinct recipients (to, cc and bcc together) than one mail may have (900); nothing was stored." },
   NATS_UNREACHABLE: { retry: "transient", doc: "A client could not connect to any of its NATS servers, or the servers refused its user; nothing was sent." },
+  LEDGER_PENDING: { retry: "transient", doc: "The mail's life-cycle events are not in a signed ledger block yet (blocks are sealed within a second or so); ask again shortly." },
+  PERMISSION_DENIED: { retry: "permanent", doc: "The NATS server refused a subject to this client's user (its role's permissions); nothing was done. Use a user whose role may do it." },
 } as const satisfies Record<string, ErrorSpec>;
 
 /** A registered error code. */

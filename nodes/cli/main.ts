@@ -3,7 +3,7 @@ import { parseArgs } from "node:util";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { Codecs, FenError, ServiceSubjects, quarantineRequestSubject } from "../../protocol/index.js";
 import type { QuarantineRequest, RecipientRefusal, SubmitRequest } from "../../protocol/index.js";
-import { connectCli } from "../common/nats.js";
+import { cliError, connectCli, exitCodeOf } from "../common/nats.js";
 import { callService } from "../common/rpc.js";
 
 /** Streams and environment the CLI works with (injected for tests). */
@@ -27,7 +27,7 @@ commands:
 
 NATS servers: --server URL[,URL] or FEN_NATS_URLS (default nats://127.0.0.1:4222);
 credentials: FEN_NATS_USER / FEN_NATS_PASSWORD.
-Exit codes: 0 ok, 1 failed, 2 usage error, 3 request rejected (code printed).`;
+Exit codes: 0 ok, 1 failed (or no cluster reachable), 2 usage error, 3 request refused (code printed).`;
 
 /** Entry point of the CLI; returns the exit code. */
 export async function main(argv: string[], io: CliIo): Promise<number> {
@@ -60,19 +60,16 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
         return 2;
     }
   } catch (e) {
-    if (e instanceof FenError) {
-      err(`error ${e.code}: ${e.message}`);
-      for (const f of e.fields) err(`  ${f.field || "(request)"}: ${f.code} ${f.message}`);
-      if (e.code === "BAD_REQUEST" && e.message.startsWith("usage")) return 2;
-      return e.code === "NATS_UNREACHABLE" ? 1 : 3; // not a rejection: the request was never sent
-    }
     // node:util parseArgs: an unknown option, a missing option value, a stray positional.
     if (String((e as { code?: unknown }).code).startsWith("ERR_PARSE_ARGS")) {
       err(`usage error: ${(e as Error).message}\n\n${USAGE}`);
       return 2;
     }
-    err(`error: ${(e as Error).message ?? String(e)}`);
-    return 1;
+    const fe = cliError(e);
+    err(`error ${fe.code}: ${fe.message}`);
+    for (const f of fe.fields) err(`  ${f.field || "(request)"}: ${f.code} ${f.message}`);
+    if (fe.code === "BAD_REQUEST" && fe.message.startsWith("usage")) return 2;
+    return exitCodeOf(fe);
   }
 }
 
@@ -120,7 +117,7 @@ function refusedText(rejected: readonly RecipientRefusal[] | undefined): string 
 async function status(argv: string[], io: CliIo, out: (s: string) => void): Promise<number> {
   const { values: o, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { server: { type: "string" }, json: { type: "boolean", default: false } } });
   const mailId = positionals[0];
-  if (!mailId) throw new FenError("BAD_REQUEST", "usage: status MAIL_ID");
+  if (!mailId || positionals.length > 1) throw new FenError("BAD_REQUEST", "usage: status MAIL_ID");
   const nc = await connectFrom(o.server, io);
   try {
     const r = await callService(nc, ServiceSubjects.status, Codecs.statusRequest, { kind: "mail.status", v: 1, mailId: mailId as never }, Codecs.statusReply);

@@ -1,8 +1,8 @@
 import { readFileSync } from "node:fs";
 import { connect } from "@nats-io/transport-node";
-import { AuthorizationError } from "@nats-io/nats-core";
+import { AuthorizationError, PermissionViolationError } from "@nats-io/nats-core";
 import type { NatsConnection } from "@nats-io/nats-core";
-import { FenError } from "../../protocol/index.js";
+import { FenError, toFenError } from "../../protocol/index.js";
 import type { CommonConfig } from "../config/index.js";
 
 /**
@@ -65,4 +65,21 @@ export async function connectCli(server: string | undefined, env: Readonly<Recor
   } catch (err) {
     throw unreachable(err, servers, user, "set --server or FEN_NATS_URLS to a running cluster (npm start serves nats://127.0.0.1:4222)");
   }
+}
+
+/**
+ * A command-line tool's error as a FenError with a stable code: a subject
+ * the server refused to the user is PERMISSION_DENIED (not INTERNAL).
+ */
+export function cliError(e: unknown): FenError {
+  if (e instanceof PermissionViolationError || (e as { cause?: unknown })?.cause instanceof PermissionViolationError) {
+    const pv = (e instanceof PermissionViolationError ? e : (e as { cause: PermissionViolationError }).cause);
+    return new FenError("PERMISSION_DENIED", `${pv.message}; this user's role may not do that (FEN_NATS_USER; npm start prints the operator's)`, { cause: e });
+  }
+  return toFenError(e);
+}
+
+/** A command-line tool's exit code for an error: 1 when the request never reached a server, 3 when it was refused. */
+export function exitCodeOf(e: FenError): number {
+  return e.code === "NATS_UNREACHABLE" ? 1 : 3;
 }

@@ -3,14 +3,14 @@ import { readFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
-import { connectCli } from "../common/nats.js";
+import { cliError, connectCli, exitCodeOf } from "../common/nats.js";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { FenError, Names, toFenError } from "../../protocol/index.js";
 import { ledgerErrorCode, serializeReceipt, verifyReceipt } from "../../ledger/index.js";
 import type { Receipt } from "../../ledger/index.js";
 import { auditLedger } from "./audit.js";
 import type { AuditReport } from "./audit.js";
-import { proveMail } from "./prove.js";
+import { eventsProbe, proveMail } from "./prove.js";
 import { createLedgerStore } from "./store.js";
 
 /** Streams and environment of the CLI (the same shape as `nodes/cli`'s). */
@@ -31,20 +31,31 @@ const USAGE = `usage: fastemailnet ledger <command>
       check a receipt offline (no NATS) against a trusted verifier key
 
 PUBKEY is a signed-note verifier key <name>+<hex8>+<base64>, or a file holding one.
-Exit codes: 0 ok, 1 verification failed, 2 usage error, 3 request failed (code printed).`;
+Exit codes: 0 ok, 1 verification failed or no cluster, 2 usage error, 3 request refused (code printed).`;
 
+const VERIFIER_KEY = /^[^\s+]+\+[0-9a-f]{8}\+[A-Za-z0-9+/]+=*$/;
+
+/** `--key`: a file holding a verifier key, or the key itself; anything else is a usage error (not a failed verification). */
 async function keyArg(value: string | undefined): Promise<string | undefined> {
   if (value === undefined) return undefined;
-  if (!value.includes("+") && existsSync(value)) return (await readFile(value, "utf8")).trim();
-  return value.trim();
+  if (existsSync(value)) return (await readFile(value, "utf8")).trim();
+  if (VERIFIER_KEY.test(value.trim())) return value.trim();
+  throw new FenError("BAD_REQUEST", `usage: --key ${JSON.stringify(value)} is no file and not a verifier key <name>+<hex8>+<base64>`);
 }
 
 const connectFrom = (server: string | undefined, io: LedgerCliIo): Promise<NatsConnection> => connectCli(server, io.env, "fastemailnet-ledger-cli");
 
 async function openStore(server: string | undefined, io: LedgerCliIo) {
   const nc = await connectFrom(server, io);
-  const kv = await new Kvm(jetstream(nc)).open(Names.ledgerBucket);
-  return { nc, store: createLedgerStore(kv, await jetstreamManager(nc)) };
+  try {
+    const kv = await new Kvm(jetstream(nc)).open(Names.ledgerBucket);
+    const jsm = await jetstreamManager(nc);
+    return { nc, jsm, store: createLedgerStore(kv, jsm) };
+  } catch (err) {
+    // A refused user (PERMISSION_DENIED) must not leave the connection open: the command would never exit.
+    await nc.close();
+    throw err;
+  }
 }
 
 async function readAll(stream: NodeJS.ReadableStream): Promise<Buffer> {
@@ -89,15 +100,24 @@ async function verify(argv: string[], io: LedgerCliIo, out: (s: string) => void,
   }
 }
 
-async function prove(argv: string[], io: LedgerCliIo, out: (s: string) => void): Promise<number> {
+async function prove(argv: string[], io: LedgerCliIo, out: (s: string) => void, err: (s: string) => void): Promise<number> {
   const { values: o, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { server: { type: "string" } } });
   const mailId = positionals[0];
   if (!mailId) throw new FenError("BAD_REQUEST", "usage: ledger prove MAIL_ID");
-  const { nc, store } = await openStore(o.server, io);
+  const { nc, jsm, store } = await openStore(o.server, io);
   try {
-    const reply = await proveMail(store, mailId);
-    out(serializeReceipt(reply.receipt as Receipt));
-    return 0;
+    // A mail whose events are not in a signed block yet: wait for its block (sealed within about a second).
+    for (let waited = 0; ; waited += 250) {
+      try {
+        const reply = await proveMail(store, mailId, eventsProbe(jsm));
+        out(serializeReceipt(reply.receipt as Receipt));
+        return 0;
+      } catch (e) {
+        if (toFenError(e).code !== "LEDGER_PENDING" || waited >= 15_000) throw e;
+        if (waited === 0) err(`mail ${mailId} is not in a signed block yet; waiting…`);
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    }
   } finally {
     await nc.close();
   }
@@ -111,7 +131,9 @@ async function verifyReceiptCommand(argv: string[], io: LedgerCliIo, out: (s: st
   const file = positionals[0];
   const key = await keyArg(o.key);
   if (!file || !key) throw new FenError("BAD_REQUEST", "usage: ledger verify-receipt FILE|- --key PUBKEY");
-  const bytes = file === "-" ? await readAll(io.stdin) : await readFile(file);
+  const bytes = file === "-" ? await readAll(io.stdin) : await readFile(file).catch((e: unknown) => {
+    throw new FenError("BAD_REQUEST", `usage: cannot read the receipt ${file}: ${(e as Error).message}`);
+  });
   try {
     const v = verifyReceipt(new Uint8Array(bytes), key, o.origin ? { origin: o.origin } : {});
     if (o.json) {
@@ -140,7 +162,7 @@ export async function runLedgerCommand(argv: string[], io: LedgerCliIo): Promise
   try {
     switch (command) {
       case "verify": return await verify(rest, io, out, err);
-      case "prove": return await prove(rest, io, out);
+      case "prove": return await prove(rest, io, out, err);
       case "verify-receipt": return await verifyReceiptCommand(rest, io, out);
       case undefined: case "help": case "--help": case "-h":
         out(USAGE);
@@ -150,7 +172,7 @@ export async function runLedgerCommand(argv: string[], io: LedgerCliIo): Promise
         return 2;
     }
   } catch (e) {
-    const fe = toFenError(e);
+    const fe = cliError(e);
     if (fe.code === "BAD_REQUEST" && fe.message.startsWith("usage")) {
       err(`${fe.message}\n\n${USAGE}`);
       return 2;
@@ -160,6 +182,6 @@ export async function runLedgerCommand(argv: string[], io: LedgerCliIo): Promise
       return 2;
     }
     err(`error ${fe.code}: ${fe.message}`);
-    return 3;
+    return exitCodeOf(fe);
   }
 }

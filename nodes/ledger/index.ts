@@ -6,5 +6,5 @@ export type { LedgerSecrets } from "./keys.js";
 export { entryOfEvent } from "./entry-of-event.js";
 export { createLedgerStore, sha256Hex } from "./store.js";
 export type { LedgerStore } from "./store.js";
-export { headOf, proveMail, proveConsistencyBetween, latestComplete } from "./prove.js";
+export { eventsProbe, headOf, proveMail, proveConsistencyBetween, latestComplete } from "./prove.js";
 export { runLedgerCommand } from "./cli.js";

@@ -15,7 +15,7 @@ import type { Metrics } from "../common/metrics.js";
 import { serveEndpoint } from "../common/rpc.js";
 import type { LedgerConfig } from "../config/index.js";
 import { entryOfEvent } from "./entry-of-event.js";
-import { headOf, proveConsistencyBetween, proveMail } from "./prove.js";
+import { eventsProbe, headOf, proveConsistencyBetween, proveMail } from "./prove.js";
 import { createSequencer } from "./sequencer.js";
 import type { CommitOutcome, PendingEntry } from "./sequencer.js";
 import { createLedgerStore } from "./store.js";
@@ -150,7 +150,7 @@ export function createLedgerNode(deps: LedgerNodeDeps, config: LedgerConfig): Le
     }
   };
 
-  const serve = (store: LedgerStore, meta: LedgerMeta) => {
+  const serve = (store: LedgerStore, meta: LedgerMeta, hasEvents: (mailId: string) => Promise<boolean>) => {
     const s = service as Service;
     serveEndpoint(s, { name: "head", subject: ServiceSubjects.ledgerHead }, async (d) => {
       LedgerCodecs.headRequest.decode(d);
@@ -158,7 +158,7 @@ export function createLedgerNode(deps: LedgerNodeDeps, config: LedgerConfig): Le
     }, log);
     serveEndpoint(s, { name: "proof", subject: ServiceSubjects.ledgerProof }, async (d) => {
       const req = LedgerCodecs.proofRequest.decode(d);
-      return LedgerCodecs.proofReply.encode(await proveMail(store, req.mailId));
+      return LedgerCodecs.proofReply.encode(await proveMail(store, req.mailId, hasEvents));
     }, log);
     serveEndpoint(s, { name: "consistency", subject: ServiceSubjects.ledgerConsistency }, async (d) => {
       const req = LedgerCodecs.consistencyRequest.decode(d);
@@ -177,7 +177,8 @@ export function createLedgerNode(deps: LedgerNodeDeps, config: LedgerConfig): Le
     async start() {
       const js = jetstream(deps.nc);
       const kv = await new Kvm(js).open(Names.ledgerBucket);
-      const store = createLedgerStore(kv, await jetstreamManager(deps.nc));
+      const jsm = await jetstreamManager(deps.nc);
+      const store = createLedgerStore(kv, jsm);
       const origin = config.ledgerOrigin;
       const meta: LedgerMeta = { kind: "ledger.meta", v: 1, origin, verifierKey: deps.signer.verifierKey };
       if (await store.putImmutable(LedgerBucketKeys.meta, LedgerCodecs.meta.encode(meta)) === "conflict") {
@@ -194,7 +195,7 @@ export function createLedgerNode(deps: LedgerNodeDeps, config: LedgerConfig): Le
       service = await new Svcm(deps.nc).add({
         name: Names.ledgerService, version: LEDGER_VERSION, description: "FastEmailNet transparency ledger",
       });
-      serve(store, meta);
+      serve(store, meta, eventsProbe(jsm));
       const consumer = await js.consumers.get(Names.eventsStream, Names.ledgerConsumer);
       messages = await consumer.consume({ max_messages: Math.max(512, 2 * config.ledgerBatchSize) });
       status = { state: "running" };

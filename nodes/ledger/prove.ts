@@ -1,4 +1,5 @@
-import { FenError } from "../../protocol/index.js";
+import type { JetStreamManager } from "@nats-io/jetstream";
+import { FenError, Names, mailEventsFilter } from "../../protocol/index.js";
 import type {
   LedgerBlock, LedgerBlockRef, LedgerConsistencyReply, LedgerHeadReply, LedgerMeta, LedgerProofReply,
 } from "../../protocol/index.js";
@@ -6,6 +7,7 @@ import {
   createReceipt, createTileHashReader, decodeEntry, ledgerErrorCode, parseCheckpoint, proveConsistency, proveInclusion,
 } from "../../ledger/index.js";
 import type { LedgerStore, Stored } from "./store.js";
+import { isNotFound } from "../common/js-errors.js";
 
 const b64 = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("base64");
 
@@ -35,6 +37,17 @@ async function requireTip(store: LedgerStore): Promise<Stored<LedgerBlockRef>> {
   return at;
 }
 
+/** Whether MAIL_EVENTS holds any event of a mail (a Direct Get of its first one). */
+export function eventsProbe(jsm: JetStreamManager): (mailId: string) => Promise<boolean> {
+  return async (mailId) => {
+    const m = await jsm.direct.getMessage(Names.eventsStream, { seq: 1, next_by_subj: mailEventsFilter(mailId) }).catch((err: unknown) => {
+      if (isNotFound(err)) return null;
+      throw err;
+    });
+    return m !== null;
+  };
+}
+
 /** `ledger.head`: the latest complete block's signed checkpoint. */
 export async function headOf(store: LedgerStore, meta: LedgerMeta): Promise<LedgerHeadReply> {
   const at = await requireTip(store);
@@ -55,14 +68,21 @@ export async function headOf(store: LedgerStore, meta: LedgerMeta): Promise<Ledg
  * `ledger.proof`: a receipt for every entry of `mailId` (inclusion proofs
  * against the latest complete checkpoint), read straight from the bucket.
  *
- * @throws FenError `NOT_FOUND` (no entry for the mail), `LEDGER_UNAVAILABLE`, `LEDGER_CORRUPT`.
+ * `hasEvents` tells a mail whose events are not in a signed block yet
+ * (LEDGER_PENDING, ask again) from one that does not exist (NOT_FOUND).
+ *
+ * @throws FenError `NOT_FOUND` (no entry and no event for the mail), `LEDGER_PENDING`, `LEDGER_UNAVAILABLE`, `LEDGER_CORRUPT`.
  */
-export async function proveMail(store: LedgerStore, mailId: string): Promise<LedgerProofReply> {
-  const at = await requireTip(store);
-  const size = at.value.size;
-  const records = (await store.readMailIndexes([mailId])).get(mailId) ?? [];
+export async function proveMail(store: LedgerStore, mailId: string, hasEvents?: (mailId: string) => Promise<boolean>): Promise<LedgerProofReply> {
+  const tip = await latestComplete(store);
+  const size = tip?.value.size ?? 0;
+  const records = tip ? (await store.readMailIndexes([mailId])).get(mailId) ?? [] : [];
   const refs = records.flatMap((rec) => rec.events.map((e) => ({ ...e, block: rec.block, treeSize: rec.treeSize }))).filter((r) => r.index < size);
-  if (refs.length === 0) throw new FenError("NOT_FOUND", `no ledger entry for mail ${mailId}`);
+  if (refs.length === 0) {
+    if (await hasEvents?.(mailId)) throw new FenError("LEDGER_PENDING", `mail ${mailId}'s events are not in a signed ledger block yet; ask again shortly`);
+    throw new FenError("NOT_FOUND", tip ? `no ledger entry for mail ${mailId}` : "the ledger is empty");
+  }
+  const at = tip!;
   const bodies = new Map<number, Promise<LedgerBlock>>();
   const bodyOf = (n: number) => {
     let p = bodies.get(n);

@@ -136,6 +136,8 @@ export function rolePermissions(): Readonly<Record<NatsRole, NatsPermissions>> {
           jsApi.consumerInfo(Names.eventsStream, Names.ledgerConsumer), jsApi.consumerNext(Names.eventsStream, Names.ledgerConsumer),
           jsApi.ack(Names.eventsStream, Names.ledgerConsumer),
           ...kvReadWrite(Names.ledgerBucket), jsApi.directGet(kvStream(Names.ledgerBucket)),
+          // ledger.proof tells a mail not yet in a block (it has events) from an unknown one.
+          jsApi.directGet(Names.eventsStream),
         ],
       },
       subscribe: { allow: [INBOX, ...serviceRoots("ledger."), ...microService(Names.ledgerService)] },

@@ -35,8 +35,20 @@ describe("fastemailnet usage", () => {
   });
 });
 
+describe("fastemailnet ledger usage errors are usage errors, not failed verifications", () => {
+  it("a --key that is no file and no verifier key, or a receipt file that cannot be read, exits 2 saying so", async () => {
+    const k = await run("ledger", "verify-receipt", "receipt.json", "--key", "/tmp/no-such-key-file");
+    expect(k.code).toBe(2);
+    expect(k.stderr).toMatch(/--key "\/tmp\/no-such-key-file" is no file and not a verifier key/);
+    const f = await run("ledger", "verify-receipt", "/tmp/no-such-receipt.json", "--key", "fastemailnet.local/ledger+0123abcd+AQIDBA==");
+    expect(f.code).toBe(2);
+    expect(f.stderr).toMatch(/cannot read the receipt \/tmp\/no-such-receipt\.json: ENOENT/);
+    expect((await run("status", "m1", "m2")).code).toBe(2);
+  });
+});
+
 describe("fastemailnet without a reachable cluster", () => {
-  it("names the servers and how to set them, with code NATS_UNREACHABLE (exit 1; the ledger CLI's request failure, 3)", async () => {
+  it("names the servers and how to set them, with code NATS_UNREACHABLE, exit 1 in every command", async () => {
     // A port that was just free: nothing listens there.
     const port = await new Promise<number>((resolve) => {
       const srv = createServer().listen(0, "127.0.0.1", () => {
@@ -50,7 +62,7 @@ describe("fastemailnet without a reachable cluster", () => {
     expect(r.stderr).toContain(`error NATS_UNREACHABLE: cannot connect to NATS at ${url}`);
     expect(r.stderr).toContain("set --server or FEN_NATS_URLS");
     const l = await run("ledger", "verify", "--server", url);
-    expect(l.code).toBe(3);
+    expect(l.code).toBe(1);
     expect(l.stderr).toContain("error NATS_UNREACHABLE");
   });
 });

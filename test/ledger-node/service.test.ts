@@ -1,8 +1,10 @@
 import { describe, expect, it } from "vitest";
-import { jetstream } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Codecs, LedgerCodecs, ServiceSubjects, eventSubject } from "../../protocol/index.js";
 import { openCheckpoint, parseVerifierKey, verifyConsistency, verifyReceipt } from "../../ledger/index.js";
 import { callService } from "../../nodes/common/rpc.js";
+import { eventsProbe, proveMail } from "../../nodes/ledger/index.js";
+import { createLedgerStore } from "../../nodes/ledger/store.js";
 import { until } from "../helpers/system.js";
 import { useProvisionedCluster } from "../helpers/suite.js";
 import { headSize, ledgerCli, ledgerIdentity, ledgerKv, publishEvents, startLedger } from "./helpers.js";
@@ -60,4 +62,22 @@ describe("ledger node: append, audit, fen-ledger service", () => {
     await node.closed;
     expect(node.status()).toEqual({ state: "closed" });
   }, 120_000);
+
+  it("a mail whose events are not in a signed block yet is LEDGER_PENDING (ask again), an unknown one NOT_FOUND; `ledger prove` waits for its block", async () => {
+    // The ledger node is stopped: nothing appends these events yet.
+    const events = await publishEvents(env.nc, "pend", 0, 5);
+    const mailId = events[0]!.mailId;
+    const jsm = await jetstreamManager(env.nc);
+    const store = createLedgerStore(await ledgerKv(env.nc), jsm);
+    await expect(proveMail(store, mailId, eventsProbe(jsm))).rejects.toMatchObject({ code: "LEDGER_PENDING" });
+    await expect(proveMail(store, "b".repeat(26), eventsProbe(jsm))).rejects.toMatchObject({ code: "NOT_FOUND" });
+    const proving = ledgerCli(["prove", mailId, "--server", env.cluster.urls.join(",")], {});
+    await new Promise((r) => setTimeout(r, 500));
+    const node = await startLedger(env.nc, id, {});
+    const r = await proving;
+    expect(r.stderr).toContain(`mail ${mailId} is not in a signed block yet; waiting`);
+    expect(r.code).toBe(0);
+    expect(verifyReceipt(r.stdout, id.verifierKey).entries.map((e) => e.entry.eventId)).toEqual(events.filter((e) => e.mailId === mailId).map((e) => e.eventId));
+    await node.drain();
+  }, 60_000);
 });

@@ -7,6 +7,8 @@ import type { NatsConnection } from "@nats-io/nats-core";
 import { PermissionViolationError } from "@nats-io/nats-core";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
+import { captureCli } from "../helpers/cli.js";
+import { main } from "../../nodes/cli/main.js";
 import { connectCli } from "../../nodes/common/nats.js";
 import {
   Codecs, LedgerCodecs, Names, ServiceSubjects, eventSubject, quarantineRequestSubject, mailIdFromIdempotencyKey, workSubject,
@@ -23,7 +25,7 @@ import { provision } from "../../nodes/provision/index.js";
 import { startTestCluster } from "../helpers/cluster.js";
 import type { TestCluster } from "../helpers/cluster.js";
 import { startGateway, startProcessing, status, structured, submit, until } from "../helpers/system.js";
-import { ledgerIdentity, startLedger } from "../ledger-node/helpers.js";
+import { ledgerCli, ledgerIdentity, startLedger } from "../ledger-node/helpers.js";
 import { systemClock } from "../../nodes/common/clock.js";
 
 /**
@@ -189,6 +191,17 @@ describe("forbidden actions are refused by the server", () => {
       `$KV.${Names.statusBucket}.${mailId}`);
     await expectPublishRefused("operator", jetstream(probe("operator")).publish(eventSubject(mailId, "Sent"), bytes("{}")), eventSubject(mailId, "Sent"));
   });
+
+  it("a CLI command the user's role may not run fails with PERMISSION_DENIED and exits (it hung with the connection open)", async () => {
+    const env = { FEN_NATS_USER: userOf("publisher"), FEN_NATS_PASSWORD: passwords.publisher };
+    for (const args of [["verify"], ["prove", mailId]]) {
+      const r = await ledgerCli([...args, "--server", cluster.urls.join(",")], env);
+      expect(r.code).toBe(3);
+      expect(r.stderr).toMatch(/^error PERMISSION_DENIED: .*this user's role may not do that/);
+    }
+    const q = await captureCli((io) => main(["queue", "--server", cluster.urls.join(",")], io), { env });
+    expect([q.code, q.stderr]).toEqual([3, expect.stringMatching(/^error PERMISSION_DENIED/)]);
+  }, 30_000);
 
   it("a wrong password is refused at connect; the CLI says which user and where it comes from", async () => {
     await expect(connect({ servers: cluster.urls, user: userOf("gateway"), pass: "wrong", reconnect: false })).rejects.toThrow(/authorization/i);
