@@ -58,10 +58,13 @@ export async function runUntilSignal(opts: {
   const { actor, nc, log } = opts;
   let health: Server | undefined;
   try {
-    await actor.start();
+    // The health server first: a taken FEN_HTTP_PORT must stop the node before it registers its service
+    // or takes work (/readyz says "not ready" until the actor runs).
     health = (await serveHealth({ host: opts.config.httpHost, port: opts.config.httpPort, actor, nc, metrics: opts.metrics, log })).server;
+    await actor.start();
   } catch (err) {
     log.fatal({ err, code: err instanceof FenError ? err.code : undefined }, "start failed");
+    health?.close();
     await nc.close().catch(() => undefined);
     return 1;
   }
