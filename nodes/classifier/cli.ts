@@ -21,7 +21,7 @@ export interface ClassifyIo {
 export const ClassifyExit = Object.freeze({
   /** Every file was scored. */
   Ok: 0,
-  /** At least one file could not be read; the others were scored. */
+  /** At least one file could not be read or is not a mail; the others were scored. */
   SomeUnreadable: 1,
   /** Bad arguments. */
   Usage: 2,
@@ -36,9 +36,13 @@ export const CLASSIFY_USAGE = `usage: fastemailnet classify [--json] [--threshol
 Scores raw RFC 5322 messages (FILE "-" reads one message from stdin) and prints one
 line per file: path, spam score (0..1), verdict (spam if score >= T), model version.
   --json          one JSON object per line instead of tab-separated columns
-  --threshold T   verdict threshold, default ${DEFAULT_THRESHOLD}
+  --threshold T   verdict threshold, default ${DEFAULT_THRESHOLD} (the model's own; the processing nodes
+                  quarantine at FEN_QUARANTINE_THRESHOLD, default 0.9)
   --model DIR     model directory, default the committed model
 `;
+
+/** A message's first line: a header field `Name: value` (or an mbox "From " line). */
+const HEADER_FIELD = /^([A-Za-z0-9-]+:|From )/;
 
 /** Files read and scored per chunk (bounds memory on huge argument lists). */
 const CHUNK = 512;
@@ -109,7 +113,10 @@ export async function runClassifyCommand(argv: readonly string[], io: ClassifyIo
       const read = await Promise.all(
         names.map(async (name) => {
           try {
-            return name === "-" ? await readStdin(io.stdin) : await readFile(name);
+            const raw = name === "-" ? await readStdin(io.stdin) : await readFile(name);
+            // Anything is scored; a file that does not even start with a header field is not a mail.
+            if (!HEADER_FIELD.test(raw.subarray(0, 1000).toString("latin1"))) throw new Error("not an RFC 5322 message (it does not start with a header field)");
+            return raw;
           } catch (err) {
             io.stderr.write(`classify: ${name}: ${err instanceof Error ? err.message : String(err)}\n`);
             exit = ClassifyExit.SomeUnreadable;

@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
@@ -58,6 +58,18 @@ describe("fastemailnet classify", () => {
     const r = await run([join(empty, "missing.eml"), files[0]!]);
     expect(r.code).toBe(ClassifyExit.SomeUnreadable);
     expect(r.err).toContain("missing.eml");
+    expect(r.out.trim().split("\n")).toHaveLength(1);
+  });
+
+  it("reports a file that is not a mail (empty, binary, JSON) instead of scoring it, and scores the rest (exit 1)", async () => {
+    const notMail = [["empty.eml", ""], ["blob.bin", "\u0000\u0001\u00ff garbage"], ["data.json", '{"a":1}']].map(([name, text]) => {
+      const p = join(empty, name!);
+      writeFileSync(p, text!);
+      return p;
+    });
+    const r = await run([...notMail, files[0]!]);
+    expect(r.code).toBe(ClassifyExit.SomeUnreadable);
+    for (const p of notMail) expect(r.err).toContain(`${p}: not an RFC 5322 message`);
     expect(r.out.trim().split("\n")).toHaveLength(1);
   });
 
