@@ -24,31 +24,37 @@ export interface Metrics {
   readonly ledgerHeight: Gauge;
 }
 
-export function createMetrics(opts: { defaults?: boolean } = {}): Metrics {
+/**
+ * `role`: the node the registry serves; it exports only the metrics that
+ * node sets (a gateway's `fen_ledger_height 0` would mislead dashboards
+ * that aggregate with min or avg). Without a role (tests), all of them.
+ */
+export function createMetrics(opts: { defaults?: boolean; role?: "gateway" | "processing" | "ledger" } = {}): Metrics {
   const registry = new Registry();
   if (opts.defaults !== false) collectDefaultMetrics({ register: registry, prefix: "fen_" });
-  const counter = (name: string, help: string) => new Counter({ name, help, registers: [registry] });
+  const of = (role: "gateway" | "processing" | "ledger") => (opts.role === undefined || opts.role === role ? [registry] : []);
+  const counter = (name: string, help: string, role: "gateway" | "processing") => new Counter({ name, help, registers: of(role) });
   return {
     registry,
-    submitted: counter("fen_mails_submitted_total", "Mails accepted by the gateway (not duplicates)."),
-    delivered: counter("fen_mails_delivered_total", "Mails the relay accepted (Sent)."),
-    deferred: counter("fen_mails_deferred_total", "Delivery attempts that failed transiently (Deferred)."),
-    bounced: counter("fen_mails_bounced_total", "Mails that bounced."),
-    quarantined: counter("fen_mails_quarantined_total", "Mails quarantined by the classifier."),
-    rejected: counter("fen_mails_rejected_total", "Mails rejected by the processing node (e.g. unparseable)."),
+    submitted: counter("fen_mails_submitted_total", "Mails accepted by the gateway (not duplicates).", "gateway"),
+    delivered: counter("fen_mails_delivered_total", "Mails the relay accepted (Sent).", "processing"),
+    deferred: counter("fen_mails_deferred_total", "Delivery attempts that failed transiently (Deferred).", "processing"),
+    bounced: counter("fen_mails_bounced_total", "Mails that bounced.", "processing"),
+    quarantined: counter("fen_mails_quarantined_total", "Mails quarantined by the classifier.", "processing"),
+    rejected: counter("fen_mails_rejected_total", "Mails rejected by the processing node (e.g. unparseable).", "processing"),
     deliveryLatency: new Histogram({
-      name: "fen_delivery_latency_seconds", help: "Submit to relay acceptance.", registers: [registry],
+      name: "fen_delivery_latency_seconds", help: "Submit to relay acceptance.", registers: of("processing"),
       buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600],
     }),
     recipientsRefused: new Counter({
-      name: "fen_recipients_refused_total", help: "Recipients a relay refused at RCPT TO (transient ones are retried).", labelNames: ["class"], registers: [registry],
+      name: "fen_recipients_refused_total", help: "Recipients a relay refused at RCPT TO (transient ones are retried).", labelNames: ["class"], registers: of("processing"),
     }),
-    workLag: new Gauge({ name: "fen_work_consumer_pending", help: "Work items waiting for the processing consumer.", registers: [registry] }),
+    workLag: new Gauge({ name: "fen_work_consumer_pending", help: "Work items waiting for the processing consumer.", registers: of("processing") }),
     workAckPending: new Gauge({
       name: "fen_work_consumer_ack_pending",
       help: "Work items taken and not yet acked: in flight, plus Deferred mails waiting for their retry (the consumer's max_ack_pending caps it).",
-      registers: [registry],
+      registers: of("processing"),
     }),
-    ledgerHeight: new Gauge({ name: "fen_ledger_height", help: "Tree size of the latest ledger checkpoint.", registers: [registry] }),
+    ledgerHeight: new Gauge({ name: "fen_ledger_height", help: "Tree size of the latest ledger checkpoint.", registers: of("ledger") }),
   };
 }

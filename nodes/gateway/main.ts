@@ -11,6 +11,6 @@ const config = await orExit("gateway", () => loadConfig(GatewayKeys, process.env
 const node = config.nodeName ?? `gateway-${process.pid}`;
 const log = createLogger({ level: config.logLevel, node });
 const nc = await orExit("gateway", () => connectNats(config, node));
-const metrics = createMetrics();
+const metrics = createMetrics({ role: "gateway" });
 const actor = createGateway({ nc, log, clock: systemClock, node, metrics }, config);
 process.exitCode = await runUntilSignal({ actor, nc, config, metrics, log });

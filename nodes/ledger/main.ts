@@ -13,7 +13,7 @@ const node = config.nodeName ?? `ledger-${process.pid}`;
 const log = createLogger({ level: config.logLevel, node });
 const secrets = await orExit("ledger", () => ledgerSecrets(config));
 const nc = await orExit("ledger", () => connectNats(config, node));
-const metrics = createMetrics();
+const metrics = createMetrics({ role: "ledger" });
 const actor = createLedgerNode({ nc, log, clock: systemClock, node, metrics, ...secrets }, config);
 const code = await runUntilSignal({ actor, nc, config, metrics, log });
 const st = actor.status();

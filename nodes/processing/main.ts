@@ -20,7 +20,7 @@ const classifier = await loadMailClassifier(config.modelDir).catch((err: unknown
   process.exit(1);
 });
 const nc = await orExit("processing", () => connectNats(config, node));
-const metrics = createMetrics();
+const metrics = createMetrics({ role: "processing" });
 const delivery = createDelivery(relayOptions(config));
 const actor = createProcessingNode({ nc, log, clock: systemClock, random: systemRandom, node, metrics, delivery, classifier }, config);
 const lag = createWorkLagSampler({ jsm: await jetstreamManager(nc, { checkAPI: false }), metrics, log });
