@@ -2,6 +2,7 @@ import net from "node:net";
 import nodemailer from "nodemailer";
 import type { Transporter } from "nodemailer";
 import type SMTPPool from "nodemailer/lib/smtp-pool/index.js";
+import { FenError } from "../../protocol/index.js";
 import type { Envelope } from "../../protocol/index.js";
 import { classifyFailure, recipientRefusals, smtpReplyOf } from "./smtp-outcome.js";
 import type { Outcome } from "./smtp-outcome.js";
@@ -27,11 +28,22 @@ export interface RelayOptions {
   readonly transactionTimeoutMs: number;
 }
 
-/** The relay options of a processing node's configuration. */
+/**
+ * The relay options of a processing node's configuration.
+ *
+ * @throws FenError CONFIG_INVALID when the transaction deadline is shorter than the socket timeout (a mail could be
+ * given up while its connection is still being opened, and then sent unrecorded).
+ */
 export function relayOptions(config: {
   smtpHost: string; smtpPort: number; smtpSecure: boolean; smtpRequireTls: boolean; smtpTlsRejectUnauthorized: boolean;
   smtpUser?: string | undefined; smtpPassword?: string | undefined; smtpPoolSize: number; smtpTimeoutMs: number; smtpTransactionTimeoutMs: number;
 }): RelayOptions {
+  if (config.smtpTransactionTimeoutMs < config.smtpTimeoutMs) {
+    const message = `FEN_SMTP_TRANSACTION_TIMEOUT_MS (${config.smtpTransactionTimeoutMs}) is shorter than FEN_SMTP_TIMEOUT_MS (${config.smtpTimeoutMs})`;
+    throw new FenError("CONFIG_INVALID", `invalid configuration: ${message}`, {
+      fields: [{ field: "FEN_SMTP_TRANSACTION_TIMEOUT_MS", code: "CONFIG_INVALID", message }],
+    });
+  }
   return {
     host: config.smtpHost, port: config.smtpPort, secure: config.smtpSecure, requireTls: config.smtpRequireTls,
     tlsRejectUnauthorized: config.smtpTlsRejectUnauthorized, user: config.smtpUser, password: config.smtpPassword,
@@ -104,25 +116,32 @@ const inDataPhase = (pool: PoolInternals, raw: unknown): boolean =>
 
 /**
  * Gives up on the mail: out of the queue if it still waits for a
- * connection; otherwise its connection is destroyed, so a relay that keeps
- * the session busy (continuation lines, a byte at a time) cannot hold the
- * connection either.
+ * connection (then it never reaches the relay: returns false); otherwise
+ * its connection is destroyed, so a relay that keeps the session busy
+ * (continuation lines, a byte at a time) cannot hold the connection
+ * either. A connection that is still being opened has no socket to
+ * destroy yet and may go on to send the mail: that returns true (the mail
+ * may still reach the relay), as does a mail already in its data phase.
  */
-function abandon(pool: PoolInternals, raw: unknown): void {
+function abandon(pool: PoolInternals, raw: unknown): boolean {
   const queued = pool._queue?.findIndex((e) => e.mail?.data?.raw === raw) ?? -1;
   if (queued >= 0) {
     pool._queue!.splice(queued, 1);
-    return;
+    return false;
   }
+  const inData = inDataPhase(pool, raw);
   const socket = connectionOf(pool, raw)?._socket;
-  (socket?.socket ?? socket)?.destroy();
+  if (!socket) return pool._connections?.some((c) => c.queueEntry && c.queueEntry.mail?.data?.raw === raw) ?? false;
+  (socket.socket ?? socket).destroy();
+  return inData;
 }
 
 /**
  * A pooled nodemailer SMTP transport. STARTTLS is used whenever the relay
  * offers it (nodemailer's default unless `ignoreTLS`); `requireTls` refuses
  * to send in clear, and without it a relay that offers STARTTLS and then
- * refuses it gets the mail in clear (opportunistic TLS, as Postfix's "may").
+ * refuses it gets the mail in clear (opportunistic TLS, as Postfix's "may"),
+ * unless a relay user is configured (the password never goes in clear).
  * The message is sent as is (`raw`): composition and the Message-ID were
  * fixed at submission, so a retry sends the same bytes.
  *
@@ -138,7 +157,10 @@ export function createDelivery(opts: RelayOptions): Delivery {
     port: opts.port,
     secure: opts.secure,
     requireTLS: opts.requireTls,
-    opportunisticTLS: !opts.requireTls,
+    // A relay that refuses STARTTLS gets the mail in clear, but never the
+    // relay password: with AUTH configured, TLS is a must (an on-path 454
+    // to STARTTLS would otherwise harvest it).
+    opportunisticTLS: !opts.requireTls && !opts.user,
     maxRequeues: 0,
     tls: { rejectUnauthorized: opts.tlsRejectUnauthorized },
     maxConnections: opts.poolSize,
@@ -158,11 +180,7 @@ export function createDelivery(opts: RelayOptions): Delivery {
       let timer: NodeJS.Timeout | undefined;
       type Result = { readonly info: SMTPPool.SentMessageInfo } | { readonly err: unknown; readonly inData: boolean; readonly expired?: true };
       const result = await new Promise<Result>((resolve) => {
-        timer = setTimeout(() => {
-          const inData = inDataPhase(pool, body);
-          abandon(pool, body);
-          resolve({ err: undefined, inData, expired: true });
-        }, opts.transactionTimeoutMs);
+        timer = setTimeout(() => resolve({ err: undefined, inData: abandon(pool, body), expired: true }), opts.transactionTimeoutMs);
         // The callback runs while the pool still knows the mail's connection (and its last reply).
         transport.sendMail({ envelope: { from: envelope.from, to: [...envelope.to] }, raw: body }, (err, info) => {
           resolve(err ? { err, inData: inDataPhase(pool, body) } : { info });

@@ -12,6 +12,7 @@ import { createWorkLagSampler } from "./lag.js";
 import { jetstreamManager } from "@nats-io/jetstream";
 
 const config = await orExit("processing", () => loadConfig(ProcessingKeys, process.env));
+const relay = await orExit("processing", () => relayOptions(config));
 const node = config.nodeName ?? `processing-${process.pid}`;
 const log = createLogger({ level: config.logLevel, node });
 // A missing or corrupt model stops the node here, before it takes any work.
@@ -21,7 +22,7 @@ const classifier = await loadMailClassifier(config.modelDir).catch((err: unknown
 });
 const nc = await orExit("processing", () => connectNats(config, node));
 const metrics = createMetrics({ role: "processing" });
-const delivery = createDelivery(relayOptions(config));
+const delivery = createDelivery(relay);
 const actor = createProcessingNode({ nc, log, clock: systemClock, random: systemRandom, node, metrics, delivery, classifier }, config);
 const lag = createWorkLagSampler({ jsm: await jetstreamManager(nc, { checkAPI: false }), metrics, log });
 lag.start();

@@ -18,6 +18,7 @@ describe("a node that cannot start says why in one line, naming what to fix, and
     ["ledger", { FEN_LEDGER_BATCH_SIZE: "0" }, /^fen-ledger: CONFIG_INVALID: .*FEN_LEDGER_BATCH_SIZE/],
     ["gateway", { FEN_NATS_URLS: "nats://127.0.0.1:1" }, /^fen-gateway: NATS_UNREACHABLE: cannot connect to NATS at nats:\/\/127\.0\.0\.1:1: .*FEN_NATS_URLS/],
     ["provision", { FEN_NATS_TLS_CA: "/nonexistent/ca.crt" }, /^fen-provision: CONFIG_INVALID: FEN_NATS_TLS_CA: cannot read \/nonexistent\/ca\.crt/],
+    ["processing", { FEN_SMTP_TIMEOUT_MS: "5000", FEN_SMTP_TRANSACTION_TIMEOUT_MS: "2000" }, /^fen-processing: CONFIG_INVALID: .*FEN_SMTP_TRANSACTION_TIMEOUT_MS \(2000\) is shorter than FEN_SMTP_TIMEOUT_MS \(5000\)/],
   ])("%s with %j", (role, env, line) => {
     const r = start(role, env);
     expect(r.status).toBe(1);

@@ -127,6 +127,17 @@ describe("SMTP delivery when the relay misbehaves", () => {
     expect(r.received()).toBe(1);
   });
 
+  it("with a relay user configured, a refused STARTTLS is a failure: the password never goes in clear", async () => {
+    const r = await scripted({ starttls: "454 4.7.0 TLS not available" });
+    const d = createDelivery(relay(r.port, { user: "relay-user", password: "secret" }));
+    try {
+      expect(await d.send(envelope, mail(900))).toMatchObject({ kind: "transient", smtp: { code: 454, command: "STARTTLS" } });
+    } finally {
+      d.close();
+    }
+    expect(r.received()).toBe(0);
+  });
+
   it("keeps at most SMTP_REPLY_CHARS of a huge reply to the final \".\"", async () => {
     const r = await scripted({ afterDot: (sock) => sock.write(`250 ${"y".repeat(1_100_000)}\r\n`) });
     const d = createDelivery(relay(r.port));
