@@ -3,7 +3,7 @@ import { parseArgs } from "node:util";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { Codecs, FenError, ServiceSubjects, quarantineRequestSubject } from "../../protocol/index.js";
 import type { QuarantineRequest, RecipientRefusal, SubmitRequest } from "../../protocol/index.js";
-import { cliError, connectCli, exitCodeOf } from "../common/nats.js";
+import { cliError, connectCli } from "../common/nats.js";
 import { callService } from "../common/rpc.js";
 
 /** Streams and environment the CLI works with (injected for tests). */
@@ -66,10 +66,14 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
       return 2;
     }
     const fe = cliError(e);
+    if (!fe) {
+      err(`error: ${(e as Error).message ?? String(e)}`);
+      return 1;
+    }
     err(`error ${fe.code}: ${fe.message}`);
     for (const f of fe.fields) err(`  ${f.field || "(request)"}: ${f.code} ${f.message}`);
     if (fe.code === "BAD_REQUEST" && fe.message.startsWith("usage")) return 2;
-    return exitCodeOf(fe);
+    return fe.code === "NATS_UNREACHABLE" ? 1 : 3; // unreachable: the request was never sent
   }
 }
 

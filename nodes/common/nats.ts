@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { connect } from "@nats-io/transport-node";
 import { AuthorizationError, PermissionViolationError } from "@nats-io/nats-core";
 import type { NatsConnection } from "@nats-io/nats-core";
-import { FenError, toFenError } from "../../protocol/index.js";
+import { FenError } from "../../protocol/index.js";
 import type { CommonConfig } from "../config/index.js";
 
 /**
@@ -68,18 +68,15 @@ export async function connectCli(server: string | undefined, env: Readonly<Recor
 }
 
 /**
- * A command-line tool's error as a FenError with a stable code: a subject
- * the server refused to the user is PERMISSION_DENIED (not INTERNAL).
+ * A command-line tool's error as a FenError with a stable code, when it has
+ * one: a FenError as is, a subject the server refused to the user as
+ * PERMISSION_DENIED (not INTERNAL). Anything else (no responders, a local
+ * file that cannot be read) is undefined: the tool reports it as a plain
+ * failure.
  */
-export function cliError(e: unknown): FenError {
-  if (e instanceof PermissionViolationError || (e as { cause?: unknown })?.cause instanceof PermissionViolationError) {
-    const pv = (e instanceof PermissionViolationError ? e : (e as { cause: PermissionViolationError }).cause);
-    return new FenError("PERMISSION_DENIED", `${pv.message}; this user's role may not do that (FEN_NATS_USER; npm start prints the operator's)`, { cause: e });
-  }
-  return toFenError(e);
-}
-
-/** A command-line tool's exit code for an error: 1 when the request never reached a server, 3 when it was refused. */
-export function exitCodeOf(e: FenError): number {
-  return e.code === "NATS_UNREACHABLE" ? 1 : 3;
+export function cliError(e: unknown): FenError | undefined {
+  if (e instanceof FenError) return e;
+  const pv = e instanceof PermissionViolationError ? e : (e as { cause?: unknown })?.cause instanceof PermissionViolationError ? (e as { cause: PermissionViolationError }).cause : undefined;
+  if (pv) return new FenError("PERMISSION_DENIED", `${pv.message}; this user's role may not do that (FEN_NATS_USER; npm start prints the operator's)`, { cause: e });
+  return undefined;
 }

@@ -3,7 +3,7 @@ import { readFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
-import { cliError, connectCli, exitCodeOf } from "../common/nats.js";
+import { cliError, connectCli } from "../common/nats.js";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { FenError, Names, toFenError } from "../../protocol/index.js";
 import { ledgerErrorCode, serializeReceipt, verifyReceipt } from "../../ledger/index.js";
@@ -31,7 +31,7 @@ const USAGE = `usage: fastemailnet ledger <command>
       check a receipt offline (no NATS) against a trusted verifier key
 
 PUBKEY is a signed-note verifier key <name>+<hex8>+<base64>, or a file holding one.
-Exit codes: 0 ok, 1 verification failed or no cluster, 2 usage error, 3 request refused (code printed).`;
+Exit codes: 0 ok, 1 verification failed, 2 usage error, 3 request failed or refused, or no cluster (code printed).`;
 
 const VERIFIER_KEY = /^[^\s+]+\+[0-9a-f]{8}\+[A-Za-z0-9+/]+=*$/;
 
@@ -172,7 +172,7 @@ export async function runLedgerCommand(argv: string[], io: LedgerCliIo): Promise
         return 2;
     }
   } catch (e) {
-    const fe = cliError(e);
+    const fe = cliError(e) ?? toFenError(e);
     if (fe.code === "BAD_REQUEST" && fe.message.startsWith("usage")) {
       err(`${fe.message}\n\n${USAGE}`);
       return 2;
@@ -181,7 +181,8 @@ export async function runLedgerCommand(argv: string[], io: LedgerCliIo): Promise
       err(`${e.message}\n\n${USAGE}`);
       return 2;
     }
+    // 3, not 1: exit 1 means a verification failed, which an unreachable cluster is not.
     err(`error ${fe.code}: ${fe.message}`);
-    return exitCodeOf(fe);
+    return 3;
   }
 }
