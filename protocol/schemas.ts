@@ -30,10 +30,14 @@ const HeaderText = (max: number) => z.string().max(max).superRefine((s, ctx) => 
 /**
  * Header fields the gateway writes from the mail's own fields (or that
  * shape the MIME structure): a custom header of that name would duplicate
- * or contradict them. Compared case-insensitively; every `Content-*` too.
+ * or contradict them. Compared case-insensitively. (Content-Language,
+ * Sender and the like are the sender's to set.)
  */
-const RESERVED_HEADERS = new Set(["from", "to", "cc", "bcc", "reply-to", "subject", "date", "message-id", "mime-version", "return-path", "sender"]);
-const isReservedHeader = (name: string) => RESERVED_HEADERS.has(name.toLowerCase()) || /^content-/i.test(name);
+const RESERVED_HEADERS = new Set([
+  "from", "to", "cc", "bcc", "reply-to", "subject", "date", "message-id", "mime-version", "return-path",
+  "content-type", "content-transfer-encoding", "content-disposition", "content-id",
+]);
+const isReservedHeader = (name: string) => RESERVED_HEADERS.has(name.toLowerCase());
 
 /**
  * An RFC 5321 mailbox; an internationalised domain is taken in its ASCII
@@ -64,8 +68,9 @@ export function mailboxOf(a: Address): string {
   return typeof a === "string" ? a : a.address;
 }
 
+// Padding may be left out (Node decodes it); a length of 4n+1 cannot be base64 at all (its last character would be lost).
 const Base64 = z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/, "not base64")
-  .refine((s) => s.length % 4 === 0, "not base64: its length is not a multiple of 4 (missing or extra padding)");
+  .refine((s) => s.replace(/=+$/, "").length % 4 !== 1 && (!s.endsWith("=") || s.length % 4 === 0), "not base64: wrong length or padding");
 
 /**
  * Most distinct recipients (to, cc and bcc together) one submitted mail may

@@ -15,9 +15,8 @@ export function checkMime(raw: Buffer): { readonly messageId: string | undefined
   if (/\r(?!\n)/.test(text)) fail("message contains a CR that is not followed by LF");
   const headers = checkEntity(text, 0, true);
   const messageId = headers.get("message-id")?.trim();
-  if (messageId !== undefined && !/^<[^<>\s]+@[^<>\s]+>$/.test(messageId)) {
-    fail(`Message-ID ${JSON.stringify(messageId.slice(0, 80))} is not of the form <id@domain>`);
-  }
+  // An unusual Message-ID is the sender's to keep; an empty one would make the mail have none.
+  if (messageId === "") fail("the Message-ID field is empty");
   return { messageId };
 }
 
@@ -91,12 +90,14 @@ function checkEntity(text: string, depth: number, top: boolean): Map<string, str
   return headers;
 }
 
-/** Where the header section of `raw` ends: just after the line break of its last field (before the empty line), or the length. */
+/**
+ * Where the header section of `raw` ends: just after the line break of its
+ * last field (before the empty line), or the length. The empty line is the
+ * first LF followed by LF or CRLF, as `splitEntity` reads it.
+ */
 function headerEnd(raw: Buffer): number {
-  const crlf = raw.indexOf("\r\n\r\n");
-  const lf = raw.indexOf("\n\n");
-  if (crlf >= 0 && (lf < 0 || crlf < lf)) return crlf + 2;
-  return lf >= 0 ? lf + 1 : raw.length;
+  const ends = [raw.indexOf("\n\n"), raw.indexOf("\n\r\n")].filter((i) => i >= 0);
+  return ends.length ? Math.min(...ends) + 1 : raw.length;
 }
 
 /**

@@ -62,6 +62,7 @@ describe("rejected submissions: stable code, offending field, nothing stored", (
     ["a custom Bcc header", { ...structured(8), mail: { ...structured(8).mail, headers: { bcc: "victim@example.com" } } }, "BAD_REQUEST", "mail.headers.bcc"],
     ["a multipart attachment type", attach({ filename: "x", contentType: "multipart/mixed; boundary=zz", content: "aGk=" }), "BAD_REQUEST", "mail.attachments.0.contentType"],
     ["base64 with bad padding", attach({ filename: "x", content: "abcde=" }), "BAD_REQUEST", "mail.attachments.0.content"],
+    ["base64 of an impossible length", attach({ filename: "x", content: "abcde" }), "BAD_REQUEST", "mail.attachments.0.content"],
     ["raw with a bare CR (SMTP smuggling)", raw("From: a@example.org\r\n\r\nhi\r.\r\nMAIL FROM:<x@y.z>\r\n"), "INVALID_MIME", "mail.raw"],
     ["raw with an empty Message-ID", raw("From: a@example.org\r\nMessage-ID:\r\n\r\nhi"), "INVALID_MIME", "mail.raw"],
     ["unknown version", { kind: "mail.submit", v: 9, mail: {} }, "UNSUPPORTED_VERSION", undefined],
@@ -105,10 +106,21 @@ describe("raw messages as stored for delivery", () => {
     const r = await submit(nc, raw(`${head}${"z".repeat(64 * 1024 - head.length)}`));
     expect((await storedBytes(r.mailId)).length).toBeGreaterThan(64 * 1024);
   });
+  it("takes unpadded base64, an unusual Message-ID as the sender wrote it, and Content-Language / Sender headers", async () => {
+    const r = await submit(nc, raw("From: a@example.org\r\nMessage-ID: <odd-1@example.org> (comment)\r\n\r\nhi"));
+    expect(r.messageId).toBe("<odd-1@example.org> (comment)");
+    const unpadded = Buffer.from("From: a@example.org\r\n\r\nhi!!").toString("base64").replace(/=+$/, "");
+    expect((await submit(nc, { ...raw(""), mail: { ...raw("").mail, raw: unpadded } })).duplicate).toBe(false);
+    const s = structured(11);
+    expect((await submit(nc, { ...s, mail: { ...s.mail, headers: { "Content-Language": "de", Sender: "assistant@example.org" } } })).duplicate).toBe(false);
+  });
   it("removes Bcc fields (folded ones too) from a raw message, as sendmail does", async () => {
     const r = await submit(nc, raw("From: a@example.org\r\nBcc: hidden@example.net,\r\n  other@example.net\r\nSubject: s\r\nbcc: x@example.net\r\n\r\nBcc: in the body stays\r\n", ["rcpt@example.net", "hidden@example.net"]));
     const bytes = await storedBytes(r.mailId);
     expect(bytes).toBe(`Message-ID: ${r.messageId}\r\nFrom: a@example.org\r\nSubject: s\r\n\r\nBcc: in the body stays\r\n`);
+    // LF header lines ended by a CRLF blank line: the body's Bcc line stays too.
+    const lf = await submit(nc, raw("From: a@example.org\nBcc: hidden@example.net\n\r\nBcc: body\n\nmore\n", ["rcpt@example.net", "hidden@example.net"]));
+    expect(await storedBytes(lf.mailId)).toBe(`Message-ID: ${lf.messageId}\r\nFrom: a@example.org\n\r\nBcc: body\n\nmore\n`);
   });
 });
 
