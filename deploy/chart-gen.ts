@@ -93,9 +93,9 @@ const resources: Json = {
 const scheduling = { podAnnotations: obj, nodeSelector: obj, tolerations: arr, affinity: obj };
 const closed = (properties: Record<string, Json>, required: string[] = []): Json =>
   ({ type: "object", additionalProperties: false, properties, ...(required.length ? { required } : {}) });
-/** A PodDisruptionBudget: exactly one of minAvailable and maxUnavailable (a count, 0 allowed, or a percentage). */
+/** A PodDisruptionBudget: at most one of minAvailable and maxUnavailable (a count, 0 allowed, or a percentage); none: the role's default. */
 const budget: Json = { anyOf: [{ type: "integer", minimum: 0 }, { type: "string", pattern: "^[0-9]+%$" }] };
-const pdb: Json = { oneOf: [closed({ minAvailable: budget }, ["minAvailable"]), closed({ maxUnavailable: budget }, ["maxUnavailable"])] };
+const pdb: Json = { oneOf: [closed({}), closed({ minAvailable: budget }, ["minAvailable"]), closed({ maxUnavailable: budget }, ["maxUnavailable"])] };
 
 /** values.schema.json. */
 export function valuesSchema(): Json {

@@ -240,7 +240,9 @@ describe("values are validated", () => {
   });
 
   it("a PodDisruptionBudget takes one of minAvailable and maxUnavailable, 0 included; a relay password Secret needs name and key", async () => {
-    expect(await refused(["gateway.pdb.maxUnavailable=1"])).toMatch(/pdb/); // the default minAvailable stays: both set
+    expect(await refused(["gateway.pdb.maxUnavailable=1", "gateway.pdb.minAvailable=1"])).toMatch(/pdb/);
+    expect(await refused(["gateway.pdb.maxUnavailable=1"])).toBe("rendered");
+    expect(await refused(["processing.pdb.minAvailable=1"])).toBe("rendered");
     expect(await refused(["processing.smtpPasswordSecret.name=relay"])).toMatch(/smtpPasswordSecret/);
     const objects = await renderChart({ set: ["processing.pdb.maxUnavailable=0"] });
     expect(find(objects, "PodDisruptionBudget", "fastemailnet-processing")?.spec).toMatchObject({ maxUnavailable: 0 });
