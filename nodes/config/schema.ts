@@ -19,8 +19,8 @@ export interface KeySpec<T extends z.ZodTypeAny = z.ZodTypeAny> {
  * `z.coerce.number` alone takes " " for 0 (and "0x10", "1e1"): a blank
  * FEN_QUARANTINE_THRESHOLD would have quarantined every mail.
  */
-const decimal = (integer: boolean) => z.string()
-  .regex(integer ? /^-?\d+$/ : /^-?(\d+(\.\d*)?|\.\d+)$/, integer ? "not a decimal integer" : "not a decimal number")
+const decimal = (integer: boolean) => z.string().transform((s) => s.trim())
+  .pipe(z.string().regex(integer ? /^-?\d+$/ : /^-?(\d+(\.\d*)?|\.\d+)$/, integer ? "not a decimal integer" : "not a decimal number"))
   .transform(Number);
 const int = (min: number, max: number) => z.union([z.number(), decimal(true)]).pipe(z.number().int().min(min).max(max));
 const bool = z.enum(["true", "false", "1", "0"]).transform((v) => v === "true" || v === "1");

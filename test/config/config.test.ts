@@ -27,7 +27,7 @@ describe("configuration", () => {
     expect(() => loadConfig(ProcessingKeys, { [env]: value })).toThrow(expect.objectContaining({ code: "CONFIG_INVALID", fields: [expect.objectContaining({ field: env })] }));
   });
   it("takes decimal numbers, and node names with dots (Kubernetes pod names)", () => {
-    const c = loadConfig(ProcessingKeys, { FEN_QUARANTINE_THRESHOLD: "0.95", FEN_HTTP_PORT: "9101", FEN_NODE_NAME: "mail.prod-fastemailnet-processing-6f7c9d8b5-x2x7q" });
+    const c = loadConfig(ProcessingKeys, { FEN_QUARANTINE_THRESHOLD: "0.95", FEN_HTTP_PORT: " 9101 ", FEN_NODE_NAME: "mail.prod-fastemailnet-processing-6f7c9d8b5-x2x7q" });
     expect([c.quarantineThreshold, c.httpPort, c.nodeName]).toEqual([0.95, 9101, "mail.prod-fastemailnet-processing-6f7c9d8b5-x2x7q"]);
   });
   it("CONFIG.md documents every key of every role, and no other", () => {
