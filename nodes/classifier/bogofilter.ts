@@ -32,6 +32,21 @@ export function bogofilterAvailable(): boolean {
   return r.error === undefined && r.status === 0;
 }
 
+/**
+ * True when bogofilter is there, installing Debian's package on first use
+ * (needs root and apt), as `../shared/peers/bogofilter-eval` does; the
+ * benchmarks measure the peer in the same run, so a fresh machine must not
+ * silently skip it. `log` says what happens; a failed install is reported
+ * and the caller skips the peer.
+ */
+export function ensureBogofilter(log: (line: string) => void): boolean {
+  if (bogofilterAvailable()) return true;
+  log("installing Debian's bogofilter package for the side-by-side figures (first run only) …");
+  const r = spawnSync("bash", ["-c", "export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq bogofilter"], { stdio: ["ignore", "ignore", "pipe"], encoding: "utf8" });
+  if (r.status !== 0) log(`could not install bogofilter (needs root and apt): ${(r.stderr ?? "").trim().slice(-300)}`);
+  return bogofilterAvailable();
+}
+
 /** A trained bogofilter word list in a private temporary directory. */
 export class BogofilterPeer {
   private constructor(private readonly dbDir: string) {}

@@ -10,7 +10,7 @@
 import { readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { simpleParser } from "mailparser";
-import { BogofilterPeer, BOGOFILTER_THRESHOLD, bogofilterAvailable, writeContentOnlyCopies } from "./bogofilter.js";
+import { BogofilterPeer, BOGOFILTER_THRESHOLD, ensureBogofilter, writeContentOnlyCopies } from "./bogofilter.js";
 import { DEFAULT_THRESHOLD, loadClassifier } from "./classifier.js";
 import { corpusDir, listCorpus, partition, readTestSplit } from "./corpus.js";
 import type { LabelledMail } from "./corpus.js";
@@ -145,7 +145,7 @@ export async function evaluate(opts: EvaluateOptions = {}): Promise<EvalReport> 
   const peers: ClassifierFigures[] = [];
   let peerSkipped: string | undefined;
   if (opts.peer === false) peerSkipped = "disabled";
-  else if (!bogofilterAvailable()) peerSkipped = "bogofilter is not installed (apt-get install bogofilter)";
+  else if (!ensureBogofilter((line) => process.stderr.write(`${line}\n`))) peerSkipped = "bogofilter is not installed and could not be (apt-get install bogofilter)";
   else {
     const full = BogofilterPeer.train(dataDir, train);
     try {

@@ -18,15 +18,16 @@ const USAGE = `usage: fastemailnet <command> [options]
 
 commands:
   send      --from ADDR --to ADDR[,ADDR] [--cc ..] [--bcc ..] [--subject S] [--text T | --text-file F]
-            [--html H] [--raw FILE --to ..] [--key IDEMPOTENCY_KEY] [--json]
+            [--html H] [--key IDEMPOTENCY_KEY] [--json]
+  send      --raw FILE --from ADDR --to ADDR[,ADDR] [--key IDEMPOTENCY_KEY] [--json]   (an RFC 5322 file as is)
   status    MAIL_ID [--json]
   queue     [--limit N] [--after SEQ] [--json]   the mails not yet settled (mailq)
-  classify  [--json] FILE... (or - for stdin)
+  classify  [--json] [--threshold T] [--model DIR] FILE... (or - for stdin; classify --help)
   quarantine list [--limit N] [--after SEQ] [--json] | release MAIL_ID --reason R | delete MAIL_ID --reason R
-  ledger    verify [--json] | prove MAIL_ID | verify-receipt FILE --key PUBKEY
+  ledger    verify [--json] [--key PUBKEY] | prove MAIL_ID | verify-receipt FILE --key PUBKEY [--origin O] (ledger --help)
 
-NATS servers: --server URL[,URL] or FEN_NATS_URLS (default nats://127.0.0.1:4222);
-credentials: FEN_NATS_USER / FEN_NATS_PASSWORD.
+NATS servers: --server URL[,URL], FEN_NATS_URLS or NATS_URL (default nats://127.0.0.1:4222);
+credentials: FEN_NATS_USER / FEN_NATS_PASSWORD, else NATS_USER / NATS_PASSWORD.
 Exit codes: 0 ok, 1 failed (or no cluster reachable), 2 usage error, 3 request refused (code printed).`;
 
 /** Entry point of the CLI; returns the exit code. */

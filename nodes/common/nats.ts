@@ -51,17 +51,20 @@ function unreachable(err: unknown, servers: readonly string[], user: string | un
 }
 
 /**
- * Opens a command-line tool's connection: servers from `--server` or
- * `FEN_NATS_URLS` (default `nats://127.0.0.1:4222`, where `npm start`
- * listens), user from `FEN_NATS_USER` / `FEN_NATS_PASSWORD`. A failure to
+ * Opens a command-line tool's connection: servers from `--server`,
+ * `FEN_NATS_URLS` or `NATS_URL` (default `nats://127.0.0.1:4222`, where
+ * `npm start` listens), user from `FEN_NATS_USER` / `FEN_NATS_PASSWORD`, else
+ * `NATS_USER` / `NATS_PASSWORD`. A failure to
  * connect is rethrown as `NATS_UNREACHABLE`, naming the servers or the user
  * and where they come from, not just "connection refused".
  */
 export async function connectCli(server: string | undefined, env: Readonly<Record<string, string | undefined>>, name: string): Promise<NatsConnection> {
-  const servers = (server ?? env["FEN_NATS_URLS"] ?? "nats://127.0.0.1:4222").split(",").map((s) => s.trim()).filter(Boolean);
-  const user = env["FEN_NATS_USER"];
+  // The nats CLI's own variables (NATS_URL, NATS_USER, NATS_PASSWORD) when ours are unset: an operator who
+  // exported the banner's line for `nats` need not export it twice.
+  const servers = (server ?? env["FEN_NATS_URLS"] ?? env["NATS_URL"] ?? "nats://127.0.0.1:4222").split(",").map((s) => s.trim()).filter(Boolean);
+  const [user, pass] = env["FEN_NATS_USER"] ? [env["FEN_NATS_USER"], env["FEN_NATS_PASSWORD"]] : [env["NATS_USER"], env["NATS_PASSWORD"]];
   try {
-    return await connect({ servers, name, ...(user ? { user, pass: env["FEN_NATS_PASSWORD"] ?? "" } : {}) });
+    return await connect({ servers, name, ...(user ? { user, pass: pass ?? "" } : {}) });
   } catch (err) {
     throw unreachable(err, servers, user, "set --server or FEN_NATS_URLS to a running cluster (npm start serves nats://127.0.0.1:4222)");
   }

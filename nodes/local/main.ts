@@ -200,7 +200,8 @@ Operator credentials for the nats CLI (reads everything, writes nothing directly
 ` : ""}
 Send a mail:
   ${as("publisher", "FEN_NATS")}npx fastemailnet send --server ${url} --from me@example.org --to you@example.net --subject hi --text hello
-  ${as("publisher", "NATS")}.tools/bin/nats -s ${url} req mail.submit '{"kind":"mail.submit","v":1,"mail":{"from":"me@example.org","to":["you@example.net"],"subject":"hi","text":"hello"}}'
+  ${as("publisher", "NATS")}.tools/bin/nats -s ${url} req mail.submit '{"kind":"mail.submit","v":1,"mail":{"from":"me@example.org","to":["you@example.net"],"subject":"hi from nats","text":"hello"}}'
+  (without an idempotency key, the same mail again within 2 h is answered "duplicate": true)
 Audit the ledger and check a receipt offline:
   ${as("operator", "FEN_NATS")}npx fastemailnet ledger verify --server ${url} --key ${path.join(dataDir, "ledger", "verifier.key")}
   ${as("operator", "FEN_NATS")}npx fastemailnet ledger prove MAIL_ID --server ${url} > receipt.json

@@ -13,7 +13,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { simpleParser } from "mailparser";
-import { BogofilterPeer, bogofilterAvailable } from "../../nodes/classifier/bogofilter.js";
+import { BogofilterPeer, ensureBogofilter } from "../../nodes/classifier/bogofilter.js";
 import { DEFAULT_BATCH_SIZE, loadClassifier } from "../../nodes/classifier/classifier.js";
 import { corpusDir, listCorpus, partition, readTestSplit } from "../../nodes/classifier/corpus.js";
 import { FeatureExtractor } from "../../nodes/classifier/features.js";
@@ -72,7 +72,7 @@ async function main(): Promise<void> {
 
   // Headline pair: classifyRaw and bogofilter timed alternately, so load from other
   // processes on the machine hits both alike; medians of `reps` runs each.
-  const peer = bogofilterAvailable() ? BogofilterPeer.train(dataDir, train) : undefined;
+  const peer = ensureBogofilter((line) => console.error(line)) ? BogofilterPeer.train(dataDir, train) : undefined;
   const ours: number[] = [];
   const theirs: number[] = [];
   try {
