@@ -1,6 +1,7 @@
 import { createServer } from "node:net";
 import { describe, expect, it } from "vitest";
-import { fastemailnet } from "../helpers/cli.js";
+import { main } from "../../nodes/cli/main.js";
+import { captureCli, fastemailnet } from "../helpers/cli.js";
 
 /** Runs the CLI in-process; no server is contacted by these cases. */
 const run = (...argv: string[]) => fastemailnet(undefined, ...argv);
@@ -63,6 +64,9 @@ describe("fastemailnet without a reachable cluster", () => {
     expect(r.stderr).toContain("set --server or FEN_NATS_URLS");
     const l = await run("ledger", "verify", "--server", url);
     expect(l.code).toBe(3);
+    // Without FEN_NATS_*, the nats CLI's own variables (the operator line README exports).
+    const n = await captureCli((io) => main(["status", "m1"], io), { env: { NATS_URL: url, NATS_USER: "fen-operator", NATS_PASSWORD: "x" } });
+    expect(n.stderr).toContain(`cannot connect to NATS at ${url}`);
     expect(l.stderr).toContain("error NATS_UNREACHABLE");
   });
 });
