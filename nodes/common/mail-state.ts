@@ -49,9 +49,21 @@ export interface MailStateStore {
    * 0). Throws STATE_CONFLICT when the entry moved since it was read, and
    * INTERNAL for a transition the life cycle forbids.
    */
-  advance(from: Versioned, steps: readonly Step[], recipients: readonly string[], attempt?: number): Promise<Versioned>;
+  advance(from: Versioned, steps: readonly Step[], recipients: readonly string[], attempt?: number, opts?: AdvanceOptions): Promise<Versioned>;
   /** Re-publishes the event of the current state (a no-op inside the duplicate window). */
   republish(current: Versioned, recipients: readonly string[]): Promise<void>;
+}
+
+export interface AdvanceOptions {
+  /**
+   * Swap the KV entry first, then publish the events. For operator
+   * requests, which can race each other with different outcomes (a release
+   * and a delete of one quarantined mail): the loser's swap fails before it
+   * has written an event, so the history shows only what happened. Racing
+   * nodes do not need it (they write the same event ids). If publishing
+   * fails after the swap, the caller's repeat must `republish` the state.
+   */
+  readonly commitFirst?: boolean;
 }
 
 /** Event id `<mailId>.<state>.<attempt>`, also the JetStream Nats-Msg-Id. */
@@ -110,7 +122,7 @@ export function createMailStateStore(deps: { js: JetStreamClient; kv: KV; clock:
       return { record, revision: 0 };
     },
 
-    async advance(from, steps, recipients, attempt = from.record.attempt) {
+    async advance(from, steps, recipients, attempt = from.record.attempt, opts = {}) {
       let prev = from.record.state;
       for (const s of steps) {
         if (!canTransition(prev, s.state)) {
@@ -121,19 +133,23 @@ export function createMailStateStore(deps: { js: JetStreamClient; kv: KV; clock:
       const at = iso();
       const mailId = from.record.mailId;
       // Events go out pipelined on one connection (so in order); the KV swap
-      // is the commit point and happens only once every event is stored.
-      await Promise.all(steps.map((s) => publishEvent(mailId, s.state, attempt, s.detail ?? {}, recipients, at)));
+      // is the commit point and happens only once every event is stored
+      // (or, with commitFirst, before any is).
+      const publishAll = () => Promise.all(steps.map((s) => publishEvent(mailId, s.state, attempt, s.detail ?? {}, recipients, at)));
+      if (!opts.commitFirst) await publishAll();
       const last = steps[steps.length - 1];
       if (!last) return from;
       const record: StatusRecord = { ...from.record, state: last.state, attempt, updatedAt: at, detail: last.detail ?? {} };
+      let revision: number;
       try {
         const bytes = Codecs.statusRecord.encode(record);
-        const revision = from.revision === 0 ? await kv.create(mailId, bytes) : await kv.update(mailId, bytes, from.revision);
-        return { record, revision };
+        revision = from.revision === 0 ? await kv.create(mailId, bytes) : await kv.update(mailId, bytes, from.revision);
       } catch (err) {
         if (isWrongRevision(err)) throw new FenError("STATE_CONFLICT", `mail ${mailId} changed concurrently`, { cause: err });
         throw new FenError("STORE_UNAVAILABLE", `could not record ${last.state} for ${mailId}`, { cause: err });
       }
+      if (opts.commitFirst) await publishAll();
+      return { record, revision };
     },
 
     async republish(current, recipients) {

@@ -4,9 +4,9 @@ import type { ObjectStore } from "@nats-io/obj";
 import { Svcm } from "@nats-io/services";
 import type { Service } from "@nats-io/services";
 import {
-  Codecs, FenError, Names, ServiceSubjects, quarantineRequestSubject, quarantineSubject, workSubject,
+  Codecs, FenError, Names, ServiceSubjects, quarantineRequestSubject, quarantineSubject, toFenError, workSubject,
 } from "../../protocol/index.js";
-import type { ClassifyReply, MailId, QuarantineReply, QueueReply, StatusRecord, WorkItem } from "../../protocol/index.js";
+import type { ClassifyReply, EventDetail, MailId, QuarantineReply, QueueReply, StatusRecord, WorkItem } from "../../protocol/index.js";
 import type { Clock } from "../common/clock.js";
 import type { Logger } from "../common/logger.js";
 import type { MailStateStore } from "../common/mail-state.js";
@@ -158,13 +158,32 @@ export async function startProcessingService(deps: ProcessingServiceDeps): Promi
     const { cur, msg, resumed } = await quarantined(req.mailId, release ? "release" : "delete");
     const item: WorkItem = Codecs.workItem.decode(msg.data);
     const recipients = item.envelope.to;
+    /**
+     * The operator's transition, swapped before its event is written: of a
+     * release and a delete racing on one mail, the loser writes nothing
+     * (and is told what the mail now is). A repeat of a request whose
+     * events may not have gone out (resumed) publishes them again.
+     */
+    const decide = async (step: { state: "PendingProcessing" | "Rejected"; detail: EventDetail }) => {
+      if (resumed) {
+        await state.republish(cur, recipients);
+        return cur;
+      }
+      try {
+        return await state.advance(cur, [step], recipients, undefined, { commitFirst: true });
+      } catch (err) {
+        if (toFenError(err).code !== "STATE_CONFLICT") throw err;
+        const now = await state.get(req.mailId);
+        throw new FenError("NOT_FOUND", `mail ${req.mailId} is ${now?.record.state ?? "gone"}, not Quarantined: another request changed it just now`);
+      }
+    };
     if (release) {
-      const next = resumed ? cur : await state.advance(cur, [{ state: "PendingProcessing", detail: { reason: `${RELEASED} ${req.reason}` } }], recipients);
+      const next = await decide({ state: "PendingProcessing", detail: { reason: `${RELEASED} ${req.reason}` } });
       // Same message id for a repeated release of the same quarantine: queued once.
       await js.publish(workSubject(item.mailId), Codecs.workItem.encode({ ...item, released: true }), { msgID: `${item.mailId}.release.${next.record.attempt}` });
       log.info({ mailId: item.mailId, resumed }, "released from quarantine");
     } else {
-      if (!resumed) await state.advance(cur, [{ state: "Rejected", detail: { reason: `deleted from quarantine: ${req.reason}`, error: { code: "QUARANTINED", message: req.reason } } }], recipients);
+      await decide({ state: "Rejected", detail: { reason: `deleted from quarantine: ${req.reason}`, error: { code: "QUARANTINED", message: req.reason } } });
       if ("object" in item.body) await deps.bodies.delete(item.body.object).catch(() => undefined);
       log.info({ mailId: item.mailId, resumed }, "deleted from quarantine");
     }

@@ -99,6 +99,32 @@ it("refuses a request whose kind does not match its subject, and changes nothing
   await quarantine({ kind: "mail.quarantine.delete", v: 1, mailId: spam.mailId as never, reason: "cleanup" });
 });
 
+it("a release and a delete of one mail at the same moment: one wins, the other is NOT_FOUND and leaves no event", async () => {
+  const outcomes: string[] = [];
+  for (let i = 0; i < 6; i++) {
+    const spam = await quarantinedMail(`q-race-${i}`);
+    const mailId = spam.mailId as never;
+    // Alternate which request is sent first.
+    const requests = [
+      quarantine({ kind: "mail.quarantine.release", v: 1, mailId, reason: "ok" }),
+      quarantine({ kind: "mail.quarantine.delete", v: 1, mailId, reason: "spam" }),
+    ];
+    const [release, del] = await Promise.all((i % 2 ? [...requests].reverse() : requests).map((r) => r.then(() => "ok", (e: { code?: string }) => e.code ?? "?")));
+    const [r, d] = i % 2 ? [del!, release!] : [release!, del!];
+    expect([r, d].sort()).toEqual(["NOT_FOUND", "ok"]);
+    const released = r === "ok";
+    outcomes.push(released ? "released" : "deleted");
+    const st = await until(`${mailId} settled`, async () => {
+      const s = await status(p.nc, spam.mailId);
+      return (released ? s.state === "Sent" : s.state === "Rejected") && s;
+    });
+    const after = st.history.slice(st.history.findIndex((e) => e.state === "Quarantined") + 1).map((e) => e.state);
+    expect(after).toEqual(released ? ["PendingProcessing", "Processing", "Validated", "DeliveryScheduled", "Sent"] : ["Rejected"]);
+    expect(p.sink.messages.filter((m) => m.messageId === spam.messageId)).toHaveLength(released ? 1 : 0);
+  }
+  console.log(`release/delete races: ${outcomes.join(", ")}`);
+});
+
 it("a release or delete left half done (state moved, kept copy still there) is finished by repeating it", async () => {
   const store = await stateStore();
   // Release: the state moved to PendingProcessing but the work item was never queued.
