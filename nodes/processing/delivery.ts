@@ -31,8 +31,8 @@ export interface RelayOptions {
 /**
  * The relay options of a processing node's configuration.
  *
- * @throws FenError CONFIG_INVALID when the transaction deadline is shorter than the socket timeout (a mail could be
- * given up while its connection is still being opened, and then sent unrecorded).
+ * @throws FenError CONFIG_INVALID when the transaction deadline is shorter than the socket timeout (the deadline
+ * would cut off connections that are still within their own timeouts).
  */
 export function relayOptions(config: {
   smtpHost: string; smtpPort: number; smtpSecure: boolean; smtpRequireTls: boolean; smtpTlsRejectUnauthorized: boolean;
@@ -64,13 +64,19 @@ type GetSocket = (options: unknown, callback: (err: Error | null, socketOptions?
  * classifies them as before; TLS (STARTTLS or implicit) stays nodemailer's.
  */
 export function connectNoDelay(host: string, port: number, timeoutMs: number): GetSocket {
-  return (_options, callback) => {
+  return (options, callback) => {
     let done = false;
     const finish = (err: Error | null, socket?: net.Socket) => {
       if (done) return;
       done = true;
       clearTimeout(timer);
       socket?.removeListener("error", onError);
+      if (!err && (options as AbandonMark | undefined)?.fenAbandoned) {
+        // Its mail was given up at the transaction deadline while this connection opened.
+        socket!.destroy();
+        callback(Object.assign(new Error("connection given up at the transaction deadline"), { code: "ECONNECTION" }));
+        return;
+      }
       if (err) callback(err);
       else callback(null, { connection: socket! });
     };
@@ -100,8 +106,13 @@ interface PoolInternals {
   readonly _connections?: {
     queueEntry?: { mail?: { data?: { raw?: unknown } } } | false;
     connection?: { lastServerResponse?: string | false; _socket?: net.Socket & { socket?: net.Socket } };
+    /** The options object the pool hands to `getSocket` for this connection. */
+    options?: AbandonMark;
   }[];
 }
+
+/** Set on a pool connection's options when its mail was given up while the connection was still being opened. */
+interface AbandonMark { fenAbandoned?: boolean }
 
 const connectionOf = (pool: PoolInternals, raw: unknown) =>
   pool._connections?.find((c) => c.queueEntry && c.queueEntry.mail?.data?.raw === raw)?.connection;
@@ -119,9 +130,9 @@ const inDataPhase = (pool: PoolInternals, raw: unknown): boolean =>
  * connection (then it never reaches the relay: returns false); otherwise
  * its connection is destroyed, so a relay that keeps the session busy
  * (continuation lines, a byte at a time) cannot hold the connection
- * either. A connection that is still being opened has no socket to
- * destroy yet and may go on to send the mail: that returns true (the mail
- * may still reach the relay), as does a mail already in its data phase.
+ * either. A connection that is still being opened is marked, and
+ * `connectNoDelay` closes its socket as it opens. Returns whether the mail
+ * may still have reached the relay (it was in its data phase).
  */
 function abandon(pool: PoolInternals, raw: unknown): boolean {
   const queued = pool._queue?.findIndex((e) => e.mail?.data?.raw === raw) ?? -1;
@@ -130,10 +141,18 @@ function abandon(pool: PoolInternals, raw: unknown): boolean {
     return false;
   }
   const inData = inDataPhase(pool, raw);
-  const socket = connectionOf(pool, raw)?._socket;
-  if (!socket) return pool._connections?.some((c) => c.queueEntry && c.queueEntry.mail?.data?.raw === raw) ?? false;
-  (socket.socket ?? socket).destroy();
-  return inData;
+  const resource = pool._connections?.find((c) => c.queueEntry && c.queueEntry.mail?.data?.raw === raw);
+  const socket = resource?.connection?._socket;
+  if (socket) {
+    (socket.socket ?? socket).destroy();
+    return inData;
+  }
+  // Still connecting: connectNoDelay destroys the socket when it opens, so the mail never goes out.
+  if (resource?.options) {
+    resource.options.fenAbandoned = true;
+    return false;
+  }
+  return resource !== undefined;
 }
 
 /**
@@ -156,10 +175,11 @@ export function createDelivery(opts: RelayOptions): Delivery {
     host: opts.host,
     port: opts.port,
     secure: opts.secure,
-    requireTLS: opts.requireTls,
-    // A relay that refuses STARTTLS gets the mail in clear, but never the
-    // relay password: with AUTH configured, TLS is a must (an on-path 454
-    // to STARTTLS would otherwise harvest it).
+    // The relay password never goes in clear: with a relay user, TLS is a
+    // must (implicit, or STARTTLS even when the relay does not advertise it,
+    // as an on-path attacker would strip it). Without one, a relay that
+    // refuses STARTTLS gets the mail in clear unless TLS is required.
+    requireTLS: opts.requireTls || (opts.user !== undefined && opts.user !== "" && !opts.secure),
     opportunisticTLS: !opts.requireTls && !opts.user,
     maxRequeues: 0,
     tls: { rejectUnauthorized: opts.tlsRejectUnauthorized },

@@ -8,9 +8,12 @@ import type { AddressInfo, Socket } from "node:net";
  */
 export async function rawRelay(script: {
   greeting?: string; starttls?: string; onMail?: (sock: Socket) => boolean;
+  /** Advertise AUTH PLAIN LOGIN and accept any credentials. */
+  auth?: boolean;
   afterDot?: (sock: Socket, n: number) => void;
-}): Promise<{ port: number; received: () => number; close: () => void }> {
+}): Promise<{ port: number; received: () => number; lines: () => string[]; close: () => void }> {
   let received = 0;
+  const seen: string[] = [];
   const sockets = new Set<Socket>();
   const server = createServer((sock) => {
     sockets.add(sock);
@@ -34,9 +37,11 @@ export async function rawRelay(script: {
         const eol = buf.indexOf("\r\n");
         if (eol < 0) return;
         const line = buf.slice(0, eol);
+        seen.push(line);
         buf = buf.slice(eol + 2);
         const verb = line.slice(0, 4).toUpperCase();
-        if (verb === "EHLO") sock.write(`250-raw.example\r\n${script.starttls ? "250-STARTTLS\r\n" : ""}250 8BITMIME\r\n`);
+        if (verb === "EHLO") sock.write(`250-raw.example\r\n${script.starttls ? "250-STARTTLS\r\n" : ""}${script.auth ? "250-AUTH PLAIN LOGIN\r\n" : ""}250 8BITMIME\r\n`);
+        else if (verb === "AUTH") sock.write("235 2.7.0 ok\r\n");
         else if (verb === "STAR") sock.write(`${script.starttls}\r\n`);
         else if (verb === "MAIL") { if (script.onMail?.(sock) !== false) sock.write("250 ok\r\n"); }
         else if (verb === "DATA") { inData = true; sock.write("354 go on\r\n"); }
@@ -49,6 +54,8 @@ export async function rawRelay(script: {
   return {
     port: (server.address() as AddressInfo).port,
     received: () => received,
+    /** Command lines the relay read (not message data). */
+    lines: () => [...seen],
     close: () => { for (const s of sockets) s.destroy(); server.close(); },
   };
 }
