@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
+import { JetStreamApiError } from "@nats-io/jetstream";
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import type { ObjectStore } from "@nats-io/obj";
 import {
@@ -61,12 +62,14 @@ async function byContent(deps: SubmitDeps, contentHash: string): Promise<{ mailI
   const now = deps.clock.now();
   const window = Math.floor(now / DUPLICATE_WINDOW_MS);
   const recent = (found: { first: MailEvent | undefined }) => found.first !== undefined && now - Date.parse(found.first.at) < DUPLICATE_WINDOW_MS;
-  const previous = await byKey(deps.jsm, mailIdFromIdempotencyKey(contentIdempotencyKey(contentHash, window - 1)));
-  if (recent(previous)) return previous;
-  // Mails submitted before ids carried their window (content:<hash>): a retry of one is still a duplicate.
-  const legacy = await byKey(deps.jsm, mailIdFromIdempotencyKey(`content:${contentHash}`));
-  if (recent(legacy)) return legacy;
-  return byKey(deps.jsm, mailIdFromIdempotencyKey(contentIdempotencyKey(contentHash, window)));
+  // Looked up at once. The legacy id: mails submitted before ids carried their window (content:<hash>), whose retry is
+  // still a duplicate. (Two identical submissions racing across a window boundary, neither stored yet, get two ids.)
+  const [previous, legacy, current] = await Promise.all([
+    byKey(deps.jsm, mailIdFromIdempotencyKey(contentIdempotencyKey(contentHash, window - 1))),
+    byKey(deps.jsm, mailIdFromIdempotencyKey(`content:${contentHash}`)),
+    byKey(deps.jsm, mailIdFromIdempotencyKey(contentIdempotencyKey(contentHash, window))),
+  ]);
+  return recent(previous) ? previous : recent(legacy) ? legacy : current;
 }
 
 /**
@@ -89,25 +92,6 @@ async function firstContentHash(deps: SubmitDeps, mailId: MailId): Promise<strin
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new FenError("STORE_UNAVAILABLE", `mail ${mailId} is being stored by a concurrent submission; retry with the same idempotency key`);
-}
-
-/**
- * Deletes the body object `object` of a submission whose work item was not
- * acknowledged, unless a stored work item of the mail refers to it. If
- * MAIL_WORK cannot be read either, the object is kept (a leak, not a loss).
- */
-async function dropUnreferencedBody(deps: SubmitDeps, mailId: MailId, object: string): Promise<void> {
-  try {
-    const m = await deps.jsm.direct.getMessage(Names.workStream, { seq: 1, next_by_subj: workSubject(mailId) }).catch((err: unknown) => {
-      if (isNotFound(err)) return null;
-      throw err;
-    });
-    const stored = m ? Codecs.workItem.decode(m.data).body : undefined;
-    if (stored && "object" in stored && stored.object === object) return;
-    await deps.bodies.delete(object);
-  } catch (err) {
-    deps.log.warn({ err, mailId, object }, "could not tell whether a body object is referred to; kept");
-  }
 }
 
 /**
@@ -206,8 +190,9 @@ export function createSubmitHandler(deps: SubmitDeps, opts: SubmitOptions): (dat
     } catch (err) {
       // "duplicate message id is in process": the first submission's write is still being replicated.
       if (!isDuplicateInProcess(err)) {
-        // The work item may be stored all the same (only its ack was lost): keep the body object it would refer to.
-        if ("object" in body) await dropUnreferencedBody(deps, mailId, body.object);
+        // A refusal from the stream means nothing was stored: the body object is nobody's. A timeout or a
+        // lost connection proves nothing (the work item may commit later), so the object is kept: a leak, not a loss.
+        if ("object" in body && err instanceof JetStreamApiError) await deps.bodies.delete(body.object).catch(() => undefined);
         throw new FenError("STORE_UNAVAILABLE", "JetStream did not acknowledge the mail; retry with the same idempotency key", { cause: err });
       }
     }
