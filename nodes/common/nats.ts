@@ -41,6 +41,28 @@ export async function connectNats(config: CommonConfig, name: string): Promise<N
   }
 }
 
+/**
+ * Where a command-line tool connects, and as whom. `--server` or
+ * `FEN_NATS_URLS` go with `FEN_NATS_USER` / `FEN_NATS_PASSWORD`. Without
+ * them, the nats CLI's own `NATS_URL` with `NATS_USER` / `NATS_PASSWORD` (an
+ * operator who exported the banner's line for `nats` need not export it
+ * twice), unless `FEN_NATS_USER` is set. The nats variables' user is never
+ * sent to servers that did not come from `NATS_URL`: a password exported for
+ * one cluster must not go to another.
+ */
+export function cliTarget(server: string | undefined, env: Readonly<Record<string, string | undefined>>): { servers: string[]; user?: string; pass?: string } {
+  const list = (s: string) => s.split(",").map((x) => x.trim()).filter(Boolean);
+  const ours = env["FEN_NATS_USER"] ? { user: env["FEN_NATS_USER"], pass: env["FEN_NATS_PASSWORD"] ?? "" } : {};
+  const explicit = server ?? env["FEN_NATS_URLS"];
+  if (explicit !== undefined) return { servers: list(explicit), ...ours };
+  const natsUrl = env["NATS_URL"];
+  if (natsUrl !== undefined) {
+    const theirs = env["NATS_USER"] ? { user: env["NATS_USER"], pass: env["NATS_PASSWORD"] ?? "" } : {};
+    return { servers: list(natsUrl), ...(env["FEN_NATS_USER"] ? ours : theirs) };
+  }
+  return { servers: ["nats://127.0.0.1:4222"], ...ours };
+}
+
 /** A failed connect as NATS_UNREACHABLE: the servers, or for a refused user the user and the variables that set it. */
 function unreachable(err: unknown, servers: readonly string[], user: string | undefined, hint: string): FenError {
   const why = (err as Error).message ?? String(err);
@@ -59,10 +81,7 @@ function unreachable(err: unknown, servers: readonly string[], user: string | un
  * and where they come from, not just "connection refused".
  */
 export async function connectCli(server: string | undefined, env: Readonly<Record<string, string | undefined>>, name: string): Promise<NatsConnection> {
-  // The nats CLI's own variables (NATS_URL, NATS_USER, NATS_PASSWORD) when ours are unset: an operator who
-  // exported the banner's line for `nats` need not export it twice.
-  const servers = (server ?? env["FEN_NATS_URLS"] ?? env["NATS_URL"] ?? "nats://127.0.0.1:4222").split(",").map((s) => s.trim()).filter(Boolean);
-  const [user, pass] = env["FEN_NATS_USER"] ? [env["FEN_NATS_USER"], env["FEN_NATS_PASSWORD"]] : [env["NATS_USER"], env["NATS_PASSWORD"]];
+  const { servers, user, pass } = cliTarget(server, env);
   try {
     return await connect({ servers, name, ...(user ? { user, pass: pass ?? "" } : {}) });
   } catch (err) {

@@ -1,6 +1,7 @@
 import { createServer } from "node:net";
 import { describe, expect, it } from "vitest";
 import { main } from "../../nodes/cli/main.js";
+import { cliTarget } from "../../nodes/common/nats.js";
 import { captureCli, fastemailnet } from "../helpers/cli.js";
 
 /** Runs the CLI in-process; no server is contacted by these cases. */
@@ -64,9 +65,18 @@ describe("fastemailnet without a reachable cluster", () => {
     expect(r.stderr).toContain("set --server or FEN_NATS_URLS");
     const l = await run("ledger", "verify", "--server", url);
     expect(l.code).toBe(3);
+    expect(l.stderr).toContain("error NATS_UNREACHABLE");
     // Without FEN_NATS_*, the nats CLI's own variables (the operator line README exports).
     const n = await captureCli((io) => main(["status", "m1"], io), { env: { NATS_URL: url, NATS_USER: "fen-operator", NATS_PASSWORD: "x" } });
     expect(n.stderr).toContain(`cannot connect to NATS at ${url}`);
-    expect(l.stderr).toContain("error NATS_UNREACHABLE");
+  });
+
+  it("takes the nats CLI's NATS_USER only for NATS_URL's servers, never for others", () => {
+    const nats = { NATS_URL: "nats://a:4222", NATS_USER: "op", NATS_PASSWORD: "pw" };
+    expect(cliTarget(undefined, nats)).toEqual({ servers: ["nats://a:4222"], user: "op", pass: "pw" });
+    expect(cliTarget("nats://test:4222", nats)).toEqual({ servers: ["nats://test:4222"] });
+    expect(cliTarget(undefined, { ...nats, FEN_NATS_URLS: "nats://b:4222" })).toEqual({ servers: ["nats://b:4222"] });
+    expect(cliTarget(undefined, { ...nats, FEN_NATS_USER: "fen-operator", FEN_NATS_PASSWORD: "p2" })).toEqual({ servers: ["nats://a:4222"], user: "fen-operator", pass: "p2" });
+    expect(cliTarget(undefined, {})).toEqual({ servers: ["nats://127.0.0.1:4222"] });
   });
 });
