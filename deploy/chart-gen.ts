@@ -76,7 +76,8 @@ export function valueSchemaOf(schema: z.ZodTypeAny): Json {
   }
   if (s instanceof z.ZodString) {
     const regex = s._def.checks.find((c): c is Extract<typeof c, { kind: "regex" }> => c.kind === "regex")?.regex;
-    return { type: "string", ...(regex ? { pattern: regex.source } : {}) };
+    // A free-form string may be written unquoted in a values file (FEN_SMTP_USER: 12345); the chart renders it as text.
+    return regex ? { type: "string", pattern: regex.source } : { type: ["string", "number"] };
   }
   return { type: ["string", "number", "boolean"] };
 }

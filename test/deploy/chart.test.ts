@@ -251,7 +251,7 @@ describe("values are validated", () => {
   it("whole numbers from a values file reach the ConfigMap as integers, not 2.62144e+07", async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), "fen-values-"));
     const file = path.join(dir, "values.yaml");
-    await writeFile(file, "config:\n  gateway:\n    FEN_MAX_MESSAGE_BYTES: 26214400\n  processing:\n    FEN_SMTP_USER: \"10000001\"\n    FEN_RETRY_MAX_MS: 3600000\n    FEN_QUARANTINE_THRESHOLD: 0.95\n");
+    await writeFile(file, "config:\n  gateway:\n    FEN_MAX_MESSAGE_BYTES: 26214400\n  processing:\n    FEN_SMTP_USER: 10000001\n    FEN_RETRY_MAX_MS: 3600000\n    FEN_QUARANTINE_THRESHOLD: 0.95\n");
     const objects = await renderChart({ valuesFiles: [file] });
     expect(find(objects, "ConfigMap", "fastemailnet-gateway")?.data).toMatchObject({ FEN_MAX_MESSAGE_BYTES: "26214400" });
     expect(find(objects, "ConfigMap", "fastemailnet-processing")?.data).toMatchObject({ FEN_SMTP_USER: "10000001", FEN_RETRY_MAX_MS: "3600000", FEN_QUARANTINE_THRESHOLD: "0.95" });
