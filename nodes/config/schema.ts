@@ -60,7 +60,7 @@ export const ProcessingKeys = {
   smtpSecure: { env: "FEN_SMTP_SECURE", schema: bool.default("false"), doc: "Implicit TLS (port 465 style). STARTTLS is used whenever the relay offers it." },
   smtpRequireTls: { env: "FEN_SMTP_REQUIRE_TLS", schema: bool.default("false"), doc: "Refuse to send without STARTTLS." },
   smtpTlsRejectUnauthorized: { env: "FEN_SMTP_TLS_REJECT_UNAUTHORIZED", schema: bool.default("true"), doc: "Verify the relay's certificate." },
-  smtpUser: { env: "FEN_SMTP_USER", schema: z.string().optional(), doc: "Relay user (AUTH)." },
+  smtpUser: { env: "FEN_SMTP_USER", schema: z.string().optional(), doc: "Relay user (AUTH). When set, TLS is required (implicit or STARTTLS): the password never goes in clear." },
   smtpPassword: { env: "FEN_SMTP_PASSWORD", schema: z.string().optional(), doc: "Relay password.", secret: true },
   smtpPoolSize: { env: "FEN_SMTP_POOL_SIZE", schema: int(1, 256).default(32), doc: "Pooled SMTP connections per node (opened as the queue needs them). Each connection carries one mail at a time and waits a few round trips per mail, so a node's delivery rate grows with the pool until the CPU is busy (README, Measured). Lower it for a relay that limits sessions per client." },
   smtpTimeoutMs: { env: "FEN_SMTP_TIMEOUT_MS", schema: int(1000, 600_000).default(60_000), doc: "Socket timeout towards the relay: connecting, the greeting, and any silence of the socket." },
