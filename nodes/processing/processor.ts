@@ -116,7 +116,10 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
     try {
       let cur = await state.get(item.mailId);
       if (!cur) cur = await state.begin(item.mailId, item.submittedAt, recipients, item.contentSha256 ? { contentSha256: item.contentSha256 } : {});
-      else if (m.info.deliveryCount > 1) await state.republish(cur, recipients);
+      // Only a PendingProcessing entry can be ahead of its event (an operator's release swaps first and
+      // publishes after); every other state's event precedes its swap. Republishing those would add a second
+      // copy to the history once the event is older than MAIL_EVENTS' 2 h duplicate window (a long retry wait).
+      else if (m.info.deliveryCount > 1 && cur.record.state === "PendingProcessing") await state.republish(cur, recipients);
 
       const r = cur.record;
       if (isTerminal(r.state)) {
