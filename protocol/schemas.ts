@@ -178,6 +178,11 @@ export const WorkItemSchema = z.object({
   body: BodyRefSchema,
   /** Set by an operator's release from quarantine: skip the classifier. */
   released: z.boolean().default(false),
+  /**
+   * With `released`: the attempts the mail used before its release (its
+   * classification), so its delivery still gets FEN_MAX_ATTEMPTS attempts.
+   */
+  attemptsBefore: z.number().int().nonnegative().optional(),
   /** SHA-256 of the submitted mail's canonical form (see contentSha256); absent on items from before it existed. */
   contentSha256: Sha256Hex.optional(),
 }).strict();

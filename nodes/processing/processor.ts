@@ -237,7 +237,9 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
       for (const x of sentOrRefused?.rejected ?? []) deps.metrics.recipientsRefused.inc({ class: x.transient ? "transient" : "permanent" });
     };
 
-    if (outcome.kind === "sent" && (later.length === 0 || attempt >= config.maxAttempts)) {
+    // Delivery attempts: a mail released from quarantine used some attempt numbers before (its classification).
+    const tries = attempt - (item.attemptsBefore ?? 0);
+    if (outcome.kind === "sent" && (later.length === 0 || tries >= config.maxAttempts)) {
       await advanceDurably(m, cur, [{ state: "Sent", detail: { ...smtp, ...rejected } }], recipients, attempt);
       deps.metrics.delivered.inc();
       countRefused();
@@ -246,10 +248,10 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
       await settle(m, item);
       return;
     }
-    if (retry && attempt < config.maxAttempts) {
+    if (retry && tries < config.maxAttempts) {
       // 452 "too many recipients" asks for the rest in another transaction now (RFC 5321 4.5.3.1.10), not later.
       const tooMany = outcome.kind === "sent" && sentOrRefused!.rejected.every((x) => !x.transient || x.smtp?.code === 452);
-      const delay = tooMany ? 0 : backoffDelay({ baseMs: config.retryBaseMs, maxMs: config.retryMaxMs }, attempt, deps.random);
+      const delay = tooMany ? 0 : backoffDelay({ baseMs: config.retryBaseMs, maxMs: config.retryMaxMs }, tries, deps.random);
       const retryAt = new Date(deps.clock.now() + delay).toISOString();
       const first = sentOrRefused?.rejected.find((x) => x.transient);
       const message = outcome.kind === "transient" ? outcome.reason

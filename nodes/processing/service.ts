@@ -180,7 +180,8 @@ export async function startProcessingService(deps: ProcessingServiceDeps): Promi
     if (release) {
       const next = await decide({ state: "PendingProcessing", detail: { reason: `${RELEASED} ${req.reason}` } });
       // Same message id for a repeated release of the same quarantine: queued once.
-      await js.publish(workSubject(item.mailId), Codecs.workItem.encode({ ...item, released: true }), { msgID: `${item.mailId}.release.${next.record.attempt}` });
+      const releasedItem: WorkItem = { ...item, released: true, attemptsBefore: next.record.attempt };
+      await js.publish(workSubject(item.mailId), Codecs.workItem.encode(releasedItem), { msgID: `${item.mailId}.release.${next.record.attempt}` });
       log.info({ mailId: item.mailId, resumed }, "released from quarantine");
     } else {
       await decide({ state: "Rejected", detail: { reason: `deleted from quarantine: ${req.reason}`, error: { code: "QUARANTINED", message: req.reason } } });
