@@ -66,34 +66,49 @@ export async function startProcessingService(deps: ProcessingServiceDeps): Promi
    * state record (a mail no node has claimed yet is PendingProcessing). A
    * snapshot: a mail settled while the page is read shows its final state.
    */
-  serveEndpoint(service, { name: "queue", subject: ServiceSubjects.queue }, async (data) => {
-    const req = Codecs.queueRequest.decode(data);
-    const ci = await jsm.consumers.info(Names.workStream, Names.workConsumer);
-    const reply: QueueReply = {
-      kind: "mail.queue.reply", v: 1, mails: [], remaining: 0, waiting: ci.num_pending, held: ci.num_ack_pending,
-    };
-    let last = 0;
+  /**
+   * One page of a stream of work items (MAIL_WORK, MAIL_QUARANTINE), oldest
+   * first from sequence `after` + 1: each item with its mail's state record
+   * (read at once), how many items there are from the first one on, and
+   * the cursor of the next page (absent on the last).
+   */
+  const page = async (stream: string, after: number, limit: number, maxBytes?: number) => {
+    const read: { seq: number; item: WorkItem }[] = [];
+    let remaining = 0;
     let pending = 0;
     try {
-      const it = await jsm.direct.getBatch(Names.workStream, { seq: req.after + 1, batch: req.limit, max_bytes: QUEUE_PAGE_BYTES });
-      for await (const wm of it) {
-        if (reply.mails.length === 0) reply.remaining = wm.pending + 1;
-        last = wm.seq;
-        pending = wm.pending;
-        const item = Codecs.workItem.decode(wm.data);
-        const r = (await state.get(item.mailId))?.record;
-        const d = r?.detail;
-        reply.mails.push({
-          mailId: item.mailId, seq: wm.seq, state: r?.state ?? "PendingProcessing", attempt: r?.attempt ?? 0,
-          submittedAt: item.submittedAt, since: r?.updatedAt ?? item.submittedAt, recipients: item.envelope.to.length,
-          ...(r?.state === "Deferred" && d?.retryAt ? { retryAt: d.retryAt } : {}),
-          ...(d?.error ? { error: { code: d.error.code, message: d.error.message } } : {}),
-        });
+      const it = await jsm.direct.getBatch(stream, { seq: after + 1, batch: limit, ...(maxBytes ? { max_bytes: maxBytes } : {}) });
+      for await (const m of it) {
+        if (read.length === 0) remaining = m.pending + 1;
+        pending = m.pending;
+        read.push({ seq: m.seq, item: Codecs.workItem.decode(m.data) });
       }
     } catch (err) {
       if (!isNotFound(err)) throw err; // nothing at or after `after` + 1
     }
-    if (pending > 0) reply.next = last;
+    const records = await Promise.all(read.map(async (x) => (await state.get(x.item.mailId))?.record));
+    const next = pending > 0 ? read.at(-1)?.seq : undefined;
+    return { entries: read.map((x, i) => ({ ...x, record: records[i] })), remaining, next };
+  };
+
+  /**
+   * `mail.queue`: one page of MAIL_WORK, each mail with its state (a mail
+   * no node has claimed yet is PendingProcessing). A snapshot: a mail
+   * settled while the page is read shows its final state.
+   */
+  serveEndpoint(service, { name: "queue", subject: ServiceSubjects.queue }, async (data) => {
+    const req = Codecs.queueRequest.decode(data);
+    const ci = await jsm.consumers.info(Names.workStream, Names.workConsumer);
+    const { entries, remaining, next } = await page(Names.workStream, req.after, req.limit, QUEUE_PAGE_BYTES);
+    const reply: QueueReply = {
+      kind: "mail.queue.reply", v: 1, remaining, waiting: ci.num_pending, held: ci.num_ack_pending, ...(next ? { next } : {}),
+      mails: entries.map(({ seq, item, record: r }) => ({
+        mailId: item.mailId, seq, state: r?.state ?? "PendingProcessing", attempt: r?.attempt ?? 0,
+        submittedAt: item.submittedAt, since: r?.updatedAt ?? item.submittedAt, recipients: item.envelope.to.length,
+        ...(r?.state === "Deferred" && r.detail.retryAt ? { retryAt: r.detail.retryAt } : {}),
+        ...(r?.detail.error ? { error: { code: r.detail.error.code, message: r.detail.error.message } } : {}),
+      })),
+    };
     return Codecs.queueReply.encode(reply);
   }, log);
 
@@ -134,24 +149,11 @@ export async function startProcessingService(deps: ProcessingServiceDeps): Promi
     }
     const reply: QuarantineReply = { kind: "mail.quarantine.reply", v: 1, mails: [], done: true };
     if (req.kind === "mail.quarantine.list") {
-      let last = 0;
-      let pending = 0;
-      try {
-        const it = await jsm.direct.getBatch(Names.quarantineStream, { seq: req.after + 1, batch: req.limit });
-        for await (const qm of it) {
-          last = qm.seq;
-          pending = qm.pending;
-          const item = Codecs.workItem.decode(qm.data);
-          const cur = await state.get(item.mailId);
-          if (cur?.record.state !== "Quarantined") continue;
-          reply.mails.push(listed(cur.record, cur.record.updatedAt));
-        }
-      } catch (err) {
-        if (!isNotFound(err)) throw err; // an empty quarantine
-      }
-      // A page of the oldest `limit` kept mails after `after`; `next` continues it.
-      reply.done = pending === 0;
-      if (!reply.done) reply.next = last;
+      // A page of the oldest `limit` kept mails after `after` (a released or deleted one is skipped); `next` continues it.
+      const { entries, next } = await page(Names.quarantineStream, req.after, req.limit);
+      for (const { record } of entries) if (record?.state === "Quarantined") reply.mails.push(listed(record, record.updatedAt));
+      reply.done = next === undefined;
+      if (next !== undefined) reply.next = next;
       return Codecs.quarantineReply.encode(reply);
     }
     const release = req.kind === "mail.quarantine.release";
