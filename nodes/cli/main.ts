@@ -145,6 +145,15 @@ async function status(argv: string[], io: CliIo, out: (s: string) => void): Prom
   }
 }
 
+/** `--limit` (1..1000, default 100) and `--after` (a reply's `next`, default 0) of a paged listing. */
+function pageOptions(o: { limit?: string | undefined; after?: string | undefined }, command: string): { limit: number; after: number } {
+  const limit = o.limit === undefined ? 100 : Number(o.limit);
+  const after = o.after === undefined ? 0 : Number(o.after);
+  if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new FenError("BAD_REQUEST", `usage: ${command} --limit takes 1..1000`);
+  if (!Number.isInteger(after) || after < 0) throw new FenError("BAD_REQUEST", `usage: ${command} --after takes a reply's next`);
+  return { limit, after };
+}
+
 /**
  * `queue`: the mails in MAIL_WORK (submitted, not yet Sent, Bounced,
  * Rejected or Quarantined), oldest first, one page per call, like `mailq`.
@@ -154,11 +163,8 @@ async function queue(argv: string[], io: CliIo, out: (s: string) => void): Promi
     args: argv, allowPositionals: true,
     options: { server: { type: "string" }, json: { type: "boolean", default: false }, limit: { type: "string" }, after: { type: "string" } },
   });
-  const limit = o.limit === undefined ? 100 : Number(o.limit);
-  const after = o.after === undefined ? 0 : Number(o.after);
-  if (positionals.length > 0 || !Number.isInteger(limit) || limit < 1 || limit > 1000 || !Number.isInteger(after) || after < 0) {
-    throw new FenError("BAD_REQUEST", "usage: queue [--limit 1..1000] [--after SEQ]");
-  }
+  if (positionals.length > 0) throw new FenError("BAD_REQUEST", "usage: queue [--limit 1..1000] [--after SEQ]");
+  const { limit, after } = pageOptions(o, "queue");
   const nc = await connectFrom(o.server, io);
   try {
     const r = await callService(nc, ServiceSubjects.queue, Codecs.queueRequest, { kind: "mail.queue", v: 1, limit, after }, Codecs.queueReply);
@@ -186,11 +192,7 @@ async function quarantine(argv: string[], io: CliIo, out: (s: string) => void): 
   const [action, mailId, ...extra] = positionals;
   let req: QuarantineRequest;
   if (action === "list" && mailId === undefined) {
-    const limit = o.limit === undefined ? 100 : Number(o.limit);
-    const after = o.after === undefined ? 0 : Number(o.after);
-    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new FenError("BAD_REQUEST", "usage: quarantine list --limit takes 1..1000");
-    if (!Number.isInteger(after) || after < 0) throw new FenError("BAD_REQUEST", "usage: quarantine list --after takes a reply's next");
-    req = { kind: "mail.quarantine.list", v: 1, limit, after };
+    req = { kind: "mail.quarantine.list", v: 1, ...pageOptions(o, "quarantine list") };
   } else if ((action === "release" || action === "delete") && mailId && extra.length === 0) {
     if (!o.reason) throw new FenError("BAD_REQUEST", `usage: quarantine ${action} MAIL_ID needs --reason (it is recorded in the mail's history)`);
     req = { kind: `mail.quarantine.${action}`, v: 1, mailId: mailId as never, reason: o.reason };

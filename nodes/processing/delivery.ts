@@ -114,8 +114,9 @@ interface PoolInternals {
 /** Set on a pool connection's options when its mail was given up while the connection was still being opened. */
 interface AbandonMark { fenAbandoned?: boolean }
 
-const connectionOf = (pool: PoolInternals, raw: unknown) =>
-  pool._connections?.find((c) => c.queueEntry && c.queueEntry.mail?.data?.raw === raw)?.connection;
+/** The pool connection carrying the mail whose `raw` this is, if it has one. */
+const resourceOf = (pool: PoolInternals, raw: unknown) =>
+  pool._connections?.find((c) => c.queueEntry && c.queueEntry.mail?.data?.raw === raw);
 
 /**
  * Whether the relay had answered DATA with 354 on the mail's connection: its
@@ -123,7 +124,7 @@ const connectionOf = (pool: PoolInternals, raw: unknown) =>
  * may have it. Before 354 the relay cannot have taken the mail.
  */
 const inDataPhase = (pool: PoolInternals, raw: unknown): boolean =>
-  String(connectionOf(pool, raw)?.lastServerResponse || "").startsWith("354");
+  String(resourceOf(pool, raw)?.connection?.lastServerResponse || "").startsWith("354");
 
 /**
  * Gives up on the mail: out of the queue if it still waits for a
@@ -140,10 +141,10 @@ function abandon(pool: PoolInternals, raw: unknown): boolean {
     pool._queue!.splice(queued, 1);
     return false;
   }
-  const inData = inDataPhase(pool, raw);
-  const resource = pool._connections?.find((c) => c.queueEntry && c.queueEntry.mail?.data?.raw === raw);
+  const resource = resourceOf(pool, raw);
   const socket = resource?.connection?._socket;
   if (socket) {
+    const inData = inDataPhase(pool, raw);
     (socket.socket ?? socket).destroy();
     return inData;
   }
