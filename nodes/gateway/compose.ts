@@ -37,11 +37,10 @@ export function structuredRecipients(mail: StructuredMail): string[] {
 /**
  * A raw message as it is stored and sent: its own Message-ID kept (`own`,
  * from `checkMime`), or the assigned one prepended; Bcc fields removed.
- * Returns the bytes and the Message-ID the recipients will see.
  */
-export function prepareRaw(raw: Buffer, own: string | undefined, assigned: string): { readonly raw: Buffer; readonly messageId: string } {
+export function prepareRaw(raw: Buffer, own: string | undefined, assigned: string): Buffer {
   const bytes = withoutBcc(raw);
-  return own ? { raw: bytes, messageId: own } : { raw: Buffer.concat([Buffer.from(`Message-ID: ${assigned}\r\n`), bytes]), messageId: assigned };
+  return own ? bytes : Buffer.concat([Buffer.from(`Message-ID: ${assigned}\r\n`), bytes]);
 }
 
 /** A Message-ID for messages composed only to be looked at (mail.classify), never sent. */

@@ -3,7 +3,7 @@ import { JetStreamApiError } from "@nats-io/jetstream";
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import type { ObjectStore } from "@nats-io/obj";
 import {
-  Codecs, DUPLICATE_WINDOW_MS, FenError, INLINE_BODY_LIMIT, Names, contentIdempotencyKey, contentSha256, mailIdFromIdempotencyKey, mailboxOf, messageIdFor,
+  Codecs, DUPLICATE_WINDOW_MS, FenError, INLINE_BODY_LIMIT, Names, contentIdempotencyKey, legacyContentIdempotencyKey, contentSha256, mailIdFromIdempotencyKey, mailboxOf, messageIdFor,
   workSubject,
 } from "../../protocol/index.js";
 import type { BodyRef, Envelope, MailEvent, MailId, SubmitReply, SubmitRequest, WorkItem } from "../../protocol/index.js";
@@ -66,7 +66,7 @@ async function byContent(deps: SubmitDeps, contentHash: string): Promise<{ mailI
   // still a duplicate. (Two identical submissions racing across a window boundary, neither stored yet, get two ids.)
   const [previous, legacy, current] = await Promise.all([
     byKey(deps.jsm, mailIdFromIdempotencyKey(contentIdempotencyKey(contentHash, window - 1))),
-    byKey(deps.jsm, mailIdFromIdempotencyKey(`content:${contentHash}`)),
+    byKey(deps.jsm, mailIdFromIdempotencyKey(legacyContentIdempotencyKey(contentHash))),
     byKey(deps.jsm, mailIdFromIdempotencyKey(contentIdempotencyKey(contentHash, window))),
   ]);
   return recent(previous) ? previous : recent(legacy) ? legacy : current;
@@ -164,7 +164,7 @@ export function createSubmitHandler(deps: SubmitDeps, opts: SubmitOptions): (dat
     }
 
     const now = new Date(deps.clock.now());
-    const raw = rawIn ? prepareRaw(rawIn, ownMessageId, messageId).raw : await composeStructured(mail as Exclude<typeof mail, { raw: string }>, messageId, now);
+    const raw = rawIn ? prepareRaw(rawIn, ownMessageId, messageId) : await composeStructured(mail as Exclude<typeof mail, { raw: string }>, messageId, now);
     // A raw message was measured as sent (the Message-ID line the gateway may add is not the sender's);
     // a structured one as composed.
     if (!rawIn && raw.length > opts.maxMessageBytes) tooLarge(raw.length, opts.maxMessageBytes);
