@@ -10,6 +10,14 @@ import type { Outcome } from "./smtp-outcome.js";
 /** Sends raw messages to the configured relay. */
 export interface Delivery {
   send(envelope: Envelope, raw: Buffer): Promise<Outcome>;
+  /**
+   * Gives up every transaction still in progress and refuses later ones:
+   * each pending `send` resolves at once as a transient failure with
+   * `reason`, in doubt when its message had gone out (as at the transaction
+   * deadline); later sends resolve so without reaching the relay. For a
+   * drain that must end before the process is killed.
+   */
+  abortAll(reason: string): void;
   close(): void;
 }
 
@@ -193,32 +201,42 @@ export function createDelivery(opts: RelayOptions): Delivery {
     ...(opts.user ? { auth: { user: opts.user, pass: opts.password ?? "" } } : {}),
   };
   const transport: Transporter<SMTPPool.SentMessageInfo> = nodemailer.createTransport(options);
+  const pool = transport.transporter as unknown as PoolInternals;
+  type Result = { readonly info: SMTPPool.SentMessageInfo } | { readonly err: unknown; readonly inData: boolean; readonly gaveUp?: string };
+  /** Sends in progress: their `raw` view and how to give each up. */
+  const pending = new Map<Buffer, (reason: string) => void>();
+  let aborted: string | undefined;
   return {
     async send(envelope, raw) {
-      const pool = transport.transporter as unknown as PoolInternals;
+      if (aborted !== undefined) return { kind: "transient", reason: aborted };
       // A view of the same bytes: a new object, by which the pool's entry for this mail is found.
       const body = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
       let timer: NodeJS.Timeout | undefined;
-      type Result = { readonly info: SMTPPool.SentMessageInfo } | { readonly err: unknown; readonly inData: boolean; readonly expired?: true };
       const result = await new Promise<Result>((resolve) => {
-        timer = setTimeout(() => resolve({ err: undefined, inData: abandon(pool, body), expired: true }), opts.transactionTimeoutMs);
+        const giveUp = (reason: string) => resolve({ err: undefined, inData: abandon(pool, body), gaveUp: reason });
+        pending.set(body, giveUp);
+        timer = setTimeout(() => giveUp(`the relay did not finish the transaction within ${opts.transactionTimeoutMs} ms`), opts.transactionTimeoutMs);
         // The callback runs while the pool still knows the mail's connection (and its last reply).
         transport.sendMail({ envelope: { from: envelope.from, to: [...envelope.to] }, raw: body }, (err, info) => {
           resolve(err ? { err, inData: inDataPhase(pool, body) } : { info });
         });
       });
       clearTimeout(timer);
+      pending.delete(body);
       if ("info" in result) {
         const smtp = smtpReplyOf({ response: result.info.response }) ?? { code: 250, response: String(result.info.response) };
         return { kind: "sent", smtp, rejected: recipientRefusals((result.info as { rejectedErrors?: unknown[] }).rejectedErrors) };
       }
-      if (result.expired) {
-        const reason = `the relay did not finish the transaction within ${opts.transactionTimeoutMs} ms`;
-        return { kind: "transient", reason, ...(result.inData ? { inDoubt: true } : {}) };
+      if (result.gaveUp !== undefined) {
+        return { kind: "transient", reason: result.gaveUp, ...(result.inData ? { inDoubt: true } : {}) };
       }
       const o = classifyFailure(result.err);
       // No reply to the final "." (the connection broke or timed out in the data phase): the relay may have it (RFC 1047).
       return o.kind === "transient" && !o.smtp && result.inData ? { ...o, inDoubt: true } : o;
+    },
+    abortAll(reason) {
+      aborted = reason;
+      for (const giveUp of [...pending.values()]) giveUp(reason);
     },
     close: () => transport.close(),
   };

@@ -308,7 +308,13 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
       // Stop pulling; buffered but unhandled items return to the server.
       await service?.stop();
       messages.stop();
+      // Past the deadline, the transactions still running are given up and recorded (Deferred), not cut off by a kill.
+      const deadline = setTimeout(() => {
+        log.warn({ inFlight: inFlight.size, drainTimeoutMs: config.drainTimeoutMs }, "drain deadline: giving up the SMTP transactions in progress");
+        deps.delivery.abortAll(`the node stopped before the relay finished the transaction (FEN_DRAIN_TIMEOUT_MS ${config.drainTimeoutMs})`);
+      }, config.drainTimeoutMs);
       await closed;
+      clearTimeout(deadline);
       deps.delivery.close();
     },
   };

@@ -257,6 +257,15 @@ describe("values are validated", () => {
     expect(find(objects, "ConfigMap", "fastemailnet-processing")?.data).toMatchObject({ FEN_SMTP_USER: "10000001", FEN_RETRY_MAX_MS: "3600000", FEN_QUARANTINE_THRESHOLD: "0.95" });
   });
 
+  it("the processing nodes' drain deadline ends before the pod's grace period: derived from it, or refused when not shorter", async () => {
+    const drain = (objects: K8sObject[]) => find(objects, "ConfigMap", "fastemailnet-processing")?.data?.["FEN_DRAIN_TIMEOUT_MS"];
+    expect(drain(rendered.get("default")!)).toBe("70000"); // grace 90 s
+    expect(drain(rendered.get("production")!)).toBe("100000"); // grace 120 s
+    expect(drain(await renderChart({ set: ["processing.terminationGracePeriodSeconds=30"] }))).toBe("15000");
+    expect(drain(await renderChart({ set: ["config.processing.FEN_DRAIN_TIMEOUT_MS=5000"] }))).toBe("5000");
+    expect(await refused(["config.processing.FEN_DRAIN_TIMEOUT_MS=90000"])).toMatch(/FEN_DRAIN_TIMEOUT_MS \(90000\) must be shorter than processing.terminationGracePeriodSeconds \(90000 ms\)/);
+  });
+
   it("a container security context that is not locked down is refused", async () => {
     expect(await refused(["securityContext.readOnlyRootFilesystem=false"])).toMatch(/readOnlyRootFilesystem/);
   });

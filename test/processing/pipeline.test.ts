@@ -156,6 +156,29 @@ describe("end to end on a real 3-node cluster", () => {
     await node.drain();
   });
 
+  it("a drain gives up a transaction the relay never finishes at FEN_DRAIN_TIMEOUT_MS: Deferred in doubt, and the next node delivers it", async () => {
+    // The relay takes the whole message and never answers the final ".".
+    const silent = await rawRelay({ afterDot: () => undefined });
+    onTestFinished(() => silent.close());
+    const node = await startProcessing(nc, silent.port, { FEN_DRAIN_TIMEOUT_MS: "1000", FEN_RETRY_BASE_MS: "200" });
+    actors.push(node);
+    const r = await submit(nc, structured("drain-stuck", { key: "drain-stuck-1" }));
+    await until("the relay has the message", () => silent.received() === 1);
+    const t0 = Date.now();
+    await node.drain();
+    const drainMs = Date.now() - t0;
+    const st = await status(nc, r.mailId);
+    expect(st.state).toBe("Deferred");
+    expect(st.history.at(-1)?.detail).toMatchObject({
+      inDoubt: true, error: { code: "SMTP_TRANSIENT", message: expect.stringMatching(/node stopped before the relay finished the transaction \(FEN_DRAIN_TIMEOUT_MS 1000\)/) },
+    });
+    // The item went back to the work queue: another node delivers it.
+    const { sink } = await pipeline();
+    await until("Sent", async () => (await status(nc, r.mailId)).state === "Sent");
+    expect(sink.messages).toHaveLength(1);
+    expect(drainMs).toBeLessThan(15_000); // the transaction deadline (10 min) did not hold the drain
+  });
+
   it("drops a bounced mail's body object too (only a quarantined mail keeps one)", async () => {
     const { node } = await pipeline(() => ({ code: 550, message: "5.1.1 mailbox unavailable" }));
     const r = await submit(nc, structured("big-bounce", { key: "big-bounce-1", text: "x".repeat(700 * 1024) }));

@@ -84,6 +84,18 @@ non-secret FEN_* keys of the role's table in nodes/config/schema.ts.
 {{- $_ := set $data "FEN_HTTP_HOST" "0.0.0.0" -}}
 {{- $_ := set $data "FEN_HTTP_PORT" (toString $v.http.port) -}}
 {{- end -}}
+{{- if eq .role "processing" -}}
+{{- /* The drain deadline must end before the kubelet kills the pod (Kubernetes' default grace is 30 s):
+       unless set, grace - 20 s (half the grace below 40 s), leaving time to record the mails given up. */ -}}
+{{- $graceMs := mul (int64 ($v.processing.terminationGracePeriodSeconds | default 30)) 1000 -}}
+{{- if hasKey $data "FEN_DRAIN_TIMEOUT_MS" -}}
+{{- if ge (int64 (get $data "FEN_DRAIN_TIMEOUT_MS")) $graceMs -}}
+{{- fail (printf "config.processing.FEN_DRAIN_TIMEOUT_MS (%s) must be shorter than processing.terminationGracePeriodSeconds (%d ms): the pod would be killed before its drain gives up" (get $data "FEN_DRAIN_TIMEOUT_MS") $graceMs) -}}
+{{- end -}}
+{{- else -}}
+{{- $_ := set $data "FEN_DRAIN_TIMEOUT_MS" (toString (ternary (sub $graceMs 20000) (div $graceMs 2) (ge $graceMs 40000))) -}}
+{{- end -}}
+{{- end -}}
 {{- if $v.auth.enabled -}}
 {{- $_ := set $data "FEN_NATS_USER" (include "fen.natsUser" .role) -}}
 {{- end -}}
