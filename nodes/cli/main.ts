@@ -130,8 +130,10 @@ async function status(argv: string[], io: CliIo, out: (s: string) => void): Prom
     out(`${r.mailId}  ${r.state}  attempt ${r.attempt}  updated ${r.updatedAt}`);
     for (const e of r.history) {
       const d = e.detail;
+      // A deferral's error message quotes the relay's reply already: print it once.
+      const quoted = d.smtp !== undefined && d.error !== undefined && d.error.message.includes(d.smtp.response);
       const extra = [
-        d.smtp ? (d.smtp.response.startsWith(String(d.smtp.code)) ? d.smtp.response : `${d.smtp.code} ${d.smtp.response}`).slice(0, 200) : "",
+        d.smtp && !quoted ? (d.smtp.response.startsWith(String(d.smtp.code)) ? d.smtp.response : `${d.smtp.code} ${d.smtp.response}`).slice(0, 200) : "",
         d.error ? `${d.error.code}: ${d.error.message}`.slice(0, 300) : "", d.reason ?? "", refusedText(d.rejected),
         d.pending ? `${d.pending.length} recipient(s) pending` : "", d.retryAt ? `retry at ${d.retryAt}` : "",
         d.classification ? `score ${d.classification.score.toFixed(3)}` : "", d.inDoubt ? "in doubt (may have reached the relay)" : "",

@@ -83,6 +83,9 @@ describe("end to end on a real 3-node cluster", () => {
     ]);
     const deferred = st.history.find((e) => e.state === "Deferred");
     expect(deferred?.detail.smtp).toMatchObject({ code: 451, enhanced: "4.3.0" });
+    // `status` quotes the relay's reply once (the error message carries it).
+    const line = (await fastemailnet(cluster.urls, "status", r.mailId)).stdout.split("\n").find((l) => /Deferred/.test(l));
+    expect(line?.match(/451 4\.3\.0/g)).toHaveLength(1);
     expect(st.attempt).toBe(2);
     expect(sink.dataCount()).toBe(2);
     expect(sink.messages).toHaveLength(1);
