@@ -11,7 +11,7 @@ import type { FenError } from "../../protocol/index.js";
 import type { Actor } from "../../nodes/common/actor.js";
 import { startTestCluster } from "../helpers/cluster.js";
 import type { TestCluster } from "../helpers/cluster.js";
-import { connectAndProvision, startGateway, status, structured, submit, testLog } from "../helpers/system.js";
+import { bodyObjects, connectAndProvision, startGateway, status, structured, submit, testLog } from "../helpers/system.js";
 import { pendingEvent } from "../../nodes/gateway/status.js";
 
 let cluster: TestCluster;
@@ -188,4 +188,36 @@ describe("identical mails without an idempotency key", () => {
     expect(await submitAt(keyed)).toMatchObject({ mailId: k.mailId, duplicate: true });
   });
 });
+
+describe("a submission the work stream refuses", () => {
+  it("is STORE_UNAVAILABLE and leaves no body object behind", async () => {
+    const js = jetstream(nc);
+    const jsm = await jetstreamManager(nc);
+    const submitAt = createSubmitHandler({
+      js, jsm, bodies: await new Objm(js).open(Names.bodiesBucket),
+      state: createMailStateStore({ js, kv: await new Kvm(js).open(Names.statusBucket), clock: { now: () => Date.now() }, node: "gw-refused" }),
+      clock: { now: () => Date.now() }, log: testLog, metrics: createMetrics({ defaults: false }),
+    }, { maxMessageBytes: 2 * 1024 * 1024, messageIdDomain: "fastemailnet.local", submitTimeoutMs: 10_000 });
+    // A real refusal: the stream takes no message as large as a work item for a while.
+    const before = (await jsm.streams.info(Names.workStream)).config;
+    await jsm.streams.update(Names.workStream, { ...before, max_msg_size: 64 });
+    try {
+      const big = structured("refused", { key: "refused-1", text: "x".repeat(700 * 1024) });
+      const err = await errorOf(() => submitAt(new TextEncoder().encode(JSON.stringify(big))));
+      expect(err).toMatchObject({ code: "STORE_UNAVAILABLE" });
+      expect(await bodyObjects(nc, mailIdFromIdempotencyKey("refused-1"))).toEqual([]);
+    } finally {
+      await jsm.streams.update(Names.workStream, before);
+    }
+  });
+});
+
+async function errorOf(f: () => Promise<unknown>): Promise<unknown> {
+  try {
+    await f();
+  } catch (err) {
+    return err;
+  }
+  throw new Error("request was accepted");
+}
 
