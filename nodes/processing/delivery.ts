@@ -59,8 +59,12 @@ export function relayOptions(config: {
   };
 }
 
-/** nodemailer's `getSocket` hook: hands over an already connected socket (`connection`) or an error. */
-type GetSocket = (options: unknown, callback: (err: Error | null, socketOptions?: { connection: net.Socket }) => void) => void;
+/**
+ * Opens one pool connection's socket, as nodemailer's `getSocket` hook does: hands over an already connected
+ * socket (`connection`) or an error. `mark` is that connection's: set `fenAbandoned` on it and the socket is
+ * closed as it opens.
+ */
+type ConnectFor = (mark: AbandonMark, callback: (err: Error | null, socketOptions?: { connection: net.Socket }) => void) => void;
 
 /**
  * Opens the TCP connection to the relay for nodemailer, with Nagle's
@@ -71,15 +75,15 @@ type GetSocket = (options: unknown, callback: (err: Error | null, socketOptions?
  * carry nodemailer's codes (ECONNECTION, ETIMEDOUT) so the failure table
  * classifies them as before; TLS (STARTTLS or implicit) stays nodemailer's.
  */
-export function connectNoDelay(host: string, port: number, timeoutMs: number): GetSocket {
-  return (options, callback) => {
+export function connectNoDelay(host: string, port: number, timeoutMs: number): ConnectFor {
+  return (mark, callback) => {
     let done = false;
     const finish = (err: Error | null, socket?: net.Socket) => {
       if (done) return;
       done = true;
       clearTimeout(timer);
       socket?.removeListener("error", onError);
-      if (!err && (options as AbandonMark | undefined)?.fenAbandoned) {
+      if (!err && mark.fenAbandoned) {
         // Its mail was given up at the transaction deadline while this connection opened.
         socket!.destroy();
         callback(Object.assign(new Error("connection given up at the transaction deadline"), { code: "ECONNECTION" }));
@@ -111,16 +115,37 @@ export function connectNoDelay(host: string, port: number, timeoutMs: number): G
  */
 interface PoolInternals {
   readonly _queue?: { mail?: { data?: { raw?: unknown } } }[];
-  readonly _connections?: {
-    queueEntry?: { mail?: { data?: { raw?: unknown } } } | false;
-    connection?: { lastServerResponse?: string | false; _socket?: net.Socket & { socket?: net.Socket } };
-    /** The options object the pool hands to `getSocket` for this connection. */
-    options?: AbandonMark;
-  }[];
+  readonly _connections?: PoolConnection[];
 }
 
-/** Set on a pool connection's options when its mail was given up while the connection was still being opened. */
+/** A pool connection (nodemailer's PoolResource), with our marks on it. */
+interface PoolConnection extends AbandonMark {
+  queueEntry?: { mail?: { data?: { raw?: unknown } } } | false;
+  connection?: { lastServerResponse?: string | false; _socket?: net.Socket & { socket?: net.Socket } };
+  /** Its socket has been asked for (by the pool, once per connection). */
+  fenSocketAsked?: boolean;
+  emit(event: "error", err: Error): boolean;
+  listenerCount(event: "error"): number;
+}
+
+/**
+ * Set on a pool connection when its mail was given up while the connection was still being opened. (Not on
+ * the options the pool hands to `getSocket`: those are the pool's own, shared by every connection.)
+ */
 interface AbandonMark { fenAbandoned?: boolean }
+
+/**
+ * The pool connection asking for a socket: nodemailer 6.10's pool creates a
+ * connection, appends it to `_connections` and has it ask for its socket in
+ * the same synchronous step (`_processMessages` → `send` → `connect`), so it
+ * is the newest one, and one that has not asked before.
+ */
+function askingConnection(pool: PoolInternals): PoolConnection | undefined {
+  const newest = pool._connections?.at(-1);
+  if (!newest || newest.fenSocketAsked || newest.connection) return undefined;
+  newest.fenSocketAsked = true;
+  return newest;
+}
 
 /** The pool connection carrying the mail whose `raw` this is, if it has one. */
 const resourceOf = (pool: PoolInternals, raw: unknown) =>
@@ -133,6 +158,18 @@ const resourceOf = (pool: PoolInternals, raw: unknown) =>
  */
 const inDataPhase = (pool: PoolInternals, raw: unknown): boolean =>
   String(resourceOf(pool, raw)?.connection?.lastServerResponse || "").startsWith("354");
+
+/**
+ * Frees the pool slot of a connection whose `getSocket` failed. nodemailer
+ * 6.10's pool removes a connection only when it emits "error" or "close",
+ * which one that never got a socket does not: every failed connect (relay
+ * down, refused, timed out) kept its slot for good, and after `poolSize` of
+ * them the pool never sent again. The pool's own "error" handler removes it
+ * (its mail has had its callback by then) and goes on with the queue.
+ */
+function release(pool: PoolInternals, connection: PoolConnection, err: Error): void {
+  if (pool._connections?.includes(connection) && connection.listenerCount("error") > 0) connection.emit("error", err);
+}
 
 /**
  * Gives up on the mail: out of the queue if it still waits for a
@@ -157,8 +194,8 @@ function abandon(pool: PoolInternals, raw: unknown): boolean {
     return inData;
   }
   // Still connecting: connectNoDelay destroys the socket when it opens, so the mail never goes out.
-  if (resource?.options) {
-    resource.options.fenAbandoned = true;
+  if (resource?.fenSocketAsked) {
+    resource.fenAbandoned = true;
     return false;
   }
   return resource !== undefined;
@@ -178,6 +215,7 @@ function abandon(pool: PoolInternals, raw: unknown): boolean {
  * again, unrecorded, a mail the relay may already have.
  */
 export function createDelivery(opts: RelayOptions): Delivery {
+  const connect = connectNoDelay(opts.host, opts.port, opts.timeoutMs);
   // `maxRequeues` is an SMTPPool option the type definitions lack.
   const options: SMTPPool.Options & { maxRequeues: number } = {
     pool: true,
@@ -193,7 +231,13 @@ export function createDelivery(opts: RelayOptions): Delivery {
     maxRequeues: 0,
     tls: { rejectUnauthorized: opts.tlsRejectUnauthorized },
     maxConnections: opts.poolSize,
-    getSocket: connectNoDelay(opts.host, opts.port, opts.timeoutMs),
+    getSocket: (_shared, callback) => {
+      const connection = askingConnection(pool);
+      connect(connection ?? {}, (err, socket) => {
+        callback(err, socket);
+        if (err && connection) release(pool, connection, err);
+      });
+    },
     maxMessages: Infinity,
     connectionTimeout: opts.timeoutMs,
     greetingTimeout: opts.timeoutMs,

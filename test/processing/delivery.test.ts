@@ -5,6 +5,8 @@ import { freePort } from "../../nodes/local/nats-cluster.js";
 import { startSmtpSink } from "../../nodes/local/smtp-sink.js";
 import type { SmtpSink } from "../../nodes/local/smtp-sink.js";
 import { rawRelay } from "../helpers/raw-relay.js";
+import { slowAcceptRelay } from "../helpers/slow-accept-relay.js";
+import { until } from "../helpers/system.js";
 
 // The delivery opens its own no-delay sockets for nodemailer (connectNoDelay):
 // these tests show every way of reaching a real relay still works through it.
@@ -49,6 +51,21 @@ describe("SMTP delivery over the no-delay socket", () => {
     expect(sink.messages[0]!.secure).toBe(true);
   });
 
+  it("a relay that was down for more connects than the pool has connections gets the next mail when it is back", async () => {
+    // Each failed connect used to keep its pool slot for good: after poolSize of them the node never sent again.
+    const port = await freePort();
+    const d = createDelivery(relay(port, { poolSize: 2, transactionTimeoutMs: 5000 }));
+    try {
+      for (let i = 0; i < 3; i++) expect((await d.send(envelope, mail(310 + i))).kind).toBe("transient");
+      const sink = await startSmtpSink({ port });
+      sinks.push(sink);
+      expect(await d.send(envelope, mail(319))).toMatchObject({ kind: "sent" });
+      expect(sink.messages.map((m) => m.messageId)).toEqual(["<d319@example.org>"]);
+    } finally {
+      d.close();
+    }
+  });
+
   it("a relay that is not listening is a transient failure, classified as refused", async () => {
     const d = createDelivery(relay(await freePort()));
     try {
@@ -65,6 +82,27 @@ describe("SMTP delivery when the relay misbehaves", () => {
   const relays: { close: () => void }[] = [];
   afterAll(() => { for (const r of relays) r.close(); });
   const scripted = async (script: Parameters<typeof rawRelay>[0]) => { const r = await rawRelay(script); relays.push(r); return r; };
+
+  it("a mail given up at the transaction deadline while its connection is still being opened never reaches the relay", async () => {
+    const r = await slowAcceptRelay(2000);
+    relays.push(r);
+    const d = createDelivery(relay(r.port, { timeoutMs: 15_000, transactionTimeoutMs: 1000 }));
+    try {
+      const o = await d.send(envelope, mail(350));
+      expect(o).toMatchObject({ kind: "transient", reason: expect.stringMatching(/did not finish the transaction within 1000 ms/) });
+      expect(o.kind === "transient" && o.inDoubt).toBeFalsy();
+      // The relay starts accepting: the connection given up opens (the kernel retries its SYN) and is closed unused.
+      await until("the given-up connection opened", () => r.accepted() === 3, 20_000);
+      await new Promise((res) => setTimeout(res, 500));
+      expect(r.received()).toBe(0);
+      // The pool goes on: the next mail goes through.
+      expect((await d.send(envelope, mail(351))).kind).toBe("sent");
+      await until("the relay reports it", () => r.received() > 0); // its report comes by a pipe, not the socket
+      expect(r.received()).toBe(1);
+    } finally {
+      d.close();
+    }
+  });
 
   it("a relay that keeps answering the final \".\" with continuation lines is cut off at the transaction deadline; the mail is in doubt", async () => {
     const r = await scripted({
