@@ -1,5 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import type { NatsConnection } from "@nats-io/nats-core";
+import { nanos } from "@nats-io/nats-core";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { simpleParser } from "mailparser";
 import { Names } from "../../protocol/index.js";
@@ -90,6 +91,28 @@ describe("end to end on a real 3-node cluster", () => {
     expect(sink.dataCount()).toBe(2);
     expect(sink.messages).toHaveLength(1);
     await node.drain();
+  });
+
+  it("a retry that comes after MAIL_EVENTS' duplicate window does not repeat the Deferred event", async () => {
+    // The window is 2 h and retries wait up to FEN_RETRY_MAX_MS (1 h by default, 24 h allowed): shortened here.
+    const jsm = await jetstreamManager(nc);
+    const before = (await jsm.streams.info(Names.eventsStream)).config;
+    await jsm.streams.update(Names.eventsStream, { ...before, duplicate_window: nanos(500) });
+    try {
+      const sink = await startSmtpSink({ respond: (n) => (n === 1 ? { code: 451, message: "4.3.0 try again later" } : undefined) });
+      sinks.push(sink);
+      const node = await startProcessing(nc, sink.port, { FEN_RETRY_BASE_MS: "2000", FEN_RETRY_MAX_MS: "2000" });
+      actors.push(node);
+      const r = await submit(nc, structured("late-retry", { key: "late-retry-1" }));
+      const st = await until("Sent", async () => { const s = await status(nc, r.mailId); return s.state === "Sent" && s; });
+      expect(st.history.map((e) => e.state)).toEqual([
+        "PendingProcessing", "Processing", "Validated", "DeliveryScheduled", "Deferred",
+        "Processing", "Validated", "DeliveryScheduled", "Sent",
+      ]);
+      await node.drain();
+    } finally {
+      await jsm.streams.update(Names.eventsStream, before);
+    }
   });
 
   it("upgrades to STARTTLS when the relay offers it (and can require it)", async () => {
