@@ -79,6 +79,12 @@ export interface EntryDetail {
   readonly errorCode?: string;
   /** Spam/abuse classification. */
   readonly classification?: ClassificationDetail;
+  /**
+   * The attempt failed after the whole message had gone out with no reply to
+   * its end: the relay may have it, so the mail may be delivered twice. Only
+   * `true`; absent otherwise.
+   */
+  readonly inDoubt?: true;
 }
 
 /** One mail life-cycle event as stored in the ledger. */
@@ -125,7 +131,8 @@ function checkDetail(d: unknown, issues: string[]): void {
     issues.push("detail: must be an object");
     return;
   }
-  checkKeys(d, ["smtp", "errorCode", "classification"], "detail", issues);
+  checkKeys(d, ["smtp", "errorCode", "classification", "inDoubt"], "detail", issues);
+  if (d.inDoubt !== undefined && d.inDoubt !== true) issues.push("detail.inDoubt: must be true when present");
   if (d.smtp !== undefined) {
     const s = d.smtp;
     if (!isPlainObject(s)) issues.push("detail.smtp: must be an object");
@@ -200,6 +207,7 @@ function normalize(e: LedgerEntry): Record<string, unknown> {
     const c = d.classification;
     detail.classification = { verdict: c.verdict, score: c.score, modelVersion: c.modelVersion };
   }
+  if (d.inDoubt === true) detail.inDoubt = true;
   return {
     at: e.at,
     attempt: e.attempt,

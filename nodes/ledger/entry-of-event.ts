@@ -36,6 +36,7 @@ function detailOf(ev: MailEvent): EntryDetail {
       out.classification = { verdict, score: d.classification.score, modelVersion };
     }
   }
+  if (d.inDoubt === true) out.inDoubt = true;
   return out;
 }
 
@@ -43,7 +44,7 @@ function detailOf(ev: MailEvent): EntryDetail {
  * The ledger entry of a life-cycle event: recipients replaced by keyed
  * commitments, the time normalised to `toISOString()` form, and the detail
  * reduced to what the entry format records (SMTP reply, error code,
- * classification), cleaned of control characters and cut to the format's
+ * classification, in doubt), cleaned of control characters and cut to the format's
  * lengths. Deterministic: the same event and key always give the same entry.
  */
 export function entryOfEvent(ev: MailEvent, commitmentKey: Uint8Array): LedgerEntry {

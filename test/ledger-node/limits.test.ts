@@ -16,6 +16,7 @@ function largestEvent(n: number): MailEvent {
       smtp: { code: 550, enhanced: "5.7.1", response: `550 5.7.1 ${"x".repeat(5000)}`, command: "c".repeat(200) },
       error: { code: "E".repeat(128), message: "m" },
       classification: { score: -1.234567890123e-300, verdict: "spam", modelVersion: "m".repeat(128) },
+      inDoubt: true,
     },
   };
 }

@@ -79,6 +79,7 @@ const entryArb: fc.Arbitrary<LedgerEntry> = fc.record({
         score: fc.double({ noNaN: true, noDefaultInfinity: true }).map((x) => (Object.is(x, -0) ? 0 : x)),
         modelVersion: text(20),
       }),
+      inDoubt: fc.constant(true as const),
     },
     { requiredKeys: [] },
   ),
@@ -138,6 +139,13 @@ describe("encodeEntry", () => {
         expect(issues).toContain(field);
       }
     }
+  });
+
+  it("records an attempt in doubt as detail.inDoubt: true, and takes no other value there", () => {
+    const bytes = encodeEntry({ ...sample, state: "Deferred", detail: { errorCode: "SMTP_TRANSIENT", inDoubt: true } });
+    expect(Buffer.from(bytes.subarray(1)).toString()).toContain('"detail":{"errorCode":"SMTP_TRANSIENT","inDoubt":true}');
+    expect(decodeEntry(bytes).detail).toEqual({ errorCode: "SMTP_TRANSIENT", inDoubt: true });
+    expect(codeOf(() => encodeEntry({ ...sample, detail: { inDoubt: false } as never }))).toBe("LEDGER_ENTRY_MALFORMED");
   });
 
   it("rejects duplicate recipients and invalid timestamps", () => {
