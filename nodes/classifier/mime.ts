@@ -298,7 +298,10 @@ function decodeBody(s: string, start: number, end: number, cte: string, charset:
 /** RFC 3676 format=flowed: joins soft-broken lines (trailing space), undoes space-stuffing. */
 function unflow(text: string, delsp: boolean): string {
   const out: string[] = [];
-  let cur = "";
+  // The pieces of the paragraph being joined: one join per paragraph, as a
+  // mail of one long flowed paragraph made string-by-string joining (and a
+  // copy per line for delsp) take time quadratic in its size.
+  let parts: string[] = [];
   let depth = -1;
   let open = false;
   for (const raw of text.split(/\r?\n/)) {
@@ -306,17 +309,16 @@ function unflow(text: string, delsp: boolean): string {
     while (raw.charCodeAt(d) === 62) d++;
     let content = raw.slice(d);
     if (content.charCodeAt(0) === 32) content = content.slice(1);
-    if (open && d === depth) cur += content;
-    else {
-      if (open) out.push(cur);
-      cur = (d ? ">".repeat(d) + " " : "") + content;
+    if (!(open && d === depth)) {
+      if (open) out.push(parts.join(""));
+      parts = d ? [">".repeat(d) + " "] : [];
       depth = d;
     }
     open = content.endsWith(" ") && content !== "-- ";
-    if (open && delsp) cur = cur.slice(0, -1);
-    if (!open) out.push(cur);
+    parts.push(open && delsp ? content.slice(0, -1) : content);
+    if (!open) out.push(parts.join(""));
   }
-  if (open) out.push(cur);
+  if (open) out.push(parts.join(""));
   return out.join("\n");
 }
 

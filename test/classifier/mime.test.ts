@@ -70,6 +70,20 @@ describe("parseMime", () => {
     expect(v.text).toBe("split word here\n");
   });
 
+  it("joins quoted flowed paragraphs by depth, and keeps the signature separator", () => {
+    const v = parseMime(Buffer.from("Content-Type: text/plain; format=flowed\n\n> a \n> b\n>> c \n>> d\n-- \nsig\n"));
+    expect(v.text).toBe("> a b\n>> c d\n-- \nsig\n");
+  });
+
+  // A 3 MB paragraph took 309 s (each line copied the paragraph so far); linear now, so this finishes in well
+  // under a second. The limit is the test's timeout: a hang guard, not a speed goal.
+  it("unflows a mail of one 3 MB soft-broken paragraph (delsp=yes)", { timeout: 30_000 }, () => {
+    const line = "Dies ist ein langer Absatz mit weichen Umbruechen \r\n";
+    const body = line.repeat(Math.ceil(3_000_000 / line.length));
+    const v = parseMime(Buffer.from(`Content-Type: text/plain; charset=utf-8; format=flowed; delsp=yes\r\n\r\n${body}`));
+    expect(v.text.startsWith("Dies ist ein langer Absatz mit weichen UmbruechenDies ist")).toBe(true);
+  });
+
   it("reads embedded message/rfc822 bodies as text", () => {
     const v = parseMime(
       Buffer.from('Subject: fwd\nContent-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: message/rfc822\n\nSubject: inner\n\ninner body\n--b--\n'),
