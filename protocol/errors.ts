@@ -46,6 +46,7 @@ export const ErrorCodes = {
   NATS_UNREACHABLE: { retry: "transient", doc: "A client could not connect to any of its NATS servers, or the servers refused its user; nothing was sent." },
   LEDGER_PENDING: { retry: "transient", doc: "The mail's life-cycle events are not in a signed ledger block yet (blocks are sealed within a second or so); ask again shortly." },
   PERMISSION_DENIED: { retry: "permanent", doc: "The NATS server refused a subject to this client's user (its role's permissions); nothing was done. Use a user whose role may do it." },
+  BUSY: { retry: "transient", doc: "The node is already working on as many requests of this kind as it takes at once; nothing was done, retry shortly (another node may take it)." },
 } as const satisfies Record<string, ErrorSpec>;
 
 /** A registered error code. */

@@ -71,6 +71,7 @@ export const ProcessingKeys = {
   retryBaseMs: { env: "FEN_RETRY_BASE_MS", schema: int(1, 86_400_000).default(30_000), doc: "First retry delay; doubles per attempt, with jitter." },
   retryMaxMs: { env: "FEN_RETRY_MAX_MS", schema: int(1, 86_400_000).default(3_600_000), doc: "Largest retry delay." },
   quarantineThreshold: { env: "FEN_QUARANTINE_THRESHOLD", schema: z.union([z.number(), decimal(false)]).pipe(z.number().min(0).max(1.01)).default(0.9), doc: "Spam score at or above which a mail is quarantined (above 1 disables quarantine). The default is the operating point the train-part cross-validation gives 0.30 % false positives (nodes/classifier/README.md): holding legitimate outbound mail costs more than passing a borderline one." },
+  maxMessageBytes: { env: "FEN_MAX_MESSAGE_BYTES", schema: int(1024, 64 * 1024 * 1024).default(10 * 1024 * 1024), doc: "Largest message `mail.classify` scores (RFC 5322 bytes); set it as the gateway's, so a mail the gateway refuses is refused here too." },
   modelDir: { env: "FEN_MODEL_DIR", schema: z.string().optional(), doc: "Folder of the classifier model. @default the committed model; `none` = pass-through classifier." },
 } as const satisfies Record<string, KeySpec>;
 

@@ -42,11 +42,15 @@ export function canonicalJson(v: unknown): string {
   return JSON.stringify(v);
 }
 
-function tooLarge(size: number, max: number): never {
+/** @throws FenError MESSAGE_TOO_LARGE naming the field `mail`. */
+export function tooLarge(size: number, max: number): never {
   throw new FenError("MESSAGE_TOO_LARGE", `message is ${size} bytes, the limit is ${max}`, {
     fields: [{ field: "mail", code: "MESSAGE_TOO_LARGE", message: `${size} > ${max} bytes` }],
   });
 }
+
+/** The largest request that can carry a mail of `maxMessageBytes`: base64 inflates by 4/3, plus room for the JSON around it. */
+export const maxRequestBytesFor = (maxMessageBytes: number): number => Math.ceil(maxMessageBytes * 1.37) + 64 * 1024;
 
 /** The mail of an idempotency key and its PendingProcessing event (any age), if it was stored. */
 async function byKey(jsm: JetStreamManager, mailId: MailId): Promise<{ mailId: MailId; first: MailEvent | undefined }> {
@@ -106,8 +110,7 @@ async function firstContentHash(deps: SubmitDeps, mailId: MailId): Promise<strin
  * window).
  */
 export function createSubmitHandler(deps: SubmitDeps, opts: SubmitOptions): (data: Uint8Array) => Promise<SubmitReply> {
-  // base64 inflates by 4/3; leave room for the JSON around it.
-  const maxRequestBytes = Math.ceil(opts.maxMessageBytes * 1.37) + 64 * 1024;
+  const maxRequestBytes = maxRequestBytesFor(opts.maxMessageBytes);
   return async (data) => {
     if (data.length > maxRequestBytes) tooLarge(Math.floor(data.length / 1.37), opts.maxMessageBytes);
     const req: SubmitRequest = Codecs.submitRequest.decode(data);

@@ -283,7 +283,7 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
       state = createMailStateStore({ js, kv, clock: deps.clock, node: deps.node });
       service = await startProcessingService({
         nc: deps.nc, js, jsm: await jetstreamManager(deps.nc), state, bodies, classifier: deps.classifier, clock: deps.clock, log,
-        quarantineThreshold: config.quarantineThreshold,
+        quarantineThreshold: config.quarantineThreshold, maxMessageBytes: config.maxMessageBytes,
       });
       const consumer = await js.consumers.get(Names.workStream, Names.workConsumer);
       messages = await consumer.consume({ max_messages: config.concurrency });

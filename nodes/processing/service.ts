@@ -12,7 +12,7 @@ import type { Logger } from "../common/logger.js";
 import type { MailStateStore } from "../common/mail-state.js";
 import { serveEndpoint } from "../common/rpc.js";
 import { isNotFound } from "../common/js-errors.js";
-import { composeStructured, messageIdForPreview } from "../gateway/index.js";
+import { checkMime, composeStructured, maxRequestBytesFor, messageIdForPreview, tooLarge } from "../gateway/index.js";
 import type { MailClassifier } from "./classifier.js";
 
 export const PROCESSING_VERSION = "0.1.0";
@@ -34,7 +34,18 @@ export interface ProcessingServiceDeps {
   readonly clock: Clock;
   readonly log: Logger;
   readonly quarantineThreshold: number;
+  /** Largest message `mail.classify` scores (the gateway's FEN_MAX_MESSAGE_BYTES). */
+  readonly maxMessageBytes: number;
 }
+
+/**
+ * Most request bytes `mail.classify` works on at once (and most requests).
+ * Scoring holds the event loop, and a burst of large requests scored at
+ * once kept the node from reading its NATS socket until the server cut it
+ * off as a slow consumer; past these, a request is answered BUSY at once.
+ */
+const CLASSIFY_MAX_BYTES_IN_FLIGHT = 48 * 1024 * 1024;
+const CLASSIFY_MAX_IN_FLIGHT = 256;
 
 /**
  * The `fen-processing` micro-service: `mail.classify` ("would this be
@@ -49,16 +60,34 @@ export async function startProcessingService(deps: ProcessingServiceDeps): Promi
     name: Names.processingService, version: PROCESSING_VERSION, description: "FastEmailNet classification, queue and quarantine",
   });
 
+  const maxRequestBytes = maxRequestBytesFor(deps.maxMessageBytes);
+  let classifying = { requests: 0, bytes: 0 };
   serveEndpoint(service, { name: "classify", subject: ServiceSubjects.classify }, async (data) => {
-    const req = Codecs.classifyRequest.decode(data);
-    const raw = "raw" in req.mail
-      ? Buffer.from(req.mail.raw, "base64")
-      : await composeStructured(req.mail, messageIdForPreview(), new Date(deps.clock.now()));
-    const [s] = await deps.classifier.classifyRaw([raw]);
-    const score = s?.score ?? 0;
-    const flagged = score >= deps.quarantineThreshold;
-    const reply: ClassifyReply = { kind: "mail.classify.reply", v: 1, score, verdict: flagged ? "spam" : "ham", flagged, modelVersion: deps.classifier.version };
-    return Codecs.classifyReply.encode(reply);
+    // The checks a submission gets (size, MIME), so the answer is about a mail the gateway would take.
+    if (data.length > maxRequestBytes) tooLarge(Math.floor(data.length / 1.37), deps.maxMessageBytes);
+    if (classifying.requests >= CLASSIFY_MAX_IN_FLIGHT || (classifying.requests > 0 && classifying.bytes + data.length > CLASSIFY_MAX_BYTES_IN_FLIGHT)) {
+      throw new FenError("BUSY", `this node is scoring ${classifying.requests} mails (${classifying.bytes} request bytes); retry shortly`);
+    }
+    classifying = { requests: classifying.requests + 1, bytes: classifying.bytes + data.length };
+    try {
+      const req = Codecs.classifyRequest.decode(data);
+      let raw: Buffer;
+      if ("raw" in req.mail) {
+        raw = Buffer.from(req.mail.raw, "base64");
+        if (raw.length > deps.maxMessageBytes) tooLarge(raw.length, deps.maxMessageBytes);
+        checkMime(raw);
+      } else {
+        raw = await composeStructured(req.mail, messageIdForPreview(), new Date(deps.clock.now()));
+        if (raw.length > deps.maxMessageBytes) tooLarge(raw.length, deps.maxMessageBytes);
+      }
+      const [s] = await deps.classifier.classifyRaw([raw]);
+      const score = s?.score ?? 0;
+      const flagged = score >= deps.quarantineThreshold;
+      const reply: ClassifyReply = { kind: "mail.classify.reply", v: 1, score, verdict: flagged ? "spam" : "ham", flagged, modelVersion: deps.classifier.version };
+      return Codecs.classifyReply.encode(reply);
+    } finally {
+      classifying = { requests: classifying.requests - 1, bytes: classifying.bytes - data.length };
+    }
   }, log);
 
   /**

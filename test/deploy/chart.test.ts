@@ -263,6 +263,9 @@ describe("values are validated", () => {
     expect(drain(rendered.get("production")!)).toBe("100000"); // grace 120 s
     expect(drain(await renderChart({ set: ["processing.terminationGracePeriodSeconds=30"] }))).toBe("15000");
     expect(drain(await renderChart({ set: ["config.processing.FEN_DRAIN_TIMEOUT_MS=5000"] }))).toBe("5000");
+    // mail.classify on the processing nodes refuses mail over the gateway's size limit.
+    expect(find(rendered.get("production")!, "ConfigMap", "fastemailnet-processing")?.data?.["FEN_MAX_MESSAGE_BYTES"]).toBe("26214400");
+    expect(find(rendered.get("default")!, "ConfigMap", "fastemailnet-processing")?.data?.["FEN_MAX_MESSAGE_BYTES"]).toBeUndefined();
     expect(await refused(["config.processing.FEN_DRAIN_TIMEOUT_MS=90000"])).toMatch(/FEN_DRAIN_TIMEOUT_MS \(90000\) must be shorter than processing.terminationGracePeriodSeconds \(90000 ms\)/);
   });
 

@@ -19,7 +19,11 @@ import { bodyObjects, startGateway, startProcessing, status, structured, submit,
  */
 const ruleClassifier: MailClassifier = {
   version: "rule-test-1",
-  classifyRaw: async (raws) => raws.map((r) => ({ score: /^Subject:.*SPAM/m.test(Buffer.from(r).toString("latin1")) ? 0.99 : 0.01 })),
+  classifyRaw: async (raws) => {
+    // A subject saying SLOW takes 2 s to score (to hold requests in flight).
+    if (raws.some((r) => /^Subject: SLOW/m.test(Buffer.from(r).toString("latin1")))) await new Promise((res) => setTimeout(res, 2000));
+    return raws.map((r) => ({ score: /^Subject:.*SPAM/m.test(Buffer.from(r).toString("latin1")) ? 0.99 : 0.01 }));
+  },
 };
 
 const p = usePipeline({
@@ -88,6 +92,28 @@ it("mail.classify answers without storing or sending anything", async () => {
   const r = await callService(p.nc, ServiceSubjects.classify, Codecs.classifyRequest,
     { kind: "mail.classify", v: 1, mail: structured("c", { subject: "SPAM?" }).mail }, Codecs.classifyReply);
   expect(r).toMatchObject({ flagged: true, verdict: "spam", modelVersion: "rule-test-1" });
+});
+
+it("mail.classify refuses what mail.submit refuses: over the size limit, not a mail", async () => {
+  const classify = (mail: unknown) => callService(p.nc, ServiceSubjects.classify, Codecs.classifyRequest, { kind: "mail.classify", v: 1, mail } as never, Codecs.classifyReply);
+  const envelope = { from: "a@example.org", to: ["b@example.net"] };
+  const big = Buffer.concat([Buffer.from("From: a@example.org\r\nSubject: big\r\n\r\n"), Buffer.alloc(10 * 1024 * 1024 + 1, "a")]);
+  await expect(classify({ raw: big.toString("base64"), envelope })).rejects.toMatchObject({ code: "MESSAGE_TOO_LARGE", fields: [{ field: "mail" }] });
+  await expect(classify({ raw: "", envelope })).rejects.toMatchObject({ code: "INVALID_MIME" });
+  await expect(classify({ raw: Buffer.from([0, 159, 146, 150, 255, 1, 2, 3]).toString("base64"), envelope })).rejects.toMatchObject({ code: "INVALID_MIME" });
+  const text = "x".repeat(10 * 1024 * 1024);
+  await expect(classify(structured("big", { text }).mail)).rejects.toMatchObject({ code: "MESSAGE_TOO_LARGE" });
+});
+
+it("mail.classify answers a burst of large requests with scores or BUSY, never by silence", async () => {
+  const envelope = { from: "a@example.org", to: ["b@example.net"] };
+  const raw = Buffer.concat([Buffer.from("From: a@example.org\r\nSubject: SLOW burst\r\n\r\n"), Buffer.alloc(5 * 1024 * 1024, "word ")]).toString("base64");
+  const replies = await Promise.all(Array.from({ length: 12 }, () =>
+    callService(p.nc, ServiceSubjects.classify, Codecs.classifyRequest, { kind: "mail.classify", v: 1, mail: { raw, envelope } } as never, Codecs.classifyReply, 30_000)
+      .then(() => "score", (err: { code?: string }) => err.code ?? String(err))));
+  const counts = replies.reduce<Record<string, number>>((c, r) => ({ ...c, [r]: (c[r] ?? 0) + 1 }), {});
+  console.log("12 concurrent 5 MB classify requests:", JSON.stringify(counts));
+  expect(Object.keys(counts).sort()).toEqual(["BUSY", "score"]);
 });
 
 it("refuses a request whose kind does not match its subject, and changes nothing", async () => {

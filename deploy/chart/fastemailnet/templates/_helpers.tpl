@@ -85,6 +85,10 @@ non-secret FEN_* keys of the role's table in nodes/config/schema.ts.
 {{- $_ := set $data "FEN_HTTP_PORT" (toString $v.http.port) -}}
 {{- end -}}
 {{- if eq .role "processing" -}}
+{{- /* mail.classify refuses what the gateway refuses: its size limit, unless set for the processing nodes. */ -}}
+{{- if and (not (hasKey $data "FEN_MAX_MESSAGE_BYTES")) (hasKey ($v.config.gateway | default dict) "FEN_MAX_MESSAGE_BYTES") -}}
+{{- $_ := set $data "FEN_MAX_MESSAGE_BYTES" (include "fen.envValue" $v.config.gateway.FEN_MAX_MESSAGE_BYTES) -}}
+{{- end -}}
 {{- /* The drain deadline must end before the kubelet kills the pod (Kubernetes' default grace is 30 s):
        unless set, grace - 20 s (half the grace below 40 s), leaving time to record the mails given up. */ -}}
 {{- $graceMs := mul (int64 ($v.processing.terminationGracePeriodSeconds | default 30)) 1000 -}}
