@@ -19,13 +19,16 @@ export interface Codec<T> {
 /**
  * Builds the one codec of a versioned schema. Decoding checks the version
  * first so an unknown version gets UNSUPPORTED_VERSION, not a list of
- * field errors.
+ * field errors. `kinds`: the payload kinds the schema takes, when they are
+ * not just `kind` (a union of requests); a `v` that is not a number is a
+ * malformed field, not a version.
  */
-export function codec<S extends z.ZodTypeAny>(kind: string, version: number, schema: S): Codec<z.output<S>> {
+export function codec<S extends z.ZodTypeAny>(kind: string, version: number, schema: S, kinds: readonly string[] = [kind]): Codec<z.output<S>> {
   const parse = (value: unknown): z.output<S> => {
-    if (value !== null && typeof value === "object" && "v" in value && (value as { v: unknown }).v !== version
-      && (value as { kind?: unknown }).kind === kind) {
-      throw new FenError("UNSUPPORTED_VERSION", `${kind} v${String((value as { v: unknown }).v)} is not supported (speaks v${version})`);
+    const v = value !== null && typeof value === "object" ? (value as { v?: unknown }).v : undefined;
+    if (typeof v === "number" && v !== version && kinds.includes((value as { kind?: unknown }).kind as string)) {
+      const message = `${(value as { kind: string }).kind} v${v} is not supported (speaks v${version})`;
+      throw new FenError("UNSUPPORTED_VERSION", message, { fields: [{ field: "v", code: "UNSUPPORTED_VERSION", message }] });
     }
     const r = schema.safeParse(value);
     if (!r.success) rejectFields(fieldErrors(r.error), kind);

@@ -320,6 +320,11 @@ export const ClassifyReplySchema = z.object({
 }).strict();
 export type ClassifyReply = z.infer<typeof ClassifyReplySchema>;
 
+/** A page cursor: a stream sequence (one JavaScript numbers hold exactly). */
+const pageCursor = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
+/** An operator's reason, recorded in the mail's history: not blank. */
+const operatorReason = z.string().max(1000).refine((s) => s.trim().length > 0, "must not be blank");
+
 /**
  * `mail.queue` request, v1: an operator's `mailq`. Lists the mails in
  * MAIL_WORK (submitted and not yet settled: waiting, in delivery, or
@@ -330,7 +335,7 @@ export const QueueRequestSchema = z.object({
   v: z.literal(1),
   limit: z.number().int().min(1).max(1000).default(100),
   /** Page cursor: the reply's `next`. 0 starts at the oldest mail. */
-  after: z.number().int().nonnegative().default(0),
+  after: pageCursor.default(0),
 }).strict();
 export type QueueRequest = z.infer<typeof QueueRequestSchema>;
 
@@ -368,10 +373,10 @@ export const QuarantineRequestSchema = z.discriminatedUnion("kind", [
   z.object({
     kind: z.literal("mail.quarantine.list"), v: z.literal(1), limit: z.number().int().min(1).max(1000).default(100),
     /** Page cursor: the reply's `next`. 0 starts at the oldest kept mail. */
-    after: z.number().int().nonnegative().default(0),
+    after: pageCursor.default(0),
   }).strict(),
-  z.object({ kind: z.literal("mail.quarantine.release"), v: z.literal(1), mailId: MailIdSchema, reason: z.string().min(1).max(1000) }).strict(),
-  z.object({ kind: z.literal("mail.quarantine.delete"), v: z.literal(1), mailId: MailIdSchema, reason: z.string().min(1).max(1000) }).strict(),
+  z.object({ kind: z.literal("mail.quarantine.release"), v: z.literal(1), mailId: MailIdSchema, reason: operatorReason }).strict(),
+  z.object({ kind: z.literal("mail.quarantine.delete"), v: z.literal(1), mailId: MailIdSchema, reason: operatorReason }).strict(),
 ]);
 export type QuarantineRequest = z.infer<typeof QuarantineRequestSchema>;
 

@@ -149,10 +149,12 @@ async function status(argv: string[], io: CliIo, out: (s: string) => void): Prom
 
 /** `--limit` (1..1000, default 100) and `--after` (a reply's `next`, default 0) of a paged listing. */
 function pageOptions(o: { limit?: string | undefined; after?: string | undefined }, command: string): { limit: number; after: number } {
-  const limit = o.limit === undefined ? 100 : Number(o.limit);
-  const after = o.after === undefined ? 0 : Number(o.after);
+  // Decimal digits only: Number() reads "" as 0 and "0x2" as 2.
+  const whole = (s: string) => (/^\d{1,16}$/.test(s) ? Number(s) : NaN);
+  const limit = o.limit === undefined ? 100 : whole(o.limit);
+  const after = o.after === undefined ? 0 : whole(o.after);
   if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new FenError("BAD_REQUEST", `usage: ${command} --limit takes 1..1000`);
-  if (!Number.isInteger(after) || after < 0) throw new FenError("BAD_REQUEST", `usage: ${command} --after takes a reply's next`);
+  if (!Number.isSafeInteger(after) || after < 0) throw new FenError("BAD_REQUEST", `usage: ${command} --after takes a reply's next`);
   return { limit, after };
 }
 
@@ -196,7 +198,7 @@ async function quarantine(argv: string[], io: CliIo, out: (s: string) => void): 
   if (action === "list" && mailId === undefined) {
     req = { kind: "mail.quarantine.list", v: 1, ...pageOptions(o, "quarantine list") };
   } else if ((action === "release" || action === "delete") && mailId && extra.length === 0) {
-    if (!o.reason) throw new FenError("BAD_REQUEST", `usage: quarantine ${action} MAIL_ID needs --reason (it is recorded in the mail's history)`);
+    if (!o.reason?.trim()) throw new FenError("BAD_REQUEST", `usage: quarantine ${action} MAIL_ID needs --reason (it is recorded in the mail's history)`);
     req = { kind: `mail.quarantine.${action}`, v: 1, mailId: mailId as never, reason: o.reason };
   } else {
     throw new FenError("BAD_REQUEST", "usage: quarantine list [--limit N] | release MAIL_ID --reason R | delete MAIL_ID --reason R");

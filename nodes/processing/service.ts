@@ -27,6 +27,10 @@ export interface ProcessingServiceDeps {
   readonly nc: NatsConnection;
   readonly js: JetStreamClient;
   readonly jsm: JetStreamManager;
+  /**
+   * Read from the bucket's leader (not a replica's direct get, which can lag a swap just made): an operator's
+   * request acts on the state it reads.
+   */
   readonly state: MailStateStore;
   /** mail_bodies: a deleted quarantined mail's body object is dropped. */
   readonly bodies: ObjectStore;
@@ -149,19 +153,22 @@ export async function startProcessingService(deps: ProcessingServiceDeps): Promi
    */
   const quarantined = async (mailId: MailId, kind: "release" | "delete") => {
     const cur = await state.get(mailId);
-    if (!cur) throw new FenError("NOT_FOUND", `no mail ${mailId}`);
+    if (!cur) throw notFound(`no mail ${mailId}`);
     const r = cur.record;
     const resumed = kind === "release"
       ? r.state === "PendingProcessing" && String(r.detail.reason ?? "").startsWith(RELEASED)
       : r.state === "Rejected" && r.detail.error?.code === "QUARANTINED";
-    if (r.state !== "Quarantined" && !resumed) throw new FenError("NOT_FOUND", `mail ${mailId} is ${r.state}, not Quarantined`);
+    if (r.state !== "Quarantined" && !resumed) throw notFound(`mail ${mailId} is ${r.state}, not Quarantined`);
     const msg = await jsm.streams.getMessage(Names.quarantineStream, { last_by_subj: quarantineSubject(mailId) }).catch((err: unknown) => {
       if (isNotFound(err)) return null;
       throw err;
     });
-    if (!msg) throw new FenError("NOT_FOUND", `mail ${mailId} is ${r.state}, not in ${Names.quarantineStream}`);
+    if (!msg) throw notFound(`mail ${mailId} is ${r.state}, not in ${Names.quarantineStream}`);
     return { cur, msg, resumed };
   };
+
+  /** NOT_FOUND on the request's `mailId`: no such mail, or not one the request can act on. */
+  const notFound = (message: string) => new FenError("NOT_FOUND", message, { fields: [{ field: "mailId", code: "NOT_FOUND", message }] });
 
   /** A mail as a quarantine reply lists it (score -1: no classification recorded). */
   const listed = (r: StatusRecord, at: string): QuarantineReply["mails"][number] => {
@@ -204,8 +211,13 @@ export async function startProcessingService(deps: ProcessingServiceDeps): Promi
         return await state.advance(cur, [step], recipients, undefined, { commitFirst: true });
       } catch (err) {
         if (toFenError(err).code !== "STATE_CONFLICT") throw err;
-        const now = await state.get(req.mailId);
-        throw new FenError("NOT_FOUND", `mail ${req.mailId} is ${now?.record.state ?? "gone"}, not Quarantined: another request changed it just now`);
+        // The winner's swap is known to the leader (it refused ours) before it is stored: wait until it reads back.
+        let now = await state.get(req.mailId);
+        for (let i = 0; i < 40 && now && now.revision <= cur.revision; i++) {
+          await new Promise((r) => setTimeout(r, 25));
+          now = await state.get(req.mailId);
+        }
+        throw notFound(`mail ${req.mailId} is ${now?.record.state ?? "gone"}, not Quarantined: another request changed it just now`);
       }
     };
     if (release) {

@@ -73,10 +73,20 @@ describe("fastemailnet classify", () => {
     expect(r.out.trim().split("\n")).toHaveLength(1);
   });
 
+  it("scores a mail saved with a UTF-8 byte order mark as the same mail", async () => {
+    const p = join(empty, "bom.eml");
+    writeFileSync(p, Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), readFileSync(files[0]!)]));
+    const [withBom, plain] = [await run(["--json", p]), await run(["--json", files[0]!])];
+    expect(withBom.code).toBe(ClassifyExit.Ok);
+    expect(JSON.parse(withBom.out).score).toBe(JSON.parse(plain.out).score);
+  });
+
   it("rejects bad arguments (exit 2)", async () => {
     expect((await run([])).code).toBe(ClassifyExit.Usage);
     expect((await run(["--bogus", files[0]!])).code).toBe(ClassifyExit.Usage);
     expect((await run(["--threshold", "2", files[0]!])).code).toBe(ClassifyExit.Usage);
+    // Number() reads "" as 0 (every mail spam) and "0x1" as 1.
+    for (const t of ["", " ", "0x1", "1e-1"]) expect((await run(["--threshold", t, files[0]!])).code).toBe(ClassifyExit.Usage);
     expect((await run(["-", "-"])).code).toBe(ClassifyExit.Usage);
     const help = await run(["--help"]);
     expect(help.code).toBe(ClassifyExit.Ok);

@@ -116,6 +116,19 @@ it("mail.classify answers a burst of large requests with scores or BUSY, never b
   expect(Object.keys(counts).sort()).toEqual(["BUSY", "score"]);
 });
 
+it("refuses a cursor past any stream sequence and a blank reason with BAD_REQUEST on the field", async () => {
+  for (const after of [1e20, 1e300, 2 ** 64]) {
+    await expect(quarantine({ kind: "mail.quarantine.list", v: 1, limit: 10, after })).rejects.toMatchObject({ code: "BAD_REQUEST", fields: [{ field: "after" }] });
+    await expect(callService(p.nc, ServiceSubjects.queue, Codecs.queueRequest, { kind: "mail.queue", v: 1, limit: 10, after }, Codecs.queueReply))
+      .rejects.toMatchObject({ code: "BAD_REQUEST", fields: [{ field: "after" }] });
+  }
+  const spam = await quarantinedMail("q-blank-reason");
+  await expect(quarantine({ kind: "mail.quarantine.delete", v: 1, mailId: spam.mailId as never, reason: " \t " }))
+    .rejects.toMatchObject({ code: "BAD_REQUEST", fields: [{ field: "reason" }] });
+  expect((await status(p.nc, spam.mailId)).state).toBe("Quarantined");
+  await quarantine({ kind: "mail.quarantine.delete", v: 1, mailId: spam.mailId as never, reason: "cleanup" });
+});
+
 it("refuses a request whose kind does not match its subject, and changes nothing", async () => {
   const spam = await quarantinedMail("q-subject");
   await expect(quarantine({ kind: "mail.quarantine.delete", v: 1, mailId: spam.mailId as never, reason: "x" }, ServiceSubjects.quarantineList))
@@ -135,10 +148,13 @@ it("a release and a delete of one mail at the same moment: one wins, the other i
       quarantine({ kind: "mail.quarantine.release", v: 1, mailId, reason: "ok" }),
       quarantine({ kind: "mail.quarantine.delete", v: 1, mailId, reason: "spam" }),
     ];
-    const [release, del] = await Promise.all((i % 2 ? [...requests].reverse() : requests).map((r) => r.then(() => "ok", (e: { code?: string }) => e.code ?? "?")));
+    const [release, del] = await Promise.all((i % 2 ? [...requests].reverse() : requests)
+      .map((r) => r.then(() => ({ code: "ok", message: "" }), (e: { code?: string; message?: string }) => ({ code: e.code ?? "?", message: e.message ?? "" }))));
     const [r, d] = i % 2 ? [del!, release!] : [release!, del!];
-    expect([r, d].sort()).toEqual(["NOT_FOUND", "ok"]);
-    const released = r === "ok";
+    expect([r.code, d.code].sort()).toEqual(["NOT_FOUND", "ok"]);
+    const released = r.code === "ok";
+    // The loser is told what the winner made of the mail.
+    expect((released ? d : r).message).toMatch(released ? /is (PendingProcessing|Processing|Validated|DeliveryScheduled|Sent), not Quarantined/ : /is Rejected, not Quarantined/);
     outcomes.push(released ? "released" : "deleted");
     const st = await until(`${mailId} settled`, async () => {
       const s = await status(p.nc, spam.mailId);
@@ -192,6 +208,9 @@ it("fastemailnet quarantine lists, releases and deletes; bad usage exits 2", asy
 
   expect(await runCli("quarantine", "release", a.mailId)).toMatchObject({ code: 2, stderr: expect.stringContaining("needs --reason") });
   expect(await runCli("quarantine", "list", "--limit", "0")).toMatchObject({ code: 2 });
+  // Number() would read these as 0, 2 and 3.
+  for (const after of ["", "0x2", " 3"]) expect(await runCli("quarantine", "list", "--after", after)).toMatchObject({ code: 2 });
+  expect(await runCli("quarantine", "delete", b.mailId, "--reason", "   ")).toMatchObject({ code: 2, stderr: expect.stringContaining("needs --reason") });
   expect(await runCli("quarantine", "purge")).toMatchObject({ code: 2 });
 
   const released = await runCli("quarantine", "release", a.mailId, "--reason", "newsletter the customer asked for");

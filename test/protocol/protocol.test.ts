@@ -68,9 +68,16 @@ describe("codecs", () => {
       expect((err as FenError).fields).toEqual([{ field: "mail.to.0", code: "INVALID_ADDRESS", message: expect.stringContaining("SMTPUTF8") }]);
     }
   });
-  it("rejects an unknown version with UNSUPPORTED_VERSION", () => {
+  it("rejects an unknown version with UNSUPPORTED_VERSION on the field v, for every kind a codec takes", () => {
     expect(() => Codecs.submitRequest.decode(enc({ kind: "mail.submit", v: 2, mail: {} })))
-      .toThrow(expect.objectContaining({ code: "UNSUPPORTED_VERSION" }));
+      .toThrow(expect.objectContaining({ code: "UNSUPPORTED_VERSION", fields: [expect.objectContaining({ field: "v" })] }));
+    for (const kind of ["mail.quarantine.list", "mail.quarantine.release", "mail.quarantine.delete"]) {
+      expect(() => Codecs.quarantineRequest.decode(enc({ kind, v: 2 }))).toThrow(expect.objectContaining({ code: "UNSUPPORTED_VERSION", message: `${kind} v2 is not supported (speaks v1)` }));
+    }
+  });
+  it("a version that is not a number is a bad field, not an unsupported version", () => {
+    expect(() => Codecs.classifyRequest.decode(enc({ kind: "mail.classify", v: "1", mail: {} })))
+      .toThrow(expect.objectContaining({ code: "BAD_REQUEST", fields: expect.arrayContaining([expect.objectContaining({ field: "v" })]) }));
   });
   it("rejects non-JSON with BAD_REQUEST", () => {
     expect(() => Codecs.submitRequest.decode(new Uint8Array([0xff, 0x00])))
