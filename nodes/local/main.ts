@@ -146,7 +146,7 @@ const { steps, smtp } = await (async () => {
       onWait: (what, reason) => { if (!told) say(`waiting for the cluster to place ${what} (${reason})…`); told = true; },
     }, { update: args["update-specs"] });
     for (const s of done) if (s.action === "updated") say(`updated ${s.kind} ${s.name} to the spec: ${s.changed?.join(", ")}`);
-    const started = await startSmtpSink({ port: smtpPort, dir: sinkDir });
+    const started = await startSmtpSink({ port: smtpPort, dir: sinkDir, keep: false });
     sink = started;
     return { steps: done, smtp: started };
   } finally {

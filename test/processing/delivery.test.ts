@@ -1,3 +1,6 @@
+import { mkdtemp, readdir, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { SMTP_REPLY_CHARS, createDelivery } from "../../nodes/processing/index.js";
 import type { RelayOptions } from "../../nodes/processing/index.js";
@@ -49,6 +52,21 @@ describe("SMTP delivery over the no-delay socket", () => {
       d.close();
     }
     expect(sink.messages[0]!.secure).toBe(true);
+  });
+
+  it("npm start's sink (keep: false) writes each mail to its folder and holds none in memory", async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), "fen-sink-"));
+    const sink = await startSmtpSink({ dir, keep: false });
+    sinks.push(sink);
+    const d = createDelivery(relay(sink.port));
+    try {
+      for (let i = 0; i < 3; i++) expect((await d.send(envelope, mail(200 + i))).kind).toBe("sent");
+    } finally {
+      d.close();
+    }
+    expect(sink.messages).toEqual([]);
+    expect((await readdir(dir)).filter((f) => f.endsWith(".eml"))).toHaveLength(3);
+    await rm(dir, { recursive: true, force: true });
   });
 
   it("a relay that was down for more connects than the pool has connections gets the next mail when it is back", async () => {
