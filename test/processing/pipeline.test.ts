@@ -5,6 +5,7 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { simpleParser } from "mailparser";
 import { Names } from "../../protocol/index.js";
 import type { Actor } from "../../nodes/common/actor.js";
+import { freePort } from "../../nodes/local/nats-cluster.js";
 import { startSmtpSink } from "../../nodes/local/smtp-sink.js";
 import type { RcptResponder, SmtpSink } from "../../nodes/local/smtp-sink.js";
 import { startTestCluster } from "../helpers/cluster.js";
@@ -113,6 +114,23 @@ describe("end to end on a real 3-node cluster", () => {
     } finally {
       await jsm.streams.update(Names.eventsStream, before);
     }
+  });
+
+  it("a relay that was down longer than the pool has connections gets every mail once it is back", async () => {
+    // Each refused connect used to keep its pool slot: with 2 slots the node never delivered again.
+    const port = await freePort();
+    const node = await startProcessing(nc, port, { FEN_SMTP_POOL_SIZE: "2", FEN_SMTP_TRANSACTION_TIMEOUT_MS: "60000", FEN_RETRY_BASE_MS: "300", FEN_RETRY_MAX_MS: "600" });
+    actors.push(node);
+    const mails = await Promise.all([0, 1, 2].map((i) => submit(nc, structured(`relay-down-${i}`, { key: `relay-down-${i}` }))));
+    await until("every mail deferred twice", async () => {
+      for (const m of mails) if ((await status(nc, m.mailId)).history.filter((e) => e.state === "Deferred").length < 2) return false;
+      return true;
+    });
+    const sink = await startSmtpSink({ port });
+    sinks.push(sink);
+    for (const m of mails) await until(`${m.mailId} Sent`, async () => (await status(nc, m.mailId)).state === "Sent");
+    expect(sink.messages.map((x) => x.messageId).sort()).toEqual(mails.map((m) => m.messageId).sort());
+    await node.drain();
   });
 
   it("upgrades to STARTTLS when the relay offers it (and can require it)", async () => {
