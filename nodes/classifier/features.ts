@@ -5,9 +5,11 @@
  * - `[0, 2^hashBits)`: signed hashed tokens, each present feature ±`weight`:
  *   subject and body word uni- and bigrams (separate namespaces), link hosts,
  *   base domains and TLDs, URL oddities, attachment types and extensions, and
- *   bucketed structural facts. The subject's and the body's word features
- *   are each L2-normalised (norms `subjectWeight` and 1) so long mails do
- *   not dominate and the subject keeps its say.
+ *   bucketed structural facts, and the words and shapes of link paths and
+ *   query names. The subject's and the body's word features are each
+ *   weighted 1 + ln(tf) and L2-normalised (norms `subjectWeight` and 1) so
+ *   long mails do not dominate and the subject keeps its say; the link-path
+ *   tokens are L2-normalised to `urlPathWeight`.
  * - `[2^hashBits, inputDim)`: the numeric structural features of
  *   {@link NUMERIC_FEATURES}, each scaled to roughly `[0, 1]`.
  *
@@ -46,6 +48,10 @@ export interface FeatureConfig {
   readonly structWeight: number;
   /** L2 norm of the subject's word features (the body's have norm 1). @default 1 */
   readonly subjectWeight: number;
+  /** L2 norm of the link path / query tokens (own namespace); absent or 0: none (models before it). @default 0.5 */
+  readonly urlPathWeight?: number;
+  /** Word weighting before normalisation: `"log"` = 1 + ln(tf); absent or `"binary"`: presence (models before it). @default "log" */
+  readonly tf?: "binary" | "log";
 }
 
 /** Default {@link FeatureConfig}. */
@@ -56,6 +62,8 @@ export const DEFAULT_FEATURE_CONFIG: FeatureConfig = Object.freeze({
   maxTokens: 4000,
   structWeight: 0.35,
   subjectWeight: 1,
+  urlPathWeight: 0.5,
+  tf: "log",
 });
 
 /** Names of the numeric features, in input order after the hash buckets. */
@@ -93,6 +101,7 @@ const NS_SUBJECT = 0x51;
 const NS_BODY = 0xb0;
 const NS_LINK = 0x71;
 const NS_STRUCT = 0x57;
+const NS_URL_PATH = 0x9c;
 
 // Lower-casing for Latin-1 supplement and Latin Extended-A/B.
 const LOWER = new Uint16Array(0x250);
@@ -146,6 +155,9 @@ export class FeatureExtractor {
   private tokenBudget = 0;
   /** Namespace of the text being tokenised (see words / endToken). */
   private ns = 0;
+  /** With `tf: "log"`: occurrences of each emitted feature (parallel to `idx`), and each bucket's position in `idx`. */
+  private cnt: Int32Array;
+  private readonly pos: Int32Array | undefined;
 
   constructor(config: FeatureConfig = DEFAULT_FEATURE_CONFIG) {
     this.config = config;
@@ -156,6 +168,8 @@ export class FeatureExtractor {
 
     this.idx = new Int32Array(4096);
     this.val = new Float32Array(4096);
+    this.cnt = new Int32Array(4096);
+    this.pos = config.tf === "log" ? new Int32Array(2 ** config.hashBits) : undefined;
   }
 
   /** Extracts the features of one mail (a copy the caller owns). */
@@ -193,6 +207,14 @@ export class FeatureExtractor {
     const ns = NS_LINK ^ salt;
     const urls = html ? [...html.hrefs, ...html.imgSrcs] : [];
     for (const u of textUrls(plainText, 64)) urls.push(u);
+    const uw = this.config.urlPathWeight ?? 0;
+    if (uw > 0) {
+      const pathTokens: string[] = [];
+      for (const raw of urls.slice(0, 64)) urlPathTokens(raw, pathTokens);
+      this.wordStart = this.n;
+      for (const t of pathTokens) this.token(t, NS_URL_PATH ^ salt, 1);
+      this.normaliseWords(uw);
+    }
     const hosts = new Set<string>();
     let ipLinks = 0;
     let httpLinks = 0;
@@ -284,6 +306,9 @@ export class FeatureExtractor {
       const val = new Float32Array(this.n * 2);
       val.set(this.val);
       this.val = val;
+      const cnt = new Int32Array(this.n * 2);
+      cnt.set(this.cnt);
+      this.cnt = cnt;
     }
     this.idx[this.n] = index;
     this.val[this.n] = value;
@@ -293,9 +318,18 @@ export class FeatureExtractor {
   /** Adds hashed feature `h` (presence, signed). */
   private add(h: number, weight: number): void {
     const i = h & this.mask;
-    if (this.mark[i] === this.gen) return;
+    if (this.mark[i] === this.gen) {
+      // Counted only within the block being normalised (a collision with an earlier block is dropped, as before).
+      if (this.pos) {
+        const k = this.pos[i]!;
+        if (k >= this.wordStart) this.cnt[k]!++;
+      }
+      return;
+    }
     this.mark[i] = this.gen;
+    if (this.pos) this.pos[i] = this.n;
     this.push(i, h & 0x80000000 ? -weight : weight);
+    this.cnt[this.n - 1] = 1;
   }
 
   private token(s: string, ns: number, weight: number): void {
@@ -310,8 +344,24 @@ export class FeatureExtractor {
   }
 
   private normaliseWords(weight = 1): void {
+    this.normalise(weight, this.pos !== undefined);
+  }
+
+  /** Scales the features since `wordStart` (±1 each, or ±(1 + ln tf) with `logTf`) to L2 norm `weight`. */
+  private normalise(weight: number, logTf: boolean): void {
     const count = this.n - this.wordStart;
     if (count === 0) return;
+    if (logTf) {
+      let sum = 0;
+      for (let i = this.wordStart; i < this.n; i++) {
+        const v = (1 + Math.log(this.cnt[i]!)) * Math.sign(this.val[i]!);
+        this.val[i] = v;
+        sum += v * v;
+      }
+      const scale = weight / Math.sqrt(sum);
+      for (let i = this.wordStart; i < this.n; i++) this.val[i]! *= scale;
+      return;
+    }
     const scale = weight / Math.sqrt(count);
     for (let i = this.wordStart; i < this.n; i++) this.val[i]! *= scale;
   }
@@ -418,4 +468,71 @@ function sumStats(a: TextStats, b: TextStats | undefined): TextStats {
     letters: a.letters + b.letters, upper: a.upper + b.upper, tokens: a.tokens + b.tokens,
     exclaim: a.exclaim + b.exclaim, dollar: a.dollar + b.dollar, nonAscii: a.nonAscii + b.nonAscii,
   };
+}
+
+/** A path segment's or query name's word, or its shape (digit runs, ids, hex, long). */
+function urlWordShape(w: string): string {
+  if (w.length === 0) return "";
+  if (/^\d+$/.test(w)) return "#d" + Math.min(w.length, 7);
+  if (w.length > 24) return "#long";
+  if (/\d/.test(w) && w.length >= 8) return "#mixed";
+  if (/^[0-9a-f]{8,}$/.test(w)) return "#hex";
+  return w;
+}
+
+/**
+ * Tokens of an http(s) link's path and query, not its host: depth, file
+ * extensions, the words of each path segment (ids by shape), the number of
+ * query parameters, their names, and whether a value carries an address.
+ */
+export function urlPathTokens(raw: string, out: string[]): void {
+  let u = raw.trim();
+  const m = /^([a-z][a-z0-9+.-]*):/i.exec(u);
+  const scheme = m ? m[1]!.toLowerCase() : /^www\./i.test(u) ? "http" : "";
+  if (scheme !== "http" && scheme !== "https") return;
+  if (m) u = u.slice(m[0].length);
+  u = u.replace(/^\/+/, "");
+  const slash = u.search(/[/?#]/);
+  if (slash < 0) {
+    out.push("path:none");
+    return;
+  }
+  let rest = u.slice(slash);
+  const hashAt = rest.indexOf("#");
+  if (hashAt >= 0) rest = rest.slice(0, hashAt);
+  const q = rest.indexOf("?");
+  const path = q >= 0 ? rest.slice(0, q) : rest;
+  const query = q >= 0 ? rest.slice(q + 1) : "";
+  const segs = path.split("/").filter((x) => x.length > 0);
+  out.push("depth:" + Math.min(segs.length, 5));
+  for (const seg0 of segs.slice(0, 8)) {
+    let seg = seg0.toLowerCase();
+    try {
+      seg = decodeURIComponent(seg);
+    } catch {
+      // keep the escaped form
+    }
+    const dot = seg.lastIndexOf(".");
+    if (dot > 0 && seg.length - dot <= 5) {
+      out.push("ext:" + seg.slice(dot + 1));
+      seg = seg.slice(0, dot);
+    }
+    if (seg.startsWith("~")) out.push("tilde");
+    for (const w of seg.split(/[^a-z0-9]+/)) {
+      const s = urlWordShape(w);
+      if (s.length > 1) out.push("seg:" + s);
+    }
+  }
+  if (query) {
+    const parts = query.split(/[&;]/).slice(0, 16);
+    out.push("nq:" + Math.min(parts.length, 5));
+    for (const p of parts) {
+      const eq = p.indexOf("=");
+      const name = (eq >= 0 ? p.slice(0, eq) : p).toLowerCase();
+      const value = eq >= 0 ? p.slice(eq + 1) : "";
+      out.push("q:" + urlWordShape(name));
+      if (value.includes("@") || value.includes("%40")) out.push("q:email-value");
+      else if (value) out.push("qv:" + urlWordShape(value.toLowerCase()).slice(0, 1 + (/^#/.test(urlWordShape(value)) ? 8 : 0)));
+    }
+  }
 }

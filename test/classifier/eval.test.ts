@@ -8,11 +8,11 @@ import { evaluate, summaryJson } from "../../nodes/classifier/eval.js";
  * (1,139 mails) at the default threshold 0.5.
  */
 const PINNED = {
-  confusion: { tp: 351, fp: 5, tn: 778, fn: 5 },
-  f1: 702 / 712,
+  confusion: { tp: 349, fp: 5, tn: 778, fn: 7 },
+  f1: 698 / 710,
   fpr: 5 / 783,
-  accuracy: 1129 / 1139,
-  auc: 0.999637665561726,
+  accuracy: 1127 / 1139,
+  auc: 0.9997022400160719,
   hardHamFpr: 5 / 37,
 };
 

@@ -37,10 +37,11 @@ describe("FeatureExtractor", () => {
     for (const i of f.indices) expect(i >= 0 && i < dim).toBe(true);
     const m = asMap(f);
     expect(m.get(2 ** 18)).toBe(1); // bias
-    // Subject and body word features each have unit L2 norm; structure tokens carry structWeight.
+    // Subject and body word features each have unit L2 norm, the link path / query tokens (the mail has an
+    // http link) norm urlPathWeight; structure tokens carry structWeight.
     const words = [...m].filter(([i, v]) => i < 2 ** 18 && Math.abs(Math.abs(v) - DEFAULT_FEATURE_CONFIG.structWeight) > 1e-6);
     const norm2 = words.reduce((s, [, v]) => s + v * v, 0);
-    expect(norm2).toBeCloseTo(DEFAULT_FEATURE_CONFIG.subjectWeight ** 2 + 1, 5);
+    expect(norm2).toBeCloseTo(DEFAULT_FEATURE_CONFIG.subjectWeight ** 2 + 1 + (DEFAULT_FEATURE_CONFIG.urlPathWeight ?? 0) ** 2, 5);
   });
 
   it("ignores transport, list and filter headers (outbound mail has none)", () => {
