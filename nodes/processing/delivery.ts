@@ -12,12 +12,13 @@ export interface Delivery {
   send(envelope: Envelope, raw: Buffer): Promise<Outcome>;
   /**
    * Gives up every transaction still in progress and refuses later ones:
-   * each pending `send` resolves at once as a transient failure with
-   * `reason`, in doubt when its message had gone out (as at the transaction
-   * deadline); later sends resolve so without reaching the relay. For a
-   * drain that must end before the process is killed.
+   * each pending `send` resolves at once as a transient failure marked
+   * `stopped`, its reason naming `cause`, in doubt when its message had gone
+   * out (as at the transaction deadline); later sends resolve so without
+   * reaching the relay. For a drain that must end before the process is
+   * killed.
    */
-  abortAll(reason: string): void;
+  abortAll(cause: string): void;
   close(): void;
 }
 
@@ -61,8 +62,8 @@ export function relayOptions(config: {
 
 /**
  * Opens one pool connection's socket, as nodemailer's `getSocket` hook does: hands over an already connected
- * socket (`connection`) or an error. `mark` is that connection's: set `fenAbandoned` on it and the socket is
- * closed as it opens.
+ * socket (`connection`) or an error. `mark` is that connection's: while the socket opens, `fenCancel` on it
+ * closes the socket and fails the connect at once; `fenAbandoned` closes it as it opens.
  */
 type ConnectFor = (mark: AbandonMark, callback: (err: Error | null, socketOptions?: { connection: net.Socket }) => void) => void;
 
@@ -81,6 +82,7 @@ export function connectNoDelay(host: string, port: number, timeoutMs: number): C
     const finish = (err: Error | null, socket?: net.Socket) => {
       if (done) return;
       done = true;
+      delete mark.fenCancel;
       clearTimeout(timer);
       socket?.removeListener("error", onError);
       if (!err && mark.fenAbandoned) {
@@ -103,6 +105,10 @@ export function connectNoDelay(host: string, port: number, timeoutMs: number): C
     }, timeoutMs);
     socket.once("error", onError);
     socket.once("connect", () => finish(null, socket));
+    mark.fenCancel = () => {
+      socket.destroy();
+      finish(Object.assign(new Error("connection given up at the transaction deadline"), { code: "ECONNECTION" }));
+    };
   };
 }
 
@@ -132,7 +138,11 @@ interface PoolConnection extends AbandonMark {
  * Set on a pool connection when its mail was given up while the connection was still being opened. (Not on
  * the options the pool hands to `getSocket`: those are the pool's own, shared by every connection.)
  */
-interface AbandonMark { fenAbandoned?: boolean }
+interface AbandonMark {
+  fenAbandoned?: boolean;
+  /** While its socket is being opened: give the connect up now (closes the socket, frees the pool slot). */
+  fenCancel?: () => void;
+}
 
 /**
  * The pool connection asking for a socket: nodemailer 6.10's pool creates a
@@ -193,9 +203,12 @@ function abandon(pool: PoolInternals, raw: unknown): boolean {
     (socket.socket ?? socket).destroy();
     return inData;
   }
-  // Still connecting: connectNoDelay destroys the socket when it opens, so the mail never goes out.
+  // Still connecting: the connect is given up (after the caller has taken this answer: giving it up calls the
+  // mail's callback), so the mail never goes out and the slot is free at once.
   if (resource?.fenSocketAsked) {
     resource.fenAbandoned = true;
+    const cancel = resource.fenCancel;
+    if (cancel) setImmediate(cancel);
     return false;
   }
   return resource !== undefined;
@@ -246,18 +259,19 @@ export function createDelivery(opts: RelayOptions): Delivery {
   };
   const transport: Transporter<SMTPPool.SentMessageInfo> = nodemailer.createTransport(options);
   const pool = transport.transporter as unknown as PoolInternals;
-  type Result = { readonly info: SMTPPool.SentMessageInfo } | { readonly err: unknown; readonly inData: boolean; readonly gaveUp?: string };
+  type Result = { readonly info: SMTPPool.SentMessageInfo } | { readonly err: unknown; readonly inData: boolean; readonly gaveUp?: string; readonly stopped?: true };
   /** Sends in progress: their `raw` view and how to give each up. */
-  const pending = new Map<Buffer, (reason: string) => void>();
-  let aborted: string | undefined;
+  const pending = new Map<Buffer, (reason: string, stopped?: true) => void>();
+  /** Set by abortAll: the reason every attempt from then on gets. */
+  let stoppedReason: string | undefined;
   return {
     async send(envelope, raw) {
-      if (aborted !== undefined) return { kind: "transient", reason: aborted };
+      if (stoppedReason !== undefined) return { kind: "transient", reason: stoppedReason, stopped: true };
       // A view of the same bytes: a new object, by which the pool's entry for this mail is found.
       const body = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
       let timer: NodeJS.Timeout | undefined;
       const result = await new Promise<Result>((resolve) => {
-        const giveUp = (reason: string) => resolve({ err: undefined, inData: abandon(pool, body), gaveUp: reason });
+        const giveUp = (reason: string, stopped?: true) => resolve({ err: undefined, inData: abandon(pool, body), gaveUp: reason, ...(stopped ? { stopped } : {}) });
         pending.set(body, giveUp);
         timer = setTimeout(() => giveUp(`the relay did not finish the transaction within ${opts.transactionTimeoutMs} ms`), opts.transactionTimeoutMs);
         // The callback runs while the pool still knows the mail's connection (and its last reply).
@@ -272,15 +286,15 @@ export function createDelivery(opts: RelayOptions): Delivery {
         return { kind: "sent", smtp, rejected: recipientRefusals((result.info as { rejectedErrors?: unknown[] }).rejectedErrors) };
       }
       if (result.gaveUp !== undefined) {
-        return { kind: "transient", reason: result.gaveUp, ...(result.inData ? { inDoubt: true } : {}) };
+        return { kind: "transient", reason: result.gaveUp, ...(result.inData ? { inDoubt: true } : {}), ...(result.stopped ? { stopped: true } : {}) };
       }
       const o = classifyFailure(result.err);
       // No reply to the final "." (the connection broke or timed out in the data phase): the relay may have it (RFC 1047).
       return o.kind === "transient" && !o.smtp && result.inData ? { ...o, inDoubt: true } : o;
     },
-    abortAll(reason) {
-      aborted = reason;
-      for (const giveUp of [...pending.values()]) giveUp(reason);
+    abortAll(cause) {
+      stoppedReason = `the node stopped (${cause}) before this attempt finished`;
+      for (const giveUp of [...pending.values()]) giveUp(stoppedReason, true);
     },
     close: () => transport.close(),
   };

@@ -248,10 +248,12 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
       await settle(m, item);
       return;
     }
-    if (retry && tries < config.maxAttempts) {
+    // An attempt the node gave up as it stopped is not the relay's failure: never the last one, retried at once.
+    const stopped = outcome.kind === "transient" && outcome.stopped === true;
+    if (retry && (tries < config.maxAttempts || stopped)) {
       // 452 "too many recipients" asks for the rest in another transaction now (RFC 5321 4.5.3.1.10), not later.
       const tooMany = outcome.kind === "sent" && sentOrRefused!.rejected.every((x) => !x.transient || x.smtp?.code === 452);
-      const delay = tooMany ? 0 : backoffDelay({ baseMs: config.retryBaseMs, maxMs: config.retryMaxMs }, tries, deps.random);
+      const delay = tooMany || stopped ? 0 : backoffDelay({ baseMs: config.retryBaseMs, maxMs: config.retryMaxMs }, tries, deps.random);
       const retryAt = new Date(deps.clock.now() + delay).toISOString();
       const first = sentOrRefused?.rejected.find((x) => x.transient);
       const message = outcome.kind === "transient" ? outcome.reason
@@ -313,7 +315,7 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
       // Past the deadline, the transactions still running are given up and recorded (Deferred), not cut off by a kill.
       const deadline = setTimeout(() => {
         log.warn({ inFlight: inFlight.size, drainTimeoutMs: config.drainTimeoutMs }, "drain deadline: giving up the SMTP transactions in progress");
-        deps.delivery.abortAll(`the node stopped before the relay finished the transaction (FEN_DRAIN_TIMEOUT_MS ${config.drainTimeoutMs})`);
+        deps.delivery.abortAll(`FEN_DRAIN_TIMEOUT_MS ${config.drainTimeoutMs}`);
       }, config.drainTimeoutMs);
       await closed;
       clearTimeout(deadline);

@@ -14,7 +14,12 @@ export type Outcome =
    * connection broke or timed out waiting for the reply to the final "."):
    * the relay may have taken it, so a retry may deliver it twice.
    */
-  | { readonly kind: "transient"; readonly smtp?: SmtpReply; readonly reason: string; readonly inDoubt?: boolean }
+  /**
+   * `stopped`: the node gave the attempt up as it stopped (its drain
+   * deadline), not the relay: retried at once elsewhere, never a mail's last
+   * attempt.
+   */
+  | { readonly kind: "transient"; readonly smtp?: SmtpReply; readonly reason: string; readonly inDoubt?: boolean; readonly stopped?: true }
   | { readonly kind: "permanent"; readonly smtp?: SmtpReply; readonly reason: string };
 
 /**

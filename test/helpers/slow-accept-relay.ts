@@ -1,19 +1,21 @@
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
+import { readSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 /**
- * A relay whose connections stay "being opened" for a while: a child
- * process listens with a backlog of 1, two idle connections fill that
- * backlog, and the child's event loop is blocked for `holdMs`, so it accepts
- * nothing; a client's connect hangs (its SYNs are dropped) until the child
- * starts accepting. Then it speaks plain SMTP and counts the connections it
- * accepted (the two fillers included) and the messages it received. Run as a script, this file is the child.
+ * A relay whose connections stay "being opened" until the test says so: a
+ * child process listens with a backlog of 1, two idle connections fill that
+ * backlog (Linux queues backlog + 1), and the child's event loop is blocked
+ * reading its stdin, so it accepts nothing; a client's connect hangs (its
+ * SYNs are dropped) until `release()`. Then it speaks plain SMTP and counts
+ * the connections it accepted (the two fillers included) and the messages it
+ * received. Run as a script, this file is the child.
  */
-export async function slowAcceptRelay(holdMs: number): Promise<{ port: number; received: () => number; accepted: () => number; close: () => void }> {
-  const child: ChildProcess = spawn(process.execPath, ["--import", "tsx", fileURLToPath(import.meta.url), String(holdMs)], { stdio: ["ignore", "pipe", "inherit"] });
+export async function slowAcceptRelay(): Promise<{ port: number; release: () => void; received: () => number; accepted: () => number; close: () => void }> {
+  const child: ChildProcess = spawn(process.execPath, ["--import", "tsx", fileURLToPath(import.meta.url), "child"], { stdio: ["pipe", "pipe", "inherit"] });
   let out = "";
   child.stdout!.on("data", (c: Buffer) => { out += c.toString(); });
   const fillers: net.Socket[] = [];
@@ -31,7 +33,10 @@ export async function slowAcceptRelay(holdMs: number): Promise<{ port: number; r
       fillers.push(f);
       await new Promise((r) => f.once("connect", r));
     }
-    return { port, received: () => (out.match(/^got$/gm) ?? []).length, accepted: () => (out.match(/^connection$/gm) ?? []).length, close };
+    return {
+      port, release: () => child.stdin!.write("go\n"),
+      received: () => (out.match(/^got$/gm) ?? []).length, accepted: () => (out.match(/^connection$/gm) ?? []).length, close,
+    };
   } catch (err) {
     close();
     throw err;
@@ -39,7 +44,6 @@ export async function slowAcceptRelay(holdMs: number): Promise<{ port: number; r
 }
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  const holdMs = Number(process.argv[2]);
   const server = net.createServer((sock) => {
     process.stdout.write("connection\n");
     sock.on("error", () => undefined);
@@ -69,7 +73,7 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
   server.listen({ port: 0, host: "127.0.0.1", backlog: 1 }, () => {
     const addr = server.address() as net.AddressInfo;
     process.stdout.write(`port ${addr.port}\n`); // synchronous on a Linux pipe
-    // Nothing is accepted for holdMs: the fillers' connections stay in the backlog.
-    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, holdMs);
+    // Nothing is accepted until the parent writes a line: the fillers' connections stay in the backlog.
+    readSync(0, Buffer.alloc(16));
   });
 }

@@ -200,11 +200,12 @@ describe("end to end on a real 3-node cluster", () => {
     await node.drain();
   });
 
-  it("a drain gives up a transaction the relay never finishes at FEN_DRAIN_TIMEOUT_MS: Deferred in doubt, and the next node delivers it", async () => {
+  it("a drain gives up a transaction the relay never finishes at FEN_DRAIN_TIMEOUT_MS: Deferred in doubt (never Bounced), and the next node delivers it", async () => {
     // The relay takes the whole message and never answers the final ".".
     const silent = await rawRelay({ afterDot: () => undefined });
     onTestFinished(() => silent.close());
-    const node = await startProcessing(nc, silent.port, { FEN_DRAIN_TIMEOUT_MS: "1000", FEN_RETRY_BASE_MS: "200" });
+    // One attempt allowed: a drain's give-up must not be the mail's last attempt (it is not the relay's failure).
+    const node = await startProcessing(nc, silent.port, { FEN_DRAIN_TIMEOUT_MS: "1000", FEN_MAX_ATTEMPTS: "1" });
     actors.push(node);
     const r = await submit(nc, structured("drain-stuck", { key: "drain-stuck-1" }));
     await until("the relay has the message", () => silent.received() === 1);
@@ -214,7 +215,7 @@ describe("end to end on a real 3-node cluster", () => {
     const st = await status(nc, r.mailId);
     expect(st.state).toBe("Deferred");
     expect(st.history.at(-1)?.detail).toMatchObject({
-      inDoubt: true, error: { code: "SMTP_TRANSIENT", message: expect.stringMatching(/node stopped before the relay finished the transaction \(FEN_DRAIN_TIMEOUT_MS 1000\)/) },
+      inDoubt: true, error: { code: "SMTP_TRANSIENT", message: expect.stringMatching(/the node stopped \(FEN_DRAIN_TIMEOUT_MS 1000\) before this attempt finished/) },
     });
     // The item went back to the work queue: another node delivers it.
     const { sink } = await pipeline();
