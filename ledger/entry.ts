@@ -8,6 +8,11 @@
  * Recipients appear only as keyed commitments (see {@link commitRecipient}),
  * sorted ascending without duplicates. `at` is the `Date.toISOString()` form
  * (`YYYY-MM-DDTHH:mm:ss.sssZ`). Absent optional `detail` fields are omitted.
+ * Version 2 is the same encoding for an entry whose detail carries
+ * `inDoubt` (added later): such an entry starts with `0x02`, every other
+ * one still with `0x01`, so earlier entries keep their bytes and hashes and
+ * a verifier that predates the field reports "unsupported entry version"
+ * instead of a malformed entry.
  *
  * Decoding is strict: the bytes must be exactly what {@link encodeEntry}
  * produces for the decoded value, so every entry has one encoding and one
@@ -21,8 +26,11 @@ import { canonicalJson } from "./canonical-json.js";
 import { LedgerError, LedgerErrorCode } from "./errors.js";
 import { hashLeaf } from "./hash.js";
 
-/** Version byte of the entry encoding produced by {@link encodeEntry}. */
+/** Version byte of the entries {@link encodeEntry} produces without `detail.inDoubt`. */
 export const ENTRY_FORMAT_VERSION = 1;
+
+/** Version byte of the entries whose detail carries `inDoubt`. */
+export const ENTRY_FORMAT_VERSION_IN_DOUBT = 2;
 
 /** Largest encoded entry accepted, in bytes. */
 export const ENTRY_MAX_BYTES = 64 * 1024;
@@ -80,9 +88,12 @@ export interface EntryDetail {
   /** Spam/abuse classification. */
   readonly classification?: ClassificationDetail;
   /**
-   * The attempt failed after the whole message had gone out with no reply to
-   * its end: the relay may have it, so the mail may be delivered twice. Only
-   * `true`; absent otherwise.
+   * The mail may be delivered twice: on a Deferred (or Bounced) event, the
+   * attempt failed after the whole message had gone out with no reply to its
+   * end (the relay may have it); on a Processing event, a node took the mail
+   * over from one that stopped in mid-delivery, so its attempt sends the
+   * mail again. Only `true`; absent otherwise. Entries that carry it are
+   * format version 2.
    */
   readonly inDoubt?: true;
 }
@@ -236,7 +247,7 @@ export function encodeEntry(entry: LedgerEntry): Uint8Array {
   const json = Buffer.from(canonicalJson(normalize(entry)), "utf8");
   if (json.length + 1 > ENTRY_MAX_BYTES) throw malformed([`entry: encoding exceeds ${ENTRY_MAX_BYTES} bytes`]);
   const out = new Uint8Array(json.length + 1);
-  out[0] = ENTRY_FORMAT_VERSION;
+  out[0] = entry.detail.inDoubt === true ? ENTRY_FORMAT_VERSION_IN_DOUBT : ENTRY_FORMAT_VERSION;
   out.set(json, 1);
   return out;
 }
@@ -257,7 +268,8 @@ function stripUndefined(v: unknown): unknown {
 export function decodeEntry(bytes: Uint8Array): LedgerEntry {
   if (!(bytes instanceof Uint8Array) || bytes.length < 2) throw malformed(["entry: too short"]);
   if (bytes.length > ENTRY_MAX_BYTES) throw malformed([`entry: exceeds ${ENTRY_MAX_BYTES} bytes`]);
-  if (bytes[0] !== ENTRY_FORMAT_VERSION) {
+  // The version must also be the one the content calls for: the bytes are compared with the canonical encoding below.
+  if (bytes[0] !== ENTRY_FORMAT_VERSION && bytes[0] !== ENTRY_FORMAT_VERSION_IN_DOUBT) {
     throw new LedgerError(LedgerErrorCode.EntryVersionUnsupported, `unsupported entry version ${bytes[0]}`);
   }
   const text = utf8DecodeStrict(bytes.subarray(1));

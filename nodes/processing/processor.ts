@@ -283,10 +283,8 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
       const kv = await new Kvm(js).open(Names.statusBucket);
       bodies = await new Objm(js).open(Names.bodiesBucket);
       state = createMailStateStore({ js, kv, clock: deps.clock, node: deps.node });
-      // The operator's requests read states from the bucket's leader (see ProcessingServiceDeps.state).
-      const leaderKv = await new Kvm(js).open(Names.statusBucket, { allow_direct: false });
       service = await startProcessingService({
-        nc: deps.nc, js, jsm: await jetstreamManager(deps.nc), state: createMailStateStore({ js, kv: leaderKv, clock: deps.clock, node: deps.node }), bodies, classifier: deps.classifier, clock: deps.clock, log,
+        nc: deps.nc, js, jsm: await jetstreamManager(deps.nc), state, bodies, classifier: deps.classifier, clock: deps.clock, log,
         quarantineThreshold: config.quarantineThreshold, maxMessageBytes: config.maxMessageBytes,
       });
       const consumer = await js.consumers.get(Names.workStream, Names.workConsumer);

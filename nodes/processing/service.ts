@@ -27,10 +27,6 @@ export interface ProcessingServiceDeps {
   readonly nc: NatsConnection;
   readonly js: JetStreamClient;
   readonly jsm: JetStreamManager;
-  /**
-   * Read from the bucket's leader (not a replica's direct get, which can lag a swap just made): an operator's
-   * request acts on the state it reads.
-   */
   readonly state: MailStateStore;
   /** mail_bodies: a deleted quarantined mail's body object is dropped. */
   readonly bodies: ObjectStore;

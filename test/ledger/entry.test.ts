@@ -5,6 +5,7 @@ import type {
   LedgerError} from "../../ledger/index.js";
 import {
   ENTRY_FORMAT_VERSION,
+  ENTRY_FORMAT_VERSION_IN_DOUBT,
   MailState,
   commitRecipient,
   commitRecipients,
@@ -141,11 +142,20 @@ describe("encodeEntry", () => {
     }
   });
 
-  it("records an attempt in doubt as detail.inDoubt: true, and takes no other value there", () => {
+  it("records an attempt in doubt as detail.inDoubt: true in a version 2 entry, and takes no other value there", () => {
     const bytes = encodeEntry({ ...sample, state: "Deferred", detail: { errorCode: "SMTP_TRANSIENT", inDoubt: true } });
+    expect(bytes[0]).toBe(ENTRY_FORMAT_VERSION_IN_DOUBT);
     expect(Buffer.from(bytes.subarray(1)).toString()).toContain('"detail":{"errorCode":"SMTP_TRANSIENT","inDoubt":true}');
     expect(decodeEntry(bytes).detail).toEqual({ errorCode: "SMTP_TRANSIENT", inDoubt: true });
     expect(codeOf(() => encodeEntry({ ...sample, detail: { inDoubt: false } as never }))).toBe("LEDGER_ENTRY_MALFORMED");
+    // One encoding per entry: the version byte must be the one the content calls for.
+    const asV1 = Uint8Array.from(bytes);
+    asV1[0] = ENTRY_FORMAT_VERSION;
+    expect(codeOf(() => decodeEntry(asV1))).toBe("LEDGER_ENTRY_MALFORMED");
+    const plain = encodeEntry(sample);
+    const asV2 = Uint8Array.from(plain);
+    asV2[0] = ENTRY_FORMAT_VERSION_IN_DOUBT;
+    expect(codeOf(() => decodeEntry(asV2))).toBe("LEDGER_ENTRY_MALFORMED");
   });
 
   it("rejects duplicate recipients and invalid timestamps", () => {
@@ -164,7 +174,7 @@ describe("decodeEntry is strict", () => {
   const withJson = (s: string): Uint8Array => Uint8Array.of(1, ...Buffer.from(s));
 
   it("rejects unknown versions", () => {
-    for (const v of [0, 2, 0x7b]) {
+    for (const v of [0, 3, 0x7b]) {
       expect(codeOf(() => decodeEntry(Uint8Array.of(v, ...good.subarray(1))))).toBe("LEDGER_ENTRY_VERSION_UNSUPPORTED");
     }
   });
