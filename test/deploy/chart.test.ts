@@ -220,6 +220,7 @@ describe("production values", () => {
 
 describe("values are validated", () => {
   const refused = (set: string[]) => helmTemplate({ set }).then(() => "rendered", (e: { stderr?: string }) => e.stderr ?? String(e));
+  const refusedString = (setString: string[]) => helmTemplate({ setString }).then(() => "rendered", (e: { stderr?: string }) => e.stderr ?? String(e));
 
   it("an unknown key, a secret key or a chart-managed key under config is refused by values.schema.json", async () => {
     expect(await refused(["config.gateway.FEN_NOT_A_KEY=1"])).toMatch(/FEN_NOT_A_KEY/);
@@ -266,7 +267,11 @@ describe("values are validated", () => {
     // mail.classify on the processing nodes refuses mail over the gateway's size limit.
     expect(find(rendered.get("production")!, "ConfigMap", "fastemailnet-processing")?.data?.["FEN_MAX_MESSAGE_BYTES"]).toBe("26214400");
     expect(find(rendered.get("default")!, "ConfigMap", "fastemailnet-processing")?.data?.["FEN_MAX_MESSAGE_BYTES"]).toBeUndefined();
-    expect(await refused(["config.processing.FEN_DRAIN_TIMEOUT_MS=90000"])).toMatch(/FEN_DRAIN_TIMEOUT_MS \(90000\) must be shorter than processing.terminationGracePeriodSeconds \(90000 ms\)/);
+    expect(await refused(["config.processing.FEN_DRAIN_TIMEOUT_MS=90000"])).toMatch(/FEN_DRAIN_TIMEOUT_MS \(90000\) must end at least 5 s before processing.terminationGracePeriodSeconds \(90000 ms\)/);
+    expect(await refused(["config.processing.FEN_DRAIN_TIMEOUT_MS=86000"])).toMatch(/FEN_DRAIN_TIMEOUT_MS \(86000\) must end/);
+    expect(await refused(["config.processing.FEN_DRAIN_TIMEOUT_MS=85000"])).toBe("rendered");
+    // A leading zero is decimal to the node; the check reads it so too (not as octal).
+    expect(await refusedString(["config.processing.FEN_DRAIN_TIMEOUT_MS=0120000"])).toMatch(/must end at least 5 s before/);
   });
 
   it("a container security context that is not locked down is refused", async () => {

@@ -80,7 +80,7 @@ export async function renderChart(opts: { release?: string; valuesFiles?: string
 }
 
 /** `helm template` output, or a rejection carrying helm's stderr. */
-export async function helmTemplate(opts: { release?: string; valuesFiles?: string[]; set?: string[]; namespace?: string } = {}): Promise<string> {
+export async function helmTemplate(opts: { release?: string; valuesFiles?: string[]; set?: string[]; setString?: string[]; namespace?: string } = {}): Promise<string> {
   const dir = await mkdtemp(path.join(os.tmpdir(), "fen-chart-"));
   try {
     const chart = path.join(dir, "fastemailnet");
@@ -91,6 +91,7 @@ export async function helmTemplate(opts: { release?: string; valuesFiles?: strin
     const args = ["template", opts.release ?? "fastemailnet", chart, "--namespace", opts.namespace ?? "mail"];
     for (const f of opts.valuesFiles ?? []) args.push("-f", f);
     for (const s of opts.set ?? []) args.push("--set", s);
+    for (const s of opts.setString ?? []) args.push("--set-string", s);
     const { stdout } = await run(HELM_BIN, args, { maxBuffer: 16 * 1024 * 1024 });
     return stdout;
   } finally {
