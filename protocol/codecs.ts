@@ -18,7 +18,7 @@ export const Codecs = {
   classifyReply: codec("mail.classify.reply", 1, ClassifyReplySchema),
   queueRequest: codec("mail.queue", 1, QueueRequestSchema),
   queueReply: codec("mail.queue.reply", 1, QueueReplySchema),
-  quarantineRequest: codec("mail.quarantine", 1, QuarantineRequestSchema, ["mail.quarantine.list", "mail.quarantine.release", "mail.quarantine.delete"]),
+  quarantineRequest: codec("mail.quarantine", 1, QuarantineRequestSchema, QuarantineRequestSchema.options.map((o) => o.shape.kind.value)),
   quarantineReply: codec("mail.quarantine.reply", 1, QuarantineReplySchema),
   errorReply: codec("error", 1, ErrorReplySchema),
 } as const;

@@ -66,7 +66,7 @@ function parseArgs(argv: readonly string[]): Parsed | string {
       if (v === undefined) return `${a} needs a value`;
       if (a === "--model") out.modelDir = v;
       else {
-        const t = /^\s*(\d+(\.\d*)?|\.\d+)\s*$/.test(v) ? Number(v) : NaN; // Number("") is 0
+        const t = /^(\d+(\.\d*)?|\.\d+)$/.test(v) ? Number(v) : NaN; // decimal only: Number("") is 0, Number("0x1") 1
         if (!(t >= 0 && t <= 1)) return `--threshold must be a number in [0, 1], got ${v}`;
         out.threshold = t;
       }
@@ -113,9 +113,9 @@ export async function runClassifyCommand(argv: readonly string[], io: ClassifyIo
       const read = await Promise.all(
         names.map(async (name) => {
           try {
-            const read = name === "-" ? await readStdin(io.stdin) : await readFile(name);
+            const bytes = name === "-" ? await readStdin(io.stdin) : await readFile(name);
             // A UTF-8 byte order mark (editors write one) is not part of the message.
-            const raw = read[0] === 0xef && read[1] === 0xbb && read[2] === 0xbf ? read.subarray(3) : read;
+            const raw = bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf ? bytes.subarray(3) : bytes;
             // Anything is scored; a file that does not even start with a header field is not a mail.
             if (!HEADER_FIELD.test(raw.subarray(0, 1000).toString("latin1"))) throw new Error("not an RFC 5322 message (it does not start with a header field)");
             return raw;

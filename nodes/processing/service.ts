@@ -208,10 +208,10 @@ export async function startProcessingService(deps: ProcessingServiceDeps): Promi
       } catch (err) {
         if (toFenError(err).code !== "STATE_CONFLICT") throw err;
         // The winner's swap is known to the leader (it refused ours) before it is stored: wait until it reads back.
-        let now = await state.get(req.mailId);
+        let now = await state.get(req.mailId).catch(() => undefined);
         for (let i = 0; i < 40 && now && now.revision <= cur.revision; i++) {
           await new Promise((r) => setTimeout(r, 25));
-          now = await state.get(req.mailId);
+          now = await state.get(req.mailId).catch(() => undefined);
         }
         throw notFound(`mail ${req.mailId} is ${now?.record.state ?? "gone"}, not Quarantined: another request changed it just now`);
       }

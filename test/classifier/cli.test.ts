@@ -86,7 +86,7 @@ describe("fastemailnet classify", () => {
     expect((await run(["--bogus", files[0]!])).code).toBe(ClassifyExit.Usage);
     expect((await run(["--threshold", "2", files[0]!])).code).toBe(ClassifyExit.Usage);
     // Number() reads "" as 0 (every mail spam) and "0x1" as 1.
-    for (const t of ["", " ", "0x1", "1e-1"]) expect((await run(["--threshold", t, files[0]!])).code).toBe(ClassifyExit.Usage);
+    for (const t of ["", " ", " 0.5", "0x1", "1e-1"]) expect((await run(["--threshold", t, files[0]!])).code).toBe(ClassifyExit.Usage);
     expect((await run(["-", "-"])).code).toBe(ClassifyExit.Usage);
     const help = await run(["--help"]);
     expect(help.code).toBe(ClassifyExit.Ok);
