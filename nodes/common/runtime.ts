@@ -18,8 +18,16 @@ export async function serveHealth(opts: {
   let connected = true;
   void (async () => {
     for await (const s of opts.nc.status()) {
-      if (s.type === "disconnect") connected = false;
-      else if (s.type === "reconnect") connected = true;
+      // Logged: a server cutting the node off (e.g. as a slow consumer) was otherwise silent in the node's log.
+      if (s.type === "disconnect") {
+        connected = false;
+        opts.log.warn({ server: s.server }, "disconnected from NATS; reconnecting");
+      } else if (s.type === "reconnect") {
+        connected = true;
+        opts.log.info({ server: s.server }, "reconnected to NATS");
+      } else if (s.type === "slowConsumer") {
+        opts.log.warn({ sub: s.sub?.getSubject?.() }, "NATS client: slow consumer");
+      }
     }
   })().catch(() => undefined);
   const server = createServer((req, res) => {

@@ -31,6 +31,8 @@ export interface SubmitOptions {
   readonly maxMessageBytes: number;
   readonly messageIdDomain: string;
   readonly submitTimeoutMs: number;
+  /** Most request bytes worked on at once (one request is always taken). @default SUBMIT_MAX_BYTES_IN_FLIGHT */
+  readonly maxBytesInFlight?: number;
 }
 
 /** JSON with object keys sorted, so equal mails hash equally. */
@@ -48,6 +50,9 @@ export function tooLarge(size: number, max: number): never {
     fields: [{ field: "mail", code: "MESSAGE_TOO_LARGE", message: `${size} > ${max} bytes` }],
   });
 }
+
+/** Most request bytes one gateway works on at once; more are answered BUSY (nothing stored). */
+export const SUBMIT_MAX_BYTES_IN_FLIGHT = 128 * 1024 * 1024;
 
 /** The largest request that can carry a mail of `maxMessageBytes`: base64 inflates by 4/3, plus room for the JSON around it. */
 export const maxRequestBytesFor = (maxMessageBytes: number): number => Math.ceil(maxMessageBytes * 1.37) + 64 * 1024;
@@ -111,8 +116,8 @@ async function firstContentHash(deps: SubmitDeps, mailId: MailId): Promise<strin
  */
 export function createSubmitHandler(deps: SubmitDeps, opts: SubmitOptions): (data: Uint8Array) => Promise<SubmitReply> {
   const maxRequestBytes = maxRequestBytesFor(opts.maxMessageBytes);
-  return async (data) => {
-    if (data.length > maxRequestBytes) tooLarge(Math.floor(data.length / 1.37), opts.maxMessageBytes);
+  let inFlight = { requests: 0, bytes: 0 };
+  const submitOne = async (data: Uint8Array): Promise<SubmitReply> => {
     const req: SubmitRequest = Codecs.submitRequest.decode(data);
     const mail = req.mail;
     let envelope: Envelope;
@@ -215,5 +220,19 @@ export function createSubmitHandler(deps: SubmitDeps, opts: SubmitOptions): (dat
     deps.metrics.submitted.inc();
     log.info({ size: raw.length, seq: ack.seq }, "mail accepted");
     return { kind: "mail.submit.reply", v: 1, mailId, messageId, duplicate: false };
+  };
+  return async (data) => {
+    if (data.length > maxRequestBytes) tooLarge(Math.floor(data.length / 1.37), opts.maxMessageBytes);
+    // Submissions wait for the object store and JetStream, so a flood of large ones piles up in memory
+    // (1.6 GB for 40 of 8 MB in a probe): past SUBMIT_MAX_BYTES_IN_FLIGHT a request is answered BUSY at once.
+    if (inFlight.requests > 0 && inFlight.bytes + data.length > (opts.maxBytesInFlight ?? SUBMIT_MAX_BYTES_IN_FLIGHT)) {
+      throw new FenError("BUSY", `this gateway is storing ${inFlight.requests} submissions (${inFlight.bytes} request bytes); retry with the same idempotency key shortly`);
+    }
+    inFlight = { requests: inFlight.requests + 1, bytes: inFlight.bytes + data.length };
+    try {
+      return await submitOne(data);
+    } finally {
+      inFlight = { requests: inFlight.requests - 1, bytes: inFlight.bytes - data.length };
+    }
   };
 }

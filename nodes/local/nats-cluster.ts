@@ -97,6 +97,16 @@ export async function freePorts(n: number): Promise<number[]> {
   return ports;
 }
 
+/**
+ * The client limits every FastEmailNet nats-server runs with (here and in the chart's bundled NATS, which a
+ * test keeps equal). `max_payload`: a request carrying a mail of the default 10 MiB limit is ~14 MB of JSON.
+ * `max_pending`: what the server buffers for one client connection before cutting it off as a slow consumer.
+ * The 64 MB default cut the processing nodes and the gateway off under 40 concurrent 5–8 MB requests (their
+ * handlers hold the socket reader for ~75–110 ms per such request), and clients got timeouts or "no
+ * responders"; with 512 MB the same bursts were answered in full (a probe on this machine).
+ */
+export const SERVER_LIMITS = { maxPayload: 16 * 1024 * 1024, maxPending: 512 * 1024 * 1024 } as const;
+
 function serverConfig(o: {
   name: string; port: number; monitorPort: number; clusterPort: number; routes: number[]; store: string;
   sync: string; extra: string; maxPayload: number; tls: ClusterOptions["tls"]; profPort: number | undefined;
@@ -106,6 +116,7 @@ server_name: ${o.name}
 listen: 127.0.0.1:${o.port}
 http: 127.0.0.1:${o.monitorPort}
 ${o.profPort ? `prof_port: ${o.profPort}\n` : ""}max_payload: ${o.maxPayload}
+max_pending: ${SERVER_LIMITS.maxPending}
 ${o.tls ? `tls {\n  cert_file: ${JSON.stringify(o.tls.cert)}\n  key_file: ${JSON.stringify(o.tls.key)}\n}\n` : ""}jetstream {
   store_dir: "${o.store}"
   sync_interval: ${o.sync}
@@ -208,7 +219,7 @@ export async function startCluster(opts: ClusterOptions): Promise<NatsCluster> {
     await writeFile(conf, serverConfig({
       name, port: ports[i]!, monitorPort: monitorPorts[i]!, clusterPort: clusterPorts[i]!,
       routes: clusterPorts.filter((_, j) => j !== i), store, sync: opts.syncInterval ?? "always",
-      extra: opts.extraConfig ?? "", maxPayload: opts.maxPayload ?? 16 * 1024 * 1024, tls: opts.tls, profPort: profPorts[i],
+      extra: opts.extraConfig ?? "", maxPayload: opts.maxPayload ?? SERVER_LIMITS.maxPayload, tls: opts.tls, profPort: profPorts[i],
     }));
     confs.push(conf);
     servers.push({

@@ -39,10 +39,13 @@ export interface ProcessingServiceDeps {
 }
 
 /**
- * Most request bytes `mail.classify` works on at once (and most requests).
- * Scoring holds the event loop, and a burst of large requests scored at
- * once kept the node from reading its NATS socket until the server cut it
- * off as a slow consumer; past these, a request is answered BUSY at once.
+ * Most request bytes `mail.classify` works on at once (and most requests);
+ * past these a request is answered BUSY at once. With the committed model a
+ * request is decoded and scored without yielding (~75 ms for 5 MB), so one
+ * is in flight at a time and this bounds only classifiers that await. What
+ * kept a burst of large requests from cutting the node off as a slow
+ * consumer is the servers' `max_pending` (SERVER_LIMITS in
+ * nodes/local/nats-cluster.ts), not this.
  */
 const CLASSIFY_MAX_BYTES_IN_FLIGHT = 48 * 1024 * 1024;
 const CLASSIFY_MAX_IN_FLIGHT = 256;

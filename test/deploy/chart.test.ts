@@ -7,6 +7,8 @@ import { parse } from "yaml";
 import { Names } from "../../protocol/index.js";
 import { NatsRoles, SERVER_SAFE_PASSWORD, envUsers, renderAuthorization, userOf } from "../../nodes/local/permissions.js";
 import { CHART_MANAGED_KEYS, staleChartFiles } from "../../deploy/chart-gen.js";
+import { SERVER_LIMITS } from "../../nodes/local/nats-cluster.js";
+import { maxRequestBytesFor } from "../../nodes/gateway/index.js";
 import {
   PRODUCTION_VALUES, REPO_ROOT, SECRET_ENV_NAMES, find, helmLint, helmTemplate, renderChart, roleOf, secretData, tableOf, workloads,
 } from "./render.js";
@@ -46,6 +48,12 @@ it("the bundled NATS runs the nats-server version the tests run (deploy/tools/in
   const values = parse(await readFile(path.join(REPO_ROOT, "deploy/chart/fastemailnet/values.yaml"), "utf8")) as { nats: { container: { image: { tag: string } } } };
   expect(pinned).toMatch(/^\d+\.\d+\.\d+$/);
   expect(values.nats.container.image.tag).toBe(`${pinned}-alpine`);
+});
+
+it("the bundled NATS has the client limits the local and test clusters run with (a 10 MiB mail fits a request)", async () => {
+  const values = parse(await readFile(path.join(REPO_ROOT, "deploy/chart/fastemailnet/values.yaml"), "utf8")) as { nats: { config: { merge: Record<string, unknown> } } };
+  expect(values.nats.config.merge).toMatchObject({ max_payload: SERVER_LIMITS.maxPayload, max_pending: SERVER_LIMITS.maxPending });
+  expect(maxRequestBytesFor(10 * 1024 * 1024)).toBeLessThan(SERVER_LIMITS.maxPayload);
 });
 
 describe.each(Object.entries(variants))("%s values", (variant, files) => {

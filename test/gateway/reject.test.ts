@@ -189,6 +189,28 @@ describe("identical mails without an idempotency key", () => {
   });
 });
 
+describe("a flood of large submissions", () => {
+  it("past the bytes in flight, requests are answered BUSY at once and nothing of them is stored", async () => {
+    const js = jetstream(nc);
+    const submitAt = createSubmitHandler({
+      js, jsm: await jetstreamManager(nc), bodies: await new Objm(js).open(Names.bodiesBucket),
+      state: createMailStateStore({ js, kv: await new Kvm(js).open(Names.statusBucket), clock: { now: () => Date.now() }, node: "gw-flood" }),
+      clock: { now: () => Date.now() }, log: testLog, metrics: createMetrics({ defaults: false }),
+    }, { maxMessageBytes: 4 * 1024 * 1024, messageIdDomain: "fastemailnet.local", submitTimeoutMs: 10_000, maxBytesInFlight: 8 * 1024 * 1024 });
+    // Six ~3 MB requests at once: the first two fit in 8 MB, the other four are BUSY.
+    const text = "y".repeat(3 * 1024 * 1024);
+    const outcomes = await Promise.all(Array.from({ length: 6 }, (_, i) => {
+      const key = `flood-${i}`;
+      return submitAt(new TextEncoder().encode(JSON.stringify(structured(key, { key, text })))).then(() => "ok", (e: { code?: string }) => e.code ?? String(e));
+    }));
+    expect(outcomes).toEqual(["ok", "ok", "BUSY", "BUSY", "BUSY", "BUSY"]);
+    for (let i = 2; i < 6; i++) expect(await bodyObjects(nc, mailIdFromIdempotencyKey(`flood-${i}`))).toEqual([]);
+    // A retry once the others are stored is taken.
+    const retry = structured("flood-2", { key: "flood-2", text });
+    expect((await submitAt(new TextEncoder().encode(JSON.stringify(retry)))).duplicate).toBe(false);
+  });
+});
+
 describe("a submission the work stream refuses", () => {
   it("is STORE_UNAVAILABLE and leaves no body object behind", async () => {
     const js = jetstream(nc);
