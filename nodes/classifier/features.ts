@@ -103,6 +103,9 @@ const NS_LINK = 0x71;
 const NS_STRUCT = 0x57;
 const NS_URL_PATH = 0x9c;
 
+/** 1 + ln(tf) for small term counts. */
+const LOG_TF = Float64Array.from({ length: 256 }, (_, c) => 1 + Math.log(c));
+
 // Lower-casing for Latin-1 supplement and Latin Extended-A/B.
 const LOWER = new Uint16Array(0x250);
 for (let c = 0; c < 0x250; c++) {
@@ -352,14 +355,20 @@ export class FeatureExtractor {
     const count = this.n - this.wordStart;
     if (count === 0) return;
     if (logTf) {
+      // Hot loop: arrays in locals, 1 + ln(tf) from a table (most counts are small), the sign by comparison
+      // (values are never 0); the same numbers as (1 + Math.log(tf)) * Math.sign(value).
+      const val = this.val;
+      const cnt = this.cnt;
       let sum = 0;
       for (let i = this.wordStart; i < this.n; i++) {
-        const v = (1 + Math.log(this.cnt[i]!)) * Math.sign(this.val[i]!);
-        this.val[i] = v;
+        const c = cnt[i]!;
+        const t = c < LOG_TF.length ? LOG_TF[c]! : 1 + Math.log(c);
+        const v = val[i]! > 0 ? t : -t;
+        val[i] = v;
         sum += v * v;
       }
       const scale = weight / Math.sqrt(sum);
-      for (let i = this.wordStart; i < this.n; i++) this.val[i]! *= scale;
+      for (let i = this.wordStart; i < this.n; i++) val[i]! *= scale;
       return;
     }
     const scale = weight / Math.sqrt(count);
