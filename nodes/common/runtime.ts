@@ -25,8 +25,8 @@ export async function serveHealth(opts: {
       } else if (s.type === "reconnect") {
         connected = true;
         opts.log.info({ server: s.server }, "reconnected to NATS");
-      } else if (s.type === "slowConsumer") {
-        opts.log.warn({ sub: s.sub?.getSubject?.() }, "NATS client: slow consumer");
+      } else if (s.type === "error") {
+        opts.log.warn({ err: s.error }, "NATS server error");
       }
     }
   })().catch(() => undefined);

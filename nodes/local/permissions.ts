@@ -54,7 +54,7 @@ const jsApi = {
   streamInfo: (stream: string) => `$JS.API.STREAM.INFO.${stream}`,
   /** Direct Get by sequence or batch (any replica answers). */
   directGet: (stream: string) => `$JS.API.DIRECT.GET.${stream}`,
-  /** Message get through the stream leader (KV reads: the buckets have no allow_direct). */
+  /** Message get through the stream leader (KV reads: the nodes open their buckets without direct get, the client's default, so a read sees the leader's state). */
   msgGet: (stream: string) => `$JS.API.STREAM.MSG.GET.${stream}`,
   msgDelete: (stream: string) => `$JS.API.STREAM.MSG.DELETE.${stream}`,
   streamPurge: (stream: string) => `$JS.API.STREAM.PURGE.${stream}`,

@@ -216,7 +216,7 @@ export async function startProcessingService(deps: ProcessingServiceDeps): Promi
           await new Promise((r) => setTimeout(r, 25));
           now = await state.get(req.mailId).catch(() => undefined);
         }
-        throw notFound(`mail ${req.mailId} is ${now?.record.state ?? "gone"}, not Quarantined: another request changed it just now`);
+        throw notFound(`mail ${req.mailId} is ${now?.record.state ?? "in an unknown state (its read failed)"}, not Quarantined: another request changed it just now`);
       }
     };
     if (release) {

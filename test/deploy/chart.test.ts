@@ -280,6 +280,7 @@ describe("values are validated", () => {
     expect(await refused(["config.processing.FEN_DRAIN_TIMEOUT_MS=85000"])).toBe("rendered");
     // A leading zero is decimal to the node; the check reads it so too (not as octal).
     expect(await refusedString(["config.processing.FEN_DRAIN_TIMEOUT_MS=0120000"])).toMatch(/must end at least 5 s before/);
+    for (const bad of ["-1", "99999999999999999999"]) expect(await refusedString([`config.processing.FEN_DRAIN_TIMEOUT_MS=${bad}`])).toMatch(/FEN_DRAIN_TIMEOUT_MS/);
   });
 
   it("a container security context that is not locked down is refused", async () => {

@@ -93,7 +93,11 @@ non-secret FEN_* keys of the role's table in nodes/config/schema.ts.
        unless set, grace - 20 s (half the grace below 40 s), leaving time to record the mails given up. */ -}}
 {{- $graceMs := mul (int64 ($v.processing.terminationGracePeriodSeconds | default 30)) 1000 -}}
 {{- if hasKey $data "FEN_DRAIN_TIMEOUT_MS" -}}
-{{- /* atoi reads decimal as the node does (int64 would read a leading 0 as octal); 5 s are left to record the give-ups. */ -}}
+{{- /* atoi reads decimal as the node does (int64 would read a leading 0 as octal; atoi reads what is not a number as 0,
+       hence the pattern); 5 s are left to record the give-ups. */ -}}
+{{- if not (regexMatch "^[0-9]{1,10}$" (get $data "FEN_DRAIN_TIMEOUT_MS")) -}}
+{{- fail (printf "config.processing.FEN_DRAIN_TIMEOUT_MS (%s) must be a whole number of milliseconds" (get $data "FEN_DRAIN_TIMEOUT_MS")) -}}
+{{- end -}}
 {{- if gt (add (atoi (get $data "FEN_DRAIN_TIMEOUT_MS")) 5000) $graceMs -}}
 {{- fail (printf "config.processing.FEN_DRAIN_TIMEOUT_MS (%s) must end at least 5 s before processing.terminationGracePeriodSeconds (%d ms): the pod would be killed before its drain gives up and records its mails" (get $data "FEN_DRAIN_TIMEOUT_MS") $graceMs) -}}
 {{- end -}}
