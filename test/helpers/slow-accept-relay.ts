@@ -14,7 +14,7 @@ import { fileURLToPath } from "node:url";
  * the connections it accepted (the two fillers included) and the messages it
  * received. Run as a script, this file is the child.
  */
-export async function slowAcceptRelay(): Promise<{ port: number; release: () => void; received: () => number; accepted: () => number; close: () => void }> {
+export async function slowAcceptRelay(): Promise<{ port: number; release: () => void; output: () => string; received: () => number; accepted: () => number; close: () => void }> {
   const child: ChildProcess = spawn(process.execPath, ["--import", "tsx", fileURLToPath(import.meta.url), "child"], { stdio: ["pipe", "pipe", "inherit"] });
   let out = "";
   child.stdout!.on("data", (c: Buffer) => { out += c.toString(); });
@@ -34,7 +34,7 @@ export async function slowAcceptRelay(): Promise<{ port: number; release: () => 
       await new Promise((r) => f.once("connect", r));
     }
     return {
-      port, release: () => child.stdin!.write("go\n"),
+      port, release: () => child.stdin!.write("go\n"), output: () => out,
       received: () => (out.match(/^got$/gm) ?? []).length, accepted: () => (out.match(/^connection$/gm) ?? []).length, close,
     };
   } catch (err) {
