@@ -11,11 +11,16 @@ export async function rawRelay(script: {
   /** Advertise AUTH PLAIN LOGIN and accept any credentials. */
   auth?: boolean;
   afterDot?: (sock: Socket, n: number) => void;
+  /** Told of every connection accepted, before the greeting. */
+  onConnection?: () => void;
+  /** The listen backlog. @default Node's */
+  backlog?: number;
 }): Promise<{ port: number; received: () => number; lines: () => string[]; close: () => void }> {
   let received = 0;
   const seen: string[] = [];
   const sockets = new Set<Socket>();
   const server = createServer((sock) => {
+    script.onConnection?.();
     sockets.add(sock);
     sock.on("close", () => sockets.delete(sock));
     sock.on("error", () => undefined);
@@ -50,7 +55,7 @@ export async function rawRelay(script: {
       }
     });
   });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+  await new Promise<void>((r) => server.listen({ port: 0, host: "127.0.0.1", ...(script.backlog === undefined ? {} : { backlog: script.backlog }) }, () => r()));
   return {
     port: (server.address() as AddressInfo).port,
     received: () => received,

@@ -4,13 +4,14 @@ import { readSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { rawRelay } from "./raw-relay.js";
 
 /**
  * A relay whose connections stay "being opened" until the test says so: a
  * child process listens with a backlog of 1, two idle connections fill that
  * backlog (Linux queues backlog + 1), and the child's event loop is blocked
  * reading its stdin, so it accepts nothing; a client's connect hangs (its
- * SYNs are dropped) until `release()`. Then it speaks plain SMTP and counts
+ * SYNs are dropped) until `release()`. Then it speaks plain SMTP (`rawRelay`) and counts
  * the connections it accepted (the two fillers included) and the messages it
  * received. Run as a script, this file is the child.
  */
@@ -44,36 +45,12 @@ export async function slowAcceptRelay(): Promise<{ port: number; release: () => 
 }
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  const server = net.createServer((sock) => {
-    process.stdout.write("connection\n");
-    sock.on("error", () => undefined);
-    sock.write("220 slow.example ESMTP\r\n");
-    let buf = "";
-    let data = false;
-    sock.on("data", (c: Buffer) => {
-      buf += c.toString("latin1");
-      for (;;) {
-        if (data) {
-          const end = buf.indexOf("\r\n.\r\n");
-          if (end < 0) return;
-          buf = buf.slice(end + 5);
-          data = false;
-          process.stdout.write("got\n");
-          sock.write("250 ok\r\n");
-          continue;
-        }
-        const eol = buf.indexOf("\r\n");
-        if (eol < 0) return;
-        const verb = buf.slice(0, 4).toUpperCase();
-        buf = buf.slice(eol + 2);
-        if (verb === "DATA") { data = true; sock.write("354 go on\r\n"); } else if (verb === "QUIT") sock.end("221 bye\r\n"); else sock.write("250 ok\r\n");
-      }
-    });
+  const relay = await rawRelay({
+    backlog: 1,
+    onConnection: () => process.stdout.write("connection\n"),
+    afterDot: (sock) => { process.stdout.write("got\n"); sock.write("250 ok\r\n"); },
   });
-  server.listen({ port: 0, host: "127.0.0.1", backlog: 1 }, () => {
-    const addr = server.address() as net.AddressInfo;
-    process.stdout.write(`port ${addr.port}\n`); // synchronous on a Linux pipe
-    // Nothing is accepted until the parent writes a line: the fillers' connections stay in the backlog.
-    readSync(0, Buffer.alloc(16));
-  });
+  process.stdout.write(`port ${relay.port}\n`); // synchronous on a Linux pipe
+  // Nothing is accepted until the parent writes a line: the fillers' connections stay in the backlog.
+  readSync(0, Buffer.alloc(16));
 }
