@@ -14,6 +14,7 @@ import type { Logger } from "../common/logger.js";
 import type { Metrics } from "../common/metrics.js";
 import { composeStructured, prepareRaw, structuredRecipients } from "./compose.js";
 import { checkMime } from "./mime.js";
+import { createAdmission } from "../common/admission.js";
 import { pendingEvent } from "./status.js";
 
 /** What `mail.submit` needs. */
@@ -56,6 +57,11 @@ export const SUBMIT_MAX_BYTES_IN_FLIGHT = 128 * 1024 * 1024;
 
 /** The largest request that can carry a mail of `maxMessageBytes`: base64 inflates by 4/3, plus room for the JSON around it. */
 export const maxRequestBytesFor = (maxMessageBytes: number): number => Math.ceil(maxMessageBytes * 1.37) + 64 * 1024;
+
+/** Refuses, before decoding it, a request larger than one carrying a mail of `maxMessageBytes` can be. @throws FenError MESSAGE_TOO_LARGE */
+export function checkRequestSize(length: number, maxMessageBytes: number): void {
+  if (length > maxRequestBytesFor(maxMessageBytes)) tooLarge(Math.floor(length / 1.37), maxMessageBytes);
+}
 
 /** The mail of an idempotency key and its PendingProcessing event (any age), if it was stored. */
 async function byKey(jsm: JetStreamManager, mailId: MailId): Promise<{ mailId: MailId; first: MailEvent | undefined }> {
@@ -115,8 +121,10 @@ async function firstContentHash(deps: SubmitDeps, mailId: MailId): Promise<strin
  * window).
  */
 export function createSubmitHandler(deps: SubmitDeps, opts: SubmitOptions): (data: Uint8Array) => Promise<SubmitReply> {
-  const maxRequestBytes = maxRequestBytesFor(opts.maxMessageBytes);
-  let inFlight = { requests: 0, bytes: 0 };
+  // Submissions wait for the object store and JetStream, so a flood of large ones piles up in memory
+  // (1.6 GB for 40 of 8 MB in a probe): past the bytes in flight a request is answered BUSY at once.
+  const admit = createAdmission({ maxBytes: opts.maxBytesInFlight ?? SUBMIT_MAX_BYTES_IN_FLIGHT },
+    (requests, bytes) => `this gateway is storing ${requests} submissions (${bytes} request bytes); retry with the same idempotency key shortly`);
   const submitOne = async (data: Uint8Array): Promise<SubmitReply> => {
     const req: SubmitRequest = Codecs.submitRequest.decode(data);
     const mail = req.mail;
@@ -222,17 +230,7 @@ export function createSubmitHandler(deps: SubmitDeps, opts: SubmitOptions): (dat
     return { kind: "mail.submit.reply", v: 1, mailId, messageId, duplicate: false };
   };
   return async (data) => {
-    if (data.length > maxRequestBytes) tooLarge(Math.floor(data.length / 1.37), opts.maxMessageBytes);
-    // Submissions wait for the object store and JetStream, so a flood of large ones piles up in memory
-    // (1.6 GB for 40 of 8 MB in a probe): past SUBMIT_MAX_BYTES_IN_FLIGHT a request is answered BUSY at once.
-    if (inFlight.requests > 0 && inFlight.bytes + data.length > (opts.maxBytesInFlight ?? SUBMIT_MAX_BYTES_IN_FLIGHT)) {
-      throw new FenError("BUSY", `this gateway is storing ${inFlight.requests} submissions (${inFlight.bytes} request bytes); retry with the same idempotency key shortly`);
-    }
-    inFlight = { requests: inFlight.requests + 1, bytes: inFlight.bytes + data.length };
-    try {
-      return await submitOne(data);
-    } finally {
-      inFlight = { requests: inFlight.requests - 1, bytes: inFlight.bytes - data.length };
-    }
+    checkRequestSize(data.length, opts.maxMessageBytes);
+    return admit(data.length, () => submitOne(data));
   };
 }

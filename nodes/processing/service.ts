@@ -11,8 +11,9 @@ import type { Clock } from "../common/clock.js";
 import type { Logger } from "../common/logger.js";
 import type { MailStateStore } from "../common/mail-state.js";
 import { serveEndpoint } from "../common/rpc.js";
+import { createAdmission } from "../common/admission.js";
 import { isNotFound } from "../common/js-errors.js";
-import { checkMime, composeStructured, maxRequestBytesFor, messageIdForPreview, tooLarge } from "../gateway/index.js";
+import { checkMime, checkRequestSize, composeStructured, messageIdForPreview, tooLarge } from "../gateway/index.js";
 import type { MailClassifier } from "./classifier.js";
 
 export const PROCESSING_VERSION = "0.1.0";
@@ -63,16 +64,12 @@ export async function startProcessingService(deps: ProcessingServiceDeps): Promi
     name: Names.processingService, version: PROCESSING_VERSION, description: "FastEmailNet classification, queue and quarantine",
   });
 
-  const maxRequestBytes = maxRequestBytesFor(deps.maxMessageBytes);
-  let classifying = { requests: 0, bytes: 0 };
+  const admit = createAdmission({ maxBytes: CLASSIFY_MAX_BYTES_IN_FLIGHT, maxRequests: CLASSIFY_MAX_IN_FLIGHT },
+    (requests, bytes) => `this node is scoring ${requests} mails (${bytes} request bytes); retry shortly`);
   serveEndpoint(service, { name: "classify", subject: ServiceSubjects.classify }, async (data) => {
     // The checks a submission gets (size, MIME), so the answer is about a mail the gateway would take.
-    if (data.length > maxRequestBytes) tooLarge(Math.floor(data.length / 1.37), deps.maxMessageBytes);
-    if (classifying.requests >= CLASSIFY_MAX_IN_FLIGHT || (classifying.requests > 0 && classifying.bytes + data.length > CLASSIFY_MAX_BYTES_IN_FLIGHT)) {
-      throw new FenError("BUSY", `this node is scoring ${classifying.requests} mails (${classifying.bytes} request bytes); retry shortly`);
-    }
-    classifying = { requests: classifying.requests + 1, bytes: classifying.bytes + data.length };
-    try {
+    checkRequestSize(data.length, deps.maxMessageBytes);
+    return admit(data.length, async () => {
       const req = Codecs.classifyRequest.decode(data);
       let raw: Buffer;
       if ("raw" in req.mail) {
@@ -88,9 +85,7 @@ export async function startProcessingService(deps: ProcessingServiceDeps): Promi
       const flagged = score >= deps.quarantineThreshold;
       const reply: ClassifyReply = { kind: "mail.classify.reply", v: 1, score, verdict: flagged ? "spam" : "ham", flagged, modelVersion: deps.classifier.version };
       return Codecs.classifyReply.encode(reply);
-    } finally {
-      classifying = { requests: classifying.requests - 1, bytes: classifying.bytes - data.length };
-    }
+    });
   }, log);
 
   /**
