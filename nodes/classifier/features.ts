@@ -212,10 +212,9 @@ export class FeatureExtractor {
     for (const u of textUrls(plainText, 64)) urls.push(u);
     const uw = this.config.urlPathWeight ?? 0;
     if (uw > 0) {
-      const pathTokens: string[] = [];
-      for (const raw of urls.slice(0, 64)) urlPathTokens(raw, pathTokens);
       this.wordStart = this.n;
-      for (const t of pathTokens) this.token(t, NS_URL_PATH ^ salt, 1);
+      const emit = (t: string) => this.token(t, NS_URL_PATH ^ salt, 1);
+      for (let i = 0; i < Math.min(64, urls.length); i++) urlPathTokens(urls[i]!, emit);
       this.normaliseWords(uw);
     }
     const hosts = new Set<string>();
@@ -346,15 +345,11 @@ export class FeatureExtractor {
     this.prev = h;
   }
 
+  /** Scales the features since `wordStart` (±1 each, or ±(1 + ln tf) with `tf: "log"`) to L2 norm `weight`. */
   private normaliseWords(weight = 1): void {
-    this.normalise(weight, this.pos !== undefined);
-  }
-
-  /** Scales the features since `wordStart` (±1 each, or ±(1 + ln tf) with `logTf`) to L2 norm `weight`. */
-  private normalise(weight: number, logTf: boolean): void {
     const count = this.n - this.wordStart;
     if (count === 0) return;
-    if (logTf) {
+    if (this.pos !== undefined) {
       // Hot loop: arrays in locals, 1 + ln(tf) from a table (most counts are small), the sign by comparison
       // (values are never 0); the same numbers as (1 + Math.log(tf)) * Math.sign(value).
       const val = this.val;
@@ -503,7 +498,7 @@ function urlWordShape(w: string): string {
  * extensions, the words of each path segment (ids by shape), the number of
  * query parameters, their names, and whether a value carries an address.
  */
-export function urlPathTokens(raw: string, out: string[]): void {
+function urlPathTokens(raw: string, emit: (token: string) => void): void {
   let u = raw.trim();
   const m = /^([a-z][a-z0-9+.-]*):/i.exec(u);
   const scheme = m ? m[1]!.toLowerCase() : /^www\./i.test(u) ? "http" : "";
@@ -512,7 +507,7 @@ export function urlPathTokens(raw: string, out: string[]): void {
   u = u.replace(/^\/+/, "");
   const slash = u.search(/[/?#]/);
   if (slash < 0) {
-    out.push("path:none");
+    emit("path:none");
     return;
   }
   let rest = u.slice(slash);
@@ -522,7 +517,7 @@ export function urlPathTokens(raw: string, out: string[]): void {
   const path = q >= 0 ? rest.slice(0, q) : rest;
   const query = q >= 0 ? rest.slice(q + 1) : "";
   const segs = path.split("/").filter((x) => x.length > 0);
-  out.push("depth:" + Math.min(segs.length, 5));
+  emit("depth:" + Math.min(segs.length, 5));
   for (const seg0 of segs.slice(0, 8)) {
     let seg = seg0.toLowerCase();
     if (seg.includes("%")) {
@@ -534,25 +529,25 @@ export function urlPathTokens(raw: string, out: string[]): void {
     }
     const dot = seg.lastIndexOf(".");
     if (dot > 0 && seg.length - dot <= 5) {
-      out.push("ext:" + seg.slice(dot + 1));
+      emit("ext:" + seg.slice(dot + 1));
       seg = seg.slice(0, dot);
     }
-    if (seg.startsWith("~")) out.push("tilde");
+    if (seg.startsWith("~")) emit("tilde");
     for (const w of seg.split(/[^a-z0-9]+/)) {
       const s = urlWordShape(w);
-      if (s.length > 1) out.push("seg:" + s);
+      if (s.length > 1) emit("seg:" + s);
     }
   }
   if (query) {
     const parts = query.split(/[&;]/).slice(0, 16);
-    out.push("nq:" + Math.min(parts.length, 5));
+    emit("nq:" + Math.min(parts.length, 5));
     for (const p of parts) {
       const eq = p.indexOf("=");
       const name = (eq >= 0 ? p.slice(0, eq) : p).toLowerCase();
       const value = eq >= 0 ? p.slice(eq + 1) : "";
-      out.push("q:" + urlWordShape(name));
-      if (value.includes("@") || value.includes("%40")) out.push("q:email-value");
-      else if (value) out.push("qv:" + urlWordShape(value.toLowerCase()).slice(0, 1 + (/^#/.test(urlWordShape(value)) ? 8 : 0)));
+      emit("q:" + urlWordShape(name));
+      if (value.includes("@") || value.includes("%40")) emit("q:email-value");
+      else if (value) emit("qv:" + urlWordShape(value.toLowerCase()).slice(0, 1 + (/^#/.test(urlWordShape(value)) ? 8 : 0)));
     }
   }
 }
