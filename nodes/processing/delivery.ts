@@ -88,7 +88,7 @@ export function connectNoDelay(host: string, port: number, timeoutMs: number): C
       if (!err && mark.fenAbandoned) {
         // Its mail was given up at the transaction deadline while this connection opened.
         socket!.destroy();
-        callback(Object.assign(new Error("connection given up at the transaction deadline"), { code: "ECONNECTION" }));
+        callback(givenUp());
         return;
       }
       if (err) callback(err);
@@ -107,10 +107,13 @@ export function connectNoDelay(host: string, port: number, timeoutMs: number): C
     socket.once("connect", () => finish(null, socket));
     mark.fenCancel = () => {
       socket.destroy();
-      finish(Object.assign(new Error("connection given up at the transaction deadline"), { code: "ECONNECTION" }));
+      finish(givenUp());
     };
   };
 }
+
+/** The failure of a connect whose mail was given up at the transaction deadline (classified as ECONNECTION). */
+const givenUp = () => Object.assign(new Error("connection given up at the transaction deadline"), { code: "ECONNECTION" });
 
 /**
  * What of nodemailer 6.10's pool this module reaches into (not public API;
@@ -166,8 +169,9 @@ const resourceOf = (pool: PoolInternals, raw: unknown) =>
  * content was going out, so if no reply to the final "." came, the relay
  * may have it. Before 354 the relay cannot have taken the mail.
  */
-const inDataPhase = (pool: PoolInternals, raw: unknown): boolean =>
-  String(resourceOf(pool, raw)?.connection?.lastServerResponse || "").startsWith("354");
+const sentWhole = (connection: PoolConnection | undefined): boolean =>
+  String(connection?.connection?.lastServerResponse || "").startsWith("354");
+const inDataPhase = (pool: PoolInternals, raw: unknown): boolean => sentWhole(resourceOf(pool, raw));
 
 /**
  * Frees the pool slot of a connection whose `getSocket` failed. nodemailer
@@ -199,7 +203,7 @@ function abandon(pool: PoolInternals, raw: unknown): boolean {
   const resource = resourceOf(pool, raw);
   const socket = resource?.connection?._socket;
   if (socket) {
-    const inData = inDataPhase(pool, raw);
+    const inData = sentWhole(resource);
     (socket.socket ?? socket).destroy();
     return inData;
   }

@@ -89,11 +89,6 @@ export async function startProcessingService(deps: ProcessingServiceDeps): Promi
   }, log);
 
   /**
-   * `mail.queue`: one page of MAIL_WORK, oldest first, each mail with its
-   * state record (a mail no node has claimed yet is PendingProcessing). A
-   * snapshot: a mail settled while the page is read shows its final state.
-   */
-  /**
    * One page of a stream of work items (MAIL_WORK, MAIL_QUARANTINE), oldest
    * first from sequence `after` + 1: each item with its mail's state record
    * (read at once), how many items there are from the first one on, and

@@ -13,8 +13,6 @@ export type Outcome =
    * `inDoubt`: the whole message had gone out when the attempt failed (the
    * connection broke or timed out waiting for the reply to the final "."):
    * the relay may have taken it, so a retry may deliver it twice.
-   */
-  /**
    * `stopped`: the node gave the attempt up as it stopped (its drain
    * deadline), not the relay: retried at once elsewhere, never a mail's last
    * attempt.
