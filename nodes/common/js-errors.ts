@@ -1,4 +1,5 @@
 import { JetStreamApiError, JetStreamError } from "@nats-io/jetstream";
+import type { JetStreamManager, StoredMsg } from "@nats-io/jetstream";
 import { TimeoutError } from "@nats-io/nats-core";
 
 /** JetStream API error codes meaning "no such stream / consumer / message". */
@@ -47,4 +48,16 @@ export function isNoPlacement(err: unknown): boolean {
  */
 export function isRequestTimeout(err: unknown): boolean {
   return err instanceof TimeoutError;
+}
+
+/**
+ * The first message of `stream` on `subject` (a filter may hold wildcards), or null. A Direct Get with
+ * `next_by_subj` from sequence 1 (not `last_by_subj`): the request goes to the stream's Direct Get subject
+ * itself, which every role that reads the stream has.
+ */
+export async function firstBySubject(jsm: JetStreamManager, stream: string, subject: string): Promise<StoredMsg | null> {
+  return jsm.direct.getMessage(stream, { seq: 1, next_by_subj: subject }).catch((err: unknown) => {
+    if (isNotFound(err)) return null;
+    throw err;
+  });
 }

@@ -4,7 +4,7 @@ import type { MailEvent, StatusReply } from "../../protocol/index.js";
 
 type LedgerReceiptRef = NonNullable<StatusReply["ledger"]>[number];
 import type { MailStateStore } from "../common/mail-state.js";
-import { isNotFound } from "../common/js-errors.js";
+import { firstBySubject, isNotFound } from "../common/js-errors.js";
 
 /**
  * Reads every life-cycle event of one mail, in stream order, with batched
@@ -35,15 +35,8 @@ export async function readHistory(jsm: JetStreamManager, mailId: string): Promis
  * work item and this event (see MailStateStore).
  */
 export async function pendingEvent(jsm: JetStreamManager, mailId: string): Promise<MailEvent | undefined> {
-  try {
-    // next_by_subj from 1 (not last_by_subj): the request goes to the stream's
-    // Direct Get subject itself, which the gateway's role already has.
-    const m = await jsm.direct.getMessage(Names.eventsStream, { seq: 1, next_by_subj: eventSubject(mailId, "PendingProcessing") });
-    return m ? Codecs.mailEvent.decode(m.data) : undefined;
-  } catch (err) {
-    if (isNotFound(err)) return undefined;
-    throw err;
-  }
+  const m = await firstBySubject(jsm, Names.eventsStream, eventSubject(mailId, "PendingProcessing"));
+  return m ? Codecs.mailEvent.decode(m.data) : undefined;
 }
 
 /**

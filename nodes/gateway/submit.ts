@@ -7,7 +7,7 @@ import {
   workSubject,
 } from "../../protocol/index.js";
 import type { BodyRef, Envelope, MailEvent, MailId, SubmitReply, SubmitRequest, WorkItem } from "../../protocol/index.js";
-import { isDuplicateInProcess, isNotFound } from "../common/js-errors.js";
+import { firstBySubject, isDuplicateInProcess } from "../common/js-errors.js";
 import type { Clock } from "../common/clock.js";
 import type { MailStateStore } from "../common/mail-state.js";
 import type { Logger } from "../common/logger.js";
@@ -99,10 +99,7 @@ async function firstContentHash(deps: SubmitDeps, mailId: MailId): Promise<strin
   for (let i = 0; i < 20; i++) {
     const event = await pendingEvent(deps.jsm, mailId);
     if (event) return event.detail.contentSha256;
-    const item = await deps.jsm.direct.getMessage(Names.workStream, { seq: 1, next_by_subj: workSubject(mailId) }).catch((err: unknown) => {
-      if (isNotFound(err)) return null;
-      throw err;
-    });
+    const item = await firstBySubject(deps.jsm, Names.workStream, workSubject(mailId));
     if (item) return Codecs.workItem.decode(item.data).contentSha256;
     await new Promise((r) => setTimeout(r, 100));
   }

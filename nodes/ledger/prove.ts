@@ -7,7 +7,7 @@ import {
   createReceipt, createTileHashReader, decodeEntry, ledgerErrorCode, parseCheckpoint, proveConsistency, proveInclusion,
 } from "../../ledger/index.js";
 import type { LedgerStore, Stored } from "./store.js";
-import { isNotFound } from "../common/js-errors.js";
+import { firstBySubject } from "../common/js-errors.js";
 
 const b64 = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("base64");
 
@@ -39,13 +39,7 @@ async function requireTip(store: LedgerStore): Promise<Stored<LedgerBlockRef>> {
 
 /** Whether MAIL_EVENTS holds any event of a mail (a Direct Get of its first one). */
 export function eventsProbe(jsm: JetStreamManager): (mailId: string) => Promise<boolean> {
-  return async (mailId) => {
-    const m = await jsm.direct.getMessage(Names.eventsStream, { seq: 1, next_by_subj: mailEventsFilter(mailId) }).catch((err: unknown) => {
-      if (isNotFound(err)) return null;
-      throw err;
-    });
-    return m !== null;
-  };
+  return async (mailId) => (await firstBySubject(jsm, Names.eventsStream, mailEventsFilter(mailId))) !== null;
 }
 
 /** `ledger.head`: the latest complete block's signed checkpoint. */
