@@ -106,7 +106,7 @@ it("mail.classify refuses what mail.submit refuses: over the size limit, not a m
   await expect(classify(structured("big", { text }).mail)).rejects.toMatchObject({ code: "MESSAGE_TOO_LARGE" });
 });
 
-it("mail.classify answers a burst of large requests with scores or BUSY, never by silence", async () => {
+it("mail.classify, with a classifier that awaits (the rule classifier here), answers requests past its in-flight limit BUSY at once and scores the rest", async () => {
   const envelope = { from: "a@example.org", to: ["b@example.net"] };
   const raw = Buffer.concat([Buffer.from("From: a@example.org\r\nSubject: SLOW burst\r\n\r\n"), Buffer.alloc(5 * 1024 * 1024, "word ")]).toString("base64");
   let open = () => undefined as void;
