@@ -1,5 +1,5 @@
 /** Writes CONFIG.md from the key tables: `npm run docs:config > nodes/config/CONFIG.md`. */
-import { ConfigTables } from "./index.js";
+import { ConfigTables, CrossKeyRules } from "./index.js";
 const seen = new Set<string>();
 let out = `# Configuration
 
@@ -20,4 +20,6 @@ for (const [role, table] of Object.entries(ConfigTables)) {
   }
   out += role === "gateway" ? "\nThe first nine keys (NATS, node name, log level, HTTP, replicas) are common to every role.\n\n" : "\n";
 }
+out += "## Rules between keys\n\nChecked at start-up once every key is valid on its own (`CONFIG_INVALID`, naming the first key):\n\n";
+for (const rule of CrossKeyRules) out += `- ${rule.doc}\n`;
 process.stdout.write(out);

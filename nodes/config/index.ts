@@ -1,6 +1,6 @@
 /** Node configuration: one schema per role, validated and frozen at start-up. */
-export { CommonKeys, GatewayKeys, ProcessingKeys, LedgerKeys, ConfigTables } from "./schema.js";
-export type { KeySpec } from "./schema.js";
+export { CommonKeys, GatewayKeys, ProcessingKeys, LedgerKeys, ConfigTables, CrossKeyRules } from "./schema.js";
+export type { CrossKeyRule, KeySpec } from "./schema.js";
 export { loadConfig } from "./load.js";
 export type { ConfigOf } from "./load.js";
 import type { ConfigOf } from "./load.js";

@@ -85,5 +85,37 @@ export const LedgerKeys = {
   ledgerBatchMs: { env: "FEN_LEDGER_BATCH_MS", schema: int(1, 60_000).default(250), doc: "Longest a block stays open." },
 } as const satisfies Record<string, KeySpec>;
 
+/**
+ * A rule between keys, which no single key's schema can check. `loadConfig`
+ * applies it to every table that holds all of `keys`, once each of them is
+ * valid on its own; `check` returns what is wrong (reported as `field`), or
+ * undefined. CONFIG.md lists these rules.
+ */
+export interface CrossKeyRule {
+  readonly keys: readonly string[];
+  readonly field: string;
+  readonly doc: string;
+  readonly check: (config: Readonly<Record<string, unknown>>) => string | undefined;
+}
+
+export const CrossKeyRules: readonly CrossKeyRule[] = [
+  {
+    keys: ["smtpTransactionTimeoutMs", "smtpTimeoutMs"],
+    field: ProcessingKeys.smtpTransactionTimeoutMs.env,
+    doc: "`FEN_SMTP_TRANSACTION_TIMEOUT_MS` ≥ `FEN_SMTP_TIMEOUT_MS`: a shorter deadline would cut off connections that are still within their own timeouts.",
+    check: (c) => (c.smtpTransactionTimeoutMs as number) < (c.smtpTimeoutMs as number)
+      ? `FEN_SMTP_TRANSACTION_TIMEOUT_MS (${String(c.smtpTransactionTimeoutMs)}) is shorter than FEN_SMTP_TIMEOUT_MS (${String(c.smtpTimeoutMs)})`
+      : undefined,
+  },
+  {
+    keys: ["retryBaseMs", "retryMaxMs"],
+    field: ProcessingKeys.retryMaxMs.env,
+    doc: "`FEN_RETRY_MAX_MS` ≥ `FEN_RETRY_BASE_MS`: the largest retry delay cannot be below the first one.",
+    check: (c) => (c.retryMaxMs as number) < (c.retryBaseMs as number)
+      ? `FEN_RETRY_MAX_MS (${String(c.retryMaxMs)}) is below FEN_RETRY_BASE_MS (${String(c.retryBaseMs)})`
+      : undefined,
+  },
+];
+
 /** Every key table, by node role. */
 export const ConfigTables = { gateway: GatewayKeys, processing: ProcessingKeys, ledger: LedgerKeys } as const;

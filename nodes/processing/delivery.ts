@@ -2,7 +2,6 @@ import net from "node:net";
 import nodemailer from "nodemailer";
 import type { Transporter } from "nodemailer";
 import type SMTPPool from "nodemailer/lib/smtp-pool/index.js";
-import { FenError } from "../../protocol/index.js";
 import type { Envelope } from "../../protocol/index.js";
 import { classifyFailure, recipientRefusals, smtpReplyOf } from "./smtp-outcome.js";
 import type { Outcome } from "./smtp-outcome.js";
@@ -37,22 +36,11 @@ export interface RelayOptions {
   readonly transactionTimeoutMs: number;
 }
 
-/**
- * The relay options of a processing node's configuration.
- *
- * @throws FenError CONFIG_INVALID when the transaction deadline is shorter than the socket timeout (the deadline
- * would cut off connections that are still within their own timeouts).
- */
+/** The relay options of a processing node's configuration (validated by `loadConfig`, cross-key rules included). */
 export function relayOptions(config: {
   smtpHost: string; smtpPort: number; smtpSecure: boolean; smtpRequireTls: boolean; smtpTlsRejectUnauthorized: boolean;
   smtpUser?: string | undefined; smtpPassword?: string | undefined; smtpPoolSize: number; smtpTimeoutMs: number; smtpTransactionTimeoutMs: number;
 }): RelayOptions {
-  if (config.smtpTransactionTimeoutMs < config.smtpTimeoutMs) {
-    const message = `FEN_SMTP_TRANSACTION_TIMEOUT_MS (${config.smtpTransactionTimeoutMs}) is shorter than FEN_SMTP_TIMEOUT_MS (${config.smtpTimeoutMs})`;
-    throw new FenError("CONFIG_INVALID", `invalid configuration: ${message}`, {
-      fields: [{ field: "FEN_SMTP_TRANSACTION_TIMEOUT_MS", code: "CONFIG_INVALID", message }],
-    });
-  }
   return {
     host: config.smtpHost, port: config.smtpPort, secure: config.smtpSecure, requireTls: config.smtpRequireTls,
     tlsRejectUnauthorized: config.smtpTlsRejectUnauthorized, user: config.smtpUser, password: config.smtpPassword,

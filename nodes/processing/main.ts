@@ -12,7 +12,7 @@ import { createWorkLagSampler } from "./lag.js";
 import { jetstreamManager } from "@nats-io/jetstream";
 
 const config = await orExit("processing", () => loadConfig(ProcessingKeys, process.env));
-const relay = await orExit("processing", () => relayOptions(config));
+const relay = relayOptions(config);
 const node = config.nodeName ?? `processing-${process.pid}`;
 const log = createLogger({ level: config.logLevel, node });
 // A missing or corrupt model stops the node here, before it takes any work.

@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { ConfigTables, GatewayKeys, ProcessingKeys, loadConfig } from "../../nodes/config/index.js";
+import { ConfigTables, CrossKeyRules, GatewayKeys, ProcessingKeys, loadConfig } from "../../nodes/config/index.js";
 import type { FenError } from "../../protocol/index.js";
 
 describe("configuration", () => {
@@ -29,6 +29,27 @@ describe("configuration", () => {
   it("takes decimal numbers, and node names with dots (Kubernetes pod names)", () => {
     const c = loadConfig(ProcessingKeys, { FEN_QUARANTINE_THRESHOLD: "0.95", FEN_HTTP_PORT: " 9101 ", FEN_NODE_NAME: "mail.prod-fastemailnet-processing-6f7c9d8b5-x2x7q" });
     expect([c.quarantineThreshold, c.httpPort, c.nodeName]).toEqual([0.95, 9101, "mail.prod-fastemailnet-processing-6f7c9d8b5-x2x7q"]);
+  });
+  it.each([
+    [{ FEN_SMTP_TIMEOUT_MS: "5000", FEN_SMTP_TRANSACTION_TIMEOUT_MS: "2000" }, "FEN_SMTP_TRANSACTION_TIMEOUT_MS", /\(2000\) is shorter than FEN_SMTP_TIMEOUT_MS \(5000\)/],
+    [{ FEN_RETRY_BASE_MS: "60000", FEN_RETRY_MAX_MS: "1000" }, "FEN_RETRY_MAX_MS", /\(1000\) is below FEN_RETRY_BASE_MS \(60000\)/],
+  ])("a rule between keys: %j is CONFIG_INVALID naming %s", (env, field, message) => {
+    expect(() => loadConfig(ProcessingKeys, env)).toThrow(expect.objectContaining({
+      code: "CONFIG_INVALID", fields: [expect.objectContaining({ field, message: expect.stringMatching(message) })],
+    }));
+  });
+  it("rules between keys wait for every key to be valid on its own (one error per bad key, not a second from the rule)", () => {
+    expect(() => loadConfig(ProcessingKeys, { FEN_RETRY_BASE_MS: "soon", FEN_RETRY_MAX_MS: "1" })).toThrow(expect.objectContaining({
+      fields: [expect.objectContaining({ field: "FEN_RETRY_BASE_MS" })],
+    }));
+    expect(loadConfig(ProcessingKeys, { FEN_RETRY_BASE_MS: "1000", FEN_RETRY_MAX_MS: "1000", FEN_SMTP_TIMEOUT_MS: "5000", FEN_SMTP_TRANSACTION_TIMEOUT_MS: "5000" }).retryMaxMs).toBe(1000);
+  });
+  it("every rule between keys names keys of a table (else it would never run) and is in CONFIG.md", () => {
+    const md = readFileSync(new URL("../../nodes/config/CONFIG.md", import.meta.url), "utf8");
+    for (const rule of CrossKeyRules) {
+      expect(Object.values(ConfigTables).some((t) => rule.keys.every((k) => k in t))).toBe(true);
+      expect(md).toContain(rule.doc);
+    }
   });
   it("CONFIG.md documents every key of every role, and no other", () => {
     const md = readFileSync(new URL("../../nodes/config/CONFIG.md", import.meta.url), "utf8");
