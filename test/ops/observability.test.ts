@@ -1,15 +1,19 @@
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { readFile } from "node:fs/promises";
+import path from "node:path";
 import { PassThrough } from "node:stream";
 import { describe, expect, it } from "vitest";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
-import { mailIdFromIdempotencyKey, workSubject } from "../../protocol/index.js";
+import { Names, mailIdFromIdempotencyKey, workSubject } from "../../protocol/index.js";
 import { createLogger } from "../../nodes/common/logger.js";
 import { createMetrics } from "../../nodes/common/metrics.js";
 import type { Actor } from "../../nodes/common/actor.js";
 import { serveHealth } from "../../nodes/common/runtime.js";
 import { GatewayKeys, loadConfig } from "../../nodes/config/index.js";
 import { createWorkLagSampler } from "../../nodes/processing/lag.js";
-import { testLog, until } from "../helpers/system.js";
+import { spawnNode, testLog, until } from "../helpers/system.js";
 import { useProvisionedCluster } from "../helpers/suite.js";
 
 /**
@@ -104,19 +108,50 @@ describe("work consumer lag (fen_work_consumer_pending)", () => {
 describe("/readyz", () => {
   const env = useProvisionedCluster();
 
+  it("a processing node whose FEN_HTTP_PORT is taken exits 1 before it takes any work", async () => {
+    const js = jetstream(env.nc);
+    const jsm = await jetstreamManager(env.nc);
+    const mailId = mailIdFromIdempotencyKey(`port-taken-${Date.now()}`);
+    await js.publish(workSubject(mailId), new TextEncoder().encode("{}"));
+    const taken = createServer();
+    await new Promise<void>((r) => taken.listen(0, "127.0.0.1", () => r()));
+    const port = (taken.address() as AddressInfo).port;
+    const logFile = path.join(env.cluster.dir, "port-taken.log");
+    try {
+      const before = (await jsm.consumers.info(Names.workStream, Names.workConsumer)).delivered.consumer_seq;
+      const child = spawnNode("processing", { FEN_NATS_URLS: env.cluster.urls.join(","), FEN_MODEL_DIR: "none", FEN_HTTP_PORT: String(port) }, logFile);
+      const code = await new Promise<number | null>((r) => child.once("exit", r));
+      expect(code).toBe(1);
+      const log = await readFile(logFile, "utf8");
+      expect(log).toMatch(/"msg":"start failed"/);
+      expect(log).toMatch(/EADDRINUSE/);
+      // Nothing was pulled: the node stopped before its consumer asked for work.
+      const info = await jsm.consumers.info(Names.workStream, Names.workConsumer);
+      expect(info.delivered.consumer_seq).toBe(before);
+      expect(info.num_pending).toBeGreaterThanOrEqual(1);
+    } finally {
+      taken.close();
+      await jsm.streams.purge(Names.workStream, { filter: workSubject(mailId) });
+    }
+  }, 60_000);
+
   it("is 503 while the node's NATS connection is down and reconnecting, 200 again once it is back", async () => {
     // A client of server 0 only, so that killing it disconnects the client (instead of failing over).
     const server = env.cluster.servers[0]!;
     const nc = await connect({ servers: [server.url], ignoreClusterUpdates: true, maxReconnectAttempts: -1, reconnectTimeWait: 200 });
     const actor = { status: () => ({ state: "running" as const }) } as unknown as Actor;
-    const { server: http, port } = await serveHealth({ host: "127.0.0.1", port: 0, actor, nc, metrics: createMetrics({ defaults: false }), log: testLog });
+    const { log, lines } = capture("info");
+    const { server: http, port } = await serveHealth({ host: "127.0.0.1", port: 0, actor, nc, metrics: createMetrics({ defaults: false }), log });
     const readyz = async () => (await fetch(`http://127.0.0.1:${port}/readyz`)).status;
     try {
       expect(await readyz()).toBe(200);
       await env.cluster.kill(0);
       await until("503 while disconnected", async () => (await readyz()) === 503, 15_000, 100);
+      // The node's log says so (a server cutting a node off was otherwise silent there).
+      expect(lines.filter((l) => l["level"] === 40).map((l) => l["msg"])).toContain("disconnected from NATS; reconnecting");
       await env.cluster.restart(0);
       await until("200 after reconnecting", async () => (await readyz()) === 200, 30_000, 200);
+      expect(lines.map((l) => l["msg"])).toContain("reconnected to NATS");
     } finally {
       http.close();
       await nc.close();
