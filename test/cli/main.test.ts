@@ -80,3 +80,22 @@ describe("fastemailnet without a reachable cluster", () => {
     expect(cliTarget(undefined, {})).toEqual({ servers: ["nats://127.0.0.1:4222"] });
   });
 });
+
+describe("fastemailnet as the head of a pipe", () => {
+  it("stops quietly with exit 0 when the reader goes away early (`| head -1`)", async () => {
+    const { spawn } = await import("node:child_process");
+    const file = new URL("../fixtures/classifier/ham-easy-1.eml", import.meta.url).pathname;
+    // ~3,000 result lines: far more than a pipe buffers, so writes go on after the reader has closed.
+    const child = spawn(process.execPath, ["nodes/cli/bin.js", "classify", ...Array<string>(3000).fill(file)], {
+      cwd: new URL("../..", import.meta.url).pathname, stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stderr = "";
+    child.stderr.on("data", (b: Buffer) => { stderr += b.toString(); });
+    const first = await new Promise<string>((resolve) => child.stdout.once("data", (b: Buffer) => resolve(b.toString())));
+    child.stdout.destroy();
+    const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
+    expect(first).toContain("ham-easy-1.eml");
+    expect(stderr).toBe("");
+    expect(code).toBe(0);
+  }, 60_000);
+});
