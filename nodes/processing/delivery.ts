@@ -105,9 +105,11 @@ const givenUp = () => Object.assign(new Error("connection given up at the transa
 
 /**
  * What of nodemailer 6.10's pool this module reaches into (not public API;
- * nodemailer is pinned, and test/processing/delivery.test.ts fails if this
- * stops working): the queue of mails waiting for a connection, and each
- * connection's current mail, last reply and socket. A mail is recognised by
+ * nodemailer is pinned, and test/processing/delivery.test.ts and
+ * pipeline.test.ts fail if this stops working): the queue of mails waiting
+ * for a connection, and each connection's current mail, last reply, socket
+ * and envelope (nodemailer reports RCPT refusals only with a success or an
+ * every-recipient refusal, not with a failure after DATA). A mail is recognised by
  * its `raw` object, unique per `send`.
  */
 interface PoolInternals {
@@ -118,11 +120,16 @@ interface PoolInternals {
 /** A pool connection (nodemailer's PoolResource), with our marks on it. */
 interface PoolConnection extends AbandonMark {
   queueEntry?: { mail?: { data?: { raw?: unknown } } } | false;
-  connection?: { lastServerResponse?: string | false; _socket?: net.Socket & { socket?: net.Socket } };
+  connection?: {
+    lastServerResponse?: string | false; _socket?: net.Socket & { socket?: net.Socket };
+    /** The current transaction's envelope: its recipients refused at RCPT TO so far. */
+    _envelope?: { rejectedErrors?: unknown[] };
+  };
   /** Its socket has been asked for (by the pool, once per connection). */
   fenSocketAsked?: boolean;
   emit(event: "error", err: Error): boolean;
   listenerCount(event: "error"): number;
+  once(event: "error" | "close", listener: () => void): unknown;
 }
 
 /**
@@ -149,8 +156,8 @@ function askingConnection(pool: PoolInternals): PoolConnection | undefined {
 }
 
 /** The pool connection carrying the mail whose `raw` this is, if it has one. */
-const resourceOf = (pool: PoolInternals, raw: unknown) =>
-  pool._connections?.find((c) => c.queueEntry && c.queueEntry.mail?.data?.raw === raw);
+const resourceOf = (connections: Iterable<PoolConnection> | undefined, raw: unknown) =>
+  [...(connections ?? [])].find((c) => c.queueEntry && c.queueEntry.mail?.data?.raw === raw);
 
 /**
  * Whether the relay had answered DATA with 354 on the mail's connection: its
@@ -159,7 +166,6 @@ const resourceOf = (pool: PoolInternals, raw: unknown) =>
  */
 const sentWhole = (connection: PoolConnection | undefined): boolean =>
   String(connection?.connection?.lastServerResponse || "").startsWith("354");
-const inDataPhase = (pool: PoolInternals, raw: unknown): boolean => sentWhole(resourceOf(pool, raw));
 
 /**
  * Frees the pool slot of a connection whose `getSocket` failed. nodemailer
@@ -188,7 +194,7 @@ function abandon(pool: PoolInternals, raw: unknown): boolean {
     pool._queue!.splice(queued, 1);
     return false;
   }
-  const resource = resourceOf(pool, raw);
+  const resource = resourceOf(pool._connections, raw);
   const socket = resource?.connection?._socket;
   if (socket) {
     const inData = sentWhole(resource);
@@ -238,6 +244,13 @@ export function createDelivery(opts: RelayOptions): Delivery {
     maxConnections: opts.poolSize,
     getSocket: (_shared, callback) => {
       const connection = askingConnection(pool);
+      if (connection) {
+        known.add(connection);
+        // A turn later: the mail's callback may still be running (see `known`).
+        const forget = () => setImmediate(() => known.delete(connection));
+        connection.once("close", forget);
+        connection.once("error", forget);
+      }
       connect(connection ?? {}, (err, socket) => {
         callback(err, socket);
         if (err && connection) release(pool, connection, err);
@@ -249,9 +262,17 @@ export function createDelivery(opts: RelayOptions): Delivery {
     socketTimeout: opts.timeoutMs,
     ...(opts.user ? { auth: { user: opts.user, pass: opts.password ?? "" } } : {}),
   };
+  /**
+   * Every pool connection that asked for a socket, until a turn after it
+   * closed or failed. The pool drops a connection whose transaction failed
+   * (a 4xx or 5xx reply) before it calls the mail's callback, which reads
+   * that connection's last reply and envelope.
+   */
+  const known = new Set<PoolConnection>();
   const transport: Transporter<SMTPPool.SentMessageInfo> = nodemailer.createTransport(options);
   const pool = transport.transporter as unknown as PoolInternals;
-  type Result = { readonly info: SMTPPool.SentMessageInfo } | { readonly err: unknown; readonly inData: boolean; readonly gaveUp?: string; readonly stopped?: true };
+  type Result = { readonly info: SMTPPool.SentMessageInfo }
+    | { readonly err: unknown; readonly inData: boolean; readonly refusals?: unknown[]; readonly gaveUp?: string; readonly stopped?: true };
   /** Sends in progress: their `raw` view and how to give each up. */
   const pending = new Map<Buffer, (reason: string, stopped?: true) => void>();
   /** Set by abortAll: the reason every attempt from then on gets. */
@@ -268,7 +289,9 @@ export function createDelivery(opts: RelayOptions): Delivery {
         timer = setTimeout(() => giveUp(`the relay did not finish the transaction within ${opts.transactionTimeoutMs} ms`), opts.transactionTimeoutMs);
         // The callback runs while the pool still knows the mail's connection (and its last reply).
         transport.sendMail({ envelope: { from: envelope.from, to: [...envelope.to] }, raw: body }, (err, info) => {
-          resolve(err ? { err, inData: inDataPhase(pool, body) } : { info });
+          if (!err) return resolve({ info });
+          const connection = resourceOf(known, body);
+          resolve({ err, inData: sentWhole(connection), refusals: connection?.connection?._envelope?.rejectedErrors });
         });
       });
       clearTimeout(timer);
@@ -281,8 +304,11 @@ export function createDelivery(opts: RelayOptions): Delivery {
         return { kind: "transient", reason: result.gaveUp, ...(result.inData ? { inDoubt: true } : {}), ...(result.stopped ? { stopped: true } : {}) };
       }
       const o = classifyFailure(result.err);
+      if (o.kind === "refused") return o;
+      const rejected = recipientRefusals(result.refusals);
+      const withRefusals = rejected.length > 0 ? { ...o, rejected } : o;
       // No reply to the final "." (the connection broke or timed out in the data phase): the relay may have it (RFC 1047).
-      return o.kind === "transient" && !o.smtp && result.inData ? { ...o, inDoubt: true } : o;
+      return withRefusals.kind === "transient" && !o.smtp && result.inData ? { ...withRefusals, inDoubt: true } : withRefusals;
     },
     abortAll(cause) {
       stoppedReason = `the node stopped (${cause}) before this attempt finished`;

@@ -221,20 +221,23 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
    * one by one: accepted ones and those refused for good (5xx at RCPT TO)
    * are done; those refused for now (4xx, e.g. 452 "too many recipients")
    * make the mail Deferred with them as `pending`, and the next attempt
-   * sends to them only. At the last attempt every refusal is final.
+   * sends to them only. A transaction that failed as a whole after some
+   * recipients were refused for good is retried without those. At the last
+   * attempt every refusal is final.
    */
   const record = async (m: JsMsg, cur: Versioned, item: WorkItem, outcome: Outcome, attempt: number, alog: Logger, to: readonly string[]) => {
     const recipients = item.envelope.to;
     const smtp = outcome.smtp ? { smtp: outcome.smtp } : {};
     const sentOrRefused = outcome.kind === "sent" || outcome.kind === "refused" ? outcome : undefined;
-    const rejected = sentOrRefused?.rejected.length ? { rejected: [...sentOrRefused.rejected] } : {};
-    const later = sentOrRefused ? sentOrRefused.rejected.filter((x) => x.transient).map((x) => x.recipient) : [];
+    const refusals = outcome.rejected ?? [];
+    const rejected = refusals.length ? { rejected: [...refusals] } : {};
+    const later = sentOrRefused ? refusals.filter((x) => x.transient).map((x) => x.recipient) : [];
     const retry = outcome.kind === "transient" || later.length > 0;
     // The attempt failed with the whole message out and no reply: the relay may have it, so the retry may deliver it twice.
     const doubt = outcome.kind === "transient" && outcome.inDoubt ? { inDoubt: true } : {};
     // Counted once the outcome is recorded, like the delivered/deferred/bounced counters.
     const countRefused = () => {
-      for (const x of sentOrRefused?.rejected ?? []) deps.metrics.recipientsRefused.inc({ class: x.transient ? "transient" : "permanent" });
+      for (const x of refusals) deps.metrics.recipientsRefused.inc({ class: x.transient ? "transient" : "permanent" });
     };
 
     // Delivery attempts: a mail released from quarantine used some attempt numbers before (its classification).
@@ -258,7 +261,9 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
       const first = sentOrRefused?.rejected.find((x) => x.transient);
       const message = outcome.kind === "transient" ? outcome.reason
         : `${later.length} of ${to.length} recipients refused for now (${first!.recipient}: ${first!.smtp?.response ?? "no reply"})`.slice(0, 500);
-      const pending = later.length > 0 ? { pending: later } : to.length < recipients.length ? { pending: [...to] } : {};
+      const gone = new Set(refusals.filter((x) => !x.transient).map((x) => x.recipient));
+      const rest = later.length > 0 ? later : to.filter((x) => !gone.has(x));
+      const pending = rest.length < recipients.length ? { pending: rest } : {};
       await advanceDurably(m, cur, [{ state: "Deferred", detail: { ...smtp, ...rejected, ...pending, ...doubt, retryAt, error: { code: "SMTP_TRANSIENT", message } } }], recipients, attempt);
       deps.metrics.deferred.inc();
       countRefused();

@@ -15,10 +15,12 @@ export type Outcome =
    * the relay may have taken it, so a retry may deliver it twice.
    * `stopped`: the node gave the attempt up as it stopped (its drain
    * deadline), not the relay: retried at once elsewhere, never a mail's last
-   * attempt.
+   * attempt. `rejected` (here and on "permanent"): recipients the relay had
+   * refused at RCPT TO before the transaction failed as a whole (e.g. 550
+   * for one recipient, then 451 for the message).
    */
-  | { readonly kind: "transient"; readonly smtp?: SmtpReply; readonly reason: string; readonly inDoubt?: boolean; readonly stopped?: true }
-  | { readonly kind: "permanent"; readonly smtp?: SmtpReply; readonly reason: string };
+  | { readonly kind: "transient"; readonly smtp?: SmtpReply; readonly reason: string; readonly inDoubt?: boolean; readonly stopped?: true; readonly rejected?: readonly RecipientRefusal[] }
+  | { readonly kind: "permanent"; readonly smtp?: SmtpReply; readonly reason: string; readonly rejected?: readonly RecipientRefusal[] };
 
 /**
  * How a failure is classified, first matching row wins. A data table (like

@@ -7,7 +7,7 @@ import { Names } from "../../protocol/index.js";
 import type { Actor } from "../../nodes/common/actor.js";
 import { freePort } from "../../nodes/local/nats-cluster.js";
 import { startSmtpSink } from "../../nodes/local/smtp-sink.js";
-import type { RcptResponder, SmtpSink } from "../../nodes/local/smtp-sink.js";
+import type { RcptResponder, Responder, SmtpSink } from "../../nodes/local/smtp-sink.js";
 import { startTestCluster } from "../helpers/cluster.js";
 import type { TestCluster } from "../helpers/cluster.js";
 import { fastemailnet } from "../helpers/cli.js";
@@ -240,8 +240,8 @@ describe("end to end on a real 3-node cluster", () => {
  * none dropped silently, none sent twice.
  */
 describe("per-recipient replies", () => {
-  async function relay(rcpt: RcptResponder) {
-    const sink = await startSmtpSink({ rcpt });
+  async function relay(rcpt: RcptResponder, respond?: Responder) {
+    const sink = await startSmtpSink({ rcpt, ...(respond ? { respond } : {}) });
     sinks.push(sink);
     actors.push(await startProcessing(nc, sink.port));
     return sink;
@@ -292,6 +292,20 @@ describe("per-recipient replies", () => {
     const deferred = st.history.find((e) => e.state === "Deferred");
     expect(deferred?.detail.pending).toEqual(["busy@example.net"]);
     expect(deferred?.detail.rejected?.map((x) => [x.recipient, x.transient])).toEqual([["busy@example.net", true], ["gone@example.net", false]]);
+  });
+
+  it("a recipient refused for good, then 451 for the message: the refusal is recorded and the retry goes to the others only", async () => {
+    const rcpts: string[] = [];
+    const sink = await relay((a) => { rcpts.push(a); return a.startsWith("gone@") ? { code: 550, message: "5.1.1 no such user" } : undefined; },
+      (n) => (n === 1 ? { code: 451, message: "4.3.0 try again later" } : undefined));
+    const r = await submit(nc, structured("rcpt-550-451", { key: "rcpt-550-451", to: ["ok@example.net", "gone@example.net"] }));
+    const st = await until("Sent", async () => { const s = await status(nc, r.mailId); return s.state === "Sent" && s; });
+    expect(deliveries(sink, r.messageId)).toEqual([["ok@example.net"]]);
+    const deferred = st.history.find((e) => e.state === "Deferred");
+    expect(deferred?.detail).toMatchObject({ pending: ["ok@example.net"], smtp: { code: 451 }, error: { code: "SMTP_TRANSIENT" } });
+    expect(deferred?.detail.rejected?.map((x) => [x.recipient, x.transient, x.smtp?.code])).toEqual([["gone@example.net", false, 550]]);
+    // The address refused for good was not tried again.
+    expect(rcpts.filter((a) => a.startsWith("gone@"))).toHaveLength(1);
   });
 
   it("every recipient refused for good: Bounced, each refusal recorded, no retry", async () => {
