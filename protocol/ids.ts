@@ -56,11 +56,6 @@ export function contentIdempotencyKey(contentHash: string, window: number): stri
   return `content:${contentHash}:${window}`;
 }
 
-/** The key a keyless submission had before keys carried their window (still looked up, for retries across the upgrade). */
-export function legacyContentIdempotencyKey(contentHash: string): string {
-  return `content:${contentHash}`;
-}
-
 /**
  * SHA-256 (hex) of a submitted mail's canonical form. Stored with the mail
  * (work item, PendingProcessing event) so that a resubmission under the same

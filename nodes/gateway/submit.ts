@@ -3,7 +3,7 @@ import { JetStreamApiError } from "@nats-io/jetstream";
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import type { ObjectStore } from "@nats-io/obj";
 import {
-  Codecs, DUPLICATE_WINDOW_MS, FenError, INLINE_BODY_LIMIT, Names, contentIdempotencyKey, legacyContentIdempotencyKey, contentSha256, mailIdFromIdempotencyKey, mailboxOf, messageIdFor,
+  Codecs, DUPLICATE_WINDOW_MS, FenError, INLINE_BODY_LIMIT, Names, contentIdempotencyKey, contentSha256, mailIdFromIdempotencyKey, mailboxOf, messageIdFor,
   workSubject,
 } from "../../protocol/index.js";
 import type { BodyRef, Envelope, MailEvent, MailId, SubmitReply, SubmitRequest, WorkItem } from "../../protocol/index.js";
@@ -77,14 +77,12 @@ async function byContent(deps: SubmitDeps, contentHash: string): Promise<{ mailI
   const now = deps.clock.now();
   const window = Math.floor(now / DUPLICATE_WINDOW_MS);
   const recent = (found: { first: MailEvent | undefined }) => found.first !== undefined && now - Date.parse(found.first.at) < DUPLICATE_WINDOW_MS;
-  // Looked up at once. The legacy id: mails submitted before ids carried their window (content:<hash>), whose retry is
-  // still a duplicate. (Two identical submissions racing across a window boundary, neither stored yet, get two ids.)
-  const [previous, legacy, current] = await Promise.all([
+  // Looked up at once. (Two identical submissions racing across a window boundary, neither stored yet, get two ids.)
+  const [previous, current] = await Promise.all([
     byKey(deps.jsm, mailIdFromIdempotencyKey(contentIdempotencyKey(contentHash, window - 1))),
-    byKey(deps.jsm, mailIdFromIdempotencyKey(legacyContentIdempotencyKey(contentHash))),
     byKey(deps.jsm, mailIdFromIdempotencyKey(contentIdempotencyKey(contentHash, window))),
   ]);
-  return recent(previous) ? previous : recent(legacy) ? legacy : current;
+  return recent(previous) ? previous : current;
 }
 
 /**
