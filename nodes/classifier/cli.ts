@@ -8,6 +8,7 @@ import { readFile } from "node:fs/promises";
 import { DEFAULT_THRESHOLD, loadClassifier } from "./classifier.js";
 import type { Classifier } from "./classifier.js";
 import { classifierErrorCode } from "./errors.js";
+import { parseDecimal } from "../common/decimal.js";
 
 /** Streams the command talks to (process.stdout/stderr/stdin in production). */
 export interface ClassifyIo {
@@ -66,7 +67,7 @@ function parseArgs(argv: readonly string[]): Parsed | string {
       if (v === undefined) return `${a} needs a value`;
       if (a === "--model") out.modelDir = v;
       else {
-        const t = /^(\d+(\.\d*)?|\.\d+)$/.test(v) ? Number(v) : NaN; // decimal only: Number("") is 0, Number("0x1") 1
+        const t = parseDecimal(v, "number");
         if (!(t >= 0 && t <= 1)) return `--threshold must be a number in [0, 1], got ${v}`;
         out.threshold = t;
       }

@@ -5,6 +5,7 @@ import { Codecs, FenError, ServiceSubjects, quarantineRequestSubject } from "../
 import type { QuarantineRequest, RecipientRefusal, SubmitRequest } from "../../protocol/index.js";
 import { cliError, connectCli } from "../common/nats.js";
 import { callService } from "../common/rpc.js";
+import { parseDecimal } from "../common/decimal.js";
 
 /** Streams and environment the CLI works with (injected for tests). */
 export interface CliIo {
@@ -149,8 +150,7 @@ async function status(argv: string[], io: CliIo, out: (s: string) => void): Prom
 
 /** `--limit` (1..1000, default 100) and `--after` (a reply's `next`, default 0) of a paged listing. */
 function pageOptions(o: { limit?: string | undefined; after?: string | undefined }, command: string): { limit: number; after: number } {
-  // Decimal digits only: Number() reads "" as 0 and "0x2" as 2.
-  const whole = (s: string) => (/^\d{1,16}$/.test(s) ? Number(s) : NaN);
+  const whole = (s: string) => parseDecimal(s, "integer");
   const limit = o.limit === undefined ? 100 : whole(o.limit);
   const after = o.after === undefined ? 0 : whole(o.after);
   if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new FenError("BAD_REQUEST", `usage: ${command} --limit takes 1..1000`);

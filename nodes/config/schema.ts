@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { parseDecimal } from "../common/decimal.js";
 
 /**
  * Every configuration key of every node, in one table: the environment
@@ -14,14 +15,9 @@ export interface KeySpec<T extends z.ZodTypeAny = z.ZodTypeAny> {
   readonly secret?: boolean;
 }
 
-/**
- * A number written in decimal, as an environment variable holds it.
- * `z.coerce.number` alone takes " " for 0 (and "0x10", "1e1"): a blank
- * FEN_QUARANTINE_THRESHOLD would have quarantined every mail.
- */
-const decimal = (integer: boolean) => z.string().transform((s) => s.trim())
-  .pipe(z.string().regex(integer ? /^-?\d+$/ : /^-?(\d+(\.\d*)?|\.\d+)$/, integer ? "not a decimal integer" : "not a decimal number"))
-  .transform(Number);
+/** A number written in decimal, as an environment variable holds it (see parseDecimal: not `z.coerce.number`). */
+const decimal = (integer: boolean) => z.string().transform((s) => parseDecimal(s.trim(), integer ? "integer" : "number"))
+  .pipe(z.number({ invalid_type_error: integer ? "not a decimal integer" : "not a decimal number" }));
 const int = (min: number, max: number) => z.union([z.number(), decimal(true)]).pipe(z.number().int().min(min).max(max));
 const bool = z.enum(["true", "false", "1", "0"]).transform((v) => v === "true" || v === "1");
 const list = z.string().transform((s) => s.split(",").map((x) => x.trim()).filter(Boolean)).pipe(z.array(z.string().min(1)).min(1));
