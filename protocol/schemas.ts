@@ -263,6 +263,11 @@ export const StatusRecordSchema = z.object({
   updatedAt: z.string().datetime(),
   submittedAt: z.string().datetime(),
   detail: EventDetailSchema.default({}),
+  /**
+   * Attempts that do not count against FEN_MAX_ATTEMPTS: those a node gave
+   * up as it stopped (its drain deadline), not the relay's failures. Absent: 0.
+   */
+  attemptsNotCounted: z.number().int().positive().optional(),
 }).strict();
 export type StatusRecord = z.infer<typeof StatusRecordSchema>;
 

@@ -64,6 +64,8 @@ export interface AdvanceOptions {
    * fails after the swap, the caller's repeat must `republish` the state.
    */
   readonly commitFirst?: boolean;
+  /** This attempt does not count against the mail's attempts (`attemptsNotCounted` goes up by one). */
+  readonly notCounted?: true;
 }
 
 /** Event id `<mailId>.<state>.<attempt>`, also the JetStream Nats-Msg-Id. */
@@ -139,7 +141,10 @@ export function createMailStateStore(deps: { js: JetStreamClient; kv: KV; clock:
       if (!opts.commitFirst) await publishAll();
       const last = steps[steps.length - 1];
       if (!last) return from;
-      const record: StatusRecord = { ...from.record, state: last.state, attempt, updatedAt: at, detail: last.detail ?? {} };
+      const record: StatusRecord = {
+        ...from.record, state: last.state, attempt, updatedAt: at, detail: last.detail ?? {},
+        ...(opts.notCounted ? { attemptsNotCounted: (from.record.attemptsNotCounted ?? 0) + 1 } : {}),
+      };
       let revision: number;
       try {
         const bytes = Codecs.statusRecord.encode(record);

@@ -12,7 +12,7 @@ import type { Classification, EventDetail, WorkItem } from "../../protocol/index
 import type { Actor, ActorStatus } from "../common/actor.js";
 import type { Clock, Random } from "../common/clock.js";
 import type { Logger } from "../common/logger.js";
-import type { MailStateStore, Step, Versioned } from "../common/mail-state.js";
+import type { AdvanceOptions, MailStateStore, Step, Versioned } from "../common/mail-state.js";
 import { createMailStateStore } from "../common/mail-state.js";
 import type { Metrics } from "../common/metrics.js";
 import type { ProcessingConfig } from "../config/index.js";
@@ -194,12 +194,12 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
    * with `working()`, and treats "already recorded" (a write whose reply was
    * lost) as success.
    */
-  const advanceDurably = async (m: JsMsg, from: Versioned, steps: Step[], recipients: readonly string[], attempt: number): Promise<Versioned> => {
+  const advanceDurably = async (m: JsMsg, from: Versioned, steps: Step[], recipients: readonly string[], attempt: number, opts: AdvanceOptions = {}): Promise<Versioned> => {
     let cur = from;
     const target = steps[steps.length - 1]!.state;
     for (let i = 0; ; i++) {
       try {
-        return await state.advance(cur, steps, recipients, attempt);
+        return await state.advance(cur, steps, recipients, attempt, opts);
       } catch (err) {
         if (i >= 40) throw err;
         log.warn({ err: toFenError(err), mailId: cur.record.mailId, attempt, try: i + 1 }, "recording the outcome failed; retrying");
@@ -240,8 +240,9 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
       for (const x of refusals) deps.metrics.recipientsRefused.inc({ class: x.transient ? "transient" : "permanent" });
     };
 
-    // Delivery attempts: a mail released from quarantine used some attempt numbers before (its classification).
-    const tries = attempt - (item.attemptsBefore ?? 0);
+    // Delivery attempts: a mail released from quarantine used some attempt numbers before (its classification),
+    // and attempts a node gave up as it stopped do not count.
+    const tries = attempt - (item.attemptsBefore ?? 0) - (cur.record.attemptsNotCounted ?? 0);
     if (outcome.kind === "sent" && (later.length === 0 || tries >= config.maxAttempts)) {
       await advanceDurably(m, cur, [{ state: "Sent", detail: { ...smtp, ...rejected } }], recipients, attempt);
       deps.metrics.delivered.inc();
@@ -264,7 +265,7 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
       const gone = new Set(refusals.filter((x) => !x.transient).map((x) => x.recipient));
       const rest = later.length > 0 ? later : to.filter((x) => !gone.has(x));
       const pending = rest.length < recipients.length ? { pending: rest } : {};
-      await advanceDurably(m, cur, [{ state: "Deferred", detail: { ...smtp, ...rejected, ...pending, ...doubt, retryAt, error: { code: "SMTP_TRANSIENT", message } } }], recipients, attempt);
+      await advanceDurably(m, cur, [{ state: "Deferred", detail: { ...smtp, ...rejected, ...pending, ...doubt, retryAt, error: { code: "SMTP_TRANSIENT", message } } }], recipients, attempt, stopped ? { notCounted: true } : {});
       deps.metrics.deferred.inc();
       countRefused();
       alog.info({ delay, smtp: outcome.smtp?.code, pending: later.length || undefined }, "deferred");

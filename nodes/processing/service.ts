@@ -212,7 +212,8 @@ export async function startProcessingService(deps: ProcessingServiceDeps): Promi
     if (release) {
       const next = await decide({ state: "PendingProcessing", detail: { reason: `${RELEASED} ${req.reason}` } });
       // Same message id for a repeated release of the same quarantine: queued once.
-      const releasedItem: WorkItem = { ...item, released: true, attemptsBefore: next.record.attempt };
+      // The attempts so far that count (the processor subtracts attemptsNotCounted itself).
+      const releasedItem: WorkItem = { ...item, released: true, attemptsBefore: next.record.attempt - (next.record.attemptsNotCounted ?? 0) };
       await js.publish(workSubject(item.mailId), Codecs.workItem.encode(releasedItem), { msgID: `${item.mailId}.release.${next.record.attempt}` });
       log.info({ mailId: item.mailId, resumed }, "released from quarantine");
     } else {

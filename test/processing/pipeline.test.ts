@@ -224,6 +224,24 @@ describe("end to end on a real 3-node cluster", () => {
     expect(drainMs).toBeLessThan(15_000); // the transaction deadline (10 min) did not hold the drain
   });
 
+  it("an attempt given up at a drain does not count against FEN_MAX_ATTEMPTS", async () => {
+    const silent = await rawRelay({ afterDot: () => undefined });
+    onTestFinished(() => silent.close());
+    const node = await startProcessing(nc, silent.port, { FEN_DRAIN_TIMEOUT_MS: "500", FEN_MAX_ATTEMPTS: "2" });
+    actors.push(node);
+    const r = await submit(nc, structured("drain-count", { key: "drain-count-1" }));
+    await until("the relay has the message", () => silent.received() === 1);
+    await node.drain();
+    // Two attempts allowed and one given up at the drain: a 451 next is the first counted attempt, so a retry follows.
+    const sink = await startSmtpSink({ respond: (n) => (n === 1 ? { code: 451, message: "4.3.0 try again later" } : undefined) });
+    sinks.push(sink);
+    actors.push(await startProcessing(nc, sink.port, { FEN_MAX_ATTEMPTS: "2" }));
+    const st = await until("Sent or Bounced", async () => { const s = await status(nc, r.mailId); return (s.state === "Sent" || s.state === "Bounced") && s; });
+    expect(st.state).toBe("Sent");
+    expect(st.history.filter((e) => e.state === "Deferred").map((e) => e.detail.smtp?.code ?? "stopped")).toEqual(["stopped", 451]);
+    expect(sink.messages).toHaveLength(1);
+  });
+
   it("drops a bounced mail's body object too (only a quarantined mail keeps one)", async () => {
     const { node } = await pipeline(() => ({ code: 550, message: "5.1.1 mailbox unavailable" }));
     const r = await submit(nc, structured("big-bounce", { key: "big-bounce-1", text: "x".repeat(700 * 1024) }));
