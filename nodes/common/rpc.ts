@@ -33,11 +33,25 @@ export function serveEndpoint(
           const h = natsHeaders();
           h.set(Headers.ErrorCode, fe.code);
           const body = Codecs.errorReply.encode({ kind: "error", v: 1, code: fe.code, message: fe.message, fields: [...fe.fields] });
-          msg.respondError(fe.transient ? 503 : 400, `${fe.code}: ${fe.message}`.slice(0, 1000), body, { headers: h });
+          msg.respondError(fe.transient ? 503 : 400, headerText(`${fe.code}: ${fe.message}`), body, { headers: h });
         },
-      );
+      ).catch((e: unknown) => {
+        // A reply that cannot be sent (the connection closed, a payload over max_payload) must not take the node down
+        // with an unhandled rejection: the requester times out and retries.
+        log.error({ err: e, endpoint: spec.name }, "could not send the reply");
+      });
     },
   });
+}
+
+/**
+ * An error message as a header value: NATS refuses CR or LF in a header
+ * (and throws), and messages can quote what a caller sent (an unknown key
+ * "x\ny" of a request), so control characters become spaces.
+ */
+export function headerText(s: string): string {
+  // eslint-disable-next-line no-control-regex
+  return s.replace(/[\x00-\x1f\x7f]+/g, " ").slice(0, 1000);
 }
 
 /**

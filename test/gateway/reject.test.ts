@@ -67,6 +67,9 @@ describe("rejected submissions: stable code, offending field, nothing stored", (
     ["raw with an empty Message-ID", raw("From: a@example.org\r\nMessage-ID:\r\n\r\nhi"), "INVALID_MIME", "mail.raw"],
     ["unknown version", { kind: "mail.submit", v: 9, mail: {} }, "UNSUPPORTED_VERSION", undefined],
     ["not a submit", { hello: "world" }, "BAD_REQUEST", "kind"],
+    // Both once crashed the gateway: the error text quoted the key, and NATS throws on CR/LF in a header.
+    ["quoted in the error: LF in a custom header's name", { ...structured(12), mail: { ...structured(12).mail, headers: { "X-Evil\nBcc": "v@example.com" } } }, "HEADER_INJECTION", undefined],
+    ["quoted in the error: an unknown key with LF in it", { ...structured(13), "x\ny": 1 }, "BAD_REQUEST", undefined],
   ])("%s → %s", async (_name, req, code, field) => {
     const before = await stored();
     const err = await rejected(req);
