@@ -35,8 +35,7 @@ export function isMailId(s: unknown): s is MailId {
 /**
  * Derives the mail id from an idempotency key. The same key always gives the
  * same id, which is what makes a resubmission a duplicate even after the
- * JetStream duplicate window has passed. Keys are namespaced so a caller's
- * key can never collide with a content hash.
+ * JetStream duplicate window has passed.
  */
 export function mailIdFromIdempotencyKey(key: string): MailId {
   const h = createHash("sha256").update("fen/idem/v1\0").update(key, "utf8").digest();
@@ -44,16 +43,19 @@ export function mailIdFromIdempotencyKey(key: string): MailId {
 }
 
 /**
- * The idempotency key used when a request carries none: the mail's
+ * The mail id of a request without idempotency key: from the mail's
  * {@link contentSha256} and the number of the time window (of
  * `DUPLICATE_WINDOW_MS`) it was submitted in. Without a key, identical
  * mails are one mail only for a while (a client retrying), not forever (an
  * alert sent with the same text every day is sent every day). The gateway
  * also checks the previous window's id, so a retry just across a window
- * boundary is still a duplicate.
+ * boundary is still a duplicate. Hashed in its own namespace: no caller's
+ * key (not even "content:<hash>:<window>") gives one of these ids, so no
+ * caller can take the id of another sender's keyless mail.
  */
-export function contentIdempotencyKey(contentHash: string, window: number): string {
-  return `content:${contentHash}:${window}`;
+export function mailIdFromContent(contentHash: string, window: number): MailId {
+  const h = createHash("sha256").update("fen/content/v1\0").update(`${contentHash}:${window}`, "utf8").digest();
+  return base32(h, 26) as MailId;
 }
 
 /**

@@ -5,7 +5,7 @@ export { Headers } from "./headers.js";
 export type { HeaderName } from "./headers.js";
 export { MailStates, MAIL_STATES, TERMINAL_STATES, TRANSITIONS, isTerminal, canTransition } from "./lifecycle.js";
 export type { MailState } from "./lifecycle.js";
-export { isMailId, mailIdFromIdempotencyKey, contentIdempotencyKey, contentSha256, messageIdFor } from "./ids.js";
+export { isMailId, mailIdFromIdempotencyKey, mailIdFromContent, contentSha256, messageIdFor } from "./ids.js";
 export type { MailId } from "./ids.js";
 export {
   ServiceSubjects, StreamSubjects, subjectToken, workSubject, eventSubject, mailEventsFilter,

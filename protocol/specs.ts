@@ -13,7 +13,7 @@ const SECOND_NS = 1_000_000_000;
  * The work stream's duplicate window: a work item published again within
  * it (same Nats-Msg-Id) is not stored twice. It is also how long an
  * identical mail submitted without idempotency key counts as a
- * resubmission (see `contentIdempotencyKey`).
+ * resubmission (see `mailIdFromContent`).
  */
 export const DUPLICATE_WINDOW_MS = 2 * 3600 * 1000;
 

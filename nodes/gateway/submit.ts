@@ -3,7 +3,7 @@ import { JetStreamApiError } from "@nats-io/jetstream";
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import type { ObjectStore } from "@nats-io/obj";
 import {
-  Codecs, DUPLICATE_WINDOW_MS, FenError, INLINE_BODY_LIMIT, Names, contentIdempotencyKey, contentSha256, mailIdFromIdempotencyKey, mailboxOf, messageIdFor,
+  Codecs, DUPLICATE_WINDOW_MS, FenError, INLINE_BODY_LIMIT, Names, contentSha256, mailIdFromContent, mailIdFromIdempotencyKey, mailboxOf, messageIdFor,
   workSubject,
 } from "../../protocol/index.js";
 import type { BodyRef, Envelope, MailEvent, MailId, SubmitReply, SubmitRequest, WorkItem } from "../../protocol/index.js";
@@ -79,8 +79,8 @@ async function byContent(deps: SubmitDeps, contentHash: string): Promise<{ mailI
   const recent = (found: { first: MailEvent | undefined }) => found.first !== undefined && now - Date.parse(found.first.at) < DUPLICATE_WINDOW_MS;
   // Looked up at once. (Two identical submissions racing across a window boundary, neither stored yet, get two ids.)
   const [previous, current] = await Promise.all([
-    byKey(deps.jsm, mailIdFromIdempotencyKey(contentIdempotencyKey(contentHash, window - 1))),
-    byKey(deps.jsm, mailIdFromIdempotencyKey(contentIdempotencyKey(contentHash, window))),
+    byKey(deps.jsm, mailIdFromContent(contentHash, window - 1)),
+    byKey(deps.jsm, mailIdFromContent(contentHash, window)),
   ]);
   return recent(previous) ? previous : current;
 }
@@ -157,7 +157,8 @@ export function createSubmitHandler(deps: SubmitDeps, opts: SubmitOptions): (dat
      */
     const duplicateOf = (stored: string | undefined): SubmitReply => {
       if (stored !== undefined && stored !== contentHash) {
-        throw new FenError("IDEMPOTENCY_CONFLICT", `idempotency key ${JSON.stringify(req.idempotencyKey)} was used for another mail (${mailId}); nothing was stored`, {
+        // Only a caller's key can be reused: a keyless mail's id is its content's (mailIdFromContent).
+        throw new FenError("IDEMPOTENCY_CONFLICT", `idempotency key ${JSON.stringify(req.idempotencyKey ?? "")} was used for another mail (${mailId}); nothing was stored`, {
           fields: [{ field: "idempotencyKey", code: "IDEMPOTENCY_CONFLICT", message: "already used for a different mail" }],
         });
       }

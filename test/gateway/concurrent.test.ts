@@ -1,5 +1,7 @@
 import { expect, it } from "vitest";
+import { Codecs, DUPLICATE_WINDOW_MS, contentSha256 } from "../../protocol/index.js";
 import type { FenError, SubmitReply, SubmitRequest } from "../../protocol/index.js";
+import { canonicalJson } from "../../nodes/gateway/submit.js";
 import { usePipeline } from "../helpers/suite.js";
 import { bodyObjects, startGateway, startProcessing, status, structured, submit, until } from "../helpers/system.js";
 
@@ -42,3 +44,15 @@ it("one key, two different mails at once: one is stored, the other is refused wi
   }
   console.log(`racing reused keys, 10 rounds: ${codes.filter((c) => c === "IDEMPOTENCY_CONFLICT").length} IDEMPOTENCY_CONFLICT, ${codes.filter((c) => c === "STORE_UNAVAILABLE").length} STORE_UNAVAILABLE`);
 }, 120_000);
+
+it("no caller's key takes the id of another sender's keyless mail (not even \"content:<hash>:<window>\")", async () => {
+  const victim = structured("keyless-victim");
+  // What the gateway hashes for a keyless structured mail: its canonical form, defaults applied.
+  const hash = contentSha256(canonicalJson(Codecs.submitRequest.decode(Codecs.submitRequest.encode(victim)).mail));
+  const window = Math.floor(Date.now() / DUPLICATE_WINDOW_MS);
+  const squatter = await submit(p.nc, { ...structured("squatter"), idempotencyKey: `content:${hash}:${window}` });
+  const r = await submit(p.nc, victim);
+  expect(r.duplicate).toBe(false);
+  expect(r.mailId).not.toBe(squatter.mailId);
+  await until("the keyless mail Sent", async () => (await status(p.nc, r.mailId)).state === "Sent", 30_000);
+});

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import {
-  Codecs, ErrorCodes, FenError, eventSubject, isMailId, mailIdFromIdempotencyKey, workSubject, isMailbox,
+  Codecs, ErrorCodes, FenError, eventSubject, isMailId, mailIdFromContent, mailIdFromIdempotencyKey, workSubject, isMailbox,
   canTransition, MAIL_STATES,
 } from "../../protocol/index.js";
 
@@ -27,6 +27,12 @@ describe("subjects", () => {
   it("derives the same mail id from the same idempotency key", () => {
     expect(mailIdFromIdempotencyKey("x")).toBe(mailIdFromIdempotencyKey("x"));
     expect(mailIdFromIdempotencyKey("x")).not.toBe(mailIdFromIdempotencyKey("y"));
+  });
+  it("derives a keyless mail's id in its own namespace: no idempotency key gives it", () => {
+    const h = "ab".repeat(32);
+    expect(isMailId(mailIdFromContent(h, 7))).toBe(true);
+    expect(mailIdFromContent(h, 7)).not.toBe(mailIdFromContent(h, 8));
+    for (const key of [`content:${h}:7`, `${h}:7`, `content:${h}`]) expect(mailIdFromIdempotencyKey(key)).not.toBe(mailIdFromContent(h, 7));
   });
 });
 
