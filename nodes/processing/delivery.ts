@@ -1,3 +1,4 @@
+import { isAscii } from "node:buffer";
 import net from "node:net";
 import nodemailer from "nodemailer";
 import type { Transporter } from "nodemailer";
@@ -288,7 +289,10 @@ export function createDelivery(opts: RelayOptions): Delivery {
         pending.set(body, giveUp);
         timer = setTimeout(() => giveUp(`the relay did not finish the transaction within ${opts.transactionTimeoutMs} ms`), opts.transactionTimeoutMs);
         // The callback runs while the pool still knows the mail's connection (and its last reply).
-        transport.sendMail({ envelope: { from: envelope.from, to: [...envelope.to] }, raw: body }, (err, info) => {
+        // An 8-bit message is declared (BODY=8BITMIME, RFC 6152) when the relay offers 8BITMIME; to one that does not,
+        // it goes as it is (nothing here downgrades it to 7 bit).
+        const eightBit = !isAscii(body);
+        transport.sendMail({ envelope: { from: envelope.from, to: [...envelope.to], ...(eightBit ? { use8BitMime: true } : {}) }, raw: body }, (err, info) => {
           if (!err) return resolve({ info });
           const connection = resourceOf(known, body);
           resolve({ err, inData: sentWhole(connection), refusals: connection?.connection?._envelope?.rejectedErrors });

@@ -39,6 +39,19 @@ describe("SMTP delivery over the no-delay socket", () => {
     expect(sink.messages[0]!.to).toEqual(["b@example.net"]);
   });
 
+  it("declares an 8-bit message with BODY=8BITMIME (RFC 6152) to a relay that offers it, and only such a message", async () => {
+    const r = await rawRelay({});
+    const d = createDelivery(relay(r.port));
+    try {
+      expect((await d.send(envelope, Buffer.from("From: a@example.org\r\nSubject: x\r\n\r\nGrüße\r\n"))).kind).toBe("sent");
+      expect((await d.send(envelope, mail(7))).kind).toBe("sent");
+    } finally {
+      d.close();
+      r.close();
+    }
+    expect(r.lines().filter((l) => l.startsWith("MAIL FROM"))).toEqual(["MAIL FROM:<a@example.org> BODY=8BITMIME", "MAIL FROM:<a@example.org>"]);
+  });
+
   it.each([
     { how: "upgrades with STARTTLS, and requireTls holds", sink: { starttls: true }, client: { requireTls: true } },
     { how: "speaks implicit TLS (port 465 style)", sink: { implicitTls: true }, client: { secure: true } },
