@@ -26,7 +26,17 @@ function fail(why: string): never {
 
 const HEADER_LINE = /^[!-9;-~]+:/;
 
-function splitEntity(text: string): { headers: Map<string, string>; body: string } {
+/**
+ * Fields an entity may have once only (RFC 5322 3.6 for the message, RFC
+ * 2045 for every entity). Readers disagree on which of two they use (the
+ * first or the last Message-ID, From, Content-Type), so a message that has
+ * two would be read differently by the relay, its recipients and us (the
+ * Message-ID in the reply). Bcc is not here: the gateway removes Bcc fields.
+ */
+const ONCE_PER_MESSAGE = new Set(["date", "from", "sender", "reply-to", "to", "cc", "message-id", "in-reply-to", "references", "subject"]);
+const ONCE_PER_ENTITY = new Set(["content-type", "content-transfer-encoding", "mime-version"]);
+
+function splitEntity(text: string, top: boolean): { headers: Map<string, string>; body: string } {
   const m = /\r?\n\r?\n/.exec(text);
   const head = m ? text.slice(0, m.index) : text;
   const body = m ? text.slice(m.index + m[0].length) : "";
@@ -41,6 +51,9 @@ function splitEntity(text: string): { headers: Map<string, string>; body: string
     }
     if (!HEADER_LINE.test(line)) fail(`not a header field: ${JSON.stringify(line.slice(0, 60))}`);
     const name = line.slice(0, line.indexOf(":")).toLowerCase();
+    if (headers.has(name) && (ONCE_PER_ENTITY.has(name) || (top && ONCE_PER_MESSAGE.has(name)))) {
+      fail(`more than one ${line.slice(0, line.indexOf(":"))} field`);
+    }
     current = name;
     headers.set(name, line.slice(line.indexOf(":") + 1).trim());
   }
@@ -56,7 +69,7 @@ function param(value: string, name: string): string | undefined {
 /** Checks one entity (recursively its parts); returns its header fields. */
 function checkEntity(text: string, depth: number, top: boolean): Map<string, string> {
   if (depth > 20) fail("MIME nesting deeper than 20");
-  const { headers, body } = splitEntity(text);
+  const { headers, body } = splitEntity(text, top);
   if (top && headers.size === 0) fail("no header section");
   if (top && !headers.has("from")) fail("no From header field");
   const ctype = (headers.get("content-type") ?? "text/plain").trim();

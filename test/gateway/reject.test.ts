@@ -65,6 +65,9 @@ describe("rejected submissions: stable code, offending field, nothing stored", (
     ["base64 of an impossible length", attach({ filename: "x", content: "abcde" }), "BAD_REQUEST", "mail.attachments.0.content"],
     ["raw with a bare CR (SMTP smuggling)", raw("From: a@example.org\r\n\r\nhi\r.\r\nMAIL FROM:<x@y.z>\r\n"), "INVALID_MIME", "mail.raw"],
     ["raw with an empty Message-ID", raw("From: a@example.org\r\nMessage-ID:\r\n\r\nhi"), "INVALID_MIME", "mail.raw"],
+    ["raw with two Message-ID fields (readers take either)", raw("From: a@example.org\r\nMessage-ID: <one@example.org>\r\nSubject: s\r\nMessage-Id: <two@example.org>\r\n\r\nhi"), "INVALID_MIME", "mail.raw"],
+    ["raw with two From fields", raw("From: a@example.org\r\nFrom: ceo@example.org\r\n\r\nhi"), "INVALID_MIME", "mail.raw"],
+    ["raw with a part of two Content-Types", raw("From: a@example.org\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\nContent-Type: text/html\r\n\r\nhi\r\n--b--\r\n"), "INVALID_MIME", "mail.raw"],
     ["unknown version", { kind: "mail.submit", v: 9, mail: {} }, "UNSUPPORTED_VERSION", undefined],
     ["not a submit", { hello: "world" }, "BAD_REQUEST", "kind"],
     // Both once crashed the gateway: the error text quoted the key, and NATS throws on CR/LF in a header.
