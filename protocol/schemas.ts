@@ -28,6 +28,17 @@ const HeaderText = (max: number) => z.string().max(max).superRefine((s, ctx) => 
 });
 
 /**
+ * Whether a header value can be written within RFC 5322's 998-octet lines
+ * after `Name: `: folding breaks only at white space, so an ASCII word
+ * longer than the room left would make a longer line, which relays break
+ * or refuse. (A non-ASCII value becomes encoded words, which are split.)
+ */
+const foldsWithin998 = (nameLength: number, value: string): boolean =>
+  // eslint-disable-next-line no-control-regex
+  !/^[\x00-\x7f]*$/.test(value) || (value.match(/[^ \t]+/g) ?? []).every((w) => nameLength + 2 + w.length <= 998);
+const FOLD_MESSAGE = "has a word too long to fold into a 998-octet header line (RFC 5322 2.1.1)";
+
+/**
  * Header fields the gateway writes from the mail's own fields (or that
  * shape the MIME structure): a custom header of that name would duplicate
  * or contradict them. Compared case-insensitively. (Content-Language,
@@ -109,7 +120,7 @@ export const StructuredMailSchema = z.object({
   cc: z.array(AddressSchema).max(1000).default([]),
   bcc: z.array(AddressSchema).max(1000).default([]),
   replyTo: AddressSchema.optional(),
-  subject: HeaderText(998).default(""),
+  subject: HeaderText(998).refine((v) => foldsWithin998("Subject".length, v), FOLD_MESSAGE).default(""),
   text: z.string().optional(),
   html: z.string().optional(),
   headers: z.record(
@@ -125,7 +136,12 @@ export const StructuredMailSchema = z.object({
       .refine((t) => !/^multipart\//i.test(t), "a multipart type would break the message's own MIME structure"),
     content: Base64,
   }).strict()).max(100).default([]),
-}).strict().superRefine((m, ctx) => limitRecipients([...m.to, ...m.cc, ...m.bcc].map(mailboxOf), ctx));
+}).strict().superRefine((m, ctx) => {
+  limitRecipients([...m.to, ...m.cc, ...m.bcc].map(mailboxOf), ctx);
+  for (const [name, value] of Object.entries(m.headers)) {
+    if (!foldsWithin998(name.length, value)) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["headers", name], message: FOLD_MESSAGE });
+  }
+});
 export type StructuredMail = z.infer<typeof StructuredMailSchema>;
 
 /** A ready RFC 5322 message (base64) with its SMTP envelope. */

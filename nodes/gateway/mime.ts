@@ -4,7 +4,7 @@ import { FenError } from "../../protocol/index.js";
  * Structural checks of a raw RFC 5322/MIME message, done at submission so a
  * broken message is refused with INVALID_MIME before anything is stored.
  * The checks are what a relay would choke on or a reader would misparse:
- * header syntax, a From field, NUL bytes, multipart boundaries that are
+ * header syntax, a From field, NUL bytes, lines of at most 998 octets, once-only fields once, multipart boundaries that are
  * declared and present (recursively), and base64 parts that decode.
  */
 export function checkMime(raw: Buffer): { readonly messageId: string | undefined } {
@@ -13,6 +13,14 @@ export function checkMime(raw: Buffer): { readonly messageId: string | undefined
   // A CR that does not end a line is read as a line end by some relays and
   // not by others: the stuff of SMTP smuggling ("\r.\r\n").
   if (/\r(?!\n)/.test(text)) fail("message contains a CR that is not followed by LF");
+  // RFC 5322 2.1.1: relays break longer lines (which breaks signatures and encodings) or refuse the message.
+  for (let start = 0, line = 1; start < text.length; line++) {
+    const lf = text.indexOf("\n", start);
+    const end = lf < 0 ? text.length : lf;
+    const length = end - start - (text[end - 1] === "\r" ? 1 : 0);
+    if (length > 998) fail(`line ${line} is ${length} octets long; RFC 5322 allows 998 (encode the part as quoted-printable or base64)`);
+    start = end + 1;
+  }
   const headers = checkEntity(text, 0, true);
   const messageId = headers.get("message-id")?.trim();
   // An unusual Message-ID is the sender's to keep; an empty one would make the mail have none.

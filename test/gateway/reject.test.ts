@@ -68,6 +68,9 @@ describe("rejected submissions: stable code, offending field, nothing stored", (
     ["raw with two Message-ID fields (readers take either)", raw("From: a@example.org\r\nMessage-ID: <one@example.org>\r\nSubject: s\r\nMessage-Id: <two@example.org>\r\n\r\nhi"), "INVALID_MIME", "mail.raw"],
     ["raw with two From fields", raw("From: a@example.org\r\nFrom: ceo@example.org\r\n\r\nhi"), "INVALID_MIME", "mail.raw"],
     ["raw with a part of two Content-Types", raw("From: a@example.org\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\nContent-Type: text/html\r\n\r\nhi\r\n--b--\r\n"), "INVALID_MIME", "mail.raw"],
+    ["a subject word too long to fold into 998-octet lines", { ...structured(14), mail: { ...structured(14).mail, subject: "x".repeat(990) } }, "BAD_REQUEST", "mail.subject"],
+    ["a header value word too long to fold", { ...structured(15), mail: { ...structured(15).mail, headers: { "X-Long-Name": "y".repeat(986) } } }, "BAD_REQUEST", "mail.headers.X-Long-Name"],
+    ["raw with a 999-octet line", raw(`From: a@example.org\r\n\r\nok\r\n${"z".repeat(999)}\r\n`), "INVALID_MIME", "mail.raw"],
     ["unknown version", { kind: "mail.submit", v: 9, mail: {} }, "UNSUPPORTED_VERSION", undefined],
     ["not a submit", { hello: "world" }, "BAD_REQUEST", "kind"],
     // Both once crashed the gateway: the error text quoted the key, and NATS throws on CR/LF in a header.
@@ -107,9 +110,18 @@ describe("raw messages as stored for delivery", () => {
     expect(r.messageId).toMatch(/^<.+@.+>$/);
     expect((await storedBytes(r.mailId)).startsWith(`Message-ID: ${r.messageId}\r\n`)).toBe(true);
   });
+  it("accepts a raw message whose longest line is 998 octets, with LF or CRLF line ends", async () => {
+    for (const eol of ["\r\n", "\n"]) {
+      const r = await submit(nc, raw(`From: a@example.org${eol}Subject: ${eol.length}${eol}${eol}${"w".repeat(998)}${eol}${"v".repeat(998)}`));
+      expect(r.duplicate).toBe(false);
+    }
+  });
+
   it("accepts a raw message of exactly the size limit although the gateway adds its Message-ID", async () => {
     const head = "From: a@example.org\r\n\r\n";
-    const r = await submit(nc, raw(`${head}${"z".repeat(64 * 1024 - head.length)}`));
+    const lines = "z".repeat(98) + "\r\n";
+    const fill = 64 * 1024 - head.length;
+    const r = await submit(nc, raw(`${head}${lines.repeat(Math.floor(fill / 100))}${"z".repeat(fill % 100)}`));
     expect((await storedBytes(r.mailId)).length).toBeGreaterThan(64 * 1024);
   });
   it("takes unpadded base64, an unusual Message-ID as the sender wrote it, and Content-Language / Sender headers", async () => {
