@@ -45,7 +45,7 @@ const FOLD_MESSAGE = "has a word too long to fold into a 998-octet header line (
  * Sender and the like are the sender's to set.)
  */
 const RESERVED_HEADERS = new Set([
-  "from", "to", "cc", "bcc", "reply-to", "subject", "date", "message-id", "mime-version", "return-path",
+  "from", "to", "cc", "bcc", "resent-bcc", "reply-to", "subject", "date", "message-id", "mime-version", "return-path",
   "content-type", "content-transfer-encoding", "content-disposition", "content-id",
 ]);
 const isReservedHeader = (name: string) => RESERVED_HEADERS.has(name.toLowerCase());
@@ -125,7 +125,7 @@ export const StructuredMailSchema = z.object({
   html: z.string().optional(),
   headers: z.record(
     z.string()
-      .refine(isHeaderName, { message: "not a header field name", ...coded("HEADER_INJECTION") })
+      .refine((n) => isHeaderName(n) && n !== "__proto__", { message: "not a header field name", ...coded("HEADER_INJECTION") })
       .refine((n) => !isReservedHeader(n), "set by the gateway from the mail's fields (from, to, cc, subject, …) or its MIME structure; not a custom header"),
     HeaderText(998),
   ).default({}),
@@ -138,8 +138,14 @@ export const StructuredMailSchema = z.object({
   }).strict()).max(100).default([]),
 }).strict().superRefine((m, ctx) => {
   limitRecipients([...m.to, ...m.cc, ...m.bcc].map(mailboxOf), ctx);
+  const seen = new Set<string>();
   for (const [name, value] of Object.entries(m.headers)) {
-    if (!foldsWithin998(name.length, value)) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["headers", name], message: FOLD_MESSAGE });
+    const issue = (message: string) => ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["headers", name], message });
+    if (!foldsWithin998(name.length, value)) issue(FOLD_MESSAGE);
+    // nodemailer leaves out a field with an empty value, and writes one of two names differing in case only.
+    if (value.trim() === "") issue("empty: the field would be left out");
+    if (seen.has(name.toLowerCase())) issue("given twice (header names are case-insensitive)");
+    seen.add(name.toLowerCase());
   }
 });
 export type StructuredMail = z.infer<typeof StructuredMailSchema>;

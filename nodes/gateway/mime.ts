@@ -122,17 +122,19 @@ function headerEnd(raw: Buffer): number {
 }
 
 /**
- * `raw` without its Bcc header fields (folded lines included), as
- * sendmail and Postfix's cleanup remove them: the blind copies' addresses
- * are in the envelope, and the header would show them to every recipient.
+ * `raw` without its Bcc and Resent-Bcc header fields (folded lines
+ * included), as sendmail and Postfix's cleanup remove them: the blind
+ * copies' addresses are in the envelope, and the header would show them to
+ * every recipient.
  */
 export function withoutBcc(raw: Buffer): Buffer {
   const end = headerEnd(raw);
   const head = raw.subarray(0, end).toString("latin1");
-  if (!/^bcc[ \t]*:/im.test(head)) return raw;
+  const BCC = /^(resent-)?bcc[ \t]*:/i;
+  if (!/^(resent-)?bcc[ \t]*:/im.test(head)) return raw;
   let dropping = false;
   const kept = head.split(/(?<=\n)/).filter((line) => {
-    if (!/^[ \t]/.test(line)) dropping = /^bcc[ \t]*:/i.test(line);
+    if (!/^[ \t]/.test(line)) dropping = BCC.test(line);
     return !dropping;
   });
   return Buffer.concat([Buffer.from(kept.join(""), "latin1"), raw.subarray(end)]);

@@ -71,6 +71,10 @@ describe("rejected submissions: stable code, offending field, nothing stored", (
     ["a subject word too long to fold into 998-octet lines", { ...structured(14), mail: { ...structured(14).mail, subject: "x".repeat(990) } }, "BAD_REQUEST", "mail.subject"],
     ["a header value word too long to fold", { ...structured(15), mail: { ...structured(15).mail, headers: { "X-Long-Name": "y".repeat(986) } } }, "BAD_REQUEST", "mail.headers.X-Long-Name"],
     ["raw with a 999-octet line", raw(`From: a@example.org\r\n\r\nok\r\n${"z".repeat(999)}\r\n`), "INVALID_MIME", "mail.raw"],
+    ["an empty custom header value (it would be left out)", { ...structured(16), mail: { ...structured(16).mail, headers: { "X-Empty": " " } } }, "BAD_REQUEST", "mail.headers.X-Empty"],
+    ["one custom header name twice, in two cases", { ...structured(17), mail: { ...structured(17).mail, headers: { "X-Dup": "a", "x-dup": "b" } } }, "BAD_REQUEST", "mail.headers.x-dup"],
+    ["a custom Resent-Bcc header", { ...structured(18), mail: { ...structured(18).mail, headers: { "Resent-Bcc": "hidden@example.net" } } }, "BAD_REQUEST", "mail.headers.Resent-Bcc"],
+    ["a custom header named __proto__", JSON.parse(JSON.stringify(structured(19)).replace('"headers":{}', '"headers":{"__proto__":"x"}')) as object, "HEADER_INJECTION", "mail.headers.__proto__"],
     ["unknown version", { kind: "mail.submit", v: 9, mail: {} }, "UNSUPPORTED_VERSION", undefined],
     ["not a submit", { hello: "world" }, "BAD_REQUEST", "kind"],
     // Both once crashed the gateway: the error text quoted the key, and NATS throws on CR/LF in a header.
@@ -133,7 +137,7 @@ describe("raw messages as stored for delivery", () => {
     expect((await submit(nc, { ...s, mail: { ...s.mail, headers: { "Content-Language": "de", Sender: "assistant@example.org" } } })).duplicate).toBe(false);
   });
   it("removes Bcc fields (folded ones too) from a raw message, as sendmail does", async () => {
-    const r = await submit(nc, raw("From: a@example.org\r\nBcc: hidden@example.net,\r\n  other@example.net\r\nSubject: s\r\nbcc: x@example.net\r\n\r\nBcc: in the body stays\r\n", ["rcpt@example.net", "hidden@example.net"]));
+    const r = await submit(nc, raw("From: a@example.org\r\nBcc: hidden@example.net,\r\n  other@example.net\r\nSubject: s\r\nbcc: x@example.net\r\nResent-Bcc: y@example.net\r\n\r\nBcc: in the body stays\r\n", ["rcpt@example.net", "hidden@example.net"]));
     const bytes = await storedBytes(r.mailId);
     expect(bytes).toBe(`Message-ID: ${r.messageId}\r\nFrom: a@example.org\r\nSubject: s\r\n\r\nBcc: in the body stays\r\n`);
     // LF header lines ended by a CRLF blank line: the body's Bcc line stays too.
