@@ -108,7 +108,7 @@ it("mail.classify refuses what mail.submit refuses: over the size limit, not a m
 
 it("mail.classify, with a classifier that awaits (the rule classifier here), answers requests past its in-flight limit BUSY at once and scores the rest", async () => {
   const envelope = { from: "a@example.org", to: ["b@example.net"] };
-  const raw = Buffer.concat([Buffer.from("From: a@example.org\r\nSubject: SLOW burst\r\n\r\n"), Buffer.alloc(5 * 1024 * 1024, "word ")]).toString("base64");
+  const raw = Buffer.concat([Buffer.from("From: a@example.org\r\nSubject: SLOW burst\r\n\r\n"), Buffer.alloc(5 * 1024 * 1024, "word word word\r\n")]).toString("base64");
   let open = () => undefined as void;
   slowGate = new Promise<void>((res) => { open = res; });
   let busy = 0;
