@@ -106,7 +106,8 @@ const limitRecipients = (mailboxes: readonly string[], ctx: z.RefinementCtx): vo
 
 /** SMTP envelope: reverse path and forward paths. */
 export const EnvelopeSchema = z.object({
-  from: Mailbox,
+  /** "" is the null reverse-path `<>`, for bounces and auto-replies (RFC 5321 4.5.5), which must not be bounced. */
+  from: z.union([z.literal(""), Mailbox]),
   to: z.array(Mailbox).max(1000).superRefine((to, ctx) => {
     if (to.length === 0) ctx.addIssue({ code: z.ZodIssueCode.custom, message: "at least one recipient", ...coded("NO_RECIPIENTS") });
   }),

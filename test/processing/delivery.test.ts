@@ -52,6 +52,18 @@ describe("SMTP delivery over the no-delay socket", () => {
     expect(r.lines().filter((l) => l.startsWith("MAIL FROM"))).toEqual(["MAIL FROM:<a@example.org> BODY=8BITMIME", "MAIL FROM:<a@example.org>"]);
   });
 
+  it("sends an empty envelope sender as the null reverse-path MAIL FROM:<>", async () => {
+    const r = await rawRelay({});
+    const d = createDelivery(relay(r.port));
+    try {
+      expect((await d.send({ from: "", to: ["b@example.net"] }, mail(8))).kind).toBe("sent");
+    } finally {
+      d.close();
+      r.close();
+    }
+    expect(r.lines().filter((l) => l.startsWith("MAIL FROM"))).toEqual(["MAIL FROM:<>"]);
+  });
+
   it.each([
     { how: "upgrades with STARTTLS, and requireTls holds", sink: { starttls: true }, client: { requireTls: true } },
     { how: "speaks implicit TLS (port 465 style)", sink: { implicitTls: true }, client: { secure: true } },

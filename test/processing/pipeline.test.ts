@@ -242,6 +242,14 @@ describe("end to end on a real 3-node cluster", () => {
     expect(sink.messages).toHaveLength(1);
   });
 
+  it("sends a raw mail with the null reverse-path (envelope from \"\": MAIL FROM:<>), as a bounce or auto-reply goes", async () => {
+    const { sink } = await pipeline();
+    const raw = Buffer.from("From: MAILER-DAEMON@example.org\r\nSubject: Undelivered Mail\r\n\r\nbounce\r\n").toString("base64");
+    const r = await submit(nc, { kind: "mail.submit", v: 1, mail: { raw, envelope: { from: "", to: ["sender@example.net"] } } });
+    await until("Sent", async () => (await status(nc, r.mailId)).state === "Sent");
+    expect(sink.messages.map((m) => [m.messageId, m.from])).toEqual([[r.messageId, ""]]);
+  });
+
   it("drops a bounced mail's body object too (only a quarantined mail keeps one)", async () => {
     const { node } = await pipeline(() => ({ code: 550, message: "5.1.1 mailbox unavailable" }));
     const r = await submit(nc, structured("big-bounce", { key: "big-bounce-1", text: "x".repeat(700 * 1024) }));
