@@ -80,8 +80,15 @@ export function mailboxOf(a: Address): string {
 }
 
 // Padding may be left out (Node decodes it); a length of 4n+1 cannot be base64 at all (its last character would be lost).
-const Base64 = z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/, "not base64")
-  .refine((s) => s.replace(/=+$/, "").length % 4 !== 1 && (!s.endsWith("=") || s.length % 4 === 0), "not base64: wrong length or padding");
+const Base64 = z.string()
+  // Line breaks as MIME tools write them (`base64` wraps at 76 columns) are taken out; nothing else is.
+  .transform((s) => s.replace(/\r?\n/g, ""))
+  .superRefine((s, ctx) => {
+    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(s)) ctx.addIssue({ code: z.ZodIssueCode.custom, message: "not base64" });
+    else if (s.replace(/=+$/, "").length % 4 === 1 || (s.endsWith("=") && s.length % 4 !== 0)) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, message: "not base64: wrong length or padding" });
+    }
+  });
 
 /**
  * Most distinct recipients (to, cc and bcc together) one submitted mail may

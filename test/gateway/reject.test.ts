@@ -136,6 +136,12 @@ describe("raw messages as stored for delivery", () => {
     const s = structured(11);
     expect((await submit(nc, { ...s, mail: { ...s.mail, headers: { "Content-Language": "de", Sender: "assistant@example.org" } } })).duplicate).toBe(false);
   });
+  it("takes base64 wrapped in lines, as MIME tools write it, for a raw message", async () => {
+    const text = `From: a@example.org\r\nSubject: wrapped\r\n\r\n${"0123456789".repeat(30)}\r\n`;
+    const wrapped = Buffer.from(text).toString("base64").replace(/.{76}/g, "$&\r\n");
+    const r = await submit(nc, { ...raw(""), mail: { ...raw("").mail, raw: wrapped } });
+    expect(await storedBytes(r.mailId)).toBe(`Message-ID: ${r.messageId}\r\n${text}`);
+  });
   it("removes Bcc fields (folded ones too) from a raw message, as sendmail does", async () => {
     const r = await submit(nc, raw("From: a@example.org\r\nBcc: hidden@example.net,\r\n  other@example.net\r\nSubject: s\r\nbcc: x@example.net\r\nResent-Bcc: y@example.net\r\n\r\nBcc: in the body stays\r\n", ["rcpt@example.net", "hidden@example.net"]));
     const bytes = await storedBytes(r.mailId);
