@@ -79,7 +79,9 @@ export async function startSmtpSink(opts: {
       stream.on("end", () => {
         n++;
         const raw = Buffer.concat(chunks);
-        const head = raw.subarray(0, Math.max(0, raw.indexOf("\r\n\r\n"))).toString("latin1");
+        // A message may be all header (no empty line).
+        const blank = raw.indexOf("\r\n\r\n");
+        const head = (blank >= 0 ? raw.subarray(0, blank) : raw).toString("latin1");
         const messageId = /^message-id:\s*(\S+)/im.exec(head)?.[1];
         const scripted = opts.respond?.(n, messageId);
         if (scripted) {

@@ -52,6 +52,18 @@ describe("SMTP delivery over the no-delay socket", () => {
     expect(r.lines().filter((l) => l.startsWith("MAIL FROM"))).toEqual(["MAIL FROM:<a@example.org> BODY=8BITMIME", "MAIL FROM:<a@example.org>"]);
   });
 
+  it("the sink reads the Message-ID of a message that is all header", async () => {
+    const sink = await startSmtpSink();
+    sinks.push(sink);
+    const d = createDelivery(relay(sink.port));
+    try {
+      expect((await d.send(envelope, Buffer.from("From: a@example.org\r\nMessage-ID: <head-only@example.org>\r\n"))).kind).toBe("sent");
+    } finally {
+      d.close();
+    }
+    expect(sink.messages.map((m) => m.messageId)).toEqual(["<head-only@example.org>"]);
+  });
+
   it("sends an empty envelope sender as the null reverse-path MAIL FROM:<>", async () => {
     const r = await rawRelay({});
     const d = createDelivery(relay(r.port));
