@@ -52,7 +52,7 @@ export function relayOptions(config: {
 /**
  * Opens one pool connection's socket, as nodemailer's `getSocket` hook does: hands over an already connected
  * socket (`connection`) or an error. `mark` is that connection's: while the socket opens, `fenCancel` on it
- * closes the socket and fails the connect at once; `fenAbandoned` closes it as it opens.
+ * closes the socket at once and fails the connect in the next turn; `fenAbandoned` closes it as it opens.
  */
 type ConnectFor = (mark: AbandonMark, callback: (err: Error | null, socketOptions?: { connection: net.Socket }) => void) => void;
 
@@ -95,8 +95,11 @@ export function connectNoDelay(host: string, port: number, timeoutMs: number): C
     socket.once("error", onError);
     socket.once("connect", () => finish(null, socket));
     mark.fenCancel = () => {
+      // Closed now, so no SYN retry of a given-up connect goes out once its send has its answer; the failure is
+      // reported in the next turn, after that answer (it calls the mail's callback). A destroyed socket emits
+      // neither "connect" nor "error".
       socket.destroy();
-      finish(givenUp());
+      setImmediate(() => finish(givenUp()));
     };
   };
 }
@@ -139,7 +142,7 @@ interface PoolConnection extends AbandonMark {
  */
 interface AbandonMark {
   fenAbandoned?: boolean;
-  /** While its socket is being opened: give the connect up now (closes the socket, frees the pool slot). */
+  /** While its socket is being opened: give the connect up (closes the socket now, frees the pool slot in the next turn). */
   fenCancel?: () => void;
 }
 
@@ -202,12 +205,11 @@ function abandon(pool: PoolInternals, raw: unknown): boolean {
     (socket.socket ?? socket).destroy();
     return inData;
   }
-  // Still connecting: the connect is given up (after the caller has taken this answer: giving it up calls the
-  // mail's callback), so the mail never goes out and the slot is free at once.
+  // Still connecting: its socket is closed now (before the caller has this answer) and the connect fails in the
+  // next turn, so the mail never goes out and the slot is free.
   if (resource?.fenSocketAsked) {
     resource.fenAbandoned = true;
-    const cancel = resource.fenCancel;
-    if (cancel) setImmediate(cancel);
+    resource.fenCancel?.();
     return false;
   }
   return resource !== undefined;

@@ -141,20 +141,23 @@ describe("SMTP delivery when the relay misbehaves", () => {
   it("a mail given up at the transaction deadline while its connection is still being opened never reaches the relay", async () => {
     const r = await slowAcceptRelay();
     relays.push(r);
-    const d = createDelivery(relay(r.port, { timeoutMs: 15_000, transactionTimeoutMs: 1000 }));
+    const d = createDelivery(relay(r.port, { timeoutMs: 15_000, transactionTimeoutMs: 800 }));
     try {
       const o = await d.send(envelope, mail(350));
-      expect(o).toMatchObject({ kind: "transient", reason: expect.stringMatching(/did not finish the transaction within 1000 ms/) });
+      expect(o).toMatchObject({ kind: "transient", reason: expect.stringMatching(/did not finish the transaction within 800 ms/) });
       expect(o.kind === "transient" && o.inDoubt).toBeFalsy();
-      // The relay starts accepting. The given-up connect was closed at the deadline, so the next mail is the
-      // only one the relay gets. (It should also be the third connection the relay sees, after the two
-      // fillers; one CI run timed out waiting for exactly two, so the counts are not pinned.)
+      // The relay starts accepting. The given-up connect was closed before its send had its answer, so the next
+      // mail opens the third connection the relay sees (after the two fillers) and is the only mail it gets.
+      // This event loop is then held, as a busy machine may hold it, past the given-up connect's first SYN retry
+      // (1 s after it began, so after the 800 ms deadline): had that socket still been open, that SYN would have
+      // found room in the relay's backlog and the relay would have accepted one more connection (one CI run did).
       r.release();
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 400);
       await until("the relay took the fillers", () => r.accepted() >= 2).catch((err: Error) => { throw new Error(`${err.message}; relay said: ${JSON.stringify(r.output())}`); });
       expect((await d.send(envelope, mail(351))).kind).toBe("sent");
       await until("the relay reports it", () => r.received() > 0); // its reports come by a pipe, not the socket
       expect(r.received()).toBe(1);
-      expect(r.accepted()).toBeGreaterThanOrEqual(3);
+      expect(r.output()).toMatch(/^port \d+\nconnection\nconnection\nconnection\ngot\n$/);
     } finally {
       d.close();
     }
