@@ -4,8 +4,10 @@ import { FenError } from "../../protocol/index.js";
  * Structural checks of a raw RFC 5322/MIME message, done at submission so a
  * broken message is refused with INVALID_MIME before anything is stored.
  * The checks are what a relay would choke on or a reader would misparse:
- * header syntax, a From field, NUL bytes, lines of at most 998 octets, once-only fields once, multipart boundaries that are
- * declared and present (recursively), and base64 parts that decode.
+ * header syntax, a From field, NUL bytes, lines of at most 998 octets,
+ * once-only fields (Message-ID, From, Content-Type...) once, multipart
+ * boundaries that are declared and present (recursively), and base64 parts
+ * that decode.
  */
 export function checkMime(raw: Buffer): { readonly messageId: string | undefined } {
   if (raw.includes(0)) fail("message contains NUL bytes");
@@ -131,7 +133,7 @@ export function withoutBcc(raw: Buffer): Buffer {
   const end = headerEnd(raw);
   const head = raw.subarray(0, end).toString("latin1");
   const BCC = /^(resent-)?bcc[ \t]*:/i;
-  if (!/^(resent-)?bcc[ \t]*:/im.test(head)) return raw;
+  if (!new RegExp(BCC.source, "im").test(head)) return raw;
   let dropping = false;
   const kept = head.split(/(?<=\n)/).filter((line) => {
     if (!/^[ \t]/.test(line)) dropping = BCC.test(line);
