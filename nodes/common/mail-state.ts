@@ -66,6 +66,8 @@ export interface AdvanceOptions {
   readonly commitFirst?: boolean;
   /** This attempt does not count against the mail's attempts (`attemptsNotCounted` goes up by one). */
   readonly notCounted?: true;
+  /** The steps' events are stored already (found in MAIL_EVENTS): only the status entry is swapped. */
+  readonly published?: true;
 }
 
 /** Event id `<mailId>.<state>.<attempt>`, also the JetStream Nats-Msg-Id. */
@@ -138,7 +140,7 @@ export function createMailStateStore(deps: { js: JetStreamClient; kv: KV; clock:
       // is the commit point and happens only once every event is stored
       // (or, with commitFirst, before any is).
       const publishAll = () => Promise.all(steps.map((s) => publishEvent(mailId, s.state, attempt, s.detail ?? {}, recipients, at)));
-      if (!opts.commitFirst) await publishAll();
+      if (!opts.commitFirst && !opts.published) await publishAll();
       const last = steps[steps.length - 1];
       if (!last) return from;
       const record: StatusRecord = {
@@ -153,7 +155,7 @@ export function createMailStateStore(deps: { js: JetStreamClient; kv: KV; clock:
         if (isWrongRevision(err)) throw new FenError("STATE_CONFLICT", `mail ${mailId} changed concurrently`, { cause: err });
         throw new FenError("STORE_UNAVAILABLE", `could not record ${last.state} for ${mailId}`, { cause: err });
       }
-      if (opts.commitFirst) await publishAll();
+      if (opts.commitFirst && !opts.published) await publishAll();
       return { record, revision };
     },
 

@@ -119,8 +119,8 @@ export function rolePermissions(): Readonly<Record<NatsRole, NatsPermissions>> {
           ...kvReadWrite(Names.statusBucket), ...objectGetDelete(Names.bodiesBucket),
           // The quarantine service lists, and removes a released or deleted mail.
           jsApi.directGet(Names.quarantineStream), jsApi.msgGet(Names.quarantineStream), jsApi.msgDelete(Names.quarantineStream),
-          // `mail.queue` reads the work items it lists.
-          jsApi.directGet(Names.workStream),
+          // `mail.queue` reads the work items it lists; a mail left in doubt is checked for an outcome event.
+          jsApi.directGet(Names.workStream), jsApi.directGet(Names.eventsStream),
         ],
         deny: ledgerWrites,
       },

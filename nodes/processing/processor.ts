@@ -1,19 +1,20 @@
 import { createHash } from "node:crypto";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { Service } from "@nats-io/services";
-import type { ConsumerMessages, JetStreamClient, JsMsg } from "@nats-io/jetstream";
+import type { ConsumerMessages, JetStreamClient, JetStreamManager, JsMsg } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { Objm } from "@nats-io/obj";
 import type { ObjectStore } from "@nats-io/obj";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { simpleParser } from "mailparser";
-import { Codecs, FenError, Names, isTerminal, quarantineSubject, toFenError } from "../../protocol/index.js";
-import type { Classification, EventDetail, WorkItem } from "../../protocol/index.js";
+import { Codecs, FenError, Names, eventSubject, isTerminal, quarantineSubject, toFenError } from "../../protocol/index.js";
+import type { Classification, EventDetail, MailEvent, WorkItem } from "../../protocol/index.js";
 import type { Actor, ActorStatus } from "../common/actor.js";
 import type { Clock, Random } from "../common/clock.js";
 import type { Logger } from "../common/logger.js";
 import type { AdvanceOptions, MailStateStore, Step, Versioned } from "../common/mail-state.js";
 import { createMailStateStore } from "../common/mail-state.js";
+import { firstBySubject } from "../common/js-errors.js";
 import type { Metrics } from "../common/metrics.js";
 import type { ProcessingConfig } from "../config/index.js";
 import { backoffDelay } from "./backoff.js";
@@ -55,7 +56,9 @@ export type ProcessingNode = Actor;
  * The SMTP boundary is at-least-once: a node killed after the relay's 250
  * and before Sent is recorded leaves the mail DeliveryScheduled; the next
  * delivery sends it again (same bytes, same Message-ID) and marks the
- * attempt `inDoubt`. Nothing is lost; such a mail may arrive twice.
+ * attempt `inDoubt`. Nothing is lost; such a mail may arrive twice. If the
+ * killed node had stored the attempt's Sent (or Bounced) event, which goes
+ * before the status swap, that outcome is recorded and nothing is sent.
  */
 export function createProcessingNode(deps: ProcessingDeps, config: ProcessingConfig): ProcessingNode {
   let status: ActorStatus = { state: "created" };
@@ -69,6 +72,7 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
   const classify = createBatchingClassifier(deps.classifier);
 
   let js: JetStreamClient;
+  let jsm: JetStreamManager;
   let state: MailStateStore;
   let bodies: ObjectStore;
 
@@ -101,6 +105,12 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
     await finish(m);
   };
 
+  /** The Sent or Bounced event of `attempt` of the mail, if one is stored. */
+  const recordedOutcome = async (mailId: string, attempt: number): Promise<MailEvent | undefined> => {
+    const found = await Promise.all((["Sent", "Bounced"] as const).map((s) => firstBySubject(jsm, Names.eventsStream, eventSubject(mailId, s))));
+    return found.map((msg) => msg && Codecs.mailEvent.decode(msg.data)).find((e) => e?.attempt === attempt) ?? undefined;
+  };
+
   const handle = async (m: JsMsg): Promise<void> => {
     let item: WorkItem;
     try {
@@ -131,9 +141,21 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
         const wait = Date.parse(r.detail.retryAt) - deps.clock.now();
         if (wait > 50) { m.nak(wait); return; }
       }
+      const inDoubt = r.state === "DeliveryScheduled";
+      if (inDoubt) {
+        // The node that died may have stored the outcome's event and not yet swapped the status entry (events
+        // go first): that outcome stands, and the mail is not sent again.
+        const outcome = await recordedOutcome(item.mailId, r.attempt);
+        if (outcome) {
+          await state.advance(cur, [{ state: outcome.state, detail: outcome.detail }], recipients, r.attempt, { published: true });
+          (outcome.state === "Sent" ? deps.metrics.delivered : deps.metrics.bounced).inc();
+          mlog.warn({ attempt: r.attempt, state: outcome.state }, "previous attempt's outcome found in its event; recorded, not sending again");
+          await settle(m, item);
+          return;
+        }
+      }
       const attempt = r.attempt + 1;
       const alog = mlog.child({ attempt });
-      const inDoubt = r.state === "DeliveryScheduled";
       if (inDoubt) alog.warn("previous attempt's outcome unknown (node died mid-delivery); sending again");
       const processing: EventDetail = inDoubt ? { inDoubt: true } : {};
 
@@ -286,11 +308,12 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
     status: () => status,
     async start() {
       js = jetstream(deps.nc);
+      jsm = await jetstreamManager(deps.nc);
       const kv = await new Kvm(js).open(Names.statusBucket);
       bodies = await new Objm(js).open(Names.bodiesBucket);
       state = createMailStateStore({ js, kv, clock: deps.clock, node: deps.node });
       service = await startProcessingService({
-        nc: deps.nc, js, jsm: await jetstreamManager(deps.nc), state, bodies, classifier: deps.classifier, clock: deps.clock, log,
+        nc: deps.nc, js, jsm, state, bodies, classifier: deps.classifier, clock: deps.clock, log,
         quarantineThreshold: config.quarantineThreshold, maxMessageBytes: config.maxMessageBytes,
       });
       const consumer = await js.consumers.get(Names.workStream, Names.workConsumer);

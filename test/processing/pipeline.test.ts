@@ -1,9 +1,13 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { nanos } from "@nats-io/nats-core";
-import { jetstreamManager } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
 import { simpleParser } from "mailparser";
-import { Names } from "../../protocol/index.js";
+import { Codecs, Names, eventSubject } from "../../protocol/index.js";
+import type { MailEvent, MailId } from "../../protocol/index.js";
+import { systemClock } from "../../nodes/common/clock.js";
+import { createMailStateStore, eventIdOf } from "../../nodes/common/mail-state.js";
 import type { Actor } from "../../nodes/common/actor.js";
 import { freePort } from "../../nodes/local/nats-cluster.js";
 import { startSmtpSink } from "../../nodes/local/smtp-sink.js";
@@ -248,6 +252,27 @@ describe("end to end on a real 3-node cluster", () => {
     const r = await submit(nc, { kind: "mail.submit", v: 1, mail: { raw, envelope: { from: "", to: ["sender@example.net"] } } });
     await until("Sent", async () => (await status(nc, r.mailId)).state === "Sent");
     expect(sink.messages.map((m) => [m.messageId, m.from])).toEqual([[r.messageId, ""]]);
+  });
+
+  it("a mail left DeliveryScheduled whose Sent event was stored (a node died between the event and the status swap) is recorded Sent, not sent again", async () => {
+    // No node runs: the mail waits in MAIL_WORK while this test plays the node that died.
+    const r = await submit(nc, structured("died-after-sent-event", { key: "died-after-sent-event-1" }));
+    const js = jetstream(nc);
+    const store = createMailStateStore({ js, kv: await new Kvm(js).open(Names.statusBucket), clock: systemClock, node: "victim" });
+    const begun = await store.begin(r.mailId as MailId, new Date().toISOString(), ["rcpt@example.net"]);
+    await store.advance(begun, [{ state: "Processing" }, { state: "Validated" }, { state: "DeliveryScheduled" }], ["rcpt@example.net"], 1);
+    const sent: MailEvent = {
+      kind: "mail.event", v: 1, eventId: eventIdOf(r.mailId, "Sent", 1), mailId: r.mailId as MailId, state: "Sent", attempt: 1,
+      at: new Date().toISOString(), node: "victim", recipients: ["rcpt@example.net"], detail: { smtp: { code: 250, response: "250 ok" } },
+    };
+    await js.publish(eventSubject(r.mailId, "Sent"), Codecs.mailEvent.encode(sent), { msgID: sent.eventId });
+    const { sink } = await pipeline();
+    const st = await until("Sent", async () => { const s = await status(nc, r.mailId); return s.state === "Sent" && s; });
+    expect(st.history.map((e) => `${e.state}#${e.attempt}`)).toEqual(["PendingProcessing#0", "Processing#1", "Validated#1", "DeliveryScheduled#1", "Sent#1"]);
+    expect(st.history.at(-1)?.detail.smtp?.code).toBe(250);
+    // The work item is settled: nothing left for a node, nothing at the relay.
+    await until("work item acked", async () => (await (await jetstreamManager(nc)).consumers.info(Names.workStream, Names.workConsumer)).num_ack_pending === 0);
+    expect(sink.messages).toHaveLength(0);
   });
 
   it("drops a bounced mail's body object too (only a quarantined mail keeps one)", async () => {
