@@ -79,6 +79,12 @@ export async function runUntilSignal(opts: {
   const stop = new Promise<string>((resolve) => {
     process.once("SIGINT", () => resolve("SIGINT"));
     process.once("SIGTERM", () => resolve("SIGTERM"));
+    // Spawned with an IPC channel by a supervisor (npm start): stop as on SIGTERM when it is gone (killed with -9),
+    // instead of running on without it. The channel alone does not keep the process alive.
+    if (process.channel) {
+      process.channel.unref();
+      process.once("disconnect", () => resolve("supervisor gone"));
+    }
   });
   const why = await Promise.race([stop, actor.closed.then(() => "closed")]);
   log.info({ why }, "stopping");

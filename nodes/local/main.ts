@@ -13,6 +13,8 @@ import { startSmtpSink } from "./smtp-sink.js";
 import type { SmtpSink } from "./smtp-sink.js";
 import { randomBytes } from "node:crypto";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { Names, servicePingSubject } from "../../protocol/index.js";
 import { generateNoteKeyPair, parseSignerKey } from "../../ledger/index.js";
 import { systemClock } from "../common/clock.js";
 
@@ -93,29 +95,56 @@ const credsOf = (role: NatsRole): Record<string, string> =>
   passwords ? { FEN_NATS_USER: userOf(role), FEN_NATS_PASSWORD: passwords[role] } : {};
 const say = (s: string) => process.stdout.write(`${s}\n`);
 
+/**
+ * One `npm start` per data folder: two clusters on the same JetStream store
+ * corrupt it (a probe lost an accepted mail that way, after `kill -9` of an
+ * `npm start` left its servers running). The pid file lists this process
+ * and its children; a later start refuses while any of them still runs.
+ */
+const pidFile = path.join(dataDir, "npm-start.pids");
+const ours = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return /nats-server|main\.ts/.test(readFileSync(`/proc/${pid}/cmdline`, "utf8"));
+  } catch {
+    return false;
+  }
+};
+const running = await readFile(pidFile, "utf8").then((t) => (JSON.parse(t) as number[]).filter((pid) => pid !== process.pid && ours(pid)), () => []);
+if (running.length > 0) {
+  say(`another npm start is using ${dataDir}: processes ${running.join(" ")} still run. Stop it (Ctrl-C in its terminal, or kill ${running.join(" ")}) first.`);
+  process.exit(1);
+}
+const pids = new Set<number>([process.pid]);
+const writePids = () => writeFileSync(pidFile, `${JSON.stringify([...pids])}\n`);
+await mkdir(dataDir, { recursive: true });
+writePids();
+
 const cluster = await startCluster({
   binary: path.join(root, ".tools/bin/nats-server"), dir: path.join(dataDir, "nats"), size: 3,
-  ...(natsPort ? { clientPorts: [natsPort, natsPort + 1, natsPort + 2] } : {}), syncInterval: args["sync-interval"],
+  ...(natsPort ? { clientPorts: [natsPort, natsPort + 1, natsPort + 2] } : {}), syncInterval: args["sync-interval"], ownProcessGroup: true,
   // The authorization block names each password as $VAR; the servers get them in their environment.
   ...(passwords ? {
     extraConfig: renderAuthorization(envUsers()),
     env: Object.fromEntries(NatsRoles.map((r) => [passwordEnvOf(r), passwords[r]])),
   } : {}),
 });
+for (const s of cluster.servers) if (s.process?.pid) pids.add(s.process.pid);
+writePids();
 const children: ChildProcess[] = [];
 let sink: SmtpSink | undefined;
 let stopping = false;
 let stoppingSince = 0;
+/** How long the nodes get to drain (the processing nodes' FEN_DRAIN_TIMEOUT_MS is half of it) before they are killed. */
+const NODE_STOP_MS = 20_000;
+/**
+ * Stops the nodes (they drain: in-flight mails are recorded while the
+ * cluster still runs), then the sink and the cluster. Every child runs in a
+ * process group of its own, so a terminal's Ctrl-C reaches only this
+ * process and this order holds.
+ */
 const stopAll = async (code: number) => {
-  if (stopping) {
-    // A second Ctrl-C while stopping: a stuck shutdown must not need kill -9.
-    // (npm delivers a forwarded signal more than once within moments: not a second request.)
-    if (Date.now() - stoppingSince < 1000) return;
-    say("stopping at once (SIGKILL)…");
-    for (const c of children) c.kill("SIGKILL");
-    for (const s of cluster.servers) s.process?.kill("SIGKILL");
-    process.exit(1);
-  }
+  if (stopping) return;
   stopping = true;
   stoppingSince = Date.now();
   say("\nstopping: nodes first, then the sink and the cluster… (Ctrl-C again to kill at once)");
@@ -123,15 +152,30 @@ const stopAll = async (code: number) => {
     if (c.exitCode !== null || c.signalCode !== null) return r();
     c.once("exit", () => r());
     c.kill("SIGTERM");
-    setTimeout(() => c.kill("SIGKILL"), 10_000).unref();
+    setTimeout(() => c.kill("SIGKILL"), NODE_STOP_MS).unref();
   })));
   await sink?.close();
   await cluster.stop();
+  rmSync(pidFile, { force: true });
   say("stopped.");
   process.exit(code);
 };
-process.on("SIGINT", () => void stopAll(0));
-process.on("SIGTERM", () => void stopAll(0));
+/**
+ * A signal while stopping is a second Ctrl-C: a stuck shutdown must not need
+ * kill -9. (npm forwards a signal more than once within moments: not a
+ * second request. A node exiting while stopping is not one either.)
+ */
+const onSignal = () => {
+  if (!stopping) return void stopAll(0);
+  if (Date.now() - stoppingSince < 1000) return;
+  say("stopping at once (SIGKILL)…");
+  for (const c of children) c.kill("SIGKILL");
+  for (const s of cluster.servers) s.process?.kill("SIGKILL");
+  rmSync(pidFile, { force: true });
+  process.exit(1);
+};
+process.on("SIGINT", onSignal);
+process.on("SIGTERM", onSignal);
 
 const provisionCreds = passwords ? { user: userOf("provision"), pass: passwords.provision } : undefined;
 const sinkDir = path.join(dataDir, "sink");
@@ -162,14 +206,20 @@ const urls = cluster.urls.join(",");
 const node = (role: NatsRole, name: string, env: Record<string, string> = {}) => {
   const child = spawn(process.execPath, ["--import", "tsx", path.join(root, `nodes/${role}/main.ts`)], {
     cwd: root,
-    env: { ...process.env, FEN_NATS_URLS: urls, FEN_NODE_NAME: name, FEN_SMTP_PORT: String(smtp.port), ...credsOf(role), ...env },
-    stdio: ["ignore", "inherit", "inherit"],
+    env: {
+      ...process.env, FEN_NATS_URLS: urls, FEN_NODE_NAME: name, FEN_SMTP_PORT: String(smtp.port), FEN_DRAIN_TIMEOUT_MS: String(NODE_STOP_MS / 2),
+      ...credsOf(role), ...env,
+    },
+    // Its own process group (see stopAll), and an IPC channel: a node stops when this process is gone (kill -9).
+    stdio: ["ignore", "inherit", "inherit", "ipc"], detached: true,
   });
   child.on("exit", (code, signal) => {
     if (!stopping) say(`node ${name} exited (${code ?? signal}); stopping everything`);
     void stopAll(1);
   });
   children.push(child);
+  if (child.pid) pids.add(child.pid);
+  writePids();
 };
 node("gateway", "gateway-1", { FEN_HTTP_PORT: httpPortOf(0) });
 node("processing", "processing-1", { FEN_HTTP_PORT: httpPortOf(1) });
@@ -179,6 +229,24 @@ node("ledger", "ledger-1", {
   FEN_HTTP_PORT: httpPortOf(3), FEN_LEDGER_ORIGIN: LEDGER_ORIGIN,
   FEN_LEDGER_SIGNING_KEY: ledgerKeys.signerKey, FEN_LEDGER_COMMITMENT_KEY: ledgerKeys.commitmentKey,
 });
+
+// The banner waits until every service answers, so a mail sent right after it finds its gateway.
+{
+  const operator = passwords ? { user: userOf("operator"), pass: passwords.operator } : {};
+  const nc = await connect({ servers: cluster.urls, ...operator });
+  try {
+    for (const service of [Names.gatewayService, Names.processingService, Names.ledgerService]) {
+      for (let i = 0; ; i++) {
+        const answered = await nc.request(servicePingSubject(service), undefined, { timeout: 500 }).then(() => true, () => false);
+        if (answered) break;
+        if (i === 120) { say(`${service} did not answer within a minute; see its log above`); break; }
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }
+  } finally {
+    await nc.close();
+  }
+}
 
 const url = cluster.urls[0]!;
 const as = (role: NatsRole, prefix: "FEN_NATS" | "NATS") => (passwords ? `${prefix}_USER=${userOf(role)} ${prefix}_PASSWORD=${passwords[role]} ` : "");

@@ -38,6 +38,12 @@ export interface ClusterOptions {
   readonly held?: readonly number[];
   /** Serve Go's pprof on a loopback port per server (`ServerHandle.profPort`), for benchmarks. @default false */
   readonly profiling?: boolean;
+  /**
+   * Each server in a process group of its own, so a terminal's Ctrl-C (sent
+   * to the whole foreground group) reaches only the supervisor, which stops
+   * the servers after the nodes that use them. @default false
+   */
+  readonly ownProcessGroup?: boolean;
 }
 
 /** How `waitReady` connects: credentials and, for a TLS cluster, the CA (PEM text). */
@@ -232,7 +238,7 @@ export async function startCluster(opts: ClusterOptions): Promise<NatsCluster> {
     const s = servers[i]!;
     const log = path.join(opts.dir, `${s.name}.log`);
     const child = spawn(opts.binary, ["-c", confs[i]!, "-l", log], {
-      stdio: "ignore", ...(opts.env ? { env: { ...process.env, ...opts.env } } : {}),
+      stdio: "ignore", ...(opts.env ? { env: { ...process.env, ...opts.env } } : {}), ...(opts.ownProcessGroup ? { detached: true } : {}),
     });
     s.process = child;
   };
