@@ -47,6 +47,8 @@ export const ErrorCodes = {
   LEDGER_PENDING: { retry: "transient", doc: "The mail's life-cycle events are not in a signed ledger block yet (blocks are sealed within a second or so); ask again shortly." },
   PERMISSION_DENIED: { retry: "permanent", doc: "The NATS server refused a subject to this client's user (its role's permissions); nothing was done. Use a user whose role may do it." },
   BUSY: { retry: "transient", doc: "The node is already working on as many requests of this kind as it takes at once; nothing was done, retry shortly (another node may take it)." },
+  NO_RESPONDERS: { retry: "transient", doc: "(client side) No node serves the request's subject right now (none running, or none started yet); nothing was done." },
+  NO_REPLY: { retry: "transient", doc: "(client side) No reply came in time: the request may or may not have been carried out. Repeat it (a submission with the same idempotency key is answered as a duplicate if it was stored)." },
 } as const satisfies Record<string, ErrorSpec>;
 
 /** A registered error code. */

@@ -1,4 +1,4 @@
-import { headers as natsHeaders } from "@nats-io/nats-core";
+import { NoRespondersError, RequestError, TimeoutError, headers as natsHeaders } from "@nats-io/nats-core";
 import type { NatsConnection } from "@nats-io/nats-core";
 import type { Service, ServiceMsg } from "@nats-io/services";
 import { Codecs, FenError, Headers, isErrorCode, toFenError } from "../../protocol/index.js";
@@ -62,7 +62,16 @@ export function headerText(s: string): string {
 export async function callService<Req, Rep>(
   nc: NatsConnection, subject: string, reqCodec: Codec<Req>, req: Req, repCodec: Codec<Rep>, timeoutMs = 10_000,
 ): Promise<Rep> {
-  const msg = await nc.request(subject, reqCodec.encode(req), { timeout: timeoutMs });
+  const msg = await nc.request(subject, reqCodec.encode(req), { timeout: timeoutMs }).catch((err: unknown) => {
+    // Named by code: a bare "timeout" told a publisher its mail failed when it may have been stored.
+    if (err instanceof NoRespondersError || (err instanceof RequestError && err.isNoResponders())) {
+      throw new FenError("NO_RESPONDERS", `nothing serves ${subject} right now (no node running, or none started yet); nothing was done`, { cause: err });
+    }
+    if (err instanceof TimeoutError || (err as { cause?: unknown })?.cause instanceof TimeoutError) {
+      throw new FenError("NO_REPLY", `no reply from ${subject} within ${timeoutMs} ms: it may or may not have been done; repeat the request (a submission with the same idempotency key is answered as a duplicate if it was stored)`, { cause: err });
+    }
+    throw err;
+  });
   const code = msg.headers?.get(Headers.ErrorCode);
   if (code) {
     let reply;

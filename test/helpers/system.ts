@@ -8,7 +8,7 @@ import type { NatsConnection } from "@nats-io/nats-core";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Objm } from "@nats-io/obj";
 import { pino } from "pino";
-import { Codecs, Names, ServiceSubjects } from "../../protocol/index.js";
+import { Codecs, ErrorCodes, Names, ServiceSubjects, isErrorCode } from "../../protocol/index.js";
 import type { StatusReply, SubmitReply, SubmitRequest } from "../../protocol/index.js";
 import { callService } from "../../nodes/common/rpc.js";
 import { createMetrics } from "../../nodes/common/metrics.js";
@@ -110,8 +110,9 @@ export async function submitWithRetry(nc: NatsConnection, req: SubmitRequest, at
       return await submit(nc, req, 5000);
     } catch (err) {
       last = err;
+      // By retry class (NO_REPLY, NO_RESPONDERS, STORE_UNAVAILABLE, BUSY, ...); a connection-level failure has no code.
       const code = (err as { code?: string }).code;
-      if (code && code !== "STORE_UNAVAILABLE" && code !== "INTERNAL" && code !== "TIMEOUT" && !/timeout|503|no responders/i.test(String(err))) throw err;
+      if (isErrorCode(code) && ErrorCodes[code].retry !== "transient") throw err;
       await new Promise((r) => setTimeout(r, 200 * (i + 1)));
     }
   }
