@@ -5,6 +5,20 @@ import { Codecs, FenError, Headers, isErrorCode, toFenError } from "../../protoc
 import type { Codec } from "../../protocol/index.js";
 import type { Logger } from "./logger.js";
 
+/** Requests being handled, per service (see `requestsSettled`). */
+const inFlight = new WeakMap<Service, Set<Promise<unknown>>>();
+
+/**
+ * Resolves once every request the service's endpoints have taken is
+ * answered. `service.stop()` only stops taking new ones: a node that drains
+ * waits for this too, so it does not report itself stopped (and close its
+ * connection) under a submission that is still being stored.
+ */
+export async function requestsSettled(service: Service): Promise<void> {
+  const running = inFlight.get(service);
+  while (running && running.size > 0) await Promise.allSettled([...running]);
+}
+
 /**
  * Serves one endpoint of a micro-service: every failure becomes an error
  * reply with a stable code in the body and in the headers (the `$SRV`
@@ -24,7 +38,7 @@ export function serveEndpoint(
         log.error({ err, endpoint: spec.name }, "endpoint stopped");
         return;
       }
-      handler(msg.data, msg).then(
+      const handled = handler(msg.data, msg).then(
         (reply) => msg.respond(reply),
         (e: unknown) => {
           const fe = toFenError(e);
@@ -40,6 +54,10 @@ export function serveEndpoint(
         // with an unhandled rejection: the requester times out and retries.
         log.error({ err: e, endpoint: spec.name }, "could not send the reply");
       });
+      const running = inFlight.get(service) ?? new Set<Promise<unknown>>();
+      inFlight.set(service, running);
+      running.add(handled);
+      void handled.finally(() => running.delete(handled));
     },
   });
 }

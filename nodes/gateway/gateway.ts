@@ -10,7 +10,7 @@ import type { Clock } from "../common/clock.js";
 import type { Metrics } from "../common/metrics.js";
 import type { Logger } from "../common/logger.js";
 import { createMailStateStore } from "../common/mail-state.js";
-import { serveEndpoint } from "../common/rpc.js";
+import { requestsSettled, serveEndpoint } from "../common/rpc.js";
 import type { GatewayConfig } from "../config/index.js";
 import { createStatusHandler } from "./status.js";
 import { createSubmitHandler } from "./submit.js";
@@ -52,7 +52,11 @@ export function createGateway(deps: GatewayDeps, config: GatewayConfig): Gateway
       });
       serveEndpoint(service, { name: "submit", subject: ServiceSubjects.submit }, async (d) => Codecs.submitReply.encode(await submit(d)), log);
       serveEndpoint(service, { name: "status", subject: ServiceSubjects.status }, async (d) => Codecs.statusReply.encode(await statusOf(d)), log);
-      service.stopped.then(() => { status = { state: "closed" }; resolveClosed(); }, (error: unknown) => { status = { state: "closed", error }; resolveClosed(); });
+      const svc = service;
+      svc.stopped.then(() => requestsSettled(svc)).then(
+        () => { status = { state: "closed" }; resolveClosed(); },
+        (error: unknown) => { status = { state: "closed", error }; resolveClosed(); },
+      );
       status = { state: "running" };
       log.info("gateway running");
     },

@@ -24,6 +24,7 @@ import { MAILPARSER_OPTIONS } from "../classifier/index.js";
 import type { Delivery } from "./delivery.js";
 import type { Outcome } from "./smtp-outcome.js";
 import { startProcessingService } from "./service.js";
+import { requestsSettled } from "../common/rpc.js";
 
 export interface ProcessingDeps {
   readonly nc: NatsConnection;
@@ -347,6 +348,8 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
       await closed;
       clearTimeout(deadline);
       deps.delivery.close();
+      // Operator requests taken before the service stopped are answered before the node reports itself stopped.
+      if (service) await requestsSettled(service);
     },
   };
 }

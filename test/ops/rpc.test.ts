@@ -1,6 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { Codecs, ServiceSubjects } from "../../protocol/index.js";
-import { callService } from "../../nodes/common/rpc.js";
+import { Svcm } from "@nats-io/services";
+import { callService, requestsSettled, serveEndpoint } from "../../nodes/common/rpc.js";
+import { testLog } from "../helpers/system.js";
 import { structured } from "../helpers/system.js";
 import { fastemailnet } from "../helpers/cli.js";
 import { useProvisionedCluster } from "../helpers/suite.js";
@@ -11,9 +13,9 @@ import { useProvisionedCluster } from "../helpers/suite.js";
  * done" (no reply in time): a bare "timeout" once told a publisher its mail
  * had failed when it had been stored.
  */
-describe("requests without an answer", () => {
-  const env = useProvisionedCluster();
-  const submit = (timeoutMs: number) =>
+const env = useProvisionedCluster();
+
+describe("requests without an answer", () => {  const submit = (timeoutMs: number) =>
     callService(env.nc, ServiceSubjects.submit, Codecs.submitRequest, structured("no-answer"), Codecs.submitReply, timeoutMs);
 
   it("no node serving the subject: NO_RESPONDERS, and the CLI says so (exit 3)", async () => {
@@ -30,5 +32,25 @@ describe("requests without an answer", () => {
     } finally {
       silent.unsubscribe();
     }
+  });
+});
+
+describe("a stopping service", () => {
+  it("answers the requests it took before stopping; requestsSettled waits for them", async () => {
+    const service = await new Svcm(env.nc).add({ name: "fen-test-slow", version: "0.0.1" });
+    let open = () => undefined as void;
+    const gate = new Promise<void>((r) => { open = r; });
+    let taken = 0;
+    serveEndpoint(service, { name: "slow", subject: "fen.test.slow" }, async (d) => { taken++; await gate; return d; }, testLog);
+    const reply = env.nc.request("fen.test.slow", new TextEncoder().encode("hi"), { timeout: 10_000 });
+    while (taken === 0) await new Promise((r) => setTimeout(r, 10));
+    await service.stop();
+    let settled = false;
+    const done = requestsSettled(service).then(() => { settled = true; });
+    await new Promise((r) => setTimeout(r, 200));
+    expect(settled).toBe(false);
+    open();
+    await done;
+    expect(new TextDecoder().decode((await reply).data)).toBe("hi");
   });
 });
