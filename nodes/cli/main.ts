@@ -93,9 +93,13 @@ async function send(argv: string[], io: CliIo, out: (s: string) => void): Promis
     },
   });
   if (!o.from || !o.to) throw new FenError("BAD_REQUEST", "usage: send needs --from and --to");
-  const text = o["text-file"] ? await readFile(o["text-file"], "utf8") : o.text;
+  // An unreadable file is the caller's mistake (exit 2), named with its option.
+  const read = (option: string, file: string) => readFile(file).catch((e: unknown) => {
+    throw new FenError("BAD_REQUEST", `usage: ${option} ${file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+  });
+  const text = o["text-file"] ? (await read("--text-file", o["text-file"])).toString("utf8") : o.text;
   const req: SubmitRequest = o.raw
-    ? { kind: "mail.submit", v: 1, ...(o.key ? { idempotencyKey: o.key } : {}), mail: { raw: (await readFile(o.raw)).toString("base64"), envelope: { from: o.from, to: list(o.to) } } }
+    ? { kind: "mail.submit", v: 1, ...(o.key ? { idempotencyKey: o.key } : {}), mail: { raw: (await read("--raw", o.raw)).toString("base64"), envelope: { from: o.from, to: list(o.to) } } }
     : {
       kind: "mail.submit", v: 1, ...(o.key ? { idempotencyKey: o.key } : {}),
       mail: {

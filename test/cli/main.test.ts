@@ -99,3 +99,11 @@ describe("fastemailnet as the head of a pipe", () => {
     expect(code).toBe(0);
   }, 60_000);
 });
+
+describe("fastemailnet send with a file that cannot be read", () => {
+  it.each([["--text-file"], ["--raw"]])("%s naming a missing file is a usage error (exit 2) naming the option and the file", async (option) => {
+    const r = await run("send", "--from", "a@example.org", "--to", "b@example.net", "--subject", "s", option, "/nonexistent/mail.txt");
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`usage: ${option} /nonexistent/mail.txt: ENOENT`);
+  });
+});
