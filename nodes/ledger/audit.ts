@@ -88,6 +88,10 @@ export async function auditLedger(
     fault(0, "meta", codeOf(err), (err as Error).message);
   }
   const trustRoot = opts.verifierKey ? "flag" : meta ? "bucket" : "none";
+  // The verdict stays the given key's; this says why every checkpoint is about to fail (a wrong --key, or a forged bucket).
+  if (opts.verifierKey && meta && meta.verifierKey !== opts.verifierKey) {
+    warnings.push(`the given key is not the one the bucket's meta record names (${meta.verifierKey}): checkpoints signed by that key fail against it; check --key`);
+  }
   const verifierKey = opts.verifierKey ?? meta?.verifierKey;
   const base = { origin: meta?.origin, trustRoot, verifierKey } as const;
   let verifier: NoteVerifier | undefined;

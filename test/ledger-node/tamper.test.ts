@@ -130,6 +130,13 @@ describe("ledger audit against tampering in the bucket", () => {
     expect(await audit()).toMatchObject({ ok: false, firstBadBlock: 8 });
   });
 
+  it("a key other than the bucket's fails the audit and says so", async () => {
+    const r = await ledgerCli(["verify", "--server", server, "--key", generateNoteKeyPair(id.origin).verifierKey], {});
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/^ledger FAILED: first bad block 0/m);
+    expect(r.stdout).toContain(`note: the given key is not the one the bucket's meta record names (${id.verifierKey})`);
+  });
+
   it("a forged head (a bigger log signed by another key) is named", async () => {
     const head = LedgerCodecs.blockRef.decode(await raw("head"));
     const mallory = parseSignerKey(generateNoteKeyPair(id.origin).signerKey);
