@@ -34,8 +34,9 @@ const HeaderText = (max: number) => z.string().max(max).superRefine((s, ctx) => 
  * or refuse. (A non-ASCII value becomes encoded words, which are split.)
  */
 const foldsWithin998 = (nameLength: number, value: string): boolean =>
+  // A folded line is the white space before a word plus the word (nodemailer folds before the white space).
   // eslint-disable-next-line no-control-regex
-  !/^[\x00-\x7f]*$/.test(value) || (value.match(/[^ \t]+/g) ?? []).every((w) => nameLength + 2 + w.length <= 998);
+  !/^[\x00-\x7f]*$/.test(value) || (value.match(/[ \t]*[^ \t]+/g) ?? []).every((w) => nameLength + 2 + w.length <= 998);
 const FOLD_MESSAGE = "has a word too long to fold into a 998-octet header line (RFC 5322 2.1.1)";
 
 /**

@@ -111,9 +111,9 @@ const givenUp = () => Object.assign(new Error("connection given up at the transa
  * What of nodemailer 6.10's pool this module reaches into (not public API;
  * nodemailer is pinned, and test/processing/delivery.test.ts and
  * pipeline.test.ts fail if this stops working): the queue of mails waiting
- * for a connection, and each connection's current mail, last reply, socket
- * and envelope (nodemailer reports RCPT refusals only with a success or an
- * every-recipient refusal, not with a failure after DATA). A mail is recognised by
+ * for a connection, and each connection's current mail (with its envelope:
+ * nodemailer reports RCPT refusals only with a success or an every-recipient
+ * refusal, not with a failure after DATA), last reply and socket. A mail is recognised by
  * its `raw` object, unique per `send`.
  */
 interface PoolInternals {
@@ -123,12 +123,18 @@ interface PoolInternals {
 
 /** A pool connection (nodemailer's PoolResource), with our marks on it. */
 interface PoolConnection extends AbandonMark {
-  queueEntry?: { mail?: { data?: { raw?: unknown } } } | false;
-  connection?: {
-    lastServerResponse?: string | false; _socket?: net.Socket & { socket?: net.Socket };
-    /** The current transaction's envelope: its recipients refused at RCPT TO so far. */
-    _envelope?: { rejectedErrors?: unknown[] };
-  };
+  queueEntry?: {
+    mail?: {
+      data?: { raw?: unknown };
+      /**
+       * The mail's own envelope object, which the connection's transaction fills in (its recipients refused at
+       * RCPT TO so far). Not the connection's `_envelope`: a send that fails before its envelope is set would
+       * find the previous mail's there.
+       */
+      message?: { getEnvelope?: () => { rejectedErrors?: unknown[] } };
+    };
+  } | false;
+  connection?: { lastServerResponse?: string | false; _socket?: net.Socket & { socket?: net.Socket } };
   /** Its socket has been asked for (by the pool, once per connection). */
   fenSocketAsked?: boolean;
   emit(event: "error", err: Error): boolean;
@@ -158,6 +164,10 @@ function askingConnection(pool: PoolInternals): PoolConnection | undefined {
   newest.fenSocketAsked = true;
   return newest;
 }
+
+/** The recipients the relay refused at RCPT TO in the transaction of the mail `connection` carries. */
+const refusalsOf = (connection: PoolConnection | undefined): unknown[] | undefined =>
+  (connection?.queueEntry || undefined)?.mail?.message?.getEnvelope?.().rejectedErrors;
 
 /** The pool connection carrying the mail whose `raw` this is, if it has one. */
 const resourceOf = (connections: Iterable<PoolConnection> | undefined, raw: unknown) =>
@@ -192,27 +202,27 @@ function release(pool: PoolInternals, connection: PoolConnection, err: Error): v
  * `connectNoDelay` closes its socket as it opens. Returns whether the mail
  * may still have reached the relay (it was in its data phase).
  */
-function abandon(pool: PoolInternals, raw: unknown): boolean {
+function abandon(pool: PoolInternals, raw: unknown): { inData: boolean; refusals?: unknown[] | undefined } {
   const queued = pool._queue?.findIndex((e) => e.mail?.data?.raw === raw) ?? -1;
   if (queued >= 0) {
     pool._queue!.splice(queued, 1);
-    return false;
+    return { inData: false };
   }
   const resource = resourceOf(pool._connections, raw);
   const socket = resource?.connection?._socket;
   if (socket) {
-    const inData = sentWhole(resource);
+    const given = { inData: sentWhole(resource), refusals: refusalsOf(resource) };
     (socket.socket ?? socket).destroy();
-    return inData;
+    return given;
   }
   // Still connecting: its socket is closed now (before the caller has this answer) and the connect fails in the
   // next turn, so the mail never goes out and the slot is free.
   if (resource?.fenSocketAsked) {
     resource.fenAbandoned = true;
     resource.fenCancel?.();
-    return false;
+    return { inData: false };
   }
-  return resource !== undefined;
+  return { inData: resource !== undefined };
 }
 
 /**
@@ -275,7 +285,7 @@ export function createDelivery(opts: RelayOptions): Delivery {
   const transport: Transporter<SMTPPool.SentMessageInfo> = nodemailer.createTransport(options);
   const pool = transport.transporter as unknown as PoolInternals;
   type Result = { readonly info: SMTPPool.SentMessageInfo }
-    | { readonly err: unknown; readonly inData: boolean; readonly refusals?: unknown[]; readonly gaveUp?: string; readonly stopped?: true };
+    | { readonly err: unknown; readonly inData: boolean; readonly refusals?: unknown[] | undefined; readonly gaveUp?: string; readonly stopped?: true };
   /** Sends in progress: their `raw` view and how to give each up. */
   const pending = new Map<Buffer, (reason: string, stopped?: true) => void>();
   /** Set by abortAll: the reason every attempt from then on gets. */
@@ -287,7 +297,7 @@ export function createDelivery(opts: RelayOptions): Delivery {
       const body = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
       let timer: NodeJS.Timeout | undefined;
       const result = await new Promise<Result>((resolve) => {
-        const giveUp = (reason: string, stopped?: true) => resolve({ err: undefined, inData: abandon(pool, body), gaveUp: reason, ...(stopped ? { stopped } : {}) });
+        const giveUp = (reason: string, stopped?: true) => resolve({ err: undefined, ...abandon(pool, body), gaveUp: reason, ...(stopped ? { stopped } : {}) });
         pending.set(body, giveUp);
         timer = setTimeout(() => giveUp(`the relay did not finish the transaction within ${opts.transactionTimeoutMs} ms`), opts.transactionTimeoutMs);
         // The callback runs while the pool still knows the mail's connection (and its last reply).
@@ -297,7 +307,7 @@ export function createDelivery(opts: RelayOptions): Delivery {
         transport.sendMail({ envelope: { from: envelope.from, to: [...envelope.to], ...(eightBit ? { use8BitMime: true } : {}) }, raw: body }, (err, info) => {
           if (!err) return resolve({ info });
           const connection = resourceOf(known, body);
-          resolve({ err, inData: sentWhole(connection), refusals: connection?.connection?._envelope?.rejectedErrors });
+          resolve({ err, inData: sentWhole(connection), refusals: refusalsOf(connection) });
         });
       });
       clearTimeout(timer);
@@ -306,13 +316,14 @@ export function createDelivery(opts: RelayOptions): Delivery {
         const smtp = smtpReplyOf({ response: result.info.response }) ?? { code: 250, response: String(result.info.response) };
         return { kind: "sent", smtp, rejected: recipientRefusals((result.info as { rejectedErrors?: unknown[] }).rejectedErrors) };
       }
+      const rejected = recipientRefusals(result.refusals);
+      const refusals = rejected.length > 0 ? { rejected } : {};
       if (result.gaveUp !== undefined) {
-        return { kind: "transient", reason: result.gaveUp, ...(result.inData ? { inDoubt: true } : {}), ...(result.stopped ? { stopped: true } : {}) };
+        return { kind: "transient", reason: result.gaveUp, ...refusals, ...(result.inData ? { inDoubt: true } : {}), ...(result.stopped ? { stopped: true } : {}) };
       }
       const o = classifyFailure(result.err);
       if (o.kind === "refused") return o;
-      const rejected = recipientRefusals(result.refusals);
-      const withRefusals = rejected.length > 0 ? { ...o, rejected } : o;
+      const withRefusals = { ...o, ...refusals };
       // No reply to the final "." (the connection broke or timed out in the data phase): the relay may have it (RFC 1047).
       return withRefusals.kind === "transient" && !o.smtp && result.inData ? { ...withRefusals, inDoubt: true } : withRefusals;
     },

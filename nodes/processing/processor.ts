@@ -330,7 +330,13 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
         }
       })();
       loop.then(
-        async () => { await Promise.allSettled([...inFlight]); status = { state: "closed" }; resolveClosed(); },
+        async () => {
+          await Promise.allSettled([...inFlight]);
+          // Operator requests taken before the service stopped are answered before the node reports itself closed.
+          if (service) await requestsSettled(service);
+          status = { state: "closed" };
+          resolveClosed();
+        },
         (error: unknown) => { status = { state: "closed", error }; resolveClosed(); },
       );
     },
@@ -348,8 +354,6 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
       await closed;
       clearTimeout(deadline);
       deps.delivery.close();
-      // Operator requests taken before the service stopped are answered before the node reports itself stopped.
-      if (service) await requestsSettled(service);
     },
   };
 }
