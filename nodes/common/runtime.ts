@@ -56,6 +56,29 @@ export async function serveHealth(opts: {
   return { server, port };
 }
 
+const supervisor: { gone: boolean; onGone?: () => void } = { gone: false };
+
+/**
+ * For a node spawned with an IPC channel by a supervisor (npm start): from
+ * now on, the supervisor going away (killed with -9) stops the node as a
+ * SIGTERM would (`runUntilSignal`), also when it goes during start-up.
+ * Called first thing by each node's main.ts; the channel alone does not
+ * keep the process alive.
+ */
+export function watchSupervisor(): void {
+  // `process.send` exists for a process spawned with IPC, also once the channel has closed.
+  if (typeof process.send !== "function") return;
+  if (!process.connected) {
+    supervisor.gone = true; // gone while this module was loading
+    return;
+  }
+  process.channel?.unref();
+  process.once("disconnect", () => {
+    supervisor.gone = true;
+    supervisor.onGone?.();
+  });
+}
+
 /**
  * Runs an actor until SIGINT/SIGTERM: drains it, closes the connection and
  * the health server. Used by every node's main.ts; returns the exit code.
@@ -79,12 +102,8 @@ export async function runUntilSignal(opts: {
   const stop = new Promise<string>((resolve) => {
     process.once("SIGINT", () => resolve("SIGINT"));
     process.once("SIGTERM", () => resolve("SIGTERM"));
-    // Spawned with an IPC channel by a supervisor (npm start): stop as on SIGTERM when it is gone (killed with -9),
-    // instead of running on without it. The channel alone does not keep the process alive.
-    if (process.channel) {
-      process.channel.unref();
-      process.once("disconnect", () => resolve("supervisor gone"));
-    }
+    if (supervisor.gone) resolve("supervisor gone");
+    supervisor.onGone = () => resolve("supervisor gone");
   });
   const why = await Promise.race([stop, actor.closed.then(() => "closed")]);
   log.info({ why }, "stopping");

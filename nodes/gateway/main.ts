@@ -4,8 +4,11 @@ import { createLogger } from "../common/logger.js";
 import { createMetrics } from "../common/metrics.js";
 import { connectNats } from "../common/nats.js";
 import { orExit } from "../common/startup.js";
-import { runUntilSignal } from "../common/runtime.js";
+import { runUntilSignal, watchSupervisor } from "../common/runtime.js";
 import { createGateway } from "./gateway.js";
+
+// Before anything slow (the model load, connecting): npm start may go away meanwhile.
+watchSupervisor();
 
 const config = await orExit("gateway", () => loadConfig(GatewayKeys, process.env));
 const node = config.nodeName ?? `gateway-${process.pid}`;

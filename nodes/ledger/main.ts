@@ -4,9 +4,12 @@ import { createLogger } from "../common/logger.js";
 import { createMetrics } from "../common/metrics.js";
 import { connectNats } from "../common/nats.js";
 import { orExit } from "../common/startup.js";
-import { runUntilSignal } from "../common/runtime.js";
+import { runUntilSignal, watchSupervisor } from "../common/runtime.js";
 import { ledgerSecrets } from "./keys.js";
 import { createLedgerNode } from "./ledger-node.js";
+
+// Before anything slow (the model load, connecting): npm start may go away meanwhile.
+watchSupervisor();
 
 const config = await orExit("ledger", () => loadConfig(LedgerKeys, process.env));
 const node = config.nodeName ?? `ledger-${process.pid}`;

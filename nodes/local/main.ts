@@ -105,20 +105,33 @@ const pidFile = path.join(dataDir, "npm-start.pids");
 const ours = (pid: number): boolean => {
   try {
     process.kill(pid, 0);
-    return /nats-server|main\.ts/.test(readFileSync(`/proc/${pid}/cmdline`, "utf8"));
   } catch {
     return false;
   }
+  try {
+    return /nats-server|main\.ts/.test(readFileSync(`/proc/${pid}/cmdline`, "utf8"));
+  } catch {
+    return true; // alive, and no /proc to tell what it is (macOS): assume it is one of ours
+  }
 };
-const running = await readFile(pidFile, "utf8").then((t) => (JSON.parse(t) as number[]).filter((pid) => pid !== process.pid && ours(pid)), () => []);
-if (running.length > 0) {
-  say(`another npm start is using ${dataDir}: processes ${running.join(" ")} still run. Stop it (Ctrl-C in its terminal, or kill ${running.join(" ")}) first.`);
-  process.exit(1);
-}
 const pids = new Set<number>([process.pid]);
 const writePids = () => writeFileSync(pidFile, `${JSON.stringify([...pids])}\n`);
 await mkdir(dataDir, { recursive: true });
-writePids();
+// Created exclusively, so two starts at the same moment cannot both pass; a file whose processes are all gone is stale.
+for (let tries = 0; ; tries++) {
+  try {
+    writeFileSync(pidFile, `${JSON.stringify([...pids])}\n`, { flag: "wx" });
+    break;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "EEXIST" || tries > 0) throw err;
+  }
+  const running = await readFile(pidFile, "utf8").then((t) => (JSON.parse(t) as number[]).filter((pid) => pid !== process.pid && ours(pid)), () => []);
+  if (running.length > 0) {
+    say(`another npm start is using ${dataDir}: processes ${running.join(" ")} still run. Stop it (Ctrl-C in its terminal, or kill ${running.join(" ")}) first.`);
+    process.exit(1);
+  }
+  rmSync(pidFile, { force: true });
+}
 
 const cluster = await startCluster({
   binary: path.join(root, ".tools/bin/nats-server"), dir: path.join(dataDir, "nats"), size: 3,
@@ -135,8 +148,10 @@ const children: ChildProcess[] = [];
 let sink: SmtpSink | undefined;
 let stopping = false;
 let stoppingSince = 0;
-/** How long the nodes get to drain (the processing nodes' FEN_DRAIN_TIMEOUT_MS is half of it) before they are killed. */
-const NODE_STOP_MS = 20_000;
+/** The processing nodes' drain deadline: FEN_DRAIN_TIMEOUT_MS if set, else 10 s (a local system should stop promptly). */
+const drainMs = /^\d+$/.test(process.env["FEN_DRAIN_TIMEOUT_MS"] ?? "") ? Number(process.env["FEN_DRAIN_TIMEOUT_MS"]) : 10_000;
+/** How long the nodes get to drain before they are killed: past their drain deadline. */
+const NODE_STOP_MS = drainMs + 10_000;
 /**
  * Stops the nodes (they drain: in-flight mails are recorded while the
  * cluster still runs), then the sink and the cluster. Every child runs in a
@@ -207,7 +222,7 @@ const node = (role: NatsRole, name: string, env: Record<string, string> = {}) =>
   const child = spawn(process.execPath, ["--import", "tsx", path.join(root, `nodes/${role}/main.ts`)], {
     cwd: root,
     env: {
-      ...process.env, FEN_NATS_URLS: urls, FEN_NODE_NAME: name, FEN_SMTP_PORT: String(smtp.port), FEN_DRAIN_TIMEOUT_MS: String(NODE_STOP_MS / 2),
+      ...process.env, FEN_NATS_URLS: urls, FEN_NODE_NAME: name, FEN_SMTP_PORT: String(smtp.port), FEN_DRAIN_TIMEOUT_MS: String(drainMs),
       ...credsOf(role), ...env,
     },
     // Its own process group (see stopAll), and an IPC channel: a node stops when this process is gone (kill -9).

@@ -4,12 +4,15 @@ import { createLogger } from "../common/logger.js";
 import { createMetrics } from "../common/metrics.js";
 import { connectNats } from "../common/nats.js";
 import { orExit } from "../common/startup.js";
-import { runUntilSignal } from "../common/runtime.js";
+import { runUntilSignal, watchSupervisor } from "../common/runtime.js";
 import { loadMailClassifier } from "./load-classifier.js";
 import { createDelivery, relayOptions } from "./delivery.js";
 import { createProcessingNode } from "./processor.js";
 import { createWorkLagSampler } from "./lag.js";
 import { jetstreamManager } from "@nats-io/jetstream";
+
+// Before anything slow (the model load, connecting): npm start may go away meanwhile.
+watchSupervisor();
 
 const config = await orExit("processing", () => loadConfig(ProcessingKeys, process.env));
 const relay = relayOptions(config);
