@@ -296,7 +296,8 @@ export const StatusRecordSchema = z.object({
   detail: EventDetailSchema.default({}),
   /**
    * Attempts that do not count against FEN_MAX_ATTEMPTS: those a node gave
-   * up as it stopped (its drain deadline), not the relay's failures. Absent: 0.
+   * up as it stopped (its drain deadline), and transactions a relay split
+   * with 452 "too many recipients"; neither is a failure. Absent: 0.
    */
   attemptsNotCounted: z.number().int().positive().optional(),
 }).strict();

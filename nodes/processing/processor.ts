@@ -245,8 +245,9 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
    * are done; those refused for now (4xx, e.g. 452 "too many recipients")
    * make the mail Deferred with them as `pending`, and the next attempt
    * sends to them only. A transaction that failed as a whole after some
-   * recipients were refused for good is retried without those. At the last
-   * attempt every refusal is final.
+   * recipients were refused for good is retried without those. A split by
+   * 452 ("too many recipients") is not an attempt. At the last attempt every
+   * other refusal is final.
    */
   const record = async (m: JsMsg, cur: Versioned, item: WorkItem, outcome: Outcome, attempt: number, alog: Logger, to: readonly string[]) => {
     const recipients = item.envelope.to;
@@ -266,7 +267,10 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
     // Delivery attempts: a mail released from quarantine used some attempt numbers before (its classification),
     // and attempts a node gave up as it stopped do not count.
     const tries = attempt - (item.attemptsBefore ?? 0) - (cur.record.attemptsNotCounted ?? 0);
-    if (outcome.kind === "sent" && (later.length === 0 || tries >= config.maxAttempts)) {
+    // 452 "too many recipients" asks for the rest in another transaction now (RFC 5321 4.5.3.1.10), not later:
+    // such a split is progress, not a failure, so it neither counts as an attempt nor ends the mail.
+    const tooMany = outcome.kind === "sent" && later.length > 0 && refusals.every((x) => !x.transient || x.smtp?.code === 452);
+    if (outcome.kind === "sent" && (later.length === 0 || (tries >= config.maxAttempts && !tooMany))) {
       await advanceDurably(m, cur, [{ state: "Sent", detail: { ...smtp, ...rejected } }], recipients, attempt);
       deps.metrics.delivered.inc();
       countRefused();
@@ -277,9 +281,7 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
     }
     // An attempt the node gave up as it stopped is not the relay's failure: never the last one, retried at once.
     const stopped = outcome.kind === "transient" && outcome.stopped === true;
-    if (retry && (tries < config.maxAttempts || stopped)) {
-      // 452 "too many recipients" asks for the rest in another transaction now (RFC 5321 4.5.3.1.10), not later.
-      const tooMany = outcome.kind === "sent" && sentOrRefused!.rejected.every((x) => !x.transient || x.smtp?.code === 452);
+    if (retry && (tries < config.maxAttempts || stopped || tooMany)) {
       const delay = tooMany || stopped ? 0 : backoffDelay({ baseMs: config.retryBaseMs, maxMs: config.retryMaxMs }, tries, deps.random);
       const retryAt = new Date(deps.clock.now() + delay).toISOString();
       const first = sentOrRefused?.rejected.find((x) => x.transient);
@@ -288,7 +290,7 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
       const gone = new Set(refusals.filter((x) => !x.transient).map((x) => x.recipient));
       const rest = later.length > 0 ? later : to.filter((x) => !gone.has(x));
       const pending = rest.length < recipients.length ? { pending: rest } : {};
-      await advanceDurably(m, cur, [{ state: "Deferred", detail: { ...smtp, ...rejected, ...pending, ...doubt, retryAt, error: { code: "SMTP_TRANSIENT", message } } }], recipients, attempt, stopped ? { notCounted: true } : {});
+      await advanceDurably(m, cur, [{ state: "Deferred", detail: { ...smtp, ...rejected, ...pending, ...doubt, retryAt, error: { code: "SMTP_TRANSIENT", message } } }], recipients, attempt, stopped || tooMany ? { notCounted: true } : {});
       deps.metrics.deferred.inc();
       countRefused();
       alog.info({ delay, smtp: outcome.smtp?.code, pending: later.length || undefined }, "deferred");

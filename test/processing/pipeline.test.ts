@@ -331,6 +331,18 @@ describe("per-recipient replies", () => {
     expect(got.flat().sort()).toEqual(to);
   });
 
+  it("a relay taking one recipient per transaction (452 for the rest) gets all of them, however few attempts are allowed", async () => {
+    const sink = await startSmtpSink({ rcpt: (_a, i) => (i >= 1 ? { code: 452, message: "4.5.3 too many recipients" } : undefined) });
+    sinks.push(sink);
+    actors.push(await startProcessing(nc, sink.port, { FEN_MAX_ATTEMPTS: "2" }));
+    const to = ["a", "b", "c", "d", "e"].map((x) => `${x}@example.net`);
+    const r = await submit(nc, structured("rcpt-452-one", { key: "rcpt-452-one", to }));
+    const st = await until("Sent", async () => { const s = await status(nc, r.mailId); return s.state === "Sent" && s; });
+    expect(deliveries(sink, r.messageId).map((t) => t.length)).toEqual([1, 1, 1, 1, 1]);
+    expect(deliveries(sink, r.messageId).flat().sort()).toEqual(to);
+    expect(st.history.at(-1)?.detail.rejected).toBeUndefined();
+  });
+
   it("every recipient refused, one for good and one for now: the transient one is retried, the other recorded", async () => {
     let busy = 0;
     const sink = await relay((a) => (a.startsWith("gone@") ? { code: 550, message: "5.1.1 no such user" }
