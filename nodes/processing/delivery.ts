@@ -135,6 +135,8 @@ interface PoolConnection extends AbandonMark {
     };
   } | false;
   connection?: { lastServerResponse?: string | false; _socket?: net.Socket & { socket?: net.Socket } };
+  /** Mails whose transaction this connection has finished (nodemailer's count; the current one not yet). */
+  messages?: number;
   /** Its socket has been asked for (by the pool, once per connection). */
   fenSocketAsked?: boolean;
   emit(event: "error", err: Error): boolean;
@@ -163,6 +165,18 @@ function askingConnection(pool: PoolInternals): PoolConnection | undefined {
   if (!newest || newest.fenSocketAsked || newest.connection) return undefined;
   newest.fenSocketAsked = true;
   return newest;
+}
+
+/** How often one attempt goes again after `closedBeforeTransaction` failures. */
+const REUSED_CLOSE_RETRIES = 5;
+
+/**
+ * Whether a send failed on a connection that had carried mail before, by the connection closing or breaking
+ * (no reply to anything of this mail's) before its data phase: the relay cannot have this mail.
+ */
+function closedBeforeTransaction(err: unknown, connection: PoolConnection | undefined): boolean {
+  const e = (err ?? {}) as { code?: string; responseCode?: number };
+  return e.responseCode === undefined && (e.code === "ECONNECTION" || e.code === "ESOCKET") && !sentWhole(connection) && (connection?.messages ?? 0) > 0;
 }
 
 /** The recipients the relay refused at RCPT TO in the transaction of the mail `connection` carries. */
@@ -297,18 +311,34 @@ export function createDelivery(opts: RelayOptions): Delivery {
       const body = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
       let timer: NodeJS.Timeout | undefined;
       const result = await new Promise<Result>((resolve) => {
-        const giveUp = (reason: string, stopped?: true) => resolve({ err: undefined, ...abandon(pool, body), gaveUp: reason, ...(stopped ? { stopped } : {}) });
+        const giveUp = (reason: string, stopped?: true) => {
+          pending.delete(body); // no retry once given up
+          resolve({ err: undefined, ...abandon(pool, body), gaveUp: reason, ...(stopped ? { stopped } : {}) });
+        };
         pending.set(body, giveUp);
         timer = setTimeout(() => giveUp(`the relay did not finish the transaction within ${opts.transactionTimeoutMs} ms`), opts.transactionTimeoutMs);
         // The callback runs while the pool still knows the mail's connection (and its last reply).
         // An 8-bit message is declared (BODY=8BITMIME, RFC 6152) when the relay offers 8BITMIME; to one that does not,
         // it goes as it is (nothing here downgrades it to 7 bit).
         const eightBit = !isAscii(body);
-        transport.sendMail({ envelope: { from: envelope.from, to: [...envelope.to], ...(eightBit ? { use8BitMime: true } : {}) }, raw: body }, (err, info) => {
+        // SIZE= (RFC 1870): nodemailer declares it, and refuses a mail over the relay's advertised limit itself.
+        const mailEnvelope = { from: envelope.from, to: [...envelope.to], size: body.length, ...(eightBit ? { use8BitMime: true } : {}) };
+        let retries = 0;
+        const go = () => transport.sendMail({ envelope: mailEnvelope, raw: body }, (err, info) => {
           if (!err) return resolve({ info });
           const connection = resourceOf(known, body);
+          // A relay may close a pooled connection right after its 250 for the previous mail, as the pool hands it
+          // this one: nothing of this mail reached it, so it goes again in this attempt. (A relay that closes every
+          // connection after one mail can do that to the retry too, while other mails take the new connections:
+          // each such failure means another mail went through, and REUSED_CLOSE_RETRIES bounds them.)
+          if (retries < REUSED_CLOSE_RETRIES && pending.get(body) === giveUp && closedBeforeTransaction(err, connection)) {
+            retries++;
+            go();
+            return;
+          }
           resolve({ err, inData: sentWhole(connection), refusals: refusalsOf(connection) });
         });
+        go();
       });
       clearTimeout(timer);
       pending.delete(body);

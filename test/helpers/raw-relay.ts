@@ -10,6 +10,8 @@ export async function rawRelay(script: {
   greeting?: string; starttls?: string; onMail?: (sock: Socket) => boolean;
   /** Advertise AUTH PLAIN LOGIN and accept any credentials. */
   auth?: boolean;
+  /** More EHLO extension lines (e.g. "SIZE 1000"). */
+  extensions?: readonly string[];
   afterDot?: (sock: Socket, n: number) => void;
   /** Told of every connection accepted, before the greeting. */
   onConnection?: () => void;
@@ -45,7 +47,7 @@ export async function rawRelay(script: {
         seen.push(line);
         buf = buf.slice(eol + 2);
         const verb = line.slice(0, 4).toUpperCase();
-        if (verb === "EHLO") sock.write(`250-raw.example\r\n${script.starttls ? "250-STARTTLS\r\n" : ""}${script.auth ? "250-AUTH PLAIN LOGIN\r\n" : ""}250 8BITMIME\r\n`);
+        if (verb === "EHLO") sock.write(`250-raw.example\r\n${script.starttls ? "250-STARTTLS\r\n" : ""}${script.auth ? "250-AUTH PLAIN LOGIN\r\n" : ""}${(script.extensions ?? []).map((x) => `250-${x}\r\n`).join("")}250 8BITMIME\r\n`);
         else if (verb === "AUTH") sock.write("235 2.7.0 ok\r\n");
         else if (verb === "STAR") sock.write(`${script.starttls}\r\n`);
         else if (verb === "MAIL") { if (script.onMail?.(sock) !== false) sock.write("250 ok\r\n"); }

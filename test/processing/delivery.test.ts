@@ -64,6 +64,34 @@ describe("SMTP delivery over the no-delay socket", () => {
     expect(sink.messages.map((m) => m.messageId)).toEqual(["<head-only@example.org>"]);
   });
 
+  it("a relay that closes each connection right after its 250: the mail waiting for that pooled connection goes on a new one, in the same attempt", async () => {
+    const r = await rawRelay({ afterDot: (sock) => { sock.write("250 2.0.0 queued\r\n"); sock.end(); } });
+    const d = createDelivery(relay(r.port));
+    try {
+      const outcomes = await Promise.all([d.send(envelope, mail(40)), d.send(envelope, mail(41)), d.send(envelope, mail(42))]);
+      expect(outcomes.map((o) => o.kind)).toEqual(["sent", "sent", "sent"]);
+    } finally {
+      d.close();
+      r.close();
+    }
+    expect(r.received()).toBe(3);
+  });
+
+  it("declares the size (SIZE=, RFC 1870), and a mail over the relay's advertised limit is refused for good without being sent", async () => {
+    const r = await rawRelay({ extensions: ["SIZE 200"] });
+    const d = createDelivery(relay(r.port));
+    try {
+      expect((await d.send(envelope, mail(50))).kind).toBe("sent");
+      const big = await d.send(envelope, Buffer.concat([mail(51), Buffer.from("x".repeat(300) + "\r\n")]));
+      expect(big).toMatchObject({ kind: "permanent", reason: expect.stringMatching(/size/i) });
+    } finally {
+      d.close();
+      r.close();
+    }
+    expect(r.lines().filter((l) => l.startsWith("MAIL FROM"))).toEqual([`MAIL FROM:<a@example.org> SIZE=${mail(50).length}`]);
+    expect(r.received()).toBe(1);
+  });
+
   it("sends an empty envelope sender as the null reverse-path MAIL FROM:<>", async () => {
     const r = await rawRelay({});
     const d = createDelivery(relay(r.port));
