@@ -298,7 +298,10 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
       return;
     }
     const code = retry ? "RETRIES_EXHAUSTED" : "SMTP_PERMANENT";
-    const reason = outcome.kind === "transient" || outcome.kind === "permanent" ? outcome.reason : `every recipient refused (${to.length})`;
+    const reason = outcome.kind === "transient" || outcome.kind === "permanent" ? outcome.reason
+      : to.length < recipients.length
+        ? `every remaining recipient refused (${to.length} of ${recipients.length}; the others were settled by earlier attempts, see the history)`
+        : `every recipient refused (${to.length})`;
     await advanceDurably(m, cur, [{ state: "Bounced", detail: { ...smtp, ...rejected, ...doubt, error: { code, message: reason } } }], recipients, attempt);
     deps.metrics.bounced.inc();
     countRefused();

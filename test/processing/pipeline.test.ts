@@ -371,6 +371,16 @@ describe("per-recipient replies", () => {
     expect(rcpts.filter((a) => a.startsWith("gone@"))).toHaveLength(1);
   });
 
+  it("a recipient put off on every attempt after the others were delivered: Bounced, saying only the remaining one was refused", async () => {
+    const sink = await startSmtpSink({ rcpt: (a) => (a.startsWith("busy@") ? { code: 450, message: "4.2.1 mailbox busy" } : undefined) });
+    sinks.push(sink);
+    actors.push(await startProcessing(nc, sink.port, { FEN_MAX_ATTEMPTS: "2" }));
+    const r = await submit(nc, structured("rcpt-busy-always", { key: "rcpt-busy-always", to: ["ok@example.net", "busy@example.net"] }));
+    const st = await until("Bounced", async () => { const s = await status(nc, r.mailId); return s.state === "Bounced" && s; });
+    expect(deliveries(sink, r.messageId)).toEqual([["ok@example.net"]]);
+    expect(st.history.at(-1)?.detail.error).toMatchObject({ code: "RETRIES_EXHAUSTED", message: expect.stringMatching(/^every remaining recipient refused \(1 of 2;/) });
+  });
+
   it("every recipient refused for good: Bounced, each refusal recorded, no retry", async () => {
     const sink = await relay(() => ({ code: 550, message: "5.1.1 no such user" }));
     const r = await submit(nc, structured("rcpt-all", { key: "rcpt-all", to: ["y@example.net", "z@example.net"] }));
