@@ -265,7 +265,7 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
     };
 
     // Delivery attempts: a mail released from quarantine used some attempt numbers before (its classification),
-    // and attempts a node gave up as it stopped do not count.
+    // and attempts a node gave up as it stopped or a relay split with 452 do not count (attemptsNotCounted).
     const tries = attempt - (item.attemptsBefore ?? 0) - (cur.record.attemptsNotCounted ?? 0);
     // 452 "too many recipients" asks for the rest in another transaction now (RFC 5321 4.5.3.1.10), not later:
     // such a split is progress, not a failure, so it neither counts as an attempt nor ends the mail.
