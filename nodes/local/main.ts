@@ -17,6 +17,7 @@ import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { Names, servicePingSubject } from "../../protocol/index.js";
 import { generateNoteKeyPair, parseSignerKey } from "../../ledger/index.js";
 import { systemClock } from "../common/clock.js";
+import { parseDecimal } from "../common/decimal.js";
 
 const LEDGER_ORIGIN = "fastemailnet.local/ledger";
 
@@ -115,12 +116,13 @@ const ours = (pid: number): boolean => {
   }
 };
 const pids = new Set<number>([process.pid]);
-const writePids = () => writeFileSync(pidFile, `${JSON.stringify([...pids])}\n`);
+/** Writes the pid file; `flag` "wx" creates it only if absent. */
+const writePids = (flag: "w" | "wx" = "w") => writeFileSync(pidFile, `${JSON.stringify([...pids])}\n`, { flag });
 await mkdir(dataDir, { recursive: true });
 // Created exclusively, so two starts at the same moment cannot both pass; a file whose processes are all gone is stale.
 for (let tries = 0; ; tries++) {
   try {
-    writeFileSync(pidFile, `${JSON.stringify([...pids])}\n`, { flag: "wx" });
+    writePids("wx");
     break;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== "EEXIST" || tries > 0) throw err;
@@ -149,7 +151,8 @@ let sink: SmtpSink | undefined;
 let stopping = false;
 let stoppingSince = 0;
 /** The processing nodes' drain deadline: FEN_DRAIN_TIMEOUT_MS if set, else 10 s (a local system should stop promptly). */
-const drainMs = /^\d+$/.test(process.env["FEN_DRAIN_TIMEOUT_MS"] ?? "") ? Number(process.env["FEN_DRAIN_TIMEOUT_MS"]) : 10_000;
+const drainSetting = parseDecimal((process.env["FEN_DRAIN_TIMEOUT_MS"] ?? "").trim(), "integer");
+const drainMs = Number.isSafeInteger(drainSetting) && drainSetting >= 0 ? drainSetting : 10_000;
 /** How long the nodes get to drain before they are killed: past their drain deadline. */
 const NODE_STOP_MS = drainMs + 10_000;
 /**
