@@ -1,5 +1,5 @@
 import { JetStreamApiError, JetStreamError } from "@nats-io/jetstream";
-import type { JetStreamManager, StoredMsg } from "@nats-io/jetstream";
+import type { JetStreamManager, MsgRequest, StoredMsg } from "@nats-io/jetstream";
 import { TimeoutError } from "@nats-io/nats-core";
 
 /** JetStream API error codes meaning "no such stream / consumer / message". */
@@ -54,9 +54,32 @@ export function isRequestTimeout(err: unknown): boolean {
  * The first message of `stream` on `subject` (a filter may hold wildcards), or null. A Direct Get with
  * `next_by_subj` from sequence 1 (not `last_by_subj`): the request goes to the stream's Direct Get subject
  * itself, which every role that reads the stream has.
+ *
+ * Any replica may answer a Direct Get, including one that has not yet stored a message the stream
+ * acknowledged a moment ago (a publish is acknowledged once a majority has it). With `confirmAbsence`, a
+ * miss is asked again of the stream leader (STREAM.MSG.GET, which the role must be allowed), so null means
+ * the leader had no such message: for callers that act on absence (resend a mail, answer NOT_FOUND). Hits
+ * are never re-read, so the common path costs one Direct Get either way.
  */
-export async function firstBySubject(jsm: JetStreamManager, stream: string, subject: string): Promise<StoredMsg | null> {
-  return jsm.direct.getMessage(stream, { seq: 1, next_by_subj: subject }).catch((err: unknown) => {
+export async function firstBySubject(
+  jsm: JetStreamManager, stream: string, subject: string, opts: { confirmAbsence?: boolean } = {},
+): Promise<StoredMsg | null> {
+  const found = await jsm.direct.getMessage(stream, { seq: 1, next_by_subj: subject }).catch((err: unknown) => {
+    if (isNotFound(err)) return null;
+    throw err;
+  });
+  if (found || !opts.confirmAbsence) return found;
+  return firstBySubjectFromLeader(jsm, stream, subject, 1);
+}
+
+/**
+ * The first message of `stream` on `subject` at or after `seq`, read through the stream leader, or null.
+ * The server's STREAM.MSG.GET takes `seq` with `next_by_subj` (since 2.9); the client's type knows only one
+ * or the other, hence the cast.
+ */
+export async function firstBySubjectFromLeader(jsm: JetStreamManager, stream: string, subject: string, seq: number): Promise<StoredMsg | null> {
+  const query = { seq, next_by_subj: subject } as unknown as MsgRequest;
+  return jsm.streams.getMessage(stream, query).catch((err: unknown) => {
     if (isNotFound(err)) return null;
     throw err;
   });

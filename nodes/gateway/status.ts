@@ -1,17 +1,29 @@
 import type { JetStreamManager } from "@nats-io/jetstream";
 import { Codecs, FenError, LedgerBucketKeys, LedgerBucketStream, LedgerCodecs, Names, eventSubject, mailEventsFilter } from "../../protocol/index.js";
 import type { MailEvent, StatusReply } from "../../protocol/index.js";
+import { eventIdOf } from "../common/mail-state.js";
+import type { MailStateStore } from "../common/mail-state.js";
+import { firstBySubject, firstBySubjectFromLeader, isNotFound } from "../common/js-errors.js";
 
 type LedgerReceiptRef = NonNullable<StatusReply["ledger"]>[number];
-import type { MailStateStore } from "../common/mail-state.js";
-import { firstBySubject, isNotFound } from "../common/js-errors.js";
 
 /**
  * Reads every life-cycle event of one mail, in stream order, with batched
- * Direct Get (served by any replica, no consumer created per request).
+ * Direct Get (served by any replica, no consumer created per request), or,
+ * with `fromLeader`, one event per request through the stream leader: a
+ * replica may not have stored the newest events yet, the leader has every
+ * acknowledged one.
  */
-export async function readHistory(jsm: JetStreamManager, mailId: string): Promise<MailEvent[]> {
+export async function readHistory(jsm: JetStreamManager, mailId: string, opts: { fromLeader?: boolean } = {}): Promise<MailEvent[]> {
   const out: MailEvent[] = [];
+  if (opts.fromLeader) {
+    for (let seq = 1; ;) {
+      const m = await firstBySubjectFromLeader(jsm, Names.eventsStream, mailEventsFilter(mailId), seq);
+      if (!m) return out;
+      out.push(Codecs.mailEvent.decode(m.data));
+      seq = m.seq + 1;
+    }
+  }
   let seq = 1;
   for (;;) {
     let got = 0;
@@ -69,9 +81,16 @@ export async function readLedgerRefs(jsm: JetStreamManager, mailId: string): Pro
 export function createStatusHandler(deps: { jsm: JetStreamManager; state: MailStateStore }): (data: Uint8Array) => Promise<StatusReply> {
   return async (data) => {
     const req = Codecs.statusRequest.decode(data);
-    const [current, history, ledger] = await Promise.all([
+    const [current, replicaHistory, ledger] = await Promise.all([
       deps.state.get(req.mailId), readHistory(deps.jsm, req.mailId), readLedgerRefs(deps.jsm, req.mailId),
     ]);
+    // The state entry is read from the leader and written after its event is stored (MailStateStore), so
+    // a history without the current state's event, or an empty one, came from a lagging replica: read
+    // again through the leader rather than answer NOT_FOUND or a history that stops short.
+    const upToDate = current
+      ? replicaHistory.some((e) => e.eventId === eventIdOf(req.mailId, current.record.state, current.record.attempt))
+      : replicaHistory.length > 0;
+    const history = upToDate ? replicaHistory : await readHistory(deps.jsm, req.mailId, { fromLeader: true });
     const last = history.at(-1);
     const now = current ? current.record : last && { state: last.state, attempt: last.attempt, updatedAt: last.at };
     if (!now) {

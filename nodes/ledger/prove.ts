@@ -37,9 +37,12 @@ async function requireTip(store: LedgerStore): Promise<Stored<LedgerBlockRef>> {
   return at;
 }
 
-/** Whether MAIL_EVENTS holds any event of a mail (a Direct Get of its first one). */
+/**
+ * Whether MAIL_EVENTS holds any event of a mail (a Direct Get of its first one; a miss is confirmed by the
+ * stream leader, so a replica that has not stored the mail's first event yet cannot make it NOT_FOUND).
+ */
 export function eventsProbe(jsm: JetStreamManager): (mailId: string) => Promise<boolean> {
-  return async (mailId) => (await firstBySubject(jsm, Names.eventsStream, mailEventsFilter(mailId))) !== null;
+  return async (mailId) => (await firstBySubject(jsm, Names.eventsStream, mailEventsFilter(mailId), { confirmAbsence: true })) !== null;
 }
 
 /** `ledger.head`: the latest complete block's signed checkpoint. */

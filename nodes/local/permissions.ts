@@ -97,9 +97,10 @@ export function rolePermissions(): Readonly<Record<NatsRole, NatsPermissions>> {
           // The status entry is written by processing nodes only (the claim creates it).
           // A submission that lost a race drops the body object it wrote.
           ...kvRead(Names.statusBucket), ...objectDelete(Names.bodiesBucket),
-          // mail.status: the history (batched Direct Get) and the mail's ledger index records;
-          // a racing submission reads the first one's work item.
-          jsApi.directGet(Names.eventsStream), jsApi.directGet(kvStream(Names.ledgerBucket)), jsApi.directGet(Names.workStream),
+          // mail.status: the history (batched Direct Get; through the leader when a replica lags) and the
+          // mail's ledger index records; a racing submission reads the first one's work item.
+          jsApi.directGet(Names.eventsStream), jsApi.msgGet(Names.eventsStream),
+          jsApi.directGet(kvStream(Names.ledgerBucket)), jsApi.directGet(Names.workStream),
         ],
         deny: ledgerWrites,
       },
@@ -119,8 +120,9 @@ export function rolePermissions(): Readonly<Record<NatsRole, NatsPermissions>> {
           ...kvReadWrite(Names.statusBucket), ...objectGetDelete(Names.bodiesBucket),
           // The quarantine service lists, and removes a released or deleted mail.
           jsApi.directGet(Names.quarantineStream), jsApi.msgGet(Names.quarantineStream), jsApi.msgDelete(Names.quarantineStream),
-          // `mail.queue` reads the work items it lists; a mail left in doubt is checked for an outcome event.
-          jsApi.directGet(Names.workStream), jsApi.directGet(Names.eventsStream),
+          // `mail.queue` reads the work items it lists; a mail left in doubt is checked for an outcome event
+          // (a miss confirmed by the events stream's leader).
+          jsApi.directGet(Names.workStream), jsApi.directGet(Names.eventsStream), jsApi.msgGet(Names.eventsStream),
         ],
         deny: ledgerWrites,
       },
@@ -136,8 +138,9 @@ export function rolePermissions(): Readonly<Record<NatsRole, NatsPermissions>> {
           jsApi.consumerInfo(Names.eventsStream, Names.ledgerConsumer), jsApi.consumerNext(Names.eventsStream, Names.ledgerConsumer),
           jsApi.ack(Names.eventsStream, Names.ledgerConsumer),
           ...kvReadWrite(Names.ledgerBucket), jsApi.directGet(kvStream(Names.ledgerBucket)),
-          // ledger.proof tells a mail not yet in a block (it has events) from an unknown one.
-          jsApi.directGet(Names.eventsStream),
+          // ledger.proof tells a mail not yet in a block (it has events) from an unknown one (a miss
+          // confirmed by the events stream's leader).
+          jsApi.directGet(Names.eventsStream), jsApi.msgGet(Names.eventsStream),
         ],
       },
       subscribe: { allow: [INBOX, ...serviceRoots("ledger."), ...microService(Names.ledgerService)] },

@@ -106,9 +106,13 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
     await finish(m);
   };
 
-  /** The Sent or Bounced event of `attempt` of the mail, if one is stored. */
+  /**
+   * The Sent or Bounced event of `attempt` of the mail, if one is stored. Absence is confirmed by the
+   * events stream's leader: a lagging replica answering "none" would get the mail sent again.
+   */
   const recordedOutcome = async (mailId: string, attempt: number): Promise<MailEvent | undefined> => {
-    const found = await Promise.all((["Sent", "Bounced"] as const).map((s) => firstBySubject(jsm, Names.eventsStream, eventSubject(mailId, s))));
+    const found = await Promise.all((["Sent", "Bounced"] as const).map((s) =>
+      firstBySubject(jsm, Names.eventsStream, eventSubject(mailId, s), { confirmAbsence: true })));
     return found.map((msg) => msg && Codecs.mailEvent.decode(msg.data)).find((e) => e?.attempt === attempt) ?? undefined;
   };
 

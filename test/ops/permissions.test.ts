@@ -10,6 +10,8 @@ import { Kvm } from "@nats-io/kv";
 import { captureCli } from "../helpers/cli.js";
 import { main } from "../../nodes/cli/main.js";
 import { connectCli } from "../../nodes/common/nats.js";
+import { firstBySubject } from "../../nodes/common/js-errors.js";
+import { readHistory } from "../../nodes/gateway/index.js";
 import {
   Codecs, LedgerCodecs, Names, ServiceSubjects, eventSubject, quarantineRequestSubject, mailIdFromIdempotencyKey, workSubject,
 } from "../../protocol/index.js";
@@ -114,6 +116,9 @@ describe("allowed flows with role users", () => {
         return s.state === "Sent" && (s.ledger?.length ?? 0) > 0 && s;
       });
       expect(st.history.at(-1)?.detail.smtp?.code).toBe(250);
+      // The history read through the events stream's leader (what mail.status falls back to when a replica lags) is the same.
+      const gw = await jetstreamManager(probe("gateway"));
+      expect(await readHistory(gw, r.mailId, { fromLeader: true })).toEqual(await readHistory(gw, r.mailId));
     }
     expect(sink.messages.map((m) => m.messageId).sort()).toEqual([small.messageId, big.messageId].sort());
     const head = await callService(probe("operator"), ServiceSubjects.ledgerHead, LedgerCodecs.headRequest,
@@ -133,6 +138,17 @@ describe("allowed flows with role users", () => {
   it("an operator lists the queue (the processing node reads MAIL_WORK for it)", async () => {
     const r = await callService(probe("operator"), ServiceSubjects.queue, Codecs.queueRequest, { kind: "mail.queue", v: 1, limit: 10, after: 0 }, Codecs.queueReply);
     expect(r).toMatchObject({ kind: "mail.queue.reply", waiting: expect.any(Number), held: expect.any(Number) });
+  });
+
+  it("an unknown mail is NOT_FOUND for mail.status and ledger.proof, each miss confirmed by the events stream's leader", async () => {
+    const unknown = mailIdFromIdempotencyKey("perm-never-submitted");
+    await expect(status(probe("publisher"), unknown)).rejects.toMatchObject({ code: "NOT_FOUND" });
+    await expect(callService(probe("operator"), ServiceSubjects.ledgerProof, LedgerCodecs.proofRequest,
+      { kind: "ledger.proof", v: 1, mailId: unknown }, LedgerCodecs.proofReply)).rejects.toMatchObject({ code: "NOT_FOUND" });
+    // The processing node's in-doubt check asks the same of the leader, on its own role's connection.
+    const sent = await firstBySubject(await jetstreamManager(probe("processing")), Names.eventsStream, eventSubject(unknown, "Sent"), { confirmAbsence: true });
+    expect(sent).toBeNull();
+    expect(await violations("probe-processing")).toEqual([]);
   });
 
   it("the nodes never needed a subject their role lacks", async () => {
