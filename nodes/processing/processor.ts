@@ -8,7 +8,7 @@ import type { ObjectStore } from "@nats-io/obj";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { simpleParser } from "mailparser";
 import { Codecs, FenError, Names, eventSubject, isTerminal, quarantineSubject, toFenError } from "../../protocol/index.js";
-import type { Classification, EventDetail, MailEvent, WorkItem } from "../../protocol/index.js";
+import type { Classification, EventDetail, MailEvent, RecipientRefusal, WorkItem } from "../../protocol/index.js";
 import type { Actor, ActorStatus } from "../common/actor.js";
 import type { Clock, Random } from "../common/clock.js";
 import type { Logger } from "../common/logger.js";
@@ -22,6 +22,7 @@ import type { MailClassifier } from "./classifier.js";
 import { createBatchingClassifier } from "./classifier.js";
 import { MAILPARSER_OPTIONS } from "../classifier/index.js";
 import type { Delivery } from "./delivery.js";
+import { REFUSAL_REPLY_CHARS } from "./smtp-outcome.js";
 import type { Outcome } from "./smtp-outcome.js";
 import { startProcessingService } from "./service.js";
 import { requestsSettled } from "../common/rpc.js";
@@ -249,17 +250,28 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
    * are done; those refused for now (4xx, e.g. 452 "too many recipients")
    * make the mail Deferred with them as `pending`, and the next attempt
    * sends to them only. A transaction that failed as a whole after some
-   * recipients were refused for good is retried without those. A split by
+   * recipients were refused for good is retried without those; one refused
+   * for good as a whole (5xx at DATA) settles the recipients it carried, and
+   * those put off at RCPT TO are still retried. A split by
    * 452 ("too many recipients") is not an attempt. At the last attempt every
    * other refusal is final.
    */
   const record = async (m: JsMsg, cur: Versioned, item: WorkItem, outcome: Outcome, attempt: number, alog: Logger, to: readonly string[]) => {
     const recipients = item.envelope.to;
     const smtp = outcome.smtp ? { smtp: outcome.smtp } : {};
-    const sentOrRefused = outcome.kind === "sent" || outcome.kind === "refused" ? outcome : undefined;
-    const refusals = outcome.rejected ?? [];
-    const rejected = refusals.length ? { rejected: [...refusals] } : {};
-    const later = sentOrRefused ? refusals.filter((x) => x.transient).map((x) => x.recipient) : [];
+    const rcptRefusals = outcome.rejected ?? [];
+    // Recipients put off at RCPT TO (4xx) were not in the transaction: whatever became of it, they are still to be
+    // tried. (After a transient failure of the whole transaction every recipient not refused for good is.)
+    const later = outcome.kind === "transient" ? [] : rcptRefusals.filter((x) => x.transient).map((x) => x.recipient);
+    // A transaction refused for good as a whole (e.g. 554 at DATA) refused the recipients it carried, each recorded
+    // with that reply; those put off at RCPT TO are retried (they used to bounce with it).
+    const refusedWithMessage: RecipientRefusal[] = outcome.kind === "permanent" && later.length > 0
+      ? to.filter((x) => !rcptRefusals.some((r) => r.recipient === x)).map((recipient) => ({
+        recipient, transient: false, ...(outcome.smtp ? { smtp: { ...outcome.smtp, response: outcome.smtp.response.slice(0, REFUSAL_REPLY_CHARS) } } : {}),
+      }))
+      : [];
+    const refusals = [...rcptRefusals, ...refusedWithMessage];
+    const rejected = refusals.length ? { rejected: refusals } : {};
     const retry = outcome.kind === "transient" || later.length > 0;
     // The attempt failed with the whole message out and no reply: the relay may have it, so the retry may deliver it twice.
     const doubt = outcome.kind === "transient" && outcome.inDoubt ? { inDoubt: true } : {};
@@ -273,7 +285,8 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
     const tries = attempt - (item.attemptsBefore ?? 0) - (cur.record.attemptsNotCounted ?? 0);
     // 452 "too many recipients" asks for the rest in another transaction now (RFC 5321 4.5.3.1.10), not later:
     // such a split is progress, not a failure, so it neither counts as an attempt nor ends the mail.
-    const tooMany = outcome.kind === "sent" && later.length > 0 && refusals.every((x) => !x.transient || x.smtp?.code === 452);
+    const tooMany = (outcome.kind === "sent" || outcome.kind === "permanent") && later.length > 0
+      && rcptRefusals.every((x) => !x.transient || x.smtp?.code === 452);
     if (outcome.kind === "sent" && (later.length === 0 || (tries >= config.maxAttempts && !tooMany))) {
       await advanceDurably(m, cur, [{ state: "Sent", detail: { ...smtp, ...rejected } }], recipients, attempt);
       deps.metrics.delivered.inc();
@@ -288,9 +301,11 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
     if (retry && (tries < config.maxAttempts || stopped || tooMany)) {
       const delay = tooMany || stopped ? 0 : backoffDelay({ baseMs: config.retryBaseMs, maxMs: config.retryMaxMs }, tries, deps.random);
       const retryAt = new Date(deps.clock.now() + delay).toISOString();
-      const first = sentOrRefused?.rejected.find((x) => x.transient);
-      const message = outcome.kind === "transient" ? outcome.reason
-        : `${later.length} of ${to.length} recipients refused for now (${first!.recipient}: ${first!.smtp?.response ?? "no reply"})`.slice(0, 500);
+      const first = rcptRefusals.find((x) => x.transient);
+      const putOff = `${later.length} of ${to.length} recipients refused for now (${first?.recipient}: ${first?.smtp?.response ?? "no reply"})`;
+      const message = (outcome.kind === "transient" ? outcome.reason
+        : outcome.kind === "permanent" ? `${putOff}; the message was refused for good for the other ${refusedWithMessage.length}: ${outcome.reason}`
+          : putOff).slice(0, 500);
       const gone = new Set(refusals.filter((x) => !x.transient).map((x) => x.recipient));
       const rest = later.length > 0 ? later : to.filter((x) => !gone.has(x));
       const pending = rest.length < recipients.length ? { pending: rest } : {};

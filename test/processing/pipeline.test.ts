@@ -371,6 +371,19 @@ describe("per-recipient replies", () => {
     expect(rcpts.filter((a) => a.startsWith("gone@"))).toHaveLength(1);
   });
 
+  it("a recipient put off (450), then 554 for the message: the refusal settles the accepted recipient only, the put-off one is retried", async () => {
+    let busy = 0;
+    const sink = await relay((a) => (a.startsWith("busy@") && ++busy === 1 ? { code: 450, message: "4.2.1 mailbox busy" } : undefined),
+      (n) => (n === 1 ? { code: 554, message: "5.7.1 message refused" } : undefined));
+    const r = await submit(nc, structured("rcpt-450-554", { key: "rcpt-450-554", to: ["ok@example.net", "busy@example.net"] }));
+    const st = await until("Sent", async () => { const s = await status(nc, r.mailId); return s.state === "Sent" && s; });
+    expect(deliveries(sink, r.messageId)).toEqual([["busy@example.net"]]);
+    const deferred = st.history.find((e) => e.state === "Deferred");
+    expect(deferred?.detail).toMatchObject({ pending: ["busy@example.net"], smtp: { code: 554 }, error: { code: "SMTP_TRANSIENT" } });
+    expect(deferred?.detail.rejected?.map((x) => [x.recipient, x.transient, x.smtp?.code])).toEqual([["busy@example.net", true, 450], ["ok@example.net", false, 554]]);
+    expect(st.history.filter((e) => e.state === "Bounced")).toEqual([]);
+  });
+
   it("a recipient put off on every attempt after the others were delivered: Bounced, saying only the remaining one was refused", async () => {
     const sink = await startSmtpSink({ rcpt: (a) => (a.startsWith("busy@") ? { code: 450, message: "4.2.1 mailbox busy" } : undefined) });
     sinks.push(sink);
