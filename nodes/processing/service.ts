@@ -12,7 +12,7 @@ import type { Logger } from "../common/logger.js";
 import type { MailStateStore } from "../common/mail-state.js";
 import { serveEndpoint } from "../common/rpc.js";
 import { createAdmission } from "../common/admission.js";
-import { isNotFound } from "../common/js-errors.js";
+import { isDuplicateInProcess, isNotFound } from "../common/js-errors.js";
 import { checkMime, checkRequestSize, composeStructured, messageIdForPreview, tooLarge } from "../gateway/index.js";
 import type { MailClassifier } from "./classifier.js";
 
@@ -214,14 +214,29 @@ export async function startProcessingService(deps: ProcessingServiceDeps): Promi
       // Same message id for a repeated release of the same quarantine: queued once.
       // The attempts so far that count (the processor subtracts attemptsNotCounted itself).
       const releasedItem: WorkItem = { ...item, released: true, attemptsBefore: next.record.attempt - (next.record.attemptsNotCounted ?? 0) };
-      await js.publish(workSubject(item.mailId), Codecs.workItem.encode(releasedItem), { msgID: `${item.mailId}.release.${next.record.attempt}` });
+      // A repeat of this release handled at the same moment (on this node or another) publishes the same message
+      // id: JetStream answers the second "duplicate message id is in process" until the first is stored.
+      for (let i = 1; ; i++) {
+        try {
+          await js.publish(workSubject(item.mailId), Codecs.workItem.encode(releasedItem), { msgID: `${item.mailId}.release.${next.record.attempt}` });
+          break;
+        } catch (err) {
+          if (!isDuplicateInProcess(err) || i >= 40) throw err;
+          await new Promise((r) => setTimeout(r, Math.min(100, 5 * i)));
+        }
+      }
       log.info({ mailId: item.mailId, resumed }, "released from quarantine");
     } else {
       await decide({ state: "Rejected", detail: { reason: `deleted from quarantine: ${req.reason}`, error: { code: "QUARANTINED", message: req.reason } } });
       if ("object" in item.body) await deps.bodies.delete(item.body.object).catch(() => undefined);
       log.info({ mailId: item.mailId, resumed }, "deleted from quarantine");
     }
-    await jsm.streams.deleteMessage(Names.quarantineStream, msg.seq, false);
+    // A repeat of this request handled at the same moment may have removed the kept copy first (the server then
+    // answers 10057 "no message found", a code it gives any failed delete): done if the copy is gone.
+    await jsm.streams.deleteMessage(Names.quarantineStream, msg.seq, false).catch(async (err: unknown) => {
+      const gone = await jsm.streams.getMessage(Names.quarantineStream, { seq: msg.seq }).then((m) => m === null, (e: unknown) => isNotFound(e));
+      if (!gone) throw err;
+    });
     reply.mails.push(listed(cur.record, new Date(deps.clock.now()).toISOString()));
     return Codecs.quarantineReply.encode(reply);
   }, log);

@@ -1,0 +1,62 @@
+import { expect, it } from "vitest";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { Codecs, Names, quarantineRequestSubject, quarantineSubject } from "../../protocol/index.js";
+import type { MailClassifier } from "../../nodes/processing/index.js";
+import type { QuarantineRequest } from "../../protocol/index.js";
+import { callService } from "../../nodes/common/rpc.js";
+import { usePipeline } from "../helpers/suite.js";
+import { startGateway, startProcessing, status, structured, submit, until } from "../helpers/system.js";
+
+/**
+ * An operator's release or delete sent again while the first is still being
+ * handled (a double click, a script's retry, two operators), with two
+ * processing nodes as `npm start` runs them, so the copies are handled on
+ * different nodes at once. Rule classifier: score 0.99 when the subject
+ * says SPAM.
+ */
+const ruleClassifier: MailClassifier = {
+  version: "rule-test-1",
+  classifyRaw: async (raws) => raws.map((r) => ({ score: /^Subject:.*SPAM/m.test(Buffer.from(r).toString("latin1")) ? 0.99 : 0.01 })),
+};
+
+const p = usePipeline({
+  start: async (nc, port) => [
+    await startGateway(nc),
+    await startProcessing(nc, port, { FEN_QUARANTINE_THRESHOLD: "0.9" }, ruleClassifier),
+    await startProcessing(nc, port, { FEN_QUARANTINE_THRESHOLD: "0.9" }, ruleClassifier),
+  ],
+});
+const quarantine = (req: QuarantineRequest) => callService(p.nc, quarantineRequestSubject(req.kind), Codecs.quarantineRequest, req, Codecs.quarantineReply);
+
+async function kept(mailId: string): Promise<boolean> {
+  const jsm = await jetstreamManager(p.nc);
+  return (await jsm.streams.getMessage(Names.quarantineStream, { last_by_subj: quarantineSubject(mailId) }).catch(() => null)) !== null;
+}
+
+it("the same release (or delete) sent six times within moments: each answers ok or NOT_FOUND, never INTERNAL, and the mail is delivered once", async () => {
+  const seen: string[] = [];
+  for (const kind of ["release", "delete"] as const) {
+    for (let round = 0; round < 4; round++) {
+      const key = `q-same-${kind}-${round}`;
+      const spam = await submit(p.nc, structured(key, { key, subject: `SPAM ${key}` }));
+      await until(`${key} Quarantined`, async () => (await status(p.nc, spam.mailId)).state === "Quarantined");
+      const mailId = spam.mailId as never;
+      // Staggered by a few ms, as repeats come: the later ones arrive while the first is half way through.
+      const codes = await Promise.all(Array.from({ length: 6 }, (_, i) =>
+        new Promise((r) => setTimeout(r, i * 4 * (round + 1))).then(() => quarantine({ kind: `mail.quarantine.${kind}`, v: 1, mailId, reason: `operator ${i}` }))
+          .then(() => "ok", (e: { code?: string; message?: string }) => (e.code === "NOT_FOUND" ? "NOT_FOUND" : `${e.code ?? "?"}: ${e.message ?? String(e)}`))));
+      seen.push(...codes);
+      expect(codes.filter((c) => c !== "ok" && c !== "NOT_FOUND")).toEqual([]);
+      expect(codes).toContain("ok");
+      const st = await until(`${key} settled`, async () => {
+        const s = await status(p.nc, spam.mailId);
+        return (kind === "release" ? s.state === "Sent" : s.state === "Rejected") && s;
+      });
+      const after = st.history.slice(st.history.findIndex((e) => e.state === "Quarantined") + 1).map((e) => e.state);
+      expect(after).toEqual(kind === "release" ? ["PendingProcessing", "Processing", "Validated", "DeliveryScheduled", "Sent"] : ["Rejected"]);
+      expect(p.sink.messages.filter((m) => m.messageId === spam.messageId)).toHaveLength(kind === "release" ? 1 : 0);
+      expect(await kept(spam.mailId)).toBe(false);
+    }
+  }
+  console.log("answers:", JSON.stringify(seen.reduce<Record<string, number>>((a, c) => ({ ...a, [c]: (a[c] ?? 0) + 1 }), {})));
+});
