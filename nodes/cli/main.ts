@@ -2,7 +2,7 @@ import { readFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { Codecs, FenError, ServiceSubjects, quarantineRequestSubject } from "../../protocol/index.js";
-import type { QuarantineRequest, RecipientRefusal, SubmitRequest } from "../../protocol/index.js";
+import type { ErrorCode, FieldError, QuarantineRequest, RecipientRefusal, SubmitRequest } from "../../protocol/index.js";
 import { cliError, connectCli } from "../common/nats.js";
 import { callService } from "../common/rpc.js";
 import { parseDecimal } from "../common/decimal.js";
@@ -30,13 +30,19 @@ commands:
 NATS servers: --server URL[,URL], FEN_NATS_URLS or NATS_URL (default nats://127.0.0.1:4222);
 credentials: FEN_NATS_USER / FEN_NATS_PASSWORD; NATS_USER / NATS_PASSWORD only go with NATS_URL's servers
 (not with --server or FEN_NATS_URLS: a password exported for one cluster is not sent to another).
-Exit codes: 0 ok, 1 failed (or no cluster reachable), 2 usage error, 3 request refused (code printed).`;
+Exit codes: 0 ok, 1 failed (or no cluster reachable), 2 usage error, 3 request refused (code printed).
+With --json a failure is printed on stdout too, as the wire's error reply: {"kind":"error","v":1,"code":…,"message":…,"fields":[…]}.`;
 
 /** Entry point of the CLI; returns the exit code. */
 export async function main(argv: string[], io: CliIo): Promise<number> {
   const [command, ...rest] = argv;
   const out = (s: string) => io.stdout.write(`${s}\n`);
   const err = (s: string) => io.stderr.write(`${s}\n`);
+  // With --json a script reads stdout: a failure is one JSON object there too (the wire's error reply), not silence.
+  const json = command !== "classify" && command !== "ledger" && rest.includes("--json");
+  const failed = (code: ErrorCode, message: string, fields: readonly FieldError[] = []) => {
+    if (json) out(Buffer.from(Codecs.errorReply.encode({ kind: "error", v: 1, code, message, fields: [...fields] })).toString());
+  };
   try {
     if ((command === "send" || command === "status" || command === "queue" || command === "quarantine") && rest.some((a) => a === "--help" || a === "-h")) {
       out(USAGE);
@@ -65,14 +71,17 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   } catch (e) {
     // node:util parseArgs: an unknown option, a missing option value, a stray positional.
     if (String((e as { code?: unknown }).code).startsWith("ERR_PARSE_ARGS")) {
+      failed("BAD_REQUEST", `usage error: ${(e as Error).message}`);
       err(`usage error: ${(e as Error).message}\n\n${USAGE}`);
       return 2;
     }
     const fe = cliError(e);
     if (!fe) {
+      failed("INTERNAL", (e as Error).message ?? String(e));
       err(`error: ${(e as Error).message ?? String(e)}`);
       return 1;
     }
+    failed(fe.code, fe.message, fe.fields);
     err(`error ${fe.code}: ${fe.message}`);
     for (const f of fe.fields) err(`  ${f.field || "(request)"}: ${f.code} ${f.message}`);
     if (fe.code === "BAD_REQUEST" && fe.message.startsWith("usage")) return 2;

@@ -107,3 +107,28 @@ describe("fastemailnet send with a file that cannot be read", () => {
     expect(r.stderr).toContain(`usage: ${option} /nonexistent/mail.txt: ENOENT`);
   });
 });
+
+describe("fastemailnet --json when the command fails", () => {
+  it("prints the error as one JSON object on stdout (the wire's error reply), with the same exit code", async () => {
+    const port = await new Promise<number>((resolve) => {
+      const srv = createServer().listen(0, "127.0.0.1", () => {
+        const p = (srv.address() as { port: number }).port;
+        srv.close(() => resolve(p));
+      });
+    });
+    const cases: [string[], number, string][] = [
+      [["status", "m1", "--json", "--server", `nats://127.0.0.1:${port}`], 1, "NATS_UNREACHABLE"],
+      [["send", "--to", "you@example.net", "--json"], 2, "BAD_REQUEST"],
+      [["status", "--bogus", "--json"], 2, "BAD_REQUEST"],
+      [["quarantine", "list", "--limit", "0", "--json"], 2, "BAD_REQUEST"],
+      [["send", "--from", "a@example.org", "--to", "b@example.net", "--raw", "/nonexistent/mail.eml", "--json"], 2, "BAD_REQUEST"],
+    ];
+    for (const [argv, code, errorCode] of cases) {
+      const r = await run(...argv);
+      expect(r.code, argv.join(" ")).toBe(code);
+      expect(() => JSON.parse(r.stdout) as unknown, `${argv.join(" ")}: stdout ${JSON.stringify(r.stdout)}`).not.toThrow();
+      expect(JSON.parse(r.stdout)).toMatchObject({ kind: "error", v: 1, code: errorCode, message: expect.any(String), fields: expect.any(Array) });
+      expect(r.stderr).toContain(errorCode === "BAD_REQUEST" ? "usage" : `error ${errorCode}`);
+    }
+  });
+});
