@@ -15,10 +15,21 @@ export interface KeySpec<T extends z.ZodTypeAny = z.ZodTypeAny> {
   readonly secret?: boolean;
 }
 
-/** A number written in decimal, as an environment variable holds it (see parseDecimal: not `z.coerce.number`). */
-const decimal = (integer: boolean) => z.string().transform((s) => parseDecimal(s.trim(), integer ? "integer" : "number"))
-  .pipe(z.number({ invalid_type_error: integer ? "not a decimal integer" : "not a decimal number" }));
-const int = (min: number, max: number) => z.union([z.number(), decimal(true)]).pipe(z.number().int().min(min).max(max));
+/**
+ * A number written in decimal, as an environment variable holds it (see parseDecimal: not `z.coerce.number`), or a
+ * default's number. One schema, not a union: a union's failure is only zod's "Invalid input", which told the
+ * operator neither what was wrong nor what was expected.
+ */
+const decimal = (integer: boolean) => z.union([z.number(), z.string()]).transform((v, ctx) => {
+  if (typeof v === "number") return v;
+  const n = parseDecimal(v.trim(), integer ? "integer" : "number");
+  if (Number.isNaN(n)) {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, message: `not a decimal ${integer ? "integer" : "number"}: ${JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v)}` });
+    return z.NEVER;
+  }
+  return n;
+});
+const int = (min: number, max: number) => decimal(true).pipe(z.number().int().min(min).max(max));
 const bool = z.enum(["true", "false", "1", "0"]).transform((v) => v === "true" || v === "1");
 const list = z.string().transform((s) => s.split(",").map((x) => x.trim()).filter(Boolean)).pipe(z.array(z.string().min(1)).min(1));
 
@@ -66,7 +77,7 @@ export const ProcessingKeys = {
   maxAttempts: { env: "FEN_MAX_ATTEMPTS", schema: int(1, 100).default(8), doc: "Delivery attempts before a transient failure bounces (an attempt a node gave up as it stopped, at FEN_DRAIN_TIMEOUT_MS, does not count, nor a transaction the relay split with 452 too many recipients)." },
   retryBaseMs: { env: "FEN_RETRY_BASE_MS", schema: int(1, 86_400_000).default(30_000), doc: "First retry delay; doubles per attempt, with jitter." },
   retryMaxMs: { env: "FEN_RETRY_MAX_MS", schema: int(1, 86_400_000).default(3_600_000), doc: "Largest retry delay." },
-  quarantineThreshold: { env: "FEN_QUARANTINE_THRESHOLD", schema: z.union([z.number(), decimal(false)]).pipe(z.number().min(0).max(1.01)).default(0.9), doc: "Spam score at or above which a mail is quarantined (above 1 disables quarantine). The default is the operating point the train-part cross-validation gives 0.21 % false positives (nodes/classifier/README.md): holding legitimate outbound mail costs more than passing a borderline one." },
+  quarantineThreshold: { env: "FEN_QUARANTINE_THRESHOLD", schema: decimal(false).pipe(z.number().min(0).max(1.01)).default(0.9), doc: "Spam score at or above which a mail is quarantined (above 1 disables quarantine). The default is the operating point the train-part cross-validation gives 0.21 % false positives (nodes/classifier/README.md): holding legitimate outbound mail costs more than passing a borderline one." },
   maxMessageBytes: { env: "FEN_MAX_MESSAGE_BYTES", schema: int(1024, 64 * 1024 * 1024).default(10 * 1024 * 1024), doc: "Largest message `mail.classify` scores (RFC 5322 bytes); set it as the gateway's, so a mail the gateway refuses is refused here too." },
   modelDir: { env: "FEN_MODEL_DIR", schema: z.string().optional(), doc: "Folder of the classifier model. @default the committed model; `none` = pass-through classifier." },
 } as const satisfies Record<string, KeySpec>;

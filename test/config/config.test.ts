@@ -26,6 +26,12 @@ describe("configuration", () => {
   ])("%s=%j is CONFIG_INVALID, not a number it happens to coerce to (a blank threshold was 0: every mail quarantined)", (env, value) => {
     expect(() => loadConfig(ProcessingKeys, { [env]: value })).toThrow(expect.objectContaining({ code: "CONFIG_INVALID", fields: [expect.objectContaining({ field: env })] }));
   });
+  it.each([
+    ["FEN_SMTP_PORT", "abc", /^not a decimal integer: "abc"$/], ["FEN_SMTP_PORT", "25.5", /^not a decimal integer: "25\.5"$/],
+    ["FEN_QUARANTINE_THRESHOLD", "high", /^not a decimal number: "high"$/], ["FEN_QUARANTINE_THRESHOLD", "0x1", /^not a decimal number: "0x1"$/],
+  ])("%s=%j says what it expected and what it got (it said only \"Invalid input\")", (env, value, message) => {
+    expect(() => loadConfig(ProcessingKeys, { [env]: value })).toThrow(expect.objectContaining({ fields: [expect.objectContaining({ field: env, message: expect.stringMatching(message) })] }));
+  });
   it("takes decimal numbers, and node names with dots (Kubernetes pod names)", () => {
     const c = loadConfig(ProcessingKeys, { FEN_QUARANTINE_THRESHOLD: "0.95", FEN_HTTP_PORT: " 9101 ", FEN_NODE_NAME: "mail.prod-fastemailnet-processing-6f7c9d8b5-x2x7q" });
     expect([c.quarantineThreshold, c.httpPort, c.nodeName]).toEqual([0.95, 9101, "mail.prod-fastemailnet-processing-6f7c9d8b5-x2x7q"]);
