@@ -408,7 +408,9 @@ export type QueueReply = z.infer<typeof QueueReplySchema>;
 /** Operator requests on quarantined mail, v1. */
 export const QuarantineRequestSchema = z.discriminatedUnion("kind", [
   z.object({
-    kind: z.literal("mail.quarantine.list"), v: z.literal(1), limit: z.number().int().min(1).max(1000).default(100),
+    kind: z.literal("mail.quarantine.list"), v: z.literal(1),
+    /** Most mails in the page; a page stops earlier after 8 MB of kept mails (large bodies), with `done: false`. */
+    limit: z.number().int().min(1).max(1000).default(100),
     /** Page cursor: the reply's `next`. 0 starts at the oldest kept mail. */
     after: pageCursor.default(0),
   }).strict(),

@@ -18,8 +18,12 @@ import type { MailClassifier } from "./classifier.js";
 
 export const PROCESSING_VERSION = "0.1.0";
 
-/** Most bytes of work items one `mail.queue` page reads (bodies up to 512 KiB ride in them). */
-const QUEUE_PAGE_BYTES = 8 * 1024 * 1024;
+/**
+ * Most bytes of work items one `mail.queue` or `mail.quarantine.list` page reads (bodies up to 512 KiB ride in
+ * them): a page of 1,000 large quarantined mails read 650 MB into the node and outlasted the caller's timeout.
+ * A page cut short by it says so with `next`.
+ */
+const PAGE_BYTES = 8 * 1024 * 1024;
 
 /** Prefix of the reason recorded on a mail released from quarantine. */
 const RELEASED = "released:";
@@ -121,7 +125,7 @@ export async function startProcessingService(deps: ProcessingServiceDeps): Promi
   serveEndpoint(service, { name: "queue", subject: ServiceSubjects.queue }, async (data) => {
     const req = Codecs.queueRequest.decode(data);
     const ci = await jsm.consumers.info(Names.workStream, Names.workConsumer);
-    const { entries, remaining, next } = await page(Names.workStream, req.after, req.limit, QUEUE_PAGE_BYTES);
+    const { entries, remaining, next } = await page(Names.workStream, req.after, req.limit, PAGE_BYTES);
     const reply: QueueReply = {
       kind: "mail.queue.reply", v: 1, remaining, waiting: ci.num_pending, held: ci.num_ack_pending, ...(next ? { next } : {}),
       mails: entries.map(({ seq, item, record: r }) => ({
@@ -174,8 +178,8 @@ export async function startProcessingService(deps: ProcessingServiceDeps): Promi
     }
     const reply: QuarantineReply = { kind: "mail.quarantine.reply", v: 1, mails: [], done: true };
     if (req.kind === "mail.quarantine.list") {
-      // A page of the oldest `limit` kept mails after `after` (a released or deleted one is skipped); `next` continues it.
-      const { entries, next } = await page(Names.quarantineStream, req.after, req.limit);
+      // A page of the oldest `limit` kept mails after `after` (fewer past PAGE_BYTES; a released or deleted one is skipped); `next` continues it.
+      const { entries, next } = await page(Names.quarantineStream, req.after, req.limit, PAGE_BYTES);
       for (const { record } of entries) if (record?.state === "Quarantined") reply.mails.push(listed(record, record.updatedAt));
       reply.done = next === undefined;
       if (next !== undefined) reply.next = next;

@@ -232,3 +232,27 @@ it("fastemailnet quarantine lists, releases and deletes; bad usage exits 2", asy
   // Neither is quarantined any more: the operator sees the code and why.
   expect(await runCli("quarantine", "delete", b.mailId, "--reason", "again")).toMatchObject({ code: 3, stderr: expect.stringContaining("error NOT_FOUND") });
 });
+
+it("a list page reads at most a few MB of kept mails, however large they are: 24 mails of ~450 KB come in pages, each a next cursor on", async () => {
+  const ids: string[] = [];
+  await Promise.all(Array.from({ length: 24 }, async (_, i) => {
+    const key = `q-big-list-${i}`;
+    // Inline in the work item (under the 512 KiB object-store limit), so every kept copy carries its body.
+    const m = await submit(p.nc, structured(key, { key, subject: `SPAM big ${i}`, text: "cheap pills here\n".repeat(26_000) }), 60_000);
+    ids.push(m.mailId);
+  }));
+  await until("all 24 Quarantined", async () => (await Promise.all(ids.map((id) => status(p.nc, id)))).every((s) => s.state === "Quarantined"), 60_000);
+  const pages: QuarantineReply[] = [];
+  let after = 0;
+  for (;;) {
+    const r = await quarantine({ kind: "mail.quarantine.list", v: 1, limit: 1000, after });
+    pages.push(r);
+    if (r.done) break;
+    after = r.next!;
+  }
+  // ~10 MB of kept mails: more than one page of 8 MB.
+  expect(pages.length).toBeGreaterThan(1);
+  const listed = pages.flatMap((r) => r.mails.map((m) => m.mailId));
+  expect(listed.filter((id) => ids.includes(id)).sort()).toEqual([...ids].sort());
+  for (const id of ids) await quarantine({ kind: "mail.quarantine.delete", v: 1, mailId: id as never, reason: "cleanup" });
+}, 120_000);
