@@ -80,7 +80,16 @@ export function headerText(s: string): string {
 export async function callService<Req, Rep>(
   nc: NatsConnection, subject: string, reqCodec: Codec<Req>, req: Req, repCodec: Codec<Rep>, timeoutMs = 10_000,
 ): Promise<Rep> {
-  const msg = await nc.request(subject, reqCodec.encode(req), { timeout: timeoutMs }).catch((err: unknown) => {
+  const data = reqCodec.encode(req);
+  // The client refuses a message over the servers' max_payload before sending it ("'payload' max_payload size
+  // exceeded", exit 1 in the CLI): no service's own size check ever sees such a request.
+  const maxPayload = nc.info?.max_payload;
+  if (maxPayload !== undefined && data.length > maxPayload) {
+    throw new FenError("MESSAGE_TOO_LARGE", `the ${subject} request is ${data.length} bytes, more than the NATS servers take in one message (max_payload ${maxPayload}); nothing was sent`, {
+      fields: [{ field: "", code: "MESSAGE_TOO_LARGE", message: `${data.length} > ${maxPayload} bytes` }],
+    });
+  }
+  const msg = await nc.request(subject, data, { timeout: timeoutMs }).catch((err: unknown) => {
     // Named by code: a bare "timeout" told a publisher its mail failed when it may have been stored.
     if (err instanceof NoRespondersError || (err instanceof RequestError && err.isNoResponders())) {
       throw new FenError("NO_RESPONDERS", `nothing serves ${subject} right now (no node running, or none started yet); nothing was done`, { cause: err });

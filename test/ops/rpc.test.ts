@@ -35,6 +35,23 @@ describe("requests without an answer", () => {  const submit = (timeoutMs: numbe
   });
 });
 
+describe("a request larger than the servers take", () => {
+  it("is MESSAGE_TOO_LARGE naming the servers' max_payload, and the CLI says so (exit 3), not \"'payload' max_payload size exceeded\" (exit 1)", async () => {
+    const max = env.nc.info!.max_payload;
+    // A raw mail whose request (base64, ~4/3) is over max_payload: it never reaches a gateway's own size check.
+    const raw = Buffer.concat([Buffer.from("From: a@example.org\r\nSubject: big\r\n\r\n"), Buffer.alloc(Math.ceil(max * 0.8), "a\r\n")]);
+    await expect(callService(env.nc, ServiceSubjects.submit, Codecs.submitRequest,
+      { kind: "mail.submit", v: 1, mail: { raw: raw.toString("base64"), envelope: { from: "a@example.org", to: ["b@example.net"] } } }, Codecs.submitReply))
+      .rejects.toMatchObject({ code: "MESSAGE_TOO_LARGE", message: expect.stringContaining(`max_payload ${max}`) });
+    const { writeFile, mkdtemp } = await import("node:fs/promises");
+    const file = `${await mkdtemp("/tmp/fen-rpc-")}/big.eml`;
+    await writeFile(file, raw);
+    const r = await fastemailnet(env.cluster.urls, "send", "--raw", file, "--from", "a@example.org", "--to", "b@example.net");
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/^error MESSAGE_TOO_LARGE: /m);
+  });
+});
+
 describe("a stopping service", () => {
   it("answers the requests it took before stopping; requestsSettled waits for them", async () => {
     const service = await new Svcm(env.nc).add({ name: "fen-test-slow", version: "0.0.1" });
