@@ -1,5 +1,5 @@
 import { JetStreamApiError, JetStreamError } from "@nats-io/jetstream";
-import type { JetStreamManager, MsgRequest, StoredMsg } from "@nats-io/jetstream";
+import type { JetStreamClient, JetStreamManager, MsgRequest, PubAck, StoredMsg } from "@nats-io/jetstream";
 import { TimeoutError } from "@nats-io/nats-core";
 
 /** JetStream API error codes meaning "no such stream / consumer / message". */
@@ -30,6 +30,28 @@ export function isWrongLastSequence(err: unknown): boolean {
  */
 export function isDuplicateInProcess(err: unknown): boolean {
   return err instanceof JetStreamApiError && err.code === 10158;
+}
+
+/** Attempts of {@link publishOnce} while another writer is storing the same message id. */
+const IN_PROCESS_ATTEMPTS = 40;
+
+/**
+ * A de-duplicated publish (`msgID` set) that two writers may make at once (a
+ * racing gateway and node, two operators repeating one request): JetStream
+ * answers the second "duplicate message id is in process" until the first is
+ * stored, and the same publish a moment later gets the duplicate ack. Retried
+ * here, 5 ms more each time and at most 100 ms apart (about 3 s in all), so
+ * the caller sees a stored message or a real failure.
+ */
+export async function publishOnce(js: JetStreamClient, subject: string, data: Uint8Array, opts: { msgID: string }): Promise<PubAck> {
+  for (let i = 1; ; i++) {
+    try {
+      return await js.publish(subject, data, opts);
+    } catch (err) {
+      if (!isDuplicateInProcess(err) || i >= IN_PROCESS_ATTEMPTS) throw err;
+      await new Promise((r) => setTimeout(r, Math.min(100, 5 * i)));
+    }
+  }
 }
 
 /**

@@ -3,7 +3,7 @@ import type { KV } from "@nats-io/kv";
 import { Codecs, FenError, canTransition, eventSubject } from "../../protocol/index.js";
 import type { EventDetail, MailEvent, MailId, MailState, StatusRecord } from "../../protocol/index.js";
 import type { Clock } from "./clock.js";
-import { isDuplicateInProcess, isWrongLastSequence } from "./js-errors.js";
+import { isWrongLastSequence, publishOnce } from "./js-errors.js";
 
 /**
  * A status record with the KV revision it was read at (for compare-and-swap).
@@ -79,12 +79,6 @@ function isWrongRevision(err: unknown): boolean {
   return isWrongLastSequence(err) || /wrong last sequence|key exists/i.test(String((err as Error | undefined)?.message));
 }
 
-/** Attempts when another writer is storing the same event right now (see publishEvent). */
-const IN_PROCESS_ATTEMPTS = 40;
-
-/** The pause before attempt `i + 1` of such a retry: 5 ms more each time, at most 100 ms (about 3 s over all attempts). */
-const pauseBeforeRetry = (i: number) => new Promise((r) => setTimeout(r, Math.min(100, 5 * i)));
-
 export function createMailStateStore(deps: { js: JetStreamClient; kv: KV; clock: Clock; node: string }): MailStateStore {
   const { js, kv, clock, node } = deps;
   const iso = () => new Date(clock.now()).toISOString();
@@ -94,20 +88,10 @@ export function createMailStateStore(deps: { js: JetStreamClient; kv: KV; clock:
     const ev: MailEvent = { kind: "mail.event", v: 1, eventId, mailId, state, attempt, at, node, recipients: [...recipients], detail };
     const data = Codecs.mailEvent.encode(ev);
     const subject = eventSubject(mailId, state);
-    // The gateway and a processing node can write the same event at once
-    // (the node takes the work item while the gateway is still recording
-    // PendingProcessing). JetStream then answers the second publish with
-    // "duplicate message id is in process"; a moment later the same publish
-    // gets the duplicate ack. Retried here rather than failing the work item,
-    // which would cost a redelivery and its backoff.
-    for (let i = 1; ; i++) {
-      try {
-        return await js.publish(subject, data, { msgID: eventId });
-      } catch (err) {
-        if (!isDuplicateInProcess(err) || i >= IN_PROCESS_ATTEMPTS) throw err;
-        await pauseBeforeRetry(i);
-      }
-    }
+    // The gateway and a processing node can write the same event at once (the node takes the work item while
+    // the gateway is still recording PendingProcessing): publishOnce waits for the other write rather than
+    // failing the work item, which would cost a redelivery and its backoff.
+    return publishOnce(js, subject, data, { msgID: eventId });
   };
 
   const store: MailStateStore = {

@@ -12,7 +12,7 @@ import type { Logger } from "../common/logger.js";
 import type { MailStateStore } from "../common/mail-state.js";
 import { serveEndpoint } from "../common/rpc.js";
 import { createAdmission } from "../common/admission.js";
-import { isDuplicateInProcess, isNotFound } from "../common/js-errors.js";
+import { isNotFound, publishOnce } from "../common/js-errors.js";
 import { checkMime, checkRequestSize, composeStructured, messageIdForPreview, tooLarge } from "../gateway/index.js";
 import type { MailClassifier } from "./classifier.js";
 
@@ -218,17 +218,8 @@ export async function startProcessingService(deps: ProcessingServiceDeps): Promi
       // Same message id for a repeated release of the same quarantine: queued once.
       // The attempts so far that count (the processor subtracts attemptsNotCounted itself).
       const releasedItem: WorkItem = { ...item, released: true, attemptsBefore: next.record.attempt - (next.record.attemptsNotCounted ?? 0) };
-      // A repeat of this release handled at the same moment (on this node or another) publishes the same message
-      // id: JetStream answers the second "duplicate message id is in process" until the first is stored.
-      for (let i = 1; ; i++) {
-        try {
-          await js.publish(workSubject(item.mailId), Codecs.workItem.encode(releasedItem), { msgID: `${item.mailId}.release.${next.record.attempt}` });
-          break;
-        } catch (err) {
-          if (!isDuplicateInProcess(err) || i >= 40) throw err;
-          await new Promise((r) => setTimeout(r, Math.min(100, 5 * i)));
-        }
-      }
+      // A repeat of this release handled at the same moment (on this node or another) publishes the same message id.
+      await publishOnce(js, workSubject(item.mailId), Codecs.workItem.encode(releasedItem), { msgID: `${item.mailId}.release.${next.record.attempt}` });
       log.info({ mailId: item.mailId, resumed }, "released from quarantine");
     } else {
       await decide({ state: "Rejected", detail: { reason: `deleted from quarantine: ${req.reason}`, error: { code: "QUARANTINED", message: req.reason } } });
