@@ -105,6 +105,21 @@ async function firstContentHash(deps: SubmitDeps, mailId: MailId): Promise<strin
 }
 
 /**
+ * A store read or write of a submission, before its work item is stored: a
+ * failure (a timeout, a lost connection, a stream that does not answer) is
+ * STORE_UNAVAILABLE, which tells the publisher to retry with the same
+ * idempotency key, not INTERNAL. FenErrors pass through.
+ */
+async function storeStep<T>(what: string, step: Promise<T>): Promise<T> {
+  try {
+    return await step;
+  } catch (err) {
+    if (err instanceof FenError) throw err;
+    throw new FenError("STORE_UNAVAILABLE", `${what} failed (${String((err as Error)?.message ?? err).slice(0, 200)}); nothing was stored, retry with the same idempotency key`, { cause: err });
+  }
+}
+
+/**
  * Handles one `mail.submit`. Validation happens before any write, so a
  * rejected request stores nothing. The reply is produced only after
  * JetStream acknowledged the work item (replicated and, with
@@ -144,9 +159,9 @@ export function createSubmitHandler(deps: SubmitDeps, opts: SubmitOptions): (dat
     const contentHash = contentSha256(canonical);
     // With a key: the key's mail, at any age. Without one: the identical
     // mail of the last DUPLICATE_WINDOW_MS, if any, else a new mail.
-    const { mailId, first } = req.idempotencyKey !== undefined
-      ? await byKey(deps.jsm, mailIdFromIdempotencyKey(req.idempotencyKey))
-      : await byContent(deps, contentHash);
+    const { mailId, first } = await storeStep("looking up an earlier submission of this mail", req.idempotencyKey !== undefined
+      ? byKey(deps.jsm, mailIdFromIdempotencyKey(req.idempotencyKey))
+      : byContent(deps, contentHash));
     // The Message-ID recipients will see: a raw message's own, or the one assigned (every retry reuses it).
     const messageId = ownMessageId ?? messageIdFor(mailId, opts.messageIdDomain);
     const log = deps.log.child({ mailId });
@@ -189,7 +204,7 @@ export function createSubmitHandler(deps: SubmitDeps, opts: SubmitOptions): (dat
       // racing each other compose different bytes (MIME boundary, Date),
       // and one must not overwrite the object the stored work item refers to.
       const object = `${mailId}.${randomBytes(8).toString("hex")}`;
-      await deps.bodies.putBlob({ name: object }, raw);
+      await storeStep("storing the body in the object store", deps.bodies.putBlob({ name: object }, raw));
       body = { object, sha256: createHash("sha256").update(raw).digest("hex") };
     }
     const submittedAt = now.toISOString();
@@ -212,7 +227,7 @@ export function createSubmitHandler(deps: SubmitDeps, opts: SubmitOptions): (dat
       // A submission racing the first one. Its body object is not referred to by anything.
       log.debug("duplicate submission (inside the duplicate window)");
       if ("object" in body) await deps.bodies.delete(body.object).catch(() => undefined);
-      return duplicateOf(await firstContentHash(deps, mailId));
+      return duplicateOf(await storeStep("reading the first submission of this mail", firstContentHash(deps, mailId)));
     }
     // The work item is durable: the mail will be processed even if this
     // event fails (the processing node publishes a missing one itself).

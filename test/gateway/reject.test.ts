@@ -263,6 +263,31 @@ describe("a submission the work stream refuses", () => {
   });
 });
 
+describe("a submission whose store lookups fail", () => {
+  it("is STORE_UNAVAILABLE (retry with the key), not INTERNAL, and stores nothing", async () => {
+    const js = jetstream(nc);
+    const jsm = await jetstreamManager(nc);
+    const submitAt = createSubmitHandler({
+      js, jsm, bodies: await new Objm(js).open(Names.bodiesBucket),
+      state: createMailStateStore({ js, kv: await new Kvm(js).open(Names.statusBucket), clock: { now: () => Date.now() }, node: "gw-lookup" }),
+      clock: { now: () => Date.now() }, log: testLog, metrics: createMetrics({ defaults: false }),
+    }, { maxMessageBytes: 2 * 1024 * 1024, messageIdDomain: "fastemailnet.local", submitTimeoutMs: 10_000 });
+    // A real failure of the lookup of an earlier submission: MAIL_EVENTS answers no Direct Get for a while (a
+    // probe flooding the gateway with large submissions got INTERNAL "timeout" from the same lookup).
+    const before = (await jsm.streams.info(Names.eventsStream)).config;
+    await jsm.streams.update(Names.eventsStream, { ...before, allow_direct: false });
+    try {
+      for (const req of [structured("lookup-fails", { key: "lookup-fails-1" }), structured("lookup-fails-keyless")]) {
+        const err = await errorOf(() => submitAt(new TextEncoder().encode(JSON.stringify(req))));
+        expect(err).toMatchObject({ code: "STORE_UNAVAILABLE", message: expect.stringMatching(/^looking up an earlier submission of this mail failed \(.+\); nothing was stored, retry with the same idempotency key$/) });
+      }
+    } finally {
+      await jsm.streams.update(Names.eventsStream, before);
+    }
+    expect(await jsm.streams.getMessage(Names.workStream, { last_by_subj: workSubject(mailIdFromIdempotencyKey("lookup-fails-1")) })).toBeNull();
+  });
+});
+
 async function errorOf(f: () => Promise<unknown>): Promise<unknown> {
   try {
     await f();
