@@ -1,4 +1,4 @@
-/** Writes CONFIG.md from the key tables: `npm run docs:config > nodes/config/CONFIG.md`. */
+/** Prints CONFIG.md from the key tables; `npm run docs:config` writes it to nodes/config/CONFIG.md. */
 import { ConfigTables, CrossKeyRules } from "./index.js";
 const seen = new Set<string>();
 let out = `# Configuration
