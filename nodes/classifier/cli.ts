@@ -40,6 +40,8 @@ line per file: path, spam score (0..1), verdict (spam if score >= T), model vers
   --threshold T   verdict threshold, default ${DEFAULT_THRESHOLD} (the model's own; the processing nodes
                   quarantine at FEN_QUARANTINE_THRESHOLD, default 0.9)
   --model DIR     model directory, default the committed model
+Exit codes: 0 every file scored, 1 a file unreadable or not a mail (the others scored), 2 usage error,
+3 model unavailable (missing, corrupt, hash mismatch), 4 scoring failed part-way (printed lines stand).
 `;
 
 /** A message's first line: a header field `Name: value` (or an mbox "From " line). */
