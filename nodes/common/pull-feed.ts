@@ -1,0 +1,105 @@
+import type { Consumer, JsMsg } from "@nats-io/jetstream";
+import { ClosedConnectionError, DrainingConnectionError } from "@nats-io/nats-core";
+import type { Logger } from "./logger.js";
+
+/** Options of {@link createPullFeed}. */
+export interface PullFeedOptions {
+  /** Messages one pull request asks for. */
+  readonly batch: number;
+  /**
+   * Life of one pull request, in milliseconds (at least 1000). A draining
+   * feed waits for its outstanding request to end, so this bounds
+   * {@link PullFeed.drain} when the stream is idle.
+   */
+  readonly expiresMs: number;
+  /** First delay before a pull request is tried again after one failed; doubles up to 5 s. @default 250 */
+  readonly retryMs?: number;
+  /**
+   * Resolves when the caller can take another `batch` messages; each pull
+   * request after the first waits for it. Without it, messages are pulled
+   * as fast as the server sends them.
+   */
+  readonly room?: () => Promise<void>;
+}
+
+/** A feed of a durable pull consumer's messages; see {@link createPullFeed}. */
+export interface PullFeed {
+  /**
+   * Asks for nothing more and resolves once the outstanding pull request
+   * has ended (filled, or expired: the server's 408 says so): from then on
+   * the server sends this feed nothing, and every message it sent has been
+   * passed to `onMessage`. Takes up to `expiresMs` on an idle stream.
+   */
+  drain(): Promise<void>;
+  /**
+   * Stops at once, for a node that gives up: messages the server is sending
+   * right now are dropped and come back only after the consumer's ack_wait.
+   */
+  stop(): void;
+  /** Resolves once the feed has ended (drained, stopped, or its connection closed); never rejects. */
+  readonly closed: Promise<void>;
+}
+
+/**
+ * Feeds `onMessage` the messages of a durable pull consumer, in the order
+ * they arrive, from one pull request at a time (`fetch`), each asking for
+ * `batch` messages and living `expiresMs`, the next one once `room()` says
+ * so; a failed request is logged and made again. Unlike `consume()`, whose `stop()` unsubscribes while its
+ * pull requests are still open (the messages the server sends meanwhile are
+ * dropped by the client and wait out ack_wait), the feed can be drained:
+ * every message delivered to it reaches `onMessage`, which can then handle
+ * or `nak()` it.
+ */
+export function createPullFeed(consumer: Consumer, onMessage: (m: JsMsg) => void, opts: PullFeedOptions, log: Logger): PullFeed {
+  let draining = false;
+  let stopped = false;
+  let current: { stop(): void } | undefined;
+  let cancelRetry: (() => void) | undefined;
+  const retryMs = opts.retryMs ?? 250;
+  let onDrain!: () => void;
+  const drained = new Promise<void>((r) => (onDrain = r));
+
+  const closed = (async () => {
+    for (let failures = 0; !draining && !stopped;) {
+      try {
+        const messages = await consumer.fetch({ max_messages: opts.batch, expires: opts.expiresMs });
+        current = messages;
+        if (stopped) messages.stop();
+        for await (const m of messages) onMessage(m);
+        failures = 0;
+        // Back-pressure: the next request waits until the caller has room for it (a drain need not wait).
+        if (opts.room) await Promise.race([opts.room(), drained]);
+      } catch (err) {
+        // A closed connection ends the feed, as it ends a `consume()`.
+        if (stopped || err instanceof ClosedConnectionError || err instanceof DrainingConnectionError) break;
+        failures++;
+        const delay = Math.min(5000, retryMs * 2 ** (failures - 1));
+        log.warn({ err, failures, delay }, "pull request failed; pulling again");
+        // An interruptible sleep: a drain need not wait it out, nothing is outstanding.
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, delay);
+          cancelRetry = () => { clearTimeout(timer); resolve(); };
+        });
+        cancelRetry = undefined;
+      } finally {
+        current = undefined;
+      }
+    }
+  })();
+
+  return {
+    closed,
+    async drain() {
+      draining = true;
+      onDrain();
+      cancelRetry?.();
+      await closed;
+    },
+    stop() {
+      stopped = true;
+      onDrain();
+      cancelRetry?.();
+      current?.stop();
+    },
+  };
+}
