@@ -1,5 +1,5 @@
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
-import type { ConsumerMessages, JsMsg } from "@nats-io/jetstream";
+import type { JsMsg } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { Svcm } from "@nats-io/services";
@@ -12,6 +12,8 @@ import type { Actor, ActorStatus } from "../common/actor.js";
 import type { Clock } from "../common/clock.js";
 import type { Logger } from "../common/logger.js";
 import type { Metrics } from "../common/metrics.js";
+import { createPullFeed } from "../common/pull-feed.js";
+import type { PullFeed } from "../common/pull-feed.js";
 import { serveEndpoint } from "../common/rpc.js";
 import type { LedgerConfig } from "../config/index.js";
 import { entryOfEvent } from "./entry-of-event.js";
@@ -30,6 +32,13 @@ export const LEDGER_VERSION = "0.1.0";
  * 1 MiB max_payload.
  */
 export const BLOCK_MAX_ENTRY_BYTES = 600 * 1024;
+
+/**
+ * Life of each pull request on MAIL_EVENTS. A draining node waits for its
+ * outstanding request to end before it commits its last block, so this
+ * bounds a drain on an idle stream.
+ */
+export const EVENTS_PULL_EXPIRES_MS = 3000;
 
 /** What a committed block looked like, for instrumentation. */
 export interface BlockCommitted extends CommitOutcome {
@@ -68,20 +77,33 @@ export type LedgerNode = Actor;
  *
  * A `LEDGER_CORRUPT` fault (stored data that does not verify) stops the
  * node with that error in its status; storage faults are retried.
+ *
+ * `drain()` asks for no more events, takes every event already sent to the
+ * node (it waits for the outstanding pull request to end, at most
+ * {@link EVENTS_PULL_EXPIRES_MS}), commits and acknowledges them, then
+ * closes. An event the node holds when it closes without committing it (a
+ * commit that failed during the drain, a fault) is `nak`ed, so that it is
+ * redelivered at once rather than after ack_wait.
  */
 export function createLedgerNode(deps: LedgerNodeDeps, config: LedgerConfig): LedgerNode {
   let status: ActorStatus = { state: "created" };
-  let messages: ConsumerMessages | undefined;
+  let feed: PullFeed | undefined;
   let service: Service | undefined;
   let draining = false;
   let resolveClosed!: () => void;
   const closed = new Promise<void>((r) => (resolveClosed = r));
   const log = deps.log.child({ actor: "ledger" });
   const queue: JsMsg[] = [];
+  /** Events received and neither acknowledged nor terminated: what the node must nak if it closes. */
+  const held = new Set<JsMsg>();
   let ended = false;
   /** A commit failed: take no more batches. */
   let failed = false;
   let wake: (() => void) | undefined;
+  /** Events one pull request asks for; the next is made once the queue is shorter. */
+  const pullBatch = Math.max(512, 2 * config.ledgerBatchSize);
+  let roomWaiter: (() => void) | undefined;
+  const room = () => queue.length < pullBatch ? Promise.resolve() : new Promise<void>((r) => (roomWaiter = r));
 
   /** Resolves on the next queued message, the end of the stream of messages, or after `ms`. */
   const signal = (ms?: number) => new Promise<void>((resolve) => {
@@ -108,7 +130,9 @@ export function createLedgerNode(deps: LedgerNodeDeps, config: LedgerConfig): Le
       bytes += size;
       n++;
     }
-    return queue.splice(0, n);
+    const batch = queue.splice(0, n);
+    if (queue.length < pullBatch) { roomWaiter?.(); roomWaiter = undefined; }
+    return batch;
   };
 
   const toPending = (batch: JsMsg[]): { msgs: JsMsg[]; pending: PendingEntry[] } => {
@@ -124,6 +148,7 @@ export function createLedgerNode(deps: LedgerNodeDeps, config: LedgerConfig): Le
         // An event that cannot be an entry never will be: say so loudly and drop it.
         const code = ledgerErrorCode(err) ?? toFenError(err).code;
         log.error({ err, code, seq: m.seq, subject: m.subject }, "event cannot be recorded in the ledger; terminated");
+        held.delete(m);
         m.term(`not recordable: ${code}`);
       }
     }
@@ -167,6 +192,11 @@ export function createLedgerNode(deps: LedgerNodeDeps, config: LedgerConfig): Le
   };
 
   const finish = (error?: unknown) => {
+    if (held.size > 0) {
+      log.warn({ events: held.size }, "returning the events not committed to the server (nak)");
+      for (const m of held) m.nak();
+      held.clear();
+    }
     status = error === undefined ? { state: "closed" } : { state: "closed", error };
     resolveClosed();
   };
@@ -197,17 +227,15 @@ export function createLedgerNode(deps: LedgerNodeDeps, config: LedgerConfig): Le
       });
       serve(store, meta, eventsProbe(jsm));
       const consumer = await js.consumers.get(Names.eventsStream, Names.ledgerConsumer);
-      messages = await consumer.consume({ max_messages: Math.max(512, 2 * config.ledgerBatchSize) });
       status = { state: "running" };
       log.info({ size: tip.frontier.size, block: tip.head?.value.block ?? -1, verifierKey: meta.verifierKey }, "ledger node running");
 
-      const msgs = messages;
-      void (async () => {
-        for await (const m of msgs) {
-          queue.push(m);
-          wake?.();
-        }
-      })().catch((err: unknown) => log.error({ err }, "event consumer failed")).finally(() => { ended = true; wake?.(); });
+      feed = createPullFeed(consumer, (m) => {
+        held.add(m);
+        queue.push(m);
+        wake?.();
+      }, { batch: pullBatch, expiresMs: EVENTS_PULL_EXPIRES_MS, room }, log);
+      void feed.closed.then(() => { ended = true; wake?.(); });
 
       // Two batches in flight: the next one is taken, decoded and built (on
       // the block being swapped in) while this one's head swap is under way;
@@ -233,6 +261,7 @@ export function createLedgerNode(deps: LedgerNodeDeps, config: LedgerConfig): Le
               // the batch's acks were processed. No guarantee rests on an ack: a
               // lost one only means a redelivery, which the index recognises.
               const last = ok.at(-1);
+              for (const m of ok) held.delete(m);
               for (const m of ok) if (m !== last) m.ack();
               acked = last ? last.ackAck().catch((err: unknown) => log.warn({ err, seq: last.seq }, "ackAck failed; the redelivery will be recognised")) : Promise.resolve();
             };
@@ -262,13 +291,15 @@ export function createLedgerNode(deps: LedgerNodeDeps, config: LedgerConfig): Le
         async (err: unknown) => {
           const fe = toFenError(err);
           if (draining && fe.transient) {
-            log.warn({ err: fe, code: fe.code }, "the last batch was not committed before the drain; it will be redelivered");
+            log.warn({ err: fe, code: fe.code }, "the last batch was not committed before the drain; its events are returned to the server");
+            await feed?.closed;
             await service?.stop().catch(() => undefined);
             finish();
             return;
           }
           log.fatal({ err, code: fe.code }, "ledger node stopped");
-          messages?.stop();
+          feed?.stop();
+          await feed?.closed;
           await service?.stop().catch(() => undefined);
           finish(err);
         },
@@ -277,10 +308,10 @@ export function createLedgerNode(deps: LedgerNodeDeps, config: LedgerConfig): Le
     async drain() {
       status = { state: "draining" };
       draining = true;
-      if (!messages) { finish(); return; }
-      // Stop pulling; the batch in hand is committed, the rest is redelivered.
-      messages.stop();
+      if (!feed) { finish(); return; }
+      // Stop pulling; what the server sent is still taken, committed and acknowledged (see the factory's doc).
       wake?.();
+      await feed.drain();
       await closed;
     },
   };
