@@ -1,12 +1,12 @@
 import { existsSync } from "node:fs";
-import { readFile } from "node:fs/promises";
+import { readFile, stat } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { cliError, connectCli } from "../common/nats.js";
 import type { NatsConnection } from "@nats-io/nats-core";
-import { FenError, Names, toFenError } from "../../protocol/index.js";
-import { ledgerErrorCode, serializeReceipt, verifyReceipt } from "../../ledger/index.js";
+import { FenError, Names, isMailId, toFenError } from "../../protocol/index.js";
+import { ledgerErrorCode, parseVerifierKey, serializeReceipt, verifyReceipt } from "../../ledger/index.js";
 import type { Receipt } from "../../ledger/index.js";
 import { auditLedger } from "./audit.js";
 import type { AuditReport } from "./audit.js";
@@ -33,14 +33,37 @@ const USAGE = `usage: fastemailnet ledger <command>
 PUBKEY is a signed-note verifier key <name>+<hex8>+<base64>, or a file holding one.
 Exit codes: 0 ok, 1 verification failed, 2 usage error, 3 request failed or refused, or no cluster (code printed).`;
 
-const VERIFIER_KEY = /^[^\s+]+\+[0-9a-f]{8}\+[A-Za-z0-9+/]+=*$/;
+/** A key file is a line of text: anything bigger (a device, a wrong file) is refused before it is read. */
+const MAX_KEY_FILE_BYTES = 4096;
 
-/** `--key`: a file holding a verifier key, or the key itself; anything else is a usage error (not a failed verification). */
+const keyUsage = (message: string) => new FenError("BAD_REQUEST", `usage: --key ${message}; pass the log's verifier key <name>+<hex8>+<base64>, or a file holding it`);
+
+/**
+ * `--key`: a file holding a verifier key, or the key itself. Whatever is not
+ * a well-formed verifier key (a missing, empty or unreadable file, a private
+ * key, a mistyped key) is a usage error, so that `verify` never falls back to
+ * the bucket's own key and neither command reports a bad key as a failed
+ * verification. A private key is not echoed.
+ */
 async function keyArg(value: string | undefined): Promise<string | undefined> {
   if (value === undefined) return undefined;
-  if (existsSync(value)) return (await readFile(value, "utf8")).trim();
-  if (VERIFIER_KEY.test(value.trim())) return value.trim();
-  throw new FenError("BAD_REQUEST", `usage: --key ${JSON.stringify(value)} is no file and not a verifier key <name>+<hex8>+<base64>`);
+  let key = value.trim();
+  let source = JSON.stringify(value);
+  if (existsSync(value)) {
+    source = `file ${JSON.stringify(value)}`;
+    const info = await stat(value).catch(() => undefined);
+    if (!info?.isFile() || info.size > MAX_KEY_FILE_BYTES) throw keyUsage(`${source} is not a key file (a regular file of at most ${MAX_KEY_FILE_BYTES} bytes)`);
+    key = (await readFile(value, "utf8").catch((e: unknown) => { throw keyUsage(`${source} cannot be read (${(e as Error).message})`); })).trim();
+  }
+  if (key.startsWith("PRIVATE+KEY+")) throw keyUsage(`${source === JSON.stringify(value) ? "value" : source} is a private signing key, not a verifier key (it was not shown)`);
+  if (key === "") throw keyUsage(`${source} is empty`);
+  try {
+    parseVerifierKey(key);
+  } catch (err) {
+    const what = source.length > 200 ? "value" : source;
+    throw keyUsage(`${what} is ${source.startsWith("file") ? "" : "no file and "}not a verifier key (${ledgerErrorCode(err) ?? "error"}: ${(err as Error).message})`);
+  }
+  return key;
 }
 
 const connectFrom = (server: string | undefined, io: LedgerCliIo): Promise<NatsConnection> => connectCli(server, io.env, "fastemailnet-ledger-cli");
@@ -104,6 +127,7 @@ async function prove(argv: string[], io: LedgerCliIo, out: (s: string) => void, 
   const { values: o, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { server: { type: "string" } } });
   const mailId = positionals[0];
   if (!mailId) throw new FenError("BAD_REQUEST", "usage: ledger prove MAIL_ID");
+  if (!isMailId(mailId)) throw new FenError("BAD_REQUEST", `usage: ledger prove MAIL_ID: ${JSON.stringify(mailId.slice(0, 100))} is not a mail id (26 lower-case base32 characters, as the gateway returns it)`);
   const { nc, jsm, store } = await openStore(o.server, io);
   try {
     // A mail whose events are not in a signed block yet: wait for its block (sealed within about a second).

@@ -1,5 +1,6 @@
 import { createServer } from "node:net";
 import { describe, expect, it } from "vitest";
+import { generateNoteKeyPair } from "../../ledger/index.js";
 import { main } from "../../nodes/cli/main.js";
 import { cliTarget } from "../../nodes/common/nats.js";
 import { captureCli, fastemailnet } from "../helpers/cli.js";
@@ -42,7 +43,8 @@ describe("fastemailnet ledger usage errors are usage errors, not failed verifica
     const k = await run("ledger", "verify-receipt", "receipt.json", "--key", "/tmp/no-such-key-file");
     expect(k.code).toBe(2);
     expect(k.stderr).toMatch(/--key "\/tmp\/no-such-key-file" is no file and not a verifier key/);
-    const f = await run("ledger", "verify-receipt", "/tmp/no-such-receipt.json", "--key", "fastemailnet.local/ledger+0123abcd+AQIDBA==");
+    // A well-formed key (one that only looks like a key is itself a usage error, named first).
+    const f = await run("ledger", "verify-receipt", "/tmp/no-such-receipt.json", "--key", generateNoteKeyPair("fastemailnet.local/ledger").verifierKey);
     expect(f.code).toBe(2);
     expect(f.stderr).toMatch(/cannot read the receipt \/tmp\/no-such-receipt\.json: ENOENT/);
     expect((await run("status", "m1", "m2")).code).toBe(2);

@@ -137,6 +137,16 @@ describe("ledger audit against tampering in the bucket", () => {
     expect(r.stdout).toContain(`note: the given key is not the one the bucket's meta record names (${id.verifierKey})`);
   });
 
+  it("an empty --key file is a usage error: the audit does not fall back to the bucket's own key", async () => {
+    // It used to: `verify --key keyfile` with a truncated key file passed (exit 0) against whatever key the bucket names.
+    const file = path.join(cluster.dir, "empty.pub");
+    await writeFile(file, "");
+    const r = await ledgerCli(["verify", "--server", server, "--key", file], {});
+    expect(r.stderr).toContain("is empty");
+    expect(r.stdout).toBe("");
+    expect(r.code).toBe(2);
+  });
+
   it("a forged head (a bigger log signed by another key) is named", async () => {
     const head = LedgerCodecs.blockRef.decode(await raw("head"));
     const mallory = parseSignerKey(generateNoteKeyPair(id.origin).signerKey);
