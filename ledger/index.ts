@@ -130,3 +130,5 @@ export {
   verifyConsistency,
   verifyInclusion,
 } from "./verify.js";
+export { verifyGrowth } from "./growth.js";
+export type { VerifiedGrowth } from "./growth.js";

@@ -25,7 +25,8 @@ commands:
   queue     [--limit N] [--after SEQ] [--json]   the mails not yet settled (mailq)
   classify  [--json] [--threshold T] [--model DIR] FILE... (or - for stdin; classify --help)
   quarantine list [--limit N] [--after SEQ] [--json] | release MAIL_ID --reason R | delete MAIL_ID --reason R
-  ledger    verify [--json] [--key PUBKEY] | prove MAIL_ID | verify-receipt FILE --key PUBKEY [--origin O] (ledger --help)
+  ledger    verify [--json] [--key PUBKEY] | prove MAIL_ID | verify-receipt FILE --key PUBKEY [--origin O]
+            | consistency FILE --key PUBKEY [--save FILE]   (ledger --help)
 
 NATS servers: --server URL[,URL], FEN_NATS_URLS or NATS_URL (default nats://127.0.0.1:4222);
 credentials: FEN_NATS_USER / FEN_NATS_PASSWORD; NATS_USER / NATS_PASSWORD only go with NATS_URL's servers

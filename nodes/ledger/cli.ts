@@ -1,12 +1,13 @@
 import { existsSync } from "node:fs";
-import { readFile, stat } from "node:fs/promises";
+import { readFile, stat, writeFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { cliError, connectCli } from "../common/nats.js";
+import { callService } from "../common/rpc.js";
 import type { NatsConnection } from "@nats-io/nats-core";
-import { FenError, Names, isMailId, toFenError } from "../../protocol/index.js";
-import { ledgerErrorCode, parseVerifierKey, serializeReceipt, verifyReceipt } from "../../ledger/index.js";
+import { FenError, LedgerCodecs, Names, ServiceSubjects, isMailId, toFenError } from "../../protocol/index.js";
+import { ledgerErrorCode, openCheckpoint, parseReceipt, parseVerifierKey, serializeReceipt, verifyGrowth, verifyReceipt } from "../../ledger/index.js";
 import type { Receipt } from "../../ledger/index.js";
 import { auditLedger } from "./audit.js";
 import type { AuditReport } from "./audit.js";
@@ -29,6 +30,11 @@ const USAGE = `usage: fastemailnet ledger <command>
       export an offline receipt for every ledger entry of a mail
   verify-receipt FILE|- --key PUBKEY [--origin ORIGIN] [--json]
       check a receipt offline (no NATS) against a trusted verifier key
+  consistency FILE --key PUBKEY [--origin ORIGIN] [--save FILE] [--json] [--server URL]
+      check that the log only grew since a checkpoint you kept (a receipt, or a signed checkpoint
+      note): fetches the head's signed checkpoint and a consistency proof, and verifies both
+      against the key (nothing the server says is trusted); --save writes the head's checkpoint
+      for next time
 
 PUBKEY is a signed-note verifier key <name>+<hex8>+<base64>, or a file holding one.
 Exit codes: 0 ok, 1 verification failed, 2 usage error, 3 request failed or refused, or no cluster (code printed).`;
@@ -176,6 +182,80 @@ async function verifyReceiptCommand(argv: string[], io: LedgerCliIo, out: (s: st
 }
 
 /**
+ * The signed checkpoint note a kept file holds: a receipt's (JSON with a
+ * `checkpoint`), or the file itself (a note, as `--save` writes it).
+ */
+function keptCheckpoint(bytes: Buffer, file: string): string {
+  const text = bytes.toString("utf8");
+  if (!text.trimStart().startsWith("{")) return text;
+  try {
+    return parseReceipt(new Uint8Array(bytes)).checkpoint;
+  } catch (e) {
+    throw new FenError("BAD_REQUEST", `usage: ${file} is neither a signed checkpoint nor a receipt (${ledgerErrorCode(e) ?? "error"}: ${(e as Error).message})`);
+  }
+}
+
+/**
+ * `consistency`: the log as it is now extends the checkpoint kept in FILE.
+ * Exit 0 when the head's signed checkpoint and the proof verify, 1 when
+ * anything fails to (a fork, a rewrite, a wrong key or origin), 3 when the
+ * ledger cannot be asked.
+ */
+async function consistencyCommand(argv: string[], io: LedgerCliIo, out: (s: string) => void): Promise<number> {
+  const { values: o, positionals } = parseArgs({
+    args: argv, allowPositionals: true,
+    options: { key: { type: "string" }, origin: { type: "string" }, save: { type: "string" }, json: { type: "boolean", default: false }, server: { type: "string" } },
+  });
+  const file = positionals[0];
+  const key = await keyArg(o.key);
+  if (!file || !key || positionals.length > 1) throw new FenError("BAD_REQUEST", "usage: ledger consistency FILE --key PUBKEY");
+  const bytes = await readFile(file).catch((e: unknown) => {
+    throw new FenError("BAD_REQUEST", `usage: cannot read ${file}: ${(e as Error).message}`);
+  });
+  const kept = keptCheckpoint(bytes, file);
+  const verifier = parseVerifierKey(key);
+  const fail = (e: unknown, what: string): number => {
+    const code = ledgerErrorCode(e) ?? toFenError(e).code;
+    if (o.json) out(JSON.stringify({ ok: false, code, message: (e as Error).message }));
+    else out(`${what}: ${code}: ${(e as Error).message}`);
+    return 1;
+  };
+  // The kept checkpoint is checked before anything is asked: a wrong key or file says so without a cluster.
+  let from: number;
+  try {
+    from = openCheckpoint(kept, verifier, o.origin ? { origin: o.origin } : {}).checkpoint.size;
+  } catch (e) {
+    return fail(e, `the checkpoint in ${file} does not verify with this key`);
+  }
+  const nc = await connectFrom(o.server, io);
+  let reply;
+  try {
+    reply = await callService(nc, ServiceSubjects.ledgerConsistency, LedgerCodecs.consistencyRequest,
+      { kind: "ledger.consistency", v: 1, from }, LedgerCodecs.consistencyReply);
+  } finally {
+    await nc.close();
+  }
+  const inconsistent = `log INCONSISTENT with ${file}`;
+  if (reply.checkpoint === undefined) return fail(new FenError("INTERNAL", `the ledger sent a proof to ${reply.to} entries without the head's signed checkpoint`), inconsistent);
+  let growth;
+  try {
+    growth = verifyGrowth(kept, reply.checkpoint, reply.proof.map((h) => new Uint8Array(Buffer.from(h, "base64"))), verifier, o.origin ? { origin: o.origin } : {});
+  } catch (e) {
+    return fail(e, inconsistent);
+  }
+  if (o.save) await writeFile(o.save, reply.checkpoint);
+  const { earlier, later } = growth;
+  const b64 = (h: Uint8Array) => Buffer.from(h).toString("base64");
+  if (o.json) {
+    out(JSON.stringify({ ok: true, origin: earlier.origin, from: earlier.size, fromRoot: b64(earlier.rootHash), to: later.size, toRoot: b64(later.rootHash), checkpoint: reply.checkpoint }));
+  } else {
+    out(`log consistent: the ${earlier.size} entries of ${file} (root ${b64(earlier.rootHash)}) are the first ${earlier.size} of the head's ${later.size} (root ${b64(later.rootHash)}), signed by ${key.split("+")[0]}`);
+    if (o.save) out(`head checkpoint saved to ${o.save}`);
+  }
+  return 0;
+}
+
+/**
  * `fastemailnet ledger …`: audit the bucket, export a receipt, verify a
  * receipt offline. Returns the exit code; never exits the process.
  */
@@ -188,6 +268,7 @@ export async function runLedgerCommand(argv: string[], io: LedgerCliIo): Promise
       case "verify": return await verify(rest, io, out, err);
       case "prove": return await prove(rest, io, out, err);
       case "verify-receipt": return await verifyReceiptCommand(rest, io, out);
+      case "consistency": return await consistencyCommand(rest, io, out);
       case undefined: case "help": case "--help": case "-h":
         out(USAGE);
         return command === undefined ? 2 : 0;

@@ -1,3 +1,6 @@
+import { mkdtemp, readFile, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Codecs, LedgerCodecs, ServiceSubjects, eventSubject } from "../../protocol/index.js";
@@ -50,6 +53,24 @@ describe("ledger node: append, audit, fen-ledger service", () => {
     verifyConsistency(early.size, 1000, cons.proof.map((p) => Buffer.from(p, "base64")), oldRoot, cp.rootHash);
     await expect(callService(env.nc, ServiceSubjects.ledgerConsistency, LedgerCodecs.consistencyRequest, { kind: "ledger.consistency", v: 1, from: 5, to: 2000 }, LedgerCodecs.consistencyReply))
       .rejects.toMatchObject({ code: "BAD_REQUEST" });
+
+    // `ledger consistency`: an auditor's kept checkpoint (or receipt) against today's head, checked with the key alone.
+    const dir = await mkdtemp(path.join(tmpdir(), "fen-consistency-"));
+    const server = ["--server", env.cluster.urls.join(",")];
+    await writeFile(path.join(dir, "early.note"), early.checkpoint);
+    await writeFile(path.join(dir, "receipt.json"), JSON.stringify(proof.receipt));
+    const grown = await ledgerCli(["consistency", path.join(dir, "early.note"), "--key", id.verifierKey, "--save", path.join(dir, "head.note"), ...server], {});
+    expect(grown.code).toBe(0);
+    expect(grown.stdout).toContain(`log consistent: the 600 entries of ${path.join(dir, "early.note")} (root ${Buffer.from(openCheckpoint(early.checkpoint, verifier).checkpoint.rootHash).toString("base64")}) are the first 600 of the head's 1000 (root ${head.root})`);
+    expect(await readFile(path.join(dir, "head.note"), "utf8")).toBe(head.checkpoint);
+    const again = await ledgerCli(["consistency", path.join(dir, "head.note"), "--key", id.verifierKey, "--json", ...server], {});
+    expect([again.code, JSON.parse(again.stdout)]).toEqual([0, expect.objectContaining({ ok: true, from: 1000, to: 1000, toRoot: head.root })]);
+    const fromReceipt = await ledgerCli(["consistency", path.join(dir, "receipt.json"), "--key", id.verifierKey, ...server], {});
+    expect([fromReceipt.code, fromReceipt.stdout]).toEqual([0, expect.stringContaining("are the first 1000 of the head's 1000")]);
+    const stranger = ledgerIdentity("stranger.example/ledger");
+    const foreign = await ledgerCli(["consistency", path.join(dir, "early.note"), "--key", stranger.verifierKey, ...server], {});
+    expect([foreign.code, foreign.stdout]).toEqual([1, expect.stringContaining(`the checkpoint in ${path.join(dir, "early.note")} does not verify with this key`)]);
+    expect(foreign.stdout).toContain("LEDGER_NOTE_UNVERIFIED");
     await expect(callService(env.nc, ServiceSubjects.ledgerProof, LedgerCodecs.proofRequest, { kind: "ledger.proof", v: 1, mailId: "a".repeat(26) }, LedgerCodecs.proofReply))
       .rejects.toMatchObject({ code: "NOT_FOUND" });
 
