@@ -29,6 +29,17 @@ export async function composeStructured(mail: StructuredMail, messageId: string,
   return composer.compile().build();
 }
 
+/**
+ * A lower bound of the size {@link composeStructured} will produce: the
+ * text, the HTML and the decoded attachments, which any transfer encoding
+ * only makes longer. Checked before composing, so a mail far over the limit
+ * is refused without building it (10 MB of text took seconds to compose).
+ */
+export function composedSizeAtLeast(mail: StructuredMail): number {
+  const attachments = mail.attachments.reduce((n, a) => n + Math.floor((a.content.replace(/[^A-Za-z0-9+/]/g, "").length * 3) / 4), 0);
+  return Buffer.byteLength(mail.text ?? "", "utf8") + Buffer.byteLength(mail.html ?? "", "utf8") + attachments;
+}
+
 /** The envelope recipients of a structured mail: to, cc and bcc, de-duplicated. */
 export function structuredRecipients(mail: StructuredMail): string[] {
   return [...new Set([...mail.to, ...mail.cc, ...mail.bcc].map(mailboxOf))];

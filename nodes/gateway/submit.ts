@@ -6,13 +6,13 @@ import {
   Codecs, DUPLICATE_WINDOW_MS, FenError, INLINE_BODY_LIMIT, Names, contentSha256, mailIdFromContent, mailIdFromIdempotencyKey, mailboxOf, messageIdFor,
   workSubject,
 } from "../../protocol/index.js";
-import type { BodyRef, Envelope, MailEvent, MailId, SubmitReply, SubmitRequest, WorkItem } from "../../protocol/index.js";
+import type { BodyRef, Envelope, MailEvent, MailId, SubmitReply, StructuredMail, SubmitRequest, WorkItem } from "../../protocol/index.js";
 import { firstBySubject, isDuplicateInProcess } from "../common/js-errors.js";
 import type { Clock } from "../common/clock.js";
 import type { MailStateStore } from "../common/mail-state.js";
 import type { Logger } from "../common/logger.js";
 import type { Metrics } from "../common/metrics.js";
-import { composeStructured, prepareRaw, structuredRecipients } from "./compose.js";
+import { composeStructured, composedSizeAtLeast, prepareRaw, structuredRecipients } from "./compose.js";
 import { checkMime } from "./mime.js";
 import { createAdmission } from "../common/admission.js";
 import { pendingEvent } from "./status.js";
@@ -46,10 +46,17 @@ export function canonicalJson(v: unknown): string {
 }
 
 /** @throws FenError MESSAGE_TOO_LARGE naming the field `mail`. */
-export function tooLarge(size: number, max: number): never {
-  throw new FenError("MESSAGE_TOO_LARGE", `message is ${size} bytes, the limit is ${max}`, {
-    fields: [{ field: "mail", code: "MESSAGE_TOO_LARGE", message: `${size} > ${max} bytes` }],
+export function tooLarge(size: number, max: number, atLeast = false): never {
+  const is = atLeast ? "at least " : "";
+  throw new FenError("MESSAGE_TOO_LARGE", `message is ${is}${size} bytes, the limit is ${max}`, {
+    fields: [{ field: "mail", code: "MESSAGE_TOO_LARGE", message: `${is}${size} > ${max} bytes` }],
   });
+}
+
+/** Refuses a structured mail whose parts alone exceed the limit, before it is composed. @throws FenError MESSAGE_TOO_LARGE */
+export function checkStructuredSize(mail: StructuredMail, max: number): void {
+  const atLeast = composedSizeAtLeast(mail);
+  if (atLeast > max) tooLarge(atLeast, max, true);
 }
 
 /** Most request bytes one gateway works on at once; more are answered BUSY (nothing stored). */
@@ -153,6 +160,7 @@ export function createSubmitHandler(deps: SubmitDeps, opts: SubmitOptions): (dat
       if (to.length === 0) {
         throw new FenError("NO_RECIPIENTS", "the mail has no recipient", { fields: [{ field: "mail.to", code: "NO_RECIPIENTS", message: "to, cc and bcc are all empty" }] });
       }
+      checkStructuredSize(mail, opts.maxMessageBytes);
       envelope = { from: mailboxOf(mail.from), to };
       canonical = canonicalJson(mail);
     }

@@ -13,7 +13,7 @@ import type { MailStateStore } from "../common/mail-state.js";
 import { serveEndpoint } from "../common/rpc.js";
 import { createAdmission } from "../common/admission.js";
 import { isNotFound, publishOnce } from "../common/js-errors.js";
-import { checkMime, checkRequestSize, composeStructured, messageIdForPreview, tooLarge } from "../gateway/index.js";
+import { checkMime, checkRequestSize, checkStructuredSize, composeStructured, messageIdForPreview, tooLarge } from "../gateway/index.js";
 import type { MailClassifier } from "./classifier.js";
 
 export const PROCESSING_VERSION = "0.1.0";
@@ -81,6 +81,7 @@ export async function startProcessingService(deps: ProcessingServiceDeps): Promi
         if (raw.length > deps.maxMessageBytes) tooLarge(raw.length, deps.maxMessageBytes);
         checkMime(raw);
       } else {
+        checkStructuredSize(req.mail, deps.maxMessageBytes);
         raw = await composeStructured(req.mail, messageIdForPreview(), new Date(deps.clock.now()));
         if (raw.length > deps.maxMessageBytes) tooLarge(raw.length, deps.maxMessageBytes);
       }
