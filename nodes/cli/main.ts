@@ -225,7 +225,11 @@ async function quarantine(argv: string[], io: CliIo, out: (s: string) => void): 
     if (o.json) { out(JSON.stringify(r)); return 0; }
     const done = action === "list" ? "" : action === "release" ? "released " : "deleted ";
     for (const m of r.mails) out(`${done}${m.mailId}  score ${m.score >= 0 ? m.score.toFixed(3) : "-"}  model ${m.modelVersion || "-"}  ${m.at}`);
-    if (action === "list") out(r.done ? `${r.mails.length} quarantined` : `${r.mails.length} quarantined shown; next page: quarantine list --after ${r.next}`);
+    if (action === "list" && req.kind === "mail.quarantine.list") {
+      // A later page's count is that page's, not the total: say so.
+      const which = req.after > 0 ? ` after ${req.after}` : "";
+      out(r.done ? `${r.mails.length} quarantined${which}${which ? " (the last page)" : ""}` : `${r.mails.length} quarantined shown${which}; next page: quarantine list --after ${r.next}`);
+    }
     return 0;
   } finally {
     await nc.close();
