@@ -50,3 +50,19 @@ export function codec<S extends z.ZodTypeAny>(kind: string, version: number, sch
     parse,
   };
 }
+
+/**
+ * Whether `data` is a JSON object naming `codec`'s kind, whatever else it
+ * holds. For a node that could not decode one of its own inputs: a payload
+ * of its own kind that it cannot read was most likely written by a newer
+ * version (a field or a `v` it does not know, during a rolling upgrade) and
+ * must be left for a node that can read it, never dropped.
+ */
+export function namesKindOf(codec: Codec<unknown>, data: Uint8Array): boolean {
+  try {
+    const value: unknown = JSON.parse(dec.decode(data));
+    return value !== null && typeof value === "object" && (value as { kind?: unknown }).kind === codec.kind;
+  } catch {
+    return false;
+  }
+}

@@ -4,8 +4,8 @@ import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { Svcm } from "@nats-io/services";
 import type { Service } from "@nats-io/services";
-import { Codecs, FenError, LedgerBucketKeys, LedgerCodecs, Names, ServiceSubjects, toFenError } from "../../protocol/index.js";
-import type { LedgerMeta } from "../../protocol/index.js";
+import { Codecs, FenError, LedgerBucketKeys, LedgerCodecs, Names, ServiceSubjects, namesKindOf, toFenError } from "../../protocol/index.js";
+import type { LedgerMeta, MailEvent } from "../../protocol/index.js";
 import { encodeEntry, ledgerErrorCode, parseVerifierKey } from "../../ledger/index.js";
 import type { NoteSigner } from "../../ledger/index.js";
 import type { Actor, ActorStatus } from "../common/actor.js";
@@ -39,6 +39,9 @@ export const BLOCK_MAX_ENTRY_BYTES = 600 * 1024;
  * bounds a drain on an idle stream.
  */
 export const EVENTS_PULL_EXPIRES_MS = 3000;
+
+/** When an event this node cannot read (a newer version's) comes back to a ledger node. */
+export const UNREADABLE_EVENT_RETRY_MS = 60_000;
 
 /** What a committed block looked like, for instrumentation. */
 export interface BlockCommitted extends CommitOutcome {
@@ -139,8 +142,24 @@ export function createLedgerNode(deps: LedgerNodeDeps, config: LedgerConfig): Le
     const msgs: JsMsg[] = [];
     const pending: PendingEntry[] = [];
     for (const m of batch) {
+      let ev: MailEvent;
       try {
-        const ev = Codecs.mailEvent.decode(m.data);
+        ev = Codecs.mailEvent.decode(m.data);
+      } catch (err) {
+        if (namesKindOf(Codecs.mailEvent, m.data)) {
+          // An event this node cannot read, most likely from a newer version during a rolling upgrade: left
+          // for a ledger node that can (terminating it would leave it out of the ledger for good).
+          log.error({ err: toFenError(err), seq: m.seq, subject: m.subject }, "event this node cannot read (a newer version's?); left for another ledger node");
+          held.delete(m);
+          m.nak(UNREADABLE_EVENT_RETRY_MS);
+          continue;
+        }
+        log.error({ err, code: toFenError(err).code, seq: m.seq, subject: m.subject }, "event cannot be recorded in the ledger; terminated");
+        held.delete(m);
+        m.term(`not recordable: ${toFenError(err).code}`);
+        continue;
+      }
+      try {
         const bytes = encodeEntry(entryOfEvent(ev, deps.commitmentKey));
         pending.push({ mailId: ev.mailId, eventId: ev.eventId, bytes });
         msgs.push(m);

@@ -7,7 +7,7 @@ import { Objm } from "@nats-io/obj";
 import type { ObjectStore } from "@nats-io/obj";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { simpleParser } from "mailparser";
-import { Codecs, FenError, Names, eventSubject, isTerminal, quarantineSubject, toFenError } from "../../protocol/index.js";
+import { Codecs, FenError, Names, eventSubject, isTerminal, namesKindOf, quarantineSubject, toFenError } from "../../protocol/index.js";
 import type { Classification, EventDetail, MailEvent, RecipientRefusal, WorkItem } from "../../protocol/index.js";
 import type { Actor, ActorStatus } from "../common/actor.js";
 import type { Clock, Random } from "../common/clock.js";
@@ -37,6 +37,9 @@ export interface ProcessingDeps {
   readonly delivery: Delivery;
   readonly classifier: MailClassifier;
 }
+
+/** Longest wait before a work item this node cannot read comes back to a node (see `handle`). */
+export const UNREADABLE_RETRY_MAX_MS = 10 * 60_000;
 
 /** The processing node actor: pulls work items and walks each mail's life cycle. */
 export type ProcessingNode = Actor;
@@ -122,6 +125,14 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
     try {
       item = Codecs.workItem.decode(m.data);
     } catch (err) {
+      if (namesKindOf(Codecs.workItem, m.data)) {
+        // A work item this node cannot read, most likely from a newer version during a rolling upgrade:
+        // left for a node that can (terminating it would lose the mail), coming back ever more slowly.
+        const delay = backoffDelay({ baseMs: 5_000, maxMs: UNREADABLE_RETRY_MAX_MS }, m.info.deliveryCount, deps.random);
+        log.error({ err: toFenError(err), seq: m.seq, delivery: m.info.deliveryCount, delay }, "work item this node cannot read (a newer version's?); left for another node");
+        m.nak(delay);
+        return;
+      }
       log.error({ err, seq: m.seq }, "undecodable work item, terminated");
       m.term(`undecodable: ${toFenError(err).code}`);
       return;

@@ -7,8 +7,9 @@ import { startSmtpSink } from "../../nodes/local/smtp-sink.js";
 import type { SmtpSink } from "../../nodes/local/smtp-sink.js";
 import { startTestCluster } from "../helpers/cluster.js";
 import type { TestCluster } from "../helpers/cluster.js";
-import { jetstreamManager } from "@nats-io/jetstream";
-import { Names } from "../../protocol/index.js";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { Codecs, Names, mailIdFromIdempotencyKey, workSubject } from "../../protocol/index.js";
+import type { WorkItem } from "../../protocol/index.js";
 import { connectAndProvision, pool, startGateway, startProcessing, status, structured, submit, until } from "../helpers/system.js";
 
 let cluster: TestCluster;
@@ -63,6 +64,29 @@ it("drain() with work waiting leaves no work item delivered to the node but unha
     await fast.close();
   }
 }, 120_000);
+
+it("a work item this node cannot read (a newer version's, with a field it does not know) is left in MAIL_WORK for another node, not dropped", async () => {
+  const jsm = await jetstreamManager(nc);
+  const mailId = mailIdFromIdempotencyKey("from-a-newer-version");
+  const raw = Buffer.from("From: a@example.org\r\nTo: b@example.net\r\nSubject: later\r\n\r\nhi\r\n");
+  const item: WorkItem = {
+    kind: "mail.work", v: 1, mailId, messageId: "<newer@example.org>", submittedAt: new Date().toISOString(),
+    envelope: { from: "a@example.org", to: ["b@example.net"] }, size: raw.length, body: { inline: raw.toString("base64") }, released: false,
+  };
+  const newer = new TextEncoder().encode(JSON.stringify({ ...item, priority: "high" }));
+  expect(() => Codecs.workItem.decode(newer)).toThrow();
+  const ack = await jetstream(nc).publish(workSubject(mailId), newer, { msgID: mailId });
+  const node = await startProcessing(nc, sink.port);
+  try {
+    await until("the node had the item", async () => (await jsm.consumers.info(Names.workStream, Names.workConsumer)).delivered.stream_seq >= ack.seq);
+    await new Promise((r) => setTimeout(r, 500));
+    // Terminating it would have removed it from the work queue: the mail would be lost.
+    expect(await jsm.streams.getMessage(Names.workStream, { seq: ack.seq })).not.toBeNull();
+  } finally {
+    await node.drain();
+    await jsm.streams.deleteMessage(Names.workStream, ack.seq);
+  }
+});
 
 it("a node with invalid configuration refuses to start, naming every bad key", () => {
   const root = path.resolve(import.meta.dirname, "../..");
