@@ -240,15 +240,20 @@ describe("a flood of large submissions", () => {
   });
 });
 
+/** A submit handler of its own on the test connection (no service around it), as a gateway builds it. */
+async function ownSubmitHandler(node: string): Promise<(data: Uint8Array) => Promise<unknown>> {
+  const js = jetstream(nc);
+  return createSubmitHandler({
+    js, jsm: await jetstreamManager(nc), bodies: await new Objm(js).open(Names.bodiesBucket),
+    state: createMailStateStore({ js, kv: await new Kvm(js).open(Names.statusBucket), clock: { now: () => Date.now() }, node }),
+    clock: { now: () => Date.now() }, log: testLog, metrics: createMetrics({ defaults: false }),
+  }, { maxMessageBytes: 2 * 1024 * 1024, messageIdDomain: "fastemailnet.local", submitTimeoutMs: 10_000 });
+}
+
 describe("a submission the work stream refuses", () => {
   it("is STORE_UNAVAILABLE and leaves no body object behind", async () => {
-    const js = jetstream(nc);
     const jsm = await jetstreamManager(nc);
-    const submitAt = createSubmitHandler({
-      js, jsm, bodies: await new Objm(js).open(Names.bodiesBucket),
-      state: createMailStateStore({ js, kv: await new Kvm(js).open(Names.statusBucket), clock: { now: () => Date.now() }, node: "gw-refused" }),
-      clock: { now: () => Date.now() }, log: testLog, metrics: createMetrics({ defaults: false }),
-    }, { maxMessageBytes: 2 * 1024 * 1024, messageIdDomain: "fastemailnet.local", submitTimeoutMs: 10_000 });
+    const submitAt = await ownSubmitHandler("gw-refused");
     // A real refusal: the stream takes no message as large as a work item for a while.
     const before = (await jsm.streams.info(Names.workStream)).config;
     await jsm.streams.update(Names.workStream, { ...before, max_msg_size: 64 });
@@ -265,13 +270,8 @@ describe("a submission the work stream refuses", () => {
 
 describe("a submission whose store lookups fail", () => {
   it("is STORE_UNAVAILABLE (retry with the key), not INTERNAL, and stores nothing", async () => {
-    const js = jetstream(nc);
     const jsm = await jetstreamManager(nc);
-    const submitAt = createSubmitHandler({
-      js, jsm, bodies: await new Objm(js).open(Names.bodiesBucket),
-      state: createMailStateStore({ js, kv: await new Kvm(js).open(Names.statusBucket), clock: { now: () => Date.now() }, node: "gw-lookup" }),
-      clock: { now: () => Date.now() }, log: testLog, metrics: createMetrics({ defaults: false }),
-    }, { maxMessageBytes: 2 * 1024 * 1024, messageIdDomain: "fastemailnet.local", submitTimeoutMs: 10_000 });
+    const submitAt = await ownSubmitHandler("gw-lookup");
     // A real failure of the lookup of an earlier submission: MAIL_EVENTS answers no Direct Get for a while (a
     // probe flooding the gateway with large submissions got INTERNAL "timeout" from the same lookup).
     const before = (await jsm.streams.info(Names.eventsStream)).config;
