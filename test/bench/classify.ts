@@ -19,11 +19,11 @@ import { corpusDir, listCorpus, partition, readTestSplit } from "../../nodes/cla
 import { FeatureExtractor } from "../../nodes/classifier/features.js";
 import { parseMime } from "../../nodes/classifier/mime.js";
 import { MAILPARSER_OPTIONS } from "../../nodes/classifier/parsed.js";
+import { benchCli } from "./args.js";
 
-function arg(name: string, fallback: number): number {
-  const i = process.argv.indexOf(name);
-  return i >= 0 ? Number(process.argv[i + 1]) : fallback;
-}
+const cli = benchCli("bench:classify", "usage: npm run bench:classify -- [--reps 7] [--batch 64]", {
+  reps: { type: "string", default: "7" }, batch: { type: "string", default: String(DEFAULT_BATCH_SIZE) },
+});
 
 const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
@@ -43,8 +43,8 @@ async function rate(n: number, reps: number, fn: () => unknown): Promise<number>
 }
 
 async function main(): Promise<void> {
-  const reps = arg("--reps", 7);
-  const batchSize = arg("--batch", DEFAULT_BATCH_SIZE);
+  const reps = cli.count("reps", 1);
+  const batchSize = cli.count("batch", 1);
   const dataDir = corpusDir();
   const split = readTestSplit();
   const { train } = partition(listCorpus(dataDir), split);

@@ -7,7 +7,7 @@
  * run on the same machine, Postfix relaying the same number of mails of the
  * same size to the same kind of sink (test/bench/peers/postfix-relay-bench).
  *
- * usage: npm run bench -- [--mails 5000] [--bytes 2000] [--publishers 64] [--sync always|1s] [--no-model] [--no-ledger] [--no-peer] [--json]
+ * usage (npm run bench -- --help): npm run bench -- [--mails 5000] [--bytes 2000] [--publishers 64] [--sync always|1s] [--no-model] [--no-ledger] [--no-peer] [--json]
  *                         [--pool N] [--concurrency N]   (per processing node; default: the nodes' configured defaults)
  *                         [--profile DIR]   (V8 CPU profiles of the nodes, and 10 s Go CPU profiles of the nats-servers
  *                                            from the middle of the run: `go tool pprof -top .tools/bin/nats-server DIR/nats-server-n1.pprof`)
@@ -25,7 +25,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { parseArgs, promisify } from "node:util";
+import { promisify } from "node:util";
 import { connect } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { Codecs, Names, ServiceSubjects, mailIdOfSubject, servicePingSubject, stateEventsFilter } from "../../protocol/index.js";
@@ -38,6 +38,7 @@ import { NATS_SERVER_BIN } from "../helpers/cluster.js";
 import { systemClock } from "../../nodes/common/clock.js";
 import { ProcessingKeys, loadConfig } from "../../nodes/config/index.js";
 import { ensureSmtpSink } from "./peers/postfix.js";
+import { benchCli } from "./args.js";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 /** CPU seconds a process has used so far, from /proc: user + system, and system (kernel) alone. */
@@ -51,22 +52,39 @@ async function cpuSeconds(pid: number | undefined): Promise<{ total: number; sys
   }
 }
 
-const { values: a } = parseArgs({
-  options: {
-    mails: { type: "string", default: "5000" }, bytes: { type: "string", default: "2000" },
-    publishers: { type: "string", default: "64" }, sync: { type: "string", default: "always" },
-    "no-peer": { type: "boolean", default: false }, json: { type: "boolean", default: false },
-    // The processing nodes classify with the committed model, as in npm start.
-    "no-model": { type: "boolean", default: false },
-    "no-ledger": { type: "boolean", default: false },
-    // Unset: the processing nodes' configured defaults (FEN_CONCURRENCY, FEN_SMTP_POOL_SIZE), as in npm start.
-    concurrency: { type: "string" }, pool: { type: "string" },
-    profile: { type: "string" },
-    fsyncs: { type: "boolean", default: false },
-    logs: { type: "string" },
-  },
+const USAGE = `usage: npm run bench -- [--mails 5000] [--bytes 2000] [--publishers 64] [--sync always|1s] [--no-model] [--no-ledger] [--no-peer] [--json]
+                        [--pool N] [--concurrency N]   (per processing node; default: the nodes' configured defaults)
+                        [--profile DIR] [--logs DIR] [--fsyncs]`;
+// Checked before anything starts: a typo must not cost a cluster start (or a minute of the machine).
+const cli = benchCli("bench", USAGE, {
+  mails: { type: "string", default: "5000" }, bytes: { type: "string", default: "2000" },
+  publishers: { type: "string", default: "64" }, sync: { type: "string", default: "always" },
+  "no-peer": { type: "boolean", default: false }, json: { type: "boolean", default: false },
+  // The processing nodes classify with the committed model, as in npm start.
+  "no-model": { type: "boolean", default: false },
+  "no-ledger": { type: "boolean", default: false },
+  // Unset: the processing nodes' configured defaults (FEN_CONCURRENCY, FEN_SMTP_POOL_SIZE), as in npm start.
+  concurrency: { type: "string" }, pool: { type: "string" },
+  profile: { type: "string" },
+  fsyncs: { type: "boolean", default: false },
+  logs: { type: "string" },
 });
-const N = Number(a.mails), BYTES = Number(a.bytes), PUBLISHERS = Number(a.publishers);
+const a = cli.values;
+const N = cli.count("mails", 1), BYTES = cli.count("bytes", 1), PUBLISHERS = cli.count("publishers", 1);
+// nats-server's sync_interval: "always" or a Go duration.
+if (!/^(always|[0-9]+(ms|s|m|h))$/.test(a.sync)) cli.fail(`--sync must be "always" or a duration such as 1s or 2m (got ${JSON.stringify(a.sync)})`);
+// --pool and --concurrency go to the nodes as FEN_SMTP_POOL_SIZE / FEN_CONCURRENCY: validated as the nodes will
+// (an out-of-range --pool is refused here, with the key named).
+const nodeOverrides: Record<string, string> = {
+  ...(a["no-model"] ? { FEN_MODEL_DIR: "none" } : {}), ...(a.concurrency ? { FEN_CONCURRENCY: a.concurrency } : {}), ...(a.pool ? { FEN_SMTP_POOL_SIZE: a.pool } : {}),
+};
+const processingConfig = (() => {
+  try {
+    return loadConfig(ProcessingKeys, { ...process.env, ...nodeOverrides });
+  } catch (err) {
+    return cli.fail((err as Error).message);
+  }
+})();
 const log = (s: string) => process.stderr.write(`${s}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -120,10 +138,8 @@ try {
 
   const env = {
     ...process.env, FEN_NATS_URLS: cluster.urls.join(","), FEN_SMTP_PORT: String(sinkPort), FEN_LOG_LEVEL: "warn",
-    ...(a["no-model"] ? { FEN_MODEL_DIR: "none" } : {}), ...(a.concurrency ? { FEN_CONCURRENCY: a.concurrency } : {}), ...(a.pool ? { FEN_SMTP_POOL_SIZE: a.pool } : {}),
+    ...nodeOverrides,
   };
-  // Validated as the nodes will (an out-of-range --pool fails here, with the key named).
-  const processingConfig = loadConfig(ProcessingKeys, env);
   const named: { name: string; pid: number | undefined }[] = cluster.servers.map((sv) => ({ name: `nats-server ${sv.name}`, pid: sv.process?.pid }));
   named.push({ name: "smtp-sink", pid: sink.pid });
   const nodeNames: string[] = [];

@@ -12,7 +12,6 @@ import { spawnSync } from "node:child_process";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { performance } from "node:perf_hooks";
-import { parseArgs } from "node:util";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { serializeReceipt } from "../../ledger/index.js";
 import type { Receipt } from "../../ledger/index.js";
@@ -21,17 +20,20 @@ import type { BlockCommitted } from "../../nodes/ledger/index.js";
 import { startTestCluster } from "../helpers/cluster.js";
 import { connectAndProvision } from "../helpers/system.js";
 import { ledgerIdentity, ledgerKv, publishEvents, startLedger, testEvent } from "../ledger-node/helpers.js";
+import { benchCli } from "./args.js";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
-const { values: o } = parseArgs({
-  options: {
-    json: { type: "boolean", default: false },
-    events: { type: "string", default: "50000" },
-    batch: { type: "string", default: "256" },
-    "million-samples": { type: "string", default: "200" },
-  },
+const cli = benchCli("bench:ledger", "usage: npm run bench:ledger -- [--json] [--events 50000] [--batch 256] [--million-samples 200]", {
+  json: { type: "boolean", default: false },
+  events: { type: "string", default: "50000" },
+  batch: { type: "string", default: "256" },
+  "million-samples": { type: "string", default: "200" },
 });
-const N = Number(o.events);
+const o = cli.values;
+const N = cli.count("events", 1);
+// The ledger node's FEN_LEDGER_BATCH_SIZE range (nodes/config/schema.ts).
+cli.count("batch", 1, 4096);
+cli.count("million-samples", 1);
 const say = (s: string) => { if (!o.json) console.log(s); };
 const pct = (xs: number[], q: number) => {
   const s = [...xs].sort((a, b) => a - b);

@@ -11,19 +11,19 @@
  * Last line: one JSON object with ms_per_mail and mails_per_second for each.
  */
 import { execFile, spawn } from "node:child_process";
-import { parseArgs, promisify } from "node:util";
+import { promisify } from "node:util";
 import nodemailer from "nodemailer";
 import { createDelivery } from "../../nodes/processing/index.js";
 import { freePort } from "../../nodes/local/nats-cluster.js";
 import { ensureSmtpSink } from "./peers/postfix.js";
+import { benchCli } from "./args.js";
 
-const { values: a } = parseArgs({
-  options: {
-    mails: { type: "string", default: "300" }, bytes: { type: "string", default: "2000" },
-    rounds: { type: "string", default: "5" }, json: { type: "boolean", default: false },
-  },
+const cli = benchCli("bench:smtp", "usage: npm run bench:smtp -- [--mails 300] [--bytes 2000] [--rounds 5] [--json]", {
+  mails: { type: "string", default: "300" }, bytes: { type: "string", default: "2000" },
+  rounds: { type: "string", default: "5" }, json: { type: "boolean", default: false },
 });
-const N = Number(a.mails), BYTES = Number(a.bytes), ROUNDS = Number(a.rounds);
+const a = cli.values;
+const N = cli.count("mails", 1), BYTES = cli.count("bytes", 1), ROUNDS = cli.count("rounds", 1);
 const log = (s: string) => process.stderr.write(`${s}\n`);
 const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
 

@@ -1,3 +1,4 @@
+import { execFile } from "node:child_process";
 import { readdir } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -24,4 +25,45 @@ describe("benchmark scripts", () => {
       .flatMap(([file, deps]) => deps.filter((d) => /node_modules\/vitest\//.test(d)).map(() => file));
     expect(offenders).toEqual([]);
   }, 60_000);
+});
+
+describe("benchmark scripts' command lines", () => {
+  const run = (script: string, args: string[]) => new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+    execFile(process.execPath, ["--import", "tsx", path.join(benchDir, script), ...args], { cwd: root, timeout: 60_000 }, (err, stdout, stderr) => {
+      resolve({ code: err ? (typeof err.code === "number" ? err.code : null) : 0, stdout, stderr });
+    });
+  });
+  const scripts = { "e2e.ts": "npm run bench --", "smtp-connection.ts": "npm run bench:smtp --", "ledger-append.ts": "npm run bench:ledger --", "classify.ts": "npm run bench:classify --" };
+
+  it("--help prints the usage and exits 0, starting nothing", async () => {
+    const results = await Promise.all(Object.keys(scripts).map((s) => run(s, ["--help"])));
+    Object.values(scripts).forEach((usage, i) => {
+      expect(results[i]!.code, usage).toBe(0);
+      expect(results[i]!.stdout, usage).toContain(`usage: ${usage}`);
+    });
+  }, 90_000);
+
+  it("an unknown option, a stray argument or a bad count is one line naming it, the usage, exit 2: never a stack trace", async () => {
+    const cases: [string, string[], RegExp][] = [
+      ["e2e.ts", ["--mails", "0"], /^bench: --mails must be a whole number ≥ 1 \(got "0"\)$/m],
+      ["e2e.ts", ["--mails", "abc"], /^bench: --mails must be a whole number/m],
+      ["e2e.ts", ["--publishers", "0"], /^bench: --publishers must be/m],
+      ["e2e.ts", ["--mail", "10"], /^bench: Unknown option '--mail'/m],
+      ["e2e.ts", ["--sync", "sometimes"], /^bench: --sync must be "always" or a duration/m],
+      ["e2e.ts", ["--pool", "0"], /^bench: .*FEN_SMTP_POOL_SIZE/m],
+      ["e2e.ts", ["5000"], /^bench: Unexpected argument '5000'/m],
+      ["smtp-connection.ts", ["--rounds", "0"], /^bench:smtp: --rounds must be/m],
+      ["ledger-append.ts", ["--events", "-1"], /^bench:ledger: Option '--events' argument is ambiguous/m],
+      ["classify.ts", ["--reps", "x"], /^bench:classify: --reps must be/m],
+    ];
+    const results = await Promise.all(cases.map(([s, args]) => run(s, args)));
+    cases.forEach(([s, args, want], i) => {
+      const r = results[i]!;
+      const what = `${s} ${args.join(" ")}`;
+      expect(r.code, what).toBe(2);
+      expect(r.stderr, what).toMatch(want);
+      expect(r.stderr, what).toContain("usage: ");
+      expect(r.stderr, what).not.toMatch(/^\s+at /m);
+    });
+  }, 120_000);
 });
