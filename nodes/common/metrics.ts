@@ -41,7 +41,7 @@ export function createMetrics(opts: { defaults?: boolean; role?: "gateway" | "pr
     deferred: counter("fen_mails_deferred_total", "Delivery attempts that failed transiently (Deferred).", "processing"),
     bounced: counter("fen_mails_bounced_total", "Mails that bounced.", "processing"),
     quarantined: counter("fen_mails_quarantined_total", "Mails quarantined by the classifier.", "processing"),
-    rejected: counter("fen_mails_rejected_total", "Mails rejected by the processing node (e.g. unparseable).", "processing"),
+    rejected: counter("fen_mails_rejected_total", "Mails that ended Rejected: unparseable, or deleted from quarantine by an operator.", "processing"),
     deliveryLatency: new Histogram({
       name: "fen_delivery_latency_seconds", help: "Submit to relay acceptance.", registers: of("processing"),
       buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600],

@@ -349,7 +349,7 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
       bodies = await new Objm(js).open(Names.bodiesBucket);
       state = createMailStateStore({ js, kv, clock: deps.clock, node: deps.node });
       service = await startProcessingService({
-        nc: deps.nc, js, jsm, state, bodies, classifier: deps.classifier, clock: deps.clock, log,
+        nc: deps.nc, js, jsm, state, bodies, classifier: deps.classifier, clock: deps.clock, log, metrics: deps.metrics,
         quarantineThreshold: config.quarantineThreshold, maxMessageBytes: config.maxMessageBytes,
       });
       const consumer = await js.consumers.get(Names.workStream, Names.workConsumer);

@@ -10,6 +10,7 @@ import type { ClassifyReply, EventDetail, MailId, QuarantineReply, QueueReply, S
 import type { Clock } from "../common/clock.js";
 import type { Logger } from "../common/logger.js";
 import type { MailStateStore } from "../common/mail-state.js";
+import type { Metrics } from "../common/metrics.js";
 import { serveEndpoint } from "../common/rpc.js";
 import { createAdmission } from "../common/admission.js";
 import { isNotFound, publishOnce } from "../common/js-errors.js";
@@ -38,6 +39,8 @@ export interface ProcessingServiceDeps {
   readonly classifier: MailClassifier;
   readonly clock: Clock;
   readonly log: Logger;
+  /** A delete from quarantine ends the mail Rejected: counted in `fen_mails_rejected_total`. */
+  readonly metrics: Metrics;
   readonly quarantineThreshold: number;
   /** Largest message `mail.classify` scores (the gateway's FEN_MAX_MESSAGE_BYTES). */
   readonly maxMessageBytes: number;
@@ -224,6 +227,8 @@ export async function startProcessingService(deps: ProcessingServiceDeps): Promi
       log.info({ mailId: item.mailId, resumed }, "released from quarantine");
     } else {
       await decide({ state: "Rejected", detail: { reason: `deleted from quarantine: ${req.reason}`, error: { code: "QUARANTINED", message: req.reason } } });
+      // Counted by the request that moved the mail; a repeat that finishes a half-done delete (resumed) found it Rejected.
+      if (!resumed) deps.metrics.rejected.inc();
       if ("object" in item.body) await deps.bodies.delete(item.body.object).catch(() => undefined);
       log.info({ mailId: item.mailId, resumed }, "deleted from quarantine");
     }
