@@ -5,7 +5,10 @@
  *   (nodes/local/permissions.ts), passwords as `$FASTEMAILNET_PASSWORD_<ROLE>`;
  * - `values.schema.json`: the values schema, whose `config.<role>` sections
  *   accept exactly the non-secret FEN_* keys of that role's table in
- *   nodes/config/schema.ts (less the five the chart sets itself).
+ *   nodes/config/schema.ts (less the five the chart sets itself);
+ * - `files/config-rules.json`: the rules between keys (CrossKeyRules with
+ *   `atLeast`) with the defaults of their keys, which the chart checks as the
+ *   nodes would at start (a ConfigMap they refuse would crash-loop every pod).
  *
  *   node --import tsx deploy/chart-gen.ts          # write
  *   node --import tsx deploy/chart-gen.ts --check  # exit 1 when stale
@@ -16,7 +19,7 @@
 import { readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { CommonKeys, ConfigTables } from "../nodes/config/index.js";
+import { CommonKeys, ConfigTables, CrossKeyRules } from "../nodes/config/index.js";
 import { z } from "zod";
 import type { KeySpec } from "../nodes/config/index.js";
 import { envUsers, renderAuthorization } from "../nodes/local/permissions.js";
@@ -156,11 +159,30 @@ export function valuesSchema(): Json {
   };
 }
 
+/** The rules between keys, by env name, with each key's default, and the chart sections (roles) they apply to. */
+export function configRules(): Json {
+  const rules: Json[] = [];
+  for (const rule of CrossKeyRules) {
+    if (!rule.atLeast) continue;
+    const { high, low } = rule.atLeast;
+    const roles = Object.entries(ConfigTables).filter(([, t]) => high in t && low in t).map(([role]) => role);
+    const table = ConfigTables[roles[0] as keyof typeof ConfigTables] as Record<string, KeySpec> | undefined;
+    if (!table) continue;
+    const [h, l] = [table[high]!, table[low]!];
+    rules.push({
+      roles, field: rule.field, high: h.env, low: l.env,
+      defaults: { [h.env]: h.schema.parse(undefined) as number, [l.env]: l.schema.parse(undefined) as number },
+    });
+  }
+  return { rules };
+}
+
 /** Every generated file, by path relative to the chart. */
 export function chartFiles(): Record<string, string> {
   return {
     "files/auth.conf": renderAuthorization(envUsers()),
     "values.schema.json": `${JSON.stringify(valuesSchema(), null, 2)}\n`,
+    "files/config-rules.json": `${JSON.stringify(configRules(), null, 2)}\n`,
   };
 }
 

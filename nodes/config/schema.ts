@@ -103,12 +103,19 @@ export interface CrossKeyRule {
   readonly field: string;
   readonly doc: string;
   readonly check: (config: Readonly<Record<string, unknown>>) => string | undefined;
+  /**
+   * The same rule as data, for the Helm chart (deploy/chart-gen.ts renders it into
+   * `files/config-rules.json`, which the chart checks): `high` ≥ `low`, two keys of `keys`.
+   * A rule without it is not checked by the chart, and test/deploy/chart.test.ts fails.
+   */
+  readonly atLeast?: { readonly high: string; readonly low: string };
 }
 
 export const CrossKeyRules: readonly CrossKeyRule[] = [
   {
     keys: ["smtpTransactionTimeoutMs", "smtpTimeoutMs"],
     field: ProcessingKeys.smtpTransactionTimeoutMs.env,
+    atLeast: { high: "smtpTransactionTimeoutMs", low: "smtpTimeoutMs" },
     doc: "`FEN_SMTP_TRANSACTION_TIMEOUT_MS` ≥ `FEN_SMTP_TIMEOUT_MS`: a shorter deadline would cut off connections that are still within their own timeouts.",
     check: (c) => (c.smtpTransactionTimeoutMs as number) < (c.smtpTimeoutMs as number)
       ? `FEN_SMTP_TRANSACTION_TIMEOUT_MS (${String(c.smtpTransactionTimeoutMs)}) is shorter than FEN_SMTP_TIMEOUT_MS (${String(c.smtpTimeoutMs)})`
@@ -117,6 +124,7 @@ export const CrossKeyRules: readonly CrossKeyRule[] = [
   {
     keys: ["retryBaseMs", "retryMaxMs"],
     field: ProcessingKeys.retryMaxMs.env,
+    atLeast: { high: "retryMaxMs", low: "retryBaseMs" },
     doc: "`FEN_RETRY_MAX_MS` ≥ `FEN_RETRY_BASE_MS`: the largest retry delay cannot be below the first one.",
     check: (c) => (c.retryMaxMs as number) < (c.retryBaseMs as number)
       ? `FEN_RETRY_MAX_MS (${String(c.retryMaxMs)}) is below FEN_RETRY_BASE_MS (${String(c.retryBaseMs)})`

@@ -9,6 +9,8 @@ import { NatsRoles, SERVER_SAFE_PASSWORD, envUsers, renderAuthorization, userOf 
 import { CHART_MANAGED_KEYS, staleChartFiles } from "../../deploy/chart-gen.js";
 import { SERVER_LIMITS } from "../../nodes/local/nats-cluster.js";
 import { maxRequestBytesFor } from "../../nodes/gateway/index.js";
+import { ConfigTables, CrossKeyRules, loadConfig } from "../../nodes/config/index.js";
+import type { KeySpec } from "../../nodes/config/index.js";
 import {
   PRODUCTION_VALUES, REPO_ROOT, SECRET_ENV_NAMES, find, helmLint, helmTemplate, renderChart, roleOf, secretData, tableOf, workloads,
 } from "./render.js";
@@ -282,6 +284,38 @@ describe("values are validated", () => {
     expect(await refusedString(["config.processing.FEN_DRAIN_TIMEOUT_MS=0120000"])).toMatch(/must end at least 5 s before/);
     for (const bad of ["-1", "99999999999999999999"]) expect(await refusedString([`config.processing.FEN_DRAIN_TIMEOUT_MS=${bad}`])).toMatch(/FEN_DRAIN_TIMEOUT_MS/);
   });
+
+  it("values that break a rule between keys (CrossKeyRules) are refused, not rendered into pods that crash-loop with CONFIG_INVALID", async () => {
+    // For every rule and role: settings the node refuses (both keys set, or one against the other's default) must be
+    // refused by the chart, naming the key; settings the node takes must render.
+    const candidates = ["1000", "60000", "600000", "4000000"];
+    let checked = 0;
+    for (const rule of CrossKeyRules) {
+      for (const [role, table] of Object.entries(ConfigTables)) {
+        if (!rule.keys.every((k) => k in table)) continue;
+        const envs = rule.keys.map((k) => (table as Record<string, KeySpec>)[k]!.env);
+        const settings = [
+          ...envs.flatMap((e) => candidates.map((v) => ({ [e]: v }))),
+          ...candidates.flatMap((a) => candidates.map((b) => ({ [envs[0]!]: a, [envs[1]!]: b }))),
+        ];
+        for (const env of settings) {
+          let nodeSays: string;
+          try { loadConfig(table, env); nodeSays = "ok"; } catch (err) { nodeSays = (err as Error).message; }
+          // A value out of its key's own range is values.schema.json's business (tested above).
+          const byEnv = Object.fromEntries(Object.values(table as Record<string, KeySpec>).map((k) => [k.env, k]));
+          if (Object.entries(env).some(([k, v]) => !byEnv[k]!.schema.safeParse(v).success)) continue;
+          const set = Object.entries(env).map(([k, v]) => `config.${role}.${k}=${v}`);
+          const chartSays = await refused(set);
+          if (nodeSays === "ok") expect(chartSays, set.join(" ")).toBe("rendered");
+          else {
+            expect(chartSays, set.join(" ")).toMatch(new RegExp(`config\\.${role}\\.${rule.field}`));
+            checked++;
+          }
+        }
+      }
+    }
+    expect(checked).toBeGreaterThanOrEqual(CrossKeyRules.length);
+  }, 120_000);
 
   it("a container security context that is not locked down is refused", async () => {
     expect(await refused(["securityContext.readOnlyRootFilesystem=false"])).toMatch(/readOnlyRootFilesystem/);

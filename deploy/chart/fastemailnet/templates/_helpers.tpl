@@ -105,6 +105,18 @@ non-secret FEN_* keys of the role's table in nodes/config/schema.ts.
 {{- $_ := set $data "FEN_DRAIN_TIMEOUT_MS" (toString (ternary (sub $graceMs 20000) (div $graceMs 2) (ge $graceMs 40000))) -}}
 {{- end -}}
 {{- end -}}
+{{- /* The rules between keys the node checks at start (files/config-rules.json, generated from CrossKeyRules):
+       refused here, or every pod of the role would crash-loop with CONFIG_INVALID. */ -}}
+{{- $role := .role -}}
+{{- range $rule := (.ctx.Files.Get "files/config-rules.json" | fromJson).rules -}}
+{{- if has $role $rule.roles -}}
+{{- $high := ternary (int64 (atoi (get $data $rule.high))) (int64 (index $rule.defaults $rule.high)) (hasKey $data $rule.high) -}}
+{{- $low := ternary (int64 (atoi (get $data $rule.low))) (int64 (index $rule.defaults $rule.low)) (hasKey $data $rule.low) -}}
+{{- if lt $high $low -}}
+{{- fail (printf "config.%s.%s (%d%s) must be at least %s (%d%s): the nodes refuse this configuration at start (nodes/config/CONFIG.md)" $role $rule.high $high (ternary "" ", the default" (hasKey $data $rule.high)) $rule.low $low (ternary "" ", the default" (hasKey $data $rule.low))) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- if $v.auth.enabled -}}
 {{- $_ := set $data "FEN_NATS_USER" (include "fen.natsUser" .role) -}}
 {{- end -}}
