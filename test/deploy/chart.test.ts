@@ -259,6 +259,15 @@ describe("values are validated", () => {
     expect(find(objects, "PodDisruptionBudget", "fastemailnet-processing")?.spec).toMatchObject({ maxUnavailable: 0 });
   });
 
+  it("a single gateway's default budget lets a node drain evict it (minAvailable 1 of 1 would block kubectl drain for ever)", async () => {
+    const gatewayPdb = (objects: K8sObject[]) => find(objects, "PodDisruptionBudget", "fastemailnet-gateway")?.spec;
+    expect(gatewayPdb(await renderChart({ set: ["gateway.replicas=1"] }))).toMatchObject({ maxUnavailable: 1 });
+    expect(gatewayPdb(await renderChart({ set: ["gateway.replicas=1"] }))).not.toHaveProperty("minAvailable");
+    expect(gatewayPdb(await renderChart({ set: ["gateway.replicas=2"] }))).toMatchObject({ minAvailable: 1 });
+    // An explicit budget is the operator's choice.
+    expect(gatewayPdb(await renderChart({ set: ["gateway.replicas=1", "gateway.pdb.minAvailable=1"] }))).toMatchObject({ minAvailable: 1 });
+  });
+
   it("whole numbers from a values file reach the ConfigMap as integers, not 2.62144e+07", async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), "fen-values-"));
     const file = path.join(dir, "values.yaml");
