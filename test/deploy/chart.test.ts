@@ -9,7 +9,7 @@ import { NatsRoles, SERVER_SAFE_PASSWORD, envUsers, renderAuthorization, userOf 
 import { CHART_MANAGED_KEYS, staleChartFiles } from "../../deploy/chart-gen.js";
 import { SERVER_LIMITS } from "../../nodes/local/nats-cluster.js";
 import { maxRequestBytesFor } from "../../nodes/gateway/index.js";
-import { ConfigTables, CrossKeyRules, loadConfig } from "../../nodes/config/index.js";
+import { ConfigTables, CrossKeyRules, ProcessingKeys, loadConfig } from "../../nodes/config/index.js";
 import type { KeySpec } from "../../nodes/config/index.js";
 import {
   PRODUCTION_VALUES, REPO_ROOT, SECRET_ENV_NAMES, find, helmLint, helmTemplate, renderChart, roleOf, secretData, tableOf, workloads,
@@ -266,6 +266,21 @@ describe("values are validated", () => {
     expect(gatewayPdb(await renderChart({ set: ["gateway.replicas=2"] }))).toMatchObject({ minAvailable: 1 });
     // An explicit budget is the operator's choice.
     expect(gatewayPdb(await renderChart({ set: ["gateway.replicas=1", "gateway.pdb.minAvailable=1"] }))).toMatchObject({ minAvailable: 1 });
+  });
+
+  it("the NetworkPolicies let the nodes reach the NATS and relay ports they are configured with", async () => {
+    type Egress = { ports: { port: number }[] }[];
+    const egressPorts = (objects: K8sObject[], role: string) =>
+      ((find(objects, "NetworkPolicy", `fastemailnet-${role}`)?.spec as { egress: Egress }).egress).flatMap((e) => e.ports.map((p) => p.port));
+    // A relay on 2525 (common for hosted relays) and NATS on a non-default port.
+    const objects = await renderChart({ set: ["config.processing.FEN_SMTP_PORT=2525", "config.common.FEN_NATS_URLS=nats://nats-a:4333\\,tls://nats-b:4333\\,nats://nats-c"] });
+    expect(find(objects, "ConfigMap", "fastemailnet-processing")?.data).toMatchObject({ FEN_SMTP_PORT: "2525", FEN_NATS_URLS: "nats://nats-a:4333,tls://nats-b:4333,nats://nats-c" });
+    expect(egressPorts(objects, "processing")).toEqual(expect.arrayContaining([2525, 4333, 4222]));
+    for (const role of ["gateway", "ledger", "provision"]) expect(egressPorts(objects, role), role).toEqual(expect.arrayContaining([4333, 4222]));
+    // Without FEN_SMTP_PORT the node uses its default.
+    const unset = await renderChart({ set: ["config.processing.FEN_SMTP_PORT=null"] });
+    expect(find(unset, "ConfigMap", "fastemailnet-processing")?.data?.["FEN_SMTP_PORT"]).toBeUndefined();
+    expect(egressPorts(unset, "processing")).toContain(loadConfig(ProcessingKeys, {}).smtpPort);
   });
 
   it("whole numbers from a values file reach the ConfigMap as integers, not 2.62144e+07", async () => {
