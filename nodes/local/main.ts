@@ -51,33 +51,54 @@ async function ledgerKeysIn(dir: string): Promise<{ signerKey: string; verifierK
  * mail it receives under .data/sink. Ctrl-C stops everything.
  */
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
-const { values: args } = parseArgs({
-  options: {
-    "sync-interval": { type: "string", default: "always" },
-    "data-dir": { type: "string", default: path.join(root, ".data") },
-    "smtp-port": { type: "string", default: "2525" },
-    "nats-port": { type: "string", default: "4222" },
-    "http-port": { type: "string", default: "9101" },
-    "no-auth": { type: "boolean", default: false },
-    "update-specs": { type: "boolean", default: false },
-    help: { type: "boolean", default: false },
-  },
-});
-if (args.help) {
-  console.log(`usage: npm start [-- --sync-interval=always|2m] [--data-dir=DIR] [--smtp-port=2525] [--nats-port=4222] [--http-port=9101] [--no-auth] [--update-specs]
+const USAGE = `usage: npm start [-- --sync-interval=always|2m] [--data-dir=DIR] [--smtp-port=2525] [--nats-port=4222] [--http-port=9101] [--no-auth] [--update-specs]
   ports: 0 picks free ones; --http-port is the first of the nodes' four health/metrics ports.
   --no-auth        run the cluster without users (by default every node connects as its role's user,
                    see nodes/local/permissions.ts; passwords are generated once into DATA_DIR/nats/credentials.json)
   --update-specs   bring streams, consumers and buckets whose configuration differs from the spec
                    (data from an older version) up to date instead of stopping with SPEC_MISMATCH
   --sync-interval  always (default): every JetStream write is fsynced before it is acknowledged;
-                   a duration (e.g. 2m) relaxes that for speed, at the risk of losing the last writes on power loss.`);
+                   a duration (e.g. 2m) relaxes that for speed, at the risk of losing the last writes on power loss.`;
+/** A usage error: one line naming what is wrong, then the usage, on stderr; exit 2 before anything starts. */
+const usageError = (message: string): never => {
+  process.stderr.write(`npm start: ${message}\n${USAGE}\n`);
+  process.exit(2);
+};
+const { values: args } = (() => {
+  try {
+    return parseArgs({
+      options: {
+        "sync-interval": { type: "string", default: "always" },
+        "data-dir": { type: "string", default: path.join(root, ".data") },
+        "smtp-port": { type: "string", default: "2525" },
+        "nats-port": { type: "string", default: "4222" },
+        "http-port": { type: "string", default: "9101" },
+        "no-auth": { type: "boolean", default: false },
+        "update-specs": { type: "boolean", default: false },
+        help: { type: "boolean", default: false },
+      },
+    });
+  } catch (err) {
+    // node's message names the option ("Unknown option '--bogus'").
+    return usageError((err as Error).message.replace(/\n/g, " "));
+  }
+})();
+if (args.help) {
+  console.log(USAGE);
   process.exit(0);
 }
+/** A port option: a whole number from 0 (a free port) to `max`; not silently a free port when mistyped. */
+const portArg = (name: "nats-port" | "smtp-port" | "http-port", max = 65535): number => {
+  const raw = args[name];
+  if (!/^[0-9]{1,5}$/.test(raw) || Number(raw) > max) usageError(`--${name} must be a port from 0 to ${max} (got ${JSON.stringify(raw)})`);
+  return Number(raw);
+};
+if (!/^(always|[0-9]+(ms|s|m|h))$/.test(args["sync-interval"])) usageError(`--sync-interval must be "always" or a duration such as 2m (got ${JSON.stringify(args["sync-interval"])})`);
 const dataDir = path.resolve(args["data-dir"]);
-const natsPort = Number(args["nats-port"]);
-const smtpPort = Number(args["smtp-port"]);
-const httpPort = Number(args["http-port"]);
+const natsPort = portArg("nats-port");
+const smtpPort = portArg("smtp-port");
+// The four nodes take --http-port and the three after it.
+const httpPort = portArg("http-port", 65532);
 const auth = !args["no-auth"];
 const httpPortOf = (i: number) => String(httpPort ? httpPort + i : 0);
 

@@ -81,3 +81,36 @@ it("npm start: a second start on the same data folder is refused, and Ctrl-C to 
     await rm(dir, { recursive: true, force: true });
   }
 }, 240_000);
+
+/**
+ * A mistyped option used to be a stack trace (an unknown one) or, for a
+ * port that is not a number, silently a free port: the operator asked for
+ * 4222 and the cluster listened elsewhere. Refused before anything starts.
+ */
+it("npm start refuses an unknown option or a bad port with one line and the usage (exit 2), starting nothing", async () => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), "fen-npm-start-"));
+  try {
+    const cases: [string[], RegExp][] = [
+      [["--bogus"], /^npm start: Unknown option '--bogus'/m],
+      [["--nats-port", "abc"], /^npm start: --nats-port must be a port from 0 to 65535 \(got "abc"\)$/m],
+      [["--smtp-port", "-1"], /^npm start: .*--smtp-port/m],
+      [["--http-port", "65534"], /^npm start: --http-port must be a port from 0 to 65532/m],
+      [["--sync-interval", "sometimes"], /^npm start: --sync-interval must be "always" or a duration/m],
+    ];
+    const results = await Promise.all(cases.map(([args]) => new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      const child = spawn(process.execPath, ["--import", "tsx", path.join(root, "nodes/local/main.ts"), "--data-dir", dir, ...args], { cwd: root, stdio: ["ignore", "ignore", "pipe"] });
+      let stderr = "";
+      child.stderr.on("data", (b: Buffer) => { stderr += b.toString(); });
+      child.once("exit", (code) => resolve({ code, stderr }));
+    })));
+    cases.forEach(([args, want], i) => {
+      expect(results[i]!.code, args.join(" ")).toBe(2);
+      expect(results[i]!.stderr, args.join(" ")).toMatch(want);
+      expect(results[i]!.stderr, args.join(" ")).toContain("usage: npm start");
+      expect(results[i]!.stderr, args.join(" ")).not.toMatch(/^\s+at /m);
+    });
+    expect(running(dir)).toEqual([]);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}, 60_000);
