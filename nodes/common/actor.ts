@@ -14,4 +14,9 @@ export interface Actor {
   drain(): Promise<void>;
   readonly closed: Promise<void>;
   status(): ActorStatus;
+  /**
+   * Why a running actor cannot do its work right now (e.g. the durable consumer it pulls from is gone), or
+   * undefined. `/readyz` is 503 with this reason meanwhile. Optional: an actor without it is ready while running.
+   */
+  notReady?(): string | undefined;
 }

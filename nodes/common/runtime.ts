@@ -8,9 +8,10 @@ import type { Logger } from "./logger.js";
 import type { Metrics } from "./metrics.js";
 
 /**
- * Serves `/healthz` (process alive), `/readyz` (actor running and NATS
- * connected: not while the client is reconnecting, which it does for ever)
- * and `/metrics` (Prometheus). Returns the bound port.
+ * Serves `/healthz` (process alive), `/readyz` (actor running, NATS
+ * connected: not while the client is reconnecting, which it does for ever,
+ * and nothing the actor reports through `notReady()`; a 503 says why) and
+ * `/metrics` (Prometheus). Returns the bound port.
  */
 export async function serveHealth(opts: {
   host: string; port: number; actor: Actor; nc: NatsConnection; metrics: Metrics; log: Logger;
@@ -35,8 +36,13 @@ export async function serveHealth(opts: {
     if (url === "/healthz") {
       res.writeHead(200, { "content-type": "text/plain" }).end("ok\n");
     } else if (url === "/readyz") {
-      const ready = opts.actor.status().state === "running" && connected && !opts.nc.isClosed();
-      res.writeHead(ready ? 200 : 503, { "content-type": "text/plain" }).end(ready ? "ready\n" : "not ready\n");
+      // The reason is for the operator who curls it (a probe reads the status only).
+      const state = opts.actor.status().state;
+      const why = state !== "running" ? state
+        : opts.nc.isClosed() ? "NATS connection closed"
+          : !connected ? "disconnected from NATS, reconnecting"
+            : opts.actor.notReady?.();
+      res.writeHead(why === undefined ? 200 : 503, { "content-type": "text/plain" }).end(why === undefined ? "ready\n" : `not ready: ${why}\n`);
     } else if (url === "/metrics") {
       opts.metrics.registry.metrics().then(
         (text) => res.writeHead(200, { "content-type": opts.metrics.registry.contentType }).end(text),

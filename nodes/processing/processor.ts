@@ -339,9 +339,18 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
     await settle(m, item);
   };
 
+  /** Why the work consumer cannot be pulled from, while it cannot (see start()). */
+  let consumerGone: string | undefined;
+  const pulling = () => {
+    if (consumerGone === undefined) return;
+    consumerGone = undefined;
+    log.info("work consumer back: pulling work again");
+  };
+
   return {
     closed,
     status: () => status,
+    notReady: () => consumerGone,
     async start() {
       js = jetstream(deps.nc);
       jsm = await jetstreamManager(deps.nc);
@@ -354,10 +363,24 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
       });
       const consumer = await js.consumers.get(Names.workStream, Names.workConsumer);
       messages = await consumer.consume({ max_messages: config.concurrency });
+      // The client keeps pulling when the work consumer is deleted under it (and resumes once it is provisioned again),
+      // silently: the node would look ready while mails wait in MAIL_WORK. Until a heartbeat or a work item shows the
+      // pull works again, /readyz says so.
+      void (async () => {
+        for await (const s of messages!.status()) {
+          if (s.type === "consumer_deleted" || s.type === "consumer_not_found" || s.type === "stream_not_found") {
+            if (consumerGone === undefined) log.error({ event: s.type }, "work consumer gone: no work is pulled until it is provisioned again");
+            consumerGone = `the work consumer ${Names.workStream}/${Names.workConsumer} is gone (${s.type}); provision it again`;
+          } else if (s.type === "heartbeat") {
+            pulling();
+          }
+        }
+      })().catch(() => undefined);
       status = { state: "running" };
       log.info({ concurrency: config.concurrency, classifier: deps.classifier.version }, "processing node running");
       loop = (async () => {
         for await (const m of messages!) {
+          pulling();
           const p = handle(m).catch((err: unknown) => log.error({ err }, "handler crashed"));
           inFlight.add(p);
           void p.finally(() => inFlight.delete(p));

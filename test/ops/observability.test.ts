@@ -13,7 +13,10 @@ import type { Actor } from "../../nodes/common/actor.js";
 import { serveHealth } from "../../nodes/common/runtime.js";
 import { GatewayKeys, loadConfig } from "../../nodes/config/index.js";
 import { createWorkLagSampler } from "../../nodes/processing/lag.js";
-import { spawnNode, testLog, until } from "../helpers/system.js";
+import { spawnNode, startGateway, startProcessing, status, structured, submit, testLog, until } from "../helpers/system.js";
+import { startSmtpSink } from "../../nodes/local/smtp-sink.js";
+import { provision } from "../../nodes/provision/index.js";
+import { systemClock } from "../../nodes/common/clock.js";
 import { useProvisionedCluster } from "../helpers/suite.js";
 
 /**
@@ -134,6 +137,36 @@ describe("/readyz", () => {
       await jsm.streams.purge(Names.workStream, { filter: workSubject(mailId) });
     }
   }, 60_000);
+
+  it("a processing node is 503, saying why, while its work consumer is gone (deleted, not yet provisioned again), and 200 once it pulls again", async () => {
+    const sink = await startSmtpSink({});
+    const node = await startProcessing(env.nc, sink.port);
+    const { log } = capture("info");
+    const { server: http, port } = await serveHealth({ host: "127.0.0.1", port: 0, actor: node, nc: env.nc, metrics: createMetrics({ defaults: false }), log });
+    const readyz = async () => { const r = await fetch(`http://127.0.0.1:${port}/readyz`); return `${r.status} ${(await r.text()).trim()}`; };
+    const jsm = await jetstreamManager(env.nc);
+    try {
+      expect(await readyz()).toBe("200 ready");
+      // An operator's `nats consumer rm MAIL_WORK processing`: the node would pull nothing, mails would wait in MAIL_WORK.
+      await jsm.consumers.delete(Names.workStream, Names.workConsumer);
+      await until("503 while the consumer is gone", async () => (await readyz()).startsWith("503"), 15_000, 100);
+      expect(await readyz()).toMatch(/^503 not ready: .*MAIL_WORK\/processing/);
+      // Provisioned again: the node pulls again (a work item reaches it) and is ready.
+      await provision(env.nc, jsm, { replicas: 3 }, { clock: systemClock });
+      const mail = await startGateway(env.nc);
+      try {
+        const r = await submit(env.nc, structured("consumer-back", { key: `consumer-back-${Date.now()}` }));
+        await until("the mail Sent", async () => (await status(env.nc, r.mailId)).state === "Sent", 60_000, 200);
+      } finally {
+        await mail.drain();
+      }
+      await until("200 once it pulls again", async () => (await readyz()) === "200 ready", 15_000, 100);
+    } finally {
+      http.close();
+      await node.drain();
+      await sink.close();
+    }
+  }, 120_000);
 
   it("is 503 while the node's NATS connection is down and reconnecting, 200 again once it is back", async () => {
     // A client of server 0 only, so that killing it disconnects the client (instead of failing over).
