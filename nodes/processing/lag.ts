@@ -26,8 +26,10 @@ const intervalEvery: Every = (ms, fn) => {
  * work items stored but not yet delivered to any processing node, the
  * number an autoscaler (KEDA's nats-jetstream scaler reads the same field)
  * or an alert compares with a threshold. Every processing node reports the
- * same shared value; aggregate with `max`, not `sum`. A failed read keeps
- * the last value and is logged at debug (the node's own work is unaffected).
+ * same shared value; aggregate with `max`, not `sum`. A failed read sets
+ * both gauges to NaN until a read succeeds (the last value would be a lie:
+ * with the consumer deleted, `0` hid mails piling up in MAIL_WORK), logged
+ * once at warn and once when it reads again.
  */
 export function createWorkLagSampler(deps: {
   readonly jsm: JetStreamManager; readonly metrics: Metrics; readonly log: Logger;
@@ -37,6 +39,7 @@ export function createWorkLagSampler(deps: {
 }): WorkLagSampler {
   let cancel: (() => void) | undefined;
   let running = false;
+  let failing = false;
   const sample = async () => {
     const info = await deps.jsm.consumers.info(Names.workStream, Names.workConsumer);
     deps.metrics.workLag.set(info.num_pending);
@@ -46,7 +49,15 @@ export function createWorkLagSampler(deps: {
   const tick = () => {
     if (running) return;
     running = true;
-    sample().catch((err: unknown) => deps.log.debug({ err }, "work consumer lag not sampled")).finally(() => { running = false; });
+    sample().then(() => {
+      if (failing) deps.log.info("work consumer lag read again");
+      failing = false;
+    }, (err: unknown) => {
+      deps.metrics.workLag.set(NaN);
+      deps.metrics.workAckPending.set(NaN);
+      if (!failing) deps.log.warn({ err }, "work consumer lag unknown: the consumer cannot be read");
+      failing = true;
+    }).finally(() => { running = false; });
   };
   return {
     sample,

@@ -75,6 +75,8 @@ describe("logs", () => {
   });
 });
 
+const js = (env: { nc: Parameters<typeof jetstream>[0] }) => jetstream(env.nc);
+
 describe("work consumer lag (fen_work_consumer_pending)", () => {
   const env = useProvisionedCluster();
 
@@ -105,6 +107,33 @@ describe("work consumer lag (fen_work_consumer_pending)", () => {
     expect(text).toMatch(/^fen_work_consumer_ack_pending 0$/m);
     sampler.stop();
     expect(cancelled).toBe(true);
+  });
+});
+
+describe("work consumer lag when the consumer cannot be read", () => {
+  const env = useProvisionedCluster();
+
+  it("is NaN, not the last value, while MAIL_WORK/processing cannot be read (a lag of 0 there hid mails piling up); logged once", async () => {
+    const metrics = createMetrics({ defaults: false });
+    const ticks: (() => void)[] = [];
+    const { log, lines } = capture("info");
+    const sampler = createWorkLagSampler({ jsm: await jetstreamManager(env.nc), metrics, log, everyMs: 1000, every: (_ms, fn) => { ticks.push(fn); return () => undefined; } });
+    const text = () => metrics.registry.metrics();
+    sampler.start();
+    await expect.poll(text).toMatch(/^fen_work_consumer_pending 0$/m);
+    const jsm = await jetstreamManager(env.nc);
+    await jsm.consumers.delete(Names.workStream, Names.workConsumer);
+    await js(env).publish(workSubject(mailIdFromIdempotencyKey(`nan-${Date.now()}`)), new TextEncoder().encode("{}"));
+    // prom-client writes NaN as "Nan", which Prometheus reads (Go's ParseFloat ignores the case).
+    await expect.poll(async () => { ticks[0]!(); return text(); }).toMatch(/^fen_work_consumer_pending NaN$/im);
+    expect(await text()).toMatch(/^fen_work_consumer_ack_pending NaN$/im);
+    ticks[0]!();
+    await new Promise((r) => setTimeout(r, 200));
+    expect(lines.filter((l) => l["msg"] === "work consumer lag unknown: the consumer cannot be read")).toHaveLength(1);
+    await provision(env.nc, jsm, { replicas: 3 }, { clock: systemClock });
+    await expect.poll(async () => { ticks[0]!(); return text(); }).toMatch(/^fen_work_consumer_pending 1$/m);
+    expect(lines.map((l) => l["msg"])).toContain("work consumer lag read again");
+    sampler.stop();
   });
 });
 
