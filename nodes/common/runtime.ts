@@ -113,10 +113,44 @@ export async function runUntilSignal(opts: {
   });
   const why = await Promise.race([stop, actor.closed.then(() => "closed")]);
   log.info({ why }, "stopping");
-  await actor.drain();
-  await actor.closed;
-  await nc.drain().catch(() => undefined);
+  // With no NATS server answering, a drain cannot finish (stopping a service unsubscribes and flushes, an outcome
+  // is recorded in JetStream): the node stayed up for ever after SIGTERM. It gives up once no server has answered
+  // for NATS_GONE_MS; what it held is redelivered, as after a kill.
+  const gone = natsGone(nc, NATS_GONE_MS);
+  const drained = await Promise.race([
+    (async () => { await actor.drain(); await actor.closed; return true; })(),
+    gone.promise.then(() => false),
+  ]);
+  gone.cancel();
+  if (drained) await nc.drain().catch(() => undefined);
+  else log.warn({ natsGoneMs: NATS_GONE_MS }, "no NATS server answers: stopping without finishing the drain");
+  // A drain fails while no server answers and leaves the client reconnecting for ever: close it.
+  if (!nc.isClosed()) await nc.close().catch(() => undefined);
   await new Promise<void>((r) => (health ? health.close(() => r()) : r()));
   log.info("stopped");
-  return 0;
+  return drained ? 0 : 1;
+}
+
+/** How long a stopping node waits for a NATS server to answer before it gives up its drain. */
+const NATS_GONE_MS = 10_000;
+
+/** Resolves once no server has answered a flush (PING) for `ms` in a row; checked every second until cancelled. */
+function natsGone(nc: NatsConnection, ms: number): { promise: Promise<void>; cancel(): void } {
+  let cancelled = false;
+  let timer: NodeJS.Timeout | undefined;
+  const sleep = (t: number) => new Promise<void>((r) => { timer = setTimeout(r, t); });
+  const promise = (async () => {
+    // A flush fails at once while the client is between servers: "gone" is no answer for `ms` in a row.
+    let since = Date.now();
+    while (!cancelled) {
+      const answered = await Promise.race([nc.flush().then(() => true, () => false), sleep(ms).then(() => false)]);
+      clearTimeout(timer);
+      if (cancelled) break;
+      if (answered) since = Date.now();
+      else if (Date.now() - since >= ms) return;
+      await sleep(answered ? 1000 : 250);
+    }
+    await new Promise<never>(() => undefined); // cancelled: never
+  })();
+  return { promise, cancel: () => { cancelled = true; clearTimeout(timer); } };
 }
