@@ -47,3 +47,22 @@ export function benchCli<const T extends NonNullable<ParseArgsConfig["options"]>
     },
   };
 }
+
+/**
+ * Runs `cleanup` (stop the servers and processes the script started) when the
+ * script is stopped by SIGINT or SIGTERM, then exits 128 + the signal number.
+ * A `timeout`, a CI cancel or a `kill` reaches only the script, not its
+ * children: without this they kept running (three nats-servers, the sink and
+ * four nodes reconnecting for ever).
+ */
+export function cleanupOnSignal(cleanup: () => Promise<void>): void {
+  let once = false;
+  for (const [signal, n] of [["SIGINT", 2], ["SIGTERM", 15]] as const) {
+    process.on(signal, () => {
+      if (once) return;
+      once = true;
+      process.stderr.write(`${signal}: stopping what the benchmark started…\n`);
+      void cleanup().catch(() => undefined).finally(() => process.exit(128 + n));
+    });
+  }
+}

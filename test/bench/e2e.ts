@@ -38,7 +38,7 @@ import { NATS_SERVER_BIN } from "../helpers/cluster.js";
 import { systemClock } from "../../nodes/common/clock.js";
 import { ProcessingKeys, loadConfig } from "../../nodes/config/index.js";
 import { ensureSmtpSink } from "./peers/postfix.js";
-import { benchCli } from "./args.js";
+import { benchCli, cleanupOnSignal } from "./args.js";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 /** CPU seconds a process has used so far, from /proc: user + system, and system (kernel) alone. */
@@ -126,6 +126,11 @@ await ensureSmtpSink(log);
 const dir = await mkdtemp(path.join(os.tmpdir(), "fen-bench-"));
 const children: ChildProcess[] = [];
 const cluster = await startCluster({ binary: NATS_SERVER_BIN, dir, size: 3, syncInterval: a.sync, profiling: a.profile !== undefined });
+cleanupOnSignal(async () => {
+  for (const c of children) c.kill("SIGKILL");
+  await cluster.stop().catch(() => undefined);
+  await rm(dir, { recursive: true, force: true });
+});
 try {
   await cluster.waitReady();
   const nc = await connect({ servers: cluster.urls });

@@ -20,7 +20,7 @@ import type { BlockCommitted } from "../../nodes/ledger/index.js";
 import { startTestCluster } from "../helpers/cluster.js";
 import { connectAndProvision } from "../helpers/system.js";
 import { ledgerIdentity, ledgerKv, publishEvents, startLedger, testEvent } from "../ledger-node/helpers.js";
-import { benchCli } from "./args.js";
+import { benchCli, cleanupOnSignal } from "./args.js";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const cli = benchCli("bench:ledger", "usage: npm run bench:ledger -- [--json] [--events 50000] [--batch 256] [--million-samples 200]", {
@@ -41,6 +41,7 @@ const pct = (xs: number[], q: number) => {
 };
 
 const cluster = await startTestCluster({ syncInterval: "always" });
+cleanupOnSignal(() => cluster.dispose());
 try {
   const nc = await connectAndProvision(cluster.urls);
   const id = ledgerIdentity("bench.fastemailnet/ledger");

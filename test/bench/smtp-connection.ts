@@ -16,7 +16,7 @@ import nodemailer from "nodemailer";
 import { createDelivery } from "../../nodes/processing/index.js";
 import { freePort } from "../../nodes/local/nats-cluster.js";
 import { ensureSmtpSink } from "./peers/postfix.js";
-import { benchCli } from "./args.js";
+import { benchCli, cleanupOnSignal } from "./args.js";
 
 const cli = benchCli("bench:smtp", "usage: npm run bench:smtp -- [--mails 300] [--bytes 2000] [--rounds 5] [--json]", {
   mails: { type: "string", default: "300" }, bytes: { type: "string", default: "2000" },
@@ -30,6 +30,7 @@ const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.len
 await ensureSmtpSink(log);
 const port = await freePort();
 const sink = spawn("smtp-sink", ["-u", "postfix", `127.0.0.1:${port}`, "1000"], { stdio: "ignore" });
+cleanupOnSignal(async () => { sink.kill(); });
 try {
   await new Promise((r) => setTimeout(r, 500));
   const envelope = { from: "bench@example.org", to: ["sink@example.net"] };

@@ -1,4 +1,4 @@
-import { execFile } from "node:child_process";
+import { execFile, spawn, spawnSync } from "node:child_process";
 import { readdir } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -67,3 +67,33 @@ describe("benchmark scripts' command lines", () => {
     });
   }, 120_000);
 });
+
+/** Every process descended from `pid`. */
+const descendants = (pid: number): number[] => {
+  const kids = spawnSync("pgrep", ["-P", String(pid)], { encoding: "utf8" }).stdout.split("\n").filter(Boolean).map(Number);
+  return kids.flatMap((k) => [k, ...descendants(k)]);
+};
+const alive = (pid: number) => { try { process.kill(pid, 0); return true; } catch { return false; } };
+
+it("npm run bench stopped by a SIGTERM to the script alone (timeout, a CI cancel) stops its servers, sink and nodes", async () => {
+  const bench = spawn(process.execPath, ["--import", "tsx", path.join(benchDir, "e2e.ts"), "--mails", "100000", "--publishers", "1", "--no-peer", "--no-ledger", "--no-model"], {
+    cwd: root, stdio: ["ignore", "ignore", "pipe"],
+  });
+  let err = "";
+  bench.stderr!.on("data", (b: Buffer) => { err += b.toString(); });
+  const exited = new Promise<number | null>((r) => bench.once("exit", (code) => r(code)));
+  let started: number[] = [];
+  try {
+    // Running: mails are being submitted (servers, sink and nodes are up).
+    for (const until = Date.now() + 90_000; !/submitted [1-9]/.test(err) && Date.now() < until;) await new Promise((r) => setTimeout(r, 200));
+    expect(err).toMatch(/submitted [1-9]/);
+    started = descendants(bench.pid!);
+    expect(started.length, err.slice(-2000)).toBeGreaterThanOrEqual(6); // 3 servers, the sink, the gateway and two processing nodes
+    bench.kill("SIGTERM");
+    expect(await exited).toBe(143);
+    for (const until = Date.now() + 15_000; started.some(alive) && Date.now() < until;) await new Promise((r) => setTimeout(r, 200));
+    expect(started.filter(alive)).toEqual([]);
+  } finally {
+    for (const pid of [bench.pid!, ...started]) if (alive(pid)) process.kill(pid, "SIGKILL");
+  }
+}, 150_000);
