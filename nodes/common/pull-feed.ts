@@ -38,6 +38,12 @@ export interface PullFeed {
   stop(): void;
   /** Resolves once the feed has ended (drained, stopped, or its connection closed); never rejects. */
   readonly closed: Promise<void>;
+  /**
+   * Why pulling fails, while the last pull request failed (e.g. the durable
+   * consumer was deleted: the feed keeps trying, in silence but for a log
+   * line per failure), or undefined once a request succeeds again.
+   */
+  failing(): string | undefined;
 }
 
 /**
@@ -55,6 +61,7 @@ export function createPullFeed(consumer: Consumer, onMessage: (m: JsMsg) => void
   let stopped = false;
   let current: { stop(): void } | undefined;
   let cancelRetry: (() => void) | undefined;
+  let failing: string | undefined;
   const retryMs = opts.retryMs ?? 250;
   let onDrain!: () => void;
   const drained = new Promise<void>((r) => (onDrain = r));
@@ -65,14 +72,19 @@ export function createPullFeed(consumer: Consumer, onMessage: (m: JsMsg) => void
         const messages = await consumer.fetch({ max_messages: opts.batch, expires: opts.expiresMs });
         current = messages;
         if (stopped) messages.stop();
-        for await (const m of messages) onMessage(m);
+        for await (const m of messages) {
+          failing = undefined;
+          onMessage(m);
+        }
         failures = 0;
+        failing = undefined;
         // Back-pressure: the next request waits until the caller has room for it (a drain need not wait).
         if (opts.room) await Promise.race([opts.room(), drained]);
       } catch (err) {
         // A closed connection ends the feed, as it ends a `consume()`.
         if (stopped || err instanceof ClosedConnectionError || err instanceof DrainingConnectionError) break;
         failures++;
+        failing = `pulling from the consumer fails (${String((err as Error)?.message ?? err).slice(0, 200)}); retried every ${Math.min(5000, retryMs * 2 ** (failures - 1))} ms`;
         const delay = Math.min(5000, retryMs * 2 ** (failures - 1));
         log.warn({ err, failures, delay }, "pull request failed; pulling again");
         // An interruptible sleep: a drain need not wait it out, nothing is outstanding.
@@ -89,6 +101,7 @@ export function createPullFeed(consumer: Consumer, onMessage: (m: JsMsg) => void
 
   return {
     closed,
+    failing: () => failing,
     async drain() {
       draining = true;
       onDrain();

@@ -223,6 +223,10 @@ export function createLedgerNode(deps: LedgerNodeDeps, config: LedgerConfig): Le
   return {
     closed,
     status: () => status,
+    notReady: () => {
+      const why = feed?.failing();
+      return why && `the events consumer ${Names.eventsStream}/${Names.ledgerConsumer}: ${why}`;
+    },
     async start() {
       const js = jetstream(deps.nc);
       const kv = await new Kvm(js).open(Names.ledgerBucket);

@@ -18,6 +18,7 @@ import { startSmtpSink } from "../../nodes/local/smtp-sink.js";
 import { provision } from "../../nodes/provision/index.js";
 import { systemClock } from "../../nodes/common/clock.js";
 import { useProvisionedCluster } from "../helpers/suite.js";
+import { ledgerIdentity, publishEvents, startLedger } from "../ledger-node/helpers.js";
 
 /**
  * Observability pieces that are not visible end to end: the logger's
@@ -194,6 +195,28 @@ describe("/readyz", () => {
       http.close();
       await node.drain();
       await sink.close();
+    }
+  }, 120_000);
+
+  it("a ledger node is 503, saying why, while its events consumer is gone, and 200 once it pulls again", async () => {
+    const id = ledgerIdentity();
+    const node = await startLedger(env.nc, id, { FEN_LEDGER_BATCH_MS: "20" });
+    const { log } = capture("info");
+    const { server: http, port } = await serveHealth({ host: "127.0.0.1", port: 0, actor: node, nc: env.nc, metrics: createMetrics({ defaults: false }), log });
+    const readyz = async () => { const r = await fetch(`http://127.0.0.1:${port}/readyz`); return `${r.status} ${(await r.text()).trim()}`; };
+    const jsm = await jetstreamManager(env.nc);
+    try {
+      expect(await readyz()).toBe("200 ready");
+      // `nats consumer rm MAIL_EVENTS ledger`: nothing would reach the ledger, its height would stand still.
+      await jsm.consumers.delete(Names.eventsStream, Names.ledgerConsumer);
+      await until("503 while the consumer is gone", async () => (await readyz()).startsWith("503"), 30_000, 100);
+      expect(await readyz()).toMatch(/^503 not ready: the events consumer MAIL_EVENTS\/ledger: pulling from the consumer fails/);
+      await provision(env.nc, jsm, { replicas: 3 }, { clock: systemClock });
+      await publishEvents(env.nc, "ledger-consumer-back", 0, 5);
+      await until("200 once it pulls again", async () => (await readyz()) === "200 ready", 30_000, 100);
+    } finally {
+      http.close();
+      await node.drain();
     }
   }, 120_000);
 
