@@ -38,7 +38,7 @@ export function createMetrics(opts: { defaults?: boolean; role?: "gateway" | "pr
     registry,
     submitted: counter("fen_mails_submitted_total", "Mails accepted by the gateway (not duplicates).", "gateway"),
     delivered: counter("fen_mails_delivered_total", "Mails the relay accepted (Sent).", "processing"),
-    deferred: counter("fen_mails_deferred_total", "Delivery attempts that failed transiently (Deferred).", "processing"),
+    deferred: counter("fen_mails_deferred_total", "Delivery attempts that ended Deferred: failed transiently, split by a relay's 452 (too many recipients), or given up at a node's drain.", "processing"),
     bounced: counter("fen_mails_bounced_total", "Mails that bounced.", "processing"),
     quarantined: counter("fen_mails_quarantined_total", "Mails quarantined by the classifier.", "processing"),
     rejected: counter("fen_mails_rejected_total", "Mails that ended Rejected: unparseable, or deleted from quarantine by an operator.", "processing"),
