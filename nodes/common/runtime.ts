@@ -87,7 +87,9 @@ export function watchSupervisor(): void {
 
 /**
  * Runs an actor until SIGINT/SIGTERM: drains it, closes the connection and
- * the health server. Used by every node's main.ts; returns the exit code.
+ * the health server. Used by every node's main.ts; returns the exit code:
+ * 0 drained, 1 start failed or the drain was given up (no NATS server
+ * answered for NATS_GONE_MS); pass it to {@link endProcess}.
  */
 export async function runUntilSignal(opts: {
   actor: Actor; nc: NatsConnection; config: CommonConfig; metrics: Metrics; log: Logger;
@@ -131,6 +133,20 @@ export async function runUntilSignal(opts: {
   return drained ? 0 : 1;
 }
 
+/**
+ * Ends a node's process with `code` (what {@link runUntilSignal} returned):
+ * a clean stop lets the event loop empty; any other ends at once, once
+ * stdout is written, since a drain given up leaves work in flight whose
+ * timers and pooled sockets would keep the process up or act on the closed
+ * connection.
+ */
+export async function endProcess(code: number): Promise<void> {
+  process.exitCode = code;
+  if (code === 0) return;
+  await new Promise<void>((r) => process.stdout.write("", () => r()));
+  process.exit(code);
+}
+
 /** How long a stopping node waits for a NATS server to answer before it gives up its drain. */
 const NATS_GONE_MS = 10_000;
 
@@ -140,7 +156,8 @@ function natsGone(nc: NatsConnection, ms: number): { promise: Promise<void>; can
   let timer: NodeJS.Timeout | undefined;
   const sleep = (t: number) => new Promise<void>((r) => { timer = setTimeout(r, t); });
   const promise = (async () => {
-    // A flush fails at once while the client is between servers: "gone" is no answer for `ms` in a row.
+    // A flush made while the client is between servers waits for a reconnect: the sleep bounds each try, and
+    // "gone" is no answer for `ms` in a row.
     let since = Date.now();
     while (!cancelled) {
       const answered = await Promise.race([nc.flush().then(() => true, () => false), sleep(ms).then(() => false)]);

@@ -4,7 +4,7 @@ import { createLogger } from "../common/logger.js";
 import { createMetrics } from "../common/metrics.js";
 import { connectNats } from "../common/nats.js";
 import { orExit } from "../common/startup.js";
-import { runUntilSignal, watchSupervisor } from "../common/runtime.js";
+import { endProcess, runUntilSignal, watchSupervisor } from "../common/runtime.js";
 import { createGateway } from "./gateway.js";
 
 // Before anything slow (the model load, connecting): npm start may go away meanwhile.
@@ -16,4 +16,4 @@ const log = createLogger({ level: config.logLevel, node });
 const nc = await orExit("gateway", () => connectNats(config, node));
 const metrics = createMetrics({ role: "gateway" });
 const actor = createGateway({ nc, log, clock: systemClock, node, metrics }, config);
-process.exitCode = await runUntilSignal({ actor, nc, config, metrics, log });
+await endProcess(await runUntilSignal({ actor, nc, config, metrics, log }));

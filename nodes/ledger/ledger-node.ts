@@ -176,7 +176,8 @@ export function createLedgerNode(deps: LedgerNodeDeps, config: LedgerConfig): Le
 
   const commitWithRetry = async (sequencer: ReturnType<typeof createSequencer>, msgs: JsMsg[], pending: PendingEntry[], onCommitted: () => void) => {
     // Keep the events ours while a commit waits out a server fail-over.
-    const heartbeat = setInterval(() => { for (const m of msgs) m.working(); }, 10_000);
+    // (A connection closed under a stopping node makes working() throw: nothing to keep alive then.)
+    const heartbeat = setInterval(() => { try { for (const m of msgs) m.working(); } catch { /* closed */ } }, 10_000);
     try {
       for (let attempt = 0; ; attempt++) {
         try {
@@ -213,7 +214,8 @@ export function createLedgerNode(deps: LedgerNodeDeps, config: LedgerConfig): Le
   const finish = (error?: unknown) => {
     if (held.size > 0) {
       log.warn({ events: held.size }, "returning the events not committed to the server (nak)");
-      for (const m of held) m.nak();
+      // On a closed connection (a drain given up with no server left) nak throws: they come back after ack_wait.
+      try { for (const m of held) m.nak(); } catch { /* closed */ }
       held.clear();
     }
     status = error === undefined ? { state: "closed" } : { state: "closed", error };

@@ -4,7 +4,7 @@ import { createLogger } from "../common/logger.js";
 import { createMetrics } from "../common/metrics.js";
 import { connectNats } from "../common/nats.js";
 import { orExit } from "../common/startup.js";
-import { runUntilSignal, watchSupervisor } from "../common/runtime.js";
+import { endProcess, runUntilSignal, watchSupervisor } from "../common/runtime.js";
 import { ledgerSecrets } from "./keys.js";
 import { createLedgerNode } from "./ledger-node.js";
 
@@ -20,4 +20,4 @@ const metrics = createMetrics({ role: "ledger" });
 const actor = createLedgerNode({ nc, log, clock: systemClock, node, metrics, ...secrets }, config);
 const code = await runUntilSignal({ actor, nc, config, metrics, log });
 const st = actor.status();
-process.exitCode = code !== 0 || (st.state === "closed" && st.error !== undefined) ? 1 : 0;
+await endProcess(code !== 0 || (st.state === "closed" && st.error !== undefined) ? 1 : 0);

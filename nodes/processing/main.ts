@@ -4,7 +4,7 @@ import { createLogger } from "../common/logger.js";
 import { createMetrics } from "../common/metrics.js";
 import { connectNats } from "../common/nats.js";
 import { orExit } from "../common/startup.js";
-import { runUntilSignal, watchSupervisor } from "../common/runtime.js";
+import { endProcess, runUntilSignal, watchSupervisor } from "../common/runtime.js";
 import { loadMailClassifier } from "./load-classifier.js";
 import { createDelivery, relayOptions } from "./delivery.js";
 import { createProcessingNode } from "./processor.js";
@@ -30,4 +30,4 @@ const actor = createProcessingNode({ nc, log, clock: systemClock, random: system
 const lag = createWorkLagSampler({ jsm: await jetstreamManager(nc, { checkAPI: false }), metrics, log });
 lag.start();
 void actor.closed.then(() => lag.stop());
-process.exitCode = await runUntilSignal({ actor, nc, config, metrics, log });
+await endProcess(await runUntilSignal({ actor, nc, config, metrics, log }));

@@ -139,7 +139,8 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
     }
     const mlog = log.child({ mailId: item.mailId, delivery: m.info.deliveryCount });
     const recipients = item.envelope.to;
-    const heartbeat = setInterval(() => m.working(), 10_000);
+    // (A connection closed under a stopping node makes working() throw: nothing to keep alive then.)
+    const heartbeat = setInterval(() => { try { m.working(); } catch { /* closed */ } }, 10_000);
     try {
       let cur = await state.get(item.mailId);
       if (!cur) cur = await state.begin(item.mailId, item.submittedAt, recipients, item.contentSha256 ? { contentSha256: item.contentSha256 } : {});
