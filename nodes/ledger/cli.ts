@@ -227,15 +227,26 @@ async function consistencyCommand(argv: string[], io: LedgerCliIo, out: (s: stri
   } catch (e) {
     return fail(e, `the checkpoint in ${file} does not verify with this key`);
   }
+  const inconsistent = `log INCONSISTENT with ${file}`;
   const nc = await connectFrom(o.server, io);
   let reply;
   try {
     reply = await callService(nc, ServiceSubjects.ledgerConsistency, LedgerCodecs.consistencyRequest,
       { kind: "ledger.consistency", v: 1, from }, LedgerCodecs.consistencyReply);
+  } catch (e) {
+    // No proof from a larger tree than the log has: a log rolled back (restored from a backup, truncated) is
+    // exactly what this command is for, so it is a failed check (exit 1), shown with the head's own signature.
+    if (toFenError(e).code !== "BAD_REQUEST") throw e;
+    const head = await callService(nc, ServiceSubjects.ledgerHead, LedgerCodecs.headRequest, { kind: "ledger.head", v: 1 }, LedgerCodecs.headReply);
+    try {
+      verifyGrowth(kept, head.checkpoint, [], verifier, o.origin ? { origin: o.origin } : {});
+    } catch (rolledBack) {
+      return fail(rolledBack, inconsistent);
+    }
+    throw e;
   } finally {
     await nc.close();
   }
-  const inconsistent = `log INCONSISTENT with ${file}`;
   if (reply.checkpoint === undefined) return fail(new FenError("INTERNAL", `the ledger sent a proof to ${reply.to} entries without the head's signed checkpoint`), inconsistent);
   let growth;
   try {

@@ -4,7 +4,7 @@ import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Codecs, LedgerCodecs, ServiceSubjects, eventSubject } from "../../protocol/index.js";
-import { openCheckpoint, parseVerifierKey, verifyConsistency, verifyReceipt } from "../../ledger/index.js";
+import { openCheckpoint, parseSignerKey, parseVerifierKey, signCheckpoint, verifyConsistency, verifyReceipt } from "../../ledger/index.js";
 import { callService } from "../../nodes/common/rpc.js";
 import { eventsProbe, proveMail } from "../../nodes/ledger/index.js";
 import { createLedgerStore } from "../../nodes/ledger/store.js";
@@ -71,6 +71,13 @@ describe("ledger node: append, audit, fen-ledger service", () => {
     const foreign = await ledgerCli(["consistency", path.join(dir, "early.note"), "--key", stranger.verifierKey, ...server], {});
     expect([foreign.code, foreign.stdout]).toEqual([1, expect.stringContaining(`the checkpoint in ${path.join(dir, "early.note")} does not verify with this key`)]);
     expect(foreign.stdout).toContain("LEDGER_NOTE_UNVERIFIED");
+    // A log rolled back below a checkpoint the auditor kept (here: one the key signed for 1,500 entries, as before
+    // a restore from an older backup) is a failed check, exit 1, not "request failed".
+    const later = signCheckpoint({ origin: id.origin, size: 1500, rootHash: new Uint8Array(32).fill(7) }, parseSignerKey(id.env["FEN_LEDGER_SIGNING_KEY"]!));
+    await writeFile(path.join(dir, "before-rollback.note"), later);
+    const rolledBack = await ledgerCli(["consistency", path.join(dir, "before-rollback.note"), "--key", id.verifierKey, ...server], {});
+    expect([rolledBack.code, rolledBack.stdout]).toEqual([1, expect.stringContaining("log INCONSISTENT with")]);
+    expect(rolledBack.stdout).toContain("LEDGER_RANGE_INVALID: the later checkpoint has 1000 entries, fewer than the earlier one's 1500");
     await expect(callService(env.nc, ServiceSubjects.ledgerProof, LedgerCodecs.proofRequest, { kind: "ledger.proof", v: 1, mailId: "a".repeat(26) }, LedgerCodecs.proofReply))
       .rejects.toMatchObject({ code: "NOT_FOUND" });
 
