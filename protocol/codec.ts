@@ -14,6 +14,14 @@ export interface Codec<T> {
   decode(data: Uint8Array): T;
   /** Validates an already-parsed value (e.g. from a KV entry's json()). */
   parse(value: unknown): T;
+  /**
+   * Whether `data`, which does not decode, looks written by a newer version
+   * of this schema: a JSON object of this kind with a higher `v`, or one
+   * that fails only for fields this version does not know. A node leaves
+   * such an input for a node that can read it (a rolling upgrade) rather
+   * than dropping it; anything else that does not decode is malformed.
+   */
+  fromNewerVersion(data: Uint8Array): boolean;
 }
 
 /**
@@ -48,21 +56,24 @@ export function codec<S extends z.ZodTypeAny>(kind: string, version: number, sch
       return parse(value);
     },
     parse,
+    fromNewerVersion: (data) => {
+      let value: unknown;
+      try {
+        value = JSON.parse(dec.decode(data));
+      } catch {
+        return false;
+      }
+      if (value === null || typeof value !== "object" || !kinds.includes((value as { kind?: unknown }).kind as string)) return false;
+      const v = (value as { v?: unknown }).v;
+      if (typeof v === "number") return v > version || (v === version && onlyUnknownFields(schema, value));
+      return false;
+    },
   };
 }
 
-/**
- * Whether `data` is a JSON object naming `codec`'s kind, whatever else it
- * holds. For a node that could not decode one of its own inputs: a payload
- * of its own kind that it cannot read was most likely written by a newer
- * version (a field or a `v` it does not know, during a rolling upgrade) and
- * must be left for a node that can read it, never dropped.
- */
-export function namesKindOf(codec: Codec<unknown>, data: Uint8Array): boolean {
-  try {
-    const value: unknown = JSON.parse(dec.decode(data));
-    return value !== null && typeof value === "object" && (value as { kind?: unknown }).kind === codec.kind;
-  } catch {
-    return false;
-  }
+/** Whether `value` fails `schema` only because of fields it does not know (a strict object's unrecognized keys). */
+function onlyUnknownFields(schema: z.ZodTypeAny, value: unknown): boolean {
+  const r = schema.safeParse(value);
+  return !r.success && r.error.issues.every((i) => i.code === "unrecognized_keys");
 }
+

@@ -26,7 +26,7 @@ export type {
   Classification, EventDetail, MailEvent, StatusRecord, StatusRequest, StatusReply, ClassifyRequest,
   ClassifyReply, QueueRequest, QueueReply, QuarantineRequest, QuarantineReply, ErrorReply,
 } from "./schemas.js";
-export { codec, namesKindOf } from "./codec.js";
+export { codec } from "./codec.js";
 export type { Codec } from "./codec.js";
 export { Codecs } from "./codecs.js";
 export {

@@ -4,7 +4,7 @@ import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { Svcm } from "@nats-io/services";
 import type { Service } from "@nats-io/services";
-import { Codecs, FenError, LedgerBucketKeys, LedgerCodecs, Names, ServiceSubjects, namesKindOf, toFenError } from "../../protocol/index.js";
+import { Codecs, FenError, LedgerBucketKeys, LedgerCodecs, Names, ServiceSubjects, toFenError } from "../../protocol/index.js";
 import type { LedgerMeta, MailEvent } from "../../protocol/index.js";
 import { encodeEntry, ledgerErrorCode, parseVerifierKey } from "../../ledger/index.js";
 import type { NoteSigner } from "../../ledger/index.js";
@@ -146,9 +146,9 @@ export function createLedgerNode(deps: LedgerNodeDeps, config: LedgerConfig): Le
       try {
         ev = Codecs.mailEvent.decode(m.data);
       } catch (err) {
-        if (namesKindOf(Codecs.mailEvent, m.data)) {
-          // An event this node cannot read, most likely from a newer version during a rolling upgrade: left
-          // for a ledger node that can (terminating it would leave it out of the ledger for good).
+        if (Codecs.mailEvent.fromNewerVersion(m.data)) {
+          // An event written by a newer version (a higher v, or fields this one does not know), during a rolling
+          // upgrade: left for a ledger node that can read it (terminating it would leave it out of the ledger).
           log.error({ err: toFenError(err), seq: m.seq, subject: m.subject }, "event this node cannot read (a newer version's?); left for another ledger node");
           held.delete(m);
           m.nak(UNREADABLE_EVENT_RETRY_MS);

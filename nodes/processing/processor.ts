@@ -7,7 +7,7 @@ import { Objm } from "@nats-io/obj";
 import type { ObjectStore } from "@nats-io/obj";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { simpleParser } from "mailparser";
-import { Codecs, FenError, Names, eventSubject, isTerminal, namesKindOf, quarantineSubject, toFenError } from "../../protocol/index.js";
+import { Codecs, FenError, Names, eventSubject, isTerminal, quarantineSubject, toFenError } from "../../protocol/index.js";
 import type { Classification, EventDetail, MailEvent, RecipientRefusal, WorkItem } from "../../protocol/index.js";
 import type { Actor, ActorStatus } from "../common/actor.js";
 import type { Clock, Random } from "../common/clock.js";
@@ -125,9 +125,9 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
     try {
       item = Codecs.workItem.decode(m.data);
     } catch (err) {
-      if (namesKindOf(Codecs.workItem, m.data)) {
-        // A work item this node cannot read, most likely from a newer version during a rolling upgrade:
-        // left for a node that can (terminating it would lose the mail), coming back ever more slowly.
+      if (Codecs.workItem.fromNewerVersion(m.data)) {
+        // A work item written by a newer version (a higher v, or fields this one does not know), during a rolling
+        // upgrade: left for a node that can read it (terminating it would lose the mail), coming back ever more slowly.
         const delay = backoffDelay({ baseMs: 5_000, maxMs: UNREADABLE_RETRY_MAX_MS }, m.info.deliveryCount, deps.random);
         log.error({ err: toFenError(err), seq: m.seq, delivery: m.info.deliveryCount, delay }, "work item this node cannot read (a newer version's?); left for another node");
         m.nak(delay);

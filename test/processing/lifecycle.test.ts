@@ -79,9 +79,11 @@ it("a work item this node cannot read (a newer version's, with a field it does n
   const node = await startProcessing(nc, sink.port);
   try {
     await until("the node had the item", async () => (await jsm.consumers.info(Names.workStream, Names.workConsumer)).delivered.stream_seq >= ack.seq);
-    await new Promise((r) => setTimeout(r, 500));
-    // Terminating it would have removed it from the work queue: the mail would be lost.
-    expect(await jsm.streams.getMessage(Names.workStream, { seq: ack.seq })).not.toBeNull();
+    // Terminating it would remove it from the work queue (the mail lost): it must stay there while the node runs.
+    for (const end = Date.now() + 2000; Date.now() < end; await new Promise((r) => setTimeout(r, 100))) {
+      expect(await jsm.streams.getMessage(Names.workStream, { seq: ack.seq })).not.toBeNull();
+    }
+    expect((await jsm.consumers.info(Names.workStream, Names.workConsumer)).num_ack_pending).toBe(1);
   } finally {
     await node.drain();
     await jsm.streams.deleteMessage(Names.workStream, ack.seq);

@@ -59,6 +59,17 @@ describe("codecs", () => {
       ]);
     }
   });
+  it("tells an input written by a newer version (higher v, or only unknown fields) from a malformed one", () => {
+    const ev = { kind: "mail.event", v: 1, eventId: "e", mailId: "a".repeat(26), state: "Sent", attempt: 1, at: new Date(0).toISOString(), node: "n", recipients: [], detail: {} };
+    expect(Codecs.mailEvent.decode(enc(ev)).state).toBe("Sent");
+    expect(Codecs.mailEvent.fromNewerVersion(enc({ ...ev, v: 2, shape: "anything" }))).toBe(true);
+    expect(Codecs.mailEvent.fromNewerVersion(enc({ ...ev, traceId: "t", detail: { smtp: { code: 250, response: "250 ok", latencyMs: 3 } } }))).toBe(true);
+    // Malformed at this version: a known field wrong, also next to an unknown one; another kind; not JSON.
+    expect(Codecs.mailEvent.fromNewerVersion(enc({ ...ev, attempt: -1 }))).toBe(false);
+    expect(Codecs.mailEvent.fromNewerVersion(enc({ ...ev, attempt: "one", traceId: "t" }))).toBe(false);
+    expect(Codecs.mailEvent.fromNewerVersion(enc({ ...ev, kind: "mail.work", v: 2 }))).toBe(false);
+    expect(Codecs.mailEvent.fromNewerVersion(new TextEncoder().encode("{not json"))).toBe(false);
+  });
   it("takes an internationalised domain in its ASCII form; a non-ASCII local part is refused, saying why", () => {
     const req = Codecs.submitRequest.decode(enc({
       kind: "mail.submit", v: 1,
