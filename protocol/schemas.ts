@@ -228,7 +228,12 @@ export const SmtpReplySchema = z.object({
 }).strict();
 export type SmtpReply = z.infer<typeof SmtpReplySchema>;
 
-/** A recipient the relay refused (RCPT TO), with the reply; `transient` (4xx) ones are retried. */
+/**
+ * A recipient the relay refused, with the reply: at RCPT TO, or (never
+ * `transient`) by a 5xx to the message that settled the recipients its
+ * transaction carried while others put off at RCPT TO are retried;
+ * `transient` (4xx) ones are retried.
+ */
 export const RecipientRefusalSchema = z.object({
   recipient: z.string(),
   transient: z.boolean(),
@@ -261,7 +266,7 @@ export const EventDetailSchema = z.object({
   pending: z.array(z.string()).max(3000).optional(),
   /** PendingProcessing: SHA-256 of the submitted mail's canonical form, checked on a resubmission. */
   contentSha256: Sha256Hex.optional(),
-  /** Recipients the relay refused at RCPT TO in this attempt, each with its reply. */
+  /** Recipients the relay refused in this attempt, each with its reply (see RecipientRefusalSchema). */
   rejected: z.array(RecipientRefusalSchema).max(3000).optional(),
 }).strict();
 export type EventDetail = z.infer<typeof EventDetailSchema>;

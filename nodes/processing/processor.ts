@@ -288,8 +288,9 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
     // The attempt failed with the whole message out and no reply: the relay may have it, so the retry may deliver it twice.
     const doubt = outcome.kind === "transient" && outcome.inDoubt ? { inDoubt: true } : {};
     // Counted once the outcome is recorded, like the delivered/deferred/bounced counters.
+    // The metric counts refusals at RCPT TO only (a 5xx to the message is counted as the mail's bounce or deferral).
     const countRefused = () => {
-      for (const x of refusals) deps.metrics.recipientsRefused.inc({ class: x.transient ? "transient" : "permanent" });
+      for (const x of rcptRefusals) deps.metrics.recipientsRefused.inc({ class: x.transient ? "transient" : "permanent" });
     };
 
     // Delivery attempts: a mail released from quarantine used some attempt numbers before (its classification),
@@ -329,7 +330,9 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
       return;
     }
     const code = retry ? "RETRIES_EXHAUSTED" : "SMTP_PERMANENT";
-    const reason = outcome.kind === "transient" || outcome.kind === "permanent" ? outcome.reason
+    const reason = outcome.kind === "permanent" && refusedWithMessage.length > 0
+      ? `${later.length} of ${to.length} recipients refused for now at the last attempt; the message was refused for good for the other ${refusedWithMessage.length}: ${outcome.reason}`.slice(0, 500)
+      : outcome.kind === "transient" || outcome.kind === "permanent" ? outcome.reason
       : to.length < recipients.length
         ? `every remaining recipient refused (${to.length} of ${recipients.length}; the others were settled by earlier attempts, see the history)`
         : `every recipient refused (${to.length})`;
