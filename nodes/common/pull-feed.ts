@@ -82,10 +82,11 @@ export function createPullFeed(consumer: Consumer, onMessage: (m: JsMsg) => void
         if (opts.room) await Promise.race([opts.room(), drained]);
       } catch (err) {
         // A closed connection ends the feed, as it ends a `consume()`.
-        if (stopped || err instanceof ClosedConnectionError || err instanceof DrainingConnectionError) break;
+        // A draining feed asks for nothing more: with no request outstanding, it is done.
+        if (stopped || draining || err instanceof ClosedConnectionError || err instanceof DrainingConnectionError) break;
         failures++;
-        failing = `pulling from the consumer fails (${String((err as Error)?.message ?? err).slice(0, 200)}); retried every ${Math.min(5000, retryMs * 2 ** (failures - 1))} ms`;
         const delay = Math.min(5000, retryMs * 2 ** (failures - 1));
+        failing = `pulling from the consumer fails (${String((err as Error)?.message ?? err).slice(0, 200)}); retried every ${delay} ms`;
         log.warn({ err, failures, delay }, "pull request failed; pulling again");
         // An interruptible sleep: a drain need not wait it out, nothing is outstanding.
         await new Promise<void>((resolve) => {

@@ -122,7 +122,7 @@ async function storeStep<T>(what: string, step: Promise<T>): Promise<T> {
     return await step;
   } catch (err) {
     if (err instanceof FenError) throw err;
-    throw new FenError("STORE_UNAVAILABLE", `${what} failed (${String((err as Error)?.message ?? err).slice(0, 200)}); nothing was stored, retry with the same idempotency key`, { cause: err });
+    throw new FenError("STORE_UNAVAILABLE", `${what} failed (${String((err as Error)?.message ?? err).slice(0, 200)}); nothing was stored; retry (with the same idempotency key, if the request has one)`, { cause: err });
   }
 }
 

@@ -52,7 +52,7 @@ async function ledgerKeysIn(dir: string): Promise<{ signerKey: string; verifierK
  */
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const USAGE = `usage: npm start [-- --sync-interval=always|2m] [--data-dir=DIR] [--smtp-port=2525] [--nats-port=4222] [--http-port=9101] [--no-auth] [--update-specs]
-  ports: 0 picks free ones; --http-port is the first of the nodes' four health/metrics ports.
+  ports: 0 picks free ones; --nats-port is the first of the three servers' client ports, --http-port the first of the nodes' four health/metrics ports.
   --no-auth        run the cluster without users (by default every node connects as its role's user,
                    see nodes/local/permissions.ts; passwords are generated once into DATA_DIR/nats/credentials.json)
   --update-specs   bring streams, consumers and buckets whose configuration differs from the spec
@@ -95,7 +95,8 @@ const portArg = (name: "nats-port" | "smtp-port" | "http-port", max = 65535): nu
 };
 if (!/^(always|[0-9]+(ms|s|m|h))$/.test(args["sync-interval"])) usageError(`--sync-interval must be "always" or a duration such as 2m (got ${JSON.stringify(args["sync-interval"])})`);
 const dataDir = path.resolve(args["data-dir"]);
-const natsPort = portArg("nats-port");
+// The three servers take --nats-port and the two after it.
+const natsPort = portArg("nats-port", 65533);
 const smtpPort = portArg("smtp-port");
 // The four nodes take --http-port and the three after it.
 const httpPort = portArg("http-port", 65532);

@@ -92,7 +92,7 @@ it("npm start refuses an unknown option or a bad port with one line and the usag
   try {
     const cases: [string[], RegExp][] = [
       [["--bogus"], /^npm start: Unknown option '--bogus'/m],
-      [["--nats-port", "abc"], /^npm start: --nats-port must be a port from 0 to 65535 \(got "abc"\)$/m],
+      [["--nats-port", "abc"], /^npm start: --nats-port must be a port from 0 to 65533 \(got "abc"\)$/m],
       [["--smtp-port", "-1"], /^npm start: .*--smtp-port/m],
       [["--http-port", "65534"], /^npm start: --http-port must be a port from 0 to 65532/m],
       [["--sync-interval", "sometimes"], /^npm start: --sync-interval must be "always" or a duration/m],
