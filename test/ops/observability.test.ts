@@ -168,12 +168,18 @@ describe("/readyz", () => {
     }
   }, 60_000);
 
-  it("a processing node is 503, saying why, while its work consumer is gone (deleted, not yet provisioned again), and 200 once it pulls again", async () => {
-    const sink = await startSmtpSink({});
-    const node = await startProcessing(env.nc, sink.port);
+  /** A health server for `node` on a free port, and its /readyz as "<status> <body>". */
+  async function healthOf(node: Actor) {
     const { log } = capture("info");
     const { server: http, port } = await serveHealth({ host: "127.0.0.1", port: 0, actor: node, nc: env.nc, metrics: createMetrics({ defaults: false }), log });
     const readyz = async () => { const r = await fetch(`http://127.0.0.1:${port}/readyz`); return `${r.status} ${(await r.text()).trim()}`; };
+    return { http, readyz };
+  }
+
+  it("a processing node is 503, saying why, while its work consumer is gone (deleted, not yet provisioned again), and 200 once it pulls again", async () => {
+    const sink = await startSmtpSink({});
+    const node = await startProcessing(env.nc, sink.port);
+    const { http, readyz } = await healthOf(node);
     const jsm = await jetstreamManager(env.nc);
     try {
       expect(await readyz()).toBe("200 ready");
@@ -201,9 +207,7 @@ describe("/readyz", () => {
   it("a ledger node is 503, saying why, while its events consumer is gone, and 200 once it pulls again", async () => {
     const id = ledgerIdentity();
     const node = await startLedger(env.nc, id, { FEN_LEDGER_BATCH_MS: "20" });
-    const { log } = capture("info");
-    const { server: http, port } = await serveHealth({ host: "127.0.0.1", port: 0, actor: node, nc: env.nc, metrics: createMetrics({ defaults: false }), log });
-    const readyz = async () => { const r = await fetch(`http://127.0.0.1:${port}/readyz`); return `${r.status} ${(await r.text()).trim()}`; };
+    const { http, readyz } = await healthOf(node);
     const jsm = await jetstreamManager(env.nc);
     try {
       expect(await readyz()).toBe("200 ready");
