@@ -1,7 +1,7 @@
 import { NoRespondersError, RequestError, TimeoutError, headers as natsHeaders } from "@nats-io/nats-core";
 import type { NatsConnection } from "@nats-io/nats-core";
 import type { Service, ServiceMsg } from "@nats-io/services";
-import { Codecs, FenError, Headers, isErrorCode, toFenError } from "../../protocol/index.js";
+import { Codecs, FenError, Headers, isErrorCode, servicePingSubject, toFenError } from "../../protocol/index.js";
 import type { Codec } from "../../protocol/index.js";
 import type { Logger } from "./logger.js";
 
@@ -112,4 +112,17 @@ export async function callService<Req, Rep>(
     });
   }
   return repCodec.decode(msg.data);
+}
+
+/**
+ * Resolves true once the micro-service `service` answers a `$SRV` PING, or
+ * false after `attempts` pings went unanswered (each waits 500 ms, then
+ * `everyMs` before the next). For a launcher waiting until its nodes serve.
+ */
+export async function waitForService(nc: NatsConnection, service: string, opts: { attempts: number; everyMs: number }): Promise<boolean> {
+  for (let i = 0; i < opts.attempts; i++) {
+    if (i > 0) await new Promise((r) => setTimeout(r, opts.everyMs));
+    if (await nc.request(servicePingSubject(service), undefined, { timeout: 500 }).then(() => true, () => false)) return true;
+  }
+  return false;
 }

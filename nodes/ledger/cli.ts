@@ -213,6 +213,7 @@ async function consistencyCommand(argv: string[], io: LedgerCliIo, out: (s: stri
     throw new FenError("BAD_REQUEST", `usage: cannot read ${file}: ${(e as Error).message}`);
   });
   const kept = keptCheckpoint(bytes, file);
+  const origin = o.origin ? { origin: o.origin } : {};
   const verifier = parseVerifierKey(key);
   const fail = (e: unknown, what: string): number => {
     const code = ledgerErrorCode(e) ?? toFenError(e).code;
@@ -223,7 +224,7 @@ async function consistencyCommand(argv: string[], io: LedgerCliIo, out: (s: stri
   // The kept checkpoint is checked before anything is asked: a wrong key or file says so without a cluster.
   let from: number;
   try {
-    from = openCheckpoint(kept, verifier, o.origin ? { origin: o.origin } : {}).checkpoint.size;
+    from = openCheckpoint(kept, verifier, origin).checkpoint.size;
   } catch (e) {
     return fail(e, `the checkpoint in ${file} does not verify with this key`);
   }
@@ -239,7 +240,7 @@ async function consistencyCommand(argv: string[], io: LedgerCliIo, out: (s: stri
     if (toFenError(e).code !== "BAD_REQUEST") throw e;
     const head = await callService(nc, ServiceSubjects.ledgerHead, LedgerCodecs.headRequest, { kind: "ledger.head", v: 1 }, LedgerCodecs.headReply);
     try {
-      verifyGrowth(kept, head.checkpoint, [], verifier, o.origin ? { origin: o.origin } : {});
+      verifyGrowth(kept, head.checkpoint, [], verifier, origin);
     } catch (rolledBack) {
       return fail(rolledBack, inconsistent);
     }
@@ -250,7 +251,7 @@ async function consistencyCommand(argv: string[], io: LedgerCliIo, out: (s: stri
   if (reply.checkpoint === undefined) return fail(new FenError("INTERNAL", `the ledger sent a proof to ${reply.to} entries without the head's signed checkpoint`), inconsistent);
   let growth;
   try {
-    growth = verifyGrowth(kept, reply.checkpoint, reply.proof.map((h) => new Uint8Array(Buffer.from(h, "base64"))), verifier, o.origin ? { origin: o.origin } : {});
+    growth = verifyGrowth(kept, reply.checkpoint, reply.proof.map((h) => new Uint8Array(Buffer.from(h, "base64"))), verifier, origin);
   } catch (e) {
     return fail(e, inconsistent);
   }

@@ -141,22 +141,24 @@ export function createLedgerNode(deps: LedgerNodeDeps, config: LedgerConfig): Le
   const toPending = (batch: JsMsg[]): { msgs: JsMsg[]; pending: PendingEntry[] } => {
     const msgs: JsMsg[] = [];
     const pending: PendingEntry[] = [];
+    // An event that cannot be an entry never will be: say so loudly and drop it.
+    const drop = (m: JsMsg, err: unknown) => {
+      const code = ledgerErrorCode(err) ?? toFenError(err).code;
+      log.error({ err, code, seq: m.seq, subject: m.subject }, "event cannot be recorded in the ledger; terminated");
+      held.delete(m);
+      m.term(`not recordable: ${code}`);
+    };
     for (const m of batch) {
       let ev: MailEvent;
       try {
         ev = Codecs.mailEvent.decode(m.data);
       } catch (err) {
-        if (Codecs.mailEvent.fromNewerVersion(m.data)) {
-          // An event written by a newer version (a higher v, or fields this one does not know), during a rolling
-          // upgrade: left for a ledger node that can read it (terminating it would leave it out of the ledger).
-          log.error({ err: toFenError(err), seq: m.seq, subject: m.subject }, "event this node cannot read (a newer version's?); left for another ledger node");
-          held.delete(m);
-          m.nak(UNREADABLE_EVENT_RETRY_MS);
-          continue;
-        }
-        log.error({ err, code: toFenError(err).code, seq: m.seq, subject: m.subject }, "event cannot be recorded in the ledger; terminated");
+        if (!Codecs.mailEvent.fromNewerVersion(m.data)) { drop(m, err); continue; }
+        // An event written by a newer version (a higher v, or fields this one does not know), during a rolling
+        // upgrade: left for a ledger node that can read it (terminating it would leave it out of the ledger).
+        log.error({ err: toFenError(err), seq: m.seq, subject: m.subject }, "event this node cannot read (a newer version's?); left for another ledger node");
         held.delete(m);
-        m.term(`not recordable: ${toFenError(err).code}`);
+        m.nak(UNREADABLE_EVENT_RETRY_MS);
         continue;
       }
       try {
@@ -164,11 +166,7 @@ export function createLedgerNode(deps: LedgerNodeDeps, config: LedgerConfig): Le
         pending.push({ mailId: ev.mailId, eventId: ev.eventId, bytes });
         msgs.push(m);
       } catch (err) {
-        // An event that cannot be an entry never will be: say so loudly and drop it.
-        const code = ledgerErrorCode(err) ?? toFenError(err).code;
-        log.error({ err, code, seq: m.seq, subject: m.subject }, "event cannot be recorded in the ledger; terminated");
-        held.delete(m);
-        m.term(`not recordable: ${code}`);
+        drop(m, err);
       }
     }
     return { msgs, pending };

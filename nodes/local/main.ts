@@ -14,7 +14,8 @@ import type { SmtpSink } from "./smtp-sink.js";
 import { randomBytes } from "node:crypto";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
-import { Names, servicePingSubject } from "../../protocol/index.js";
+import { Names } from "../../protocol/index.js";
+import { waitForService } from "../common/rpc.js";
 import { generateNoteKeyPair, parseSignerKey } from "../../ledger/index.js";
 import { systemClock } from "../common/clock.js";
 import { parseDecimal } from "../common/decimal.js";
@@ -276,12 +277,7 @@ node("ledger", "ledger-1", {
   const nc = await connect({ servers: cluster.urls, ...operator });
   try {
     for (const service of [Names.gatewayService, Names.processingService, Names.ledgerService]) {
-      for (let i = 0; ; i++) {
-        const answered = await nc.request(servicePingSubject(service), undefined, { timeout: 500 }).then(() => true, () => false);
-        if (answered) break;
-        if (i === 120) { say(`${service} did not answer within a minute; see its log above`); break; }
-        await new Promise((r) => setTimeout(r, 500));
-      }
+      if (!(await waitForService(nc, service, { attempts: 121, everyMs: 500 }))) say(`${service} did not answer within a minute; see its log above`);
     }
   } finally {
     await nc.close();

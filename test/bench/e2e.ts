@@ -28,9 +28,9 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { connect } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { Codecs, Names, ServiceSubjects, mailIdOfSubject, servicePingSubject, stateEventsFilter } from "../../protocol/index.js";
+import { Codecs, Names, ServiceSubjects, mailIdOfSubject, stateEventsFilter } from "../../protocol/index.js";
 import type { SubmitRequest } from "../../protocol/index.js";
-import { callService } from "../../nodes/common/rpc.js";
+import { callService, waitForService } from "../../nodes/common/rpc.js";
 import { freePort, startCluster } from "../../nodes/local/nats-cluster.js";
 import { generateNoteKeyPair } from "../../ledger/index.js";
 import { provision } from "../../nodes/provision/index.js";
@@ -168,9 +168,7 @@ try {
     });
   }
   // Wait for the gateway service to answer.
-  for (let i = 0; ; i++) {
-    try { await nc.request(servicePingSubject(Names.gatewayService), undefined, { timeout: 500 }); break; } catch { if (i > 100) throw new Error("gateway did not start"); await sleep(100); }
-  }
+  if (!(await waitForService(nc, Names.gatewayService, { attempts: 102, everyMs: 100 }))) throw new Error("gateway did not start");
   await sleep(1500); // let the processing nodes attach their pull consumers
 
   // Delivery times from the Sent events (core subscription on the stream subject).
