@@ -50,8 +50,13 @@ export interface MailStateStore {
    * INTERNAL for a transition the life cycle forbids.
    */
   advance(from: Versioned, steps: readonly Step[], recipients: readonly string[], attempt?: number, opts?: AdvanceOptions): Promise<Versioned>;
-  /** Re-publishes the event of the current state (a no-op inside the duplicate window). */
-  republish(current: Versioned, recipients: readonly string[]): Promise<void>;
+  /**
+   * Re-publishes the event of the current state (a no-op inside the
+   * duplicate window). Resolves true when this call stored it (it was not
+   * stored before, or its id has left the 2 h window), false when the stream
+   * already had it.
+   */
+  republish(current: Versioned, recipients: readonly string[]): Promise<boolean>;
 }
 
 export interface AdvanceOptions {
@@ -145,7 +150,8 @@ export function createMailStateStore(deps: { js: JetStreamClient; kv: KV; clock:
 
     async republish(current, recipients) {
       const r = current.record;
-      await publishEvent(r.mailId, r.state, r.attempt, r.detail, recipients, r.updatedAt);
+      const ack = await publishEvent(r.mailId, r.state, r.attempt, r.detail, recipients, r.updatedAt);
+      return !ack.duplicate;
     },
   };
   return store;

@@ -9,7 +9,7 @@ import {
 import type { ClassifyReply, EventDetail, MailId, QuarantineReply, QueueReply, StatusRecord, WorkItem } from "../../protocol/index.js";
 import type { Clock } from "../common/clock.js";
 import type { Logger } from "../common/logger.js";
-import type { MailStateStore } from "../common/mail-state.js";
+import type { MailStateStore, Versioned } from "../common/mail-state.js";
 import type { Metrics } from "../common/metrics.js";
 import { serveEndpoint } from "../common/rpc.js";
 import { createAdmission } from "../common/admission.js";
@@ -199,13 +199,11 @@ export async function startProcessingService(deps: ProcessingServiceDeps): Promi
      * (and is told what the mail now is). A repeat of a request whose
      * events may not have gone out (resumed) publishes them again.
      */
-    const decide = async (step: { state: "PendingProcessing" | "Rejected"; detail: EventDetail }) => {
-      if (resumed) {
-        await state.republish(cur, recipients);
-        return cur;
-      }
+    const decide = async (step: { state: "PendingProcessing" | "Rejected"; detail: EventDetail }): Promise<{ next: Versioned; recorded: boolean }> => {
+      // recorded: this request stored the transition's event (a repeat that finds it stored did not).
+      if (resumed) return { next: cur, recorded: await state.republish(cur, recipients) };
       try {
-        return await state.advance(cur, [step], recipients, undefined, { commitFirst: true });
+        return { next: await state.advance(cur, [step], recipients, undefined, { commitFirst: true }), recorded: true };
       } catch (err) {
         if (toFenError(err).code !== "STATE_CONFLICT") throw err;
         // The winner's swap is known to the leader (it refused ours) before it is stored: wait until it reads back.
@@ -218,7 +216,7 @@ export async function startProcessingService(deps: ProcessingServiceDeps): Promi
       }
     };
     if (release) {
-      const next = await decide({ state: "PendingProcessing", detail: { reason: `${RELEASED} ${req.reason}` } });
+      const { next } = await decide({ state: "PendingProcessing", detail: { reason: `${RELEASED} ${req.reason}` } });
       // Same message id for a repeated release of the same quarantine: queued once.
       // The attempts so far that count (the processor subtracts attemptsNotCounted itself).
       const releasedItem: WorkItem = { ...item, released: true, attemptsBefore: next.record.attempt - (next.record.attemptsNotCounted ?? 0) };
@@ -226,9 +224,10 @@ export async function startProcessingService(deps: ProcessingServiceDeps): Promi
       await publishOnce(js, workSubject(item.mailId), Codecs.workItem.encode(releasedItem), { msgID: `${item.mailId}.release.${next.record.attempt}` });
       log.info({ mailId: item.mailId, resumed }, "released from quarantine");
     } else {
-      await decide({ state: "Rejected", detail: { reason: `deleted from quarantine: ${req.reason}`, error: { code: "QUARANTINED", message: req.reason } } });
-      // Counted by the request that moved the mail; a repeat that finishes a half-done delete (resumed) found it Rejected.
-      if (!resumed) deps.metrics.rejected.inc();
+      const { recorded } = await decide({ state: "Rejected", detail: { reason: `deleted from quarantine: ${req.reason}`, error: { code: "QUARANTINED", message: req.reason } } });
+      // Counted by the request that stored the Rejected event: the one that moved the mail, or a repeat finishing a
+      // delete whose event publish failed after its swap (a repeat finding the event stored counts nothing).
+      if (recorded) deps.metrics.rejected.inc();
       if ("object" in item.body) await deps.bodies.delete(item.body.object).catch(() => undefined);
       log.info({ mailId: item.mailId, resumed }, "deleted from quarantine");
     }

@@ -12,6 +12,7 @@ import { Codecs, ErrorCodes, Names, ServiceSubjects, isErrorCode } from "../../p
 import type { StatusReply, SubmitReply, SubmitRequest } from "../../protocol/index.js";
 import { callService } from "../../nodes/common/rpc.js";
 import { createMetrics } from "../../nodes/common/metrics.js";
+import type { Metrics } from "../../nodes/common/metrics.js";
 import { systemClock } from "../../nodes/common/clock.js";
 import type { Actor } from "../../nodes/common/actor.js";
 import { GatewayKeys, ProcessingKeys, loadConfig } from "../../nodes/config/index.js";
@@ -41,12 +42,12 @@ export async function startGateway(nc: NatsConnection, env: Record<string, strin
 }
 
 /** Starts an in-process processing node delivering to `smtpPort`. */
-export async function startProcessing(nc: NatsConnection, smtpPort: number, env: Record<string, string> = {}, classifier: MailClassifier = passThroughClassifier, random = () => 0.5): Promise<Actor> {
+export async function startProcessing(nc: NatsConnection, smtpPort: number, env: Record<string, string> = {}, classifier: MailClassifier = passThroughClassifier, random = () => 0.5, metrics: Metrics = createMetrics({ defaults: false })): Promise<Actor> {
   const config = loadConfig(ProcessingKeys, { FEN_SMTP_PORT: String(smtpPort), FEN_RETRY_BASE_MS: "100", FEN_RETRY_MAX_MS: "1000", ...env });
   const delivery = createDelivery(relayOptions(config));
   const p = createProcessingNode({
     nc, log: testLog, clock: systemClock, random, node: `proc-test-${Math.floor(Math.random() * 1e6)}`,
-    metrics: createMetrics({ defaults: false }), delivery, classifier,
+    metrics, delivery, classifier,
   }, config);
   await p.start();
   return p;

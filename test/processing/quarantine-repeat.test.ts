@@ -1,9 +1,13 @@
 import { expect, it } from "vitest";
-import { jetstreamManager } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
 import { Codecs, Names, quarantineRequestSubject, quarantineSubject } from "../../protocol/index.js";
 import type { MailClassifier } from "../../nodes/processing/index.js";
 import type { QuarantineRequest } from "../../protocol/index.js";
 import { callService } from "../../nodes/common/rpc.js";
+import { createMetrics } from "../../nodes/common/metrics.js";
+import { createMailStateStore } from "../../nodes/common/mail-state.js";
+import { systemClock } from "../../nodes/common/clock.js";
 import { usePipeline } from "../helpers/suite.js";
 import { startGateway, startProcessing, status, structured, submit, until } from "../helpers/system.js";
 
@@ -19,13 +23,15 @@ const ruleClassifier: MailClassifier = {
   classifyRaw: async (raws) => raws.map((r) => ({ score: /^Subject:.*SPAM/m.test(Buffer.from(r).toString("latin1")) ? 0.99 : 0.01 })),
 };
 
+const metrics = [createMetrics({ defaults: false }), createMetrics({ defaults: false })];
 const p = usePipeline({
   start: async (nc, port) => [
     await startGateway(nc),
-    await startProcessing(nc, port, { FEN_QUARANTINE_THRESHOLD: "0.9" }, ruleClassifier),
-    await startProcessing(nc, port, { FEN_QUARANTINE_THRESHOLD: "0.9" }, ruleClassifier),
+    ...await Promise.all(metrics.map((m) => startProcessing(nc, port, { FEN_QUARANTINE_THRESHOLD: "0.9" }, ruleClassifier, undefined, m))),
   ],
 });
+/** fen_mails_rejected_total summed over both nodes. */
+const rejectedCount = async () => (await Promise.all(metrics.map(async (m) => (await m.rejected.get()).values.reduce((a, v) => a + v.value, 0)))).reduce((a, b) => a + b, 0);
 const quarantine = (req: QuarantineRequest) => callService(p.nc, quarantineRequestSubject(req.kind), Codecs.quarantineRequest, req, Codecs.quarantineReply);
 
 async function kept(mailId: string): Promise<boolean> {
@@ -59,4 +65,27 @@ it("the same release (or delete) sent six times within moments: each answers ok 
     }
   }
   console.log("answers:", JSON.stringify(seen.reduce<Record<string, number>>((a, c) => ({ ...a, [c]: (a[c] ?? 0) + 1 }), {})));
+});
+
+it("a delete left half done is counted once: by the repeat that stores its event, not by one that finds it stored", async () => {
+  const js = jetstream(p.nc);
+  const kv = await new Kvm(js).open(Names.statusBucket);
+  const state = createMailStateStore({ js, kv, clock: systemClock, node: "operator-test" });
+  for (const eventStored of [false, true]) {
+    const key = `q-half-delete-${eventStored}`;
+    const spam = await submit(p.nc, structured(key, { key, subject: `SPAM ${key}` }));
+    await until(`${key} Quarantined`, async () => (await status(p.nc, spam.mailId)).state === "Quarantined");
+    // What a delete leaves when a server fails over after its swap: the status says Rejected, the kept copy is
+    // still there, and its Rejected event was (eventStored) or was not written.
+    const cur = (await state.get(spam.mailId as never))!;
+    const step = { state: "Rejected" as const, detail: { reason: "deleted from quarantine: first try", error: { code: "QUARANTINED" as const, message: "first try" } } };
+    const next = await state.advance(cur, [step], [], undefined, { commitFirst: true, published: true });
+    if (eventStored) await state.republish(next, []);
+    const before = await rejectedCount();
+    await quarantine({ kind: "mail.quarantine.delete", v: 1, mailId: spam.mailId as never, reason: "operator repeats" });
+    expect(await kept(spam.mailId)).toBe(false);
+    expect(await rejectedCount() - before, `event stored before the repeat: ${eventStored}`).toBe(eventStored ? 0 : 1);
+    const st = await status(p.nc, spam.mailId);
+    expect(st.history.filter((e) => e.state === "Rejected")).toHaveLength(1);
+  }
 });
