@@ -14,7 +14,7 @@ import type { SmtpSink } from "./smtp-sink.js";
 import { randomBytes } from "node:crypto";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
-import { Names } from "../../protocol/index.js";
+import { Names, StreamSubjects } from "../../protocol/index.js";
 import { waitForService } from "../common/rpc.js";
 import { generateNoteKeyPair, parseSignerKey } from "../../ledger/index.js";
 import { systemClock } from "../common/clock.js";
@@ -318,7 +318,7 @@ Look at it (with the operator's NATS_* exported):
   ${as("operator", "FEN_NATS")}npx fastemailnet queue --server ${url}          # mails not yet settled (mailq)
   .tools/bin/nats -s ${url} micro ls
   .tools/bin/nats -s ${url} stream ls
-  .tools/bin/nats -s ${url} stream view MAIL_EVENTS
+  .tools/bin/nats -s ${url} sub --stream ${Names.eventsStream} '${StreamSubjects.events}' --all --terminate-at-end
   .tools/bin/nats -s ${url} consumer info MAIL_WORK processing
   ls ${sinkDir}
 Ctrl-C stops everything.

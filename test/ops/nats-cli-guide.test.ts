@@ -130,6 +130,22 @@ describe("deploy/DEBUGGING.md", () => {
       { ...env, FEN_NATS_USER: env["NATS_USER"]!, FEN_NATS_PASSWORD: env["NATS_PASSWORD"]! });
     expect(audit.code, audit.out).toBe(0);
 
+    // The nats commands the start banner prints and the README's "Looking inside" block shows run as shown too,
+    // as the operator (the README's with its port and MAIL_ID filled in). The banner once showed `nats stream
+    // view`, which needs a terminal and acknowledges what it pages: a violation for the operator.
+    const readme = await readFile(path.join(root, "README.md"), "utf8");
+    const readmeBlock = /^## Looking inside with `nats`\n[\s\S]*?^```sh\n([\s\S]*?)^```$/m.exec(readme)?.[1] ?? "";
+    const shown = [
+      ...banner.split("\n").filter((l) => /^\s+(NATS_USER=\S+ NATS_PASSWORD=\S+ )?\.tools\/bin\/nats /.test(l)),
+      ...readmeBlock.split("\n").filter((l) => /^nats /.test(l))
+        .map((l) => l.replace(/\s+#[^'"]*$/, "").replaceAll("nats://127.0.0.1:4222", env["NATS_URL"]!).replaceAll("MAIL_ID", env["MAIL_ID"]!)),
+    ].map((l) => l.trim());
+    expect(shown.length).toBeGreaterThanOrEqual(13);
+    for (const command of shown) {
+      const r = await sh(command, env);
+      expect(r.code, `exit ${r.code} of: ${command}\n${r.out}`).toBe(0);
+    }
+
     // The operator needed nothing it is not granted; the only refusal is the guide's demonstration.
     const logs = await Promise.all(["n1", "n2", "n3"].map((n) => readFile(path.join(dataDir, "nats", `${n}.log`), "utf8")));
     const violations = logs.join("\n").split("\n").filter((l) => /violation/i.test(l));
