@@ -77,7 +77,7 @@ export const ProcessingKeys = {
   maxAttempts: { env: "FEN_MAX_ATTEMPTS", schema: int(1, 100).default(8), doc: "Delivery attempts before a transient failure bounces (an attempt a node gave up as it stopped, at FEN_DRAIN_TIMEOUT_MS, does not count, nor a transaction the relay split with 452 too many recipients)." },
   retryBaseMs: { env: "FEN_RETRY_BASE_MS", schema: int(1, 86_400_000).default(30_000), doc: "First retry delay; doubles per attempt, with jitter." },
   retryMaxMs: { env: "FEN_RETRY_MAX_MS", schema: int(1, 86_400_000).default(3_600_000), doc: "Largest retry delay." },
-  quarantineThreshold: { env: "FEN_QUARANTINE_THRESHOLD", schema: decimal(false).pipe(z.number().min(0).max(1.01)).default(0.9), doc: "Spam score at or above which a mail is quarantined (above 1 disables quarantine). The default is the operating point the train-part cross-validation gives 0.21 % false positives (nodes/classifier/README.md): holding legitimate outbound mail costs more than passing a borderline one." },
+  quarantineThreshold: { env: "FEN_QUARANTINE_THRESHOLD", schema: decimal(false).pipe(z.number().min(0).max(1.01)).default(0.9), doc: "Spam score at or above which a mail is quarantined, 0 to 1.01 (above 1 disables quarantine). The default is the operating point the train-part cross-validation gives 0.21 % false positives (nodes/classifier/README.md): holding legitimate outbound mail costs more than passing a borderline one." },
   maxMessageBytes: { env: "FEN_MAX_MESSAGE_BYTES", schema: int(1024, 64 * 1024 * 1024).default(10 * 1024 * 1024), doc: "Largest message `mail.classify` scores (RFC 5322 bytes); set it as the gateway's, so a mail the gateway refuses is refused here too." },
   modelDir: { env: "FEN_MODEL_DIR", schema: z.string().optional(), doc: "Folder of the classifier model. @default the committed model; `none` = pass-through classifier." },
 } as const satisfies Record<string, KeySpec>;
@@ -86,8 +86,8 @@ export const ProcessingKeys = {
 export const LedgerKeys = {
   ...CommonKeys,
   ledgerOrigin: { env: "FEN_LEDGER_ORIGIN", schema: z.string().min(1).default("fastemailnet.local/ledger"), doc: "Checkpoint origin line (log identity)." },
-  ledgerSigningKey: { env: "FEN_LEDGER_SIGNING_KEY", schema: z.string().optional(), doc: "Signed-note private key `PRIVATE+KEY+…` of the ledger.", secret: true },
-  ledgerCommitmentKey: { env: "FEN_LEDGER_COMMITMENT_KEY", schema: z.string().optional(), doc: "Hex key of the recipient commitments (HMAC-SHA256).", secret: true },
+  ledgerSigningKey: { env: "FEN_LEDGER_SIGNING_KEY", schema: z.string().optional(), doc: "Signed-note private key `PRIVATE+KEY+…` of the ledger. Required: the ledger node refuses to start without it.", secret: true },
+  ledgerCommitmentKey: { env: "FEN_LEDGER_COMMITMENT_KEY", schema: z.string().optional(), doc: "Hex key of the recipient commitments (HMAC-SHA256), at least 16 bytes. Required: the ledger node refuses to start without it.", secret: true },
   ledgerBatchSize: { env: "FEN_LEDGER_BATCH_SIZE", schema: int(1, 4096).default(256), doc: "Events per block at most." },
   ledgerBatchMs: { env: "FEN_LEDGER_BATCH_MS", schema: int(1, 60_000).default(250), doc: "Longest a block stays open." },
 } as const satisfies Record<string, KeySpec>;
