@@ -1,3 +1,5 @@
+import { FenError } from "../../protocol/index.js";
+
 /** A spam score in [0, 1] for one mail. */
 export interface MailScore {
   readonly score: number;
@@ -25,6 +27,20 @@ export const passThroughClassifier: MailClassifier = {
 };
 
 /**
+ * `classifier.classifyRaw(raws)`, its failure as `CLASSIFIER_FAILED`
+ * (transient): the code the registry documents for a mail the classifier
+ * could not score, rather than `INTERNAL`.
+ */
+export async function classifyOrFail(classifier: MailClassifier, raws: readonly Uint8Array[]): Promise<MailScore[]> {
+  try {
+    return await classifier.classifyRaw(raws);
+  } catch (err) {
+    if (err instanceof FenError) throw err;
+    throw new FenError("CLASSIFIER_FAILED", `the classifier could not score the mail: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  }
+}
+
+/**
  * Gathers classify calls from concurrently handled mails into batches (up to
  * `maxBatch`, or whatever arrived within `maxWaitMs`), because batched
  * inference is much cheaper per mail than one call each.
@@ -38,7 +54,7 @@ export function createBatchingClassifier(inner: MailClassifier, maxBatch = 64, m
     const batch = pending;
     pending = [];
     if (batch.length === 0) return;
-    inner.classifyRaw(batch.map((b) => b.raw)).then(
+    classifyOrFail(inner, batch.map((b) => b.raw)).then(
       (scores) => batch.forEach((b, i) => b.resolve(scores[i] ?? { score: 0 })),
       (err: unknown) => batch.forEach((b) => b.reject(err)),
     );

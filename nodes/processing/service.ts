@@ -16,6 +16,7 @@ import { createAdmission } from "../common/admission.js";
 import { isNotFound, publishOnce } from "../common/js-errors.js";
 import { checkMime, checkRequestSize, checkStructuredSize, composeStructured, messageIdForPreview, tooLarge } from "../gateway/index.js";
 import type { MailClassifier } from "./classifier.js";
+import { classifyOrFail } from "./classifier.js";
 
 export const PROCESSING_VERSION = "0.1.0";
 
@@ -88,7 +89,7 @@ export async function startProcessingService(deps: ProcessingServiceDeps): Promi
         raw = await composeStructured(req.mail, messageIdForPreview(), new Date(deps.clock.now()));
         if (raw.length > deps.maxMessageBytes) tooLarge(raw.length, deps.maxMessageBytes);
       }
-      const [s] = await deps.classifier.classifyRaw([raw]);
+      const [s] = await classifyOrFail(deps.classifier, [raw]);
       const score = s?.score ?? 0;
       const flagged = score >= deps.quarantineThreshold;
       const reply: ClassifyReply = { kind: "mail.classify.reply", v: 1, score, verdict: flagged ? "spam" : "ham", flagged, modelVersion: deps.classifier.version };

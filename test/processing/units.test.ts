@@ -1,5 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { FAILURE_TABLE, SMTP_REPLY_CHARS, backoffDelay, classifyFailure, smtpReplyOf } from "../../nodes/processing/index.js";
+import { FAILURE_TABLE, SMTP_REPLY_CHARS, backoffDelay, classifyFailure, classifyOrFail, createBatchingClassifier, smtpReplyOf } from "../../nodes/processing/index.js";
+import type { MailClassifier } from "../../nodes/processing/index.js";
+import { ClassifierError } from "../../nodes/classifier/index.js";
 
 describe("backoff (injected random)", () => {
   const policy = { baseMs: 1000, maxMs: 60_000 };
@@ -62,5 +64,17 @@ describe("SMTP failure table: one case per row", () => {
     expect(smtpReplyOf({ responseCode: 550, response: "550 5.1.1 <x@y.z>: unknown", command: "RCPT TO" }))
       .toEqual({ code: 550, enhanced: "5.1.1", response: "550 5.1.1 <x@y.z>: unknown", command: "RCPT TO" });
     expect(smtpReplyOf({ response: "250 OK" })).toEqual({ code: 250, response: "250 OK" });
+  });
+});
+
+describe("a classifier that fails", () => {
+  // What TensorFlow.js failing on a batch throws (nodes/classifier: transient CLASSIFIER_INFERENCE_FAILED).
+  const broken: MailClassifier = { version: "broken", classifyRaw: () => Promise.reject(new ClassifierError("CLASSIFIER_INFERENCE_FAILED", "wasm backend lost")) };
+  const failed = expect.objectContaining({ code: "CLASSIFIER_FAILED", transient: true, message: expect.stringContaining("wasm backend lost") });
+  it("is CLASSIFIER_FAILED (transient, as ERRORS.md says) for mail.classify and for every mail of a batch, not INTERNAL", async () => {
+    await expect(classifyOrFail(broken, [new Uint8Array(1)])).rejects.toEqual(failed);
+    const classify = createBatchingClassifier(broken, 2, 1);
+    const results = await Promise.allSettled([classify(new Uint8Array(1)), classify(new Uint8Array(2))]);
+    expect(results).toEqual([{ status: "rejected", reason: failed }, { status: "rejected", reason: failed }]);
   });
 });
