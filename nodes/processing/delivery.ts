@@ -195,6 +195,12 @@ const resourceOf = (connections: Iterable<PoolConnection> | undefined, raw: unkn
 const sentWhole = (connection: PoolConnection | undefined): boolean =>
   String(connection?.connection?.lastServerResponse || "").startsWith("354");
 
+/** Whether a failure is nodemailer's for the relay's answer to the final "." (any answer not starting with 2). */
+const answersDot = (err: unknown): boolean => {
+  const e = (err ?? {}) as { code?: string; command?: string };
+  return e.code === "EMESSAGE" && e.command === "DATA";
+};
+
 /**
  * Frees the pool slot of a connection whose `getSocket` failed. nodemailer
  * 6.10's pool removes a connection only when it emits "error" or "close",
@@ -354,8 +360,10 @@ export function createDelivery(opts: RelayOptions): Delivery {
       const o = classifyFailure(result.err);
       if (o.kind === "refused") return o;
       const withRefusals = { ...o, ...refusals };
-      // No reply to the final "." (the connection broke or timed out in the data phase): the relay may have it (RFC 1047).
-      return withRefusals.kind === "transient" && !o.smtp && result.inData ? { ...withRefusals, inDoubt: true } : withRefusals;
+      // The message had gone out and no 4xx or 5xx refused it: no reply to the final "." (the connection broke or timed
+      // out in the data phase, RFC 1047), or an answer to it that is no refusal (noise, a 3xx): the relay may have it.
+      const refused = o.smtp !== undefined && o.smtp.code >= 400;
+      return withRefusals.kind === "transient" && !refused && (result.inData || answersDot(result.err)) ? { ...withRefusals, inDoubt: true } : withRefusals;
     },
     abortAll(cause) {
       stoppedReason = `the node stopped (${cause}) before this attempt finished`;

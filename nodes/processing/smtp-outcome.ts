@@ -28,10 +28,11 @@ export type Outcome =
  * as data, not buried in branches. Rows match the SMTP reply code (and,
  * with `session`, only replies to the commands that open a session:
  * greeting, EHLO/HELO/LHLO, STARTTLS, AUTH), or, without a reply,
- * nodemailer's error code.
+ * nodemailer's error code, or (`garbled`) an answer from the relay that is
+ * no SMTP reply (see `smtpReplyOf`).
  */
 export const FAILURE_TABLE: readonly {
-  readonly match: { readonly replyCode?: readonly [number, number]; readonly session?: true; readonly errorCode?: string };
+  readonly match: { readonly replyCode?: readonly [number, number]; readonly session?: true; readonly errorCode?: string; readonly garbled?: true };
   readonly outcome: "transient" | "permanent";
   readonly why: string;
 }[] = [
@@ -47,12 +48,18 @@ export const FAILURE_TABLE: readonly {
   { match: { errorCode: "EDNS" }, outcome: "transient", why: "the relay's name did not resolve" },
   { match: { errorCode: "ETLS" }, outcome: "transient", why: "TLS handshake failed" },
   { match: { errorCode: "EAUTH" }, outcome: "transient", why: "authentication with the relay failed (configuration; retried until fixed or exhausted)" },
+  // nodemailer calls any answer to MAIL, RCPT or DATA that does not start with 2 a refusal (EENVELOPE, EMESSAGE),
+  // noise included: only a 5xx reply refuses a mail for good.
+  { match: { garbled: true }, outcome: "transient", why: "the relay's reply is not an SMTP reply (no reply code): retried, never bounced on it" },
   { match: { errorCode: "EENVELOPE" }, outcome: "permanent", why: "the envelope was refused" },
   { match: { errorCode: "EMESSAGE" }, outcome: "permanent", why: "the message could not be sent as is" },
   { match: {}, outcome: "transient", why: "unknown failure: retried rather than lost" },
 ];
 
 const ENHANCED = /^\d{3}[ -](\d\.\d{1,3}\.\d{1,3})\b/;
+
+/** An SMTP reply starts with its three-digit code, then a space, a hyphen (more lines follow) or the line's end (RFC 5321 4.2). */
+const REPLY_CODE = /^([1-5]\d\d)(?:[ -]|$)/;
 
 /** nodemailer's `command` for replies that open a session rather than carry a mail ("CONN" is the greeting). */
 const SESSION_COMMAND = /^(CONN|EHLO|HELO|LHLO|STARTTLS|AUTH\b)/;
@@ -65,10 +72,14 @@ const SESSION_COMMAND = /^(CONN|EHLO|HELO|LHLO|STARTTLS|AUTH\b)/;
  */
 export const SMTP_REPLY_CHARS = 1000;
 
-/** The structured SMTP reply of a nodemailer result or error, when there is one. */
+/**
+ * The structured SMTP reply of a nodemailer result or error, when there is
+ * one: a relay's answer that does not start with a reply code (noise, or
+ * nodemailer's `responseCode` 5 for a bare "5") is none.
+ */
 export function smtpReplyOf(x: { responseCode?: number; response?: string; command?: string }): SmtpReply | undefined {
   const response = x.response?.trim().slice(0, SMTP_REPLY_CHARS);
-  const code = x.responseCode ?? (response ? Number(response.slice(0, 3)) : NaN);
+  const code = Number(REPLY_CODE.exec(response?.split("\n", 1)[0] ?? "")?.[1] ?? NaN);
   if (!response || !Number.isInteger(code)) return undefined;
   const enhanced = ENHANCED.exec(response)?.[1];
   return { code, response, ...(enhanced ? { enhanced } : {}), ...(x.command ? { command: x.command } : {}) };
@@ -102,12 +113,14 @@ export function classifyFailure(err: unknown): Outcome {
     return { kind: "refused", ...(smtp ? { smtp } : {}), rejected: recipientRefusals(e.rejectedErrors) };
   }
   for (const row of FAILURE_TABLE) {
-    const { replyCode, session, errorCode } = row.match;
+    const { replyCode, session, errorCode, garbled } = row.match;
     const hit = replyCode
       ? smtp !== undefined && smtp.code >= replyCode[0] && smtp.code <= replyCode[1] && (!session || SESSION_COMMAND.test(e.command ?? ""))
       : errorCode
         ? smtp === undefined && e.code === errorCode
-        : true;
+        : garbled
+          ? smtp === undefined && typeof e.response === "string" && e.response.trim() !== ""
+          : true;
     if (hit) {
       const reason = `${row.why}${e.message ? `: ${e.message}` : ""}`.slice(0, 500);
       return row.outcome === "transient" ? { kind: "transient", reason, ...(smtp ? { smtp } : {}) } : { kind: "permanent", reason, ...(smtp ? { smtp } : {}) };

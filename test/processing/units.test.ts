@@ -25,6 +25,7 @@ describe("SMTP failure table: one case per row", () => {
     ["the relay's name did not resolve", { code: "EDNS" }, "transient"],
     ["TLS handshake failed", { code: "ETLS" }, "transient"],
     ["authentication with the relay failed (configuration; retried until fixed or exhausted)", { code: "EAUTH" }, "transient"],
+    ["the relay's reply is not an SMTP reply (no reply code): retried, never bounced on it", { code: "EMESSAGE", response: "yes, got it", command: "DATA" }, "transient"],
     ["the envelope was refused", { code: "EENVELOPE" }, "permanent"],
     ["the message could not be sent as is", { code: "EMESSAGE" }, "permanent"],
     ["unknown failure: retried rather than lost", { code: "EWHATEVER" }, "transient"],
@@ -64,6 +65,12 @@ describe("SMTP failure table: one case per row", () => {
     expect(smtpReplyOf({ responseCode: 550, response: "550 5.1.1 <x@y.z>: unknown", command: "RCPT TO" }))
       .toEqual({ code: 550, enhanced: "5.1.1", response: "550 5.1.1 <x@y.z>: unknown", command: "RCPT TO" });
     expect(smtpReplyOf({ response: "250 OK" })).toEqual({ code: 250, response: "250 OK" });
+    expect(smtpReplyOf({ response: "250-first\n250 2.0.0 queued" })).toEqual({ code: 250, response: "250-first\n250 2.0.0 queued" });
+  });
+  it("an answer that does not start with a three-digit reply code is no SMTP reply", () => {
+    for (const response of ["yes, got it", "5", "2500 ok", "25 ok", ""]) {
+      expect(smtpReplyOf({ response, responseCode: Number(/^\d+/.exec(response)?.[0]) || undefined }), response).toBeUndefined();
+    }
   });
 });
 
