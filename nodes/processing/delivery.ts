@@ -62,7 +62,7 @@ type ConnectFor = (mark: AbandonMark, callback: (err: Error | null, socketOption
  * its final "." separately: the "." then waits until the relay acknowledges
  * the body, which the relay delays (40 ms on Linux), so every mail took
  * ~44 ms per connection instead of ~1 ms (`npm run bench:smtp`). Failures
- * carry nodemailer's codes (ECONNECTION, ETIMEDOUT) so the failure table
+ * carry nodemailer's codes (ECONNECTION, ETIMEDOUT, EDNS) so the failure table
  * classifies them as before; TLS (STARTTLS or implicit) stays nodemailer's.
  */
 export function connectNoDelay(host: string, port: number, timeoutMs: number): ConnectFor {
@@ -83,9 +83,11 @@ export function connectNoDelay(host: string, port: number, timeoutMs: number): C
       if (err) callback(err);
       else callback(null, { connection: socket! });
     };
-    const onError = (err: Error) => {
+    const onError = (err: Error & { syscall?: string }) => {
       socket.destroy();
-      finish(Object.assign(new Error(`Connection error: ${err.message}`, { cause: err }), { code: "ECONNECTION" }));
+      // As nodemailer's own connect: a name that did not resolve is EDNS, not a refused connection.
+      const code = err.syscall === "getaddrinfo" ? "EDNS" : "ECONNECTION";
+      finish(Object.assign(new Error(`Connection error: ${err.message}`, { cause: err }), { code }));
     };
     const socket = net.connect({ host, port, noDelay: true, keepAlive: true });
     const timer = setTimeout(() => {
@@ -134,7 +136,11 @@ interface PoolConnection extends AbandonMark {
       message?: { getEnvelope?: () => { rejectedErrors?: unknown[] } };
     };
   } | false;
-  connection?: { lastServerResponse?: string | false; _socket?: net.Socket & { socket?: net.Socket } };
+  connection?: {
+    lastServerResponse?: string | false; _socket?: net.Socket & { socket?: net.Socket };
+    /** Set while a TLS handshake (STARTTLS, or implicit TLS on our socket) is under way; stays set if it fails. */
+    upgrading?: boolean;
+  };
   /** Mails whose transaction this connection has finished (nodemailer's count; the current one not yet). */
   messages?: number;
   /** Its socket has been asked for (by the pool, once per connection). */
@@ -194,6 +200,16 @@ const resourceOf = (connections: Iterable<PoolConnection> | undefined, raw: unkn
  */
 const sentWhole = (connection: PoolConnection | undefined): boolean =>
   String(connection?.connection?.lastServerResponse || "").startsWith("354");
+
+/**
+ * The failure of a send, with a TLS handshake's failure as such (ETLS): nodemailer reports one that fails on the
+ * TLS socket (a certificate that does not verify, a relay that hangs up) as a socket error (ESOCKET).
+ */
+function withTlsClass(err: unknown, connection: PoolConnection | undefined): unknown {
+  const e = err as { code?: string } | undefined;
+  if (e?.code === "ESOCKET" && connection?.connection?.upgrading) e.code = "ETLS";
+  return err;
+}
 
 /** Whether a failure is nodemailer's for the relay's answer to the final "." (any answer not starting with 2). */
 const answersDot = (err: unknown): boolean => {
@@ -342,7 +358,7 @@ export function createDelivery(opts: RelayOptions): Delivery {
             go();
             return;
           }
-          resolve({ err, inData: sentWhole(connection), refusals: refusalsOf(connection) });
+          resolve({ err: withTlsClass(err, connection), inData: sentWhole(connection), refusals: refusalsOf(connection) });
         });
         go();
       });

@@ -1,6 +1,7 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { createDelivery } from "../../nodes/processing/index.js";
 import type { RelayOptions } from "../../nodes/processing/index.js";
+import { startSmtpSink } from "../../nodes/local/smtp-sink.js";
 import { rawRelay } from "../helpers/raw-relay.js";
 
 // A relay misbehaving as operators meet it, each case against a real server speaking SMTP by hand.
@@ -41,6 +42,29 @@ describe("replies that are not SMTP replies", () => {
       expect(o.kind === "transient" && o.inDoubt).toBeFalsy();
     } finally {
       d.close();
+    }
+  });
+});
+
+describe("the connection to the relay", () => {
+  it("a relay host name that does not resolve is said so (not \"connection refused\"), and retried", async () => {
+    const d = createDelivery({ ...relay(25), host: "no-such-relay.invalid" });
+    try {
+      expect(await d.send(envelope, mail(30))).toMatchObject({ kind: "transient", reason: expect.stringMatching(/^the relay's name did not resolve: .*no-such-relay\.invalid/) });
+    } finally {
+      d.close();
+    }
+  });
+
+  it("STARTTLS with a certificate that fails verification: a TLS failure, retried, and nothing goes in clear", async () => {
+    const sink = await startSmtpSink({ starttls: true }); // smtp-server's own certificate: not one a client can verify
+    const d = createDelivery(relay(sink.port, { tlsRejectUnauthorized: true }));
+    try {
+      expect(await d.send(envelope, mail(31))).toMatchObject({ kind: "transient", reason: expect.stringMatching(/^TLS handshake failed: /) });
+      expect(sink.dataCount()).toBe(0);
+    } finally {
+      d.close();
+      await sink.close();
     }
   });
 });
