@@ -4,6 +4,7 @@ import nodemailer from "nodemailer";
 import type { Transporter } from "nodemailer";
 import type SMTPPool from "nodemailer/lib/smtp-pool/index.js";
 import type { Envelope } from "../../protocol/index.js";
+import type { Logger } from "../common/logger.js";
 import { classifyFailure, recipientRefusals, smtpReplyOf } from "./smtp-outcome.js";
 import type { Outcome } from "./smtp-outcome.js";
 
@@ -121,6 +122,8 @@ const givenUp = () => Object.assign(new Error("connection given up at the transa
 interface PoolInternals {
   readonly _queue?: { mail?: { data?: { raw?: unknown } } }[];
   readonly _connections?: PoolConnection[];
+  /** The pool's own copy of its options: `maxConnections` is read each time it considers opening a connection. */
+  readonly options: { maxConnections: number };
 }
 
 /** A pool connection (nodemailer's PoolResource), with our marks on it. */
@@ -138,11 +141,16 @@ interface PoolConnection extends AbandonMark {
   } | false;
   connection?: {
     lastServerResponse?: string | false; _socket?: net.Socket & { socket?: net.Socket };
+    /** The envelope of its current transaction: false until it first sends MAIL FROM. */
+    _envelope?: unknown;
+    _destroyed?: boolean;
     /** Set while a TLS handshake (STARTTLS, or implicit TLS on our socket) is under way; stays set if it fails. */
     upgrading?: boolean;
   };
   /** Mails whose transaction this connection has finished (nodemailer's count; the current one not yet). */
   messages?: number;
+  /** Its session is open (greeting, EHLO, STARTTLS and AUTH done) and not closed. */
+  _connected?: boolean;
   /** Its socket has been asked for (by the pool, once per connection). */
   fenSocketAsked?: boolean;
   emit(event: "error", err: Error): boolean;
@@ -173,8 +181,26 @@ function askingConnection(pool: PoolInternals): PoolConnection | undefined {
   return newest;
 }
 
-/** How often one attempt goes again after `closedBeforeTransaction` failures. */
+/** How often one attempt goes again after failures that show the relay cannot have the mail (`closedBeforeTransaction`, `turnedAway`). */
 const REUSED_CLOSE_RETRIES = 5;
+
+/**
+ * How long the pool keeps to the number of sessions a relay served when it turned a further one away, before it
+ * tries its full size again (a relay's limit may be shared with other clients, whose sessions end).
+ */
+const SESSION_LIMIT_HOLD_MS = 60_000;
+
+/** Whether the relay serves a session on this pool connection: it greeted it (2xx), and it is not closed. */
+const inSession = (c: PoolConnection): boolean =>
+  c._connected === true || (c.connection?._destroyed === false && String(c.connection.lastServerResponse || "").startsWith("2"));
+
+/**
+ * Whether a send failed on a connection the relay accepted and then refused a session (421 as its greeting, or it
+ * closed or reset the connection) before it sent MAIL FROM: the relay cannot have this mail. Not a connect that
+ * failed: a relay refusing connections (restarting, down) is no session limit.
+ */
+const turnedAway = (connection: PoolConnection | undefined): boolean =>
+  connection?.connection !== undefined && (connection.messages ?? 0) === 0 && !connection.connection._envelope && !sentWhole(connection);
 
 /**
  * Whether a send failed on a connection that had carried mail before, by the connection closing or breaking
@@ -273,8 +299,17 @@ function abandon(pool: PoolInternals, raw: unknown): { inData: boolean; refusals
  * Retries are the node's alone: nodemailer's own re-queueing of a mail whose
  * connection closed mid-send is off (`maxRequeues: 0`), as it would send
  * again, unrecorded, a mail the relay may already have.
+ *
+ * A relay that limits concurrent sessions per client turns away the pool's
+ * connections beyond its limit (421 as the greeting, or closing them). That
+ * refuses the session, not the mail, and the relay serves the others: the
+ * mail goes again in the same attempt, and the pool keeps to the sessions the
+ * relay served for `SESSION_LIMIT_HOLD_MS` (each new session it turns away
+ * again lowers it, logged). Otherwise, with a pool larger than the limit,
+ * most mails of a busy node failed attempt after attempt on new connections
+ * and bounced (RETRIES_EXHAUSTED) while the relay accepted mail.
  */
-export function createDelivery(opts: RelayOptions): Delivery {
+export function createDelivery(opts: RelayOptions, deps: { readonly log?: Logger } = {}): Delivery {
   const connect = connectNoDelay(opts.host, opts.port, opts.timeoutMs);
   // `maxRequeues` is an SMTPPool option the type definitions lack.
   const options: SMTPPool.Options & { maxRequeues: number } = {
@@ -295,8 +330,8 @@ export function createDelivery(opts: RelayOptions): Delivery {
       const connection = askingConnection(pool);
       if (connection) {
         known.add(connection);
-        // A turn later: the mail's callback may still be running (see `known`).
-        const forget = () => setImmediate(() => known.delete(connection));
+        // Later: the mail's callback may still be running, or (after a close) come 50 ms later (see `known`).
+        const forget = () => setTimeout(() => known.delete(connection), 100).unref();
         connection.once("close", forget);
         connection.once("error", forget);
       }
@@ -312,14 +347,32 @@ export function createDelivery(opts: RelayOptions): Delivery {
     ...(opts.user ? { auth: { user: opts.user, pass: opts.password ?? "" } } : {}),
   };
   /**
-   * Every pool connection that asked for a socket, until a turn after it
+   * Every pool connection that asked for a socket, until 100 ms after it
    * closed or failed. The pool drops a connection whose transaction failed
    * (a 4xx or 5xx reply) before it calls the mail's callback, which reads
-   * that connection's last reply and envelope.
+   * that connection's last reply and envelope; the mail of a connection that
+   * closed without an error it fails 50 ms after the close.
    */
   const known = new Set<PoolConnection>();
   const transport: Transporter<SMTPPool.SentMessageInfo> = nodemailer.createTransport(options);
   const pool = transport.transporter as unknown as PoolInternals;
+  let restoreSize: NodeJS.Timeout | undefined;
+  /**
+   * After `failed` was turned away: keeps the pool to the sessions the relay serves (see above). Returns false when
+   * it serves none (the relay refuses us altogether: the mail fails as it is).
+   */
+  const keepToServedSessions = (failed: PoolConnection): boolean => {
+    const served = (pool._connections ?? []).filter((c) => c !== failed && inSession(c)).length;
+    if (served === 0) return false;
+    if (served < pool.options.maxConnections) {
+      deps.log?.warn({ sessions: served, poolSize: opts.poolSize, holdMs: SESSION_LIMIT_HOLD_MS }, "the relay turned a new session away while it served others: the SMTP pool keeps to those");
+      pool.options.maxConnections = served;
+    }
+    clearTimeout(restoreSize);
+    restoreSize = setTimeout(() => { pool.options.maxConnections = opts.poolSize; }, SESSION_LIMIT_HOLD_MS);
+    restoreSize.unref();
+    return true;
+  };
   type Result = { readonly info: SMTPPool.SentMessageInfo }
     | { readonly err: unknown; readonly inData: boolean; readonly refusals?: unknown[] | undefined; readonly gaveUp?: string; readonly stopped?: true };
   /** Sends in progress: their `raw` view and how to give each up. */
@@ -353,7 +406,9 @@ export function createDelivery(opts: RelayOptions): Delivery {
           // this one: nothing of this mail reached it, so it goes again in this attempt. (A relay that closes every
           // connection after one mail can do that to the retry too, while other mails take the new connections:
           // each such failure means another mail went through, and REUSED_CLOSE_RETRIES bounds them.)
-          if (retries < REUSED_CLOSE_RETRIES && pending.get(body) === giveUp && closedBeforeTransaction(err, connection)) {
+          // A session the relay turned away beside others it serves: its limit of sessions (see above).
+          if (retries < REUSED_CLOSE_RETRIES && pending.get(body) === giveUp
+            && (closedBeforeTransaction(err, connection) || (turnedAway(connection) && keepToServedSessions(connection!)))) {
             retries++;
             go();
             return;
@@ -385,6 +440,9 @@ export function createDelivery(opts: RelayOptions): Delivery {
       stoppedReason = `the node stopped (${cause}) before this attempt finished`;
       for (const giveUp of [...pending.values()]) giveUp(stoppedReason, true);
     },
-    close: () => transport.close(),
+    close: () => {
+      clearTimeout(restoreSize);
+      transport.close();
+    },
   };
 }

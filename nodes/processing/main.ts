@@ -25,7 +25,7 @@ const classifier = await loadMailClassifier(config.modelDir).catch((err: unknown
 });
 const nc = await orExit("processing", () => connectNats(config, node));
 const metrics = createMetrics({ role: "processing" });
-const delivery = createDelivery(relay);
+const delivery = createDelivery(relay, { log: log.child({ actor: "delivery" }) });
 const actor = createProcessingNode({ nc, log, clock: systemClock, random: systemRandom, node, metrics, delivery, classifier }, config);
 const lag = createWorkLagSampler({ jsm: await jetstreamManager(nc, { checkAPI: false }), metrics, log });
 lag.start();

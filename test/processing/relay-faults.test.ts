@@ -1,3 +1,7 @@
+import net from "node:net";
+import type { AddressInfo } from "node:net";
+import { Writable } from "node:stream";
+import { pino } from "pino";
 import { afterAll, describe, expect, it } from "vitest";
 import { createDelivery } from "../../nodes/processing/index.js";
 import type { RelayOptions } from "../../nodes/processing/index.js";
@@ -14,6 +18,64 @@ const mail = (i: number) => Buffer.from(`From: a@example.org\r\nTo: b@example.ne
 
 const relays: { close: () => void }[] = [];
 afterAll(() => { for (const r of relays) r.close(); });
+
+/**
+ * A relay that serves at most `limit` sessions at once and turns away each connection beyond them (`refuse`):
+ * with a 421 reply as its greeting (Postfix's smtpd_client_connection_count_limit), by closing it before any
+ * greeting, or by resetting it. Counts each Message-ID it took.
+ */
+async function sessionLimitedRelay(limit: number, refuse: "421" | "close" | "reset") {
+  let open = 0;
+  let refused = 0;
+  const got = new Map<string, number>();
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((sock) => {
+    sockets.add(sock);
+    sock.on("error", () => undefined);
+    sock.on("close", () => { sockets.delete(sock); open--; });
+    if (++open > limit) {
+      refused++;
+      if (refuse === "421") sock.end("421 4.7.0 too many connections from your host\r\n");
+      else if (refuse === "close") sock.end();
+      else sock.resetAndDestroy();
+      return;
+    }
+    sock.write("220 limited.example ESMTP\r\n");
+    let buf = "";
+    let inData = false;
+    sock.on("data", (chunk: Buffer) => {
+      buf += chunk.toString("latin1");
+      for (;;) {
+        if (inData) {
+          const end = buf.indexOf("\r\n.\r\n");
+          if (end < 0) return;
+          const id = /^Message-ID: (\S+)/m.exec(buf.slice(0, end))?.[1] ?? "?";
+          got.set(id, (got.get(id) ?? 0) + 1);
+          buf = buf.slice(end + 5);
+          inData = false;
+          sock.write("250 2.0.0 queued\r\n");
+          continue;
+        }
+        const eol = buf.indexOf("\r\n");
+        if (eol < 0) return;
+        const verb = buf.slice(0, 4).toUpperCase();
+        buf = buf.slice(eol + 2);
+        if (verb === "EHLO") sock.write("250-limited.example\r\n250 8BITMIME\r\n");
+        else if (verb === "DATA") { inData = true; sock.write("354 go on\r\n"); }
+        else if (verb === "QUIT") sock.end("221 bye\r\n");
+        else sock.write("250 ok\r\n");
+      }
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+  const r = {
+    port: (server.address() as AddressInfo).port, got, refused: () => refused,
+    close: () => { for (const s of sockets) s.destroy(); server.close(); },
+  };
+  relays.push(r);
+  return r;
+}
+
 const scripted = async (script: Parameters<typeof rawRelay>[0]) => { const r = await rawRelay(script); relays.push(r); return r; };
 
 describe("replies that are not SMTP replies", () => {
@@ -66,5 +128,29 @@ describe("the connection to the relay", () => {
       d.close();
       await sink.close();
     }
+  });
+});
+
+describe("a relay that limits concurrent sessions", () => {
+  it.each(["421", "close", "reset"] as const)("turning away sessions beyond 4 (%s): every mail goes through the sessions it serves, none fails, each once", async (refuse) => {
+    const r = await sessionLimitedRelay(4, refuse);
+    const lines: string[] = [];
+    const log = pino(new Writable({ write: (chunk: Buffer, _enc, done) => { lines.push(chunk.toString()); done(); } }));
+    const d = createDelivery(relay(r.port, { poolSize: 16 }), { log });
+    try {
+      for (const wave of [0, 1]) {
+        const outcomes = await Promise.all(Array.from({ length: 60 }, (_, i) => d.send(envelope, mail(1000 * (wave + 1) + i))));
+        expect(outcomes.filter((o) => o.kind !== "sent"), `wave ${wave}`).toEqual([]);
+      }
+    } finally {
+      d.close();
+    }
+    expect(r.got.size).toBe(120);
+    expect([...r.got.values()].every((n) => n === 1)).toBe(true);
+    expect(r.refused()).toBeGreaterThan(0);
+    // The operator learns of it: the pool keeps to at most the 4 sessions the relay served.
+    const kept = lines.map((l) => JSON.parse(l) as { level: number; sessions?: number }).filter((l) => l.level === 40 && l.sessions !== undefined);
+    expect(kept.length).toBeGreaterThan(0);
+    expect(kept.every((l) => l.sessions! >= 1 && l.sessions! <= 4)).toBe(true);
   });
 });
