@@ -381,7 +381,7 @@ export function createDelivery(opts: RelayOptions, deps: { readonly log?: Logger
   let stoppedReason: string | undefined;
   return {
     async send(envelope, raw) {
-      if (stoppedReason !== undefined) return { kind: "transient", reason: stoppedReason, stopped: true };
+      if (stoppedReason !== undefined) return { kind: "transient", reason: stoppedReason, failure: stoppedReason, stopped: true };
       // A view of the same bytes: a new object, by which the pool's entry for this mail is found.
       const body = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
       let timer: NodeJS.Timeout | undefined;
@@ -426,7 +426,7 @@ export function createDelivery(opts: RelayOptions, deps: { readonly log?: Logger
       const rejected = recipientRefusals(result.refusals);
       const refusals = rejected.length > 0 ? { rejected } : {};
       if (result.gaveUp !== undefined) {
-        return { kind: "transient", reason: result.gaveUp, ...refusals, ...(result.inData ? { inDoubt: true } : {}), ...(result.stopped ? { stopped: true } : {}) };
+        return { kind: "transient", reason: result.gaveUp, failure: result.gaveUp, ...refusals, ...(result.inData ? { inDoubt: true } : {}), ...(result.stopped ? { stopped: true } : {}) };
       }
       const o = classifyFailure(result.err);
       if (o.kind === "refused") return o;

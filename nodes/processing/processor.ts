@@ -38,6 +38,9 @@ export interface ProcessingDeps {
   readonly classifier: MailClassifier;
 }
 
+/** What failed, for a log line (no relay text: it may quote an address; the SMTP code says the rest). */
+const failureOf = (o: Outcome): string | undefined => (o.kind === "transient" || o.kind === "permanent" ? o.failure : undefined);
+
 /** Longest wait before a work item this node cannot read comes back to a node (see `handle`). */
 export const UNREADABLE_RETRY_MAX_MS = 10 * 60_000;
 
@@ -325,7 +328,7 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
       await advanceDurably(m, cur, [{ state: "Deferred", detail: { ...smtp, ...rejected, ...pending, ...doubt, retryAt, error: { code: "SMTP_TRANSIENT", message } } }], recipients, attempt, stopped || tooMany ? { notCounted: true } : {});
       deps.metrics.deferred.inc();
       countRefused();
-      alog.info({ delay, smtp: outcome.smtp?.code, pending: later.length || undefined }, "deferred");
+      alog.info({ delay, smtp: outcome.smtp?.code, enhanced: outcome.smtp?.enhanced, failure: failureOf(outcome), ...doubt, pending: later.length || undefined }, "deferred");
       m.nak(delay);
       return;
     }
@@ -339,7 +342,7 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
     await advanceDurably(m, cur, [{ state: "Bounced", detail: { ...smtp, ...rejected, ...doubt, error: { code, message: reason } } }], recipients, attempt);
     deps.metrics.bounced.inc();
     countRefused();
-    alog.info({ smtp: outcome.smtp?.code, code }, "bounced");
+    alog.info({ smtp: outcome.smtp?.code, enhanced: outcome.smtp?.enhanced, code, failure: failureOf(outcome), ...doubt }, "bounced");
     await settle(m, item);
   };
 

@@ -11,16 +11,20 @@ export type Outcome =
   | { readonly kind: "refused"; readonly smtp?: SmtpReply; readonly rejected: readonly RecipientRefusal[] }
   /**
    * `inDoubt`: the whole message had gone out when the attempt failed (the
-   * connection broke or timed out waiting for the reply to the final "."):
-   * the relay may have taken it, so a retry may deliver it twice.
+   * connection broke or timed out waiting for the reply to the final ".",
+   * or the relay answered it with no refusal): the relay may have taken it,
+   * so a retry may deliver it twice.
    * `stopped`: the node gave the attempt up as it stopped (its drain
    * deadline), not the relay: retried at once elsewhere, never a mail's last
    * attempt. `rejected` (here and on "permanent"): recipients the relay had
    * refused at RCPT TO before the transaction failed as a whole (e.g. 550
-   * for one recipient, then 451 for the message).
+   * for one recipient, then 451 for the message). `failure` (here and on
+   * "permanent"): what failed in our own words, without the relay's text
+   * (which may quote an address), for logs: a FAILURE_TABLE row's `why`, or
+   * the delivery's reason for giving the attempt up.
    */
-  | { readonly kind: "transient"; readonly smtp?: SmtpReply; readonly reason: string; readonly inDoubt?: boolean; readonly stopped?: true; readonly rejected?: readonly RecipientRefusal[] }
-  | { readonly kind: "permanent"; readonly smtp?: SmtpReply; readonly reason: string; readonly rejected?: readonly RecipientRefusal[] };
+  | { readonly kind: "transient"; readonly smtp?: SmtpReply; readonly reason: string; readonly failure?: string; readonly inDoubt?: boolean; readonly stopped?: true; readonly rejected?: readonly RecipientRefusal[] }
+  | { readonly kind: "permanent"; readonly smtp?: SmtpReply; readonly reason: string; readonly failure?: string; readonly rejected?: readonly RecipientRefusal[] };
 
 /**
  * How a failure is classified, first matching row wins. A data table (like
@@ -123,8 +127,8 @@ export function classifyFailure(err: unknown): Outcome {
           : true;
     if (hit) {
       const reason = `${row.why}${e.message ? `: ${e.message}` : ""}`.slice(0, 500);
-      return row.outcome === "transient" ? { kind: "transient", reason, ...(smtp ? { smtp } : {}) } : { kind: "permanent", reason, ...(smtp ? { smtp } : {}) };
+      return { kind: row.outcome, reason, failure: row.why, ...(smtp ? { smtp } : {}) };
     }
   }
-  return { kind: "transient", reason: "unclassified" };
+  return { kind: "transient", reason: "unclassified", failure: "unclassified" };
 }

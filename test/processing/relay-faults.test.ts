@@ -3,10 +3,16 @@ import type { AddressInfo } from "node:net";
 import { Writable } from "node:stream";
 import { pino } from "pino";
 import { afterAll, describe, expect, it } from "vitest";
-import { createDelivery } from "../../nodes/processing/index.js";
+import { createMetrics } from "../../nodes/common/metrics.js";
+import { systemClock } from "../../nodes/common/clock.js";
+import { ProcessingKeys, loadConfig } from "../../nodes/config/index.js";
+import { createDelivery, createProcessingNode, passThroughClassifier, relayOptions } from "../../nodes/processing/index.js";
 import type { RelayOptions } from "../../nodes/processing/index.js";
+import { freePort } from "../../nodes/local/nats-cluster.js";
 import { startSmtpSink } from "../../nodes/local/smtp-sink.js";
 import { rawRelay } from "../helpers/raw-relay.js";
+import { startGateway, status, structured, submit, until } from "../helpers/system.js";
+import { useProvisionedCluster } from "../helpers/suite.js";
 
 // A relay misbehaving as operators meet it, each case against a real server speaking SMTP by hand.
 
@@ -152,5 +158,57 @@ describe("a relay that limits concurrent sessions", () => {
     const kept = lines.map((l) => JSON.parse(l) as { level: number; sessions?: number }).filter((l) => l.level === 40 && l.sessions !== undefined);
     expect(kept.length).toBeGreaterThan(0);
     expect(kept.every((l) => l.sessions! >= 1 && l.sessions! <= 4)).toBe(true);
+  });
+});
+
+describe("through a processing node", () => {
+  const c = useProvisionedCluster();
+  /** A processing node delivering to `port`, its log lines kept. */
+  const node = async (port: number, env: Record<string, string>) => {
+    const lines: Record<string, unknown>[] = [];
+    const log = pino(new Writable({ write: (chunk: Buffer, _enc, done) => { lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>); done(); } }));
+    const config = loadConfig(ProcessingKeys, { FEN_SMTP_PORT: String(port), FEN_RETRY_BASE_MS: "100", FEN_RETRY_MAX_MS: "200", ...env });
+    const n = createProcessingNode({
+      nc: c.nc, log, clock: systemClock, random: () => 0.5, node: `relay-faults-${port}`, metrics: createMetrics({ defaults: false }),
+      delivery: createDelivery(relayOptions(config), { log }), classifier: passThroughClassifier,
+    }, config);
+    await n.start();
+    return { n, lines };
+  };
+
+  it("a relay that stays down: Bounced RETRIES_EXHAUSTED after exactly FEN_MAX_ATTEMPTS, and the log says why each attempt failed", async () => {
+    const gateway = await startGateway(c.nc);
+    const { n, lines } = await node(await freePort(), { FEN_MAX_ATTEMPTS: "3" });
+    try {
+      const r = await submit(c.nc, structured("down", { key: "relay-faults-down" }));
+      const st = await until("Bounced", async () => { const s = await status(c.nc, r.mailId); return s.state === "Bounced" && s; });
+      expect(st.attempt).toBe(3);
+      expect(st.history.filter((e) => e.state === "DeliveryScheduled")).toHaveLength(3);
+      expect(st.history.at(-1)?.detail.error).toMatchObject({ code: "RETRIES_EXHAUSTED", message: expect.stringMatching(/^connection refused or reset: .*ECONNREFUSED/) });
+      const said = lines.filter((l) => l["mailId"] === r.mailId && (l["msg"] === "deferred" || l["msg"] === "bounced"));
+      expect(said.map((l) => [l["msg"], l["attempt"], l["failure"]])).toEqual([
+        ["deferred", 1, "connection refused or reset"], ["deferred", 2, "connection refused or reset"], ["bounced", 3, "connection refused or reset"],
+      ]);
+    } finally {
+      await n.drain();
+      await gateway.drain();
+    }
+  });
+
+  it("noise in answer to the final \".\": Deferred in doubt, then Sent; the relay has it twice, flagged", async () => {
+    const gateway = await startGateway(c.nc);
+    const r0 = await scripted({ afterDot: (sock, n) => sock.write(n === 1 ? "queued, thanks\r\n" : "250 2.0.0 queued\r\n") });
+    const { n, lines } = await node(r0.port, {});
+    try {
+      const r = await submit(c.nc, structured("noise", { key: "relay-faults-noise" }));
+      const st = await until("Sent or Bounced", async () => { const s = await status(c.nc, r.mailId); return (s.state === "Sent" || s.state === "Bounced") && s; });
+      expect(st.state).toBe("Sent");
+      expect(st.history.filter((e) => e.state === "Deferred").map((e) => e.detail)).toMatchObject([{ inDoubt: true, error: { code: "SMTP_TRANSIENT" } }]);
+      expect(r0.received()).toBe(2);
+      expect(lines.find((l) => l["mailId"] === r.mailId && l["msg"] === "deferred")).toMatchObject({ inDoubt: true });
+    } finally {
+      await n.drain();
+      await gateway.drain();
+    }
   });
 });

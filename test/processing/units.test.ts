@@ -36,7 +36,10 @@ describe("SMTP failure table: one case per row", () => {
   it.each(cases)("%s", (why, err, kind) => {
     const o = classifyFailure(err);
     expect(o.kind).toBe(kind);
-    if (o.kind === "transient" || o.kind === "permanent") expect(o.reason.startsWith(why)).toBe(true);
+    if (o.kind === "transient" || o.kind === "permanent") {
+      expect(o.reason.startsWith(why)).toBe(true);
+      expect(o.failure).toBe(why); // what a log line says: the row, not the relay's text
+    }
   });
   it("a refusal of every recipient is classified per recipient, not by the last reply", () => {
     const rcpt = (recipient: string, response: string) => Object.assign(new Error(response), { recipient, response, responseCode: Number(response.slice(0, 3)), command: "RCPT TO" });
