@@ -26,11 +26,15 @@ const relays: { close: () => void }[] = [];
 afterAll(() => { for (const r of relays) r.close(); });
 
 /**
- * A relay that serves at most `limit` sessions at once and turns away each connection beyond them (`refuse`):
- * with a 421 reply as its greeting (Postfix's smtpd_client_connection_count_limit), by closing it before any
- * greeting, or by resetting it. Counts each Message-ID it took.
+ * A relay for many pooled connections. It serves at most `limit` sessions at once and turns away each connection
+ * beyond them (`refuse`): with a 421 reply as its greeting (Postfix's smtpd_client_connection_count_limit), by
+ * closing it before any greeting, or by resetting it. On the connections `stall` picks (1 is the first) it never
+ * answers the final ".". Counts each Message-ID it took.
  */
-async function sessionLimitedRelay(limit: number, refuse: "421" | "close" | "reset") {
+async function pooledRelay({ limit = Infinity, refuse = "421", stall = () => false }: {
+  limit?: number; refuse?: "421" | "close" | "reset"; stall?: (connection: number) => boolean;
+}) {
+  let connections = 0;
   let open = 0;
   let refused = 0;
   const got = new Map<string, number>();
@@ -39,6 +43,7 @@ async function sessionLimitedRelay(limit: number, refuse: "421" | "close" | "res
     sockets.add(sock);
     sock.on("error", () => undefined);
     sock.on("close", () => { sockets.delete(sock); open--; });
+    const stalls = stall(++connections);
     if (++open > limit) {
       refused++;
       if (refuse === "421") sock.end("421 4.7.0 too many connections from your host\r\n");
@@ -59,7 +64,7 @@ async function sessionLimitedRelay(limit: number, refuse: "421" | "close" | "res
           got.set(id, (got.get(id) ?? 0) + 1);
           buf = buf.slice(end + 5);
           inData = false;
-          sock.write("250 2.0.0 queued\r\n");
+          if (!stalls) sock.write("250 2.0.0 queued\r\n");
           continue;
         }
         const eol = buf.indexOf("\r\n");
@@ -137,9 +142,23 @@ describe("the connection to the relay", () => {
   });
 });
 
+describe("FEN_SMTP_REQUIRE_TLS", () => {
+  it("a relay that does not offer STARTTLS: a refusal of the session, retried, and nothing goes in clear", async () => {
+    const sink = await startSmtpSink(); // smtp-server without STARTTLS: answers it 500
+    const d = createDelivery(relay(sink.port, { requireTls: true }));
+    try {
+      expect(await d.send(envelope, mail(40))).toMatchObject({ kind: "transient", smtp: { code: 500, command: "STARTTLS" } });
+      expect(sink.dataCount()).toBe(0);
+    } finally {
+      d.close();
+      await sink.close();
+    }
+  });
+});
+
 describe("a relay that limits concurrent sessions", () => {
   it.each(["421", "close", "reset"] as const)("turning away sessions beyond 4 (%s): every mail goes through the sessions it serves, none fails, each once", async (refuse) => {
-    const r = await sessionLimitedRelay(4, refuse);
+    const r = await pooledRelay({ limit: 4, refuse });
     const lines: string[] = [];
     const log = pino(new Writable({ write: (chunk: Buffer, _enc, done) => { lines.push(chunk.toString()); done(); } }));
     const d = createDelivery(relay(r.port, { poolSize: 16 }), { log });
@@ -210,5 +229,23 @@ describe("through a processing node", () => {
       await n.drain();
       await gateway.drain();
     }
+  });
+});
+
+describe("one pooled connection stalls", () => {
+  it("the relay never answers the final \".\" on one connection: the other mails keep flowing; that one is in doubt at the socket timeout", async () => {
+    const r = await pooledRelay({ stall: (n) => n === 1 });
+    const d = createDelivery(relay(r.port, { poolSize: 4, timeoutMs: 1500 }));
+    const t0 = Date.now();
+    try {
+      const outcomes = await Promise.all(Array.from({ length: 40 }, (_, i) => d.send(envelope, mail(3000 + i)).then((o) => ({ o, ms: Date.now() - t0 }))));
+      const stuck = outcomes.filter(({ o }) => o.kind !== "sent");
+      expect(stuck.map(({ o }) => o)).toMatchObject([{ kind: "transient", inDoubt: true, reason: expect.stringMatching(/^the relay did not answer in time/) }]);
+      // Every other mail was through before the stalled one was given up.
+      expect(Math.max(...outcomes.filter(({ o }) => o.kind === "sent").map(({ ms }) => ms))).toBeLessThan(stuck[0]!.ms);
+    } finally {
+      d.close();
+    }
+    expect(r.got.size).toBe(40);
   });
 });
