@@ -1,0 +1,299 @@
+/**
+ * Leader changes while mail flows: the routine events of a real cluster
+ * (rolling upgrades, rebalancing), unlike a server that dies. A real 3-node
+ * cluster, a gateway, two processing nodes and a ledger node (child
+ * processes, as in production) and a real SMTP sink; publishers submit a
+ * steady flow while the leaders of MAIL_WORK, its `processing` consumer,
+ * MAIL_EVENTS, its `ledger` consumer, KV_mail_status, KV_ledger and the
+ * JetStream meta group are stepped down in turn, again and again.
+ *
+ * `runStepdownProbe` returns what happened; test/ops/stepdown.test.ts holds
+ * it to the system's promises. Run by hand for a longer flow:
+ *   node --import tsx test/probes/stepdown.ts [mails] [publishers] [everyMs]
+ */
+import type { ChildProcess } from "node:child_process";
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { connect } from "@nats-io/transport-node";
+import { Codecs, Names, isTerminal } from "../../protocol/index.js";
+import type { SubmitReply } from "../../protocol/index.js";
+import { waitForService } from "../../nodes/common/rpc.js";
+import { freePort } from "../../nodes/local/nats-cluster.js";
+import { startSmtpSink } from "../../nodes/local/smtp-sink.js";
+import { startTestCluster } from "../helpers/cluster.js";
+import type { TestCluster } from "../helpers/cluster.js";
+import { connectAndProvision, spawnNode, status, structured, submit, submitWithRetry, until } from "../helpers/system.js";
+import { headSize, ledgerCli, ledgerIdentity, ledgerKv } from "../ledger-node/helpers.js";
+
+/**
+ * Two accounts: the application's (every client that gives no user lands
+ * in it, as the existing tests' clients do) and the system account, whose
+ * user may ask the meta leader to step down.
+ */
+const SYS = { user: "stepdown-sys", pass: "stepdown-sys" };
+const ACCOUNTS = `
+accounts {
+  FEN { jetstream: enabled, users: [ { user: stepdown-app, password: stepdown-app } ] }
+  SYS { users: [ { user: ${SYS.user}, password: ${SYS.pass} } ] }
+}
+system_account: SYS
+no_auth_user: stepdown-app
+`;
+
+/** What is stepped down, and the JetStream API request that does it (subjects defined by nats-server). */
+export const STEPDOWN_TARGETS = [
+  { name: "MAIL_WORK", subject: `$JS.API.STREAM.LEADER.STEPDOWN.${Names.workStream}` },
+  { name: "MAIL_WORK/processing", subject: `$JS.API.CONSUMER.LEADER.STEPDOWN.${Names.workStream}.${Names.workConsumer}` },
+  { name: "MAIL_EVENTS", subject: `$JS.API.STREAM.LEADER.STEPDOWN.${Names.eventsStream}` },
+  { name: "KV_mail_status", subject: `$JS.API.STREAM.LEADER.STEPDOWN.KV_${Names.statusBucket}` },
+  { name: "KV_ledger", subject: `$JS.API.STREAM.LEADER.STEPDOWN.KV_${Names.ledgerBucket}` },
+  { name: "MAIL_EVENTS/ledger", subject: `$JS.API.CONSUMER.LEADER.STEPDOWN.${Names.eventsStream}.${Names.ledgerConsumer}` },
+  { name: "meta", subject: "$JS.API.META.LEADER.STEPDOWN", system: true },
+] as const;
+
+export interface StepdownProbeOptions {
+  readonly mails: number;
+  readonly publishers: number;
+  /** Pause after each step-down's answer before the next. */
+  readonly everyMs: number;
+  /** Progress lines. */
+  readonly progress?: (line: string) => void;
+}
+
+export interface StepdownReport {
+  submitted: number;
+  accepted: number;
+  /** First submissions that failed, by code (`raw:<name>` for an error without a registered code). */
+  failedByCode: Record<string, number>;
+  /** Failed submissions resubmitted with the same key that then succeeded. */
+  resubmittedOk: number;
+  resubmitFailures: string[];
+  /** Mails (accepted or resubmitted) delivered at least once / more than once / never. */
+  delivered: number;
+  twice: number;
+  missing: number;
+  /** Mails not Sent at the end, with their state. */
+  notSent: Record<string, number>;
+  stepdowns: Record<string, { ok: number; failed: number }>;
+  stepdownErrors: string[];
+  statusCalls: number;
+  statusFailedByCode: Record<string, number>;
+  /** The first few error messages per code, submissions and status alike. */
+  samples: Record<string, string[]>;
+  ledger: { events: number; size: number; verify: { code: number; stdout: string } };
+  /** Log lines at level error or above, per node. */
+  nodeErrors: string[];
+  /** Warnings per node and message, for the record. */
+  nodeWarnings: Record<string, number>;
+  /** Nodes whose /readyz did not return to 200. */
+  notReady: string[];
+  /** Exit codes after SIGTERM. */
+  exits: Record<string, number | null>;
+  seconds: number;
+}
+
+const codeOf = (err: unknown): string => {
+  const code = (err as { code?: unknown })?.code;
+  return typeof code === "string" ? code : `raw:${(err as Error)?.name ?? typeof err}`;
+};
+const bump = (m: Record<string, number>, k: string) => { m[k] = (m[k] ?? 0) + 1; };
+const exited = (c: ChildProcess) => new Promise<number | null>((r) => (c.exitCode !== null || c.signalCode !== null ? r(c.exitCode) : c.once("exit", (code) => r(code))));
+
+interface NodeProc { readonly name: string; readonly child: ChildProcess; readonly port: number; readonly log: string }
+
+export async function runStepdownProbe(opts: StepdownProbeOptions): Promise<StepdownReport> {
+  const say = opts.progress ?? (() => undefined);
+  const t0 = Date.now();
+  let cluster: TestCluster | undefined;
+  let nc: NatsConnection | undefined;
+  let sys: NatsConnection | undefined;
+  const nodes: NodeProc[] = [];
+  const sink = await startSmtpSink({});
+  try {
+    cluster = await startTestCluster({ extraConfig: ACCOUNTS });
+    nc = await connectAndProvision(cluster.urls);
+    sys = await connect({ servers: cluster.urls, ...SYS });
+    const id = ledgerIdentity();
+    const base = { FEN_NATS_URLS: cluster.urls.join(","), FEN_LOG_LEVEL: "info" };
+    const spawnOne = async (role: "gateway" | "processing" | "ledger", name: string, env: Record<string, string>) => {
+      const port = await freePort();
+      const log = path.join(cluster!.dir, `${name}.log`);
+      nodes.push({ name, port, log, child: spawnNode(role, { ...base, ...env, FEN_NODE_NAME: name, FEN_HTTP_PORT: String(port) }, log) });
+    };
+    const proc = { FEN_MODEL_DIR: "none", FEN_SMTP_PORT: String(sink.port), FEN_RETRY_BASE_MS: "200", FEN_RETRY_MAX_MS: "2000", FEN_CONCURRENCY: "32" };
+    await spawnOne("gateway", "gw", {});
+    await spawnOne("processing", "proc-a", proc);
+    await spawnOne("processing", "proc-b", proc);
+    await spawnOne("ledger", "ledger", { ...id.env, FEN_LEDGER_BATCH_MS: "50" });
+    const readyz = async (n: NodeProc) => (await fetch(`http://127.0.0.1:${n.port}/readyz`).catch(() => ({ status: 0 }))).status;
+    await until("every node ready", async () => (await Promise.all(nodes.map(readyz))).every((s) => s === 200), 90_000, 200);
+    for (const svc of [Names.gatewayService, Names.processingService, Names.ledgerService]) {
+      if (!await waitForService(nc, svc, { attempts: 60, everyMs: 250 })) throw new Error(`${svc} does not answer`);
+    }
+    say(`nodes ready after ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+
+    const report: StepdownReport = {
+      submitted: 0, accepted: 0, failedByCode: {}, resubmittedOk: 0, resubmitFailures: [], delivered: 0, twice: 0, missing: 0, notSent: {},
+      stepdowns: Object.fromEntries(STEPDOWN_TARGETS.map((t) => [t.name, { ok: 0, failed: 0 }])), stepdownErrors: [],
+      statusCalls: 0, statusFailedByCode: {}, samples: {}, ledger: { events: 0, size: 0, verify: { code: -1, stdout: "" } },
+      nodeErrors: [], nodeWarnings: {}, notReady: [], exits: {}, seconds: 0,
+    };
+    const sample = (what: string, err: unknown) => {
+      const list = (report.samples[`${what} ${codeOf(err)}`] ??= []);
+      if (list.length < 3) list.push(String((err as Error)?.message ?? err).slice(0, 300));
+    };
+    const accepted = new Map<string, SubmitReply>();
+    const failed: number[] = [];
+    let flowing = true;
+
+    // Step-downs, round robin, for as long as the flow lasts.
+    const stepping = (async () => {
+      for (let i = 0; flowing; i++) {
+        const t = STEPDOWN_TARGETS[i % STEPDOWN_TARGETS.length]!;
+        const conn = "system" in t ? sys! : nc!;
+        try {
+          const res = await conn.request(t.subject, undefined, { timeout: 5000 });
+          const body = JSON.parse(new TextDecoder().decode(res.data)) as { success?: boolean; error?: { code: number; description: string } };
+          if (body.success) report.stepdowns[t.name]!.ok++;
+          else {
+            report.stepdowns[t.name]!.failed++;
+            report.stepdownErrors.push(`${t.name}: ${JSON.stringify(body.error)}`);
+          }
+        } catch (err) {
+          report.stepdowns[t.name]!.failed++;
+          report.stepdownErrors.push(`${t.name}: ${String(err)}`);
+        }
+        await new Promise((r) => setTimeout(r, opts.everyMs));
+      }
+    })();
+
+    // mail.status, asked throughout about mails already accepted.
+    const statusing = Promise.all([0, 1].map(async () => {
+      while (flowing) {
+        const ids = [...accepted.keys()];
+        if (ids.length > 0) {
+          const mailId = ids[Math.floor(Math.random() * ids.length)]!;
+          report.statusCalls++;
+          try {
+            await status(nc!, mailId);
+          } catch (err) {
+            bump(report.statusFailedByCode, codeOf(err));
+            sample("status", err);
+          }
+        }
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }));
+
+    let next = 0;
+    await Promise.all(Array.from({ length: opts.publishers }, async () => {
+      while (next < opts.mails) {
+        const i = next++;
+        report.submitted++;
+        try {
+          const r = await submit(nc!, structured(`sd-${i}`, { key: `sd-${i}` }), 5000);
+          accepted.set(r.mailId, r);
+        } catch (err) {
+          bump(report.failedByCode, codeOf(err));
+          sample("submit", err);
+          failed.push(i);
+        }
+        if (i % 250 === 0) say(`${i} submitted, ${accepted.size} accepted, step-downs ${JSON.stringify(report.stepdowns)}`);
+      }
+    }));
+    report.accepted = accepted.size;
+    say(`submitted ${report.submitted}: ${report.accepted} accepted, failed ${JSON.stringify(report.failedByCode)}`);
+    // Every failed submission again, with its key, while the leaders still move.
+    const resubmitted = new Map<string, SubmitReply>();
+    await Promise.all(failed.map(async (i) => {
+      try {
+        const r = await submitWithRetry(nc!, structured(`sd-${i}`, { key: `sd-${i}` }));
+        resubmitted.set(r.mailId, r);
+        report.resubmittedOk++;
+      } catch (err) {
+        report.resubmitFailures.push(`sd-${i}: ${codeOf(err)} ${String((err as Error)?.message).slice(0, 200)}`);
+      }
+    }));
+    flowing = false;
+    await stepping;
+    await statusing;
+    say(`flow done after ${((Date.now() - t0) / 1000).toFixed(1)} s; step-downs ${JSON.stringify(report.stepdowns)}`);
+
+    // Every mail settled: the status entries, read from the leader.
+    const all = new Map([...accepted, ...resubmitted]);
+    const kv = await new Kvm(jetstream(nc)).open(Names.statusBucket);
+    const stateOf = async (mailId: string) => {
+      const e = await kv.get(mailId).catch(() => null);
+      return e && e.operation === "PUT" ? Codecs.statusRecord.parse(e.json()).state : "none";
+    };
+    const states = new Map<string, string>();
+    await until("every mail settled", async () => {
+      for (const mailId of all.keys()) if (!isTerminal((states.get(mailId) ?? "none") as never)) states.set(mailId, await stateOf(mailId));
+      return [...states.values()].every((s) => s === "Sent");
+    }, 90_000, 500).catch(() => undefined);
+    for (const s of states.values()) if (s !== "Sent") bump(report.notSent, s);
+
+    const counts = new Map<string, number>();
+    for (const m of sink.messages) counts.set(m.messageId ?? "?", (counts.get(m.messageId ?? "?") ?? 0) + 1);
+    for (const r of all.values()) {
+      const n = counts.get(r.messageId) ?? 0;
+      if (n >= 1) report.delivered++;
+      if (n > 1) report.twice++;
+      if (n === 0) report.missing++;
+    }
+
+    // The ledger: every event of MAIL_EVENTS in a signed block, the whole log verified.
+    const jsm = await jetstreamManager(nc);
+    const lkv = await ledgerKv(nc);
+    report.ledger.events = (await jsm.streams.info(Names.eventsStream)).state.messages;
+    await until("every event in the ledger", async () => {
+      report.ledger.events = (await jsm.streams.info(Names.eventsStream)).state.messages;
+      report.ledger.size = await headSize(lkv);
+      return report.ledger.size >= report.ledger.events;
+    }, 60_000, 250).catch(() => undefined);
+    report.ledger.verify = await ledgerCli(["verify", "--json", "--server", cluster.urls.join(","), "--key", id.verifierKey], {});
+
+    // Readiness back, then a clean stop.
+    await until("every node ready again", async () => (await Promise.all(nodes.map(readyz))).every((s) => s === 200), 30_000, 200).catch(() => undefined);
+    for (const n of nodes) if (await readyz(n) !== 200) report.notReady.push(`${n.name}: ${await fetch(`http://127.0.0.1:${n.port}/readyz`).then((r) => r.text(), (e: unknown) => String(e))}`);
+    await Promise.all(nodes.map(async (n) => {
+      n.child.kill("SIGTERM");
+      report.exits[n.name] = await exited(n.child);
+    }));
+    for (const n of nodes) {
+      for (const line of (await readFile(n.log, "utf8")).split("\n")) {
+        if (!line.startsWith("{")) continue;
+        const rec = JSON.parse(line) as { level: number; msg: string; err?: { message?: string }; code?: string };
+        if (rec.level >= 50) report.nodeErrors.push(`${n.name}: ${rec.msg}${rec.code ? ` ${rec.code}` : ""}${rec.err?.message ? `: ${rec.err.message.slice(0, 200)}` : ""}`);
+        else if (rec.level >= 40) bump(report.nodeWarnings, `${n.name}: ${rec.msg}`);
+      }
+    }
+    report.seconds = Math.round((Date.now() - t0) / 1000);
+    return report;
+  } finally {
+    for (const n of nodes) if (n.child.exitCode === null && n.child.signalCode === null) n.child.kill("SIGKILL");
+    await sys?.close().catch(() => undefined);
+    await nc?.close().catch(() => undefined);
+    await sink.close();
+    await cluster?.dispose();
+  }
+}
+
+/** One line: the figures a run is judged by. */
+export function summaryLine(r: StepdownReport): string {
+  const sd = Object.entries(r.stepdowns).map(([k, v]) => `${k} ${v.ok}${v.failed ? `(+${v.failed} refused)` : ""}`).join(", ");
+  return `stepdown probe: ${r.submitted} submitted, ${r.accepted} accepted, failed ${JSON.stringify(r.failedByCode)} (${r.resubmittedOk} resubmitted ok), `
+    + `${r.delivered} delivered, ${r.twice} twice, ${r.missing} missing; status ${r.statusCalls} asked, failed ${JSON.stringify(r.statusFailedByCode)}; `
+    + `ledger ${r.ledger.size}/${r.ledger.events} events; step-downs: ${sd}; ${r.seconds} s`;
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const [mails, publishers, everyMs] = process.argv.slice(2).map(Number);
+  const r = await runStepdownProbe({ mails: mails || 1500, publishers: publishers || 16, everyMs: everyMs || 300, progress: (l) => console.log(l) });
+  console.log(JSON.stringify(r, null, 2));
+  console.log(summaryLine(r));
+}
