@@ -28,7 +28,7 @@ export const ErrorCodes = {
   NO_RECIPIENTS: { retry: "permanent", doc: "The mail has no recipient." },
   UNSUPPORTED_VERSION: { retry: "permanent", doc: "The payload's schema version is not one this node speaks." },
   NOT_FOUND: { retry: "permanent", doc: "No mail (or ledger entry) with that id, or (operator requests) the mail is not in the state the request acts on, e.g. a release of a mail that is not quarantined; the message says its state." },
-  STORE_UNAVAILABLE: { retry: "transient", doc: "JetStream did not acknowledge the write in time; nothing is promised stored, retry with the same idempotency key." },
+  STORE_UNAVAILABLE: { retry: "transient", doc: "JetStream did not acknowledge the write in time, or a read failed (e.g. while a stream changes leaders); nothing is promised stored, retry (a submission with the same idempotency key)." },
   INTERNAL: { retry: "transient", doc: "An unexpected fault; the request may be retried with the same idempotency key." },
   SMTP_TRANSIENT: { retry: "transient", doc: "The relay answered 4xx or the connection failed; delivery is retried with backoff." },
   SMTP_PERMANENT: { retry: "permanent", doc: "The relay answered 5xx; the mail bounces with the reply kept." },

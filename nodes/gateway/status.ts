@@ -74,6 +74,21 @@ export async function readLedgerRefs(jsm: JetStreamManager, mailId: string): Pro
 }
 
 /**
+ * A read of the status entry or the history that failed: a
+ * stream changing leaders answers "temporarily unavailable", or no one
+ * answers until the new leader is elected. That is STORE_UNAVAILABLE (ask
+ * again), not INTERNAL. FenErrors pass through.
+ */
+async function storeRead<T>(what: string, read: Promise<T>): Promise<T> {
+  try {
+    return await read;
+  } catch (err) {
+    if (err instanceof FenError) throw err;
+    throw new FenError("STORE_UNAVAILABLE", `reading ${what} failed (${String((err as Error)?.message ?? err).slice(0, 200)}); ask again`, { cause: err });
+  }
+}
+
+/**
  * Handles `mail.status`: the current state from KV (or, for a mail no node
  * has claimed yet, from its last event), the full history and the mail's
  * ledger entries.
@@ -82,7 +97,8 @@ export function createStatusHandler(deps: { jsm: JetStreamManager; state: MailSt
   return async (data) => {
     const req = Codecs.statusRequest.decode(data);
     const [current, replicaHistory, ledger] = await Promise.all([
-      deps.state.get(req.mailId), readHistory(deps.jsm, req.mailId), readLedgerRefs(deps.jsm, req.mailId),
+      storeRead("the status entry", deps.state.get(req.mailId)), storeRead("the history", readHistory(deps.jsm, req.mailId)),
+      readLedgerRefs(deps.jsm, req.mailId),
     ]);
     // The state entry is read from the leader and written after its event is stored (MailStateStore), so
     // a history without the current state's event, or an empty one, came from a lagging replica: read
@@ -90,7 +106,7 @@ export function createStatusHandler(deps: { jsm: JetStreamManager; state: MailSt
     const upToDate = current
       ? replicaHistory.some((e) => e.eventId === eventIdOf(req.mailId, current.record.state, current.record.attempt))
       : replicaHistory.length > 0;
-    const history = upToDate ? replicaHistory : await readHistory(deps.jsm, req.mailId, { fromLeader: true });
+    const history = upToDate ? replicaHistory : await storeRead("the history", readHistory(deps.jsm, req.mailId, { fromLeader: true }));
     const last = history.at(-1);
     const now = current ? current.record : last && { state: last.state, attempt: last.attempt, updatedAt: last.at };
     if (!now) {

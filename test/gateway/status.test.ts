@@ -1,0 +1,54 @@
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { jetstreamManager } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { connect } from "@nats-io/transport-node";
+import { Names } from "../../protocol/index.js";
+import type { Actor } from "../../nodes/common/actor.js";
+import { startTestCluster } from "../helpers/cluster.js";
+import type { TestCluster } from "../helpers/cluster.js";
+import { connectAndProvision, startGateway, status, structured, submit } from "../helpers/system.js";
+
+/**
+ * mail.status while JetStream changes leaders (a rolling upgrade, a
+ * rebalance, `nats stream cluster step-down`): the reads it makes can fail
+ * or go unanswered for a moment. No processing node runs here: a mail
+ * stays PendingProcessing.
+ */
+let cluster: TestCluster;
+let admin: NatsConnection;
+let nc: NatsConnection;
+let gateway: Actor;
+/** The server the gateway and the test's client use: never the mail_status stream's leader. */
+let home: number;
+
+beforeAll(async () => {
+  cluster = await startTestCluster();
+  admin = await connectAndProvision(cluster.urls);
+  const leader = (await (await jetstreamManager(admin)).streams.info(`KV_${Names.statusBucket}`)).cluster?.leader;
+  home = cluster.servers.findIndex((s) => s.name !== leader);
+  nc = await connect({ servers: cluster.servers[home]!.url });
+  gateway = await startGateway(nc);
+});
+afterAll(async () => {
+  await gateway?.drain();
+  await nc?.close();
+  await admin?.close();
+  await cluster?.dispose();
+});
+
+it("mail.status while the mail_status stream's leader does not answer: STORE_UNAVAILABLE (retry), not INTERNAL", async () => {
+  const accepted = await submit(nc, structured("leader-gone", { key: "leader-gone" }));
+  expect((await status(nc, accepted.mailId)).state).toBe("PendingProcessing");
+  // The leader stops answering, as during a leader change: the status entry's read is not answered in time.
+  const info = await (await jetstreamManager(admin)).streams.info(`KV_${Names.statusBucket}`);
+  const leader = cluster.servers.find((s) => s.name === info.cluster?.leader)!;
+  expect(cluster.servers.indexOf(leader)).not.toBe(home);
+  leader.process!.kill("SIGSTOP");
+  try {
+    await expect(status(nc, accepted.mailId)).rejects.toMatchObject({ code: "STORE_UNAVAILABLE" });
+  } finally {
+    leader.process!.kill("SIGCONT");
+  }
+  await cluster.waitReady(60_000);
+  expect((await status(nc, accepted.mailId)).state).toBe("PendingProcessing");
+}, 90_000);
