@@ -337,6 +337,8 @@ export const StatusReplySchema = z.object({
    * Every event of the mail, oldest first. An event's `recipients` is left
    * out when it equals the reply's `recipients` (it always does today), so
    * a mail with many recipients and many attempts stays one message.
+   * Empty for an accepted mail whose PendingProcessing event is not stored
+   * yet (its work item is: the node that takes it publishes the event).
    */
   history: z.array(MailEventSchema.extend({ recipients: z.array(z.string()).optional() })),
   ledger: z.array(LedgerReceiptRefSchema).optional(),

@@ -1,6 +1,6 @@
 import type { JetStreamManager } from "@nats-io/jetstream";
-import { Codecs, FenError, LedgerBucketKeys, LedgerBucketStream, LedgerCodecs, Names, eventSubject, mailEventsFilter } from "../../protocol/index.js";
-import type { MailEvent, StatusReply } from "../../protocol/index.js";
+import { Codecs, FenError, LedgerBucketKeys, LedgerBucketStream, LedgerCodecs, Names, eventSubject, mailEventsFilter, workSubject } from "../../protocol/index.js";
+import type { MailEvent, StatusReply, WorkItem } from "../../protocol/index.js";
 import { eventIdOf } from "../common/mail-state.js";
 import type { MailStateStore } from "../common/mail-state.js";
 import { firstBySubject, firstBySubjectFromLeader, isNotFound } from "../common/js-errors.js";
@@ -74,7 +74,7 @@ export async function readLedgerRefs(jsm: JetStreamManager, mailId: string): Pro
 }
 
 /**
- * A read of the status entry or the history that failed: a
+ * A read of the status entry, the history or the work item that failed: a
  * stream changing leaders answers "temporarily unavailable", or no one
  * answers until the new leader is elected. That is STORE_UNAVAILABLE (ask
  * again), not INTERNAL. FenErrors pass through.
@@ -89,8 +89,29 @@ async function storeRead<T>(what: string, read: Promise<T>): Promise<T> {
 }
 
 /**
+ * A mail with neither a status entry nor an event: accepted if its work item
+ * is stored, for the gateway publishes the PendingProcessing event only after
+ * the work item (the event's publish can fail, e.g. while MAIL_EVENTS changes
+ * leaders, or the gateway die in between; the node that takes the item
+ * publishes the event then). Such a mail is PendingProcessing, with no history
+ * yet; without a work item there is no such mail.
+ */
+async function unclaimed(jsm: JetStreamManager, mailId: StatusReply["mailId"]): Promise<StatusReply> {
+  const m = await storeRead("the work item", firstBySubject(jsm, Names.workStream, workSubject(mailId)));
+  if (!m) throw new FenError("NOT_FOUND", `no mail ${mailId}`, { fields: [{ field: "mailId", code: "NOT_FOUND", message: "unknown mail id" }] });
+  // An item this gateway cannot read (a newer version's, during a rolling upgrade) still shows the mail exists.
+  let item: WorkItem | undefined;
+  try { item = Codecs.workItem.decode(m.data); } catch { item = undefined; }
+  return {
+    kind: "mail.status.reply", v: 1, mailId, state: "PendingProcessing", attempt: 0, updatedAt: item?.submittedAt ?? m.time.toISOString(),
+    ...(item ? { recipients: item.envelope.to } : {}), history: [],
+  };
+}
+
+/**
  * Handles `mail.status`: the current state from KV (or, for a mail no node
- * has claimed yet, from its last event), the full history and the mail's
+ * has claimed yet, from its last event, or from its work item when even its
+ * PendingProcessing event is missing), the full history and the mail's
  * ledger entries.
  */
 export function createStatusHandler(deps: { jsm: JetStreamManager; state: MailStateStore }): (data: Uint8Array) => Promise<StatusReply> {
@@ -109,9 +130,7 @@ export function createStatusHandler(deps: { jsm: JetStreamManager; state: MailSt
     const history = upToDate ? replicaHistory : await storeRead("the history", readHistory(deps.jsm, req.mailId, { fromLeader: true }));
     const last = history.at(-1);
     const now = current ? current.record : last && { state: last.state, attempt: last.attempt, updatedAt: last.at };
-    if (!now) {
-      throw new FenError("NOT_FOUND", `no mail ${req.mailId}`, { fields: [{ field: "mailId", code: "NOT_FOUND", message: "unknown mail id" }] });
-    }
+    if (!now) return unclaimed(deps.jsm, req.mailId);
     const recipients = history[0]?.recipients;
     const same = (r: readonly string[]) => recipients !== undefined && r.length === recipients.length && r.every((x, i) => x === recipients[i]);
     return {

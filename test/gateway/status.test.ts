@@ -1,8 +1,9 @@
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { jetstreamManager } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { connect } from "@nats-io/transport-node";
-import { Names } from "../../protocol/index.js";
+import { Codecs, Names, mailIdFromIdempotencyKey, messageIdFor, workSubject } from "../../protocol/index.js";
+import type { WorkItem } from "../../protocol/index.js";
 import type { Actor } from "../../nodes/common/actor.js";
 import { startTestCluster } from "../helpers/cluster.js";
 import type { TestCluster } from "../helpers/cluster.js";
@@ -11,8 +12,9 @@ import { connectAndProvision, startGateway, status, structured, submit } from ".
 /**
  * mail.status while JetStream changes leaders (a rolling upgrade, a
  * rebalance, `nats stream cluster step-down`): the reads it makes can fail
- * or go unanswered for a moment. No processing node runs here: a mail
- * stays PendingProcessing.
+ * or go unanswered for a moment, and a submission's second write (its
+ * PendingProcessing event) can fail after the work item was stored. No
+ * processing node runs here: a mail stays PendingProcessing.
  */
 let cluster: TestCluster;
 let admin: NatsConnection;
@@ -34,6 +36,20 @@ afterAll(async () => {
   await nc?.close();
   await admin?.close();
   await cluster?.dispose();
+});
+
+it("an accepted mail whose PendingProcessing event was not stored is PendingProcessing, not NOT_FOUND", async () => {
+  // What a gateway leaves when the event's publish fails after the work item's (MAIL_EVENTS changing leader),
+  // or when it dies between the two: the work item alone. The submitter was told the mail is accepted.
+  const mailId = mailIdFromIdempotencyKey("event-lost");
+  const item: WorkItem = {
+    kind: "mail.work", v: 1, mailId, messageId: messageIdFor(mailId, "fastemailnet.local"), submittedAt: new Date().toISOString(),
+    envelope: { from: "sender@example.org", to: ["rcpt@example.net"] }, size: 5, body: { inline: Buffer.from("hello").toString("base64") },
+    released: false,
+  };
+  await jetstream(admin).publish(workSubject(mailId), Codecs.workItem.encode(item), { msgID: mailId });
+  const st = await status(nc, mailId);
+  expect(st).toMatchObject({ mailId, state: "PendingProcessing", attempt: 0, updatedAt: item.submittedAt, recipients: ["rcpt@example.net"], history: [] });
 });
 
 it("mail.status while the mail_status stream's leader does not answer: STORE_UNAVAILABLE (retry), not INTERNAL", async () => {
