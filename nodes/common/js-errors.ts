@@ -1,6 +1,6 @@
 import { JetStreamApiError, JetStreamError } from "@nats-io/jetstream";
 import type { JetStreamClient, JetStreamManager, MsgRequest, PubAck, StoredMsg } from "@nats-io/jetstream";
-import { TimeoutError } from "@nats-io/nats-core";
+import { NoRespondersError, RequestError, TimeoutError } from "@nats-io/nats-core";
 
 /** JetStream API error codes meaning "no such stream / consumer / message". */
 const NOT_FOUND_CODES = new Set([10059, 10014, 10037]);
@@ -32,7 +32,21 @@ export function isDuplicateInProcess(err: unknown): boolean {
   return err instanceof JetStreamApiError && err.code === 10158;
 }
 
-/** Attempts of {@link publishOnce} while another writer is storing the same message id. */
+/**
+ * A JetStream publish that no stream listened to ("no responders"; the client
+ * reports it as "jetstream is not enabled", with the no-responders error as
+ * its cause). A clustered stream's subjects are subscribed by its leader
+ * only, so this is what a publish gets while the stream changes leaders (a
+ * step-down, a rolling restart), for a moment; also with the stream gone.
+ * Nothing was stored: the same publish may be made again.
+ */
+export function isNoStreamListening(err: unknown): boolean {
+  if (err instanceof NoRespondersError) return true;
+  const cause = (err as { cause?: unknown } | undefined)?.cause;
+  return (cause instanceof RequestError && cause.isNoResponders()) || cause instanceof NoRespondersError;
+}
+
+/** Attempts of {@link publishOnce} while another writer is storing the same message id, or the stream changes leaders. */
 const IN_PROCESS_ATTEMPTS = 40;
 
 /**
@@ -41,14 +55,17 @@ const IN_PROCESS_ATTEMPTS = 40;
  * answers the second "duplicate message id is in process" until the first is
  * stored, and the same publish a moment later gets the duplicate ack. Retried
  * here, 5 ms more each time and at most 100 ms apart (about 3 s in all), so
- * the caller sees a stored message or a real failure.
+ * the caller sees a stored message or a real failure. A publish that found
+ * no stream listening (the stream changing leaders, see
+ * {@link isNoStreamListening}) stored nothing and is retried the same way.
+ * A timeout is not retried: that publish may have been stored.
  */
 export async function publishOnce(js: JetStreamClient, subject: string, data: Uint8Array, opts: { msgID: string }): Promise<PubAck> {
   for (let i = 1; ; i++) {
     try {
       return await js.publish(subject, data, opts);
     } catch (err) {
-      if (!isDuplicateInProcess(err) || i >= IN_PROCESS_ATTEMPTS) throw err;
+      if (!(isDuplicateInProcess(err) || isNoStreamListening(err)) || i >= IN_PROCESS_ATTEMPTS) throw err;
       await new Promise((r) => setTimeout(r, Math.min(100, 5 * i)));
     }
   }

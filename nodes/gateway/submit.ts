@@ -7,7 +7,7 @@ import {
   workSubject,
 } from "../../protocol/index.js";
 import type { BodyRef, Envelope, MailEvent, MailId, SubmitReply, StructuredMail, SubmitRequest, WorkItem } from "../../protocol/index.js";
-import { firstBySubject, isDuplicateInProcess } from "../common/js-errors.js";
+import { firstBySubject, isDuplicateInProcess, isNoStreamListening } from "../common/js-errors.js";
 import type { Clock } from "../common/clock.js";
 import type { MailStateStore } from "../common/mail-state.js";
 import type { Logger } from "../common/logger.js";
@@ -127,6 +127,27 @@ async function storeStep<T>(what: string, step: Promise<T>): Promise<T> {
 }
 
 /**
+ * Publishes the work item, waiting out a leader change of MAIL_WORK: a
+ * publish that found no stream listening stored nothing (see
+ * isNoStreamListening) and is made again, 25 ms more each time and at most
+ * 250 ms apart, for as long as `timeoutMs` from the first try allows. Any
+ * other failure, and a timeout (the item may have been stored), is thrown.
+ */
+async function publishWorkItem(deps: SubmitDeps, subject: string, data: Uint8Array, mailId: MailId, timeoutMs: number) {
+  const deadline = deps.clock.now() + timeoutMs;
+  for (let i = 1; ; i++) {
+    const left = deadline - deps.clock.now();
+    try {
+      return await deps.js.publish(subject, data, { msgID: mailId, timeout: Math.max(1, left) });
+    } catch (err) {
+      const pause = Math.min(250, 25 * i);
+      if (!isNoStreamListening(err) || deadline - deps.clock.now() <= pause) throw err;
+      await new Promise((r) => setTimeout(r, pause));
+    }
+  }
+}
+
+/**
  * Handles one `mail.submit`. Validation happens before any write, so a
  * rejected request stores nothing. The reply is produced only after
  * JetStream acknowledged the work item (replicated and, with
@@ -221,7 +242,7 @@ export function createSubmitHandler(deps: SubmitDeps, opts: SubmitOptions): (dat
     };
     let ack;
     try {
-      ack = await deps.js.publish(workSubject(mailId), Codecs.workItem.encode(item), { msgID: mailId, timeout: opts.submitTimeoutMs });
+      ack = await publishWorkItem(deps, workSubject(mailId), Codecs.workItem.encode(item), mailId, opts.submitTimeoutMs);
     } catch (err) {
       // "duplicate message id is in process": the first submission's write is still being replicated.
       if (!isDuplicateInProcess(err)) {
