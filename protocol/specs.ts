@@ -17,6 +17,15 @@ const SECOND_NS = 1_000_000_000;
  */
 export const DUPLICATE_WINDOW_MS = 2 * 3600 * 1000;
 
+/**
+ * Ack wait of the work consumer: a node that took a work item keeps it with
+ * `working()` (every 10 s); a node that died gives it back after this long.
+ * Also how long a claim (DeliveryScheduled) is left to its node by another
+ * node that gets the same item meanwhile (a redelivery around a consumer
+ * leader change, a duplicate item): see the processing node.
+ */
+export const WORK_ACK_WAIT_MS = 30_000;
+
 /** Names as operators see them in `nats stream ls`, `nats kv ls`, … */
 export const Names = {
   workStream: "MAIL_WORK",
@@ -143,7 +152,7 @@ export function consumerSpecs(): ConsumerSpec[] {
       stream: Names.workStream,
       durable_name: Names.workConsumer,
       ack_policy: "explicit",
-      ack_wait: 30 * SECOND_NS,
+      ack_wait: (WORK_ACK_WAIT_MS / 1000) * SECOND_NS,
       // Attempts are counted by the processing node (SMTP attempts), not by
       // redeliveries, so the server never drops a work item on its own.
       max_deliver: -1,

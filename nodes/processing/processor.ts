@@ -7,7 +7,7 @@ import { Objm } from "@nats-io/obj";
 import type { ObjectStore } from "@nats-io/obj";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { simpleParser } from "mailparser";
-import { Codecs, FenError, Names, eventSubject, isTerminal, quarantineSubject, toFenError } from "../../protocol/index.js";
+import { Codecs, FenError, Names, WORK_ACK_WAIT_MS, eventSubject, isTerminal, quarantineSubject, toFenError } from "../../protocol/index.js";
 import type { Classification, EventDetail, MailEvent, RecipientRefusal, WorkItem } from "../../protocol/index.js";
 import type { Actor, ActorStatus } from "../common/actor.js";
 import type { Clock, Random } from "../common/clock.js";
@@ -44,6 +44,9 @@ const failureOf = (o: Outcome): string | undefined => (o.kind === "transient" ||
 /** Longest wait before a work item this node cannot read comes back to a node (see `handle`). */
 export const UNREADABLE_RETRY_MAX_MS = 10 * 60_000;
 
+/** How often a copy of a work item whose mail another node claimed moments ago checks back for its outcome. */
+export const CLAIM_RECHECK_MS = 2000;
+
 /** The processing node actor: pulls work items and walks each mail's life cycle. */
 export type ProcessingNode = Actor;
 
@@ -56,14 +59,17 @@ export type ProcessingNode = Actor;
  *    classified (the model reads the raw bytes itself) before any state
  *    changes; then one compare-and-swap moves the mail to
  *    DeliveryScheduled, which is the claim: a second node holding the same
- *    work item loses the swap and backs off.
+ *    work item loses the swap and backs off, and one that gets the item
+ *    again while the claim is younger than the work consumer's ack wait
+ *    (WORK_ACK_WAIT_MS) leaves it to the node that made it.
  * 3. SMTP: 250 → Sent; 4xx/connection → Deferred and `nak(backoff)`, until
  *    `maxAttempts`, then Bounced; 5xx → Bounced with the reply kept.
  * 4. The work item is `ackAck`ed only after the outcome is recorded.
  *
  * The SMTP boundary is at-least-once: a node killed after the relay's 250
  * and before Sent is recorded leaves the mail DeliveryScheduled; the next
- * delivery sends it again (same bytes, same Message-ID) and marks the
+ * delivery once the claim is older than the ack wait (the dead node's item
+ * comes back after it anyway) sends it again (same bytes, same Message-ID) and marks the
  * attempt `inDoubt`. Nothing is lost; such a mail may arrive twice. If the
  * killed node had stored the attempt's Sent (or Bounced) event, which goes
  * before the status swap, that outcome is recorded and nothing is sent.
@@ -172,6 +178,17 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
           (outcome.state === "Sent" ? deps.metrics.delivered : deps.metrics.bounced).inc();
           mlog.warn({ attempt: r.attempt, state: outcome.state }, "previous attempt's outcome found in its event; recorded, not sending again");
           await settle(m, item);
+          return;
+        }
+        // JetStream can deliver an item again while the node that claimed it is still at work (a consumer leader
+        // change, a duplicate item): that node is not dead, and sending now would deliver the mail twice. A claim
+        // is left to its node for the work consumer's ack wait, after which a dead node's item would come back
+        // anyway; meanwhile this copy checks back every few seconds (and finds the outcome, once recorded).
+        const claimAge = deps.clock.now() - Date.parse(r.updatedAt);
+        if (claimAge < WORK_ACK_WAIT_MS) {
+          const wait = Math.min(WORK_ACK_WAIT_MS - claimAge, CLAIM_RECHECK_MS);
+          mlog.debug({ attempt: r.attempt, claimAge, wait }, "mail claimed moments ago (by a node still at work?); checking back later");
+          m.nak(wait);
           return;
         }
       }
