@@ -72,6 +72,17 @@ export async function publishOnce(js: JetStreamClient, subject: string, data: Ui
 }
 
 /**
+ * A pull request the server ended with "409 Leadership Change": the
+ * consumer's leader changed (a step-down, a rolling restart) and the
+ * requests the old one held are void. Routine: pull again. nats-server
+ * tells its 409s apart by the status description only (nats.js does the
+ * same for "consumer deleted" and the others), hence the text.
+ */
+export function isLeadershipChange(err: unknown): boolean {
+  return err instanceof JetStreamError && (err as JetStreamError & { code?: unknown }).code === 409 && /^leadership change$/i.test(err.message);
+}
+
+/**
  * JetStream's "no suitable peers for placement" (10005): the meta leader
  * cannot find enough servers to hold a replicated asset right now (some are
  * down, or have not sent it their stats since it was elected).

@@ -1,5 +1,6 @@
 import type { Consumer, JsMsg } from "@nats-io/jetstream";
 import { ClosedConnectionError, DrainingConnectionError } from "@nats-io/nats-core";
+import { isLeadershipChange } from "./js-errors.js";
 import type { Logger } from "./logger.js";
 
 /** Options of {@link createPullFeed}. */
@@ -21,6 +22,9 @@ export interface PullFeedOptions {
    */
   readonly room?: () => Promise<void>;
 }
+
+/** Pause before pulling again after the consumer's leader changed (a new leader is in place by then). */
+const LEADERSHIP_CHANGE_PAUSE_MS = 20;
 
 /** A feed of a durable pull consumer's messages; see {@link createPullFeed}. */
 export interface PullFeed {
@@ -50,7 +54,8 @@ export interface PullFeed {
  * Feeds `onMessage` the messages of a durable pull consumer, in the order
  * they arrive, from one pull request at a time (`fetch`), each asking for
  * `batch` messages and living `expiresMs`, the next one once `room()` says
- * so; a failed request is logged and made again. Unlike `consume()`, whose `stop()` unsubscribes while its
+ * so; a failed request is logged and made again (with backoff), one voided
+ * by a change of the consumer's leader is made again at once. Unlike `consume()`, whose `stop()` unsubscribes while its
  * pull requests are still open (the messages the server sends meanwhile are
  * dropped by the client and wait out ack_wait), the feed can be drained:
  * every message delivered to it reaches `onMessage`, which can then handle
@@ -84,6 +89,14 @@ export function createPullFeed(consumer: Consumer, onMessage: (m: JsMsg) => void
         // A closed connection ends the feed, as it ends a `consume()`.
         // A draining feed asks for nothing more: with no request outstanding, it is done.
         if (stopped || draining || err instanceof ClosedConnectionError || err instanceof DrainingConnectionError) break;
+        // The consumer's leader changed and the server voided the request: the messages it sent before came through;
+        // pull again from the new leader, with no failure counted (a backoff here left a ledger node 30 s behind and
+        // unready under repeated step-downs).
+        if (isLeadershipChange(err)) {
+          log.debug({ err }, "the consumer's leader changed; pulling again");
+          await new Promise((r) => setTimeout(r, LEADERSHIP_CHANGE_PAUSE_MS));
+          continue;
+        }
         failures++;
         const delay = Math.min(5000, retryMs * 2 ** (failures - 1));
         failing = `pulling from the consumer fails (${String((err as Error)?.message ?? err).slice(0, 200)}); retried every ${delay} ms`;
