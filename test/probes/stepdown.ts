@@ -20,13 +20,13 @@ import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { connect } from "@nats-io/transport-node";
 import { Codecs, Names, isTerminal } from "../../protocol/index.js";
-import type { SubmitReply } from "../../protocol/index.js";
+import type { MailState, SubmitReply } from "../../protocol/index.js";
 import { waitForService } from "../../nodes/common/rpc.js";
 import { freePort } from "../../nodes/local/nats-cluster.js";
 import { startSmtpSink } from "../../nodes/local/smtp-sink.js";
 import { startTestCluster } from "../helpers/cluster.js";
 import type { TestCluster } from "../helpers/cluster.js";
-import { connectAndProvision, spawnNode, status, structured, submit, submitWithRetry, until } from "../helpers/system.js";
+import { connectAndProvision, pool, spawnNode, status, structured, submit, submitWithRetry, until } from "../helpers/system.js";
 import { headSize, ledgerCli, ledgerIdentity, ledgerKv } from "../ledger-node/helpers.js";
 
 /**
@@ -75,6 +75,8 @@ export interface StepdownReport {
   /** Mails (accepted or resubmitted) delivered at least once / more than once / never. */
   delivered: number;
   twice: number;
+  /** The first mails delivered more than once: their history (state, node, attempt, inDoubt). */
+  twiceHistories: Record<string, string[]>;
   missing: number;
   /** Mails not Sent at the end, with their state. */
   notSent: Record<string, number>;
@@ -89,6 +91,8 @@ export interface StepdownReport {
   nodeErrors: string[];
   /** Warnings per node and message, for the record. */
   nodeWarnings: Record<string, number>;
+  /** /readyz answers other than 200 seen while the leaders moved (sampled every 250 ms), per node. */
+  notReadyDuring: Record<string, number>;
   /** Nodes whose /readyz did not return to 200. */
   notReady: string[];
   /** Exit codes after SIGTERM. */
@@ -137,10 +141,10 @@ export async function runStepdownProbe(opts: StepdownProbeOptions): Promise<Step
     say(`nodes ready after ${((Date.now() - t0) / 1000).toFixed(1)} s`);
 
     const report: StepdownReport = {
-      submitted: 0, accepted: 0, failedByCode: {}, resubmittedOk: 0, resubmitFailures: [], delivered: 0, twice: 0, missing: 0, notSent: {},
+      submitted: 0, accepted: 0, failedByCode: {}, resubmittedOk: 0, resubmitFailures: [], delivered: 0, twice: 0, twiceHistories: {}, missing: 0, notSent: {},
       stepdowns: Object.fromEntries(STEPDOWN_TARGETS.map((t) => [t.name, { ok: 0, failed: 0 }])), stepdownErrors: [],
       statusCalls: 0, statusFailedByCode: {}, samples: {}, ledger: { events: 0, size: 0, verify: { code: -1, stdout: "" } },
-      nodeErrors: [], nodeWarnings: {}, notReady: [], exits: {}, seconds: 0,
+      nodeErrors: [], nodeWarnings: {}, notReadyDuring: {}, notReady: [], exits: {}, seconds: 0,
     };
     const sample = (what: string, err: unknown) => {
       const list = (report.samples[`${what} ${codeOf(err)}`] ??= []);
@@ -168,6 +172,13 @@ export async function runStepdownProbe(opts: StepdownProbeOptions): Promise<Step
           report.stepdownErrors.push(`${t.name}: ${String(err)}`);
         }
         await new Promise((r) => setTimeout(r, opts.everyMs));
+      }
+    })();
+
+    const sampling = (async () => {
+      while (flowing) {
+        await Promise.all(nodes.map(async (n) => { if (await readyz(n) !== 200) bump(report.notReadyDuring, n.name); }));
+        await new Promise((r) => setTimeout(r, 250));
       }
     })();
 
@@ -218,13 +229,18 @@ export async function runStepdownProbe(opts: StepdownProbeOptions): Promise<Step
         report.resubmitFailures.push(`sd-${i}: ${codeOf(err)} ${String((err as Error)?.message).slice(0, 200)}`);
       }
     }));
+    // The leaders keep moving until every mail reached the sink: deliveries and the ledger work under them too.
+    const all = new Map([...accepted, ...resubmitted]);
+    const atSink = () => new Set(sink.messages.map((m) => m.messageId));
+    await until("every mail at the sink", () => { const got = atSink(); return [...all.values()].every((r) => got.has(r.messageId)); }, 120_000, 250)
+      .catch(() => undefined);
     flowing = false;
     await stepping;
     await statusing;
+    await sampling;
     say(`flow done after ${((Date.now() - t0) / 1000).toFixed(1)} s; step-downs ${JSON.stringify(report.stepdowns)}`);
 
     // Every mail settled: the status entries, read from the leader.
-    const all = new Map([...accepted, ...resubmitted]);
     const kv = await new Kvm(jetstream(nc)).open(Names.statusBucket);
     const stateOf = async (mailId: string) => {
       const e = await kv.get(mailId).catch(() => null);
@@ -232,17 +248,25 @@ export async function runStepdownProbe(opts: StepdownProbeOptions): Promise<Step
     };
     const states = new Map<string, string>();
     await until("every mail settled", async () => {
-      for (const mailId of all.keys()) if (!isTerminal((states.get(mailId) ?? "none") as never)) states.set(mailId, await stateOf(mailId));
-      return [...states.values()].every((s) => s === "Sent");
-    }, 90_000, 500).catch(() => undefined);
-    for (const s of states.values()) if (s !== "Sent") bump(report.notSent, s);
+      const open = [...all.keys()].filter((mailId) => !isTerminal((states.get(mailId) ?? "PendingProcessing") as MailState));
+      await pool(open, 32, async (mailId) => { states.set(mailId, await stateOf(mailId)); });
+      return [...states.values()].every((st) => st === "Sent");
+    }, 60_000, 500).catch(() => undefined);
+    for (const st of states.values()) if (st !== "Sent") bump(report.notSent, st);
+    say(`settled after ${((Date.now() - t0) / 1000).toFixed(1)} s`);
 
     const counts = new Map<string, number>();
     for (const m of sink.messages) counts.set(m.messageId ?? "?", (counts.get(m.messageId ?? "?") ?? 0) + 1);
     for (const r of all.values()) {
       const n = counts.get(r.messageId) ?? 0;
       if (n >= 1) report.delivered++;
-      if (n > 1) report.twice++;
+      if (n > 1) {
+        report.twice++;
+        if (Object.keys(report.twiceHistories).length < 5) {
+          const st = await status(nc, r.mailId).catch(() => undefined);
+          report.twiceHistories[r.mailId] = st?.history.map((e) => `${e.at.slice(11, 23)} ${e.state} ${e.node} #${e.attempt}${e.detail.inDoubt ? " inDoubt" : ""}`) ?? ["?"];
+        }
+      }
       if (n === 0) report.missing++;
     }
 
@@ -255,6 +279,7 @@ export async function runStepdownProbe(opts: StepdownProbeOptions): Promise<Step
       report.ledger.size = await headSize(lkv);
       return report.ledger.size >= report.ledger.events;
     }, 60_000, 250).catch(() => undefined);
+    say(`ledger caught up after ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     report.ledger.verify = await ledgerCli(["verify", "--json", "--server", cluster.urls.join(","), "--key", id.verifierKey], {});
 
     // Readiness back, then a clean stop.
