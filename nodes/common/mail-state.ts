@@ -35,6 +35,7 @@ export interface Step {
  * PendingProcessing if it has events (see `createStatusHandler` in the gateway).
  */
 export interface MailStateStore {
+  /** The status entry, read from the stream leader. @throws FenError STORE_UNAVAILABLE when the read fails. */
   get(mailId: MailId): Promise<Versioned | undefined>;
   /**
    * Publishes the PendingProcessing event (a no-op when it is stored already)
@@ -101,7 +102,13 @@ export function createMailStateStore(deps: { js: JetStreamClient; kv: KV; clock:
 
   const store: MailStateStore = {
     async get(mailId) {
-      const e = await kv.get(mailId);
+      let e;
+      try {
+        e = await kv.get(mailId);
+      } catch (err) {
+        // "temporarily unavailable" or no answer in time, e.g. while the bucket's stream changes leaders: ask again.
+        throw new FenError("STORE_UNAVAILABLE", `could not read the status of ${mailId}`, { cause: err });
+      }
       if (!e || e.operation !== "PUT") return undefined;
       return { record: Codecs.statusRecord.parse(e.json()), revision: e.revision };
     },

@@ -1,0 +1,56 @@
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { jetstreamManager } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { connect } from "@nats-io/transport-node";
+import { Codecs, Names, ServiceSubjects } from "../../protocol/index.js";
+import type { Actor } from "../../nodes/common/actor.js";
+import { callService } from "../../nodes/common/rpc.js";
+import { startTestCluster } from "../helpers/cluster.js";
+import type { TestCluster } from "../helpers/cluster.js";
+import { connectAndProvision, startGateway, startProcessing, structured, submit } from "../helpers/system.js";
+
+/**
+ * An operator's request while the mail_status stream's leader does not
+ * answer (mid leader change): the status reads fail for a moment, which is
+ * STORE_UNAVAILABLE (ask again), not INTERNAL with an error in the node's
+ * log. The relay port is closed: mails stay in MAIL_WORK, Deferred.
+ */
+let cluster: TestCluster;
+let admin: NatsConnection;
+let nc: NatsConnection;
+const actors: Actor[] = [];
+/** The server the nodes and the test's client use: never the mail_status stream's leader. */
+let home: number;
+
+beforeAll(async () => {
+  cluster = await startTestCluster();
+  admin = await connectAndProvision(cluster.urls);
+  const leader = (await (await jetstreamManager(admin)).streams.info(`KV_${Names.statusBucket}`)).cluster?.leader;
+  home = cluster.servers.findIndex((s) => s.name !== leader);
+  nc = await connect({ servers: cluster.servers[home]!.url });
+  actors.push(await startGateway(nc), await startProcessing(nc, 1, { FEN_RETRY_BASE_MS: "60000", FEN_RETRY_MAX_MS: "60000" }));
+});
+afterAll(async () => {
+  for (const a of actors) await a.drain();
+  await nc?.close();
+  await admin?.close();
+  await cluster?.dispose();
+});
+
+const queue = () => callService(nc, ServiceSubjects.queue, Codecs.queueRequest, { kind: "mail.queue", v: 1, limit: 10, after: 0 }, Codecs.queueReply);
+
+it("mail.queue while the mail_status stream's leader does not answer: STORE_UNAVAILABLE (retry), not INTERNAL", async () => {
+  await submit(nc, structured("queued", { key: "queued" }));
+  expect((await queue()).mails).toHaveLength(1);
+  const info = await (await jetstreamManager(admin)).streams.info(`KV_${Names.statusBucket}`);
+  const leader = cluster.servers.find((s) => s.name === info.cluster?.leader)!;
+  expect(cluster.servers.indexOf(leader)).not.toBe(home);
+  leader.process!.kill("SIGSTOP");
+  try {
+    await expect(queue()).rejects.toMatchObject({ code: "STORE_UNAVAILABLE" });
+  } finally {
+    leader.process!.kill("SIGCONT");
+  }
+  await cluster.waitReady(60_000);
+  expect((await queue()).mails).toHaveLength(1);
+}, 90_000);
