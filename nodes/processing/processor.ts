@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { Service } from "@nats-io/services";
-import type { ConsumerMessages, JetStreamClient, JetStreamManager, JsMsg } from "@nats-io/jetstream";
+import type { JetStreamClient, JetStreamManager, JsMsg } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { Objm } from "@nats-io/obj";
 import type { ObjectStore } from "@nats-io/obj";
@@ -16,6 +16,8 @@ import type { AdvanceOptions, MailStateStore, Step, Versioned } from "../common/
 import { createMailStateStore } from "../common/mail-state.js";
 import { firstBySubject } from "../common/js-errors.js";
 import type { Metrics } from "../common/metrics.js";
+import { createPullFeed } from "../common/pull-feed.js";
+import type { PullFeed } from "../common/pull-feed.js";
 import type { ProcessingConfig } from "../config/index.js";
 import { backoffDelay } from "./backoff.js";
 import type { MailClassifier } from "./classifier.js";
@@ -47,6 +49,13 @@ export const UNREADABLE_RETRY_MAX_MS = 10 * 60_000;
 /** How often a copy of a work item whose mail another node claimed moments ago checks back for its outcome. */
 export const CLAIM_RECHECK_MS = 2000;
 
+/**
+ * Life of each pull request on MAIL_WORK. A draining node waits for its
+ * outstanding request to end, so this bounds that wait on an idle stream;
+ * an idle node makes one request per this long.
+ */
+export const WORK_PULL_EXPIRES_MS = 3000;
+
 /** The processing node actor: pulls work items and walks each mail's life cycle. */
 export type ProcessingNode = Actor;
 
@@ -73,12 +82,31 @@ export type ProcessingNode = Actor;
  * attempt `inDoubt`. Nothing is lost; such a mail may arrive twice. If the
  * killed node had stored the attempt's Sent (or Bounced) event, which goes
  * before the status swap, that outcome is recorded and nothing is sent.
+ *
+ * Work items come from a pull feed ({@link createPullFeed}): one pull
+ * request at a time, for a quarter of `concurrency` (at least one), the
+ * next once that many slots are free, so the node holds at most
+ * `concurrency` work items, each started as it arrives. (One that arrives
+ * with no slot free, which only a failed pull request's successor can
+ * bring, waits for one.)
+ *
+ * `drain()` stops the node's services, asks for no more work and waits for
+ * the outstanding pull request to end (at most
+ * {@link WORK_PULL_EXPIRES_MS}); every work item the server sent, before or
+ * during that wait, is handled like the others, and the drain ends once
+ * they are done and the operator requests taken before are answered. No
+ * work item is left to ack_wait, as `consume().stop()` left those the
+ * server sent while it unsubscribed. They are handled rather than `nak`ed:
+ * while its pull request is open, a node would be sent back what it naks.
+ * At `drainTimeoutMs` the SMTP transactions still running are given up
+ * (recorded Deferred and `nak`ed with no delay), nothing more is started,
+ * and the work items not started yet are `nak`ed, with no delay, once the
+ * pull request has ended: another node takes them at once.
  */
 export function createProcessingNode(deps: ProcessingDeps, config: ProcessingConfig): ProcessingNode {
   let status: ActorStatus = { state: "created" };
-  let messages: ConsumerMessages | undefined;
+  let feed: PullFeed | undefined;
   let service: Service | undefined;
-  let loop: Promise<void> | undefined;
   let resolveClosed!: () => void;
   const closed = new Promise<void>((r) => (resolveClosed = r));
   const inFlight = new Set<Promise<void>>();
@@ -363,18 +391,38 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
     await settle(m, item);
   };
 
-  /** Why the work consumer cannot be pulled from, while it cannot (see start()). */
-  let consumerGone: string | undefined;
-  const pulling = () => {
-    if (consumerGone === undefined) return;
-    consumerGone = undefined;
-    log.info("work consumer back: pulling work again");
+  /** Work items per pull request; a request is made once this many slots are free. */
+  const pullBatch = Math.max(1, Math.ceil(config.concurrency / 4));
+  /** Work items not started yet (see the factory's doc), oldest first. */
+  const waiting: JsMsg[] = [];
+  /** Set when the node starts no more work items: at its drain deadline, or when its feed ended without a drain. */
+  let startNoMore = false;
+  let roomWaiter: (() => void) | undefined;
+  const held = () => inFlight.size + waiting.length;
+  const room = () => held() <= config.concurrency - pullBatch ? Promise.resolve() : new Promise<void>((r) => (roomWaiter = r));
+
+  const start = (m: JsMsg) => {
+    const p = handle(m).catch((err: unknown) => log.error({ err }, "handler crashed"));
+    inFlight.add(p);
+    void p.finally(() => {
+      inFlight.delete(p);
+      const next = startNoMore ? undefined : waiting.shift();
+      if (next) start(next);
+      if (held() <= config.concurrency - pullBatch) { roomWaiter?.(); roomWaiter = undefined; }
+    });
+  };
+  const take = (m: JsMsg) => {
+    if (!startNoMore && inFlight.size < config.concurrency) start(m);
+    else waiting.push(m);
   };
 
   return {
     closed,
     status: () => status,
-    notReady: () => consumerGone,
+    notReady: () => {
+      const why = feed?.failing();
+      return why && `the work consumer ${Names.workStream}/${Names.workConsumer} (provision it again if it was deleted): ${why}`;
+    },
     async start() {
       js = jetstream(deps.nc);
       jsm = await jetstreamManager(deps.nc);
@@ -386,53 +434,38 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
         quarantineThreshold: config.quarantineThreshold, maxMessageBytes: config.maxMessageBytes,
       });
       const consumer = await js.consumers.get(Names.workStream, Names.workConsumer);
-      messages = await consumer.consume({ max_messages: config.concurrency });
-      // The client keeps pulling when the work consumer is deleted under it (and resumes once it is provisioned again),
-      // silently: the node would look ready while mails wait in MAIL_WORK. Until a heartbeat or a work item shows the
-      // pull works again, /readyz says so.
-      void (async () => {
-        for await (const s of messages!.status()) {
-          if (s.type === "consumer_deleted" || s.type === "consumer_not_found" || s.type === "stream_not_found") {
-            if (consumerGone === undefined) log.error({ event: s.type }, "work consumer gone: no work is pulled until it is provisioned again");
-            consumerGone = `the work consumer ${Names.workStream}/${Names.workConsumer} is gone (${s.type}); provision it again`;
-          } else if (s.type === "heartbeat") {
-            pulling();
-          }
-        }
-      })().catch(() => undefined);
       status = { state: "running" };
       log.info({ concurrency: config.concurrency, classifier: deps.classifier.version }, "processing node running");
-      loop = (async () => {
-        for await (const m of messages!) {
-          pulling();
-          const p = handle(m).catch((err: unknown) => log.error({ err }, "handler crashed"));
-          inFlight.add(p);
-          void p.finally(() => inFlight.delete(p));
-          while (inFlight.size >= config.concurrency) await Promise.race(inFlight);
-        }
-      })();
-      loop.then(
-        async () => {
-          await Promise.allSettled([...inFlight]);
-          // Operator requests taken before the service stopped are answered before the node reports itself closed.
-          if (service) await requestsSettled(service);
-          status = { state: "closed" };
-          resolveClosed();
-        },
+      // A deleted work consumer makes each pull request fail: the feed keeps trying (it works again once the
+      // consumer is provisioned again) and /readyz says why meanwhile (notReady).
+      feed = createPullFeed(consumer, take, { batch: pullBatch, expiresMs: WORK_PULL_EXPIRES_MS, room }, log);
+      void feed.closed.then(async () => {
+        // A feed ends without a drain when its connection closed: nothing can be started or finished then.
+        if (status.state !== "draining") startNoMore = true;
+        // Work items still waiting are started as slots free up (the loop waits for those too), unless past the
+        // deadline; those are returned now that no pull request is open (an open one could take them back).
+        while (inFlight.size > 0) await Promise.allSettled([...inFlight]);
+        // On a closed connection nak throws: those come back after ack_wait.
+        try { for (const m of waiting.splice(0)) m.nak(); } catch { /* closed */ }
+        // Operator requests taken before the service stopped are answered before the node reports itself closed.
+        if (service) await requestsSettled(service);
+      }).then(
+        () => { status = { state: "closed" }; resolveClosed(); },
         (error: unknown) => { status = { state: "closed", error }; resolveClosed(); },
       );
     },
     async drain() {
       status = { state: "draining" };
-      if (!messages) { resolveClosed(); return; }
-      // Stop pulling; buffered but unhandled items return to the server.
+      if (!feed) { resolveClosed(); return; }
       await service?.stop();
-      messages.stop();
       // Past the deadline, the transactions still running are given up and recorded (Deferred), not cut off by a kill.
       const deadline = setTimeout(() => {
-        log.warn({ inFlight: inFlight.size, drainTimeoutMs: config.drainTimeoutMs }, "drain deadline: giving up the SMTP transactions in progress");
+        log.warn({ inFlight: inFlight.size, waiting: waiting.length, drainTimeoutMs: config.drainTimeoutMs }, "drain deadline: giving up the SMTP transactions in progress");
+        startNoMore = true;
         deps.delivery.abortAll(`FEN_DRAIN_TIMEOUT_MS ${config.drainTimeoutMs}`);
       }, config.drainTimeoutMs);
+      // Asks for no more work; what the server sends until the outstanding pull request ends is still taken.
+      await feed.drain();
       await closed;
       clearTimeout(deadline);
       deps.delivery.close();

@@ -71,8 +71,14 @@ describe("crashes", () => {
     const a = spawnNode("processing", { ...env, FEN_SMTP_PORT: String(victimRelay.port), FEN_NODE_NAME: "victim", FEN_HTTP_PORT: String(victimPort) }, `${cluster.dir}/victim.log`);
     const b = spawnNode("processing", { ...env, FEN_SMTP_PORT: String(survivorRelay.port), FEN_NODE_NAME: "survivor" }, `${cluster.dir}/survivor.log`);
     children.push(a, b);
-    // Whatever the outcome, the survivor must not take the next test's work.
-    onTestFinished(() => { b.kill("SIGTERM"); });
+    // Whatever the outcome, the survivor must not take the next test's work: a draining node still handles what
+    // its open pull request brings (up to 3 s), so the next test waits for it to exit.
+    onTestFinished(async () => {
+      if (b.exitCode !== null || b.signalCode !== null) return;
+      const exited = new Promise((r) => b.once("exit", r));
+      b.kill("SIGTERM");
+      await exited;
+    });
     const N = 500;
     const submitting = pool(Array.from({ length: N }, (_, i) => i), 32, (i) => submitWithRetry(nc, structured(`kill-${i}`, { key: `kill-${i}` })));
     // Kill the victim once it has demonstrably delivered mail itself, at a
