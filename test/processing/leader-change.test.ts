@@ -11,16 +11,13 @@ import { pool, startGateway, startProcessing, status, structured, submit, until 
  * processing nodes, on `consume()`, deliver nothing for 44 s after one,
  * silently and ready, until the client noticed two missed heartbeats.
  *
- * KNOWN DEFECT, marked `it.fails` until the node's pull loop (processor.ts
- * start(), being rewritten separately) pulls again on a leadership change,
- * as the pull feed does since it treats that 409 as routine
- * (nodes/common/pull-feed.ts): then this fails as "expected to fail" and
- * becomes a plain `it`. (`consume({ expires: 5000 })` only shortens the
- * stall, to ~7.5 s here.)
+ * Fixed by the node's pull feed, which treats that 409 as routine
+ * (nodes/common/pull-feed.ts). (`consume({ expires: 5000 })` only
+ * shortened the stall, to ~7.5 s here.)
  */
 const p = usePipeline({ start: async (nc, port) => [await startGateway(nc), await startProcessing(nc, port)] });
 
-it.fails("mails submitted after the work consumer's leader stepped down are delivered at once, not after the pull stalls", async () => {
+it("mails submitted after the work consumer's leader stepped down are delivered at once, not after the pull stalls", async () => {
   // Pulling: a first mail goes through.
   const first = await submit(p.nc, structured("before-change", { key: "before-change" }));
   await until("the first mail Sent", async () => (await status(p.nc, first.mailId)).state === "Sent", 30_000, 100);
