@@ -1,13 +1,11 @@
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
-import { connect } from "@nats-io/transport-node";
 import { Codecs, Names, mailIdFromIdempotencyKey, messageIdFor, workSubject } from "../../protocol/index.js";
 import type { WorkItem } from "../../protocol/index.js";
 import type { Actor } from "../../nodes/common/actor.js";
-import { startTestCluster } from "../helpers/cluster.js";
 import type { TestCluster } from "../helpers/cluster.js";
-import { connectAndProvision, startGateway, status, structured, submit } from "../helpers/system.js";
+import { clusterAwayFromLeaderOf, startGateway, status, structured, submit } from "../helpers/system.js";
 
 /**
  * mail.status while JetStream changes leaders (a rolling upgrade, a
@@ -24,11 +22,7 @@ let gateway: Actor;
 let home: number;
 
 beforeAll(async () => {
-  cluster = await startTestCluster();
-  admin = await connectAndProvision(cluster.urls);
-  const leader = (await (await jetstreamManager(admin)).streams.info(`KV_${Names.statusBucket}`)).cluster?.leader;
-  home = cluster.servers.findIndex((s) => s.name !== leader);
-  nc = await connect({ servers: cluster.servers[home]!.url });
+  ({ cluster, admin, nc, home } = await clusterAwayFromLeaderOf(`KV_${Names.statusBucket}`));
   gateway = await startGateway(nc);
 });
 afterAll(async () => {

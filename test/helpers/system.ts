@@ -20,6 +20,8 @@ import { createGateway } from "../../nodes/gateway/index.js";
 import { createDelivery, createProcessingNode, passThroughClassifier, relayOptions } from "../../nodes/processing/index.js";
 import type { MailClassifier } from "../../nodes/processing/index.js";
 import { provision } from "../../nodes/provision/index.js";
+import { startTestCluster } from "./cluster.js";
+import type { TestCluster } from "./cluster.js";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 
@@ -51,6 +53,20 @@ export async function startProcessing(nc: NatsConnection, smtpPort: number, env:
   }, config);
   await p.start();
   return p;
+}
+
+/**
+ * A 3-node test cluster, provisioned through `admin`, and a connection `nc`
+ * to a server that does not lead `stream` (`home`, its index), so a test can
+ * stop that stream's leader without cutting its own clients off.
+ */
+export async function clusterAwayFromLeaderOf(stream: string): Promise<{ cluster: TestCluster; admin: NatsConnection; nc: NatsConnection; home: number }> {
+  const cluster = await startTestCluster();
+  const admin = await connectAndProvision(cluster.urls);
+  const leader = (await (await jetstreamManager(admin)).streams.info(stream)).cluster?.leader;
+  const home = cluster.servers.findIndex((s) => s.name !== leader);
+  const nc = await connect({ servers: cluster.servers[home]!.url });
+  return { cluster, admin, nc, home };
 }
 
 /** Spawns a node's main.ts as a real child process (for SIGKILL tests). */

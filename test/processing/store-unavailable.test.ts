@@ -1,13 +1,11 @@
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
-import { connect } from "@nats-io/transport-node";
 import { Codecs, Names, ServiceSubjects } from "../../protocol/index.js";
 import type { Actor } from "../../nodes/common/actor.js";
 import { callService } from "../../nodes/common/rpc.js";
-import { startTestCluster } from "../helpers/cluster.js";
 import type { TestCluster } from "../helpers/cluster.js";
-import { connectAndProvision, startGateway, startProcessing, structured, submit } from "../helpers/system.js";
+import { clusterAwayFromLeaderOf, startGateway, startProcessing, structured, submit } from "../helpers/system.js";
 
 /**
  * An operator's request while the mail_status stream's leader does not
@@ -23,11 +21,7 @@ const actors: Actor[] = [];
 let home: number;
 
 beforeAll(async () => {
-  cluster = await startTestCluster();
-  admin = await connectAndProvision(cluster.urls);
-  const leader = (await (await jetstreamManager(admin)).streams.info(`KV_${Names.statusBucket}`)).cluster?.leader;
-  home = cluster.servers.findIndex((s) => s.name !== leader);
-  nc = await connect({ servers: cluster.servers[home]!.url });
+  ({ cluster, admin, nc, home } = await clusterAwayFromLeaderOf(`KV_${Names.statusBucket}`));
   actors.push(await startGateway(nc), await startProcessing(nc, 1, { FEN_RETRY_BASE_MS: "60000", FEN_RETRY_MAX_MS: "60000" }));
 });
 afterAll(async () => {
