@@ -96,9 +96,10 @@ async function storeRead<T>(what: string, read: Promise<T>): Promise<T> {
  * publishes the event then). Such a mail is PendingProcessing, with no history
  * yet; without a work item there is no such mail.
  */
-async function unclaimed(jsm: JetStreamManager, mailId: StatusReply["mailId"]): Promise<StatusReply> {
-  const m = await storeRead("the work item", firstBySubject(jsm, Names.workStream, workSubject(mailId)));
-  if (!m) throw new FenError("NOT_FOUND", `no mail ${mailId}`, { fields: [{ field: "mailId", code: "NOT_FOUND", message: "unknown mail id" }] });
+async function unclaimed(jsm: JetStreamManager, mailId: StatusReply["mailId"]): Promise<StatusReply | undefined> {
+  // A miss is confirmed by the stream's leader: a lagging replica would answer NOT_FOUND for an accepted mail.
+  const m = await storeRead("the work item", firstBySubject(jsm, Names.workStream, workSubject(mailId), { confirmAbsence: true }));
+  if (!m) return undefined;
   // An item this gateway cannot read (a newer version's, during a rolling upgrade) still shows the mail exists.
   let item: WorkItem | undefined;
   try { item = Codecs.workItem.decode(m.data); } catch { item = undefined; }
@@ -130,14 +131,28 @@ export function createStatusHandler(deps: { jsm: JetStreamManager; state: MailSt
     const history = upToDate ? replicaHistory : await storeRead("the history", readHistory(deps.jsm, req.mailId, { fromLeader: true }));
     const last = history.at(-1);
     const now = current ? current.record : last && { state: last.state, attempt: last.attempt, updatedAt: last.at };
-    if (!now) return unclaimed(deps.jsm, req.mailId);
-    const recipients = history[0]?.recipients;
-    const same = (r: readonly string[]) => recipients !== undefined && r.length === recipients.length && r.every((x, i) => x === recipients[i]);
-    return {
-      kind: "mail.status.reply", v: 1, mailId: req.mailId, state: now.state, attempt: now.attempt, updatedAt: now.updatedAt,
-      ...(recipients ? { recipients } : {}),
-      history: history.map(({ recipients: r, ...ev }) => (same(r) ? ev : { ...ev, recipients: r })),
-      ...(ledger && ledger.length > 0 ? { ledger } : {}),
-    };
+    if (!now) {
+      const pending = await unclaimed(deps.jsm, req.mailId);
+      if (pending) return pending;
+      // No work item either: unknown, or a node claimed, delivered and acked it (the work queue drops it) since
+      // the reads above. The status entry is written before that ack: read once more before answering NOT_FOUND.
+      const again = await storeRead("the status entry", deps.state.get(req.mailId));
+      if (!again) throw new FenError("NOT_FOUND", `no mail ${req.mailId}`, { fields: [{ field: "mailId", code: "NOT_FOUND", message: "unknown mail id" }] });
+      const settled = await storeRead("the history", readHistory(deps.jsm, req.mailId, { fromLeader: true }));
+      return reply(req.mailId, again.record, settled, ledger);
+    }
+    return reply(req.mailId, now, history, ledger);
+  };
+}
+
+/** The reply for mail `mailId` whose current state is `now`, with its history (recipients given once when all agree). */
+function reply(mailId: StatusReply["mailId"], now: { state: StatusReply["state"]; attempt: number; updatedAt: string }, history: MailEvent[], ledger: StatusReply["ledger"]): StatusReply {
+  const recipients = history[0]?.recipients;
+  const same = (r: readonly string[]) => recipients !== undefined && r.length === recipients.length && r.every((x, i) => x === recipients[i]);
+  return {
+    kind: "mail.status.reply", v: 1, mailId, state: now.state, attempt: now.attempt, updatedAt: now.updatedAt,
+    ...(recipients ? { recipients } : {}),
+    history: history.map(({ recipients: r, ...ev }) => (same(r) ? ev : { ...ev, recipients: r })),
+    ...(ledger && ledger.length > 0 ? { ledger } : {}),
   };
 }

@@ -98,9 +98,10 @@ export function rolePermissions(): Readonly<Record<NatsRole, NatsPermissions>> {
           // A submission that lost a race drops the body object it wrote.
           ...kvRead(Names.statusBucket), ...objectDelete(Names.bodiesBucket),
           // mail.status: the history (batched Direct Get; through the leader when a replica lags) and the
-          // mail's ledger index records; a racing submission reads the first one's work item.
+          // mail's ledger index records; a racing submission reads the first one's work item, and so does
+          // mail.status for a mail with no event yet (a miss confirmed by the work stream's leader).
           jsApi.directGet(Names.eventsStream), jsApi.msgGet(Names.eventsStream),
-          jsApi.directGet(kvStream(Names.ledgerBucket)), jsApi.directGet(Names.workStream),
+          jsApi.directGet(kvStream(Names.ledgerBucket)), jsApi.directGet(Names.workStream), jsApi.msgGet(Names.workStream),
         ],
         deny: ledgerWrites,
       },

@@ -140,7 +140,7 @@ describe("allowed flows with role users", () => {
     expect(r).toMatchObject({ kind: "mail.queue.reply", waiting: expect.any(Number), held: expect.any(Number) });
   });
 
-  it("an unknown mail is NOT_FOUND for mail.status and ledger.proof, each miss confirmed by the events stream's leader", async () => {
+  it("an unknown mail is NOT_FOUND for mail.status and ledger.proof, each miss confirmed by the stream leaders (events, work)", async () => {
     const unknown = mailIdFromIdempotencyKey("perm-never-submitted");
     await expect(status(probe("publisher"), unknown)).rejects.toMatchObject({ code: "NOT_FOUND" });
     await expect(callService(probe("operator"), ServiceSubjects.ledgerProof, LedgerCodecs.proofRequest,
