@@ -72,7 +72,13 @@ export function createPullFeed(consumer: Consumer, onMessage: (m: JsMsg) => void
   const drained = new Promise<void>((r) => (onDrain = r));
 
   const closed = (async () => {
-    for (let failures = 0; !draining && !stopped;) {
+    for (let failures = 0, first = true; !draining && !stopped; first = false) {
+      // Back-pressure: every request after the first waits until the caller has room for a batch, after a failed or
+      // voided request too (messages may have come before it failed); a drain need not wait.
+      if (!first && opts.room) {
+        await Promise.race([opts.room(), drained]);
+        if (draining || stopped) break;
+      }
       try {
         const messages = await consumer.fetch({ max_messages: opts.batch, expires: opts.expiresMs });
         current = messages;
@@ -83,8 +89,6 @@ export function createPullFeed(consumer: Consumer, onMessage: (m: JsMsg) => void
         }
         failures = 0;
         failing = undefined;
-        // Back-pressure: the next request waits until the caller has room for it (a drain need not wait).
-        if (opts.room) await Promise.race([opts.room(), drained]);
       } catch (err) {
         // A closed connection ends the feed, as it ends a `consume()`.
         // A draining feed asks for nothing more: with no request outstanding, it is done.
