@@ -106,8 +106,9 @@ describe("processing node drain", () => {
       `(stops took ${stopMs.join(", ")} ms); ` +
       `deliveries ${info.delivered.consumer_seq} for ${info.delivered.stream_seq} work items; ${twice} mails delivered twice, ${lost} lost`);
     expect(left).toEqual(left.map(() => 0));
-    // Each work item delivered once: none came back after ack_wait (or a nak).
-    expect(info.delivered.consumer_seq).toBe(info.delivered.stream_seq);
+    expect(toAckWait).toEqual(toAckWait.map(() => 0));
+    // (Deliveries are printed, not asserted equal to the work items: a work item naked for a transient store fault
+    // on a loaded machine is delivered again, which is no stop's doing.)
     expect(twice).toBe(0);
     expect(lost).toBe(0);
   }, 240_000);
