@@ -130,18 +130,20 @@ async function storeStep<T>(what: string, step: Promise<T>): Promise<T> {
  * Publishes the work item, waiting out a leader change of MAIL_WORK: a
  * publish that found no stream listening stored nothing (see
  * isNoStreamListening) and is made again, 25 ms more each time and at most
- * 250 ms apart, for as long as `timeoutMs` from the first try allows. Any
- * other failure, and a timeout (the item may have been stored), is thrown.
+ * 250 ms apart, for as long as `timeoutMs` from the first try allows (and
+ * at most timeoutMs / 25 tries, whatever the injected clock says). Any other
+ * failure, and a timeout (the item may have been stored), is thrown.
  */
 async function publishWorkItem(deps: SubmitDeps, subject: string, data: Uint8Array, mailId: MailId, timeoutMs: number) {
   const deadline = deps.clock.now() + timeoutMs;
+  const maxTries = Math.max(1, Math.ceil(timeoutMs / 25));
   for (let i = 1; ; i++) {
     const left = deadline - deps.clock.now();
     try {
       return await deps.js.publish(subject, data, { msgID: mailId, timeout: Math.max(1, left) });
     } catch (err) {
       const pause = Math.min(250, 25 * i);
-      if (!isNoStreamListening(err) || deadline - deps.clock.now() <= pause) throw err;
+      if (!isNoStreamListening(err) || deadline - deps.clock.now() <= pause || i >= maxTries) throw err;
       await new Promise((r) => setTimeout(r, pause));
     }
   }
@@ -248,7 +250,7 @@ export function createSubmitHandler(deps: SubmitDeps, opts: SubmitOptions): (dat
       if (!isDuplicateInProcess(err)) {
         // A refusal from the stream means nothing was stored: the body object is nobody's. A timeout or a
         // lost connection proves nothing (the work item may commit later), so the object is kept: a leak, not a loss.
-        if ("object" in body && err instanceof JetStreamApiError) await deps.bodies.delete(body.object).catch(() => undefined);
+        if ("object" in body && (err instanceof JetStreamApiError || isNoStreamListening(err))) await deps.bodies.delete(body.object).catch(() => undefined);
         throw new FenError("STORE_UNAVAILABLE", "JetStream did not acknowledge the mail; retry with the same idempotency key", { cause: err });
       }
     }
