@@ -399,6 +399,12 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
   let startNoMore = false;
   let roomWaiter: (() => void) | undefined;
   const held = () => inFlight.size + waiting.length;
+  /** Set once the feed has ended: no pull request is open, so a nak'ed item goes to another node. */
+  let feedEnded = false;
+  /** Naks (no delay) the work items not started yet. On a closed connection nak throws: those come back after ack_wait. */
+  const returnWaiting = () => {
+    try { for (const m of waiting.splice(0)) m.nak(); } catch { /* closed */ }
+  };
   const room = () => held() <= config.concurrency - pullBatch ? Promise.resolve() : new Promise<void>((r) => (roomWaiter = r));
 
   const start = (m: JsMsg) => {
@@ -444,9 +450,10 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
         if (status.state !== "draining") startNoMore = true;
         // Work items still waiting are started as slots free up (the loop waits for those too), unless past the
         // deadline; those are returned now that no pull request is open (an open one could take them back).
+        feedEnded = true;
+        if (startNoMore) returnWaiting();
         while (inFlight.size > 0) await Promise.allSettled([...inFlight]);
-        // On a closed connection nak throws: those come back after ack_wait.
-        try { for (const m of waiting.splice(0)) m.nak(); } catch { /* closed */ }
+        returnWaiting();
         // Operator requests taken before the service stopped are answered before the node reports itself closed.
         if (service) await requestsSettled(service);
       }).then(
@@ -462,6 +469,8 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
       const deadline = setTimeout(() => {
         log.warn({ inFlight: inFlight.size, waiting: waiting.length, drainTimeoutMs: config.drainTimeoutMs }, "drain deadline: giving up the SMTP transactions in progress");
         startNoMore = true;
+        // Not started, and no pull request open to take them back: returned now, not after the given-up transactions.
+        if (feedEnded) returnWaiting();
         deps.delivery.abortAll(`FEN_DRAIN_TIMEOUT_MS ${config.drainTimeoutMs}`);
       }, config.drainTimeoutMs);
       // Asks for no more work; what the server sends until the outstanding pull request ends is still taken.
