@@ -1,6 +1,7 @@
 import { JetStreamApiError, JetStreamError } from "@nats-io/jetstream";
 import type { JetStreamClient, JetStreamManager, MsgRequest, PubAck, StoredMsg } from "@nats-io/jetstream";
 import { NoRespondersError, RequestError, TimeoutError } from "@nats-io/nats-core";
+import { FenError } from "../../protocol/index.js";
 
 /** JetStream API error codes meaning "no such stream / consumer / message". */
 const NOT_FOUND_CODES = new Set([10059, 10014, 10037]);
@@ -133,4 +134,20 @@ export async function firstBySubjectFromLeader(jsm: JetStreamManager, stream: st
     if (isNotFound(err)) return null;
     throw err;
   });
+}
+
+/**
+ * A read of JetStream (a status entry, a history, a work item, consumer
+ * info) that failed: a stream or consumer changing leaders answers
+ * "temporarily unavailable", or no one answers until the new leader is
+ * elected. That is STORE_UNAVAILABLE (ask again), not INTERNAL. FenErrors
+ * pass through.
+ */
+export async function storeRead<T>(what: string, read: Promise<T>): Promise<T> {
+  try {
+    return await read;
+  } catch (err) {
+    if (err instanceof FenError) throw err;
+    throw new FenError("STORE_UNAVAILABLE", `reading ${what} failed (${String((err as Error)?.message ?? err).slice(0, 200)}); ask again`, { cause: err });
+  }
 }

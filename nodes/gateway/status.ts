@@ -3,7 +3,7 @@ import { Codecs, FenError, LedgerBucketKeys, LedgerBucketStream, LedgerCodecs, N
 import type { MailEvent, StatusReply, WorkItem } from "../../protocol/index.js";
 import { eventIdOf } from "../common/mail-state.js";
 import type { MailStateStore } from "../common/mail-state.js";
-import { firstBySubject, firstBySubjectFromLeader, isNotFound } from "../common/js-errors.js";
+import { firstBySubject, firstBySubjectFromLeader, isNotFound, storeRead } from "../common/js-errors.js";
 
 type LedgerReceiptRef = NonNullable<StatusReply["ledger"]>[number];
 
@@ -71,21 +71,6 @@ export async function readLedgerRefs(jsm: JetStreamManager, mailId: string): Pro
     if (!isNotFound(err) && !/no results/i.test(String((err as Error)?.message))) return undefined;
   }
   return refs.sort((a, b) => a.index - b.index);
-}
-
-/**
- * A read of the status entry, the history or the work item that failed: a
- * stream changing leaders answers "temporarily unavailable", or no one
- * answers until the new leader is elected. That is STORE_UNAVAILABLE (ask
- * again), not INTERNAL. FenErrors pass through.
- */
-async function storeRead<T>(what: string, read: Promise<T>): Promise<T> {
-  try {
-    return await read;
-  } catch (err) {
-    if (err instanceof FenError) throw err;
-    throw new FenError("STORE_UNAVAILABLE", `reading ${what} failed (${String((err as Error)?.message ?? err).slice(0, 200)}); ask again`, { cause: err });
-  }
 }
 
 /**

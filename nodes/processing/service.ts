@@ -13,7 +13,7 @@ import type { MailStateStore, Versioned } from "../common/mail-state.js";
 import type { Metrics } from "../common/metrics.js";
 import { serveEndpoint } from "../common/rpc.js";
 import { createAdmission } from "../common/admission.js";
-import { isNotFound, publishOnce } from "../common/js-errors.js";
+import { isNotFound, publishOnce, storeRead } from "../common/js-errors.js";
 import { checkMime, checkRequestSize, checkStructuredSize, composeStructured, messageIdForPreview, tooLarge } from "../gateway/index.js";
 import type { MailClassifier } from "./classifier.js";
 import { classifyOrFail } from "./classifier.js";
@@ -115,7 +115,7 @@ export async function startProcessingService(deps: ProcessingServiceDeps): Promi
         read.push({ seq: m.seq, item: Codecs.workItem.decode(m.data) });
       }
     } catch (err) {
-      if (!isNotFound(err)) throw err; // nothing at or after `after` + 1
+      if (!isNotFound(err)) await storeRead(`the ${stream} page`, Promise.reject(err)); // nothing at or after `after` + 1
     }
     const records = await Promise.all(read.map(async (x) => (await state.get(x.item.mailId))?.record));
     const next = pending > 0 ? read.at(-1)?.seq : undefined;
@@ -129,7 +129,7 @@ export async function startProcessingService(deps: ProcessingServiceDeps): Promi
    */
   serveEndpoint(service, { name: "queue", subject: ServiceSubjects.queue }, async (data) => {
     const req = Codecs.queueRequest.decode(data);
-    const ci = await jsm.consumers.info(Names.workStream, Names.workConsumer);
+    const ci = await storeRead("the work consumer's info", jsm.consumers.info(Names.workStream, Names.workConsumer));
     const { entries, remaining, next } = await page(Names.workStream, req.after, req.limit, PAGE_BYTES);
     const reply: QueueReply = {
       kind: "mail.queue.reply", v: 1, remaining, waiting: ci.num_pending, held: ci.num_ack_pending, ...(next ? { next } : {}),
@@ -157,10 +157,10 @@ export async function startProcessingService(deps: ProcessingServiceDeps): Promi
       ? r.state === "PendingProcessing" && String(r.detail.reason ?? "").startsWith(RELEASED)
       : r.state === "Rejected" && r.detail.error?.code === "QUARANTINED";
     if (r.state !== "Quarantined" && !resumed) throw notFound(`mail ${mailId} is ${r.state}, not Quarantined`);
-    const msg = await jsm.streams.getMessage(Names.quarantineStream, { last_by_subj: quarantineSubject(mailId) }).catch((err: unknown) => {
+    const msg = await storeRead("the kept copy", jsm.streams.getMessage(Names.quarantineStream, { last_by_subj: quarantineSubject(mailId) }).catch((err: unknown) => {
       if (isNotFound(err)) return null;
       throw err;
-    });
+    }));
     if (!msg) throw notFound(`mail ${mailId} is ${r.state}, not in ${Names.quarantineStream}`);
     return { cur, msg, resumed };
   };
