@@ -69,6 +69,33 @@ export async function clusterAwayFromLeaderOf(stream: string): Promise<{ cluster
   return { cluster, admin, nc, home };
 }
 
+/**
+ * Stops (SIGSTOP) the leader of `stream`, which must not be the `home`
+ * server the clients use, as a leader change does for a moment, and calls
+ * `ask` every 100 ms until it fails with STORE_UNAVAILABLE (at most 30 s):
+ * until the followers notice the leader is gone, one of them may still
+ * answer a Direct Get. Resumes the leader (SIGCONT) and waits for the
+ * cluster; returns every answer ("ok" or the error's code).
+ */
+export async function askWhileLeaderStopped(env: { cluster: TestCluster; admin: NatsConnection; home: number }, stream: string, ask: () => Promise<unknown>): Promise<string[]> {
+  const info = await (await jetstreamManager(env.admin)).streams.info(stream);
+  const leader = env.cluster.servers.find((s) => s.name === info.cluster?.leader);
+  if (!leader || env.cluster.servers.indexOf(leader) === env.home) throw new Error(`${stream}'s leader is the test clients' server or unknown`);
+  const answers: string[] = [];
+  leader.process!.kill("SIGSTOP");
+  try {
+    const deadline = Date.now() + 30_000;
+    while (!answers.includes("STORE_UNAVAILABLE") && Date.now() < deadline) {
+      answers.push(await ask().then(() => "ok", (e: { code?: string; message?: string }) => e.code ?? String(e.message)));
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  } finally {
+    leader.process!.kill("SIGCONT");
+  }
+  await env.cluster.waitReady(60_000);
+  return answers;
+}
+
 /** Spawns a node's main.ts as a real child process (for SIGKILL tests). */
 export function spawnNode(role: "gateway" | "processing" | "ledger", env: Record<string, string>, logFile?: string): ChildProcess {
   // `node --import tsx`, not the tsx wrapper: the wrapper runs node as a
