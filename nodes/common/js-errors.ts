@@ -1,6 +1,6 @@
 import { JetStreamApiError, JetStreamError } from "@nats-io/jetstream";
 import type { JetStreamClient, JetStreamManager, MsgRequest, PubAck, StoredMsg } from "@nats-io/jetstream";
-import { NoRespondersError, RequestError, TimeoutError } from "@nats-io/nats-core";
+import { NoRespondersError, PermissionViolationError, RequestError, TimeoutError } from "@nats-io/nats-core";
 import { FenError } from "../../protocol/index.js";
 
 /** JetStream API error codes meaning "no such stream / consumer / message". */
@@ -137,17 +137,37 @@ export async function firstBySubjectFromLeader(jsm: JetStreamManager, stream: st
 }
 
 /**
+ * The server refused the request: this client's NATS user lacks a
+ * permission (a deployment whose authorization does not match the node's
+ * role). Asking again cannot help.
+ */
+export function isPermissionViolation(err: unknown): boolean {
+  const cause = (err as { cause?: unknown } | undefined)?.cause;
+  return err instanceof PermissionViolationError || cause instanceof PermissionViolationError;
+}
+
+/**
+ * A read the server refused for want of a permission: INTERNAL (a fault of the deployment, logged by the
+ * endpoint), not STORE_UNAVAILABLE, which would have clients ask again for ever.
+ */
+export function refusedRead(what: string, err: unknown): FenError {
+  return new FenError("INTERNAL", `reading ${what} was refused: this node's NATS user lacks a permission (${String((err as Error)?.message ?? err).slice(0, 200)})`, { cause: err });
+}
+
+/**
  * A read of JetStream (a status entry, a history, a work item, consumer
  * info) that failed: a stream or consumer changing leaders answers
  * "temporarily unavailable", or no one answers until the new leader is
- * elected. That is STORE_UNAVAILABLE (ask again), not INTERNAL. FenErrors
- * pass through.
+ * elected. That is STORE_UNAVAILABLE (ask again), not INTERNAL. A read the
+ * server refused for want of a permission is INTERNAL ({@link refusedRead}).
+ * FenErrors pass through.
  */
 export async function storeRead<T>(what: string, read: Promise<T>): Promise<T> {
   try {
     return await read;
   } catch (err) {
     if (err instanceof FenError) throw err;
+    if (isPermissionViolation(err)) throw refusedRead(what, err);
     throw new FenError("STORE_UNAVAILABLE", `reading ${what} failed (${String((err as Error)?.message ?? err).slice(0, 200)}); ask again`, { cause: err });
   }
 }

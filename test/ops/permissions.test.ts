@@ -10,7 +10,8 @@ import { Kvm } from "@nats-io/kv";
 import { captureCli } from "../helpers/cli.js";
 import { main } from "../../nodes/cli/main.js";
 import { connectCli } from "../../nodes/common/nats.js";
-import { firstBySubject } from "../../nodes/common/js-errors.js";
+import { firstBySubject, storeRead } from "../../nodes/common/js-errors.js";
+import { createMailStateStore } from "../../nodes/common/mail-state.js";
 import { readHistory } from "../../nodes/gateway/index.js";
 import {
   Codecs, LedgerCodecs, Names, ServiceSubjects, eventSubject, quarantineRequestSubject, mailIdFromIdempotencyKey, workSubject,
@@ -173,6 +174,14 @@ describe("forbidden actions are refused by the server", () => {
     // Nothing reached the stream.
     const jsm = await jetstreamManager(node("provision"));
     expect(await jsm.streams.getMessage(Names.workStream, { last_by_subj: workSubject(mailId) }).catch(() => null)).toBeNull();
+  });
+
+  it("a read the server refuses for want of a permission is INTERNAL (a deployment fault), not STORE_UNAVAILABLE (ask again)", async () => {
+    const js = jetstream(probe("publisher"));
+    const kv = await new Kvm(js).open(Names.statusBucket);
+    await expect(storeRead("the status entry", kv.get(mailId))).rejects.toMatchObject({ code: "INTERNAL", message: expect.stringMatching(/lacks a permission/) });
+    const state = createMailStateStore({ js, kv, clock: systemClock, node: "perm-probe" });
+    await expect(state.get(mailId)).rejects.toMatchObject({ code: "INTERNAL" });
   });
 
   it("a publisher cannot call operator or ledger services, nor listen in", async () => {
