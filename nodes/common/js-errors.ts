@@ -141,7 +141,7 @@ export async function firstBySubjectFromLeader(jsm: JetStreamManager, stream: st
  * permission (a deployment whose authorization does not match the node's
  * role). Asking again cannot help.
  */
-export function isPermissionViolation(err: unknown): boolean {
+function isPermissionViolation(err: unknown): boolean {
   const cause = (err as { cause?: unknown } | undefined)?.cause;
   return err instanceof PermissionViolationError || cause instanceof PermissionViolationError;
 }
@@ -150,7 +150,7 @@ export function isPermissionViolation(err: unknown): boolean {
  * A read the server refused for want of a permission: INTERNAL (a fault of the deployment, logged by the
  * endpoint), not STORE_UNAVAILABLE, which would have clients ask again for ever.
  */
-export function refusedRead(what: string, err: unknown): FenError {
+function refusedRead(what: string, err: unknown): FenError {
   return new FenError("INTERNAL", `reading ${what} was refused: this node's NATS user lacks a permission (${String((err as Error)?.message ?? err).slice(0, 200)})`, { cause: err });
 }
 

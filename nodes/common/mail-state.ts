@@ -3,7 +3,7 @@ import type { KV } from "@nats-io/kv";
 import { Codecs, FenError, canTransition, eventSubject } from "../../protocol/index.js";
 import type { EventDetail, MailEvent, MailId, MailState, StatusRecord } from "../../protocol/index.js";
 import type { Clock } from "./clock.js";
-import { isPermissionViolation, isWrongLastSequence, publishOnce, refusedRead } from "./js-errors.js";
+import { isWrongLastSequence, publishOnce, storeRead } from "./js-errors.js";
 
 /**
  * A status record with the KV revision it was read at (for compare-and-swap).
@@ -102,14 +102,8 @@ export function createMailStateStore(deps: { js: JetStreamClient; kv: KV; clock:
 
   const store: MailStateStore = {
     async get(mailId) {
-      let e;
-      try {
-        e = await kv.get(mailId);
-      } catch (err) {
-        if (isPermissionViolation(err)) throw refusedRead(`the status of ${mailId}`, err);
-        // "temporarily unavailable" or no answer in time, e.g. while the bucket's stream changes leaders: ask again.
-        throw new FenError("STORE_UNAVAILABLE", `could not read the status of ${mailId}`, { cause: err });
-      }
+      // "temporarily unavailable" or no answer in time, e.g. while the bucket's stream changes leaders: ask again.
+      const e = await storeRead(`the status of ${mailId}`, kv.get(mailId));
       if (!e || e.operation !== "PUT") return undefined;
       return { record: Codecs.statusRecord.parse(e.json()), revision: e.revision };
     },

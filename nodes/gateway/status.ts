@@ -104,7 +104,7 @@ export function createStatusHandler(deps: { jsm: JetStreamManager; state: MailSt
   return async (data) => {
     const req = Codecs.statusRequest.decode(data);
     const [current, replicaHistory, ledger] = await Promise.all([
-      storeRead("the status entry", deps.state.get(req.mailId)), storeRead("the history", readHistory(deps.jsm, req.mailId)),
+      deps.state.get(req.mailId), storeRead("the history", readHistory(deps.jsm, req.mailId)),
       readLedgerRefs(deps.jsm, req.mailId),
     ]);
     // The state entry is read from the leader and written after its event is stored (MailStateStore), so
@@ -121,7 +121,7 @@ export function createStatusHandler(deps: { jsm: JetStreamManager; state: MailSt
       if (pending) return pending;
       // No work item either: unknown, or a node claimed, delivered and acked it (the work queue drops it) since
       // the reads above. The status entry is written before that ack: read once more before answering NOT_FOUND.
-      const again = await storeRead("the status entry", deps.state.get(req.mailId));
+      const again = await deps.state.get(req.mailId);
       if (!again) throw new FenError("NOT_FOUND", `no mail ${req.mailId}`, { fields: [{ field: "mailId", code: "NOT_FOUND", message: "unknown mail id" }] });
       const settled = await storeRead("the history", readHistory(deps.jsm, req.mailId, { fromLeader: true }));
       return reply(req.mailId, again.record, settled, ledger);

@@ -405,7 +405,9 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
   const returnWaiting = () => {
     try { for (const m of waiting.splice(0)) m.nak(); } catch { /* closed */ }
   };
-  const room = () => held() <= config.concurrency - pullBatch ? Promise.resolve() : new Promise<void>((r) => (roomWaiter = r));
+  /** Whether a whole pull batch fits beside what the node holds. */
+  const hasRoom = () => held() <= config.concurrency - pullBatch;
+  const room = () => hasRoom() ? Promise.resolve() : new Promise<void>((r) => (roomWaiter = r));
 
   const start = (m: JsMsg) => {
     const p = handle(m).catch((err: unknown) => log.error({ err }, "handler crashed"));
@@ -414,7 +416,7 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
       inFlight.delete(p);
       const next = startNoMore ? undefined : waiting.shift();
       if (next) start(next);
-      if (held() <= config.concurrency - pullBatch) { roomWaiter?.(); roomWaiter = undefined; }
+      if (hasRoom()) { roomWaiter?.(); roomWaiter = undefined; }
     });
   };
   const take = (m: JsMsg) => {
