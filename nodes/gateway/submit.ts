@@ -1,13 +1,13 @@
 import { createHash, randomBytes } from "node:crypto";
 import { JetStreamApiError } from "@nats-io/jetstream";
-import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
+import type { JetStreamClient, JetStreamManager, PubAck } from "@nats-io/jetstream";
 import type { ObjectStore } from "@nats-io/obj";
 import {
   Codecs, DUPLICATE_WINDOW_MS, FenError, INLINE_BODY_LIMIT, Names, contentSha256, mailIdFromContent, mailIdFromIdempotencyKey, mailboxOf, messageIdFor,
   workSubject,
 } from "../../protocol/index.js";
 import type { BodyRef, Envelope, MailEvent, MailId, SubmitReply, StructuredMail, SubmitRequest, WorkItem } from "../../protocol/index.js";
-import { firstBySubject, isDuplicateInProcess, isNoStreamListening } from "../common/js-errors.js";
+import { firstBySubject, isDuplicateInProcess, isNoStreamListening, isRequestTimeout } from "../common/js-errors.js";
 import type { Clock } from "../common/clock.js";
 import type { MailStateStore } from "../common/mail-state.js";
 import type { Logger } from "../common/logger.js";
@@ -126,27 +126,69 @@ async function storeStep<T>(what: string, step: Promise<T>): Promise<T> {
   }
 }
 
+/** The longest one attempt to publish a work item waits for its ack, unless FEN_SUBMIT_TIMEOUT_MS / 4 is longer. */
+export const WORK_PUBLISH_ATTEMPT_MS = 1000;
+
 /**
- * Publishes the work item, waiting out a leader change of MAIL_WORK: a
- * publish that found no stream listening stored nothing (see
- * isNoStreamListening) and is made again, 25 ms more each time and at most
- * 250 ms apart, for as long as `timeoutMs` from the first try allows (and
- * at most timeoutMs / 25 tries, whatever the injected clock says). Any other
- * failure, and a timeout (the item may have been stored), is thrown.
+ * How a work item's publish ended: stored by this submission (`mine`
+ * true), found stored by another submission of the same mail (false), or
+ * found stored by a submission that may have been this one (undefined: an
+ * attempt of ours went unanswered and the stored item can no longer be
+ * read, e.g. a node already finished it).
  */
-async function publishWorkItem(deps: SubmitDeps, subject: string, data: Uint8Array, mailId: MailId, timeoutMs: number) {
+interface WorkPublished {
+  readonly ack: PubAck;
+  readonly mine: boolean | undefined;
+}
+
+/**
+ * Publishes the work item until JetStream answers, within `timeoutMs` from
+ * the first try (and at most timeoutMs / 25 tries, whatever the injected
+ * clock says). Made again, 25 ms more each time and at most 250 ms apart:
+ * - a publish that found no stream listening (a leader change of
+ *   MAIL_WORK; nothing was stored, see isNoStreamListening);
+ * - a publish left unanswered for an attempt's time (the larger of
+ *   WORK_PUBLISH_ATTEMPT_MS and timeoutMs / 4): the leader may have taken it
+ *   and dropped it as it stepped down. The same Nats-Msg-Id makes the next
+ *   attempt store the item or get the duplicate ack of the stored one, so an
+ *   unanswered attempt costs latency, not the caller's request;
+ * - after such an attempt, "duplicate message id is in process" (it may be
+ *   that very attempt, still being replicated).
+ * A duplicate ack after an unanswered attempt is checked against the stored
+ * item's bytes (`mine`). Any other failure, and the last attempt's timeout,
+ * is thrown.
+ */
+async function publishWorkItem(deps: SubmitDeps, subject: string, data: Uint8Array, mailId: MailId, timeoutMs: number): Promise<WorkPublished> {
   const deadline = deps.clock.now() + timeoutMs;
   const maxTries = Math.max(1, Math.ceil(timeoutMs / 25));
+  const attemptMs = Math.max(WORK_PUBLISH_ATTEMPT_MS, Math.floor(timeoutMs / 4));
+  let unanswered = 0;
   for (let i = 1; ; i++) {
     const left = deadline - deps.clock.now();
     try {
-      return await deps.js.publish(subject, data, { msgID: mailId, timeout: Math.max(1, left) });
+      const ack = await deps.js.publish(subject, data, { msgID: mailId, timeout: Math.max(1, Math.min(left, attemptMs)) });
+      if (unanswered > 0) deps.log.info({ mailId, unanswered, duplicate: ack.duplicate }, "work item publish answered after unanswered attempts");
+      if (!ack.duplicate) return { ack, mine: true };
+      return { ack, mine: unanswered === 0 ? false : await storedIsThis(deps, ack, data) };
     } catch (err) {
+      if (isRequestTimeout(err)) unanswered++;
+      const again = isNoStreamListening(err) || isRequestTimeout(err) || (unanswered > 0 && isDuplicateInProcess(err));
       const pause = Math.min(250, 25 * i);
-      if (!isNoStreamListening(err) || deadline - deps.clock.now() <= pause || i >= maxTries) throw err;
+      if (!again || deadline - deps.clock.now() <= pause || i >= maxTries) {
+        // After an unanswered attempt nothing proves the item unstored: whatever ended the tries, the caller must
+        // treat it as a timeout (keep the body object), not as a refusal or another submission's write.
+        if (unanswered === 0) throw err;
+        throw new Error(`the work item's publish went unanswered ${unanswered} times, then: ${String((err as Error)?.message ?? err)}`, { cause: err });
+      }
       await new Promise((r) => setTimeout(r, pause));
     }
   }
+}
+
+/** Whether the item a duplicate ack points at holds exactly `data`; undefined if it cannot be read (gone, or the read failed). */
+async function storedIsThis(deps: SubmitDeps, ack: PubAck, data: Uint8Array): Promise<boolean | undefined> {
+  const stored = await deps.jsm.streams.getMessage(ack.stream, { seq: ack.seq }).catch(() => null);
+  return stored ? Buffer.from(stored.data).equals(Buffer.from(data)) : undefined;
 }
 
 /**
@@ -242,9 +284,9 @@ export function createSubmitHandler(deps: SubmitDeps, opts: SubmitOptions): (dat
     const item: WorkItem = {
       kind: "mail.work", v: 1, mailId, messageId, submittedAt, envelope, size: raw.length, body, released: false, contentSha256: contentHash,
     };
-    let ack;
+    let published: WorkPublished | undefined;
     try {
-      ack = await publishWorkItem(deps, workSubject(mailId), Codecs.workItem.encode(item), mailId, opts.submitTimeoutMs);
+      published = await publishWorkItem(deps, workSubject(mailId), Codecs.workItem.encode(item), mailId, opts.submitTimeoutMs);
     } catch (err) {
       // "duplicate message id is in process": the first submission's write is still being replicated.
       if (!isDuplicateInProcess(err)) {
@@ -254,12 +296,14 @@ export function createSubmitHandler(deps: SubmitDeps, opts: SubmitOptions): (dat
         throw new FenError("STORE_UNAVAILABLE", "JetStream did not acknowledge the mail; retry with the same idempotency key", { cause: err });
       }
     }
-    if (!ack || ack.duplicate) {
-      // A submission racing the first one. Its body object is not referred to by anything.
+    if (!published || !published.mine) {
+      // A submission racing the first one. Its body object is not referred to by anything (unless the stored
+      // item, which could not be read, was this submission's own: then it is kept, a leak rather than a loss).
       log.debug("duplicate submission (inside the duplicate window)");
-      if ("object" in body) await deps.bodies.delete(body.object).catch(() => undefined);
+      if ("object" in body && (published === undefined || published.mine === false)) await deps.bodies.delete(body.object).catch(() => undefined);
       return duplicateOf(await storeStep("reading the first submission of this mail", firstContentHash(deps, mailId)));
     }
+    const ack = published.ack;
     // The work item is durable: the mail will be processed even if this
     // event fails (the processing node publishes a missing one itself).
     try {
