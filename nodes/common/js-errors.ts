@@ -155,19 +155,60 @@ function refusedRead(what: string, err: unknown): FenError {
 }
 
 /**
- * A read of JetStream (a status entry, a history, a work item, consumer
- * info) that failed: a stream or consumer changing leaders answers
- * "temporarily unavailable", or no one answers until the new leader is
- * elected. That is STORE_UNAVAILABLE (ask again), not INTERNAL. A read the
- * server refused for want of a permission is INTERNAL ({@link refusedRead}).
- * FenErrors pass through.
+ * A store answer that a leader change gives for a moment: JetStream's
+ * "system temporarily unavailable" (10008, or a bare 503 status), or no one
+ * listening (see {@link isNoStreamListening}). Nothing was read or written;
+ * the same request a moment later is answered by the new leader.
  */
-export async function storeRead<T>(what: string, read: Promise<T>): Promise<T> {
-  try {
-    return await read;
-  } catch (err) {
-    if (err instanceof FenError) throw err;
-    if (isPermissionViolation(err)) throw refusedRead(what, err);
-    throw new FenError("STORE_UNAVAILABLE", `reading ${what} failed (${String((err as Error)?.message ?? err).slice(0, 200)}); ask again`, { cause: err });
+export function isMomentarilyUnavailable(err: unknown): boolean {
+  if (err instanceof JetStreamApiError) return err.code === 10008 || err.status === 503;
+  if (err instanceof JetStreamError && (err as JetStreamError & { code?: unknown }).code === 503) return true;
+  return isNoStreamListening(err);
+}
+
+/** Tries of {@link storeRead} while the store is momentarily unavailable: pauses of 25, 50, ... 200 ms, about 1 s in all. */
+const READ_ATTEMPTS = 8;
+
+/**
+ * How long one read through a node's read handles (the status handler's
+ * JetStreamManager, the status store's read KV) waits for its answer. A
+ * stream leader that steps down drops the requests it holds unanswered;
+ * with the client's default 5 s a read that met one would outlast the
+ * caller's own timeout, with this one {@link storeRead} asks again.
+ */
+export const STORE_READ_ATTEMPT_MS = 1500;
+
+/** The time after which {@link storeRead} no longer asks again after an unanswered read. */
+const READ_BUDGET_MS = 3500;
+
+/**
+ * A read of JetStream (a status entry, a history, a work item, consumer
+ * info). A read is idempotent, so one that met a leader change is made
+ * again: one answered "momentarily unavailable" (see
+ * {@link isMomentarilyUnavailable}) for about a second, and one left
+ * unanswered (dropped by a leader stepping down) while less than
+ * READ_BUDGET_MS passed since the first try, which only reads with a
+ * timeout below it (STORE_READ_ATTEMPT_MS) can be. What still fails is
+ * STORE_UNAVAILABLE (ask again), not INTERNAL; a read the server refused
+ * for want of a permission is INTERNAL ({@link refusedRead}). FenErrors
+ * pass through.
+ */
+export async function storeRead<T>(what: string, read: () => Promise<T>): Promise<T> {
+  const start = performance.now();
+  for (let i = 1; ; i++) {
+    try {
+      return await read();
+    } catch (err) {
+      const again = isMomentarilyUnavailable(err) || (isRequestTimeout(err) && performance.now() - start < READ_BUDGET_MS);
+      if (i >= READ_ATTEMPTS || !again) throw storeReadError(what, err);
+      await new Promise((r) => setTimeout(r, Math.min(200, 25 * i)));
+    }
   }
+}
+
+/** The error a caller sees for a failed read of `what` (see {@link storeRead}). */
+export function storeReadError(what: string, err: unknown): Error {
+  if (err instanceof FenError) return err;
+  if (isPermissionViolation(err)) return refusedRead(what, err);
+  return new FenError("STORE_UNAVAILABLE", `reading ${what} failed (${String((err as Error)?.message ?? err).slice(0, 200)}); ask again`, { cause: err });
 }

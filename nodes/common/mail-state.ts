@@ -1,9 +1,12 @@
+import { jetstream } from "@nats-io/jetstream";
 import type { JetStreamClient } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
 import type { KV } from "@nats-io/kv";
-import { Codecs, FenError, canTransition, eventSubject } from "../../protocol/index.js";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { Codecs, FenError, Names, canTransition, eventSubject } from "../../protocol/index.js";
 import type { EventDetail, MailEvent, MailId, MailState, StatusRecord } from "../../protocol/index.js";
 import type { Clock } from "./clock.js";
-import { isWrongLastSequence, publishOnce, storeRead } from "./js-errors.js";
+import { STORE_READ_ATTEMPT_MS, isWrongLastSequence, publishOnce, storeRead } from "./js-errors.js";
 
 /**
  * A status record with the KV revision it was read at (for compare-and-swap).
@@ -85,8 +88,14 @@ function isWrongRevision(err: unknown): boolean {
   return isWrongLastSequence(err) || /wrong last sequence|key exists/i.test(String((err as Error | undefined)?.message));
 }
 
-export function createMailStateStore(deps: { js: JetStreamClient; kv: KV; clock: Clock; node: string }): MailStateStore {
+/**
+ * `kv` is written (compare-and-swap) and, unless `readKv` is given, read;
+ * `readKv`, the same bucket opened with a short request timeout (see
+ * {@link openMailStateStore}), serves `get`.
+ */
+export function createMailStateStore(deps: { js: JetStreamClient; kv: KV; readKv?: KV; clock: Clock; node: string }): MailStateStore {
   const { js, kv, clock, node } = deps;
+  const readKv = deps.readKv ?? kv;
   const iso = () => new Date(clock.now()).toISOString();
 
   const publishEvent = async (mailId: MailId, state: MailState, attempt: number, detail: EventDetail, recipients: readonly string[], at: string) => {
@@ -102,8 +111,9 @@ export function createMailStateStore(deps: { js: JetStreamClient; kv: KV; clock:
 
   const store: MailStateStore = {
     async get(mailId) {
-      // "temporarily unavailable" or no answer in time, e.g. while the bucket's stream changes leaders: ask again.
-      const e = await storeRead(`the status of ${mailId}`, kv.get(mailId));
+      // "Temporarily unavailable" or no answer within STORE_READ_ATTEMPT_MS, e.g. while the bucket's stream
+      // changes leaders: storeRead asks again.
+      const e = await storeRead(`the status of ${mailId}`, () => readKv.get(mailId));
       if (!e || e.operation !== "PUT") return undefined;
       return { record: Codecs.statusRecord.parse(e.json()), revision: e.revision };
     },
@@ -157,4 +167,16 @@ export function createMailStateStore(deps: { js: JetStreamClient; kv: KV; clock:
     },
   };
   return store;
+}
+
+/**
+ * A node's status store on the `mail_status` bucket: written through `js`,
+ * read through a handle whose requests time out after
+ * STORE_READ_ATTEMPT_MS, so a read a stepping-down leader dropped is asked
+ * again within the caller's time. (Opening binds to the bucket: no request.)
+ */
+export async function openMailStateStore(deps: { nc: NatsConnection; js: JetStreamClient; clock: Clock; node: string }): Promise<MailStateStore> {
+  const kv = await new Kvm(deps.js).open(Names.statusBucket);
+  const readKv = await new Kvm(jetstream(deps.nc, { timeout: STORE_READ_ATTEMPT_MS })).open(Names.statusBucket);
+  return createMailStateStore({ js: deps.js, kv, readKv, clock: deps.clock, node: deps.node });
 }

@@ -1,5 +1,4 @@
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { Kvm } from "@nats-io/kv";
 import { Objm } from "@nats-io/obj";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { Svcm } from "@nats-io/services";
@@ -9,7 +8,8 @@ import type { Actor, ActorStatus } from "../common/actor.js";
 import type { Clock } from "../common/clock.js";
 import type { Metrics } from "../common/metrics.js";
 import type { Logger } from "../common/logger.js";
-import { createMailStateStore } from "../common/mail-state.js";
+import { openMailStateStore } from "../common/mail-state.js";
+import { STORE_READ_ATTEMPT_MS } from "../common/js-errors.js";
 import { requestsSettled, serveEndpoint } from "../common/rpc.js";
 import type { GatewayConfig } from "../config/index.js";
 import { createStatusHandler } from "./status.js";
@@ -41,12 +41,12 @@ export function createGateway(deps: GatewayDeps, config: GatewayConfig): Gateway
     status: () => status,
     async start() {
       const js = jetstream(deps.nc);
-      const kv = await new Kvm(js).open(Names.statusBucket);
       const bodies = await new Objm(js).open(Names.bodiesBucket);
-      const state = createMailStateStore({ js, kv, clock: deps.clock, node: deps.node });
+      const state = await openMailStateStore({ nc: deps.nc, js, clock: deps.clock, node: deps.node });
       const jsm = await jetstreamManager(deps.nc);
       const submit = createSubmitHandler({ js, jsm, bodies, state, clock: deps.clock, log, metrics: deps.metrics }, config);
-      const statusOf = createStatusHandler({ jsm, state });
+      // mail.status only reads: through requests that time out early enough for storeRead to ask again.
+      const statusOf = createStatusHandler({ jsm: await jetstreamManager(deps.nc, { timeout: STORE_READ_ATTEMPT_MS }), state });
       service = await new Svcm(deps.nc).add({
         name: Names.gatewayService, version: GATEWAY_VERSION, description: "FastEmailNet submission and status",
       });

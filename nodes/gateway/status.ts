@@ -83,7 +83,7 @@ export async function readLedgerRefs(jsm: JetStreamManager, mailId: string): Pro
  */
 async function unclaimed(jsm: JetStreamManager, mailId: StatusReply["mailId"]): Promise<StatusReply | undefined> {
   // A miss is confirmed by the stream's leader: a lagging replica would answer NOT_FOUND for an accepted mail.
-  const m = await storeRead("the work item", firstBySubject(jsm, Names.workStream, workSubject(mailId), { confirmAbsence: true }));
+  const m = await storeRead("the work item", () => firstBySubject(jsm, Names.workStream, workSubject(mailId), { confirmAbsence: true }));
   if (!m) return undefined;
   // An item this gateway cannot read (a newer version's, during a rolling upgrade) still shows the mail exists.
   let item: WorkItem | undefined;
@@ -104,7 +104,7 @@ export function createStatusHandler(deps: { jsm: JetStreamManager; state: MailSt
   return async (data) => {
     const req = Codecs.statusRequest.decode(data);
     const [current, replicaHistory, ledger] = await Promise.all([
-      deps.state.get(req.mailId), storeRead("the history", readHistory(deps.jsm, req.mailId)),
+      deps.state.get(req.mailId), storeRead("the history", () => readHistory(deps.jsm, req.mailId)),
       readLedgerRefs(deps.jsm, req.mailId),
     ]);
     // The state entry is read from the leader and written after its event is stored (MailStateStore), so
@@ -113,7 +113,7 @@ export function createStatusHandler(deps: { jsm: JetStreamManager; state: MailSt
     const upToDate = current
       ? replicaHistory.some((e) => e.eventId === eventIdOf(req.mailId, current.record.state, current.record.attempt))
       : replicaHistory.length > 0;
-    const history = upToDate ? replicaHistory : await storeRead("the history", readHistory(deps.jsm, req.mailId, { fromLeader: true }));
+    const history = upToDate ? replicaHistory : await storeRead("the history", () => readHistory(deps.jsm, req.mailId, { fromLeader: true }));
     const last = history.at(-1);
     const now = current ? current.record : last && { state: last.state, attempt: last.attempt, updatedAt: last.at };
     if (!now) {
@@ -123,7 +123,7 @@ export function createStatusHandler(deps: { jsm: JetStreamManager; state: MailSt
       // the reads above. The status entry is written before that ack: read once more before answering NOT_FOUND.
       const again = await deps.state.get(req.mailId);
       if (!again) throw new FenError("NOT_FOUND", `no mail ${req.mailId}`, { fields: [{ field: "mailId", code: "NOT_FOUND", message: "unknown mail id" }] });
-      const settled = await storeRead("the history", readHistory(deps.jsm, req.mailId, { fromLeader: true }));
+      const settled = await storeRead("the history", () => readHistory(deps.jsm, req.mailId, { fromLeader: true }));
       return reply(req.mailId, again.record, settled, ledger);
     }
     return reply(req.mailId, now, history, ledger);

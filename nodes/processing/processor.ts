@@ -2,7 +2,6 @@ import { createHash } from "node:crypto";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { Service } from "@nats-io/services";
 import type { JetStreamClient, JetStreamManager, JsMsg } from "@nats-io/jetstream";
-import { Kvm } from "@nats-io/kv";
 import { Objm } from "@nats-io/obj";
 import type { ObjectStore } from "@nats-io/obj";
 import type { NatsConnection } from "@nats-io/nats-core";
@@ -13,7 +12,7 @@ import type { Actor, ActorStatus } from "../common/actor.js";
 import type { Clock, Random } from "../common/clock.js";
 import type { Logger } from "../common/logger.js";
 import type { AdvanceOptions, MailStateStore, Step, Versioned } from "../common/mail-state.js";
-import { createMailStateStore } from "../common/mail-state.js";
+import { openMailStateStore } from "../common/mail-state.js";
 import { firstBySubject } from "../common/js-errors.js";
 import type { Metrics } from "../common/metrics.js";
 import { createPullFeed } from "../common/pull-feed.js";
@@ -434,9 +433,8 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
     async start() {
       js = jetstream(deps.nc);
       jsm = await jetstreamManager(deps.nc);
-      const kv = await new Kvm(js).open(Names.statusBucket);
       bodies = await new Objm(js).open(Names.bodiesBucket);
-      state = createMailStateStore({ js, kv, clock: deps.clock, node: deps.node });
+      state = await openMailStateStore({ nc: deps.nc, js, clock: deps.clock, node: deps.node });
       service = await startProcessingService({
         nc: deps.nc, js, jsm, state, bodies, classifier: deps.classifier, clock: deps.clock, log, metrics: deps.metrics,
         quarantineThreshold: config.quarantineThreshold, maxMessageBytes: config.maxMessageBytes,

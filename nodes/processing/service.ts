@@ -104,19 +104,20 @@ export async function startProcessingService(deps: ProcessingServiceDeps): Promi
    * the cursor of the next page (absent on the last).
    */
   const page = async (stream: string, after: number, limit: number, maxBytes?: number) => {
-    const read: { seq: number; item: WorkItem }[] = [];
-    let remaining = 0;
-    let pending = 0;
-    try {
-      const it = await jsm.direct.getBatch(stream, { seq: after + 1, batch: limit, ...(maxBytes ? { max_bytes: maxBytes } : {}) });
-      for await (const m of it) {
-        if (read.length === 0) remaining = m.pending + 1;
-        pending = m.pending;
-        read.push({ seq: m.seq, item: Codecs.workItem.decode(m.data) });
+    const { read, remaining, pending } = await storeRead(`the ${stream} page`, async () => {
+      const got = { read: [] as { seq: number; item: WorkItem }[], remaining: 0, pending: 0 };
+      try {
+        const it = await jsm.direct.getBatch(stream, { seq: after + 1, batch: limit, ...(maxBytes ? { max_bytes: maxBytes } : {}) });
+        for await (const m of it) {
+          if (got.read.length === 0) got.remaining = m.pending + 1;
+          got.pending = m.pending;
+          got.read.push({ seq: m.seq, item: Codecs.workItem.decode(m.data) });
+        }
+      } catch (err) {
+        if (!isNotFound(err)) throw err; // not found: nothing at or after `after` + 1
       }
-    } catch (err) {
-      if (!isNotFound(err)) await storeRead(`the ${stream} page`, Promise.reject(err)); // nothing at or after `after` + 1
-    }
+      return got;
+    });
     const records = await Promise.all(read.map(async (x) => (await state.get(x.item.mailId))?.record));
     const next = pending > 0 ? read.at(-1)?.seq : undefined;
     return { entries: read.map((x, i) => ({ ...x, record: records[i] })), remaining, next };
@@ -129,7 +130,7 @@ export async function startProcessingService(deps: ProcessingServiceDeps): Promi
    */
   serveEndpoint(service, { name: "queue", subject: ServiceSubjects.queue }, async (data) => {
     const req = Codecs.queueRequest.decode(data);
-    const ci = await storeRead("the work consumer's info", jsm.consumers.info(Names.workStream, Names.workConsumer));
+    const ci = await storeRead("the work consumer's info", () => jsm.consumers.info(Names.workStream, Names.workConsumer));
     const { entries, remaining, next } = await page(Names.workStream, req.after, req.limit, PAGE_BYTES);
     const reply: QueueReply = {
       kind: "mail.queue.reply", v: 1, remaining, waiting: ci.num_pending, held: ci.num_ack_pending, ...(next ? { next } : {}),
@@ -157,7 +158,7 @@ export async function startProcessingService(deps: ProcessingServiceDeps): Promi
       ? r.state === "PendingProcessing" && String(r.detail.reason ?? "").startsWith(RELEASED)
       : r.state === "Rejected" && r.detail.error?.code === "QUARANTINED";
     if (r.state !== "Quarantined" && !resumed) throw notFound(`mail ${mailId} is ${r.state}, not Quarantined`);
-    const msg = await storeRead("the kept copy", jsm.streams.getMessage(Names.quarantineStream, { last_by_subj: quarantineSubject(mailId) }).catch((err: unknown) => {
+    const msg = await storeRead("the kept copy", () => jsm.streams.getMessage(Names.quarantineStream, { last_by_subj: quarantineSubject(mailId) }).catch((err: unknown) => {
       if (isNotFound(err)) return null;
       throw err;
     }));

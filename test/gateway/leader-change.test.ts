@@ -3,7 +3,7 @@ import { Names, eventSubject, mailIdFromIdempotencyKey } from "../../protocol/in
 import { isNoStreamListening, publishOnce } from "../../nodes/common/js-errors.js";
 import { jetstream } from "@nats-io/jetstream";
 import { useProvisionedCluster } from "../helpers/suite.js";
-import { startGateway, structured, submit } from "../helpers/system.js";
+import { startGateway, status, structured, submit } from "../helpers/system.js";
 
 /**
  * A clustered stream's subjects are subscribed by its leader only: while the
@@ -91,4 +91,35 @@ it("an event published (publishOnce) as MAIL_EVENTS changes leader is stored, no
   }
   console.log(`events across 4 step-downs of MAIL_EVENTS: ${stored} stored, ${failures.length} refused for want of a leader`);
   expect(failures).toEqual([]);
+}, 120_000);
+
+it("mail.status asked as KV_mail_status or MAIL_EVENTS changes leader answers rather than STORE_UNAVAILABLE", async () => {
+  const gateway = await startGateway(env.nc);
+  try {
+    const mailIds: string[] = [];
+    for (let i = 0; i < 40; i++) mailIds.push((await submit(env.nc, structured(`st-${i}`, { key: `st-${i}` }))).mailId);
+    const outcomes: string[] = [];
+    for (let round = 0; round < 8; round++) {
+      const stream = round % 2 === 0 ? `KV_${Names.statusBucket}` : Names.eventsStream;
+      let flowing = true;
+      const flow = Promise.all(Array.from({ length: 8 }, async (_, p) => {
+        for (let n = p; flowing; n += 8) {
+          await status(env.nc, mailIds[n % mailIds.length]!).then(
+            (r) => { outcomes.push(r.state === "PendingProcessing" ? "ok" : `state ${r.state}`); },
+            (e: unknown) => { outcomes.push(`${(e as { code?: string }).code ?? String(e)}: ${(e as Error).message}`); },
+          );
+        }
+      }));
+      await new Promise((r) => setTimeout(r, 200));
+      await stepDown(stream);
+      await new Promise((r) => setTimeout(r, 500));
+      flowing = false;
+      await flow;
+    }
+    const failed = outcomes.filter((o) => o !== "ok");
+    console.log(`mail.status across 8 step-downs: ${outcomes.length - failed.length} of ${outcomes.length} answered, failed ${JSON.stringify(failed.slice(0, 5))}`);
+    expect(failed).toEqual([]);
+  } finally {
+    await gateway.drain();
+  }
 }, 120_000);

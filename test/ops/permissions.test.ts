@@ -179,7 +179,7 @@ describe("forbidden actions are refused by the server", () => {
   it("a read the server refuses for want of a permission is INTERNAL (a deployment fault), not STORE_UNAVAILABLE (ask again)", async () => {
     const js = jetstream(probe("publisher"));
     const kv = await new Kvm(js).open(Names.statusBucket);
-    await expect(storeRead("the status entry", kv.get(mailId))).rejects.toMatchObject({ code: "INTERNAL", message: expect.stringMatching(/lacks a permission/) });
+    await expect(storeRead("the status entry", () => kv.get(mailId))).rejects.toMatchObject({ code: "INTERNAL", message: expect.stringMatching(/lacks a permission/) });
     const state = createMailStateStore({ js, kv, clock: systemClock, node: "perm-probe" });
     await expect(state.get(mailId)).rejects.toMatchObject({ code: "INTERNAL" });
   });
