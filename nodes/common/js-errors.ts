@@ -193,22 +193,22 @@ const READ_BUDGET_MS = 3500;
  * for want of a permission is INTERNAL ({@link refusedRead}). FenErrors
  * pass through.
  */
-export async function storeRead<T>(what: string, read: () => Promise<T>): Promise<T> {
+export async function storeRead<T>(what: string, read: () => Promise<T>, advice = "ask again"): Promise<T> {
   const start = performance.now();
   for (let i = 1; ; i++) {
     try {
       return await read();
     } catch (err) {
       const again = isMomentarilyUnavailable(err) || (isRequestTimeout(err) && performance.now() - start < READ_BUDGET_MS);
-      if (i >= READ_ATTEMPTS || !again) throw storeReadError(what, err);
+      if (i >= READ_ATTEMPTS || !again) throw storeReadError(what, err, advice);
       await new Promise((r) => setTimeout(r, Math.min(200, 25 * i)));
     }
   }
 }
 
-/** The error a caller sees for a failed read of `what` (see {@link storeRead}). */
-export function storeReadError(what: string, err: unknown): Error {
+/** The error a caller sees for a failed read of `what` (see {@link storeRead}); `advice` ends a STORE_UNAVAILABLE message. */
+export function storeReadError(what: string, err: unknown, advice = "ask again"): Error {
   if (err instanceof FenError) return err;
   if (isPermissionViolation(err)) return refusedRead(what, err);
-  return new FenError("STORE_UNAVAILABLE", `reading ${what} failed (${String((err as Error)?.message ?? err).slice(0, 200)}); ask again`, { cause: err });
+  return new FenError("STORE_UNAVAILABLE", `reading ${what} failed (${String((err as Error)?.message ?? err).slice(0, 200)}); ${advice}`, { cause: err });
 }

@@ -43,10 +43,10 @@ export function createGateway(deps: GatewayDeps, config: GatewayConfig): Gateway
       const js = jetstream(deps.nc);
       const bodies = await new Objm(js).open(Names.bodiesBucket);
       const state = await openMailStateStore({ nc: deps.nc, js, clock: deps.clock, node: deps.node });
-      const jsm = await jetstreamManager(deps.nc);
+      // The gateway reads streams only through this: requests that time out early enough for storeRead to ask again.
+      const jsm = await jetstreamManager(deps.nc, { timeout: STORE_READ_ATTEMPT_MS });
       const submit = createSubmitHandler({ js, jsm, bodies, state, clock: deps.clock, log, metrics: deps.metrics }, config);
-      // mail.status only reads: through requests that time out early enough for storeRead to ask again.
-      const statusOf = createStatusHandler({ jsm: await jetstreamManager(deps.nc, { timeout: STORE_READ_ATTEMPT_MS }), state });
+      const statusOf = createStatusHandler({ jsm, state });
       service = await new Svcm(deps.nc).add({
         name: Names.gatewayService, version: GATEWAY_VERSION, description: "FastEmailNet submission and status",
       });

@@ -7,7 +7,7 @@ import {
   workSubject,
 } from "../../protocol/index.js";
 import type { BodyRef, Envelope, MailEvent, MailId, SubmitReply, StructuredMail, SubmitRequest, WorkItem } from "../../protocol/index.js";
-import { firstBySubject, isDuplicateInProcess, isNoStreamListening, isRequestTimeout } from "../common/js-errors.js";
+import { firstBySubject, isDuplicateInProcess, isNoStreamListening, isRequestTimeout, storeRead } from "../common/js-errors.js";
 import type { Clock } from "../common/clock.js";
 import type { MailStateStore } from "../common/mail-state.js";
 import type { Logger } from "../common/logger.js";
@@ -20,6 +20,7 @@ import { pendingEvent } from "./status.js";
 /** What `mail.submit` needs. */
 export interface SubmitDeps {
   readonly js: JetStreamClient;
+  /** Reads only; its requests should time out early enough for storeRead to ask again (STORE_READ_ATTEMPT_MS). */
   readonly jsm: JetStreamManager;
   readonly bodies: ObjectStore;
   readonly state: MailStateStore;
@@ -111,18 +112,22 @@ async function firstContentHash(deps: SubmitDeps, mailId: MailId): Promise<strin
   throw new FenError("STORE_UNAVAILABLE", `mail ${mailId} is being stored by a concurrent submission; retry with the same idempotency key`);
 }
 
+/** How a STORE_UNAVAILABLE answer to a submission ends. */
+const NOTHING_STORED = "nothing was stored; retry (with the same idempotency key, if the request has one)";
+
 /**
- * A store read or write of a submission, before its work item is stored: a
- * failure (a timeout, a lost connection, a stream that does not answer) is
- * STORE_UNAVAILABLE, which tells the publisher to retry with the same
- * idempotency key, not INTERNAL. FenErrors pass through.
+ * A store write of a submission before its work item is stored (its body
+ * object): a failure (a timeout, a lost connection, a stream that does not
+ * answer) is STORE_UNAVAILABLE, which tells the publisher to retry with the
+ * same idempotency key, not INTERNAL. FenErrors pass through. (Reads go
+ * through storeRead, which also asks again.)
  */
 async function storeStep<T>(what: string, step: Promise<T>): Promise<T> {
   try {
     return await step;
   } catch (err) {
     if (err instanceof FenError) throw err;
-    throw new FenError("STORE_UNAVAILABLE", `${what} failed (${String((err as Error)?.message ?? err).slice(0, 200)}); nothing was stored; retry (with the same idempotency key, if the request has one)`, { cause: err });
+    throw new FenError("STORE_UNAVAILABLE", `${what} failed (${String((err as Error)?.message ?? err).slice(0, 200)}); ${NOTHING_STORED}`, { cause: err });
   }
 }
 
@@ -232,9 +237,9 @@ export function createSubmitHandler(deps: SubmitDeps, opts: SubmitOptions): (dat
     const contentHash = contentSha256(canonical);
     // With a key: the key's mail, at any age. Without one: the identical
     // mail of the last DUPLICATE_WINDOW_MS, if any, else a new mail.
-    const { mailId, first } = await storeStep("looking up an earlier submission of this mail", req.idempotencyKey !== undefined
+    const { mailId, first } = await storeRead("an earlier submission of this mail", () => req.idempotencyKey !== undefined
       ? byKey(deps.jsm, mailIdFromIdempotencyKey(req.idempotencyKey))
-      : byContent(deps, contentHash));
+      : byContent(deps, contentHash), NOTHING_STORED);
     // The Message-ID recipients will see: a raw message's own, or the one assigned (every retry reuses it).
     const messageId = ownMessageId ?? messageIdFor(mailId, opts.messageIdDomain);
     const log = deps.log.child({ mailId });
@@ -301,7 +306,7 @@ export function createSubmitHandler(deps: SubmitDeps, opts: SubmitOptions): (dat
       // item, which could not be read, was this submission's own: then it is kept, a leak rather than a loss).
       log.debug("duplicate submission (inside the duplicate window)");
       if ("object" in body && (published === undefined || published.mine === false)) await deps.bodies.delete(body.object).catch(() => undefined);
-      return duplicateOf(await storeStep("reading the first submission of this mail", firstContentHash(deps, mailId)));
+      return duplicateOf(await storeRead("the first submission of this mail", () => firstContentHash(deps, mailId), NOTHING_STORED));
     }
     const ack = published.ack;
     // The work item is durable: the mail will be processed even if this

@@ -279,7 +279,7 @@ describe("a submission whose store lookups fail", () => {
     try {
       for (const req of [structured("lookup-fails", { key: "lookup-fails-1" }), structured("lookup-fails-keyless")]) {
         const err = await errorOf(() => submitAt(new TextEncoder().encode(JSON.stringify(req))));
-        expect(err).toMatchObject({ code: "STORE_UNAVAILABLE", message: expect.stringMatching(/^looking up an earlier submission of this mail failed \(.+\); nothing was stored; retry \(with the same idempotency key, if the request has one\)$/) });
+        expect(err).toMatchObject({ code: "STORE_UNAVAILABLE", message: expect.stringMatching(/^reading an earlier submission of this mail failed \(.+\); nothing was stored; retry \(with the same idempotency key, if the request has one\)$/) });
       }
     } finally {
       await jsm.streams.update(Names.eventsStream, before);
