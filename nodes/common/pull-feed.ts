@@ -134,3 +134,22 @@ export function createPullFeed(consumer: Consumer, onMessage: (m: JsMsg) => void
     },
   };
 }
+
+/**
+ * The `room` option of a feed whose caller frees room as it works:
+ * `room()` resolves at once while `hasRoom()` holds, else at the first
+ * `freed()` call after which it holds. Call `freed()` whenever room may have
+ * been made (a message handled, a batch taken off a queue).
+ */
+export function createRoomGate(hasRoom: () => boolean): { room: () => Promise<void>; freed: () => void } {
+  let waiter: (() => void) | undefined;
+  return {
+    room: () => hasRoom() ? Promise.resolve() : new Promise<void>((r) => (waiter = r)),
+    freed: () => {
+      if (!waiter || !hasRoom()) return;
+      const w = waiter;
+      waiter = undefined;
+      w();
+    },
+  };
+}

@@ -12,7 +12,7 @@ import type { Actor, ActorStatus } from "../common/actor.js";
 import type { Clock } from "../common/clock.js";
 import type { Logger } from "../common/logger.js";
 import type { Metrics } from "../common/metrics.js";
-import { createPullFeed } from "../common/pull-feed.js";
+import { createPullFeed, createRoomGate } from "../common/pull-feed.js";
 import type { PullFeed } from "../common/pull-feed.js";
 import { serveEndpoint } from "../common/rpc.js";
 import type { LedgerConfig } from "../config/index.js";
@@ -105,8 +105,7 @@ export function createLedgerNode(deps: LedgerNodeDeps, config: LedgerConfig): Le
   let wake: (() => void) | undefined;
   /** Events one pull request asks for; the next is made once the queue is shorter. */
   const pullBatch = Math.max(512, 2 * config.ledgerBatchSize);
-  let roomWaiter: (() => void) | undefined;
-  const room = () => queue.length < pullBatch ? Promise.resolve() : new Promise<void>((r) => (roomWaiter = r));
+  const { room, freed } = createRoomGate(() => queue.length < pullBatch);
 
   /** Resolves on the next queued message, the end of the stream of messages, or after `ms`. */
   const signal = (ms?: number) => new Promise<void>((resolve) => {
@@ -134,7 +133,7 @@ export function createLedgerNode(deps: LedgerNodeDeps, config: LedgerConfig): Le
       n++;
     }
     const batch = queue.splice(0, n);
-    if (queue.length < pullBatch) { roomWaiter?.(); roomWaiter = undefined; }
+    freed();
     return batch;
   };
 

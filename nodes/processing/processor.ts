@@ -15,7 +15,7 @@ import type { AdvanceOptions, MailStateStore, Step, Versioned } from "../common/
 import { openMailStateStore } from "../common/mail-state.js";
 import { firstBySubject } from "../common/js-errors.js";
 import type { Metrics } from "../common/metrics.js";
-import { createPullFeed } from "../common/pull-feed.js";
+import { createPullFeed, createRoomGate } from "../common/pull-feed.js";
 import type { PullFeed } from "../common/pull-feed.js";
 import type { ProcessingConfig } from "../config/index.js";
 import { backoffDelay } from "./backoff.js";
@@ -396,7 +396,6 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
   const waiting: JsMsg[] = [];
   /** Set when the node starts no more work items: at its drain deadline, or when its feed ended without a drain. */
   let startNoMore = false;
-  let roomWaiter: (() => void) | undefined;
   const held = () => inFlight.size + waiting.length;
   /** Set once the feed has ended: no pull request is open, so a nak'ed item goes to another node. */
   let feedEnded = false;
@@ -404,9 +403,8 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
   const returnWaiting = () => {
     try { for (const m of waiting.splice(0)) m.nak(); } catch { /* closed */ }
   };
-  /** Whether a whole pull batch fits beside what the node holds. */
-  const hasRoom = () => held() <= config.concurrency - pullBatch;
-  const room = () => hasRoom() ? Promise.resolve() : new Promise<void>((r) => (roomWaiter = r));
+  /** Room for a whole pull batch beside what the node holds. */
+  const { room, freed } = createRoomGate(() => held() <= config.concurrency - pullBatch);
 
   const start = (m: JsMsg) => {
     const p = handle(m).catch((err: unknown) => log.error({ err }, "handler crashed"));
@@ -415,7 +413,7 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
       inFlight.delete(p);
       const next = startNoMore ? undefined : waiting.shift();
       if (next) start(next);
-      if (hasRoom()) { roomWaiter?.(); roomWaiter = undefined; }
+      freed();
     });
   };
   const take = (m: JsMsg) => {

@@ -1,7 +1,7 @@
-import { expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { AckPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { JsMsg } from "@nats-io/jetstream";
-import { createPullFeed } from "../../nodes/common/pull-feed.js";
+import { createPullFeed, createRoomGate } from "../../nodes/common/pull-feed.js";
 import { useProvisionedCluster } from "../helpers/suite.js";
 import { testLog, until } from "../helpers/system.js";
 
@@ -44,3 +44,22 @@ it("after a leader change voids its pull request, the feed asks for more only on
     await feed.closed;
   }
 }, 60_000);
+
+describe("createRoomGate", () => {
+  it("resolves room() at once while there is room, else at the first freed() after which there is", async () => {
+    let used = 0;
+    const { room, freed } = createRoomGate(() => used < 2);
+    await room();
+    used = 2;
+    let resolved = false;
+    const waiting = room().then(() => { resolved = true; });
+    freed(); // still no room
+    await new Promise((r) => setTimeout(r, 10));
+    expect(resolved).toBe(false);
+    used = 1;
+    freed();
+    await waiting;
+    expect(resolved).toBe(true);
+    freed(); // nobody waits: a no-op
+  });
+});
