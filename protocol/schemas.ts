@@ -305,6 +305,14 @@ export const StatusRecordSchema = z.object({
    * with 452 "too many recipients"; neither is a failure. Absent: 0.
    */
   attemptsNotCounted: z.number().int().positive().optional(),
+  /**
+   * DeliveryScheduled only: when the node delivering the mail last renewed
+   * its claim (it does so every third of the work consumer's ack wait while
+   * the delivery lasts). A node holding a redelivered copy leaves the mail
+   * to its claimant while this (absent: updatedAt) is younger than the ack
+   * wait. Any transition drops it.
+   */
+  claimRenewedAt: z.string().datetime().optional(),
 }).strict();
 export type StatusRecord = z.infer<typeof StatusRecordSchema>;
 

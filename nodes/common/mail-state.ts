@@ -55,6 +55,12 @@ export interface MailStateStore {
    */
   advance(from: Versioned, steps: readonly Step[], recipients: readonly string[], attempt?: number, opts?: AdvanceOptions): Promise<Versioned>;
   /**
+   * Renews the claim of a DeliveryScheduled mail (its `claimRenewedAt`,
+   * swapped like a transition, with no event). Throws STATE_CONFLICT when
+   * the entry moved since it was read (another node took the mail over).
+   */
+  renewClaim(current: Versioned): Promise<Versioned>;
+  /**
    * Re-publishes the event of the current state (a no-op inside the
    * duplicate window). Resolves true when this call stored it (it was not
    * stored before, or its id has left the 2 h window), false when the stream
@@ -144,8 +150,9 @@ export function createMailStateStore(deps: { js: JetStreamClient; kv: KV; readKv
       if (!opts.commitFirst && !opts.published) await publishAll();
       const last = steps[steps.length - 1];
       if (!last) return from;
+      const { claimRenewedAt: _renewed, ...base } = from.record;
       const record: StatusRecord = {
-        ...from.record, state: last.state, attempt, updatedAt: at, detail: last.detail ?? {},
+        ...base, state: last.state, attempt, updatedAt: at, detail: last.detail ?? {},
         ...(opts.notCounted ? { attemptsNotCounted: (from.record.attemptsNotCounted ?? 0) + 1 } : {}),
       };
       let revision: number;
@@ -158,6 +165,19 @@ export function createMailStateStore(deps: { js: JetStreamClient; kv: KV; readKv
       }
       if (opts.commitFirst && !opts.published) await publishAll();
       return { record, revision };
+    },
+
+    async renewClaim(current) {
+      if (current.record.state !== "DeliveryScheduled" || current.revision === 0) {
+        throw new FenError("INTERNAL", `no claim to renew: ${current.record.mailId} is ${current.record.state}`);
+      }
+      const record: StatusRecord = { ...current.record, claimRenewedAt: iso() };
+      try {
+        return { record, revision: await kv.update(record.mailId, Codecs.statusRecord.encode(record), current.revision) };
+      } catch (err) {
+        if (isWrongRevision(err)) throw new FenError("STATE_CONFLICT", `mail ${record.mailId} changed concurrently`, { cause: err });
+        throw new FenError("STORE_UNAVAILABLE", `could not renew the claim on ${record.mailId}`, { cause: err });
+      }
     },
 
     async republish(current, recipients) {

@@ -48,6 +48,9 @@ export const UNREADABLE_RETRY_MAX_MS = 10 * 60_000;
 /** How often a copy of a work item whose mail another node claimed moments ago checks back for its outcome. */
 export const CLAIM_RECHECK_MS = 2000;
 
+/** How often the node delivering a mail renews its claim while the delivery lasts: a third of the ack wait. */
+export const CLAIM_RENEW_MS = WORK_ACK_WAIT_MS / 3;
+
 /**
  * Life of each pull request on MAIL_WORK. A draining node waits for its
  * outstanding request to end, so this bounds that wait on an idle stream;
@@ -69,14 +72,15 @@ export type ProcessingNode = Actor;
  *    DeliveryScheduled, which is the claim: a second node holding the same
  *    work item loses the swap and backs off, and one that gets the item
  *    again while the claim is younger than the work consumer's ack wait
- *    (WORK_ACK_WAIT_MS) leaves it to the node that made it.
+ *    (WORK_ACK_WAIT_MS) leaves it to the node that made it. The node renews
+ *    its claim every CLAIM_RENEW_MS while the delivery lasts.
  * 3. SMTP: 250 → Sent; 4xx/connection → Deferred and `nak(backoff)`, until
  *    `maxAttempts`, then Bounced; 5xx → Bounced with the reply kept.
  * 4. The work item is `ackAck`ed only after the outcome is recorded.
  *
  * The SMTP boundary is at-least-once: a node killed after the relay's 250
  * and before Sent is recorded leaves the mail DeliveryScheduled; the next
- * delivery once the claim is older than the ack wait (the dead node's item
+ * delivery once the claim (its last renewal) is older than the ack wait (the dead node's item
  * comes back after it anyway) sends it again (same bytes, same Message-ID) and marks the
  * attempt `inDoubt`. Nothing is lost; such a mail may arrive twice. If the
  * killed node had stored the attempt's Sent (or Bounced) event, which goes
@@ -211,7 +215,7 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
         // change, a duplicate item): that node is not dead, and sending now would deliver the mail twice. A claim
         // is left to its node for the work consumer's ack wait, after which a dead node's item would come back
         // anyway; meanwhile this copy checks back every few seconds (and finds the outcome, once recorded).
-        const claimAge = deps.clock.now() - Date.parse(r.updatedAt);
+        const claimAge = deps.clock.now() - Date.parse(r.claimRenewedAt ?? r.updatedAt);
         if (claimAge < WORK_ACK_WAIT_MS) {
           const wait = Math.min(WORK_ACK_WAIT_MS - claimAge, CLAIM_RECHECK_MS);
           mlog.debug({ attempt: r.attempt, claimAge, wait }, "mail claimed moments ago (by a node still at work?); checking back later");
@@ -261,8 +265,24 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
       ], recipients, attempt);
 
       const to = rest ?? item.envelope.to;
-      const outcome = await deps.delivery.send({ ...item.envelope, to }, raw);
-      await record(m, cur, item, outcome, attempt, alog, to);
+      // A delivery can outlast the ack wait (a busy relay, a wait for a connection; up to
+      // FEN_SMTP_TRANSACTION_TIMEOUT_MS): the claim is renewed meanwhile, so that a copy of the item JetStream
+      // hands another node (after a consumer leader change) is left to this one rather than sent again.
+      let claimed = cur;
+      let renewing = Promise.resolve();
+      const renewer = setInterval(() => {
+        renewing = renewing.then(async () => {
+          try { claimed = await state.renewClaim(claimed); } catch (err) { alog.warn({ err }, "could not renew the claim on the mail"); }
+        });
+      }, CLAIM_RENEW_MS);
+      let outcome;
+      try {
+        outcome = await deps.delivery.send({ ...item.envelope, to }, raw);
+      } finally {
+        clearInterval(renewer);
+        await renewing;
+      }
+      await record(m, claimed, item, outcome, attempt, alog, to);
     } catch (err) {
       const fe = toFenError(err);
       const delay = fe.code === "STATE_CONFLICT" ? 1000 : backoffDelay({ baseMs: 500, maxMs: 30_000 }, m.info.deliveryCount, deps.random);
