@@ -40,14 +40,33 @@ export async function classifyOrFail(classifier: MailClassifier, raws: readonly 
   }
 }
 
+/** What a failed batch scores alone to tell a failing classifier from a failing mail: a short, plain mail. */
+const CANARY = new TextEncoder().encode("From: canary@fastemailnet.invalid\r\nTo: canary@fastemailnet.invalid\r\nSubject: canary\r\n\r\nA short plain mail.\r\n");
+
 /**
  * Gathers classify calls from concurrently handled mails into batches (up to
  * `maxBatch`, or whatever arrived within `maxWaitMs`), because batched
  * inference is much cheaper per mail than one call each.
+ *
+ * A batch that fails is scored again one mail at a time, so one mail the
+ * classifier cannot score does not fail the others. A mail that fails
+ * alone is scored once more against a canary: if the canary scores, the
+ * fault is the mail's (`CLASSIFIER_UNSCORABLE`, permanent); if the canary
+ * fails too, the classifier's (`CLASSIFIER_FAILED`, transient).
  */
 export function createBatchingClassifier(inner: MailClassifier, maxBatch = 64, maxWaitMs = 2): (raw: Uint8Array) => Promise<MailScore> {
   let pending: { raw: Uint8Array; resolve: (s: MailScore) => void; reject: (e: unknown) => void }[] = [];
   let timer: NodeJS.Timeout | undefined;
+  const alone = async (raw: Uint8Array): Promise<MailScore> => {
+    try {
+      const [s] = await classifyOrFail(inner, [raw]);
+      return s ?? { score: 0 };
+    } catch (err) {
+      const canaryScored = await inner.classifyRaw([CANARY]).then(() => true, () => false);
+      if (!canaryScored) throw err;
+      throw new FenError("CLASSIFIER_UNSCORABLE", `the classifier fails on this mail alone (${(err as Error).message})`, { cause: err });
+    }
+  };
   const flush = () => {
     if (timer) clearTimeout(timer);
     timer = undefined;
@@ -56,7 +75,8 @@ export function createBatchingClassifier(inner: MailClassifier, maxBatch = 64, m
     if (batch.length === 0) return;
     classifyOrFail(inner, batch.map((b) => b.raw)).then(
       (scores) => batch.forEach((b, i) => b.resolve(scores[i] ?? { score: 0 })),
-      (err: unknown) => batch.forEach((b) => b.reject(err)),
+      // One at a time, in turn: a fault that is the classifier's fails each quickly.
+      async () => { for (const b of batch) await alone(b.raw).then(b.resolve, b.reject); },
     );
   };
   return (raw) => new Promise<MailScore>((resolve, reject) => {

@@ -240,18 +240,32 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
 
       let classification: Classification | undefined;
       if (!item.released) {
-        const { score } = await classify(raw);
+        /** Kept in the quarantine stream, then Quarantined with `detail`: held for an operator, never dropped. */
+        const from = cur;
+        const quarantine = async (detail: EventDetail) => {
+          await js.publish(quarantineSubject(item.mailId), m.data, { msgID: `${item.mailId}.q.${attempt}` });
+          await state.advance(from, [
+            { state: "Processing", detail: processing }, { state: "Validated", detail }, { state: "Quarantined", detail },
+          ], recipients, attempt);
+          deps.metrics.quarantined.inc();
+          await finish(m);
+        };
+        let score: number;
+        try {
+          ({ score } = await classify(raw));
+        } catch (err) {
+          // A mail the classifier cannot score while it scores others is held unscored rather than retried for ever.
+          if (!(err instanceof FenError && err.code === "CLASSIFIER_UNSCORABLE")) throw err;
+          const error = { code: err.code, message: err.message.slice(0, 300) };
+          await quarantine({ error, reason: "not scored: the classifier fails on this mail" });
+          alog.warn({ err }, "quarantined unscored: the classifier fails on this mail");
+          return;
+        }
         const spam = score >= config.quarantineThreshold;
         classification = { score, verdict: spam ? "spam" : "ham", modelVersion: deps.classifier.version };
         if (spam) {
-          await js.publish(quarantineSubject(item.mailId), m.data, { msgID: `${item.mailId}.q.${attempt}` });
-          await state.advance(cur, [
-            { state: "Processing", detail: processing }, { state: "Validated", detail: { classification } },
-            { state: "Quarantined", detail: { classification } },
-          ], recipients, attempt);
-          deps.metrics.quarantined.inc();
+          await quarantine({ classification });
           alog.info({ score }, "quarantined");
-          await finish(m);
           return;
         }
       }

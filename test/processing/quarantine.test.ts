@@ -23,6 +23,8 @@ const ruleClassifier: MailClassifier = {
   version: "rule-test-1",
   classifyRaw: async (raws) => {
     if (raws.some((r) => /^Subject: SLOW/m.test(Buffer.from(r).toString("latin1")))) await slowGate;
+    // A mail the classifier cannot score: the whole call fails, as a batch does.
+    if (raws.some((r) => /^Subject: POISON/m.test(Buffer.from(r).toString("latin1")))) throw new Error("feature extraction blew up");
     return raws.map((r) => ({ score: /^Subject:.*SPAM/m.test(Buffer.from(r).toString("latin1")) ? 0.99 : 0.01 }));
   },
 };
@@ -262,3 +264,24 @@ it("a list page reads at most a few MB of kept mails, however large they are: 24
   expect(listed.filter((id) => ids.includes(id)).sort()).toEqual([...ids].sort());
   for (const id of ids) await quarantine({ kind: "mail.quarantine.delete", v: 1, mailId: id as never, reason: "cleanup" });
 }, 120_000);
+
+it("a mail the classifier fails on is quarantined unscored, the mails batched with it are not held up, and a release delivers it once", async () => {
+  // Submitted together, so that the poison mail and the others share classifier batches.
+  const [poison, ...others] = await Promise.all([
+    submit(p.nc, structured("poison", { key: "q-poison", subject: "POISON mail" })),
+    ...Array.from({ length: 8 }, (_, i) => submit(p.nc, structured(`beside-${i}`, { key: `q-beside-${i}`, subject: `beside ${i}` }))),
+  ]);
+  const q = await until("poison Quarantined", async () => { const s = await status(p.nc, poison!.mailId); return s.state === "Quarantined" && s; });
+  expect(q.history.at(-1)?.detail).toMatchObject({ error: { code: "CLASSIFIER_UNSCORABLE", message: expect.stringContaining("feature extraction blew up") } });
+  expect(q.history.at(-1)?.detail.classification).toBeUndefined();
+  for (const o of others) {
+    const s = await until(`${o.mailId} Sent`, async () => { const st = await status(p.nc, o.mailId); return st.state === "Sent" && st; });
+    // Each went through on its first delivery: no batch failure sent it back.
+    expect(s.history.filter((e) => e.state === "Processing")).toHaveLength(1);
+  }
+  const listed = await quarantine({ kind: "mail.quarantine.list", v: 1, limit: 100, after: 0 });
+  expect(listed.mails.find((m) => m.mailId === poison!.mailId)).toMatchObject({ score: -1 });
+  await quarantine({ kind: "mail.quarantine.release", v: 1, mailId: poison!.mailId as never, reason: "checked by hand" });
+  await until("released poison Sent", async () => (await status(p.nc, poison!.mailId)).state === "Sent");
+  expect(p.sink.messages.filter((m) => m.messageId === poison!.messageId)).toHaveLength(1);
+});

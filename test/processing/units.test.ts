@@ -87,4 +87,24 @@ describe("a classifier that fails", () => {
     const results = await Promise.allSettled([classify(new Uint8Array(1)), classify(new Uint8Array(2))]);
     expect(results).toEqual([{ status: "rejected", reason: failed }, { status: "rejected", reason: failed }]);
   });
+  it("on one mail alone (a canary scores) fails that mail as CLASSIFIER_UNSCORABLE (permanent) and scores the rest of its batch", async () => {
+    let calls = 0;
+    const picky: MailClassifier = {
+      version: "picky",
+      classifyRaw: async (raws) => {
+        calls++;
+        if (raws.some((r) => r[0] === 0xff)) throw new ClassifierError("CLASSIFIER_INFERENCE_FAILED", "cannot read this one");
+        return raws.map((r) => ({ score: r[0]! / 10 }));
+      },
+    };
+    const classify = createBatchingClassifier(picky, 3, 1);
+    const results = await Promise.allSettled([classify(Uint8Array.of(1)), classify(Uint8Array.of(0xff)), classify(Uint8Array.of(2))]);
+    expect(results).toEqual([
+      { status: "fulfilled", value: { score: 0.1 } },
+      { status: "rejected", reason: expect.objectContaining({ code: "CLASSIFIER_UNSCORABLE", transient: false, message: expect.stringContaining("cannot read this one") }) },
+      { status: "fulfilled", value: { score: 0.2 } },
+    ]);
+    // The batch, then each mail alone, and the canary once for the one that failed.
+    expect(calls).toBe(5);
+  });
 });
