@@ -166,32 +166,37 @@ export function isMomentarilyUnavailable(err: unknown): boolean {
   return isNoStreamListening(err);
 }
 
-/** Tries of {@link storeRead} while the store is momentarily unavailable: pauses of 25, 50, ... 200 ms, about 1 s in all. */
+/** Most tries of one {@link storeRead}. */
 const READ_ATTEMPTS = 8;
 
 /**
- * How long one read through a node's read handles (the status handler's
- * JetStreamManager, the status store's read KV) waits for its answer. A
+ * How long one read through a node's read handles (the gateway's
+ * JetStreamManager, the gateway's status-store KV) waits for its answer. A
  * stream leader that steps down drops the requests it holds unanswered;
  * with the client's default 5 s a read that met one would outlast the
- * caller's own timeout, with this one {@link storeRead} asks again.
+ * caller's own timeout, with this one {@link storeRead} asks once more.
+ * (nats.js waits 5 s for batched Direct Gets whatever the handle says.)
  */
 export const STORE_READ_ATTEMPT_MS = 1500;
 
-/** The time after which {@link storeRead} no longer asks again after an unanswered read. */
-const READ_BUDGET_MS = 3500;
+/**
+ * {@link storeRead} asks again only while less than this has passed since
+ * its first try: after one unanswered STORE_READ_ATTEMPT_MS read, not
+ * after two, so a slow store gets at most one extra copy of a read.
+ */
+const READ_BUDGET_MS = 2000;
 
 /**
  * A read of JetStream (a status entry, a history, a work item, consumer
  * info). A read is idempotent, so one that met a leader change is made
- * again: one answered "momentarily unavailable" (see
- * {@link isMomentarilyUnavailable}) for about a second, and one left
- * unanswered (dropped by a leader stepping down) while less than
- * READ_BUDGET_MS passed since the first try, which only reads with a
- * timeout below it (STORE_READ_ATTEMPT_MS) can be. What still fails is
- * STORE_UNAVAILABLE (ask again), not INTERNAL; a read the server refused
- * for want of a permission is INTERNAL ({@link refusedRead}). FenErrors
- * pass through.
+ * again while less than READ_BUDGET_MS (2 s) has passed since the first
+ * try, at most READ_ATTEMPT_MS times, after pauses of 25, 50, ... ms: one
+ * answered "momentarily unavailable" (see {@link isMomentarilyUnavailable}),
+ * and one left unanswered (dropped by a leader stepping down), which only a
+ * read whose timeout is below the budget can be (STORE_READ_ATTEMPT_MS).
+ * What still fails is STORE_UNAVAILABLE (ask again, or `advice`), not
+ * INTERNAL; a read the server refused for want of a permission is INTERNAL
+ * ({@link refusedRead}). FenErrors pass through.
  */
 export async function storeRead<T>(what: string, read: () => Promise<T>, advice = "ask again"): Promise<T> {
   const start = performance.now();
@@ -199,7 +204,7 @@ export async function storeRead<T>(what: string, read: () => Promise<T>, advice 
     try {
       return await read();
     } catch (err) {
-      const again = isMomentarilyUnavailable(err) || (isRequestTimeout(err) && performance.now() - start < READ_BUDGET_MS);
+      const again = (isMomentarilyUnavailable(err) || isRequestTimeout(err)) && performance.now() - start < READ_BUDGET_MS;
       if (i >= READ_ATTEMPTS || !again) throw storeReadError(what, err, advice);
       await new Promise((r) => setTimeout(r, Math.min(200, 25 * i)));
     }

@@ -190,13 +190,16 @@ export function createMailStateStore(deps: { js: JetStreamClient; kv: KV; readKv
 }
 
 /**
- * A node's status store on the `mail_status` bucket: written through `js`,
- * read through a handle whose requests time out after
+ * A node's status store on the `mail_status` bucket, written through `js`.
+ * With `shortReads` (for a node that answers requests with what it reads:
+ * the gateway) it reads through a handle whose requests time out after
  * STORE_READ_ATTEMPT_MS, so a read a stepping-down leader dropped is asked
- * again within the caller's time. (Opening binds to the bucket: no request.)
+ * again within the caller's time; without it (the processing node, which
+ * reads every work item's entry, under load too) with the client's 5 s,
+ * asked once. (Opening binds to the bucket: no request.)
  */
-export async function openMailStateStore(deps: { nc: NatsConnection; js: JetStreamClient; clock: Clock; node: string }): Promise<MailStateStore> {
+export async function openMailStateStore(deps: { nc: NatsConnection; js: JetStreamClient; clock: Clock; node: string; shortReads?: boolean }): Promise<MailStateStore> {
   const kv = await new Kvm(deps.js).open(Names.statusBucket);
-  const readKv = await new Kvm(jetstream(deps.nc, { timeout: STORE_READ_ATTEMPT_MS })).open(Names.statusBucket);
+  const readKv = deps.shortReads ? await new Kvm(jetstream(deps.nc, { timeout: STORE_READ_ATTEMPT_MS })).open(Names.statusBucket) : kv;
   return createMailStateStore({ js: deps.js, kv, readKv, clock: deps.clock, node: deps.node });
 }

@@ -42,8 +42,9 @@ export function createGateway(deps: GatewayDeps, config: GatewayConfig): Gateway
     async start() {
       const js = jetstream(deps.nc);
       const bodies = await new Objm(js).open(Names.bodiesBucket);
-      const state = await openMailStateStore({ nc: deps.nc, js, clock: deps.clock, node: deps.node });
-      // The gateway reads streams only through this: requests that time out early enough for storeRead to ask again.
+      const state = await openMailStateStore({ nc: deps.nc, js, clock: deps.clock, node: deps.node, shortReads: true });
+      // The gateway reads streams only through this: single requests time out early enough for storeRead to ask
+      // again (batched Direct Gets wait nats.js's own 5 s).
       const jsm = await jetstreamManager(deps.nc, { timeout: STORE_READ_ATTEMPT_MS });
       const submit = createSubmitHandler({ js, jsm, bodies, state, clock: deps.clock, log, metrics: deps.metrics }, config);
       const statusOf = createStatusHandler({ jsm, state });

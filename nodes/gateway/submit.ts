@@ -7,7 +7,7 @@ import {
   workSubject,
 } from "../../protocol/index.js";
 import type { BodyRef, Envelope, MailEvent, MailId, SubmitReply, StructuredMail, SubmitRequest, WorkItem } from "../../protocol/index.js";
-import { firstBySubject, isDuplicateInProcess, isNoStreamListening, isRequestTimeout, storeRead } from "../common/js-errors.js";
+import { firstBySubject, isDuplicateInProcess, isNoStreamListening, isNotFound, isRequestTimeout, storeRead } from "../common/js-errors.js";
 import type { Clock } from "../common/clock.js";
 import type { MailStateStore } from "../common/mail-state.js";
 import type { Logger } from "../common/logger.js";
@@ -190,9 +190,15 @@ async function publishWorkItem(deps: SubmitDeps, subject: string, data: Uint8Arr
   }
 }
 
-/** Whether the item a duplicate ack points at holds exactly `data`; undefined if it cannot be read (gone, or the read failed). */
+/**
+ * Whether the item a duplicate ack points at holds exactly `data`; undefined if it cannot be read (a node took
+ * it from the work queue since, or the read failed, asked again as every store read is).
+ */
 async function storedIsThis(deps: SubmitDeps, ack: PubAck, data: Uint8Array): Promise<boolean | undefined> {
-  const stored = await deps.jsm.streams.getMessage(ack.stream, { seq: ack.seq }).catch(() => null);
+  const stored = await storeRead("the stored work item", () => deps.jsm.streams.getMessage(ack.stream, { seq: ack.seq }).catch((err: unknown) => {
+    if (isNotFound(err)) return null;
+    throw err;
+  })).catch(() => null);
   return stored ? Buffer.from(stored.data).equals(Buffer.from(data)) : undefined;
 }
 
@@ -306,7 +312,9 @@ export function createSubmitHandler(deps: SubmitDeps, opts: SubmitOptions): (dat
       // item, which could not be read, was this submission's own: then it is kept, a leak rather than a loss).
       log.debug("duplicate submission (inside the duplicate window)");
       if ("object" in body && (published === undefined || published.mine === false)) await deps.bodies.delete(body.object).catch(() => undefined);
-      return duplicateOf(await storeRead("the first submission of this mail", () => firstContentHash(deps, mailId), NOTHING_STORED));
+      // (When the stored item may be this submission's own, the mail may well be stored: the advice says so.)
+      const advice = published?.mine === undefined ? "the mail may be stored; retry with the same idempotency key" : NOTHING_STORED;
+      return duplicateOf(await storeRead("the first submission of this mail", () => firstContentHash(deps, mailId), advice));
     }
     const ack = published.ack;
     // The work item is durable: the mail will be processed even if this
