@@ -45,7 +45,7 @@ const failureOf = (o: Outcome): string | undefined => (o.kind === "transient" ||
 /** Longest wait before a work item this node cannot read comes back to a node (see `handle`). */
 export const UNREADABLE_RETRY_MAX_MS = 10 * 60_000;
 
-/** How often a copy of a work item whose mail another node claimed moments ago checks back for its outcome. */
+/** How often a copy of a work item whose mail another node claimed moments ago checks back for its outcome, at first (then 2, 3, ... 8 times this). */
 export const CLAIM_RECHECK_MS = 2000;
 
 /** How often the node delivering a mail renews its claim while the delivery lasts: a third of the ack wait. */
@@ -217,7 +217,8 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
         // anyway; meanwhile this copy checks back every few seconds (and finds the outcome, once recorded).
         const claimAge = deps.clock.now() - Date.parse(r.claimRenewedAt ?? r.updatedAt);
         if (claimAge < WORK_ACK_WAIT_MS) {
-          const wait = Math.min(WORK_ACK_WAIT_MS - claimAge, CLAIM_RECHECK_MS);
+          // Checked back less often the longer the claimant's delivery lasts (it renews its claim until it ends).
+          const wait = Math.min(WORK_ACK_WAIT_MS - claimAge, CLAIM_RECHECK_MS * Math.min(8, m.info.deliveryCount));
           mlog.debug({ attempt: r.attempt, claimAge, wait }, "mail claimed moments ago (by a node still at work?); checking back later");
           m.nak(wait);
           return;
@@ -286,7 +287,19 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
       let renewing = Promise.resolve();
       const renewer = setInterval(() => {
         renewing = renewing.then(async () => {
-          try { claimed = await state.renewClaim(claimed); } catch (err) { alog.warn({ err }, "could not renew the claim on the mail"); }
+          try {
+            claimed = await state.renewClaim(claimed);
+          } catch (err) {
+            // A renewal whose write landed unanswered leaves `claimed` a revision behind: the entry as read is still
+            // this attempt's claim, renewed from then on. Another state or attempt means the claim is gone.
+            const now = await state.get(item.mailId).catch(() => undefined);
+            if (now?.record.state === "DeliveryScheduled" && now.record.attempt === attempt) claimed = now;
+            else if (now) {
+              clearInterval(renewer);
+              alog.warn({ err, state: now.record.state, attempt: now.record.attempt }, "the claim on the mail is lost (taken over?); no more renewals");
+            }
+            if (!now) alog.warn({ err }, "could not renew the claim on the mail; trying again at the next renewal");
+          }
         });
       }, CLAIM_RENEW_MS);
       let outcome;

@@ -1,6 +1,8 @@
 import { expect, it } from "vitest";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { Names, WORK_ACK_WAIT_MS, workSubject } from "../../protocol/index.js";
+import { Kvm } from "@nats-io/kv";
+import { Codecs, Names, WORK_ACK_WAIT_MS, workSubject } from "../../protocol/index.js";
+import { CLAIM_RENEW_MS } from "../../nodes/processing/processor.js";
 import { firstBySubject } from "../../nodes/common/js-errors.js";
 import { usePipeline } from "../helpers/suite.js";
 import { startGateway, startProcessing, status, structured, submit, until } from "../helpers/system.js";
@@ -38,4 +40,23 @@ it("a copy of a work item handed out while its delivery outlasts the ack wait is
   expect(p.sink.messages.filter((m) => m.messageId === reply.messageId)).toHaveLength(1);
   expect(st.history.filter((e) => e.state === "DeliveryScheduled")).toHaveLength(1);
   expect(st.history.some((e) => e.detail.inDoubt === true)).toBe(false);
+}, 4 * HOLD_MS);
+
+it("a renewal that finds the entry moved under the same claim (a renewal whose write landed unanswered) renews from the entry as read", async () => {
+  const reply = await submit(p.nc, structured("renewal-conflict", { key: "renewal-conflict" }));
+  await until("the relay to hold the mail", () => p.sink.awaitingReply() > 0, 30_000, 10);
+  const kv = await new Kvm(jetstream(p.nc)).open(Names.statusBucket);
+  // What a renewal whose reply was lost leaves: the same claim at a newer revision than the node holds.
+  const e = (await kv.get(reply.mailId))!;
+  expect(Codecs.statusRecord.parse(e.json()).state).toBe("DeliveryScheduled");
+  await kv.update(reply.mailId, e.value, e.revision);
+  const bumped = Date.now();
+  // The next renewal meets the moved entry and adopts it; the one after must succeed.
+  await new Promise((r) => setTimeout(r, 2 * CLAIM_RENEW_MS + 2000));
+  const now = Codecs.statusRecord.parse((await kv.get(reply.mailId))!.json());
+  console.log(`claim renewed ${now.claimRenewedAt ? Date.parse(now.claimRenewedAt) - bumped : "never"} ms after the entry moved`);
+  expect(now.state).toBe("DeliveryScheduled");
+  expect(Date.parse(now.claimRenewedAt!)).toBeGreaterThan(bumped + CLAIM_RENEW_MS);
+  await until("Sent", async () => (await status(p.nc, reply.mailId)).state === "Sent", 2 * HOLD_MS, 200);
+  expect(p.sink.messages.filter((m) => m.messageId === reply.messageId)).toHaveLength(1);
 }, 4 * HOLD_MS);
