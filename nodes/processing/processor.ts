@@ -48,6 +48,9 @@ export const UNREADABLE_RETRY_MAX_MS = 10 * 60_000;
 /** How often a copy of a work item whose mail another node claimed moments ago checks back for its outcome, at first (then 2, 3, ... 8 times this). */
 export const CLAIM_RECHECK_MS = 2000;
 
+/** The delivery of a work item from which a body object found missing or damaged Rejects its mail BODY_UNAVAILABLE (earlier ones retry). */
+export const BODY_MISSING_DELIVERIES = 5;
+
 /** How often the node delivering a mail renews its claim while the delivery lasts: a third of the ack wait. */
 export const CLAIM_RENEW_MS = WORK_ACK_WAIT_MS / 3;
 
@@ -124,10 +127,10 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
   const loadBody = async (item: WorkItem): Promise<Buffer> => {
     if ("inline" in item.body) return Buffer.from(item.body.inline, "base64");
     const data = await bodies.getBlob(item.body.object);
-    if (!data) throw new FenError("INTERNAL", `body object ${item.body.object} is missing`);
+    if (!data) throw new FenError("BODY_UNAVAILABLE", `body object ${item.body.object} is missing`);
     const raw = Buffer.from(data);
     if (createHash("sha256").update(raw).digest("hex") !== item.body.sha256) {
-      throw new FenError("INTERNAL", `body object ${item.body.object} does not match its hash`);
+      throw new FenError("BODY_UNAVAILABLE", `body object ${item.body.object} does not match its hash`);
     }
     return raw;
   };
@@ -229,7 +232,20 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
       if (inDoubt) alog.warn("previous attempt's outcome unknown (node died mid-delivery); sending again");
       const processing: EventDetail = inDoubt ? { inDoubt: true } : {};
 
-      const raw = await loadBody(item);
+      let raw: Buffer;
+      try {
+        raw = await loadBody(item);
+      } catch (err) {
+        // A replica that has not stored a fresh object yet answers "missing" for a moment; at the
+        // BODY_MISSING_DELIVERIES-th delivery in a row (seconds of backoff later) the body is gone for good, and
+        // retrying for ever would send nothing either.
+        if (!(err instanceof FenError && err.code === "BODY_UNAVAILABLE") || m.info.deliveryCount < BODY_MISSING_DELIVERIES) throw err;
+        await state.advance(cur, [{ state: "Processing", detail: processing }, { state: "Rejected", detail: { error: { code: err.code, message: err.message } } }], recipients, attempt);
+        deps.metrics.rejected.inc();
+        alog.error({ err }, "rejected: the mail's body is gone");
+        await settle(m, item);
+        return;
+      }
       try {
         await simpleParser(raw, MAILPARSER_OPTIONS);
       } catch (err) {
