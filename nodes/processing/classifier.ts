@@ -40,33 +40,38 @@ export async function classifyOrFail(classifier: MailClassifier, raws: readonly 
   }
 }
 
-/** What a failed batch scores alone to tell a failing classifier from a failing mail: a short, plain mail. */
+/** What is scored to tell a failing classifier from a failing mail: a short, plain mail. */
 const CANARY = new TextEncoder().encode("From: canary@fastemailnet.invalid\r\nTo: canary@fastemailnet.invalid\r\nSubject: canary\r\n\r\nA short plain mail.\r\n");
+
+/**
+ * Scores one mail alone. If that fails, a canary is scored: if it scores,
+ * the fault is the mail's (`CLASSIFIER_UNSCORABLE`, permanent), else the
+ * classifier's (`CLASSIFIER_FAILED`, transient).
+ */
+export async function classifyAlone(classifier: MailClassifier, raw: Uint8Array): Promise<MailScore> {
+  try {
+    const [s] = await classifyOrFail(classifier, [raw]);
+    return s ?? { score: 0 };
+  } catch (err) {
+    const canaryScored = await classifier.classifyRaw([CANARY]).then(() => true, () => false);
+    if (!canaryScored) throw err;
+    throw new FenError("CLASSIFIER_UNSCORABLE", `the classifier fails on this mail alone (${(err as Error).message})`, { cause: err });
+  }
+}
 
 /**
  * Gathers classify calls from concurrently handled mails into batches (up to
  * `maxBatch`, or whatever arrived within `maxWaitMs`), because batched
  * inference is much cheaper per mail than one call each.
  *
- * A batch that fails is scored again one mail at a time, so one mail the
- * classifier cannot score does not fail the others. A mail that fails
- * alone is scored once more against a canary: if the canary scores, the
- * fault is the mail's (`CLASSIFIER_UNSCORABLE`, permanent); if the canary
- * fails too, the classifier's (`CLASSIFIER_FAILED`, transient).
+ * A batch that fails is scored again one mail at a time
+ * ({@link classifyAlone}), so one mail the classifier cannot score does not
+ * fail the others, and fails as `CLASSIFIER_UNSCORABLE` itself.
  */
 export function createBatchingClassifier(inner: MailClassifier, maxBatch = 64, maxWaitMs = 2): (raw: Uint8Array) => Promise<MailScore> {
   let pending: { raw: Uint8Array; resolve: (s: MailScore) => void; reject: (e: unknown) => void }[] = [];
   let timer: NodeJS.Timeout | undefined;
-  const alone = async (raw: Uint8Array): Promise<MailScore> => {
-    try {
-      const [s] = await classifyOrFail(inner, [raw]);
-      return s ?? { score: 0 };
-    } catch (err) {
-      const canaryScored = await inner.classifyRaw([CANARY]).then(() => true, () => false);
-      if (!canaryScored) throw err;
-      throw new FenError("CLASSIFIER_UNSCORABLE", `the classifier fails on this mail alone (${(err as Error).message})`, { cause: err });
-    }
-  };
+  const alone = (raw: Uint8Array) => classifyAlone(inner, raw);
   const flush = () => {
     if (timer) clearTimeout(timer);
     timer = undefined;

@@ -3,7 +3,7 @@ export { createProcessingNode } from "./processor.js";
 export type { ProcessingDeps, ProcessingNode } from "./processor.js";
 export { createDelivery, relayOptions } from "./delivery.js";
 export type { Delivery, RelayOptions } from "./delivery.js";
-export { passThroughClassifier, createBatchingClassifier, classifyOrFail } from "./classifier.js";
+export { passThroughClassifier, createBatchingClassifier, classifyAlone, classifyOrFail } from "./classifier.js";
 export type { MailClassifier, MailScore } from "./classifier.js";
 export { loadMailClassifier } from "./load-classifier.js";
 export { backoffDelay } from "./backoff.js";

@@ -16,7 +16,7 @@ import { createAdmission } from "../common/admission.js";
 import { isNotFound, publishOnce, storeRead } from "../common/js-errors.js";
 import { checkMime, checkRequestSize, checkStructuredSize, composeStructured, messageIdForPreview, tooLarge } from "../gateway/index.js";
 import type { MailClassifier } from "./classifier.js";
-import { classifyOrFail } from "./classifier.js";
+import { classifyAlone } from "./classifier.js";
 
 export const PROCESSING_VERSION = "0.1.0";
 
@@ -89,8 +89,8 @@ export async function startProcessingService(deps: ProcessingServiceDeps): Promi
         raw = await composeStructured(req.mail, messageIdForPreview(), new Date(deps.clock.now()));
         if (raw.length > deps.maxMessageBytes) tooLarge(raw.length, deps.maxMessageBytes);
       }
-      const [s] = await classifyOrFail(deps.classifier, [raw]);
-      const score = s?.score ?? 0;
+      // A mail the classifier fails on alone is CLASSIFIER_UNSCORABLE (permanent: asking again cannot help).
+      const { score } = await classifyAlone(deps.classifier, raw);
       const flagged = score >= deps.quarantineThreshold;
       const reply: ClassifyReply = { kind: "mail.classify.reply", v: 1, score, verdict: flagged ? "spam" : "ham", flagged, modelVersion: deps.classifier.version };
       return Codecs.classifyReply.encode(reply);

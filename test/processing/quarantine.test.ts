@@ -281,6 +281,9 @@ it("a mail the classifier fails on is quarantined unscored, the mails batched wi
   }
   const listed = await quarantine({ kind: "mail.quarantine.list", v: 1, limit: 100, after: 0 });
   expect(listed.mails.find((m) => m.mailId === poison!.mailId)).toMatchObject({ score: -1 });
+  // mail.classify says so too, as a permanent error: asking again cannot help.
+  const classifyPoison = { kind: "mail.classify", v: 1, mail: { raw: Buffer.from("From: a@example.org\r\nSubject: POISON\r\n\r\nhi\r\n").toString("base64"), envelope: { from: "a@example.org", to: ["b@example.net"] } } };
+  await expect(callService(p.nc, ServiceSubjects.classify, Codecs.classifyRequest, classifyPoison as never, Codecs.classifyReply)).rejects.toMatchObject({ code: "CLASSIFIER_UNSCORABLE" });
   await quarantine({ kind: "mail.quarantine.release", v: 1, mailId: poison!.mailId as never, reason: "checked by hand" });
   await until("released poison Sent", async () => (await status(p.nc, poison!.mailId)).state === "Sent");
   expect(p.sink.messages.filter((m) => m.messageId === poison!.messageId)).toHaveLength(1);
