@@ -236,11 +236,11 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
       try {
         raw = await loadBody(item);
       } catch (err) {
-        // A replica that has not stored a fresh object yet answers "missing" for a moment; at the
-        // BODY_MISSING_DELIVERIES-th delivery in a row (seconds of backoff later) the body is gone for good, and
+        // A replica that has not stored a fresh object yet answers "missing" for a moment; from the item's
+        // BODY_MISSING_DELIVERIES-th delivery on (seconds of backoff later) the body is gone for good, and
         // retrying for ever would send nothing either.
         if (!(err instanceof FenError && err.code === "BODY_UNAVAILABLE") || m.info.deliveryCount < BODY_MISSING_DELIVERIES) throw err;
-        await state.advance(cur, [{ state: "Processing", detail: processing }, { state: "Rejected", detail: { error: { code: err.code, message: err.message } } }], recipients, attempt);
+        await state.advance(cur, [{ state: "Processing", detail: processing }, { state: "Rejected", detail: { error: { code: err.code, message: err.message.slice(0, 300) } } }], recipients, attempt);
         deps.metrics.rejected.inc();
         alog.error({ err }, "rejected: the mail's body is gone");
         await settle(m, item);
