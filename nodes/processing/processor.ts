@@ -126,7 +126,15 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
 
   const loadBody = async (item: WorkItem): Promise<Buffer> => {
     if ("inline" in item.body) return Buffer.from(item.body.inline, "base64");
-    const data = await bodies.getBlob(item.body.object);
+    const object = item.body.object;
+    const data = await bodies.getBlob(object).catch((err: unknown) => {
+      // The client checks the chunks against the object's own digest: a chunk gone or altered is a damaged body,
+      // as much as one that does not match the work item's hash (and asking again a few times cannot mend it).
+      if (/received a corrupt object/.test(String((err as Error | undefined)?.message))) {
+        throw new FenError("BODY_UNAVAILABLE", `body object ${object} is damaged (${String((err as Error).message).split("\n")[0]})`, { cause: err });
+      }
+      throw err;
+    });
     if (!data) throw new FenError("BODY_UNAVAILABLE", `body object ${item.body.object} is missing`);
     const raw = Buffer.from(data);
     if (createHash("sha256").update(raw).digest("hex") !== item.body.sha256) {
