@@ -38,7 +38,7 @@ export const ErrorCodes = {
   SPEC_MISMATCH: { retry: "permanent", doc: "A stream, consumer or bucket exists with a configuration different from the spec." },
   QUARANTINED: { retry: "permanent", doc: "The classifier scored the mail at or above the quarantine threshold." },
   CLASSIFIER_FAILED: { retry: "transient", doc: "The classifier could not score the mail." },
-  BODY_UNAVAILABLE: { retry: "permanent", doc: "The mail's body object (a body over 512 KiB, kept in the mail_bodies object store) is missing or does not match its hash at the 5th or a later delivery of its work item (a replica may miss a fresh object for a moment, so earlier ones are retried): the mail cannot be sent and is Rejected with this code (nothing was sent)." },
+  BODY_UNAVAILABLE: { retry: "permanent", doc: "The mail's body object (a body over 512 KiB, kept in the mail_bodies object store) is missing, has lost chunks or does not match its hash at the 5th or a later delivery of its work item (earlier ones are retried, so a store that answers wrongly for a moment cannot end a mail): the mail cannot be sent and is Rejected with this code (nothing was sent)." },
   CLASSIFIER_UNSCORABLE: { retry: "permanent", doc: "The classifier fails on this mail alone (it scores other mail, and a canary, at the same moment): the mail is Quarantined unscored, for an operator to release (a released mail is not scored) or delete." },
   LEDGER_UNAVAILABLE: { retry: "transient", doc: "The ledger could not be read or written." },
   LEDGER_CORRUPT: { retry: "permanent", doc: "Stored ledger data fails verification (tampered, or not what a block's checkpoint commits to)." },

@@ -47,6 +47,21 @@ export const Names = {
   ledgerService: "fen-ledger",
 } as const;
 
+/**
+ * The stream behind the `mail_bodies` object store, for a read the object
+ * store API has no call for: whether any chunk of an object is stored (an
+ * object whose chunks are all gone makes the client's read wait for ever).
+ * Subjects as the object store lays them out (ADR-20).
+ */
+export const BodiesBucketStream = {
+  /** Stream name. */
+  name: `OBJ_${Names.bodiesBucket}`,
+  /** Subject of the chunks of the object with this nuid. */
+  chunks(nuid: string): string {
+    return `$O.${Names.bodiesBucket}.C.${nuid}`;
+  },
+} as const;
+
 /** Options that differ between deployments. */
 export interface SpecOptions {
   /** Replicas of every stream and bucket. @default 3 */

@@ -6,14 +6,14 @@ import { Objm } from "@nats-io/obj";
 import type { ObjectStore } from "@nats-io/obj";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { simpleParser } from "mailparser";
-import { Codecs, FenError, Names, WORK_ACK_WAIT_MS, eventSubject, isTerminal, quarantineSubject, toFenError } from "../../protocol/index.js";
+import { BodiesBucketStream, Codecs, FenError, Names, WORK_ACK_WAIT_MS, eventSubject, isTerminal, quarantineSubject, toFenError } from "../../protocol/index.js";
 import type { Classification, EventDetail, MailEvent, RecipientRefusal, WorkItem } from "../../protocol/index.js";
 import type { Actor, ActorStatus } from "../common/actor.js";
 import type { Clock, Random } from "../common/clock.js";
 import type { Logger } from "../common/logger.js";
 import type { AdvanceOptions, MailStateStore, Step, Versioned } from "../common/mail-state.js";
 import { openMailStateStore } from "../common/mail-state.js";
-import { firstBySubject } from "../common/js-errors.js";
+import { firstBySubject, firstBySubjectFromLeader } from "../common/js-errors.js";
 import type { Metrics } from "../common/metrics.js";
 import { createPullFeed, createRoomGate } from "../common/pull-feed.js";
 import type { PullFeed } from "../common/pull-feed.js";
@@ -127,6 +127,13 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
   const loadBody = async (item: WorkItem): Promise<Buffer> => {
     if ("inline" in item.body) return Buffer.from(item.body.inline, "base64");
     const object = item.body.object;
+    // An object whose chunks are all gone (a purge by subject, a partial restore) would make getBlob wait for ever:
+    // whether its first chunk is stored is asked of the stream's leader first.
+    const info = await bodies.info(object);
+    if (!info || info.deleted) throw new FenError("BODY_UNAVAILABLE", `body object ${object} is missing`);
+    if (info.size > 0 && !await firstBySubjectFromLeader(jsm, BodiesBucketStream.name, BodiesBucketStream.chunks(info.nuid), 1)) {
+      throw new FenError("BODY_UNAVAILABLE", `body object ${object} has no chunk stored`);
+    }
     const data = await bodies.getBlob(object).catch((err: unknown) => {
       // The client checks the chunks against the object's own digest: a chunk gone or altered is a damaged body,
       // as much as one that does not match the work item's hash (and asking again a few times cannot mend it).
@@ -244,7 +251,7 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
       try {
         raw = await loadBody(item);
       } catch (err) {
-        // A replica that has not stored a fresh object yet answers "missing" for a moment; from the item's
+        // Retried first, so that a store answering wrongly for a moment cannot end a mail; from the item's
         // BODY_MISSING_DELIVERIES-th delivery on (seconds of backoff later) the body is gone for good, and
         // retrying for ever would send nothing either.
         if (!(err instanceof FenError && err.code === "BODY_UNAVAILABLE") || m.info.deliveryCount < BODY_MISSING_DELIVERIES) throw err;
