@@ -43,19 +43,32 @@ export async function classifyOrFail(classifier: MailClassifier, raws: readonly 
 /** What is scored to tell a failing classifier from a failing mail: a short, plain mail. */
 const CANARY = new TextEncoder().encode("From: canary@fastemailnet.invalid\r\nTo: canary@fastemailnet.invalid\r\nSubject: canary\r\n\r\nA short plain mail.\r\n");
 
+/** Whether `err` (or its cause) says itself that asking again can succeed (e.g. the model's "inference failed"). */
+const saysTransient = (err: unknown): boolean => {
+  const c = (err as { cause?: unknown } | undefined)?.cause as { retry?: unknown; transient?: unknown } | undefined;
+  return c?.retry === "transient" || c?.transient === true;
+};
+
 /**
- * Scores one mail alone. If that fails, a canary is scored: if it scores,
- * the fault is the mail's (`CLASSIFIER_UNSCORABLE`, permanent), else the
- * classifier's (`CLASSIFIER_FAILED`, transient).
+ * Scores one mail alone. If that fails, the failure is the mail's
+ * (`CLASSIFIER_UNSCORABLE`, permanent) only when it is not one the
+ * classifier calls transient, a canary scores, and the mail then fails
+ * again; otherwise it is the classifier's (`CLASSIFIER_FAILED`, transient).
  */
 export async function classifyAlone(classifier: MailClassifier, raw: Uint8Array): Promise<MailScore> {
+  const once = async () => (await classifyOrFail(classifier, [raw]))[0] ?? { score: 0 };
   try {
-    const [s] = await classifyOrFail(classifier, [raw]);
-    return s ?? { score: 0 };
+    return await once();
   } catch (err) {
-    const canaryScored = await classifier.classifyRaw([CANARY]).then(() => true, () => false);
+    if (saysTransient(err)) throw err;
+    const canaryScored = await Promise.resolve().then(() => classifier.classifyRaw([CANARY])).then(() => true, () => false);
     if (!canaryScored) throw err;
-    throw new FenError("CLASSIFIER_UNSCORABLE", `the classifier fails on this mail alone (${(err as Error).message})`, { cause: err });
+    try {
+      return await once();
+    } catch (again) {
+      if (saysTransient(again)) throw again;
+      throw new FenError("CLASSIFIER_UNSCORABLE", `the classifier fails on this mail alone, twice, while it scores a canary (${(again as Error).message})`, { cause: again });
+    }
   }
 }
 
@@ -64,9 +77,10 @@ export async function classifyAlone(classifier: MailClassifier, raw: Uint8Array)
  * `maxBatch`, or whatever arrived within `maxWaitMs`), because batched
  * inference is much cheaper per mail than one call each.
  *
- * A batch that fails is scored again one mail at a time
- * ({@link classifyAlone}), so one mail the classifier cannot score does not
- * fail the others, and fails as `CLASSIFIER_UNSCORABLE` itself.
+ * A batch that fails (or answers with a wrong number of scores) is scored
+ * again one mail at a time ({@link classifyAlone}), so one mail the
+ * classifier cannot score does not fail the others, and fails as
+ * `CLASSIFIER_UNSCORABLE` itself.
  */
 export function createBatchingClassifier(inner: MailClassifier, maxBatch = 64, maxWaitMs = 2): (raw: Uint8Array) => Promise<MailScore> {
   let pending: { raw: Uint8Array; resolve: (s: MailScore) => void; reject: (e: unknown) => void }[] = [];
@@ -78,11 +92,16 @@ export function createBatchingClassifier(inner: MailClassifier, maxBatch = 64, m
     const batch = pending;
     pending = [];
     if (batch.length === 0) return;
-    classifyOrFail(inner, batch.map((b) => b.raw)).then(
-      (scores) => batch.forEach((b, i) => b.resolve(scores[i] ?? { score: 0 })),
+    const oneByOne = async () => { for (const b of batch) await alone(b.raw).then(b.resolve, b.reject); };
+    void classifyOrFail(inner, batch.map((b) => b.raw)).then(
+      async (scores) => {
+        // A classifier that answers with fewer scores than mails (or none) is asked about each mail alone.
+        if (!Array.isArray(scores) || scores.length !== batch.length) return oneByOne();
+        batch.forEach((b, i) => b.resolve(scores[i]!));
+      },
       // One at a time, in turn: a fault that is the classifier's fails each quickly.
-      async () => { for (const b of batch) await alone(b.raw).then(b.resolve, b.reject); },
-    );
+      oneByOne,
+    ).catch((err: unknown) => batch.forEach((b) => b.reject(err))); // settles what is still pending (later calls are no-ops)
   };
   return (raw) => new Promise<MailScore>((resolve, reject) => {
     pending.push({ raw, resolve, reject });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { FAILURE_TABLE, SMTP_REPLY_CHARS, backoffDelay, classifyFailure, classifyOrFail, createBatchingClassifier, smtpReplyOf } from "../../nodes/processing/index.js";
+import { FAILURE_TABLE, SMTP_REPLY_CHARS, backoffDelay, classifyAlone, classifyFailure, classifyOrFail, createBatchingClassifier, smtpReplyOf } from "../../nodes/processing/index.js";
 import type { MailClassifier } from "../../nodes/processing/index.js";
 import { ClassifierError } from "../../nodes/classifier/index.js";
 
@@ -93,7 +93,8 @@ describe("a classifier that fails", () => {
       version: "picky",
       classifyRaw: async (raws) => {
         calls++;
-        if (raws.some((r) => r[0] === 0xff)) throw new ClassifierError("CLASSIFIER_INFERENCE_FAILED", "cannot read this one");
+        // What a fault of the feature extraction on one mail throws: not a ClassifierError that calls itself transient.
+        if (raws.some((r) => r[0] === 0xff)) throw new RangeError("cannot read this one");
         return raws.map((r) => ({ score: r[0]! / 10 }));
       },
     };
@@ -104,7 +105,22 @@ describe("a classifier that fails", () => {
       { status: "rejected", reason: expect.objectContaining({ code: "CLASSIFIER_UNSCORABLE", transient: false, message: expect.stringContaining("cannot read this one") }) },
       { status: "fulfilled", value: { score: 0.2 } },
     ]);
-    // The batch, then each mail alone, and the canary once for the one that failed.
-    expect(calls).toBe(5);
+    // The batch, then each mail alone, and for the one that failed the canary and that mail once more.
+    expect(calls).toBe(6);
+  });
+  it("that calls its failure on one mail transient (inference failed) is not the mail's fault: CLASSIFIER_FAILED, retried", async () => {
+    let failures = 1;
+    const flaky: MailClassifier = {
+      version: "flaky",
+      classifyRaw: async (raws) => {
+        if (raws.length === 1 && raws[0]![0] === 7 && failures-- > 0) throw new ClassifierError("CLASSIFIER_INFERENCE_FAILED", "out of memory for a moment");
+        return raws.map(() => ({ score: 0.5 }));
+      },
+    };
+    await expect(classifyAlone(flaky, Uint8Array.of(7))).rejects.toMatchObject({ code: "CLASSIFIER_FAILED", transient: true });
+    // A classifier answering a batch with too few scores: each mail is asked about alone, none is scored 0 by default.
+    const short: MailClassifier = { version: "short", classifyRaw: async (raws) => raws.length > 1 ? [{ score: 0.9 }] : [{ score: 0.3 }] };
+    const classify = createBatchingClassifier(short, 2, 1);
+    expect(await Promise.all([classify(Uint8Array.of(1)), classify(Uint8Array.of(2))])).toEqual([{ score: 0.3 }, { score: 0.3 }]);
   });
 });
