@@ -18,6 +18,11 @@ export function isNotFound(err: unknown): boolean {
   return false;
 }
 
+/** JetStream's "no message found" (10037): the stream answered, and holds no such message (not "no such stream"). */
+export function isNoSuchMessage(err: unknown): boolean {
+  return err instanceof JetStreamApiError && err.code === 10037;
+}
+
 /** JetStream's "wrong last sequence" (10071): an expected-sequence publish, e.g. a KV compare-and-swap, lost. */
 export function isWrongLastSequence(err: unknown): boolean {
   return err instanceof JetStreamApiError && err.code === 10071;

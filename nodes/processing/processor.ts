@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { Service } from "@nats-io/services";
-import type { JetStreamClient, JetStreamManager, JsMsg } from "@nats-io/jetstream";
+import type { JetStreamClient, JetStreamManager, JsMsg, MsgRequest } from "@nats-io/jetstream";
 import { Objm } from "@nats-io/obj";
 import type { ObjectStore } from "@nats-io/obj";
 import type { NatsConnection } from "@nats-io/nats-core";
@@ -13,7 +13,7 @@ import type { Clock, Random } from "../common/clock.js";
 import type { Logger } from "../common/logger.js";
 import type { AdvanceOptions, MailStateStore, Step, Versioned } from "../common/mail-state.js";
 import { openMailStateStore } from "../common/mail-state.js";
-import { firstBySubject, firstBySubjectFromLeader } from "../common/js-errors.js";
+import { firstBySubject, isNoSuchMessage } from "../common/js-errors.js";
 import type { Metrics } from "../common/metrics.js";
 import { createPullFeed, createRoomGate } from "../common/pull-feed.js";
 import type { PullFeed } from "../common/pull-feed.js";
@@ -48,8 +48,9 @@ export const UNREADABLE_RETRY_MAX_MS = 10 * 60_000;
 /** How often a copy of a work item whose mail another node claimed moments ago checks back for its outcome, at first (then 2, 3, ... 8 times this). */
 export const CLAIM_RECHECK_MS = 2000;
 
-/** The delivery of a work item from which a body object found missing or damaged Rejects its mail BODY_UNAVAILABLE (earlier ones retry). */
-export const BODY_MISSING_DELIVERIES = 5;
+/** Reads, BODY_READ_PAUSE_MS apart, that must all find a body object missing or damaged before its mail is Rejected BODY_UNAVAILABLE. */
+export const BODY_READS = 3;
+export const BODY_READ_PAUSE_MS = 1000;
 
 /** How often the node delivering a mail renews its claim while the delivery lasts: a third of the ack wait. */
 export const CLAIM_RENEW_MS = WORK_ACK_WAIT_MS / 3;
@@ -131,8 +132,14 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
     // whether its first chunk is stored is asked of the stream's leader first.
     const info = await bodies.info(object);
     if (!info || info.deleted) throw new FenError("BODY_UNAVAILABLE", `body object ${object} is missing`);
-    if (info.size > 0 && !await firstBySubjectFromLeader(jsm, BodiesBucketStream.name, BodiesBucketStream.chunks(info.nuid), 1)) {
-      throw new FenError("BODY_UNAVAILABLE", `body object ${object} has no chunk stored`);
+    if (info.size > 0) {
+      // Only the stream's own "no message found" is absence: "no such stream" (a restart) and the like are not.
+      const query = { seq: 1, next_by_subj: BodiesBucketStream.chunks(info.nuid) } as unknown as MsgRequest;
+      const chunk = await jsm.streams.getMessage(BodiesBucketStream.name, query).catch((err: unknown) => {
+        if (isNoSuchMessage(err)) return null;
+        throw err;
+      });
+      if (!chunk) throw new FenError("BODY_UNAVAILABLE", `body object ${object} has no chunk stored`);
     }
     const data = await bodies.getBlob(object).catch((err: unknown) => {
       // The client checks the chunks against the object's own digest: a chunk gone or altered is a damaged body,
@@ -247,19 +254,22 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
       if (inDoubt) alog.warn("previous attempt's outcome unknown (node died mid-delivery); sending again");
       const processing: EventDetail = inDoubt ? { inDoubt: true } : {};
 
-      let raw: Buffer;
-      try {
-        raw = await loadBody(item);
-      } catch (err) {
-        // Retried first, so that a store answering wrongly for a moment cannot end a mail; from the item's
-        // BODY_MISSING_DELIVERIES-th delivery on (seconds of backoff later) the body is gone for good, and
-        // retrying for ever would send nothing either.
-        if (!(err instanceof FenError && err.code === "BODY_UNAVAILABLE") || m.info.deliveryCount < BODY_MISSING_DELIVERIES) throw err;
-        await state.advance(cur, [{ state: "Processing", detail: processing }, { state: "Rejected", detail: { error: { code: err.code, message: err.message.slice(0, 300) } } }], recipients, attempt);
-        deps.metrics.rejected.inc();
-        alog.error({ err }, "rejected: the mail's body is gone");
-        await settle(m, item);
-        return;
+      let raw: Buffer | undefined;
+      for (let read = 1; !raw; read++) {
+        try {
+          raw = await loadBody(item);
+        } catch (err) {
+          // A body the store says is gone or damaged is read again, BODY_READS times in all, a second apart, so that
+          // a store answering wrongly for a moment cannot end a mail; then it is gone for good, and retrying for
+          // ever would send nothing either. Any other failure is the store's: the work item is retried.
+          if (!(err instanceof FenError && err.code === "BODY_UNAVAILABLE")) throw err;
+          if (read < BODY_READS) { await new Promise((r) => setTimeout(r, BODY_READ_PAUSE_MS)); continue; }
+          await state.advance(cur, [{ state: "Processing", detail: processing }, { state: "Rejected", detail: { error: { code: err.code, message: err.message.slice(0, 300) } } }], recipients, attempt);
+          deps.metrics.rejected.inc();
+          alog.error({ err }, "rejected: the mail's body is gone");
+          await settle(m, item);
+          return;
+        }
       }
       try {
         await simpleParser(raw, MAILPARSER_OPTIONS);
@@ -271,6 +281,11 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
       }
 
       let classification: Classification | undefined;
+      // A Deferred or in-doubt mail passed the classifier at an earlier attempt, and some recipients may have it:
+      // it is scored again (its events carry the verdict) but never quarantined now (a release would send it to
+      // every recipient again).
+      const passedBefore = r.state === "Deferred" || r.state === "DeliveryScheduled";
+      let notScored: EventDetail | undefined;
       if (!item.released) {
         /** Kept in the quarantine stream, then Quarantined with `detail`: held for an operator, never dropped. */
         const from = cur;
@@ -289,19 +304,25 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
           // A mail the classifier cannot score while it scores others is held unscored rather than retried for ever.
           if (!(err instanceof FenError && err.code === "CLASSIFIER_UNSCORABLE")) throw err;
           const error = { code: err.code, message: err.message.slice(0, 300) };
-          await quarantine({ error, reason: "not scored: the classifier fails on this mail" });
-          alog.warn({ err }, "quarantined unscored: the classifier fails on this mail");
-          return;
+          if (passedBefore) {
+            notScored = { error, reason: "not scored at this attempt; it passed the classifier at an earlier one" };
+            score = -1;
+          } else {
+            await quarantine({ error, reason: "not scored: the classifier fails on this mail" });
+            alog.warn({ err }, "quarantined unscored: the classifier fails on this mail");
+            return;
+          }
         }
         const spam = score >= config.quarantineThreshold;
-        classification = { score, verdict: spam ? "spam" : "ham", modelVersion: deps.classifier.version };
-        if (spam) {
+        if (!notScored) classification = { score, verdict: spam ? "spam" : "ham", modelVersion: deps.classifier.version };
+        if (spam && passedBefore) alog.warn({ score }, "scored as spam at a retry; not quarantined, it passed at an earlier attempt");
+        else if (spam) {
           await quarantine({ classification });
           alog.info({ score }, "quarantined");
           return;
         }
       }
-      const validated: EventDetail = classification ? { classification } : { reason: "released by operator" };
+      const validated: EventDetail = classification ? { classification } : notScored ?? { reason: "released by operator" };
       // An earlier attempt may have delivered to some recipients (or had
       // some refused for good): this one sends to the rest only.
       const rest = (r.state === "Deferred" || r.state === "DeliveryScheduled") && r.detail.pending?.length ? r.detail.pending : undefined;

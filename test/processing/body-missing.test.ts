@@ -2,7 +2,7 @@ import { expect, it } from "vitest";
 import { jetstream } from "@nats-io/jetstream";
 import { Objm } from "@nats-io/obj";
 import { Names } from "../../protocol/index.js";
-import { BODY_MISSING_DELIVERIES } from "../../nodes/processing/processor.js";
+import { BODY_READS } from "../../nodes/processing/processor.js";
 import { usePipeline } from "../helpers/suite.js";
 import { bodyObjects, startGateway, startProcessing, status, structured, submit, until } from "../helpers/system.js";
 
@@ -10,16 +10,16 @@ import { bodyObjects, startGateway, startProcessing, status, structured, submit,
  * A body over 512 KiB rides in the mail_bodies object store. If that object
  * is gone (deleted by hand, a store restored without it) the mail cannot be
  * sent: the work item used to be retried for ever (INTERNAL, every 30 s at
- * most). A replica can answer "missing" for a fresh object for a moment,
- * so the node first retries; from the BODY_MISSING_DELIVERIES-th delivery on
- * the mail is Rejected BODY_UNAVAILABLE, its work item acknowledged.
+ * most). The node reads it BODY_READS times, a second apart (a store that
+ * answers wrongly for a moment cannot end a mail); then the mail is
+ * Rejected BODY_UNAVAILABLE, its work item acknowledged.
  */
 let sinkPort = 0;
 const p = usePipeline({
   start: async (nc, port) => { sinkPort = port; return [await startGateway(nc)]; },
 });
 
-it("a mail whose body object is gone is Rejected BODY_UNAVAILABLE after a few deliveries, not retried for ever", async () => {
+it("a mail whose body object is gone is Rejected BODY_UNAVAILABLE after a few reads, not retried for ever", async () => {
   const big = await submit(p.nc, structured("body-gone", { key: "body-gone", text: "a long body line\n".repeat(40_000) }));
   const [object] = await bodyObjects(p.nc, big.mailId);
   expect(object).toBeDefined();
@@ -30,7 +30,7 @@ it("a mail whose body object is gone is Rejected BODY_UNAVAILABLE after a few de
     expect(st.history.at(-1)?.detail.error).toMatchObject({ code: "BODY_UNAVAILABLE", message: expect.stringContaining("is missing") });
     expect(st.history.map((e) => e.state)).toEqual(["PendingProcessing", "Processing", "Rejected"]);
     expect(p.sink.messages).toHaveLength(0);
-    console.log(`body gone: Rejected BODY_UNAVAILABLE at delivery ${BODY_MISSING_DELIVERIES}`);
+    console.log(`body gone: Rejected BODY_UNAVAILABLE after ${BODY_READS} reads`);
   } finally {
     await node.drain();
   }

@@ -1,7 +1,7 @@
 import { expect, it } from "vitest";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
-import { Codecs, Names, ServiceSubjects, quarantineRequestSubject, quarantineSubject } from "../../protocol/index.js";
+import { Codecs, Names, ServiceSubjects, mailIdFromIdempotencyKey, messageIdFor, quarantineRequestSubject, quarantineSubject } from "../../protocol/index.js";
 import type { MailId, QuarantineReply, QuarantineRequest } from "../../protocol/index.js";
 import { systemClock } from "../../nodes/common/clock.js";
 import { createMailStateStore } from "../../nodes/common/mail-state.js";
@@ -17,19 +17,26 @@ import { bodyObjects, startGateway, startProcessing, status, structured, submit,
  * subject says SPAM) so the test pins the pipeline's behaviour, not the
  * model's; the model's own verdicts are tested in test/classifier.
  */
+/** Set: a mail whose subject says LATE scores 0.99 from then on. */
+let lateSpam = false;
 /** A mail whose subject says SLOW is scored only once the test opens this gate (to hold requests in flight). */
 let slowGate: Promise<void> = Promise.resolve();
 const ruleClassifier: MailClassifier = {
   version: "rule-test-1",
   classifyRaw: async (raws) => {
     if (raws.some((r) => /^Subject: SLOW/m.test(Buffer.from(r).toString("latin1")))) await slowGate;
+    // A mail the tests turn into spam between two attempts (a model changed during a rollout).
+    if (lateSpam && raws.some((r) => /^Subject: LATE/m.test(Buffer.from(r).toString("latin1")))) return raws.map(() => ({ score: 0.99 }));
     // A mail the classifier cannot score: the whole call fails, as a batch does.
     if (raws.some((r) => /^Subject: POISON/m.test(Buffer.from(r).toString("latin1")))) throw new Error("feature extraction blew up");
     return raws.map((r) => ({ score: /^Subject:.*SPAM/m.test(Buffer.from(r).toString("latin1")) ? 0.99 : 0.01 }));
   },
 };
 
+/** Message-IDs whose next DATA the relay answers 451 (once each). */
+const deferOnce = new Set<string>();
 const p = usePipeline({
+  sink: { respond: (_n, messageId) => messageId !== undefined && deferOnce.delete(messageId) ? { code: 451, message: "4.3.0 try again later" } : undefined },
   start: async (nc, port) => [await startGateway(nc), await startProcessing(nc, port, { FEN_QUARANTINE_THRESHOLD: "0.9" }, ruleClassifier)],
 });
 const quarantine = (req: QuarantineRequest, subject = quarantineRequestSubject(req.kind)) =>
@@ -287,4 +294,21 @@ it("a mail the classifier fails on is quarantined unscored, the mails batched wi
   await quarantine({ kind: "mail.quarantine.release", v: 1, mailId: poison!.mailId as never, reason: "checked by hand" });
   await until("released poison Sent", async () => (await status(p.nc, poison!.mailId)).state === "Sent");
   expect(p.sink.messages.filter((m) => m.messageId === poison!.messageId)).toHaveLength(1);
+});
+
+it("a mail that passed the classifier and was deferred is not quarantined at its retry (a release would send it to every recipient again)", async () => {
+  const key = "q-late";
+  deferOnce.add(messageIdFor(mailIdFromIdempotencyKey(key), "fastemailnet.local"));
+  const m = await submit(p.nc, structured(key, { key, subject: "LATE news" }));
+  await until("Deferred", async () => (await status(p.nc, m.mailId)).state === "Deferred");
+  lateSpam = true;
+  try {
+    const sent = await until("Sent", async () => { const s = await status(p.nc, m.mailId); return s.state === "Sent" && s; });
+    expect(sent.history.some((e) => e.state === "Quarantined")).toBe(false);
+    // The retry's verdict is recorded all the same.
+    expect(sent.history.filter((e) => e.state === "Validated").map((e) => e.detail.classification?.verdict)).toEqual(["ham", "spam"]);
+    expect(p.sink.messages.filter((x) => x.messageId === m.messageId)).toHaveLength(1);
+  } finally {
+    lateSpam = false;
+  }
 });
