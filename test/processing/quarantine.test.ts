@@ -175,7 +175,7 @@ it("a release and a delete of one mail at the same moment: one wins, the other i
     const [release, del] = await Promise.all((i % 2 ? [...requests].reverse() : requests)
       .map((r) => r.then(() => ({ code: "ok", message: "" }), (e: { code?: string; message?: string }) => ({ code: e.code ?? "?", message: e.message ?? "" }))));
     const [r, d] = i % 2 ? [del!, release!] : [release!, del!];
-    expect([r.code, d.code].sort()).toEqual(["NOT_FOUND", "ok"]);
+    expect([r.code, d.code].sort(), `release ${JSON.stringify(r)}, delete ${JSON.stringify(d)}`).toEqual(["NOT_FOUND", "ok"]);
     const released = r.code === "ok";
     // The loser is told what the winner made of the mail.
     expect((released ? d : r).message).toMatch(released ? /is (PendingProcessing|Processing|Validated|DeliveryScheduled|Sent), not Quarantined/ : /is Rejected, not Quarantined/);
