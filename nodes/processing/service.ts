@@ -150,18 +150,28 @@ export async function startProcessingService(deps: ProcessingServiceDeps): Promi
    * item was not queued or the kept copy not removed: a server failing over
    * in between), so repeating the request finishes it and nothing is stuck.
    */
+  const keptCopy = (mailId: MailId) => storeRead("the kept copy", () => jsm.streams.getMessage(Names.quarantineStream, { last_by_subj: quarantineSubject(mailId) }).catch((err: unknown) => {
+    if (isNotFound(err)) return null;
+    throw err;
+  }));
   const quarantined = async (mailId: MailId, kind: "release" | "delete") => {
-    const cur = await state.get(mailId);
+    let cur = await state.get(mailId);
+    // The node quarantining a mail stores the kept copy and the events before it creates the status entry, and
+    // mail.status shows Quarantined from the events alone: a request made right then finds no entry yet. With a
+    // kept copy stored, the entry is read again for up to ~2 s before the answer is NOT_FOUND.
+    if (!cur && await keptCopy(mailId)) {
+      for (let i = 0; i < 40 && !cur; i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        cur = await state.get(mailId);
+      }
+    }
     if (!cur) throw notFound(`no mail ${mailId}`);
     const r = cur.record;
     const resumed = kind === "release"
       ? r.state === "PendingProcessing" && String(r.detail.reason ?? "").startsWith(RELEASED)
       : r.state === "Rejected" && r.detail.error?.code === "QUARANTINED";
     if (r.state !== "Quarantined" && !resumed) throw notFound(`mail ${mailId} is ${r.state}, not Quarantined`);
-    const msg = await storeRead("the kept copy", () => jsm.streams.getMessage(Names.quarantineStream, { last_by_subj: quarantineSubject(mailId) }).catch((err: unknown) => {
-      if (isNotFound(err)) return null;
-      throw err;
-    }));
+    const msg = await keptCopy(mailId);
     if (!msg) throw notFound(`mail ${mailId} is ${r.state}, not in ${Names.quarantineStream}`);
     return { cur, msg, resumed };
   };

@@ -2,7 +2,7 @@ import { expect, it } from "vitest";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { Codecs, Names, ServiceSubjects, mailIdFromIdempotencyKey, messageIdFor, quarantineRequestSubject, quarantineSubject } from "../../protocol/index.js";
-import type { MailId, QuarantineReply, QuarantineRequest } from "../../protocol/index.js";
+import type { MailId, QuarantineReply, QuarantineRequest, WorkItem } from "../../protocol/index.js";
 import { systemClock } from "../../nodes/common/clock.js";
 import { createMailStateStore } from "../../nodes/common/mail-state.js";
 import type { MailStateStore } from "../../nodes/common/mail-state.js";
@@ -311,4 +311,25 @@ it("a mail that passed the classifier and was deferred is not quarantined at its
   } finally {
     lateSpam = false;
   }
+});
+
+it("a release made while the quarantining node has stored the kept copy and events but not yet the status entry waits for the entry", async () => {
+  // What mail.status shows Quarantined from (the events) a moment before the node creates the status entry; a
+  // release or delete made then answered NOT_FOUND "no mail" (a CI run's release/delete race saw both refused).
+  const key = "q-entry-late";
+  const mailId = mailIdFromIdempotencyKey(key) as MailId;
+  const item: WorkItem = {
+    kind: "mail.work", v: 1, mailId, messageId: messageIdFor(mailId, "fastemailnet.local"), submittedAt: new Date().toISOString(),
+    envelope: { from: "sender@example.org", to: ["rcpt@example.net"] }, size: 5, body: { inline: Buffer.from("Subject: x\r\n\r\nhello\r\n").toString("base64") },
+    released: false,
+  };
+  await jetstream(p.nc).publish(quarantineSubject(mailId), Codecs.workItem.encode(item), { msgID: `${mailId}.q.1` });
+  const store = await stateStore();
+  const begun = await store.begin(mailId, item.submittedAt, item.envelope.to);
+  const released = quarantine({ kind: "mail.quarantine.release", v: 1, mailId, reason: "entry came late" });
+  await new Promise((r) => setTimeout(r, 500));
+  const classification = { score: 0.99, verdict: "spam" as const, modelVersion: "rule-test-1" };
+  await store.advance(begun, [{ state: "Processing" }, { state: "Validated", detail: { classification } }, { state: "Quarantined", detail: { classification } }], item.envelope.to, 1);
+  await expect(released).resolves.toMatchObject({ mails: [expect.objectContaining({ mailId })] });
+  await until("released mail Sent", async () => (await status(p.nc, mailId)).state === "Sent");
 });
