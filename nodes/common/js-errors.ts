@@ -217,7 +217,7 @@ export async function storeRead<T>(what: string, read: () => Promise<T>, advice 
 }
 
 /** The error a caller sees for a failed read of `what` (see {@link storeRead}); `advice` ends a STORE_UNAVAILABLE message. */
-export function storeReadError(what: string, err: unknown, advice = "ask again"): Error {
+function storeReadError(what: string, err: unknown, advice = "ask again"): Error {
   if (err instanceof FenError) return err;
   if (isPermissionViolation(err)) return refusedRead(what, err);
   return new FenError("STORE_UNAVAILABLE", `reading ${what} failed (${String((err as Error)?.message ?? err).slice(0, 200)}); ${advice}`, { cause: err });
