@@ -115,6 +115,20 @@ export function createMailStateStore(deps: { js: JetStreamClient; kv: KV; readKv
     return publishOnce(js, subject, data, { msgID: eventId });
   };
 
+  /**
+   * The compare-and-swap of a mail's entry from `revision` (0: creates it): STATE_CONFLICT when the entry moved,
+   * STORE_UNAVAILABLE ("could not <what> <mailId>") on any other failure.
+   */
+  const swap = async (record: StatusRecord, revision: number, what: string): Promise<number> => {
+    try {
+      const bytes = Codecs.statusRecord.encode(record);
+      return revision === 0 ? await kv.create(record.mailId, bytes) : await kv.update(record.mailId, bytes, revision);
+    } catch (err) {
+      if (isWrongRevision(err)) throw new FenError("STATE_CONFLICT", `mail ${record.mailId} changed concurrently`, { cause: err });
+      throw new FenError("STORE_UNAVAILABLE", `could not ${what} ${record.mailId}`, { cause: err });
+    }
+  };
+
   const store: MailStateStore = {
     async get(mailId) {
       // "Temporarily unavailable" or no answer within STORE_READ_ATTEMPT_MS, e.g. while the bucket's stream
@@ -155,14 +169,7 @@ export function createMailStateStore(deps: { js: JetStreamClient; kv: KV; readKv
         ...base, state: last.state, attempt, updatedAt: at, detail: last.detail ?? {},
         ...(opts.notCounted ? { attemptsNotCounted: (from.record.attemptsNotCounted ?? 0) + 1 } : {}),
       };
-      let revision: number;
-      try {
-        const bytes = Codecs.statusRecord.encode(record);
-        revision = from.revision === 0 ? await kv.create(mailId, bytes) : await kv.update(mailId, bytes, from.revision);
-      } catch (err) {
-        if (isWrongRevision(err)) throw new FenError("STATE_CONFLICT", `mail ${mailId} changed concurrently`, { cause: err });
-        throw new FenError("STORE_UNAVAILABLE", `could not record ${last.state} for ${mailId}`, { cause: err });
-      }
+      const revision = await swap(record, from.revision, `record ${last.state} for`);
       if (opts.commitFirst && !opts.published) await publishAll();
       return { record, revision };
     },
@@ -172,12 +179,7 @@ export function createMailStateStore(deps: { js: JetStreamClient; kv: KV; readKv
         throw new FenError("INTERNAL", `no claim to renew: ${current.record.mailId} is ${current.record.state}`);
       }
       const record: StatusRecord = { ...current.record, claimRenewedAt: iso() };
-      try {
-        return { record, revision: await kv.update(record.mailId, Codecs.statusRecord.encode(record), current.revision) };
-      } catch (err) {
-        if (isWrongRevision(err)) throw new FenError("STATE_CONFLICT", `mail ${record.mailId} changed concurrently`, { cause: err });
-        throw new FenError("STORE_UNAVAILABLE", `could not renew the claim on ${record.mailId}`, { cause: err });
-      }
+      return { record, revision: await swap(record, current.revision, "renew the claim on") };
     },
 
     async republish(current, recipients) {
