@@ -19,6 +19,7 @@ import { createPullFeed, createRoomGate } from "../common/pull-feed.js";
 import type { PullFeed } from "../common/pull-feed.js";
 import type { ProcessingConfig } from "../config/index.js";
 import { backoffDelay } from "./backoff.js";
+import { readObject } from "./body.js";
 import type { MailClassifier } from "./classifier.js";
 import { createBatchingClassifier } from "./classifier.js";
 import { MAILPARSER_OPTIONS } from "../classifier/index.js";
@@ -128,8 +129,8 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
   const loadBody = async (item: WorkItem): Promise<Buffer> => {
     if ("inline" in item.body) return Buffer.from(item.body.inline, "base64");
     const object = item.body.object;
-    // An object whose chunks are all gone (a purge by subject, a partial restore) would make getBlob wait for ever:
-    // whether its first chunk is stored is asked of the stream's leader first.
+    // An object whose chunks are all gone (a purge by subject, a partial restore) would make the read wait until
+    // its timeout, at every retry: whether its first chunk is stored is asked of the stream's leader first.
     const info = await bodies.info(object);
     if (!info || info.deleted) throw new FenError("BODY_UNAVAILABLE", `body object ${object} is missing`);
     if (info.size > 0) {
@@ -141,7 +142,7 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
       });
       if (!chunk) throw new FenError("BODY_UNAVAILABLE", `body object ${object} has no chunk stored`);
     }
-    const data = await bodies.getBlob(object).catch((err: unknown) => {
+    const data = await readObject(bodies, object).catch((err: unknown) => {
       // The client checks the chunks against the object's own digest: a chunk gone or altered is a damaged body,
       // as much as one that does not match the work item's hash (and asking again a few times cannot mend it).
       if (/received a corrupt object/.test(String((err as Error | undefined)?.message))) {
