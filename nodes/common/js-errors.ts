@@ -132,11 +132,15 @@ export async function firstBySubject(
  * The first message of `stream` on `subject` at or after `seq`, read through the stream leader, or null.
  * The server's STREAM.MSG.GET takes `seq` with `next_by_subj` (since 2.9); the client's type knows only one
  * or the other, hence the cast.
+ *
+ * Null means the stream answered "no message found" (10037). Every other failure is thrown, "no such stream"
+ * (10059) included: a stream not yet recovered after a restart says nothing about what it holds, and callers
+ * act on absence (send a mail again, reject it for want of its body, end a history).
  */
 export async function firstBySubjectFromLeader(jsm: JetStreamManager, stream: string, subject: string, seq: number): Promise<StoredMsg | null> {
   const query = { seq, next_by_subj: subject } as unknown as MsgRequest;
   return jsm.streams.getMessage(stream, query).catch((err: unknown) => {
-    if (isNotFound(err)) return null;
+    if (isNoSuchMessage(err)) return null;
     throw err;
   });
 }

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { Service } from "@nats-io/services";
-import type { JetStreamClient, JetStreamManager, JsMsg, MsgRequest } from "@nats-io/jetstream";
+import type { JetStreamClient, JetStreamManager, JsMsg } from "@nats-io/jetstream";
 import { Objm } from "@nats-io/obj";
 import type { ObjectStore } from "@nats-io/obj";
 import type { NatsConnection } from "@nats-io/nats-core";
@@ -13,7 +13,7 @@ import type { Clock, Random } from "../common/clock.js";
 import type { Logger } from "../common/logger.js";
 import type { AdvanceOptions, MailStateStore, Step, Versioned } from "../common/mail-state.js";
 import { openMailStateStore } from "../common/mail-state.js";
-import { firstBySubject, isNoSuchMessage } from "../common/js-errors.js";
+import { firstBySubject, firstBySubjectFromLeader } from "../common/js-errors.js";
 import type { Metrics } from "../common/metrics.js";
 import { createPullFeed, createRoomGate } from "../common/pull-feed.js";
 import type { PullFeed } from "../common/pull-feed.js";
@@ -134,12 +134,7 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
     const info = await bodies.info(object);
     if (!info || info.deleted) throw new FenError("BODY_UNAVAILABLE", `body object ${object} is missing`);
     if (info.size > 0) {
-      // Only the stream's own "no message found" is absence: "no such stream" (a restart) and the like are not.
-      const query = { seq: 1, next_by_subj: BodiesBucketStream.chunks(info.nuid) } as unknown as MsgRequest;
-      const chunk = await jsm.streams.getMessage(BodiesBucketStream.name, query).catch((err: unknown) => {
-        if (isNoSuchMessage(err)) return null;
-        throw err;
-      });
+      const chunk = await firstBySubjectFromLeader(jsm, BodiesBucketStream.name, BodiesBucketStream.chunks(info.nuid), 1);
       if (!chunk) throw new FenError("BODY_UNAVAILABLE", `body object ${object} has no chunk stored`);
     }
     const data = await readObject(bodies, object).catch((err: unknown) => {
