@@ -156,11 +156,12 @@ function isPermissionViolation(err: unknown): boolean {
 }
 
 /**
- * A read the server refused for want of a permission: INTERNAL (a fault of the deployment, logged by the
- * endpoint), not STORE_UNAVAILABLE, which would have clients ask again for ever.
+ * A store request the server refused for want of a permission: INTERNAL (a fault of the deployment, logged by
+ * the endpoint), not STORE_UNAVAILABLE, which would have clients ask again for ever. `action` names the request
+ * ("reading the status entry", "storing the body ...").
  */
-function refusedRead(what: string, err: unknown): FenError {
-  return new FenError("INTERNAL", `reading ${what} was refused: this node's NATS user lacks a permission (${String((err as Error)?.message ?? err).slice(0, 200)})`, { cause: err });
+function refused(action: string, err: unknown): FenError {
+  return new FenError("INTERNAL", `${action} was refused: this node's NATS user lacks a permission (${String((err as Error)?.message ?? err).slice(0, 200)})`, { cause: err });
 }
 
 /**
@@ -205,7 +206,7 @@ const READ_BUDGET_MS = 2000;
  * read whose timeout is below the budget can be (STORE_READ_ATTEMPT_MS).
  * What still fails is STORE_UNAVAILABLE (ask again, or `advice`), not
  * INTERNAL; a read the server refused for want of a permission is INTERNAL
- * ({@link refusedRead}). FenErrors pass through.
+ * ({@link refused}). FenErrors pass through.
  */
 export async function storeRead<T>(what: string, read: () => Promise<T>, advice = "ask again"): Promise<T> {
   const start = performance.now();
@@ -214,15 +215,19 @@ export async function storeRead<T>(what: string, read: () => Promise<T>, advice 
       return await read();
     } catch (err) {
       const again = (isMomentarilyUnavailable(err) || isRequestTimeout(err)) && performance.now() - start < READ_BUDGET_MS;
-      if (i >= READ_ATTEMPTS || !again) throw storeReadError(what, err, advice);
+      if (i >= READ_ATTEMPTS || !again) throw storeFailure(`reading ${what}`, err, advice);
       await new Promise((r) => setTimeout(r, Math.min(200, 25 * i)));
     }
   }
 }
 
-/** The error a caller sees for a failed read of `what` (see {@link storeRead}); `advice` ends a STORE_UNAVAILABLE message. */
-function storeReadError(what: string, err: unknown, advice = "ask again"): Error {
+/**
+ * The error a caller sees for a failed store request, a read (see {@link storeRead}) or a write: FenErrors pass
+ * through, a refusal for want of a permission is INTERNAL ({@link refused}), anything else STORE_UNAVAILABLE,
+ * its message "`action` failed (cause); `advice`".
+ */
+export function storeFailure(action: string, err: unknown, advice = "ask again"): Error {
   if (err instanceof FenError) return err;
-  if (isPermissionViolation(err)) return refusedRead(what, err);
-  return new FenError("STORE_UNAVAILABLE", `reading ${what} failed (${String((err as Error)?.message ?? err).slice(0, 200)}); ${advice}`, { cause: err });
+  if (isPermissionViolation(err)) return refused(action, err);
+  return new FenError("STORE_UNAVAILABLE", `${action} failed (${String((err as Error)?.message ?? err).slice(0, 200)}); ${advice}`, { cause: err });
 }

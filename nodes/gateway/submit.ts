@@ -7,7 +7,7 @@ import {
   workSubject,
 } from "../../protocol/index.js";
 import type { BodyRef, Envelope, MailEvent, MailId, SubmitReply, StructuredMail, SubmitRequest, WorkItem } from "../../protocol/index.js";
-import { firstBySubject, isDuplicateInProcess, isNoStreamListening, isNotFound, isRequestTimeout, storeRead } from "../common/js-errors.js";
+import { firstBySubject, isDuplicateInProcess, isNoStreamListening, isNotFound, isRequestTimeout, storeFailure, storeRead } from "../common/js-errors.js";
 import type { Clock } from "../common/clock.js";
 import type { MailStateStore } from "../common/mail-state.js";
 import type { Logger } from "../common/logger.js";
@@ -119,16 +119,12 @@ const NOTHING_STORED = "nothing was stored; retry (with the same idempotency key
  * A store write of a submission before its work item is stored (its body
  * object): a failure (a timeout, a lost connection, a stream that does not
  * answer) is STORE_UNAVAILABLE, which tells the publisher to retry with the
- * same idempotency key, not INTERNAL. FenErrors pass through. (Reads go
- * through storeRead, which also asks again.)
+ * same idempotency key, not INTERNAL; a write refused for want of a
+ * permission is INTERNAL (see storeFailure). FenErrors pass through. (Reads
+ * go through storeRead, which also asks again.)
  */
 async function storeStep<T>(what: string, step: Promise<T>): Promise<T> {
-  try {
-    return await step;
-  } catch (err) {
-    if (err instanceof FenError) throw err;
-    throw new FenError("STORE_UNAVAILABLE", `${what} failed (${String((err as Error)?.message ?? err).slice(0, 200)}); ${NOTHING_STORED}`, { cause: err });
-  }
+  return step.catch((err: unknown) => { throw storeFailure(what, err, NOTHING_STORED); });
 }
 
 /** The longest one attempt to publish a work item waits for its ack, unless FEN_SUBMIT_TIMEOUT_MS / 4 is longer. */

@@ -10,7 +10,7 @@ import { Kvm } from "@nats-io/kv";
 import { captureCli } from "../helpers/cli.js";
 import { main } from "../../nodes/cli/main.js";
 import { connectCli } from "../../nodes/common/nats.js";
-import { firstBySubject, storeRead } from "../../nodes/common/js-errors.js";
+import { firstBySubject, storeFailure, storeRead } from "../../nodes/common/js-errors.js";
 import { createMailStateStore } from "../../nodes/common/mail-state.js";
 import { readHistory } from "../../nodes/gateway/index.js";
 import {
@@ -176,12 +176,15 @@ describe("forbidden actions are refused by the server", () => {
     expect(await jsm.streams.getMessage(Names.workStream, { last_by_subj: workSubject(mailId) }).catch(() => null)).toBeNull();
   });
 
-  it("a read the server refuses for want of a permission is INTERNAL (a deployment fault), not STORE_UNAVAILABLE (ask again)", async () => {
+  it("a read or write the server refuses for want of a permission is INTERNAL (a deployment fault), not STORE_UNAVAILABLE (ask again)", async () => {
     const js = jetstream(probe("publisher"));
     const kv = await new Kvm(js).open(Names.statusBucket);
     await expect(storeRead("the status entry", () => kv.get(mailId))).rejects.toMatchObject({ code: "INTERNAL", message: expect.stringMatching(/lacks a permission/) });
     const state = createMailStateStore({ js, kv, clock: systemClock, node: "perm-probe" });
     await expect(state.get(mailId)).rejects.toMatchObject({ code: "INTERNAL" });
+    // A write alike (the gateway's body write, before the work item).
+    const write = await js.publish(workSubject(mailId), bytes("{}")).then(() => undefined, (err: unknown) => storeFailure("storing the work item", err));
+    expect(write).toMatchObject({ code: "INTERNAL", message: expect.stringMatching(/^storing the work item was refused: .*lacks a permission/) });
   });
 
   it("a publisher cannot call operator or ledger services, nor listen in", async () => {
