@@ -76,6 +76,8 @@ export interface StepdownReport {
   accepted: number;
   /** First submissions that failed, by code (`raw:<name>` for an error without a registered code). */
   failedByCode: Record<string, number>;
+  /** Time from request to answer of the first submissions (accepted or not; the resubmissions not counted), ms. */
+  submitMs: { p50: number; p99: number; max: number; over2500: number };
   /** Failed submissions resubmitted with the same key that then succeeded. */
   resubmittedOk: number;
   resubmitFailures: string[];
@@ -148,7 +150,7 @@ export async function runStepdownProbe(opts: StepdownProbeOptions): Promise<Step
     say(`nodes ready after ${((Date.now() - t0) / 1000).toFixed(1)} s`);
 
     const report: StepdownReport = {
-      submitted: 0, accepted: 0, failedByCode: {}, resubmittedOk: 0, resubmitFailures: [], delivered: 0, twice: 0, twiceHistories: {}, missing: 0, notSent: {},
+      submitted: 0, accepted: 0, failedByCode: {}, submitMs: { p50: 0, p99: 0, max: 0, over2500: 0 }, resubmittedOk: 0, resubmitFailures: [], delivered: 0, twice: 0, twiceHistories: {}, missing: 0, notSent: {},
       stepdowns: Object.fromEntries(STEPDOWN_TARGETS.map((t) => [t.name, { ok: 0, failed: 0 }])), stepdownErrors: [],
       statusCalls: 0, statusFailedByCode: {}, samples: {}, ledger: { events: 0, size: 0, verify: { code: -1, stdout: "" } },
       nodeErrors: [], nodeWarnings: {}, notReadyDuring: {}, notReady: [], exits: {}, seconds: 0,
@@ -208,10 +210,12 @@ export async function runStepdownProbe(opts: StepdownProbeOptions): Promise<Step
     }));
 
     let next = 0;
+    const submitTimes: number[] = [];
     await Promise.all(Array.from({ length: opts.publishers }, async () => {
       while (next < opts.mails) {
         const i = next++;
         report.submitted++;
+        const asked = performance.now();
         try {
           const r = await submit(nc!, structured(`sd-${i}`, { key: `sd-${i}` }), 5000);
           accepted.set(r.mailId, r);
@@ -220,10 +224,14 @@ export async function runStepdownProbe(opts: StepdownProbeOptions): Promise<Step
           sample("submit", err);
           failed.push(i);
         }
+        submitTimes.push(performance.now() - asked);
         if (i % 250 === 0) say(`${i} submitted, ${accepted.size} accepted, step-downs ${JSON.stringify(report.stepdowns)}`);
       }
     }));
     report.accepted = accepted.size;
+    submitTimes.sort((a, b) => a - b);
+    const at = (q: number) => Math.round(submitTimes[Math.min(submitTimes.length - 1, Math.floor(q * submitTimes.length))] ?? 0);
+    report.submitMs = { p50: at(0.5), p99: at(0.99), max: at(1), over2500: submitTimes.filter((t) => t > 2500).length };
     say(`submitted ${report.submitted}: ${report.accepted} accepted, failed ${JSON.stringify(report.failedByCode)}`);
     // Every failed submission again, with its key, while the leaders still move.
     const resubmitted = new Map<string, SubmitReply>();
@@ -350,6 +358,7 @@ export function violations(r: StepdownReport): string[] {
 export function summaryLine(r: StepdownReport): string {
   const sd = Object.entries(r.stepdowns).map(([k, v]) => `${k} ${v.ok}${v.failed ? `(+${v.failed} refused)` : ""}`).join(", ");
   return `stepdown probe: ${r.submitted} submitted, ${r.accepted} accepted, failed ${JSON.stringify(r.failedByCode)} (${r.resubmittedOk} resubmitted ok), `
+    + `submit p50 ${r.submitMs.p50} ms, p99 ${r.submitMs.p99} ms, max ${r.submitMs.max} ms (${r.submitMs.over2500} over 2.5 s), `
     + `${r.delivered} delivered, ${r.twice} twice, ${r.missing} missing; status ${r.statusCalls} asked, failed ${JSON.stringify(r.statusFailedByCode)}; `
     + `ledger ${r.ledger.size}/${r.ledger.events} events; step-downs: ${sd}; ${r.seconds} s`;
 }
