@@ -64,15 +64,26 @@ const IN_PROCESS_ATTEMPTS = 40;
  * the caller sees a stored message or a real failure. A publish that found
  * no stream listening (the stream changing leaders, see
  * {@link isNoStreamListening}) stored nothing and is retried the same way.
- * A timeout is not retried: that publish may have been stored.
+ *
+ * A timeout (the client's, by default) ends it: that publish may have been
+ * stored. With `unansweredMs`, an attempt unanswered for that long (a
+ * leader stepping down drops what it was given) is made again instead, the
+ * same message id making a stored one a duplicate, until `budgetMs` has
+ * passed since the first: then the timeout is thrown.
  */
-export async function publishOnce(js: JetStreamClient, subject: string, data: Uint8Array, opts: { msgID: string }): Promise<PubAck> {
+export async function publishOnce(
+  js: JetStreamClient, subject: string, data: Uint8Array, opts: { msgID: string; unansweredMs?: number; budgetMs?: number },
+): Promise<PubAck> {
+  const start = performance.now();
+  const retryUnanswered = opts.unansweredMs !== undefined;
   for (let i = 1; ; i++) {
+    const left = (opts.budgetMs ?? Infinity) - (performance.now() - start);
     try {
-      return await js.publish(subject, data, opts);
+      return await js.publish(subject, data, retryUnanswered ? { msgID: opts.msgID, timeout: Math.max(1, Math.min(left, opts.unansweredMs!)) } : { msgID: opts.msgID });
     } catch (err) {
-      if (!(isDuplicateInProcess(err) || isNoStreamListening(err)) || i >= IN_PROCESS_ATTEMPTS) throw err;
-      await new Promise((r) => setTimeout(r, Math.min(100, 5 * i)));
+      const unanswered = retryUnanswered && isRequestTimeout(err) && (opts.budgetMs ?? Infinity) - (performance.now() - start) >= 1;
+      if (!(unanswered || isDuplicateInProcess(err) || isNoStreamListening(err)) || i >= IN_PROCESS_ATTEMPTS) throw err;
+      if (!unanswered) await new Promise((r) => setTimeout(r, Math.min(100, 5 * i)));
     }
   }
 }

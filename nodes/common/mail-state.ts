@@ -45,8 +45,12 @@ export interface MailStateStore {
    * and returns that state at revision 0, without a KV write. Called by the
    * gateway once the work item is stored, and by a node that finds no KV
    * entry (the gateway may not have published yet, or died before it).
+   * With `budgetMs`, for a caller to whom the event is not essential (the
+   * gateway), a publish unanswered for a second is made again, and the wait
+   * for the ack ends, failed, after `budgetMs` (default: one publish, the
+   * client's timeout).
    */
-  begin(mailId: MailId, submittedAt: string, recipients: readonly string[], detail?: EventDetail): Promise<Versioned>;
+  begin(mailId: MailId, submittedAt: string, recipients: readonly string[], detail?: EventDetail, opts?: { budgetMs?: number }): Promise<Versioned>;
   /**
    * Walks `steps` in order from `from`: publishes one event per step, then
    * swaps the KV entry to the last step's state (creates it from revision
@@ -85,6 +89,9 @@ export interface AdvanceOptions {
   readonly published?: true;
 }
 
+/** How long `begin` with a budget waits for a publish's ack before making it again (an ack takes milliseconds). */
+export const UNANSWERED_EVENT_MS = 1000;
+
 /** Event id `<mailId>.<state>.<attempt>`, also the JetStream Nats-Msg-Id. */
 export function eventIdOf(mailId: string, state: MailState, attempt: number): string {
   return `${mailId}.${state}.${attempt}`;
@@ -104,7 +111,7 @@ export function createMailStateStore(deps: { js: JetStreamClient; kv: KV; readKv
   const readKv = deps.readKv ?? kv;
   const iso = () => new Date(clock.now()).toISOString();
 
-  const publishEvent = async (mailId: MailId, state: MailState, attempt: number, detail: EventDetail, recipients: readonly string[], at: string) => {
+  const publishEvent = async (mailId: MailId, state: MailState, attempt: number, detail: EventDetail, recipients: readonly string[], at: string, budgetMs?: number) => {
     const eventId = eventIdOf(mailId, state, attempt);
     const ev: MailEvent = { kind: "mail.event", v: 1, eventId, mailId, state, attempt, at, node, recipients: [...recipients], detail };
     const data = Codecs.mailEvent.encode(ev);
@@ -112,7 +119,7 @@ export function createMailStateStore(deps: { js: JetStreamClient; kv: KV; readKv
     // The gateway and a processing node can write the same event at once (the node takes the work item while
     // the gateway is still recording PendingProcessing): publishOnce waits for the other write rather than
     // failing the work item, which would cost a redelivery and its backoff.
-    return publishOnce(js, subject, data, { msgID: eventId });
+    return publishOnce(js, subject, data, budgetMs === undefined ? { msgID: eventId } : { msgID: eventId, unansweredMs: UNANSWERED_EVENT_MS, budgetMs });
   };
 
   /**
@@ -138,9 +145,9 @@ export function createMailStateStore(deps: { js: JetStreamClient; kv: KV; readKv
       return { record: Codecs.statusRecord.parse(e.json()), revision: e.revision };
     },
 
-    async begin(mailId, submittedAt, recipients, detail = {}) {
+    async begin(mailId, submittedAt, recipients, detail = {}, opts = {}) {
       const at = iso();
-      await publishEvent(mailId, "PendingProcessing", 0, detail, recipients, at);
+      await publishEvent(mailId, "PendingProcessing", 0, detail, recipients, at, opts.budgetMs);
       const record: StatusRecord = {
         kind: "mail.status-record", v: 1, mailId, state: "PendingProcessing", attempt: 0, updatedAt: at, submittedAt, detail,
       };

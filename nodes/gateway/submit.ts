@@ -131,6 +131,12 @@ async function storeStep<T>(what: string, step: Promise<T>): Promise<T> {
 export const WORK_PUBLISH_ATTEMPT_MS = 1000;
 
 /**
+ * How long one publish of a submission waits for its ack, for a submit timeout of `timeoutMs`: a quarter of
+ * it, at least WORK_PUBLISH_ATTEMPT_MS (an answer takes milliseconds unless a leader stepping down dropped it).
+ */
+const publishAttemptMs = (timeoutMs: number): number => Math.max(WORK_PUBLISH_ATTEMPT_MS, Math.floor(timeoutMs / 4));
+
+/**
  * How a work item's publish ended: stored by this submission (`mine`
  * true), found stored by another submission of the same mail (false), or
  * found stored by a submission that may have been this one (undefined: an
@@ -162,7 +168,7 @@ interface WorkPublished {
 async function publishWorkItem(deps: SubmitDeps, subject: string, data: Uint8Array, mailId: MailId, timeoutMs: number): Promise<WorkPublished> {
   const deadline = deps.clock.now() + timeoutMs;
   const maxTries = Math.max(1, Math.ceil(timeoutMs / 25));
-  const attemptMs = Math.max(WORK_PUBLISH_ATTEMPT_MS, Math.floor(timeoutMs / 4));
+  const attemptMs = publishAttemptMs(timeoutMs);
   let unanswered = 0;
   for (let i = 1; ; i++) {
     const left = deadline - deps.clock.now();
@@ -314,9 +320,14 @@ export function createSubmitHandler(deps: SubmitDeps, opts: SubmitOptions): (dat
     }
     const ack = published.ack;
     // The work item is durable: the mail will be processed even if this
-    // event fails (the processing node publishes a missing one itself).
+    // event fails (the processing node publishes a missing one itself). So
+    // the reply waits for it one attempt's time at most, its publish made
+    // again after a second unanswered: one that a stepping-down leader
+    // dropped held the reply for the client's 5 s timeout, past the deadline
+    // of a publisher waiting 5 s (NO_REPLY, once in ~1,500 submissions in
+    // the step-down probe).
     try {
-      await deps.state.begin(mailId, submittedAt, envelope.to, { contentSha256: contentHash });
+      await deps.state.begin(mailId, submittedAt, envelope.to, { contentSha256: contentHash }, { budgetMs: publishAttemptMs(opts.submitTimeoutMs) });
     } catch (err) {
       log.warn({ err }, "PendingProcessing event not published; the processing node will publish it");
     }
