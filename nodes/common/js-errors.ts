@@ -52,18 +52,36 @@ export function isNoStreamListening(err: unknown): boolean {
   return (cause instanceof RequestError && cause.isNoResponders()) || cause instanceof NoRespondersError;
 }
 
-/** Attempts of {@link publishOnce} while another writer is storing the same message id, or the stream changes leaders. */
-const IN_PROCESS_ATTEMPTS = 40;
+/** Attempts of {@link retryUnstored} (about 3 s in all). */
+const UNSTORED_ATTEMPTS = 40;
+
+/**
+ * Runs a store write again while it fails in a way that proves nothing was
+ * stored: no stream listening (the stream changing leaders, see
+ * {@link isNoStreamListening}), or what `also` says (e.g. another writer's
+ * publish of the same message id still in process). 5 ms more between
+ * attempts each time, at most 100 ms, UNSTORED_ATTEMPTS attempts (about 3 s
+ * in all); then, or on any other failure, the error is thrown.
+ */
+export async function retryUnstored<T>(write: () => Promise<T>, also: (err: unknown) => boolean = () => false): Promise<T> {
+  for (let i = 1; ; i++) {
+    try {
+      return await write();
+    } catch (err) {
+      if (!(isNoStreamListening(err) || also(err)) || i >= UNSTORED_ATTEMPTS) throw err;
+      await new Promise((r) => setTimeout(r, Math.min(100, 5 * i)));
+    }
+  }
+}
 
 /**
  * A de-duplicated publish (`msgID` set) that two writers may make at once (a
  * racing gateway and node, two operators repeating one request): JetStream
  * answers the second "duplicate message id is in process" until the first is
- * stored, and the same publish a moment later gets the duplicate ack. Retried
- * here, 5 ms more each time and at most 100 ms apart (about 3 s in all), so
- * the caller sees a stored message or a real failure. A publish that found
- * no stream listening (the stream changing leaders, see
- * {@link isNoStreamListening}) stored nothing and is retried the same way.
+ * stored, and the same publish a moment later gets the duplicate ack. Made
+ * again, as is a publish that found no stream listening (see
+ * {@link retryUnstored}), so the caller sees a stored message or a real
+ * failure.
  *
  * A timeout (the client's, by default) ends it: that publish may have been
  * stored. With `unansweredMs`, an attempt unanswered for that long (a
@@ -75,17 +93,12 @@ export async function publishOnce(
   js: JetStreamClient, subject: string, data: Uint8Array, opts: { msgID: string; unansweredMs?: number; budgetMs?: number },
 ): Promise<PubAck> {
   const start = performance.now();
-  const retryUnanswered = opts.unansweredMs !== undefined;
-  for (let i = 1; ; i++) {
-    const left = (opts.budgetMs ?? Infinity) - (performance.now() - start);
-    try {
-      return await js.publish(subject, data, retryUnanswered ? { msgID: opts.msgID, timeout: Math.max(1, Math.min(left, opts.unansweredMs!)) } : { msgID: opts.msgID });
-    } catch (err) {
-      const unanswered = retryUnanswered && isRequestTimeout(err) && (opts.budgetMs ?? Infinity) - (performance.now() - start) >= 1;
-      if (!(unanswered || isDuplicateInProcess(err) || isNoStreamListening(err)) || i >= IN_PROCESS_ATTEMPTS) throw err;
-      if (!unanswered) await new Promise((r) => setTimeout(r, Math.min(100, 5 * i)));
-    }
-  }
+  const left = () => (opts.budgetMs ?? Infinity) - (performance.now() - start);
+  const { msgID, unansweredMs } = opts;
+  return retryUnstored(
+    () => js.publish(subject, data, unansweredMs === undefined ? { msgID } : { msgID, timeout: Math.max(1, Math.min(left(), unansweredMs)) }),
+    (err) => isDuplicateInProcess(err) || (unansweredMs !== undefined && isRequestTimeout(err) && left() >= 1),
+  );
 }
 
 /**

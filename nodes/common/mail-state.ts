@@ -6,7 +6,7 @@ import type { NatsConnection } from "@nats-io/nats-core";
 import { Codecs, FenError, Names, canTransition, eventSubject } from "../../protocol/index.js";
 import type { EventDetail, MailEvent, MailId, MailState, StatusRecord } from "../../protocol/index.js";
 import type { Clock } from "./clock.js";
-import { STORE_READ_ATTEMPT_MS, isWrongLastSequence, publishOnce, storeRead } from "./js-errors.js";
+import { STORE_READ_ATTEMPT_MS, isWrongLastSequence, publishOnce, retryUnstored, storeRead } from "./js-errors.js";
 
 /**
  * A status record with the KV revision it was read at (for compare-and-swap).
@@ -124,12 +124,14 @@ export function createMailStateStore(deps: { js: JetStreamClient; kv: KV; readKv
 
   /**
    * The compare-and-swap of a mail's entry from `revision` (0: creates it): STATE_CONFLICT when the entry moved,
-   * STORE_UNAVAILABLE ("could not <what> <mailId>") on any other failure.
+   * STORE_UNAVAILABLE ("could not <what> <mailId>") on any other failure. A write that found no stream listening
+   * (KV_mail_status changing leaders) stored nothing and is made again (retryUnstored): failing it cost the mail
+   * a redelivery and its backoff, or a warning and a retry of its outcome.
    */
   const swap = async (record: StatusRecord, revision: number, what: string): Promise<number> => {
     try {
       const bytes = Codecs.statusRecord.encode(record);
-      return revision === 0 ? await kv.create(record.mailId, bytes) : await kv.update(record.mailId, bytes, revision);
+      return await retryUnstored(() => revision === 0 ? kv.create(record.mailId, bytes) : kv.update(record.mailId, bytes, revision));
     } catch (err) {
       if (isWrongRevision(err)) throw new FenError("STATE_CONFLICT", `mail ${record.mailId} changed concurrently`, { cause: err });
       throw new FenError("STORE_UNAVAILABLE", `could not ${what} ${record.mailId}`, { cause: err });

@@ -1,6 +1,8 @@
 import { expect, it } from "vitest";
 import { Names, eventSubject, mailIdFromIdempotencyKey } from "../../protocol/index.js";
 import { isNoStreamListening, publishOnce } from "../../nodes/common/js-errors.js";
+import { openMailStateStore } from "../../nodes/common/mail-state.js";
+import { systemClock } from "../../nodes/common/clock.js";
 import { jetstream } from "@nats-io/jetstream";
 import { useProvisionedCluster } from "../helpers/suite.js";
 import { startGateway, status, structured, submit } from "../helpers/system.js";
@@ -129,4 +131,36 @@ it("mail.status asked as KV_mail_status or MAIL_EVENTS changes leader answers ra
   } finally {
     await gateway.drain();
   }
+}, 120_000);
+
+it("a mail's status entry written as KV_mail_status changes leader is stored, not refused for want of a leader", async () => {
+  const js = jetstream(env.nc);
+  const store = await openMailStateStore({ nc: env.nc, js, clock: systemClock, node: "lc-writer" });
+  const refused: string[] = [];
+  let written = 0;
+  for (let round = 0; round < 4; round++) {
+    let flowing = true;
+    let n = 0;
+    const flow = Promise.all(Array.from({ length: 8 }, async () => {
+      while (flowing) {
+        const mailId = mailIdFromIdempotencyKey(`kv-${round}-${n++}`);
+        // Two writes per mail: the entry's creation, then its compare-and-swap.
+        await store.begin(mailId, new Date().toISOString(), ["r@example.net"])
+          .then((begun) => store.advance(begun, [{ state: "Processing" }], ["r@example.net"], 1))
+          .then(
+            () => { written++; },
+            // A write the old leader took and dropped is not answered (a timeout, which the callers handle); one
+            // that found no leader stored nothing and is made again.
+            (e: unknown) => { if (isNoStreamListening((e as { cause?: unknown }).cause ?? e) || /no responders/.test(String((e as Error).message))) refused.push(String(e)); },
+          );
+      }
+    }));
+    await new Promise((r) => setTimeout(r, 200));
+    await stepDown(`KV_${Names.statusBucket}`);
+    await new Promise((r) => setTimeout(r, 500));
+    flowing = false;
+    await flow;
+  }
+  console.log(`status entries across 4 step-downs of KV_mail_status: ${written} mails written, ${refused.length} refused for want of a leader`);
+  expect(refused).toEqual([]);
 }, 120_000);
