@@ -57,9 +57,9 @@ const UNSTORED_ATTEMPTS = 40;
 
 /**
  * Runs a store write again while it fails in a way that proves nothing was
- * stored: no stream listening (the stream changing leaders, see
- * {@link isNoStreamListening}), or what `also` says (e.g. another writer's
- * publish of the same message id still in process). 5 ms more between
+ * stored: a leader change's moment (no stream listening, or "temporarily
+ * unavailable", see {@link isMomentarilyUnavailable}), or what `also` says
+ * (e.g. another writer's publish of the same message id still in process). 5 ms more between
  * attempts each time, at most 100 ms, UNSTORED_ATTEMPTS attempts (about 3 s
  * in all); then, or on any other failure, the error is thrown.
  */
@@ -68,7 +68,7 @@ export async function retryUnstored<T>(write: () => Promise<T>, also: (err: unkn
     try {
       return await write();
     } catch (err) {
-      if (!(isNoStreamListening(err) || also(err)) || i >= UNSTORED_ATTEMPTS) throw err;
+      if (!(isMomentarilyUnavailable(err) || also(err)) || i >= UNSTORED_ATTEMPTS) throw err;
       await new Promise((r) => setTimeout(r, Math.min(100, 5 * i)));
     }
   }
@@ -79,7 +79,7 @@ export async function retryUnstored<T>(write: () => Promise<T>, also: (err: unkn
  * racing gateway and node, two operators repeating one request): JetStream
  * answers the second "duplicate message id is in process" until the first is
  * stored, and the same publish a moment later gets the duplicate ack. Made
- * again, as is a publish that found no stream listening (see
+ * again, as is a publish made in a leader change's moment (see
  * {@link retryUnstored}), so the caller sees a stored message or a real
  * failure.
  *

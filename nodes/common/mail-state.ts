@@ -47,8 +47,8 @@ export interface MailStateStore {
    * entry (the gateway may not have published yet, or died before it).
    * With `budgetMs`, for a caller to whom the event is not essential (the
    * gateway), a publish unanswered for a second is made again, and the wait
-   * for the ack ends, failed, after `budgetMs` (default: one publish, the
-   * client's timeout).
+   * for the ack ends, failed, after `budgetMs` (default: as every event,
+   * see EVENT_PUBLISH).
    */
   begin(mailId: MailId, submittedAt: string, recipients: readonly string[], detail?: EventDetail, opts?: { budgetMs?: number }): Promise<Versioned>;
   /**
@@ -89,7 +89,16 @@ export interface AdvanceOptions {
   readonly published?: true;
 }
 
-/** How long `begin` with a budget waits for a publish's ack before making it again (an ack takes milliseconds). */
+/**
+ * How an event is published (publishOnce): an attempt left unanswered for `unansweredMs` (a leader stepping
+ * down dropped it) is made again with the same message id, until `budgetMs` has passed; then the timeout is the
+ * caller's (a work item redelivered, an outcome recorded again). An ack takes milliseconds, up to a few hundred
+ * under full load: 2 s unanswered is a dropped publish, and the client's own 5 s wait had cost the mail those
+ * 5 s and a redelivery.
+ */
+export const EVENT_PUBLISH = { unansweredMs: 2000, budgetMs: 6000 } as const;
+
+/** How long `begin` with a budget (the gateway's) waits for a publish's ack before making it again. */
 export const UNANSWERED_EVENT_MS = 1000;
 
 /** Event id `<mailId>.<state>.<attempt>`, also the JetStream Nats-Msg-Id. */
@@ -119,7 +128,7 @@ export function createMailStateStore(deps: { js: JetStreamClient; kv: KV; readKv
     // The gateway and a processing node can write the same event at once (the node takes the work item while
     // the gateway is still recording PendingProcessing): publishOnce waits for the other write rather than
     // failing the work item, which would cost a redelivery and its backoff.
-    return publishOnce(js, subject, data, budgetMs === undefined ? { msgID: eventId } : { msgID: eventId, unansweredMs: UNANSWERED_EVENT_MS, budgetMs });
+    return publishOnce(js, subject, data, budgetMs === undefined ? { msgID: eventId, ...EVENT_PUBLISH } : { msgID: eventId, unansweredMs: UNANSWERED_EVENT_MS, budgetMs });
   };
 
   /**
