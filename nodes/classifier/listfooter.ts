@@ -15,21 +15,30 @@ const SEPARATOR = /^(?:-- ?|[ \t]*[_\-=~*]{10,}.*)$/gm;
 /** How far from the end a footer may start. */
 const TAIL = 2500;
 
-/** Cuts a trailing list-server footer from `text` (no-op when there is none). */
-export function stripListFooter(text: string): string {
-  if (text.length === 0) return text;
+/**
+ * Where a trailing list-server footer starts in `text`: the length of the
+ * text without it, `text.length` when there is none.
+ */
+export function listFooterStart(text: string): number {
+  if (text.length === 0) return 0;
   const from = Math.max(0, text.length - TAIL);
   const tail = text.slice(from);
-  if (!LIST_CUE.test(tail)) return text;
+  if (!LIST_CUE.test(tail)) return text.length;
   SEPARATOR.lastIndex = 0;
   let m: RegExpExecArray | null;
   while ((m = SEPARATOR.exec(tail)) !== null) {
-    if (LIST_CUE.test(tail.slice(m.index))) return text.slice(0, from + m.index);
+    if (LIST_CUE.test(tail.slice(m.index))) return from + m.index;
     if (m[0].length === 0) SEPARATOR.lastIndex++;
   }
   // No separator: a bare list URL as the last line (e.g. ".../mailman/listinfo/fork").
   const lastLine = /\n[^\n]*(?:listinfo|mailman)[^\n]*\s*$/i.exec(tail);
-  return lastLine ? text.slice(0, from + lastLine.index) : text;
+  return lastLine ? from + lastLine.index : text.length;
+}
+
+/** Cuts a trailing list-server footer from `text` (no-op when there is none). */
+export function stripListFooter(text: string): string {
+  const end = listFooterStart(text);
+  return end === text.length ? text : text.slice(0, end);
 }
 
 const SUBJECT_TAG = /^((?:\s*(?:re|fwd?|aw)\s*:)*)\s*\[[^\]\n]{1,40}\]\s*/i;
