@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { stripListFooter, stripSubjectTag } from "../../nodes/classifier/listfooter.js";
+import { listFooterStart, stripListFooter, stripSubjectTag } from "../../nodes/classifier/listfooter.js";
 
 describe("list artefacts", () => {
   it("cuts Mailman, ILUG-style and SourceForge footers", () => {
@@ -19,6 +19,19 @@ describe("list artefacts", () => {
     expect(stripListFooter("")).toBe("");
     const sig = "Hi,\nsee you.\n-- \nJohn\n";
     expect(stripListFooter(sig)).toBe(sig);
+  });
+
+  it("listFooterStart is where stripListFooter cuts (the text's length when it keeps all)", () => {
+    const body = "Real content here.\nMore words.\n";
+    const texts = [
+      body + "-- \nIrish Linux Users' Group: ilug@linux.ie\nhttp://www.linux.ie/mailman/listinfo/ilug for (un)subscription information.\n",
+      body + "\n\nhttp://xent.com/mailman/listinfo/fork\n",
+      "Hi,\nsee you.\n-- \nJohn\n",
+      "",
+    ];
+    for (const t of texts) expect(listFooterStart(t)).toBe(stripListFooter(t).length);
+    expect(listFooterStart(texts[0]!)).toBe(body.length);
+    expect(listFooterStart(texts[2]!)).toBe(texts[2]!.length);
   });
 
   it("removes a leading [list] subject tag, keeping Re:", () => {
