@@ -57,18 +57,22 @@ const UNSTORED_ATTEMPTS = 40;
 
 /**
  * Runs a store write again while it fails in a way that proves nothing was
- * stored: a leader change's moment (no stream listening, or "temporarily
- * unavailable", see {@link isMomentarilyUnavailable}), or what `also` says
- * (e.g. another writer's publish of the same message id still in process). 5 ms more between
- * attempts each time, at most 100 ms, UNSTORED_ATTEMPTS attempts (about 3 s
- * in all); then, or on any other failure, the error is thrown.
+ * stored: a leader change's moment (no stream listening, see
+ * {@link isNoStreamListening}; or JetStream's "temporarily unavailable",
+ * 10008, which a KV create's own read can meet), or what `also` says (e.g.
+ * another writer's publish of the same message id still in process). 5 ms
+ * more between attempts each time, at most 100 ms, UNSTORED_ATTEMPTS
+ * attempts (about 3 s in all) and only while `more()`; then, or on any
+ * other failure, the error is thrown. (Other refusals, e.g. insufficient
+ * resources, are not asked again: they last.)
  */
-export async function retryUnstored<T>(write: () => Promise<T>, also: (err: unknown) => boolean = () => false): Promise<T> {
+export async function retryUnstored<T>(write: () => Promise<T>, also: (err: unknown) => boolean = () => false, more: () => boolean = () => true): Promise<T> {
   for (let i = 1; ; i++) {
     try {
       return await write();
     } catch (err) {
-      if (!(isMomentarilyUnavailable(err) || also(err)) || i >= UNSTORED_ATTEMPTS) throw err;
+      const unstored = isNoStreamListening(err) || (err instanceof JetStreamApiError && err.code === 10008);
+      if (!(unstored || also(err)) || i >= UNSTORED_ATTEMPTS || !more()) throw err;
       await new Promise((r) => setTimeout(r, Math.min(100, 5 * i)));
     }
   }
@@ -87,7 +91,8 @@ export async function retryUnstored<T>(write: () => Promise<T>, also: (err: unkn
  * stored. With `unansweredMs`, an attempt unanswered for that long (a
  * leader stepping down drops what it was given) is made again instead, the
  * same message id making a stored one a duplicate, until `budgetMs` has
- * passed since the first: then the timeout is thrown.
+ * passed since the first: then the last failure is thrown. (No attempt is
+ * begun with less than 10 ms of the budget left.)
  */
 export async function publishOnce(
   js: JetStreamClient, subject: string, data: Uint8Array, opts: { msgID: string; unansweredMs?: number; budgetMs?: number },
@@ -96,8 +101,9 @@ export async function publishOnce(
   const left = () => (opts.budgetMs ?? Infinity) - (performance.now() - start);
   const { msgID, unansweredMs } = opts;
   return retryUnstored(
-    () => js.publish(subject, data, unansweredMs === undefined ? { msgID } : { msgID, timeout: Math.max(1, Math.min(left(), unansweredMs)) }),
-    (err) => isDuplicateInProcess(err) || (unansweredMs !== undefined && isRequestTimeout(err) && left() >= 1),
+    () => js.publish(subject, data, unansweredMs === undefined ? { msgID } : { msgID, timeout: Math.min(left(), unansweredMs) }),
+    (err) => isDuplicateInProcess(err) || (unansweredMs !== undefined && isRequestTimeout(err)),
+    () => left() >= 10,
   );
 }
 

@@ -68,7 +68,9 @@ export interface MailStateStore {
    * Re-publishes the event of the current state (a no-op inside the
    * duplicate window). Resolves true when this call stored it (it was not
    * stored before, or its id has left the 2 h window), false when the stream
-   * already had it.
+   * already had it. One publish, with the client's timeout: one made again
+   * after going unanswered could not tell its own stored copy from an
+   * earlier one.
    */
   republish(current: Versioned, recipients: readonly string[]): Promise<boolean>;
 }
@@ -120,7 +122,11 @@ export function createMailStateStore(deps: { js: JetStreamClient; kv: KV; readKv
   const readKv = deps.readKv ?? kv;
   const iso = () => new Date(clock.now()).toISOString();
 
-  const publishEvent = async (mailId: MailId, state: MailState, attempt: number, detail: EventDetail, recipients: readonly string[], at: string, budgetMs?: number) => {
+  /** Publishes one event; `retry` says how (see EVENT_PUBLISH), null: one publish with the client's timeout. */
+  const publishEvent = async (
+    mailId: MailId, state: MailState, attempt: number, detail: EventDetail, recipients: readonly string[], at: string,
+    retry: { readonly unansweredMs: number; readonly budgetMs: number } | null = EVENT_PUBLISH,
+  ) => {
     const eventId = eventIdOf(mailId, state, attempt);
     const ev: MailEvent = { kind: "mail.event", v: 1, eventId, mailId, state, attempt, at, node, recipients: [...recipients], detail };
     const data = Codecs.mailEvent.encode(ev);
@@ -128,7 +134,7 @@ export function createMailStateStore(deps: { js: JetStreamClient; kv: KV; readKv
     // The gateway and a processing node can write the same event at once (the node takes the work item while
     // the gateway is still recording PendingProcessing): publishOnce waits for the other write rather than
     // failing the work item, which would cost a redelivery and its backoff.
-    return publishOnce(js, subject, data, budgetMs === undefined ? { msgID: eventId, ...EVENT_PUBLISH } : { msgID: eventId, unansweredMs: UNANSWERED_EVENT_MS, budgetMs });
+    return publishOnce(js, subject, data, { msgID: eventId, ...retry });
   };
 
   /**
@@ -158,7 +164,8 @@ export function createMailStateStore(deps: { js: JetStreamClient; kv: KV; readKv
 
     async begin(mailId, submittedAt, recipients, detail = {}, opts = {}) {
       const at = iso();
-      await publishEvent(mailId, "PendingProcessing", 0, detail, recipients, at, opts.budgetMs);
+      await publishEvent(mailId, "PendingProcessing", 0, detail, recipients, at,
+        opts.budgetMs === undefined ? EVENT_PUBLISH : { unansweredMs: UNANSWERED_EVENT_MS, budgetMs: opts.budgetMs });
       const record: StatusRecord = {
         kind: "mail.status-record", v: 1, mailId, state: "PendingProcessing", attempt: 0, updatedAt: at, submittedAt, detail,
       };
@@ -202,7 +209,7 @@ export function createMailStateStore(deps: { js: JetStreamClient; kv: KV; readKv
 
     async republish(current, recipients) {
       const r = current.record;
-      const ack = await publishEvent(r.mailId, r.state, r.attempt, r.detail, recipients, r.updatedAt);
+      const ack = await publishEvent(r.mailId, r.state, r.attempt, r.detail, recipients, r.updatedAt, null);
       return !ack.duplicate;
     },
   };
