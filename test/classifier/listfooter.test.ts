@@ -21,7 +21,7 @@ describe("list artefacts", () => {
     expect(stripListFooter(sig)).toBe(sig);
   });
 
-  it("listFooterStart is where stripListFooter cuts (the text's length when it keeps all)", () => {
+  it("listFooterStart is where a list footer begins (the text's length when there is none)", () => {
     const body = "Real content here.\nMore words.\n";
     const texts = [
       body + "-- \nIrish Linux Users' Group: ilug@linux.ie\nhttp://www.linux.ie/mailman/listinfo/ilug for (un)subscription information.\n",
@@ -29,9 +29,8 @@ describe("list artefacts", () => {
       "Hi,\nsee you.\n-- \nJohn\n",
       "",
     ];
-    for (const t of texts) expect(listFooterStart(t)).toBe(stripListFooter(t).length);
-    expect(listFooterStart(texts[0]!)).toBe(body.length);
-    expect(listFooterStart(texts[2]!)).toBe(texts[2]!.length);
+    // Pinned positions (stripListFooter is built on listFooterStart, so comparing the two would prove nothing).
+    expect(texts.map(listFooterStart)).toEqual([body.length, body.length + 1, texts[2]!.length, 0]);
   });
 
   it("removes a leading [list] subject tag, keeping Re:", () => {
