@@ -1,0 +1,126 @@
+import { expect, it } from "vitest";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { Objm } from "@nats-io/obj";
+import { BodiesBucketStream, FenError, Names } from "../../protocol/index.js";
+import { readObject } from "../../nodes/processing/body.js";
+import { BODY_READS } from "../../nodes/processing/processor.js";
+import { usePipeline } from "../helpers/suite.js";
+import { bodyObjects, startGateway, startProcessing, status, structured, submit, until } from "../helpers/system.js";
+
+// Mail bodies the store no longer holds whole, on one cluster. No mail here
+// is ever delivered: each test starts its own processing node and drains it.
+
+/**
+ * A body over 512 KiB rides in the mail_bodies object store. If that object
+ * is gone (deleted by hand, a store restored without it) the mail cannot be
+ * sent: the work item used to be retried for ever (INTERNAL, every 30 s at
+ * most). The node reads it BODY_READS times, a second apart (a store that
+ * answers wrongly for a moment cannot end a mail); then the mail is
+ * Rejected BODY_UNAVAILABLE, its work item acknowledged.
+ */
+let sinkPort = 0;
+const p = usePipeline({
+  start: async (nc, port) => { sinkPort = port; return [await startGateway(nc)]; },
+});
+
+it("a mail whose body object is gone is Rejected BODY_UNAVAILABLE after a few reads, not retried for ever", async () => {
+  const big = await submit(p.nc, structured("body-gone", { key: "body-gone", text: "a long body line\n".repeat(40_000) }));
+  const [object] = await bodyObjects(p.nc, big.mailId);
+  expect(object).toBeDefined();
+  await (await new Objm(jetstream(p.nc)).open(Names.bodiesBucket)).delete(object!);
+  const node = await startProcessing(p.nc, sinkPort, { FEN_CONCURRENCY: "4" });
+  try {
+    const st = await until("Rejected", async () => { const s = await status(p.nc, big.mailId); return s.state === "Rejected" && s; }, 60_000, 200);
+    expect(st.history.at(-1)?.detail.error).toMatchObject({ code: "BODY_UNAVAILABLE", message: expect.stringContaining("is missing") });
+    expect(st.history.map((e) => e.state)).toEqual(["PendingProcessing", "Processing", "Rejected"]);
+    expect(p.sink.messages).toHaveLength(0);
+    console.log(`body gone: Rejected BODY_UNAVAILABLE after ${BODY_READS} reads`);
+  } finally {
+    await node.drain();
+  }
+}, 90_000);
+
+/**
+ * A body object one of whose chunks is gone (a message removed from the
+ * object store's stream by hand, a store restored in part) no longer
+ * matches its digest: the object store client reports "received a corrupt
+ * object, digests do not match", which is not a missing object, nor a fault
+ * of the store that asking again cures. Like a missing object (or one whose
+ * hash differs from the work item's), it Rejects the mail BODY_UNAVAILABLE
+ * once the retries are spent, as protocol/ERRORS.md says, instead of the
+ * work item failing INTERNAL for ever.
+ */
+it("a mail whose body object lost a chunk is Rejected BODY_UNAVAILABLE, not retried for ever", async () => {
+  const big = await submit(p.nc, structured("body-corrupt", { key: "body-corrupt", text: "a long body line\n".repeat(40_000) }));
+  const [object] = await bodyObjects(p.nc, big.mailId);
+  expect(object).toBeDefined();
+  const info = await (await new Objm(jetstream(p.nc)).open(Names.bodiesBucket)).info(object!);
+  expect(info!.chunks).toBeGreaterThan(2);
+  // The object's second chunk, removed from the bucket's stream.
+  const jsm = await jetstreamManager(p.nc);
+  const stream = BodiesBucketStream.name;
+  const first = await jsm.direct.getMessage(stream, { seq: 1, next_by_subj: BodiesBucketStream.chunks(info!.nuid) });
+  expect(await jsm.streams.deleteMessage(stream, first!.seq + 1)).toBe(true);
+  const node = await startProcessing(p.nc, sinkPort, { FEN_CONCURRENCY: "4" });
+  try {
+    const st = await until("Rejected", async () => { const s = await status(p.nc, big.mailId); return s.state === "Rejected" && s; }, 60_000, 200);
+    expect(st.history.at(-1)?.detail.error).toMatchObject({ code: "BODY_UNAVAILABLE" });
+    expect(p.sink.messages).toHaveLength(0);
+  } finally {
+    await node.drain();
+  }
+}, 90_000);
+
+it("a mail whose body object lost every chunk (its meta kept) is Rejected BODY_UNAVAILABLE, not held for ever", async () => {
+  // The object store client's read of such an object waits for a chunk for ever, and the node's heartbeat kept the
+  // work item alive: the mail stayed PendingProcessing, holding one of the node's slots.
+  const big = await submit(p.nc, structured("body-chunkless", { key: "body-chunkless", text: "another long body line\n".repeat(40_000) }));
+  const [object] = await bodyObjects(p.nc, big.mailId);
+  const info = await (await new Objm(jetstream(p.nc)).open(Names.bodiesBucket)).info(object!);
+  const jsm = await jetstreamManager(p.nc);
+  await jsm.streams.purge(BodiesBucketStream.name, { filter: BodiesBucketStream.chunks(info!.nuid) });
+  const node = await startProcessing(p.nc, sinkPort, { FEN_CONCURRENCY: "4" });
+  try {
+    const st = await until("Rejected", async () => { const s = await status(p.nc, big.mailId); return s.state === "Rejected" && s; }, 60_000, 200);
+    expect(st.history.at(-1)?.detail.error).toMatchObject({ code: "BODY_UNAVAILABLE", message: expect.stringContaining("no chunk stored") });
+    expect(p.sink.messages.filter((m) => m.messageId === big.messageId)).toHaveLength(0);
+  } finally {
+    await node.drain();
+  }
+}, 90_000);
+
+/**
+ * The processing node reads a body object with `readObject`, not the
+ * client's `getBlob`: getBlob waits for ever for chunks that were purged
+ * after the object's info was read, and so would the mail's work item.
+ * readObject gives up after its timeout with STORE_UNAVAILABLE (the work
+ * item is retried, and the retry's checks find the body gone) and stops
+ * reading.
+ */
+it("reads a body object whole, and gives up on one whose chunks are gone with STORE_UNAVAILABLE", async () => {
+  const bodies = await new Objm(jetstream(p.nc)).open(Names.bodiesBucket);
+  const data = Buffer.alloc(600_000, "body line\n");
+  await bodies.putBlob({ name: "body-read-whole" }, data);
+  await bodies.putBlob({ name: "body-read-purged" }, data);
+  expect(Buffer.from((await readObject(bodies, "body-read-whole"))!).equals(data)).toBe(true);
+  expect(await readObject(bodies, "body-read-absent")).toBeNull();
+
+  const info = await bodies.info("body-read-purged");
+  expect(info!.chunks).toBeGreaterThan(1);
+  const jsm = await jetstreamManager(p.nc);
+  await jsm.streams.purge(BodiesBucketStream.name, { filter: BodiesBucketStream.chunks(info!.nuid) });
+  // Readers still subscribed to a consumer of the bucket's stream (the client leaves an ordered consumer it
+  // stopped for the server to remove after 5 minutes idle; a stopped one has no subscription, `push_bound`).
+  const reading = async () => (await jsm.consumers.list(BodiesBucketStream.name).next()).filter((ci) => ci.push_bound).length;
+  const started = Date.now();
+  const err = await readObject(bodies, "body-read-purged", 1_500).then(() => undefined, (e: unknown) => e);
+  const took = Date.now() - started;
+  expect(err).toBeInstanceOf(FenError);
+  expect(err).toMatchObject({ code: "STORE_UNAVAILABLE", message: expect.stringContaining("took over 1500 ms") });
+  expect(took).toBeLessThan(10_000);
+  // The read given up no longer listens for the chunks.
+  const deadline = Date.now() + 10_000;
+  while ((await reading()) > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+  expect(await reading()).toBe(0);
+  console.log(`body read with its chunks purged: STORE_UNAVAILABLE after ${took} ms`);
+}, 60_000);
