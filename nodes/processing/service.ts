@@ -1,4 +1,4 @@
-import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
+import type { JetStreamClient, JetStreamManager, StoredMsg } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
 import type { ObjectStore } from "@nats-io/obj";
 import { Svcm } from "@nats-io/services";
@@ -156,10 +156,11 @@ export async function startProcessingService(deps: ProcessingServiceDeps): Promi
   }));
   const quarantined = async (mailId: MailId, kind: "release" | "delete") => {
     let cur = await state.get(mailId);
+    let msg: StoredMsg | null | undefined;
     // The node quarantining a mail stores the kept copy and the events before it creates the status entry, and
     // mail.status shows Quarantined from the events alone: a request made right then finds no entry yet. With a
     // kept copy stored, the entry is read again for up to ~2 s before the answer is NOT_FOUND.
-    if (!cur && await keptCopy(mailId)) {
+    if (!cur && (msg = await keptCopy(mailId))) {
       for (let i = 0; i < 40 && !cur; i++) {
         await new Promise((r) => setTimeout(r, 50));
         cur = await state.get(mailId);
@@ -171,7 +172,7 @@ export async function startProcessingService(deps: ProcessingServiceDeps): Promi
       ? r.state === "PendingProcessing" && String(r.detail.reason ?? "").startsWith(RELEASED)
       : r.state === "Rejected" && r.detail.error?.code === "QUARANTINED";
     if (r.state !== "Quarantined" && !resumed) throw notFound(`mail ${mailId} is ${r.state}, not Quarantined`);
-    const msg = await keptCopy(mailId);
+    msg ??= await keptCopy(mailId);
     if (!msg) throw notFound(`mail ${mailId} is ${r.state}, not in ${Names.quarantineStream}`);
     return { cur, msg, resumed };
   };
