@@ -23,21 +23,33 @@ const p = usePipeline({
   start: async (nc, port) => { sinkPort = port; return [await startGateway(nc)]; },
 });
 
-it("a mail whose body object is gone is Rejected BODY_UNAVAILABLE after a few reads, not retried for ever", async () => {
-  const big = await submit(p.nc, structured("body-gone", { key: "body-gone", text: "a long body line\n".repeat(40_000) }));
+/** Submits a mail whose body (over 512 KiB) goes to the object store; returns the mail and its body object's info. */
+async function submitBig(key: string, line: string) {
+  const big = await submit(p.nc, structured(key, { key, text: line.repeat(40_000) }));
   const [object] = await bodyObjects(p.nc, big.mailId);
   expect(object).toBeDefined();
-  await (await new Objm(jetstream(p.nc)).open(Names.bodiesBucket)).delete(object!);
+  const bodies = await new Objm(jetstream(p.nc)).open(Names.bodiesBucket);
+  return { big, object: object!, bodies, info: (await bodies.info(object!))! };
+}
+
+/** Starts a processing node and waits until it Rejects mail `mailId`; returns that status (the node is drained). */
+async function rejectedBy(mailId: string) {
   const node = await startProcessing(p.nc, sinkPort, { FEN_CONCURRENCY: "4" });
   try {
-    const st = await until("Rejected", async () => { const s = await status(p.nc, big.mailId); return s.state === "Rejected" && s; }, 60_000, 200);
-    expect(st.history.at(-1)?.detail.error).toMatchObject({ code: "BODY_UNAVAILABLE", message: expect.stringContaining("is missing") });
-    expect(st.history.map((e) => e.state)).toEqual(["PendingProcessing", "Processing", "Rejected"]);
-    expect(p.sink.messages).toHaveLength(0);
-    console.log(`body gone: Rejected BODY_UNAVAILABLE after ${BODY_READS} reads`);
+    return await until("Rejected", async () => { const s = await status(p.nc, mailId); return s.state === "Rejected" && s; }, 60_000, 200);
   } finally {
     await node.drain();
   }
+}
+
+it("a mail whose body object is gone is Rejected BODY_UNAVAILABLE after a few reads, not retried for ever", async () => {
+  const { big, object, bodies } = await submitBig("body-gone", "a long body line\n");
+  await bodies.delete(object);
+  const st = await rejectedBy(big.mailId);
+  expect(st.history.at(-1)?.detail.error).toMatchObject({ code: "BODY_UNAVAILABLE", message: expect.stringContaining("is missing") });
+  expect(st.history.map((e) => e.state)).toEqual(["PendingProcessing", "Processing", "Rejected"]);
+  expect(p.sink.messages).toHaveLength(0);
+  console.log(`body gone: Rejected BODY_UNAVAILABLE after ${BODY_READS} reads`);
 }, 90_000);
 
 /**
@@ -51,42 +63,27 @@ it("a mail whose body object is gone is Rejected BODY_UNAVAILABLE after a few re
  * work item failing INTERNAL for ever.
  */
 it("a mail whose body object lost a chunk is Rejected BODY_UNAVAILABLE, not retried for ever", async () => {
-  const big = await submit(p.nc, structured("body-corrupt", { key: "body-corrupt", text: "a long body line\n".repeat(40_000) }));
-  const [object] = await bodyObjects(p.nc, big.mailId);
-  expect(object).toBeDefined();
-  const info = await (await new Objm(jetstream(p.nc)).open(Names.bodiesBucket)).info(object!);
-  expect(info!.chunks).toBeGreaterThan(2);
+  const { big, info } = await submitBig("body-corrupt", "a long body line\n");
+  expect(info.chunks).toBeGreaterThan(2);
   // The object's second chunk, removed from the bucket's stream.
   const jsm = await jetstreamManager(p.nc);
   const stream = BodiesBucketStream.name;
-  const first = await jsm.direct.getMessage(stream, { seq: 1, next_by_subj: BodiesBucketStream.chunks(info!.nuid) });
+  const first = await jsm.direct.getMessage(stream, { seq: 1, next_by_subj: BodiesBucketStream.chunks(info.nuid) });
   expect(await jsm.streams.deleteMessage(stream, first!.seq + 1)).toBe(true);
-  const node = await startProcessing(p.nc, sinkPort, { FEN_CONCURRENCY: "4" });
-  try {
-    const st = await until("Rejected", async () => { const s = await status(p.nc, big.mailId); return s.state === "Rejected" && s; }, 60_000, 200);
-    expect(st.history.at(-1)?.detail.error).toMatchObject({ code: "BODY_UNAVAILABLE" });
-    expect(p.sink.messages).toHaveLength(0);
-  } finally {
-    await node.drain();
-  }
+  const st = await rejectedBy(big.mailId);
+  expect(st.history.at(-1)?.detail.error).toMatchObject({ code: "BODY_UNAVAILABLE" });
+  expect(p.sink.messages).toHaveLength(0);
 }, 90_000);
 
 it("a mail whose body object lost every chunk (its meta kept) is Rejected BODY_UNAVAILABLE, not held for ever", async () => {
   // The object store client's read of such an object waits for a chunk for ever, and the node's heartbeat kept the
   // work item alive: the mail stayed PendingProcessing, holding one of the node's slots.
-  const big = await submit(p.nc, structured("body-chunkless", { key: "body-chunkless", text: "another long body line\n".repeat(40_000) }));
-  const [object] = await bodyObjects(p.nc, big.mailId);
-  const info = await (await new Objm(jetstream(p.nc)).open(Names.bodiesBucket)).info(object!);
+  const { big, info } = await submitBig("body-chunkless", "another long body line\n");
   const jsm = await jetstreamManager(p.nc);
-  await jsm.streams.purge(BodiesBucketStream.name, { filter: BodiesBucketStream.chunks(info!.nuid) });
-  const node = await startProcessing(p.nc, sinkPort, { FEN_CONCURRENCY: "4" });
-  try {
-    const st = await until("Rejected", async () => { const s = await status(p.nc, big.mailId); return s.state === "Rejected" && s; }, 60_000, 200);
-    expect(st.history.at(-1)?.detail.error).toMatchObject({ code: "BODY_UNAVAILABLE", message: expect.stringContaining("no chunk stored") });
-    expect(p.sink.messages.filter((m) => m.messageId === big.messageId)).toHaveLength(0);
-  } finally {
-    await node.drain();
-  }
+  await jsm.streams.purge(BodiesBucketStream.name, { filter: BodiesBucketStream.chunks(info.nuid) });
+  const st = await rejectedBy(big.mailId);
+  expect(st.history.at(-1)?.detail.error).toMatchObject({ code: "BODY_UNAVAILABLE", message: expect.stringContaining("no chunk stored") });
+  expect(p.sink.messages.filter((m) => m.messageId === big.messageId)).toHaveLength(0);
 }, 90_000);
 
 /**
