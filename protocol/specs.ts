@@ -26,6 +26,18 @@ export const DUPLICATE_WINDOW_MS = 2 * 3600 * 1000;
  */
 export const WORK_ACK_WAIT_MS = 30_000;
 
+/**
+ * Ack wait of the ledger consumer: the longest an event waits to be
+ * delivered again when the ledger node never got it or its ack was lost.
+ * Both happen around a change of the consumer's leader: nats-server 2.15.3
+ * can record events as delivered that no inbox ever receives (a sniffer on
+ * every inbox saw 26 such events in one run), and acks sent to the leader
+ * that stepped down are lost. The ledger commits within milliseconds and
+ * recognises a redelivered event, so a short wait costs little; a node keeps
+ * the events it holds longer than a third of this with `working()`.
+ */
+export const LEDGER_ACK_WAIT_MS = 10_000;
+
 /** Names as operators see them in `nats stream ls`, `nats kv ls`, … */
 export const Names = {
   workStream: "MAIL_WORK",
@@ -184,7 +196,7 @@ export function consumerSpecs(): ConsumerSpec[] {
       stream: Names.eventsStream,
       durable_name: Names.ledgerConsumer,
       ack_policy: "explicit",
-      ack_wait: 30 * SECOND_NS,
+      ack_wait: (LEDGER_ACK_WAIT_MS / 1000) * SECOND_NS,
       max_deliver: -1,
       max_ack_pending: 10_000,
       deliver_policy: "all",

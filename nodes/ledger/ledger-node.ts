@@ -4,7 +4,7 @@ import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { Svcm } from "@nats-io/services";
 import type { Service } from "@nats-io/services";
-import { Codecs, FenError, LedgerBucketKeys, LedgerCodecs, Names, ServiceSubjects, toFenError } from "../../protocol/index.js";
+import { Codecs, FenError, LEDGER_ACK_WAIT_MS, LedgerBucketKeys, LedgerCodecs, Names, ServiceSubjects, toFenError } from "../../protocol/index.js";
 import type { LedgerMeta, MailEvent } from "../../protocol/index.js";
 import { encodeEntry, ledgerErrorCode, parseVerifierKey } from "../../ledger/index.js";
 import type { NoteSigner } from "../../ledger/index.js";
@@ -39,6 +39,15 @@ export const BLOCK_MAX_ENTRY_BYTES = 600 * 1024;
  * bounds a drain on an idle stream.
  */
 export const EVENTS_PULL_EXPIRES_MS = 3000;
+
+/**
+ * An event held (queued or being committed) longer than this since it came,
+ * or since it was last kept, is kept with `working()`: a third of the
+ * consumer's ack wait, checked every half of that, so an event is kept at
+ * the latest half an ack wait after it came and the server never sends
+ * a held event again.
+ */
+const KEEP_HELD_MS = LEDGER_ACK_WAIT_MS / 3;
 
 /** When an event this node cannot read (a newer version's) comes back to a ledger node. */
 export const UNREADABLE_EVENT_RETRY_MS = 60_000;
@@ -97,8 +106,12 @@ export function createLedgerNode(deps: LedgerNodeDeps, config: LedgerConfig): Le
   const closed = new Promise<void>((r) => (resolveClosed = r));
   const log = deps.log.child({ actor: "ledger" });
   const queue: JsMsg[] = [];
-  /** Events received and neither acknowledged nor terminated: what the node must nak if it closes. */
-  const held = new Set<JsMsg>();
+  /**
+   * Events received and neither acknowledged nor terminated, with when each
+   * came or was last kept: what the node keeps alive, and must nak if it closes.
+   */
+  const held = new Map<JsMsg, number>();
+  let keepHeld: ReturnType<typeof setInterval> | undefined;
   let ended = false;
   /** A commit failed: take no more batches. */
   let failed = false;
@@ -171,24 +184,18 @@ export function createLedgerNode(deps: LedgerNodeDeps, config: LedgerConfig): Le
     return { msgs, pending };
   };
 
-  const commitWithRetry = async (sequencer: ReturnType<typeof createSequencer>, msgs: JsMsg[], pending: PendingEntry[], onCommitted: () => void) => {
-    // Keep the events ours while a commit waits out a server fail-over.
-    // (A connection closed under a stopping node makes working() throw: nothing to keep alive then.)
-    const heartbeat = setInterval(() => { try { for (const m of msgs) m.working(); } catch { /* closed */ } }, 10_000);
-    try {
-      for (let attempt = 0; ; attempt++) {
-        try {
-          return await sequencer.commit(pending, onCommitted);
-        } catch (err) {
-          const fe = toFenError(err);
-          if (fe.code === "LEDGER_CORRUPT" || !fe.transient || draining) throw fe;
-          const delay = Math.min(5000, 100 * 2 ** attempt);
-          log.warn({ err: fe, code: fe.code, attempt, delay }, "committing a block failed; retrying");
-          await new Promise((r) => setTimeout(r, delay));
-        }
+  const commitWithRetry = async (sequencer: ReturnType<typeof createSequencer>, pending: PendingEntry[], onCommitted: () => void) => {
+    // The events stay held (kept alive, see KEEP_HELD_MS) while a commit waits out a server fail-over.
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await sequencer.commit(pending, onCommitted);
+      } catch (err) {
+        const fe = toFenError(err);
+        if (fe.code === "LEDGER_CORRUPT" || !fe.transient || draining) throw fe;
+        const delay = Math.min(5000, 100 * 2 ** attempt);
+        log.warn({ err: fe, code: fe.code, attempt, delay }, "committing a block failed; retrying");
+        await new Promise((r) => setTimeout(r, delay));
       }
-    } finally {
-      clearInterval(heartbeat);
     }
   };
 
@@ -209,10 +216,11 @@ export function createLedgerNode(deps: LedgerNodeDeps, config: LedgerConfig): Le
   };
 
   const finish = (error?: unknown) => {
+    clearInterval(keepHeld);
     if (held.size > 0) {
       log.warn({ events: held.size }, "returning the events not committed to the server (nak)");
       // On a closed connection (a drain given up with no server left) nak throws: they come back after ack_wait.
-      try { for (const m of held) m.nak(); } catch { /* closed */ }
+      try { for (const m of held.keys()) m.nak(); } catch { /* closed */ }
       held.clear();
     }
     status = error === undefined ? { state: "closed" } : { state: "closed", error };
@@ -253,11 +261,18 @@ export function createLedgerNode(deps: LedgerNodeDeps, config: LedgerConfig): Le
       log.info({ size: tip.frontier.size, block: tip.head?.value.block ?? -1, verifierKey: meta.verifierKey }, "ledger node running");
 
       feed = createPullFeed(consumer, (m) => {
-        held.add(m);
+        held.set(m, deps.clock.now());
         queue.push(m);
         wake?.();
       }, { batch: pullBatch, expiresMs: EVENTS_PULL_EXPIRES_MS, room }, log);
       void feed.closed.then(() => { ended = true; wake?.(); });
+      keepHeld = setInterval(() => {
+        const stale = deps.clock.now() - KEEP_HELD_MS;
+        // A connection closed under a stopping node makes working() throw: nothing to keep alive then.
+        try {
+          for (const [m, at] of held) if (at <= stale) { m.working(); held.set(m, deps.clock.now()); }
+        } catch { /* closed */ }
+      }, KEEP_HELD_MS / 2);
 
       // Two batches in flight: the next one is taken, decoded and built (on
       // the block being swapped in) while this one's head swap is under way;
@@ -287,7 +302,7 @@ export function createLedgerNode(deps: LedgerNodeDeps, config: LedgerConfig): Le
               for (const m of ok) if (m !== last) m.ack();
               acked = last ? last.ackAck().catch((err: unknown) => log.warn({ err, seq: last.seq }, "ackAck failed; the redelivery will be recognised")) : Promise.resolve();
             };
-            const outcome = await commitWithRetry(sequencer, ok, pending, ack);
+            const outcome = await commitWithRetry(sequencer, pending, ack);
             if (!outcome.block) ack();
             const size = sequencer.tip()?.frontier.size;
             if (size !== undefined) deps.metrics.ledgerHeight.set(size);

@@ -41,7 +41,7 @@ describe("ledger node crash", () => {
     const survivor = spawnNode("ledger", { ...env, FEN_NODE_NAME: "ledger-restarted" }, `${cluster.dir}/ledger-restarted.log`);
     children.push(survivor);
     await publishing;
-    // Events the victim held unacknowledged come back after ack_wait (30 s).
+    // Events the victim held unacknowledged come back after the ledger consumer's ack wait (LEDGER_ACK_WAIT_MS, 10 s).
     await until(`all ${N} events appended`, async () => (await headSize(kv)) >= N, 120_000, 500);
     survivor.kill("SIGTERM");
     await exited(survivor);
