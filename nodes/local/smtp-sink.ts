@@ -13,6 +13,8 @@ export interface SinkMessage {
   readonly file: string | undefined;
   /** True when the session had been upgraded with STARTTLS. */
   readonly secure: boolean;
+  /** When the sink answered 250 (epoch ms). */
+  readonly receivedAt: number;
 }
 
 /** A scripted reply for the n-th DATA (1-based); undefined = accept with 250. */
@@ -94,7 +96,7 @@ export async function startSmtpSink(opts: {
         // optional delay that simulates a slow relay).
         const done = (file: string | undefined) => {
           const accept = () => {
-            if (opts.keep ?? true) messages.push({ from, to, raw, messageId, file, secure: session.secure });
+            if (opts.keep ?? true) messages.push({ from, to, raw, messageId, file, secure: session.secure, receivedAt: Date.now() });
             callback(null);
           };
           if (opts.delayMs) {

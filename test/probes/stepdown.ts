@@ -79,6 +79,11 @@ export interface StepdownReport {
   /** Failed submissions resubmitted with the same key that then succeeded. */
   resubmittedOk: number;
   resubmitFailures: string[];
+  /**
+   * Time from the submission's answer to the mail's first arrival at the sink, ms
+   * (`over20s`: mails that took longer, e.g. waiting out a consumer's ack wait).
+   */
+  deliverMs: { p50: number; p99: number; max: number; over20s: number };
   /** Mails (accepted or resubmitted) delivered at least once / more than once / never. */
   delivered: number;
   twice: number;
@@ -148,7 +153,7 @@ export async function runStepdownProbe(opts: StepdownProbeOptions): Promise<Step
     say(`nodes ready after ${((Date.now() - t0) / 1000).toFixed(1)} s`);
 
     const report: StepdownReport = {
-      submitted: 0, accepted: 0, failedByCode: {}, submitMs: { p50: 0, p99: 0, max: 0, over2500: 0 }, resubmittedOk: 0, resubmitFailures: [], delivered: 0, twice: 0, twiceHistories: {}, missing: 0, notSent: {},
+      submitted: 0, accepted: 0, failedByCode: {}, submitMs: { p50: 0, p99: 0, max: 0, over2500: 0 }, deliverMs: { p50: 0, p99: 0, max: 0, over20s: 0 }, resubmittedOk: 0, resubmitFailures: [], delivered: 0, twice: 0, twiceHistories: {}, missing: 0, notSent: {},
       stepdowns: Object.fromEntries(STEPDOWN_TARGETS.map((t) => [t.name, { ok: 0, failed: 0 }])), stepdownErrors: [],
       statusCalls: 0, statusFailedByCode: {}, samples: {}, ledger: { events: 0, size: 0, verify: { code: -1, stdout: "" } },
       nodeErrors: [], nodeWarnings: {}, notReadyDuring: {}, notReady: [], exits: {}, seconds: 0,
@@ -158,6 +163,8 @@ export async function runStepdownProbe(opts: StepdownProbeOptions): Promise<Step
       if (list.length < 3) list.push(String((err as Error)?.message ?? err).slice(0, 300));
     };
     const accepted = new Map<string, SubmitReply>();
+    /** Message-ID → when its submission was answered. */
+    const answeredAt = new Map<string, number>();
     const failed: number[] = [];
     let flowing = true;
 
@@ -217,6 +224,7 @@ export async function runStepdownProbe(opts: StepdownProbeOptions): Promise<Step
         try {
           const r = await submit(nc!, structured(`sd-${i}`, { key: `sd-${i}` }), 5000);
           accepted.set(r.mailId, r);
+          answeredAt.set(r.messageId, Date.now());
         } catch (err) {
           bump(report.failedByCode, codeOf(err));
           sample("submit", err);
@@ -237,6 +245,7 @@ export async function runStepdownProbe(opts: StepdownProbeOptions): Promise<Step
       try {
         const r = await submitWithRetry(nc!, structured(`sd-${i}`, { key: `sd-${i}` }));
         resubmitted.set(r.mailId, r);
+        answeredAt.set(r.messageId, Date.now());
         report.resubmittedOk++;
       } catch (err) {
         report.resubmitFailures.push(`sd-${i}: ${codeOf(err)} ${String((err as Error)?.message).slice(0, 200)}`);
@@ -273,7 +282,14 @@ export async function runStepdownProbe(opts: StepdownProbeOptions): Promise<Step
     say(`settled after ${((Date.now() - t0) / 1000).toFixed(1)} s`);
 
     const counts = new Map<string, number>();
-    for (const m of sink.messages) counts.set(m.messageId ?? "?", (counts.get(m.messageId ?? "?") ?? 0) + 1);
+    const firstAt = new Map<string, number>();
+    for (const m of sink.messages) {
+      counts.set(m.messageId ?? "?", (counts.get(m.messageId ?? "?") ?? 0) + 1);
+      if (m.messageId && !firstAt.has(m.messageId)) firstAt.set(m.messageId, m.receivedAt);
+    }
+    const deliverTimes = [...answeredAt].flatMap(([id, t]) => firstAt.has(id) ? [Math.max(0, firstAt.get(id)! - t)] : []).sort((a, b) => a - b);
+    const dq = (q: number) => Math.round(deliverTimes[Math.min(deliverTimes.length - 1, Math.floor(q * deliverTimes.length))] ?? 0);
+    report.deliverMs = { p50: dq(0.5), p99: dq(0.99), max: dq(1), over20s: deliverTimes.filter((t) => t > 20_000).length };
     for (const r of all.values()) {
       const n = counts.get(r.messageId) ?? 0;
       if (n >= 1) report.delivered++;
@@ -361,7 +377,8 @@ export function summaryLine(r: StepdownReport): string {
   const sd = Object.entries(r.stepdowns).map(([k, v]) => `${k} ${v.ok}${v.failed ? `(+${v.failed} refused)` : ""}`).join(", ");
   return `stepdown probe: ${r.submitted} submitted, ${r.accepted} accepted, failed ${JSON.stringify(r.failedByCode)} (${r.resubmittedOk} resubmitted ok), `
     + `submit p50 ${r.submitMs.p50} ms, p99 ${r.submitMs.p99} ms, max ${r.submitMs.max} ms (${r.submitMs.over2500} over 2.5 s), `
-    + `${r.delivered} delivered, ${r.twice} twice, ${r.missing} missing; status ${r.statusCalls} asked, failed ${JSON.stringify(r.statusFailedByCode)}; `
+    + `${r.delivered} delivered (after the answer: p50 ${r.deliverMs.p50} ms, p99 ${r.deliverMs.p99} ms, max ${r.deliverMs.max} ms, ${r.deliverMs.over20s} over 20 s), `
+    + `${r.twice} twice, ${r.missing} missing; status ${r.statusCalls} asked, failed ${JSON.stringify(r.statusFailedByCode)}; `
     + `ledger ${r.ledger.size}/${r.ledger.events} events; step-downs: ${sd}; ${r.seconds} s`;
 }
 
