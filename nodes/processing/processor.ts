@@ -56,6 +56,9 @@ export const BODY_READ_PAUSE_MS = 1000;
 /** How often the node delivering a mail renews its claim while the delivery lasts: a third of the ack wait. */
 export const CLAIM_RENEW_MS = WORK_ACK_WAIT_MS / 3;
 
+/** How often a node keeps a work item it holds with `working()`: a third of the ack wait. */
+const KEEP_WORK_MS = WORK_ACK_WAIT_MS / 3;
+
 /**
  * Life of each pull request on MAIL_WORK. A draining node waits for its
  * outstanding request to end, so this bounds that wait on an idle stream;
@@ -201,7 +204,7 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
     const mlog = log.child({ mailId: item.mailId, delivery: m.info.deliveryCount });
     const recipients = item.envelope.to;
     // (A connection closed under a stopping node makes working() throw: nothing to keep alive then.)
-    const heartbeat = setInterval(() => { try { m.working(); } catch { /* closed */ } }, 10_000);
+    const heartbeat = setInterval(() => { try { m.working(); } catch { /* closed */ } }, KEEP_WORK_MS);
     try {
       let cur = await state.get(item.mailId);
       if (!cur) cur = await state.begin(item.mailId, item.submittedAt, recipients, item.contentSha256 ? { contentSha256: item.contentSha256 } : {});

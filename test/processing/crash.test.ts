@@ -93,7 +93,7 @@ describe("crashes", () => {
     const atKill = victimRelay.messages.length + survivorRelay.messages.length;
     const replies = await submitting;
     expect(new Set(replies.map((r) => r.mailId)).size).toBe(N);
-    // The killed node's unacked items come back after ack_wait (30 s).
+    // The killed node's unacked items come back after ack_wait (WORK_ACK_WAIT_MS, 10 s).
     await until("all 500 Sent", async () => {
       const states = await allStates(nc);
       const stuck = replies.filter((r) => states.get(r.mailId) !== "Sent");

@@ -68,7 +68,7 @@ describe("processing node drain", () => {
       }
       expect(node.status()).toEqual({ state: "closed" });
       // No processing node runs: a work item unacknowledged now was delivered to the stopped one and waits out
-      // ack_wait (30 s; until then it counts at every later stop too). A nak or a retry after a failure would
+      // ack_wait (10 s; until then it counts at every later stop too). A nak or a retry after a failure would
       // be back within a few seconds; an acknowledgement may take a moment to reach the consumer's leader.
       const ackPending = async () => (await consumerInfo()).num_ack_pending;
       const l = await until("nothing left unacknowledged", async () => (await ackPending()) === 0 && 0, 3000, 100).catch(ackPending);
