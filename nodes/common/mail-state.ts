@@ -6,7 +6,7 @@ import type { NatsConnection } from "@nats-io/nats-core";
 import { Codecs, FenError, Names, canTransition, eventSubject } from "../../protocol/index.js";
 import type { EventDetail, MailEvent, MailId, MailState, StatusRecord } from "../../protocol/index.js";
 import type { Clock } from "./clock.js";
-import { STORE_READ_ATTEMPT_MS, isWrongLastSequence, publishOnce, retryUnstored, storeRead } from "./js-errors.js";
+import { STORE_READ_ATTEMPT_MS, isRequestTimeout, isWrongLastSequence, publishOnce, retryUnstored, storeRead } from "./js-errors.js";
 
 /**
  * A status record with the KV revision it was read at (for compare-and-swap).
@@ -100,6 +100,14 @@ export interface AdvanceOptions {
  */
 export const EVENT_PUBLISH = { unansweredMs: 2000, budgetMs: 6000 } as const;
 
+/**
+ * An unanswered status swap is looked for in the entry this many times, this
+ * far apart (a write still being replicated lands within moments), before
+ * its outcome is called unknown.
+ */
+const UNANSWERED_SWAP_READS = 4;
+const UNANSWERED_SWAP_PAUSE_MS = 250;
+
 /** How long `begin` with a budget (the gateway's) waits for a publish's ack before making it again. */
 export const UNANSWERED_EVENT_MS = 1000;
 
@@ -142,13 +150,30 @@ export function createMailStateStore(deps: { js: JetStreamClient; kv: KV; readKv
    * STORE_UNAVAILABLE ("could not <what> <mailId>") on any other failure. A write that found no stream listening
    * (KV_mail_status changing leaders) stored nothing and is made again (retryUnstored): failing it cost the mail
    * a redelivery and its backoff, or a warning and a retry of its outcome.
+   *
+   * A write left unanswered may have landed (its reply lost, a leader stepping down after storing it): the
+   * entry is read until it moves past `revision` (UNANSWERED_SWAP_READS reads), and if it then holds exactly
+   * these bytes the write is this one (the bytes carry its `updatedAt` or `claimRenewedAt`), and its revision
+   * is returned. Otherwise (another write, no move, a read failing) the outcome is unknown: STORE_UNAVAILABLE.
+   * (An unanswered claim that had landed used to leave its mail to wait out the work consumer's ack wait, then
+   * be sent flagged in doubt.)
    */
   const swap = async (record: StatusRecord, revision: number, what: string): Promise<number> => {
+    const bytes = Codecs.statusRecord.encode(record);
     try {
-      const bytes = Codecs.statusRecord.encode(record);
       return await retryUnstored(() => revision === 0 ? kv.create(record.mailId, bytes) : kv.update(record.mailId, bytes, revision));
     } catch (err) {
       if (isWrongRevision(err)) throw new FenError("STATE_CONFLICT", `mail ${record.mailId} changed concurrently`, { cause: err });
+      if (isRequestTimeout(err) || isRequestTimeout((err as { cause?: unknown } | undefined)?.cause)) {
+        for (let read = 1; read <= UNANSWERED_SWAP_READS; read++) {
+          await new Promise((r) => setTimeout(r, UNANSWERED_SWAP_PAUSE_MS));
+          const now = await storeRead(`the status of ${record.mailId}`, () => readKv.get(record.mailId)).catch(() => undefined);
+          if (now === undefined) break; // the store does not answer either: unknown
+          if (!now || now.revision <= revision) continue; // not landed yet: look again
+          if (now.operation === "PUT" && Buffer.from(now.value).equals(Buffer.from(bytes))) return now.revision;
+          break; // another write is there
+        }
+      }
       throw new FenError("STORE_UNAVAILABLE", `could not ${what} ${record.mailId}`, { cause: err });
     }
   };
