@@ -19,15 +19,25 @@ export const DUPLICATE_WINDOW_MS = 2 * 3600 * 1000;
 
 /**
  * Ack wait of the work consumer: a node that took a work item keeps it with
- * `working()` (every third of this); a node that died gives it back after
- * this long. Also how long a claim (DeliveryScheduled) is left to its node
- * by another node that gets the same item meanwhile (a redelivery around a
- * consumer leader change, a duplicate item): see the processing node. It is
- * the most a work item waits when a consumer leader change lost it (see
- * LEDGER_ACK_WAIT_MS; at 30 s the step-down probe saw 7 of 1,500 mails
- * delivered 30 s late).
+ * `working()` (every third of this); a node that died gives its work items
+ * back after this long. It is the most a work item waits when a consumer
+ * leader change lost it (see LEDGER_ACK_WAIT_MS; at 30 s the step-down probe
+ * saw 7 of 1,500 mails delivered 30 s late).
  */
 export const WORK_ACK_WAIT_MS = 10_000;
+
+/**
+ * How long a claim (a DeliveryScheduled status entry) is left to its node by
+ * another node that gets the same work item meanwhile (a redelivery around a
+ * consumer leader change, a duplicate item), counted from the claim or its
+ * last renewal (`claimRenewedAt`); the claimant renews it every third of
+ * this while its delivery lasts. Past it, the claimant is taken for dead and
+ * the mail is sent again, flagged in doubt. Kept apart from the ack wait, and
+ * long: a live claimant's renewal can be late by a store write's timeout and
+ * retries, and nodes of the previous version (renewing every 10 s, taking
+ * over after 30 s) must agree with this one during a rolling upgrade.
+ */
+export const CLAIM_TTL_MS = 30_000;
 
 /**
  * Ack wait of the ledger consumer: the longest an event waits to be

@@ -6,7 +6,7 @@ import { Objm } from "@nats-io/obj";
 import type { ObjectStore } from "@nats-io/obj";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { simpleParser } from "mailparser";
-import { BodiesBucketStream, Codecs, FenError, Names, WORK_ACK_WAIT_MS, eventSubject, isTerminal, quarantineSubject, toFenError } from "../../protocol/index.js";
+import { BodiesBucketStream, CLAIM_TTL_MS, Codecs, FenError, Names, WORK_ACK_WAIT_MS, eventSubject, isTerminal, quarantineSubject, toFenError } from "../../protocol/index.js";
 import type { Classification, EventDetail, MailEvent, RecipientRefusal, WorkItem } from "../../protocol/index.js";
 import type { Actor, ActorStatus } from "../common/actor.js";
 import type { Clock, Random } from "../common/clock.js";
@@ -53,10 +53,10 @@ export const CLAIM_RECHECK_MS = 2000;
 export const BODY_READS = 3;
 export const BODY_READ_PAUSE_MS = 1000;
 
-/** How often the node delivering a mail renews its claim while the delivery lasts: a third of the ack wait. */
-export const CLAIM_RENEW_MS = WORK_ACK_WAIT_MS / 3;
+/** How often the node delivering a mail renews its claim while the delivery lasts: a third of CLAIM_TTL_MS. */
+export const CLAIM_RENEW_MS = CLAIM_TTL_MS / 3;
 
-/** How often a node keeps a work item it holds with `working()`: a third of the ack wait. */
+/** How often a node keeps a work item it holds (started or waiting for a slot) with `working()`: a third of the ack wait. */
 const KEEP_WORK_MS = WORK_ACK_WAIT_MS / 3;
 
 /**
@@ -79,8 +79,8 @@ export type ProcessingNode = Actor;
  *    changes; then one compare-and-swap moves the mail to
  *    DeliveryScheduled, which is the claim: a second node holding the same
  *    work item loses the swap and backs off, and one that gets the item
- *    again while the claim is younger than the work consumer's ack wait
- *    (WORK_ACK_WAIT_MS) leaves it to the node that made it. The node renews
+ *    again while the claim is younger than CLAIM_TTL_MS leaves it to the
+ *    node that made it. The node renews
  *    its claim every CLAIM_RENEW_MS while the delivery lasts.
  * 3. SMTP: 250 → Sent; 4xx/connection → Deferred and `nak(backoff)`, until
  *    `maxAttempts`, then Bounced; 5xx → Bounced with the reply kept.
@@ -88,8 +88,8 @@ export type ProcessingNode = Actor;
  *
  * The SMTP boundary is at-least-once: a node killed after the relay's 250
  * and before Sent is recorded leaves the mail DeliveryScheduled; the next
- * delivery once the claim (its last renewal) is older than the ack wait (the dead node's item
- * comes back after it anyway) sends it again (same bytes, same Message-ID) and marks the
+ * delivery once the claim (its last renewal) is older than CLAIM_TTL_MS (the dead node's item
+ * comes back after the ack wait) sends it again (same bytes, same Message-ID) and marks the
  * attempt `inDoubt`. Nothing is lost; such a mail may arrive twice. If the
  * killed node had stored the attempt's Sent (or Bounced) event, which goes
  * before the status swap, that outcome is recorded and nothing is sent.
@@ -237,12 +237,13 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
         }
         // JetStream can deliver an item again while the node that claimed it is still at work (a consumer leader
         // change, a duplicate item): that node is not dead, and sending now would deliver the mail twice. A claim
-        // is left to its node for the work consumer's ack wait, after which a dead node's item would come back
-        // anyway; meanwhile this copy checks back every few seconds (and finds the outcome, once recorded).
+        // is left to its node for CLAIM_TTL_MS after the claim or its last renewal (a dead node's item has come
+        // back by then anyway); meanwhile this copy checks back every few seconds (and finds the outcome, once
+        // recorded).
         const claimAge = deps.clock.now() - Date.parse(r.claimRenewedAt ?? r.updatedAt);
-        if (claimAge < WORK_ACK_WAIT_MS) {
+        if (claimAge < CLAIM_TTL_MS) {
           // Checked back less often the longer the claimant's delivery lasts (it renews its claim until it ends).
-          const wait = Math.min(WORK_ACK_WAIT_MS - claimAge, CLAIM_RECHECK_MS * Math.min(8, m.info.deliveryCount));
+          const wait = Math.min(CLAIM_TTL_MS - claimAge, CLAIM_RECHECK_MS * Math.min(8, m.info.deliveryCount));
           mlog.debug({ attempt: r.attempt, claimAge, wait }, "mail claimed moments ago (by a node still at work?); checking back later");
           m.nak(wait);
           return;
@@ -514,9 +515,17 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
       freed();
     });
   };
+  /** Keeps the waiting work items with `working()` while there are any (they hold no heartbeat of their own yet). */
+  let keepWaiting: ReturnType<typeof setInterval> | undefined;
   const take = (m: JsMsg) => {
-    if (!startNoMore && inFlight.size < config.concurrency) start(m);
-    else waiting.push(m);
+    if (!startNoMore && inFlight.size < config.concurrency) { start(m); return; }
+    waiting.push(m);
+    keepWaiting ??= setInterval(() => {
+      if (waiting.length === 0) { clearInterval(keepWaiting); keepWaiting = undefined; return; }
+      // A connection closed under a stopping node makes working() throw: nothing to keep alive then.
+      try { for (const w of waiting) w.working(); } catch { /* closed */ }
+    }, KEEP_WORK_MS);
+    keepWaiting.unref();
   };
 
   return {

@@ -1,23 +1,23 @@
 import { expect, it } from "vitest";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
-import { Codecs, Names, WORK_ACK_WAIT_MS, workSubject } from "../../protocol/index.js";
+import { CLAIM_TTL_MS, Codecs, Names, workSubject } from "../../protocol/index.js";
 import { CLAIM_RENEW_MS } from "../../nodes/processing/processor.js";
 import { firstBySubject } from "../../nodes/common/js-errors.js";
 import { usePipeline } from "../helpers/suite.js";
 import { startGateway, startProcessing, status, structured, submit, until } from "../helpers/system.js";
 
 /**
- * A delivery may last longer than the work consumer's ack wait (a relay slow
- * to answer the final ".", a wait for a free connection: up to
+ * A delivery may last longer than a claim's time to live, CLAIM_TTL_MS (a
+ * relay slow to answer the final ".", a wait for a free connection: up to
  * FEN_SMTP_TRANSACTION_TIMEOUT_MS, 10 minutes by default). The node renews
- * its claim meanwhile, so that a copy of the work item handed out after the
- * ack wait (after a consumer leader change, which forgets the node's
- * `working()` signals; or a duplicate item, as made here) is left to it and
- * not sent again. Before the renewal, the claim's age counted from the
+ * its claim meanwhile, so that a copy of the work item handed out later
+ * (after a consumer leader change, which forgets the node's `working()`
+ * signals; or a duplicate item, as made here) is left to it and not sent
+ * again. Before the renewal, the claim's age counted from the
  * claim, and the copy was sent at once, "in doubt".
  */
-const HOLD_MS = WORK_ACK_WAIT_MS + 10_000;
+const HOLD_MS = CLAIM_TTL_MS + 10_000;
 const p = usePipeline({
   sink: { delayMs: HOLD_MS },
   start: async (nc, port) => [await startGateway(nc), await startProcessing(nc, port, { FEN_CONCURRENCY: "4" })],
@@ -27,8 +27,8 @@ it("a copy of a work item handed out while its delivery outlasts the ack wait is
   const reply = await submit(p.nc, structured("slow-relay", { key: "slow-relay" }));
   await until("the relay to hold the mail", () => p.sink.awaitingReply() > 0, 30_000, 10);
   const heldAt = Date.now();
-  // Past the ack wait since the claim, the relay still holding the reply: the same work item again.
-  await new Promise((r) => setTimeout(r, WORK_ACK_WAIT_MS + 3000));
+  // Past the claim's time to live since the claim, the relay still holding the reply: the same work item again.
+  await new Promise((r) => setTimeout(r, CLAIM_TTL_MS + 3000));
   const jsm = await jetstreamManager(p.nc);
   const item = await firstBySubject(jsm, Names.workStream, workSubject(reply.mailId), { confirmAbsence: true });
   expect(item).not.toBeNull();
