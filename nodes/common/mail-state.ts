@@ -1,3 +1,4 @@
+import { randomInt } from "node:crypto";
 import { jetstream } from "@nats-io/jetstream";
 import type { JetStreamClient } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
@@ -38,7 +39,10 @@ export interface Step {
  * PendingProcessing if it has events (see `createStatusHandler` in the gateway).
  */
 export interface MailStateStore {
-  /** The status entry, read from the stream leader. @throws FenError STORE_UNAVAILABLE when the read fails. */
+  /**
+   * The status entry (a Direct Get: any replica may answer, possibly one a
+   * moment behind the leader). @throws FenError STORE_UNAVAILABLE when the read fails.
+   */
   get(mailId: MailId): Promise<Versioned | undefined>;
   /**
    * Publishes the PendingProcessing event (a no-op when it is stored already)
@@ -111,6 +115,17 @@ const UNANSWERED_SWAP_PAUSE_MS = 250;
 /** How long `begin` with a budget (the gateway's) waits for a publish's ack before making it again. */
 export const UNANSWERED_EVENT_MS = 1000;
 
+/**
+ * A claim's time stamp (`claimRenewedAt`): `iso` (a `toISOString()`) with six
+ * random digits below the millisecond. They make every claim's bytes this
+ * writer's own, so that an unanswered claim found in the entry is known to be
+ * this one and not a same-millisecond claim of another node from the same
+ * revision (see `swap`). Readers parse it as the same instant.
+ */
+export function claimStamp(iso: string): string {
+  return `${iso.slice(0, -1)}${randomInt(0, 1_000_000).toString().padStart(6, "0")}Z`;
+}
+
 /** Event id `<mailId>.<state>.<attempt>`, also the JetStream Nats-Msg-Id. */
 export function eventIdOf(mailId: string, state: MailState, attempt: number): string {
   return `${mailId}.${state}.${attempt}`;
@@ -153,8 +168,9 @@ export function createMailStateStore(deps: { js: JetStreamClient; kv: KV; readKv
    *
    * A write left unanswered may have landed (its reply lost, a leader stepping down after storing it): the
    * entry is read until it moves past `revision` (UNANSWERED_SWAP_READS reads), and if it then holds exactly
-   * these bytes the write is this one (the bytes carry its `updatedAt` or `claimRenewedAt`), and its revision
-   * is returned. Otherwise (another write, no move, a read failing) the outcome is unknown: STORE_UNAVAILABLE.
+   * these bytes the write is this one, and its revision is returned. (Bytes are this writer's own: a claim's
+   * `claimRenewedAt` has random digits (claimStamp); any other swap is made only by the node holding the claim
+   * or, for a quarantined mail, by an operator's request, where two identical writes would do the same.) Otherwise (another write, no move, a read failing) the outcome is unknown: STORE_UNAVAILABLE.
    * (An unanswered claim that had landed used to leave its mail to wait out the work consumer's ack wait, then
    * be sent flagged in doubt.)
    */
@@ -218,6 +234,8 @@ export function createMailStateStore(deps: { js: JetStreamClient; kv: KV; readKv
       const record: StatusRecord = {
         ...base, state: last.state, attempt, updatedAt: at, detail: last.detail ?? {},
         ...(opts.notCounted ? { attemptsNotCounted: (from.record.attemptsNotCounted ?? 0) + 1 } : {}),
+        // A claim carries its own stamp (the same instant as updatedAt), unique to this write.
+        ...(last.state === "DeliveryScheduled" ? { claimRenewedAt: claimStamp(at) } : {}),
       };
       const revision = await swap(record, from.revision, `record ${last.state} for`);
       if (opts.commitFirst && !opts.published) await publishAll();
@@ -228,7 +246,7 @@ export function createMailStateStore(deps: { js: JetStreamClient; kv: KV; readKv
       if (current.record.state !== "DeliveryScheduled" || current.revision === 0) {
         throw new FenError("INTERNAL", `no claim to renew: ${current.record.mailId} is ${current.record.state}`);
       }
-      const record: StatusRecord = { ...current.record, claimRenewedAt: iso() };
+      const record: StatusRecord = { ...current.record, claimRenewedAt: claimStamp(iso()) };
       return { record, revision: await swap(record, current.revision, "renew the claim on") };
     },
 

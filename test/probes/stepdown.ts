@@ -81,7 +81,7 @@ export interface StepdownReport {
   resubmitFailures: string[];
   /**
    * Time from the submission's answer to the mail's first arrival at the sink, ms
-   * (`over20s`: mails that took longer, e.g. waiting out a consumer's ack wait).
+   * (`over20s`: mails that took longer than 20 s, twice the work consumer's ack wait).
    */
   deliverMs: { p50: number; p99: number; max: number; over20s: number };
   /** Mails (accepted or resubmitted) delivered at least once / more than once / never. */
