@@ -306,11 +306,12 @@ export const StatusRecordSchema = z.object({
    */
   attemptsNotCounted: z.number().int().positive().optional(),
   /**
-   * DeliveryScheduled only: when the node delivering the mail last renewed
-   * its claim (it does so every third of the work consumer's ack wait while
-   * the delivery lasts). A node holding a redelivered copy leaves the mail
-   * to its claimant while this (absent: updatedAt) is younger than the ack
-   * wait. Any transition drops it.
+   * DeliveryScheduled only: when the node delivering the mail made or last
+   * renewed its claim (it renews every third of CLAIM_TTL_MS while the
+   * delivery lasts), with random digits below the millisecond that make each
+   * claim's bytes its writer's own. A node holding a redelivered copy leaves
+   * the mail to its claimant while this (absent: updatedAt) is younger than
+   * CLAIM_TTL_MS. Any transition drops it.
    */
   claimRenewedAt: z.string().datetime().optional(),
 }).strict();

@@ -168,9 +168,10 @@ export function createMailStateStore(deps: { js: JetStreamClient; kv: KV; readKv
    *
    * A write left unanswered may have landed (its reply lost, a leader stepping down after storing it): the
    * entry is read until it moves past `revision` (UNANSWERED_SWAP_READS reads), and if it then holds exactly
-   * these bytes the write is this one, and its revision is returned. (Bytes are this writer's own: a claim's
-   * `claimRenewedAt` has random digits (claimStamp); any other swap is made only by the node holding the claim
-   * or, for a quarantined mail, by an operator's request, where two identical writes would do the same.) Otherwise (another write, no move, a read failing) the outcome is unknown: STORE_UNAVAILABLE.
+   * these bytes the write is this one, and its revision is returned. (A claim's bytes are its writer's own:
+   * `claimRenewedAt` has random digits, see claimStamp. Other swaps can be made by two writers from one
+   * revision with identical bytes, e.g. two nodes recording an outcome they both found in its event, or two
+   * identical operator requests; both then do the same thing, so either may take the write for its own.) Otherwise (another write, no move, a read failing) the outcome is unknown: STORE_UNAVAILABLE.
    * (An unanswered claim that had landed used to leave its mail to wait out the work consumer's ack wait, then
    * be sent flagged in doubt.)
    */
@@ -234,8 +235,9 @@ export function createMailStateStore(deps: { js: JetStreamClient; kv: KV; readKv
       const record: StatusRecord = {
         ...base, state: last.state, attempt, updatedAt: at, detail: last.detail ?? {},
         ...(opts.notCounted ? { attemptsNotCounted: (from.record.attemptsNotCounted ?? 0) + 1 } : {}),
-        // A claim carries its own stamp (the same instant as updatedAt), unique to this write.
-        ...(last.state === "DeliveryScheduled" ? { claimRenewedAt: claimStamp(at) } : {}),
+        // A claim carries its own stamp, unique to this write, taken now (after the events went out) so that
+        // its age counts from the swap.
+        ...(last.state === "DeliveryScheduled" ? { claimRenewedAt: claimStamp(iso()) } : {}),
       };
       const revision = await swap(record, from.revision, `record ${last.state} for`);
       if (opts.commitFirst && !opts.published) await publishAll();

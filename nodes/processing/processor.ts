@@ -332,7 +332,7 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
       ], recipients, attempt);
 
       const to = rest ?? item.envelope.to;
-      // A delivery can outlast the ack wait (a busy relay, a wait for a connection; up to
+      // A delivery can outlast CLAIM_TTL_MS (a busy relay, a wait for a connection; up to
       // FEN_SMTP_TRANSACTION_TIMEOUT_MS): the claim is renewed meanwhile, so that a copy of the item JetStream
       // hands another node (after a consumer leader change) is left to this one rather than sent again.
       let claimed = cur;

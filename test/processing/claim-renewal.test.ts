@@ -23,7 +23,7 @@ const p = usePipeline({
   start: async (nc, port) => [await startGateway(nc), await startProcessing(nc, port, { FEN_CONCURRENCY: "4" })],
 });
 
-it("a copy of a work item handed out while its delivery outlasts the ack wait is not sent again", async () => {
+it("a copy of a work item handed out while its delivery outlasts the claim's time to live is not sent again", async () => {
   const reply = await submit(p.nc, structured("slow-relay", { key: "slow-relay" }));
   await until("the relay to hold the mail", () => p.sink.awaitingReply() > 0, 30_000, 10);
   const heldAt = Date.now();

@@ -93,7 +93,8 @@ describe("crashes", () => {
     const atKill = victimRelay.messages.length + survivorRelay.messages.length;
     const replies = await submitting;
     expect(new Set(replies.map((r) => r.mailId)).size).toBe(N);
-    // The killed node's unacked items come back after ack_wait (WORK_ACK_WAIT_MS, 10 s).
+    // The killed node's unacked items come back after ack_wait (WORK_ACK_WAIT_MS, 10 s); those it had claimed are
+    // sent again once the claim is CLAIM_TTL_MS (30 s) old.
     await until("all 500 Sent", async () => {
       const states = await allStates(nc);
       const stuck = replies.filter((r) => states.get(r.mailId) !== "Sent");

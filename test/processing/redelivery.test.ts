@@ -12,7 +12,7 @@ import { startGateway, startProcessing, status, structured, submit, until } from
  * an item to a second node 0.4 s after the first, and the second node, finding
  * the mail DeliveryScheduled, took the first for dead and sent the mail again
  * (11-15 mails twice per run, none in doubt for real). A node that finds a
- * claim younger than the work consumer's ack wait must leave it to its owner.
+ * claim younger than CLAIM_TTL_MS must leave it to its owner.
  *
  * The second copy is made here by publishing the mail's work item again
  * (another message id) while the relay holds the first delivery's reply:
