@@ -19,9 +19,9 @@ export const DUPLICATE_WINDOW_MS = 2 * 3600 * 1000;
 
 /**
  * Ack wait of the work consumer: a node that took a work item keeps it with
- * `working()` (every third of this); a node that died gives its work items
- * back after this long. It is the most a work item waits when a consumer
- * leader change lost it (see LEDGER_ACK_WAIT_MS; at 30 s the step-down probe
+ * `working()` once it has held it a third of this (holdMessages); a node
+ * that died gives its work items back after this long. It is the most a
+ * work item waits when a consumer leader change lost it (see LEDGER_ACK_WAIT_MS; at 30 s the step-down probe
  * saw 7 of 1,500 mails delivered 30 s late).
  */
 export const WORK_ACK_WAIT_MS = 10_000;

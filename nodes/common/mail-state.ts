@@ -171,9 +171,10 @@ export function createMailStateStore(deps: { js: JetStreamClient; kv: KV; readKv
    * these bytes the write is this one, and its revision is returned. (A claim's bytes are its writer's own:
    * `claimRenewedAt` has random digits, see claimStamp. Other swaps can be made by two writers from one
    * revision with identical bytes, e.g. two nodes recording an outcome they both found in its event, or two
-   * identical operator requests; both then do the same thing, so either may take the write for its own.) Otherwise (another write, no move, a read failing) the outcome is unknown: STORE_UNAVAILABLE.
-   * (An unanswered claim that had landed used to leave its mail to wait out the work consumer's ack wait, then
-   * be sent flagged in doubt.)
+   * identical operator requests; both then do the same thing, so either may take the write for its own.)
+   * Otherwise (another write, no move, a read failing) the outcome is unknown: STORE_UNAVAILABLE. (An
+   * unanswered claim that had landed used to leave its mail to wait out the claim's life, then be sent
+   * flagged in doubt.)
    */
   const swap = async (record: StatusRecord, revision: number, what: string): Promise<number> => {
     const bytes = Codecs.statusRecord.encode(record);

@@ -12,6 +12,7 @@ import type { Actor, ActorStatus } from "../common/actor.js";
 import type { Clock } from "../common/clock.js";
 import type { Logger } from "../common/logger.js";
 import type { Metrics } from "../common/metrics.js";
+import { holdMessages } from "../common/held-messages.js";
 import { createPullFeed, createRoomGate } from "../common/pull-feed.js";
 import type { PullFeed } from "../common/pull-feed.js";
 import { serveEndpoint } from "../common/rpc.js";
@@ -39,15 +40,6 @@ export const BLOCK_MAX_ENTRY_BYTES = 600 * 1024;
  * bounds a drain on an idle stream.
  */
 export const EVENTS_PULL_EXPIRES_MS = 3000;
-
-/**
- * An event held (queued or being committed) longer than this since it came,
- * or since it was last kept, is kept with `working()`: a third of the
- * consumer's ack wait, checked every half of that, so an event is kept at
- * the latest half an ack wait after it came and the server never sends
- * a held event again.
- */
-const KEEP_HELD_MS = LEDGER_ACK_WAIT_MS / 3;
 
 /** When an event this node cannot read (a newer version's) comes back to a ledger node. */
 export const UNREADABLE_EVENT_RETRY_MS = 60_000;
@@ -107,11 +99,11 @@ export function createLedgerNode(deps: LedgerNodeDeps, config: LedgerConfig): Le
   const log = deps.log.child({ actor: "ledger" });
   const queue: JsMsg[] = [];
   /**
-   * Events received and neither acknowledged nor terminated, with when each
-   * came or was last kept: what the node keeps alive, and must nak if it closes.
+   * Events received and neither acknowledged nor terminated (queued or being
+   * committed): kept alive, so the server does not send them again, and
+   * `nak`ed if the node closes.
    */
-  const held = new Map<JsMsg, number>();
-  let keepHeld: ReturnType<typeof setInterval> | undefined;
+  const held = holdMessages(LEDGER_ACK_WAIT_MS, deps.clock);
   let ended = false;
   /** A commit failed: take no more batches. */
   let failed = false;
@@ -185,7 +177,7 @@ export function createLedgerNode(deps: LedgerNodeDeps, config: LedgerConfig): Le
   };
 
   const commitWithRetry = async (sequencer: ReturnType<typeof createSequencer>, pending: PendingEntry[], onCommitted: () => void) => {
-    // The events stay held (kept alive, see KEEP_HELD_MS) while a commit waits out a server fail-over.
+    // The events stay held (kept alive) while a commit waits out a server fail-over.
     for (let attempt = 0; ; attempt++) {
       try {
         return await sequencer.commit(pending, onCommitted);
@@ -216,13 +208,12 @@ export function createLedgerNode(deps: LedgerNodeDeps, config: LedgerConfig): Le
   };
 
   const finish = (error?: unknown) => {
-    clearInterval(keepHeld);
     if (held.size > 0) {
       log.warn({ events: held.size }, "returning the events not committed to the server (nak)");
       // On a closed connection (a drain given up with no server left) nak throws: they come back after ack_wait.
-      try { for (const m of held.keys()) m.nak(); } catch { /* closed */ }
-      held.clear();
+      try { for (const m of held.messages()) m.nak(); } catch { /* closed */ }
     }
+    held.clear();
     status = error === undefined ? { state: "closed" } : { state: "closed", error };
     resolveClosed();
   };
@@ -261,18 +252,11 @@ export function createLedgerNode(deps: LedgerNodeDeps, config: LedgerConfig): Le
       log.info({ size: tip.frontier.size, block: tip.head?.value.block ?? -1, verifierKey: meta.verifierKey }, "ledger node running");
 
       feed = createPullFeed(consumer, (m) => {
-        held.set(m, deps.clock.now());
+        held.add(m);
         queue.push(m);
         wake?.();
       }, { batch: pullBatch, expiresMs: EVENTS_PULL_EXPIRES_MS, room }, log);
       void feed.closed.then(() => { ended = true; wake?.(); });
-      keepHeld = setInterval(() => {
-        const stale = deps.clock.now() - KEEP_HELD_MS;
-        // A connection closed under a stopping node makes working() throw: nothing to keep alive then.
-        try {
-          for (const [m, at] of held) if (at <= stale) { m.working(); held.set(m, deps.clock.now()); }
-        } catch { /* closed */ }
-      }, KEEP_HELD_MS / 2);
 
       // Two batches in flight: the next one is taken, decoded and built (on
       // the block being swapped in) while this one's head swap is under way;

@@ -15,6 +15,7 @@ import type { AdvanceOptions, MailStateStore, Step, Versioned } from "../common/
 import { openMailStateStore } from "../common/mail-state.js";
 import { firstBySubject, firstBySubjectFromLeader } from "../common/js-errors.js";
 import type { Metrics } from "../common/metrics.js";
+import { holdMessages } from "../common/held-messages.js";
 import { createPullFeed, createRoomGate } from "../common/pull-feed.js";
 import type { PullFeed } from "../common/pull-feed.js";
 import type { ProcessingConfig } from "../config/index.js";
@@ -55,9 +56,6 @@ export const BODY_READ_PAUSE_MS = 1000;
 
 /** How often the node delivering a mail renews its claim while the delivery lasts: a third of CLAIM_TTL_MS. */
 export const CLAIM_RENEW_MS = CLAIM_TTL_MS / 3;
-
-/** How often a node keeps a work item it holds (started or waiting for a slot) with `working()`: a third of the ack wait. */
-const KEEP_WORK_MS = WORK_ACK_WAIT_MS / 3;
 
 /**
  * Life of each pull request on MAIL_WORK. A draining node waits for its
@@ -203,8 +201,6 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
     }
     const mlog = log.child({ mailId: item.mailId, delivery: m.info.deliveryCount });
     const recipients = item.envelope.to;
-    // (A connection closed under a stopping node makes working() throw: nothing to keep alive then.)
-    const heartbeat = setInterval(() => { try { m.working(); } catch { /* closed */ } }, KEEP_WORK_MS);
     try {
       let cur = await state.get(item.mailId);
       if (!cur) cur = await state.begin(item.mailId, item.submittedAt, recipients, item.contentSha256 ? { contentSha256: item.contentSha256 } : {});
@@ -367,8 +363,6 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
       const delay = fe.code === "STATE_CONFLICT" ? 1000 : backoffDelay({ baseMs: 500, maxMs: 30_000 }, m.info.deliveryCount, deps.random);
       mlog.warn({ err: fe, code: fe.code, delay }, "work item failed; will be redelivered");
       m.nak(delay);
-    } finally {
-      clearInterval(heartbeat);
     }
   };
 
@@ -493,6 +487,11 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
   const pullBatch = Math.max(1, Math.ceil(config.concurrency / 4));
   /** Work items not started yet (see the factory's doc), oldest first. */
   const waiting: JsMsg[] = [];
+  /**
+   * Every work item the node holds, started or waiting for a slot, until its handler ends: kept alive with
+   * `working()`, so the server hands none to another node while this one has it (a delivery, a wait for a slot).
+   */
+  const kept = holdMessages(WORK_ACK_WAIT_MS, deps.clock);
   /** Set when the node starts no more work items: at its drain deadline, or when its feed ended without a drain. */
   let startNoMore = false;
   const held = () => inFlight.size + waiting.length;
@@ -500,7 +499,9 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
   let feedEnded = false;
   /** Naks (no delay) the work items not started yet. On a closed connection nak throws: those come back after ack_wait. */
   const returnWaiting = () => {
-    try { for (const m of waiting.splice(0)) m.nak(); } catch { /* closed */ }
+    const given = waiting.splice(0);
+    for (const m of given) kept.delete(m);
+    try { for (const m of given) m.nak(); } catch { /* closed */ }
   };
   /** Room for a whole pull batch beside what the node holds. */
   const { room, freed } = createRoomGate(() => held() <= config.concurrency - pullBatch);
@@ -509,23 +510,17 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
     const p = handle(m).catch((err: unknown) => log.error({ err }, "handler crashed"));
     inFlight.add(p);
     void p.finally(() => {
+      kept.delete(m);
       inFlight.delete(p);
       const next = startNoMore ? undefined : waiting.shift();
       if (next) start(next);
       freed();
     });
   };
-  /** Keeps the waiting work items with `working()` while there are any (they hold no heartbeat of their own yet). */
-  let keepWaiting: ReturnType<typeof setInterval> | undefined;
   const take = (m: JsMsg) => {
-    if (!startNoMore && inFlight.size < config.concurrency) { start(m); return; }
-    waiting.push(m);
-    keepWaiting ??= setInterval(() => {
-      if (waiting.length === 0) { clearInterval(keepWaiting); keepWaiting = undefined; return; }
-      // A connection closed under a stopping node makes working() throw: nothing to keep alive then.
-      try { for (const w of waiting) w.working(); } catch { /* closed */ }
-    }, KEEP_WORK_MS);
-    keepWaiting.unref();
+    kept.add(m);
+    if (!startNoMore && inFlight.size < config.concurrency) start(m);
+    else waiting.push(m);
   };
 
   return {
