@@ -35,12 +35,6 @@ export function listFooterStart(text: string): number {
   return lastLine ? from + lastLine.index : text.length;
 }
 
-/** Cuts a trailing list-server footer from `text` (no-op when there is none). */
-export function stripListFooter(text: string): string {
-  const end = listFooterStart(text);
-  return end === text.length ? text : text.slice(0, end);
-}
-
 const SUBJECT_TAG = /^((?:\s*(?:re|fwd?|aw)\s*:)*)\s*\[[^\]\n]{1,40}\]\s*/i;
 
 /** Removes a leading `[list]` tag from a subject, keeping any `Re:` prefixes. */

@@ -1,5 +1,8 @@
 import { describe, expect, it } from "vitest";
-import { listFooterStart, stripListFooter, stripSubjectTag } from "../../nodes/classifier/listfooter.js";
+import { listFooterStart, stripSubjectTag } from "../../nodes/classifier/listfooter.js";
+
+/** The text without its list footer, as the feature extractor reads it (up to listFooterStart). */
+const stripListFooter = (text: string): string => text.slice(0, listFooterStart(text));
 
 describe("list artefacts", () => {
   it("cuts Mailman, ILUG-style and SourceForge footers", () => {
@@ -29,7 +32,7 @@ describe("list artefacts", () => {
       "Hi,\nsee you.\n-- \nJohn\n",
       "",
     ];
-    // Pinned positions (stripListFooter is built on listFooterStart, so comparing the two would prove nothing).
+    // Pinned positions (the cuts above are built on listFooterStart, so comparing the two would prove nothing).
     expect(texts.map(listFooterStart)).toEqual([body.length, body.length + 1, texts[2]!.length, 0]);
   });
 
