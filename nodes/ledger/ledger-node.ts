@@ -9,6 +9,7 @@ import type { LedgerMeta, MailEvent } from "../../protocol/index.js";
 import { encodeEntry, ledgerErrorCode, parseVerifierKey } from "../../ledger/index.js";
 import type { NoteSigner } from "../../ledger/index.js";
 import type { Actor, ActorStatus } from "../common/actor.js";
+import { ackConfirmed } from "../common/acks.js";
 import type { Clock } from "../common/clock.js";
 import type { Logger } from "../common/logger.js";
 import type { Metrics } from "../common/metrics.js";
@@ -277,14 +278,14 @@ export function createLedgerNode(deps: LedgerNodeDeps, config: LedgerConfig): Le
             let acked: Promise<unknown> = Promise.resolve();
             const ack = () => {
               acking = deps.clock.now();
-              // Plain acks, and a confirmed one on the last: the server handles
-              // one connection's acks of a consumer in order, so its reply means
-              // the batch's acks were processed. No guarantee rests on an ack: a
-              // lost one only means a redelivery, which the index recognises.
-              const last = ok.at(-1);
+              // Plain acks, and a confirmed one on the last (ackConfirmed: sent
+              // again across a consumer leader change). No guarantee rests on an
+              // ack: a lost one only means a redelivery, which the index recognises.
               for (const m of ok) held.delete(m);
-              for (const m of ok) if (m !== last) m.ack();
-              acked = last ? last.ackAck().catch((err: unknown) => log.warn({ err, seq: last.seq }, "ackAck failed; the redelivery will be recognised")) : Promise.resolve();
+              acked = ackConfirmed(deps.nc, ok).then((r) => {
+                if (!r.confirmed) log.warn({ err: r.error, attempts: r.attempts, seq: ok.at(-1)?.seq }, "acks unconfirmed; the redeliveries will be recognised");
+                else if (r.attempts > 1) log.info({ attempts: r.attempts, seq: ok.at(-1)?.seq }, "acks confirmed after they were sent again");
+              });
             };
             const outcome = await commitWithRetry(sequencer, pending, ack);
             if (!outcome.block) ack();

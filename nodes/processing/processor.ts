@@ -9,6 +9,7 @@ import { simpleParser } from "mailparser";
 import { BodiesBucketStream, CLAIM_TTL_MS, Codecs, FenError, Names, WORK_ACK_WAIT_MS, eventSubject, isTerminal, quarantineSubject, toFenError } from "../../protocol/index.js";
 import type { Classification, EventDetail, MailEvent, RecipientRefusal, WorkItem } from "../../protocol/index.js";
 import type { Actor, ActorStatus } from "../common/actor.js";
+import { ackConfirmed } from "../common/acks.js";
 import type { Clock, Random } from "../common/clock.js";
 import type { Logger } from "../common/logger.js";
 import type { AdvanceOptions, MailStateStore, Step, Versioned } from "../common/mail-state.js";
@@ -156,8 +157,11 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
 
   const finish = async (m: JsMsg) => {
     // Double ack: the outcome is recorded; make sure the server has the ack
-    // too. A lost ack only means a redelivery, which step 1 absorbs.
-    await m.ackAck().catch((err: unknown) => log.warn({ err }, "ackAck failed; the redelivery will be acked"));
+    // too (sent again across a consumer leader change). A lost ack only means
+    // a redelivery, which step 1 absorbs.
+    const r = await ackConfirmed(deps.nc, [m]);
+    if (!r.confirmed) log.warn({ err: r.error, attempts: r.attempts, seq: m.seq }, "ack unconfirmed; the redelivery will be acked");
+    else if (r.attempts > 1) log.info({ attempts: r.attempts, seq: m.seq }, "ack confirmed after it was sent again");
   };
 
   /**
