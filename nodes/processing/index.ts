@@ -8,5 +8,5 @@ export type { MailClassifier, MailScore } from "./classifier.js";
 export { loadMailClassifier } from "./load-classifier.js";
 export { backoffDelay } from "./backoff.js";
 export type { BackoffPolicy } from "./backoff.js";
-export { FAILURE_TABLE, SMTP_REPLY_CHARS, classifyFailure, smtpReplyOf } from "./smtp-outcome.js";
+export { FAILURE_TABLE, SMTP_REPLY_CHARS, classifyFailure, isTooManyRecipients, recipientRefusals, smtpReplyOf } from "./smtp-outcome.js";
 export type { Outcome } from "./smtp-outcome.js";

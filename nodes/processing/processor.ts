@@ -26,7 +26,7 @@ import type { MailClassifier } from "./classifier.js";
 import { createBatchingClassifier } from "./classifier.js";
 import { MAILPARSER_OPTIONS } from "../classifier/index.js";
 import type { Delivery } from "./delivery.js";
-import { REFUSAL_REPLY_CHARS } from "./smtp-outcome.js";
+import { REFUSAL_REPLY_CHARS, isTooManyRecipients } from "./smtp-outcome.js";
 import type { Outcome } from "./smtp-outcome.js";
 import { startProcessingService } from "./service.js";
 import { requestsSettled } from "../common/rpc.js";
@@ -443,7 +443,7 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
     // 452 "too many recipients" asks for the rest in another transaction now (RFC 5321 4.5.3.1.10), not later:
     // such a split is progress, not a failure, so it neither counts as an attempt nor ends the mail.
     const tooMany = (outcome.kind === "sent" || outcome.kind === "permanent") && later.length > 0
-      && rcptRefusals.every((x) => !x.transient || x.smtp?.code === 452);
+      && rcptRefusals.every((x) => !x.transient || isTooManyRecipients(x.smtp));
     if (outcome.kind === "sent" && (later.length === 0 || (tries >= config.maxAttempts && !tooMany))) {
       await advanceDurably(m, cur, [{ state: "Sent", detail: { ...smtp, ...rejected } }], recipients, attempt);
       deps.metrics.delivered.inc();

@@ -44,6 +44,9 @@ export const FAILURE_TABLE: readonly {
   // problem (or our configuration's), the same for every mail, so the mail
   // waits for it to be fixed instead of bouncing (as Postfix defers).
   { match: { replyCode: [500, 599], session: true }, outcome: "transient", why: "5xx opening the session (greeting, EHLO, STARTTLS or AUTH): the relay refuses us, not this mail" },
+  // RFC 4954: 530 5.7.0 "Authentication required" may answer any command but AUTH, EHLO, HELO, NOOP, RSET or QUIT
+  // (a relay that started to require AUTH, a relay user left unset): our configuration, not this mail.
+  { match: { replyCode: [530, 530] }, outcome: "transient", why: "530: the relay requires authentication (RFC 4954): our configuration, not this mail" },
   { match: { replyCode: [400, 499] }, outcome: "transient", why: "4xx: the relay asks to try again later" },
   { match: { replyCode: [500, 599] }, outcome: "permanent", why: "5xx: the relay refuses the mail for good" },
   { match: { errorCode: "ECONNECTION" }, outcome: "transient", why: "connection refused or reset" },
@@ -95,9 +98,22 @@ export const REFUSAL_REPLY_CHARS = 200;
 type NodemailerError = { responseCode?: number; response?: string; command?: string; code?: string; message?: string; recipient?: string };
 
 /**
+ * A refusal at RCPT TO that asks for the recipient in another transaction:
+ * the relay's limit on recipients per transaction. RFC 5321 4.5.3.1.10: 452
+ * (552 in RFC 821, which a client SHOULD treat as 452), with enhanced code
+ * X.5.3 ("too many recipients", RFC 3463) when it has one; a 452 4.2.2
+ * (mailbox full) is not.
+ */
+export function isTooManyRecipients(smtp: SmtpReply | undefined): boolean {
+  return smtp !== undefined && (smtp.code === 452 || smtp.code === 552) && (smtp.enhanced === undefined || /^[45]\.5\.3$/.test(smtp.enhanced));
+}
+
+/**
  * The per-recipient refusals of a nodemailer result or error
  * (`rejectedErrors`, one error per refused RCPT TO), each classified by
- * its own reply: 4xx (or no reply) transient, 5xx permanent.
+ * its own reply: 4xx (or no reply) transient, 5xx permanent, but for 552
+ * "too many recipients" ({@link isTooManyRecipients}) and 530
+ * "authentication required", which are transient.
  */
 export function recipientRefusals(rejectedErrors: readonly unknown[] | undefined): RecipientRefusal[] {
   return (rejectedErrors ?? []).map((x) => {
@@ -105,7 +121,8 @@ export function recipientRefusals(rejectedErrors: readonly unknown[] | undefined
     const reply = smtpReplyOf(e);
     // Cut so that an event refusing every one of MAX_RECIPIENTS stays within EVENT_MAX_BYTES.
     const smtp = reply && { ...reply, response: reply.response.slice(0, REFUSAL_REPLY_CHARS) };
-    return { recipient: String(e.recipient ?? ""), transient: !(smtp && smtp.code >= 500), ...(smtp ? { smtp } : {}) };
+    const transient = !(smtp && smtp.code >= 500) || isTooManyRecipients(smtp) || smtp.code === 530;
+    return { recipient: String(e.recipient ?? ""), transient, ...(smtp ? { smtp } : {}) };
   });
 }
 

@@ -331,6 +331,16 @@ describe("per-recipient replies", () => {
     expect(got.flat().sort()).toEqual(to);
   });
 
+  it("a relay's recipient limit answered with RFC 821's 552 is taken as 452 (RFC 5321 4.5.3.1.10): nobody is dropped", async () => {
+    const sink = await relay((_a, i) => (i >= 2 ? { code: 552, message: "Too many recipients" } : undefined));
+    const to = ["a", "b", "c", "d", "e"].map((x) => `${x}@example.net`);
+    const r = await submit(nc, structured("rcpt-552", { key: "rcpt-552", to }));
+    const st = await until("Sent", async () => { const s = await status(nc, r.mailId); return s.state === "Sent" && s; });
+    expect(deliveries(sink, r.messageId).map((t) => t.length)).toEqual([2, 2, 1]);
+    expect(deliveries(sink, r.messageId).flat().sort()).toEqual(to);
+    expect(st.history.at(-1)?.detail.rejected).toBeUndefined();
+  });
+
   it("a relay taking one recipient per transaction (452 for the rest) gets all of them, however few attempts are allowed", async () => {
     const sink = await startSmtpSink({ rcpt: (_a, i) => (i >= 1 ? { code: 452, message: "4.5.3 too many recipients" } : undefined) });
     sinks.push(sink);

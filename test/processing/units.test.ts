@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { FAILURE_TABLE, SMTP_REPLY_CHARS, backoffDelay, classifyAlone, classifyFailure, classifyOrFail, createBatchingClassifier, smtpReplyOf } from "../../nodes/processing/index.js";
+import { FAILURE_TABLE, SMTP_REPLY_CHARS, backoffDelay, classifyAlone, classifyFailure, classifyOrFail, createBatchingClassifier, isTooManyRecipients, recipientRefusals, smtpReplyOf } from "../../nodes/processing/index.js";
 import type { MailClassifier } from "../../nodes/processing/index.js";
 import { ClassifierError } from "../../nodes/classifier/index.js";
 
@@ -17,6 +17,7 @@ describe("backoff (injected random)", () => {
 describe("SMTP failure table: one case per row", () => {
   const cases: [string, unknown, "transient" | "permanent"][] = [
     ["5xx opening the session (greeting, EHLO, STARTTLS or AUTH): the relay refuses us, not this mail", { responseCode: 554, response: "554 5.7.1 no service", command: "CONN" }, "transient"],
+    ["530: the relay requires authentication (RFC 4954): our configuration, not this mail", { code: "EENVELOPE", responseCode: 530, response: "530 5.7.0 Authentication required", command: "MAIL FROM" }, "transient"],
     ["4xx: the relay asks to try again later", { responseCode: 451, response: "451 4.3.0 busy", command: "DATA" }, "transient"],
     ["5xx: the relay refuses the mail for good", { responseCode: 550, response: "550 5.1.1 no such user", command: "RCPT TO" }, "permanent"],
     ["connection refused or reset", { code: "ECONNECTION", message: "connect ECONNREFUSED" }, "transient"],
@@ -60,6 +61,20 @@ describe("SMTP failure table: one case per row", () => {
     for (const command of ["MAIL FROM", "RCPT TO", "DATA", "message"]) {
       expect(classifyFailure({ responseCode: 554, response: "554 5.7.1 no", command }).kind, command).toBe("permanent");
     }
+  });
+  it("552 at RCPT TO is 452 \"too many recipients\" (RFC 5321 4.5.3.1.10), 530 is ours to fix: both transient", () => {
+    const rcpt = (recipient: string, response: string) => ({ recipient, response, responseCode: Number(response.slice(0, 3)), command: "RCPT TO" });
+    expect(recipientRefusals([
+      rcpt("a@x.example", "552 5.5.3 Too many recipients"), rcpt("b@x.example", "552 too many recipients"),
+      rcpt("c@x.example", "530 5.7.0 Authentication required"), rcpt("d@x.example", "552 5.2.2 Mailbox full"),
+      rcpt("e@x.example", "550 5.1.1 no such user"),
+    ]).map((x) => [x.recipient, x.transient])).toEqual([
+      ["a@x.example", true], ["b@x.example", true], ["c@x.example", true], ["d@x.example", false], ["e@x.example", false],
+    ]);
+    // A split (another transaction at once, not counted as an attempt) is for the recipient limit only, not a full mailbox.
+    const reply = (response: string) => smtpReplyOf({ response });
+    expect(["452 4.5.3 Too many recipients", "452 too many", "552 5.5.3 Too many", "552 too many"].map((r) => isTooManyRecipients(reply(r)))).toEqual([true, true, true, true]);
+    expect(["452 4.2.2 Mailbox full", "552 5.2.2 Mailbox full", "450 4.5.3 x", "550 5.5.3 x"].map((r) => isTooManyRecipients(reply(r)))).toEqual([false, false, false, false]);
   });
   it("keeps at most SMTP_REPLY_CHARS of a reply", () => {
     expect(smtpReplyOf({ response: `250 ${"y".repeat(1_100_000)}` })?.response).toHaveLength(SMTP_REPLY_CHARS);
