@@ -4,10 +4,10 @@ import type { JetStreamClient } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import type { KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/nats-core";
-import { Codecs, FenError, Names, canTransition, eventSubject } from "../../protocol/index.js";
+import { Codecs, FenError, Names, StatusBucketStream, canTransition, eventSubject } from "../../protocol/index.js";
 import type { EventDetail, MailEvent, MailId, MailState, StatusRecord } from "../../protocol/index.js";
 import type { Clock } from "./clock.js";
-import { STORE_READ_ATTEMPT_MS, isRequestTimeout, isWrongLastSequence, publishOnce, retryUnstored, storeRead } from "./js-errors.js";
+import { STORE_READ_ATTEMPT_MS, isRequestTimeout, isWrongLastSequence, lastBySubjectFromLeader, publishOnce, retryUnstored, storeRead } from "./js-errors.js";
 
 /**
  * A status record with the KV revision it was read at (for compare-and-swap).
@@ -44,6 +44,14 @@ export interface MailStateStore {
    * moment behind the leader). @throws FenError STORE_UNAVAILABLE when the read fails.
    */
   get(mailId: MailId): Promise<Versioned | undefined>;
+  /**
+   * The status entry as the bucket's leader has it: what every swap
+   * acknowledged so far left. Slower than `get` (one request to the leader,
+   * asked again as every store read is); for confirming a read that a
+   * lagging replica could have answered wrongly, where acting on it would
+   * lose a mail. @throws FenError STORE_UNAVAILABLE when the read fails.
+   */
+  getFromLeader(mailId: MailId): Promise<Versioned | undefined>;
   /**
    * Publishes the PendingProcessing event (a no-op when it is stored already)
    * and returns that state at revision 0, without a KV write. Called by the
@@ -203,6 +211,14 @@ export function createMailStateStore(deps: { js: JetStreamClient; kv: KV; readKv
       const e = await storeRead(`the status of ${mailId}`, () => readKv.get(mailId));
       if (!e || e.operation !== "PUT") return undefined;
       return { record: Codecs.statusRecord.parse(e.json()), revision: e.revision };
+    },
+
+    async getFromLeader(mailId) {
+      // A KV entry's operation is in its "KV-Operation" header (DEL, PURGE; none for a put), as the KV client reads it.
+      const jsm = await deps.js.jetstreamManager(false);
+      const msg = await storeRead(`the status of ${mailId}`, () => lastBySubjectFromLeader(jsm, StatusBucketStream.name, StatusBucketStream.key(mailId)));
+      if (!msg || (msg.header?.get("KV-Operation") || "PUT") !== "PUT") return undefined;
+      return { record: Codecs.statusRecord.parse(msg.json()), revision: msg.seq };
     },
 
     async begin(mailId, submittedAt, recipients, detail = {}, opts = {}) {
