@@ -90,7 +90,7 @@ export type ProcessingNode = Actor;
  * delivery once the claim (its last renewal) is older than CLAIM_TTL_MS (the dead node's item
  * comes back after the ack wait) sends it again (same bytes, same Message-ID) and marks the
  * attempt `inDoubt`. Nothing is lost; such a mail may arrive twice. If the
- * killed node had stored the attempt's Sent (or Bounced) event, which goes
+ * killed node had stored the attempt's Sent, Bounced or Deferred event, which goes
  * before the status swap, that outcome is recorded and nothing is sent.
  *
  * Work items come from a pull feed ({@link createPullFeed}): one pull
@@ -177,13 +177,27 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
   };
 
   /**
-   * The Sent or Bounced event of `attempt` of the mail, if one is stored. Absence is confirmed by the
+   * The event of `attempt` of the mail in `state`, if one is stored: the mail's events in that state are read
+   * oldest first until that attempt's (a Deferred mail has one per deferral). Absence is confirmed by the
    * events stream's leader: a lagging replica answering "none" would get the mail sent again.
    */
+  const eventOf = async (mailId: string, s: "Sent" | "Bounced" | "Deferred", attempt: number): Promise<MailEvent | undefined> => {
+    const subject = eventSubject(mailId, s);
+    for (let msg = await firstBySubject(jsm, Names.eventsStream, subject, { confirmAbsence: true }); msg;
+      msg = await firstBySubjectFromLeader(jsm, Names.eventsStream, subject, msg.seq + 1)) {
+      const e = Codecs.mailEvent.decode(msg.data);
+      if (e.attempt === attempt) return e;
+    }
+    return undefined;
+  };
+
+  /**
+   * The outcome event (Sent, Bounced or Deferred) of `attempt` of the mail, if one is stored: a node that died
+   * (or could not reach the status store) after publishing it and before the status swap settled that attempt.
+   */
   const recordedOutcome = async (mailId: string, attempt: number): Promise<MailEvent | undefined> => {
-    const found = await Promise.all((["Sent", "Bounced"] as const).map((s) =>
-      firstBySubject(jsm, Names.eventsStream, eventSubject(mailId, s), { confirmAbsence: true })));
-    return found.map((msg) => msg && Codecs.mailEvent.decode(msg.data)).find((e) => e?.attempt === attempt) ?? undefined;
+    const found = await Promise.all((["Sent", "Bounced", "Deferred"] as const).map((s) => eventOf(mailId, s, attempt)));
+    return found.find((e) => e !== undefined);
   };
 
   const handle = async (m: JsMsg): Promise<void> => {
@@ -233,10 +247,14 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
         // go first): that outcome stands, and the mail is not sent again.
         const outcome = await recordedOutcome(item.mailId, r.attempt);
         if (outcome) {
+          // A Deferred one is recorded as counted (whether its node counted it, e.g. not for a recipient limit, is
+          // not in the event): at worst the mail bounces one attempt early. Its pending recipients and retry time
+          // stand: the recipients who took the mail are not sent it again.
           await state.advance(cur, [{ state: outcome.state, detail: outcome.detail }], recipients, r.attempt, { published: true });
-          (outcome.state === "Sent" ? deps.metrics.delivered : deps.metrics.bounced).inc();
+          (outcome.state === "Sent" ? deps.metrics.delivered : outcome.state === "Bounced" ? deps.metrics.bounced : deps.metrics.deferred).inc();
           mlog.warn({ attempt: r.attempt, state: outcome.state }, "previous attempt's outcome found in its event; recorded, not sending again");
-          await settle(m, item);
+          if (outcome.state === "Deferred") m.nak(Math.max(0, Date.parse(outcome.detail.retryAt ?? "") - deps.clock.now()) || 0);
+          else await settle(m, item);
           return;
         }
         // JetStream can deliver an item again while the node that claimed it is still at work (a consumer leader
