@@ -232,6 +232,14 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
       // be PendingProcessing with no work item, in no list. Its leader says which it is.
       if (item.released && cur.record.state === "Quarantined") cur = await state.getFromLeader(item.mailId) ?? cur;
       const r = cur.record;
+      // PendingProcessing past attempt 0 is a mail released from quarantine (nothing else leads back there), and
+      // the released work item carries it. This is a copy from before (its ack after quarantining was lost):
+      // classified again it could be quarantined again, undoing the release.
+      if (!item.released && r.state === "PendingProcessing" && r.attempt > 0) {
+        mlog.info({ attempt: r.attempt }, "mail released from quarantine; its released work item carries it, this earlier copy is acked");
+        await finish(m);
+        return;
+      }
       if (isTerminal(r.state)) {
         mlog.debug({ state: r.state }, "outcome already recorded; acking without sending");
         await (r.state === "Quarantined" ? finish(m) : settle(m, item));

@@ -1,7 +1,7 @@
 import { expect, it } from "vitest";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
-import { Codecs, Names, quarantineRequestSubject, quarantineSubject } from "../../protocol/index.js";
+import { Codecs, Names, quarantineRequestSubject, quarantineSubject, workSubject } from "../../protocol/index.js";
 import type { MailClassifier } from "../../nodes/processing/index.js";
 import type { QuarantineRequest } from "../../protocol/index.js";
 import { callService } from "../../nodes/common/rpc.js";
@@ -88,4 +88,27 @@ it("a delete left half done is counted once: by the repeat that stores its event
     const st = await status(p.nc, spam.mailId);
     expect(st.history.filter((e) => e.state === "Rejected")).toHaveLength(1);
   }
+});
+
+it("the mail's first work item coming back after a release (its ack was lost) is not classified again: the release stands", async () => {
+  const js = jetstream(p.nc);
+  const jsm = await jetstreamManager(p.nc);
+  const kv = await new Kvm(js).open(Names.statusBucket);
+  const state = createMailStateStore({ js, kv, clock: systemClock, node: "operator-test" });
+  const key = "q-original-after-release";
+  const spam = await submit(p.nc, structured(key, { key, subject: `SPAM ${key}` }));
+  await until(`${key} Quarantined`, async () => (await status(p.nc, spam.mailId)).state === "Quarantined");
+  // The release's swap done (its work item not published yet), then the original work item again, as a server
+  // whose ack of it was lost hands it out after ack_wait.
+  const cur = (await state.get(spam.mailId as never))!;
+  await state.advance(cur, [{ state: "PendingProcessing", detail: { reason: "released: by hand" } }], [], undefined, { commitFirst: true });
+  const original = await jsm.streams.getMessage(Names.quarantineStream, { last_by_subj: quarantineSubject(spam.mailId) });
+  await js.publish(workSubject(spam.mailId), original!.data, { msgID: `${spam.mailId}.original-again` });
+  await until("the original copy done", async () => (await jsm.streams.info(Names.workStream)).state.messages === 0, 30_000, 100);
+  expect((await status(p.nc, spam.mailId)).state).toBe("PendingProcessing");
+  // The operator repeats the release, which finishes it: delivered once, never quarantined again.
+  await quarantine({ kind: "mail.quarantine.release", v: 1, mailId: spam.mailId as never, reason: "by hand" });
+  const st = await until(`${key} Sent`, async () => { const s = await status(p.nc, spam.mailId); return s.state === "Sent" && s; });
+  expect(st.history.filter((e) => e.state === "Quarantined")).toHaveLength(1);
+  expect(p.sink.messages.filter((m) => m.messageId === spam.messageId)).toHaveLength(1);
 });
