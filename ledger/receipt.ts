@@ -12,7 +12,7 @@
  *
  * @module
  */
-import { fromBase64Strict, toBase64, utf8DecodeStrict } from "./encoding.js";
+import { fromBase64Strict, isWellFormedString, toBase64, utf8DecodeStrict } from "./encoding.js";
 import { isSafeSize } from "./bits.js";
 import { canonicalJson } from "./canonical-json.js";
 import { type Checkpoint, openCheckpoint } from "./checkpoint.js";
@@ -98,8 +98,12 @@ function assertReceipt(value: unknown): asserts value is Receipt {
   }
   if (value.type !== RECEIPT_TYPE) issues.push(`type: must be ${RECEIPT_TYPE}`);
   if (value.v !== RECEIPT_FORMAT_VERSION) issues.push(`v: must be ${RECEIPT_FORMAT_VERSION}`);
+  // A lone surrogate (JSON.parse makes one of "\ud800") has no UTF-8 form:
+  // refused here, so serializing an accepted receipt cannot fail.
   if (typeof value.mailId !== "string" || value.mailId.length === 0) issues.push("mailId: must be a non-empty string");
+  else if (!isWellFormedString(value.mailId)) issues.push("mailId: must not hold lone surrogates");
   if (typeof value.checkpoint !== "string") issues.push("checkpoint: must be a string");
+  else if (!isWellFormedString(value.checkpoint)) issues.push("checkpoint: must not hold lone surrogates");
   const entries = value.entries;
   if (!Array.isArray(entries) || entries.length === 0 || entries.length > RECEIPT_MAX_ENTRIES) {
     issues.push(`entries: must be an array of 1..${RECEIPT_MAX_ENTRIES} entries`);
@@ -131,9 +135,22 @@ function assertReceipt(value: unknown): asserts value is Receipt {
 /**
  * Builds a receipt from binary parts, sorting entries by leaf index.
  *
- * @throws {@link LedgerError} `LEDGER_RECEIPT_MALFORMED` for bad shapes or duplicate leaf indexes.
+ * @throws {@link LedgerError} `LEDGER_RECEIPT_MALFORMED` for bad shapes (including
+ *   entries that are not bytes, and strings with lone surrogates) or duplicate leaf indexes.
  */
 export function createReceipt(input: ReceiptInput): Receipt {
+  // Binary parts are checked before they are encoded; the rest by assertReceipt.
+  const given: unknown = input;
+  if (!isPlainObject(given) || !Array.isArray(given.entries)) throw malformed("invalid receipt input: entries must be an array");
+  const issues: string[] = [];
+  given.entries.forEach((e: unknown, i) => {
+    if (!isPlainObject(e)) issues.push(`entries[${i}]: must be an object`);
+    else {
+      if (!(e.entry instanceof Uint8Array)) issues.push(`entries[${i}].entry: must be bytes`);
+      if (!Array.isArray(e.proof) || !e.proof.every((h) => h instanceof Uint8Array)) issues.push(`entries[${i}].proof: must be an array of byte arrays`);
+    }
+  });
+  if (issues.length > 0) throw malformed(`invalid receipt input: ${issues.join("; ")}`, issues);
   const entries = [...input.entries]
     .sort((a, b) => a.leafIndex - b.leafIndex)
     .map((e) => ({ leafIndex: e.leafIndex, entry: toBase64(e.entry), proof: e.proof.map((h) => toBase64(h)) }));
@@ -148,7 +165,11 @@ export function createReceipt(input: ReceiptInput): Receipt {
   return receipt;
 }
 
-/** Canonical JSON text of a receipt (sorted keys, no whitespace). */
+/**
+ * Canonical JSON text of a receipt (sorted keys, no whitespace).
+ *
+ * @throws {@link LedgerError} `LEDGER_RECEIPT_MALFORMED` when `receipt` is not a well-formed receipt.
+ */
 export function serializeReceipt(receipt: Receipt): string {
   assertReceipt(receipt);
   return canonicalJson(receipt);

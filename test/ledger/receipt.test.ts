@@ -155,4 +155,34 @@ describe("receipt", () => {
   ])("rejects a malformed receipt: %s", (_name, text) => {
     expect(codeOf(() => verifyReceipt(text(), keys.verifierKey))).toBe("LEDGER_RECEIPT_MALFORMED");
   });
+
+  // JSON.parse turns "\ud800" into a lone surrogate, which has no UTF-8 form
+  // and cannot be serialized canonically: the shape check refuses it, so
+  // every entry point throws the typed error rather than a plain one later.
+  it.each([
+    ["mailId", { mailId: "m-7\ud800" }],
+    ["checkpoint", { checkpoint: "\udc00" + checkpoint }],
+  ])("refuses a lone surrogate in %s with LEDGER_RECEIPT_MALFORMED, parsed or serialized", (field, change) => {
+    const bad = { ...receipt, ...change } as Receipt;
+    expect(codeOf(() => parseReceipt(JSON.stringify(bad)))).toBe("LEDGER_RECEIPT_MALFORMED");
+    expect(codeOf(() => serializeReceipt(bad))).toBe("LEDGER_RECEIPT_MALFORMED");
+    expect(codeOf(() => verifyReceipt(bad, keys.verifierKey))).toBe("LEDGER_RECEIPT_MALFORMED");
+    expect(() => parseReceipt(JSON.stringify(bad))).toThrow(new RegExp(`${field}: `));
+  });
+
+  it("createReceipt refuses ill-typed input with LEDGER_RECEIPT_MALFORMED before touching it", () => {
+    const proof = [...(receipt.entries[0] as Receipt["entries"][number]).proof].map((h) => new Uint8Array(Buffer.from(h, "base64")));
+    const ok = { leafIndex: 7, entry: new Uint8Array([1, 2]), proof };
+    type In = Parameters<typeof createReceipt>[0];
+    const cases: unknown[] = [
+      { mailId: "m-7", checkpoint, entries: [{ ...ok, entry: "AQ==" }] },
+      { mailId: "m-7", checkpoint, entries: [{ ...ok, proof: undefined }] },
+      { mailId: "m-7", checkpoint, entries: [{ ...ok, proof: ["AAAA"] }] },
+      { mailId: "m-7", checkpoint, entries: [null] },
+      { mailId: "m-7", checkpoint, entries: "x" },
+      { mailId: "m-7\ud800", checkpoint, entries: [ok] },
+      null,
+    ];
+    for (const c of cases) expect(codeOf(() => createReceipt(c as In))).toBe("LEDGER_RECEIPT_MALFORMED");
+  });
 });
