@@ -1,17 +1,18 @@
 import { randomBytes } from "node:crypto";
-import { jetstream } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import type { KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { Codecs, MAIL_STATES, Names, eventSubject, mailIdFromIdempotencyKey } from "../../protocol/index.js";
 import type { MailEvent, MailState } from "../../protocol/index.js";
-import { generateNoteKeyPair } from "../../ledger/index.js";
+import { encodeEntry, generateNoteKeyPair, parseSignerKey, parseVerifierKey } from "../../ledger/index.js";
 import { systemClock } from "../../nodes/common/clock.js";
 import { createMetrics } from "../../nodes/common/metrics.js";
 import type { Metrics } from "../../nodes/common/metrics.js";
 import { LedgerKeys, loadConfig } from "../../nodes/config/index.js";
-import { createLedgerNode, ledgerSecrets, runLedgerCommand } from "../../nodes/ledger/index.js";
-import type { BlockCommitted, LedgerNode } from "../../nodes/ledger/index.js";
+import { createLedgerNode, createLedgerStore, entryOfEvent, ledgerSecrets, runLedgerCommand } from "../../nodes/ledger/index.js";
+import type { BlockCommitted, LedgerNode, LedgerStore } from "../../nodes/ledger/index.js";
+import type { PendingEntry, SequencerDeps } from "../../nodes/ledger/sequencer.js";
 import { captureCli } from "../helpers/cli.js";
 import type { CliResult } from "../helpers/cli.js";
 import { pool, testLog } from "../helpers/system.js";
@@ -80,3 +81,70 @@ export async function headSize(kv: KV): Promise<number> {
 /** Runs `fastemailnet ledger …` in-process and captures its output. */
 export const ledgerCli = (args: string[], env: Record<string, string>, stdin = ""): Promise<CliResult> =>
   captureCli((io) => runLedgerCommand(args, io), { env, stdin });
+
+/** The ledger bucket's store plus what a test needs to run sequencers on it directly. */
+export interface SequencerKit {
+  /** The store over the real bucket. */
+  readonly store: LedgerStore;
+  /** Sequencer dependencies over `store` (or a wrapper of it). */
+  deps(store?: LedgerStore): SequencerDeps;
+  /** Pending entries for the life-cycle events `from..to-1` of {@link testEvent}`(prefix, i)`. */
+  pending(prefix: string, from: number, to: number): PendingEntry[];
+}
+
+/** A {@link SequencerKit} for identity `id` on the provisioned cluster behind `nc`. */
+export async function sequencerKit(nc: NatsConnection, id: LedgerIdentity): Promise<SequencerKit> {
+  const store = createLedgerStore(await ledgerKv(nc), await jetstreamManager(nc));
+  const signer = parseSignerKey(id.env["FEN_LEDGER_SIGNING_KEY"]!);
+  const verifier = parseVerifierKey(signer.verifierKey);
+  const key = Buffer.from(id.env["FEN_LEDGER_COMMITMENT_KEY"]!, "hex");
+  return {
+    store,
+    deps: (s = store) => ({ store: s, signer, verifier, origin: id.origin, clock: systemClock, log: testLog }),
+    pending: (prefix, from, to) => Array.from({ length: to - from }, (_, k) => {
+      const ev = testEvent(prefix, from + k);
+      return { mailId: ev.mailId, eventId: ev.eventId, bytes: encodeEntry(entryOfEvent(ev, key)) };
+    }),
+  };
+}
+
+/**
+ * A store whose roll-forward writes (`putImmutableAll`) wait while the gate
+ * is shut, as behind a slow replica: blocks are committed, their records not
+ * written. `crash()` makes every call fail from then on, the held writes
+ * included, as if the writer's process died.
+ */
+export function gatedStore(inner: LedgerStore): LedgerStore & { shut(): void; open(): void; crash(): void } {
+  let gate: { promise: Promise<void>; open(): void; fail(err: Error): void } | undefined;
+  let crashed = false;
+  const alive = () => {
+    if (crashed) throw new Error("test: this writer crashed");
+  };
+  const wrapped = Object.fromEntries(Object.entries(inner).map(([k, v]) => [k, typeof v !== "function" ? v : (...args: unknown[]) => {
+    alive();
+    return (v as (...a: unknown[]) => unknown).apply(inner, args);
+  }])) as unknown as LedgerStore;
+  return Object.assign(wrapped, {
+    async putImmutableAll(writes: Parameters<LedgerStore["putImmutableAll"]>[0]) {
+      alive();
+      await gate?.promise;
+      alive();
+      return inner.putImmutableAll(writes);
+    },
+    shut() {
+      let open!: () => void;
+      let fail!: (err: Error) => void;
+      const promise = new Promise<void>((res, rej) => { open = res; fail = rej; });
+      promise.catch(() => undefined);
+      gate = { promise, open, fail };
+    },
+    open() {
+      gate?.open();
+      gate = undefined;
+    },
+    crash() {
+      crashed = true;
+      gate?.fail(new Error("test: this writer crashed"));
+    },
+  });
+}
