@@ -6,6 +6,7 @@ import type {
 import {
   createReceipt, createTileHashReader, decodeEntry, ledgerErrorCode, parseCheckpoint, proveConsistency, proveInclusion,
 } from "../../ledger/index.js";
+import { ROLL_DEPTH } from "./sequencer.js";
 import type { LedgerStore, Stored } from "./store.js";
 import { firstBySubject } from "../common/js-errors.js";
 
@@ -18,17 +19,32 @@ function wrap(what: string, err: unknown): FenError {
   return new FenError("LEDGER_CORRUPT", `${what}: ${ledgerErrorCode(err) ?? "error"}: ${(err as Error)?.message}`, { cause: err });
 }
 
+/** Blocks below the head {@link latestComplete} looks at beyond the {@link ROLL_DEPTH} that may be unfinished. */
+const COMPLETE_SLACK = 2;
+
 /**
- * The newest block whose roll-forward is complete: the head, or the block
- * before it while the head's tiles and index are still being written.
- * Proofs are served against it, so every tile they need exists.
+ * The newest block whose roll-forward is complete: the newest block with a
+ * `block.<n>` record (present means blocks `0..n` are complete). The head
+ * and up to {@link ROLL_DEPTH} - 1 blocks before it may still have their
+ * tiles and index written, so it is found within a few blocks below the
+ * head; undefined while no block is complete. Proofs are served against it,
+ * so every tile they need exists.
+ *
+ * @throws FenError `LEDGER_CORRUPT` when none of the head's block and the
+ *   `ROLL_DEPTH + 2` before it has a record (a writer commits block `n` only
+ *   once block `n - ROLL_DEPTH` is complete); `LEDGER_UNAVAILABLE`.
  */
 export async function latestComplete(store: LedgerStore): Promise<Stored<LedgerBlockRef> | undefined> {
   const head = await store.readHead();
   if (!head) return undefined;
   if (await store.readBlockRef(head.value.block)) return head;
-  if (head.value.block === 0) return undefined;
-  return store.readBlockRef(head.value.block - 1);
+  const last = Math.max(0, head.value.block - ROLL_DEPTH - COMPLETE_SLACK);
+  for (let n = head.value.block - 1; n >= last; n--) {
+    const ref = await store.readBlockRef(n);
+    if (ref) return ref;
+  }
+  if (last === 0) return undefined;
+  throw new FenError("LEDGER_CORRUPT", `no block record among blocks ${last}..${head.value.block}: the ledger's roll-forward stopped short`);
 }
 
 async function requireTip(store: LedgerStore): Promise<Stored<LedgerBlockRef>> {

@@ -1,6 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { LedgerBucketKeys } from "../../protocol/index.js";
+import { verifyReceipt } from "../../ledger/index.js";
 import { auditLedger } from "../../nodes/ledger/audit.js";
+import { headOf, latestComplete, proveConsistencyBetween, proveMail } from "../../nodes/ledger/prove.js";
 import { createSequencer } from "../../nodes/ledger/sequencer.js";
 import type { PendingEntry } from "../../nodes/ledger/sequencer.js";
 import { useProvisionedCluster } from "../helpers/suite.js";
@@ -69,5 +71,20 @@ describe("blocks committed while the older ones still roll forward", () => {
     } finally {
       await kv.put(key, bytes);
     }
+  });
+
+  it("ledger.head, ledger.consistency and ledger.proof answer at the newest block with a record, not 'empty' or 'pending'", async () => {
+    const kit = await sequencerKit(env.nc, id);
+    const r = await commitWhileRolling(kit, "rolling-serve");
+    const meta = { kind: "ledger.meta", v: 1, origin: id.origin, verifierKey: id.verifierKey } as const;
+    const complete = { block: r.base, size: r.size + 10 };
+    expect((await latestComplete(kit.store))?.value).toMatchObject(complete);
+    expect(await headOf(kit.store, meta)).toMatchObject(complete);
+    expect(await proveConsistencyBetween(kit.store, 0)).toMatchObject({ from: 0, to: complete.size });
+    const proof = await proveMail(kit.store, r.first[0]!.mailId, async () => true);
+    expect(proof.size).toBe(complete.size);
+    expect(verifyReceipt(proof.receipt, id.verifierKey).entries.map((e) => e.entry.eventId)).toContain(r.first[0]!.eventId);
+    await r.finish();
+    expect((await latestComplete(kit.store))?.value).toMatchObject({ block: r.base + 2, size: r.size + 30 });
   });
 });
