@@ -8,7 +8,7 @@ import type { AppendResult, Frontier, NoteSigner, NoteVerifier, TileData, TileRe
 import type { Clock } from "../common/clock.js";
 import type { Logger } from "../common/logger.js";
 import { sha256Hex } from "./store.js";
-import type { LedgerStore, Stored, StoredHead } from "./store.js";
+import type { CasResult, LedgerStore, Stored, StoredHead } from "./store.js";
 
 /** One event ready to append: its mail, id and encoded entry. */
 export interface PendingEntry {
@@ -60,8 +60,12 @@ const RECENT_BLOCKS = 64;
  *    (create-if-absent);
  * 2. compare-and-swap `head` from the revision it was built on to the new
  *    block record: this is the commit point, and a writer that loses it
- *    drops its stage, reloads the head and retries without the events the
- *    winner appended;
+ *    reloads the head and retries without the events the winner appended.
+ *    Whether a swap whose reply was lost landed is read from the chain:
+ *    the block is in the log if block `n` holds its stage, even when other
+ *    writers have committed blocks on it since. Only a stage whose block
+ *    number the chain gives to another stage is dropped: any other may be
+ *    referenced (an unreferenced stage is harmless; the audit warns);
  * 3. roll the block forward: hash tiles and one `m.<mailId>.<n>` index
  *    record per mail in the block, then, once the previous block's record
  *    exists, `block.<n>`. So `block.<n>` present means blocks `0..n` are
@@ -257,6 +261,39 @@ export function createSequencer(deps: SequencerDeps): Sequencer {
     return { value, bytes: LedgerCodecs.blockRef.encode(value) };
   };
 
+  /**
+   * The stage of block `n` in the chain that ends at `head` (`head.block >= n`):
+   * its record, or while that is not written yet, the stage chain down from the head.
+   */
+  const stageOfBlock = async (head: StoredHead, n: number): Promise<string> => {
+    if (head.value.block === n) return head.value.stage;
+    const ref = await store.readBlockRef(n);
+    if (ref) return ref.value.stage;
+    let stage = head.value.stage;
+    for (let k = head.value.block; k > n; k--) {
+      const body = await store.readStage(stage);
+      if (!body || body.value.block !== k) throw corrupt(`block ${k}'s staged content ${stage} is missing or is not block ${k}`);
+      stage = body.value.prevStage;
+    }
+    return stage;
+  };
+
+  /**
+   * Where block `n`, staged as `hex`, ended up once the head left the
+   * revision it was built on: the head; `buried` under blocks committed on
+   * it since (its swap landed, the reply was lost); or `lost`, with the
+   * stage the chain holds as block `n` when there is one.
+   */
+  const fateOf = async (n: number, hex: string): Promise<
+    { readonly at: "head"; readonly head: StoredHead } | { readonly at: "buried" } | { readonly at: "lost"; readonly winner?: string }
+  > => {
+    const head = await store.readHead();
+    if (!head || head.value.block < n) return { at: "lost" };
+    const stage = await stageOfBlock(head, n);
+    if (stage !== hex) return { at: "lost", winner: stage };
+    return head.value.block === n ? { at: "head", head } : { at: "buried" };
+  };
+
   const load = async (): Promise<Tip> => {
     current = undefined;
     const head = await store.readHead();
@@ -363,7 +400,7 @@ export function createSequencer(deps: SequencerDeps): Sequencer {
       const eventIds = new Set(fresh.map((e) => e.eventId));
       announce({ n, stage: hex, frontier: r.frontier, eventIds, tiles: r.tiles });
       const baseRevision = tip.head?.revision ?? 0;
-      let cas;
+      let cas: CasResult;
       try {
         cas = await store.stageAndSwap(hex, bodyBytes, refBytes, baseRevision);
       } catch (err) {
@@ -371,13 +408,21 @@ export function createSequencer(deps: SequencerDeps): Sequencer {
         // has moved past `base` can a delayed swap no longer land, so only
         // then is the outcome decided; otherwise retry the same block later.
         const now = await store.readHead();
-        if (now?.value.stage === hex) cas = { ok: true as const, revision: now.revision };
-        else if ((now?.revision ?? 0) === baseRevision) throw err;
-        else cas = { ok: false as const };
+        if ((now?.revision ?? 0) === baseRevision) throw err;
+        cas = { ok: false };
       }
-      if (cas.ok) {
-        current = { head: { value: ref, bytes: refBytes, revision: cas.revision }, frontier: r.frontier };
-        store.rememberTiles(r.tiles);
+      // `{ ok: false }` only says the head is elsewhere: the swap may have
+      // landed unanswered and other writers built on it. The chain decides.
+      const fate = cas.ok ? undefined : await fateOf(n, hex);
+      if (cas.ok || fate?.at === "head" || fate?.at === "buried") {
+        const revision = cas.ok ? cas.revision : fate?.at === "head" ? fate.head.revision : undefined;
+        if (revision !== undefined) {
+          current = { head: { value: ref, bytes: refBytes, revision }, frontier: r.frontier };
+          store.rememberTiles(r.tiles);
+        } else {
+          // In the log under later blocks: the next commit reloads the head (finishing what is unfinished).
+          current = undefined;
+        }
         const commitMs = clock.now() - started;
         onCommitted?.();
         // `block.<n>` only after block n - 1's record: a failed previous
@@ -403,8 +448,12 @@ export function createSequencer(deps: SequencerDeps): Sequencer {
       await Promise.all(rolling.map((x) => x.done));
       rolling = [];
       current = undefined;
-      const now = await store.readHead();
-      if (now?.value.stage !== hex) await store.purge(LedgerBucketKeys.stage(hex)).catch(() => undefined);
+      // Block n is another stage for good (the head only moves forward), so
+      // no block can reference ours. Without a winner (the head has not
+      // reached block n) nothing is proven and the stage stays.
+      if (fate?.at === "lost" && fate.winner !== undefined) {
+        await store.purge(LedgerBucketKeys.stage(hex)).catch(() => undefined);
+      }
       deps.log.debug({ block: n, conflicts }, "another writer committed this block first; retrying on its head");
     }
   };

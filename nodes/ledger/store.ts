@@ -45,7 +45,11 @@ export interface LedgerStore {
    * both land in one replicated write or neither does. When the batch is
    * refused and `head` is still at `revision`, falls back to
    * {@link putImmutable} of the stage and then {@link casHead}. The stage
-   * may exist after `{ ok: false }`.
+   * may exist after `{ ok: false }`, which says only that `head` is no longer
+   * at `revision` and does not hold `headBytes`: when a batch's reply is lost
+   * the swap may have landed and other writers built on it since, so the
+   * caller tells a lost swap from a landed one by the chain (what block
+   * `n` holds), and must not drop the stage before it has.
    *
    * @throws FenError `LEDGER_CORRUPT` when the stage key holds other bytes.
    */
@@ -72,7 +76,10 @@ export interface LedgerStore {
    * order of `writes`.
    */
   putImmutableAll(writes: readonly { readonly key: string; readonly bytes: Uint8Array }[]): Promise<PutResult[]>;
-  /** Removes a key this node created and nobody references (a lost race's stage). */
+  /**
+   * Removes a key this node created and nobody references: a stage only
+   * once the chain holds another stage as its block (see {@link stageAndSwap}).
+   */
   purge(key: string): Promise<void>;
   /**
    * Reads hash tiles as of tree size `atSize` (a committed block's size):
