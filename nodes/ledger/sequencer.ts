@@ -77,7 +77,10 @@ const RECENT_BLOCKS = 64;
  * while later blocks are committed. A writer deduplicates a batch against
  * the `m.*` index and the events of its own unfinished blocks; a writer that
  * (re)loads the head first finishes every unfinished block (at most
- * `ROLL_DEPTH`), so a redelivered event is found and not appended twice.
+ * `ROLL_DEPTH`) and keeps the events of those and of the head's block in
+ * memory (their index records may not have reached the replica answering
+ * the index lookup yet), so a redelivered event is found and not appended
+ * twice.
  */
 export interface Sequencer {
   /** Reads the head, finishes unfinished blocks, and returns the tip. */
@@ -324,7 +327,11 @@ export function createSequencer(deps: SequencerDeps): Sequencer {
       deps.log.info({ block: u.body.block }, "finishing the roll-forward of a committed block");
       await rollForward(u.body, u.ref.bytes, Promise.resolve());
     }
-    remember(await checked("head block entries", () => stage.value.entries.map((e) => decodeEntry(unb64(e)).eventId)));
+    // The index records just written (and the head's, however recent) may
+    // not be on the follower that answers the next Direct Get: their events
+    // are kept in memory, oldest block first, the head's last.
+    const known = unfinished.some((u) => u.body === stage.value) ? unfinished.map((u) => u.body) : [...unfinished.map((u) => u.body), stage.value];
+    for (const b of known) remember(await checked(`block ${b.block} entries`, () => b.entries.map((e) => decodeEntry(unb64(e)).eventId)));
     current = { head, frontier };
     return current;
   };

@@ -5,6 +5,7 @@ import { auditLedger } from "../../nodes/ledger/audit.js";
 import { headOf, latestComplete, proveConsistencyBetween, proveMail } from "../../nodes/ledger/prove.js";
 import { createSequencer } from "../../nodes/ledger/sequencer.js";
 import type { PendingEntry } from "../../nodes/ledger/sequencer.js";
+import type { LedgerStore } from "../../nodes/ledger/index.js";
 import { useProvisionedCluster } from "../helpers/suite.js";
 import { gatedStore, ledgerIdentity, ledgerKv, sequencerKit } from "./helpers.js";
 import type { SequencerKit } from "./helpers.js";
@@ -16,7 +17,9 @@ import type { SequencerKit } from "./helpers.js";
  * rolled forward, so neither has a `block.<n>` record yet. `finish()` lets
  * the roll-forwards complete.
  */
-async function commitWhileRolling(kit: SequencerKit, prefix: string): Promise<{ base: number; size: number; first: PendingEntry[]; finish(): Promise<void> }> {
+async function commitWhileRolling(kit: SequencerKit, prefix: string): Promise<{
+  base: number; size: number; first: PendingEntry[]; finish(): Promise<void>; crash(): Promise<void>;
+}> {
   const store = gatedStore(kit.store);
   const seq = createSequencer(kit.deps(store));
   const tip = await seq.load();
@@ -40,6 +43,11 @@ async function commitWhileRolling(kit: SequencerKit, prefix: string): Promise<{ 
       store.open();
       await last;
       await seq.settle();
+    },
+    /** The writer dies with both blocks unfinished: nothing more of it reaches the bucket. */
+    async crash() {
+      store.crash();
+      await expect(last).rejects.toThrow(/crashed/);
     },
   };
 }
@@ -86,5 +94,27 @@ describe("blocks committed while the older ones still roll forward", () => {
     expect(verifyReceipt(proof.receipt, id.verifierKey).entries.map((e) => e.entry.eventId)).toContain(r.first[0]!.eventId);
     await r.finish();
     expect((await latestComplete(kit.store))?.value).toMatchObject({ block: r.base + 2, size: r.size + 30 });
+  });
+
+  it("a writer taking over from one that crashed with two blocks unfinished appends none of their events again, though the index lags", async () => {
+    const kit = await sequencerKit(env.nc, id);
+    const r = await commitWhileRolling(kit, "rolling-takeover");
+    await r.crash();
+    // Index records come by Direct Get, which a follower that has not applied
+    // the two roll-forwards yet may answer: here, without either block's.
+    const lagging: LedgerStore = Object.assign(Object.create(kit.store) as LedgerStore, {
+      async readMailIndexes(mailIds: readonly string[]) {
+        const all = await kit.store.readMailIndexes(mailIds);
+        return new Map([...all].map(([mailId, list]) => [mailId, list.filter((rec) => rec.block <= r.base)]));
+      },
+    });
+    const next = createSequencer(kit.deps(lagging));
+    expect((await next.load()).head?.value.block).toBe(r.base + 2);
+    expect(await kit.store.readBlockRef(r.base + 1)).toBeDefined();
+    // Redelivered: the events of both unfinished blocks, and five new ones.
+    const out = await next.commit(kit.pending("rolling-takeover", 10, 35));
+    await next.settle();
+    expect(out).toMatchObject({ block: { block: r.base + 3, size: r.size + 35 }, appended: 5, duplicates: 20 });
+    expect(await auditLedger(kit.store, { verifierKey: id.verifierKey })).toMatchObject({ ok: true, blocks: r.base + 4, faults: [] });
   });
 });
