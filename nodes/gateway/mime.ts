@@ -46,13 +46,20 @@ const HEADER_LINE = /^[!-9;-~]+:/;
 const ONCE_PER_MESSAGE = new Set(["date", "from", "sender", "reply-to", "to", "cc", "message-id", "in-reply-to", "references", "subject"]);
 const ONCE_PER_ENTITY = new Set(["content-type", "content-transfer-encoding", "mime-version"]);
 
+/**
+ * An entity's header fields and body. The header section ends at the first
+ * empty line (RFC 5322 2.1, RFC 2045 3); an entity that starts with one has
+ * an empty header section and is all body (RFC 2046 5.1.1: a part with the
+ * default header fields).
+ */
 function splitEntity(text: string, top: boolean): { headers: Map<string, string>; body: string } {
-  const m = /\r?\n\r?\n/.exec(text);
+  const m = /^\r?\n|\r?\n\r?\n/.exec(text);
   const head = m ? text.slice(0, m.index) : text;
   const body = m ? text.slice(m.index + m[0].length) : "";
   const headers = new Map<string, string>();
   let current: string | undefined;
   for (const line of head.split(/\r?\n/)) {
+    // Only the end of a head that no empty line ends (the whole message is a header section) can give one.
     if (line === "") continue;
     if (/^[ \t]/.test(line)) {
       if (current === undefined) fail("header section starts with a continuation line");
@@ -80,7 +87,9 @@ function param(value: string, name: string): string | undefined {
 function checkEntity(text: string, depth: number, top: boolean): Map<string, string> {
   if (depth > 20) fail("MIME nesting deeper than 20");
   const { headers, body } = splitEntity(text, top);
-  if (top && headers.size === 0) fail("no header section");
+  // A message that starts with an empty line is all body (RFC 5322 2.1): its From, Subject... would go out
+  // as text, under the Message-ID the gateway puts above them.
+  if (top && headers.size === 0) fail("no header section (the message is empty or starts with an empty line)");
   if (top && !headers.has("from")) fail("no From header field");
   const ctype = (headers.get("content-type") ?? "text/plain").trim();
   const cte = (headers.get("content-transfer-encoding") ?? "7bit").trim().toLowerCase();

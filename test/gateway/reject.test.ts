@@ -71,6 +71,7 @@ describe("rejected submissions: stable code, offending field, nothing stored", (
     ["a subject word too long to fold into 998-octet lines", { ...structured(14), mail: { ...structured(14).mail, subject: "x".repeat(990) } }, "BAD_REQUEST", "mail.subject"],
     ["a subject word too long to fold once the white space before it is counted", { ...structured(20), mail: { ...structured(20).mail, subject: `${" ".repeat(9)}${"y".repeat(989)}` } }, "BAD_REQUEST", "mail.subject"],
     ["a header value word too long to fold", { ...structured(15), mail: { ...structured(15).mail, headers: { "X-Long-Name": "y".repeat(986) } } }, "BAD_REQUEST", "mail.headers.X-Long-Name"],
+    ["raw that starts with an empty line (its From and Subject would be body)", raw("\r\nFrom: a@example.org\r\nSubject: s\r\n\r\nhi"), "INVALID_MIME", "mail.raw"],
     ["raw with a 999-octet line", raw(`From: a@example.org\r\n\r\nok\r\n${"z".repeat(999)}\r\n`), "INVALID_MIME", "mail.raw"],
     ["an empty custom header value (it would be left out)", { ...structured(16), mail: { ...structured(16).mail, headers: { "X-Empty": " " } } }, "BAD_REQUEST", "mail.headers.X-Empty"],
     ["one custom header name twice, in two cases", { ...structured(17), mail: { ...structured(17).mail, headers: { "X-Dup": "a", "x-dup": "b" } } }, "BAD_REQUEST", "mail.headers.x-dup"],
