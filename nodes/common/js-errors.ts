@@ -39,6 +39,15 @@ export function isDuplicateInProcess(err: unknown): boolean {
 }
 
 /**
+ * JetStream's "message size exceeds maximum allowed" (10054): the message is
+ * larger than the stream's max_msg_size. The stream refused it and will
+ * refuse the same bytes whenever they are published again.
+ */
+export function isOverMaxMsgSize(err: unknown): boolean {
+  return err instanceof JetStreamApiError && err.code === 10054;
+}
+
+/**
  * A JetStream publish that no stream listened to ("no responders"; the client
  * reports it as "jetstream is not enabled", with the no-responders error as
  * its cause). A clustered stream's subjects are subscribed by its leader

@@ -7,7 +7,9 @@ import {
   workSubject,
 } from "../../protocol/index.js";
 import type { BodyRef, Envelope, MailEvent, MailId, SubmitReply, StructuredMail, SubmitRequest, WorkItem } from "../../protocol/index.js";
-import { firstBySubject, isDuplicateInProcess, isNoStreamListening, isNotFound, isRequestTimeout, storeFailure, storeRead } from "../common/js-errors.js";
+import {
+  firstBySubject, isDuplicateInProcess, isNoStreamListening, isNotFound, isOverMaxMsgSize, isRequestTimeout, storeFailure, storeRead,
+} from "../common/js-errors.js";
 import type { Clock } from "../common/clock.js";
 import type { MailStateStore } from "../common/mail-state.js";
 import type { Logger } from "../common/logger.js";
@@ -298,14 +300,22 @@ export function createSubmitHandler(deps: SubmitDeps, opts: SubmitOptions): (dat
       kind: "mail.work", v: 1, mailId, messageId, submittedAt, envelope, size: raw.length, body, released: false, contentSha256: contentHash,
     };
     let published: WorkPublished | undefined;
+    const encoded = Codecs.workItem.encode(item);
     try {
-      published = await publishWorkItem(deps, workSubject(mailId), Codecs.workItem.encode(item), mailId, opts.submitTimeoutMs);
+      published = await publishWorkItem(deps, workSubject(mailId), encoded, mailId, opts.submitTimeoutMs);
     } catch (err) {
       // "duplicate message id is in process": the first submission's write is still being replicated.
       if (!isDuplicateInProcess(err)) {
         // A refusal from the stream means nothing was stored: the body object is nobody's. A timeout or a
         // lost connection proves nothing (the work item may commit later), so the object is kept: a leak, not a loss.
         if ("object" in body && (err instanceof JetStreamApiError || isNoStreamListening(err))) await deps.bodies.delete(body.object).catch(() => undefined);
+        // A work item over MAIL_WORK's max_msg_size is refused at every retry: permanent, not STORE_UNAVAILABLE
+        // (a client would retry it for ever). (After unanswered attempts the refusal is the error's cause.)
+        if (isOverMaxMsgSize(err) || isOverMaxMsgSize((err as { cause?: unknown } | undefined)?.cause)) {
+          throw new FenError("MESSAGE_TOO_LARGE", `the mail's work item is ${encoded.length} bytes, more than the work stream takes (its max_msg_size); nothing was stored`, {
+            cause: err, fields: [{ field: "mail", code: "MESSAGE_TOO_LARGE", message: `work item of ${encoded.length} bytes over the work stream's max_msg_size` }],
+          });
+        }
         throw new FenError("STORE_UNAVAILABLE", "JetStream did not acknowledge the mail; retry with the same idempotency key", { cause: err });
       }
     }

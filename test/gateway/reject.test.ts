@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { NatsConnection } from "@nats-io/nats-core";
-import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { DiscardPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { Objm } from "@nats-io/obj";
 import { Codecs, DUPLICATE_WINDOW_MS, Names, mailIdFromIdempotencyKey, workSubject } from "../../protocol/index.js";
@@ -71,6 +71,8 @@ describe("rejected submissions: stable code, offending field, nothing stored", (
     ["a subject word too long to fold into 998-octet lines", { ...structured(14), mail: { ...structured(14).mail, subject: "x".repeat(990) } }, "BAD_REQUEST", "mail.subject"],
     ["a subject word too long to fold once the white space before it is counted", { ...structured(20), mail: { ...structured(20).mail, subject: `${" ".repeat(9)}${"y".repeat(989)}` } }, "BAD_REQUEST", "mail.subject"],
     ["a header value word too long to fold", { ...structured(15), mail: { ...structured(15).mail, headers: { "X-Long-Name": "y".repeat(986) } } }, "BAD_REQUEST", "mail.headers.X-Long-Name"],
+    ["raw with a Message-ID of 40,000 octets (a folded comment; the Message-ID is copied into the work item)", raw(`From: a@example.org\r\nMessage-ID: <long@example.org> (${Array.from({ length: 40 }, () => "m".repeat(990)).join("\r\n ")})\r\n\r\nhi`), "INVALID_MIME", "mail.raw"],
+    ["raw with control characters in its Message-ID", raw("From: a@example.org\r\nMessage-ID: <a\u0001b@example.org>\r\n\r\nhi"), "INVALID_MIME", "mail.raw"],
     ["raw that starts with an empty line (its From and Subject would be body)", raw("\r\nFrom: a@example.org\r\nSubject: s\r\n\r\nhi"), "INVALID_MIME", "mail.raw"],
     ["raw with a 999-octet line", raw(`From: a@example.org\r\n\r\nok\r\n${"z".repeat(999)}\r\n`), "INVALID_MIME", "mail.raw"],
     ["an empty custom header value (it would be left out)", { ...structured(16), mail: { ...structured(16).mail, headers: { "X-Empty": " " } } }, "BAD_REQUEST", "mail.headers.X-Empty"],
@@ -255,14 +257,31 @@ describe("a submission the work stream refuses", () => {
   it("is STORE_UNAVAILABLE and leaves no body object behind", async () => {
     const jsm = await jetstreamManager(nc);
     const submitAt = await ownSubmitHandler("gw-refused");
-    // A real refusal: the stream takes no message as large as a work item for a while.
+    // A real refusal that may pass: the stream is full and takes no new message for a while (discard "new":
+    // lowering max_msgs removes nothing).
     const before = (await jsm.streams.info(Names.workStream)).config;
-    await jsm.streams.update(Names.workStream, { ...before, max_msg_size: 64 });
+    await jsm.streams.update(Names.workStream, { ...before, discard: DiscardPolicy.New, max_msgs: 1 });
     try {
       const big = structured("refused", { key: "refused-1", text: "x".repeat(700 * 1024) });
       const err = await errorOf(() => submitAt(new TextEncoder().encode(JSON.stringify(big))));
       expect(err).toMatchObject({ code: "STORE_UNAVAILABLE" });
       expect(await bodyObjects(nc, mailIdFromIdempotencyKey("refused-1"))).toEqual([]);
+    } finally {
+      await jsm.streams.update(Names.workStream, before);
+    }
+  });
+
+  it("over the stream's max_msg_size is MESSAGE_TOO_LARGE (permanent: a retry is refused again), and leaves no body object behind", async () => {
+    const jsm = await jetstreamManager(nc);
+    const submitAt = await ownSubmitHandler("gw-too-large");
+    // JetStream refuses (10054) every work item larger than the stream's max_msg_size.
+    const before = (await jsm.streams.info(Names.workStream)).config;
+    await jsm.streams.update(Names.workStream, { ...before, max_msg_size: 64 });
+    try {
+      const big = structured("too-large", { key: "too-large-1", text: "x".repeat(700 * 1024) });
+      const err = await errorOf(() => submitAt(new TextEncoder().encode(JSON.stringify(big))));
+      expect(err).toMatchObject({ code: "MESSAGE_TOO_LARGE", transient: false, fields: [{ field: "mail", code: "MESSAGE_TOO_LARGE" }] });
+      expect(await bodyObjects(nc, mailIdFromIdempotencyKey("too-large-1"))).toEqual([]);
     } finally {
       await jsm.streams.update(Names.workStream, before);
     }
