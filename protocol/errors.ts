@@ -24,7 +24,7 @@ export const ErrorCodes = {
   INVALID_ADDRESS: { retry: "permanent", doc: "An address (from, to, cc, bcc, envelope) is not a valid RFC 5321 mailbox." },
   HEADER_INJECTION: { retry: "permanent", doc: "A header name or value, the subject, a display name or an attachment's name or type contains CR, LF or another control character (TAB aside)." },
   MESSAGE_TOO_LARGE: { retry: "permanent", doc: "The message is larger than the configured size limit, or the request or work item carrying it is larger than NATS takes (the servers' max_payload, the work stream's max_msg_size)." },
-  INVALID_MIME: { retry: "permanent", doc: "The raw message is not a well-formed RFC 5322/MIME message (e.g. a multipart boundary never closed, bad base64, a bare CR, two Message-ID or From fields, a Message-ID that is not a msg-id `<left@right>` of at most 998 octets, an empty line before the header fields)." },
+  INVALID_MIME: { retry: "permanent", doc: "The raw message, or the message composed from a structured mail's fields, is not a well-formed RFC 5322/MIME message (e.g. a multipart boundary never closed, bad base64, a bare CR, two Message-ID or From fields, a Message-ID that is not a msg-id `<left@right>` of at most 998 octets, an empty line before the header fields); also a structured mail's text or html with a bare CR." },
   NO_RECIPIENTS: { retry: "permanent", doc: "The mail has no recipient." },
   UNSUPPORTED_VERSION: { retry: "permanent", doc: "The payload's schema version is not one this node speaks." },
   NOT_FOUND: { retry: "permanent", doc: "No mail (or ledger entry) with that id, or (operator requests) the mail is not in the state the request acts on, e.g. a release of a mail that is not quarantined; the message says its state." },

@@ -28,6 +28,17 @@ const HeaderText = (max: number) => z.string().max(max).superRefine((s, ctx) => 
 });
 
 /**
+ * A structured mail's text or HTML body: no CR that does not end a line (RFC
+ * 5322 2.3: CR and LF occur only together). nodemailer writes short ASCII
+ * text as 7bit and keeps such a CR, which some relays read as a line end and
+ * others do not: the stuff of SMTP smuggling ("\r.\r\n"), refused in a raw
+ * message too (INVALID_MIME). Line ends may be CRLF or LF.
+ */
+const BodyText = z.string().superRefine((s, ctx) => {
+  if (/\r(?!\n)/.test(s)) ctx.addIssue({ code: z.ZodIssueCode.custom, message: "contains a CR that is not followed by LF", ...coded("INVALID_MIME") });
+});
+
+/**
  * Whether a header value can be written within RFC 5322's 998-octet lines
  * after `Name: `: folding breaks only at white space, so an ASCII word
  * longer than the room left would make a longer line, which relays break
@@ -130,8 +141,8 @@ export const StructuredMailSchema = z.object({
   bcc: z.array(AddressSchema).max(1000).default([]),
   replyTo: AddressSchema.optional(),
   subject: HeaderText(998).refine((v) => foldsWithin998("Subject".length, v), FOLD_MESSAGE).default(""),
-  text: z.string().optional(),
-  html: z.string().optional(),
+  text: BodyText.optional(),
+  html: BodyText.optional(),
   headers: z.record(
     z.string()
       .refine((n) => isHeaderName(n) && n !== "__proto__", { message: "not a header field name", ...coded("HEADER_INJECTION") })

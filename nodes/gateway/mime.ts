@@ -9,8 +9,32 @@ import { FenError } from "../../protocol/index.js";
  * that is a msg-id of at most 998 octets (the gateway keeps it), multipart
  * boundaries that are declared and present (recursively), and base64 parts
  * that decode.
+ *
+ * `field` is the request field a refusal names: `mail.raw` for a raw mail,
+ * `mail` for the message composed from a structured mail's fields.
+ *
+ * @throws FenError INVALID_MIME naming `field`.
  */
-export function checkMime(raw: Buffer): { readonly messageId: string | undefined } {
+export function checkMime(raw: Buffer, field: "mail.raw" | "mail" = "mail.raw"): { readonly messageId: string | undefined } {
+  try {
+    return checkMessage(raw);
+  } catch (err) {
+    if (!(err instanceof MimeDefect)) throw err;
+    const what = field === "mail" ? "the message composed from the mail's fields is broken MIME" : "broken MIME";
+    throw new FenError("INVALID_MIME", `${what}: ${err.message}`, { fields: [{ field, code: "INVALID_MIME", message: err.message }] });
+  }
+}
+
+/** What {@link checkMessage} found wrong; becomes INVALID_MIME at checkMime, never leaves this module. */
+class MimeDefect extends Error {
+  override readonly name = "MimeDefect";
+}
+
+function fail(why: string): never {
+  throw new MimeDefect(why);
+}
+
+function checkMessage(raw: Buffer): { readonly messageId: string | undefined } {
   if (raw.includes(0)) fail("message contains NUL bytes");
   const text = raw.toString("latin1");
   // A CR that does not end a line is read as a line end by some relays and
@@ -51,10 +75,6 @@ function checkMessageId(id: string): void {
   if (id.length > MAX_MESSAGE_ID_OCTETS) fail(`the Message-ID is ${id.length} octets long; at most ${MAX_MESSAGE_ID_OCTETS} are taken (${advice})`);
   if (/[^\t\x20-\x7e]/.test(id)) fail(`the Message-ID contains a control character or a non-ASCII octet (${advice})`);
   if (!MSG_ID.test(id)) fail(`the Message-ID ${JSON.stringify(id.slice(0, 60))} is not a msg-id <left@right> (RFC 5322 3.6.4; ${advice})`);
-}
-
-function fail(why: string): never {
-  throw new FenError("INVALID_MIME", `broken MIME: ${why}`, { fields: [{ field: "mail.raw", code: "INVALID_MIME", message: why }] });
 }
 
 const HEADER_LINE = /^[!-9;-~]+:/;

@@ -283,6 +283,9 @@ export function createSubmitHandler(deps: SubmitDeps, opts: SubmitOptions): (dat
     // A raw message was measured as sent (the Message-ID line the gateway may add is not the sender's);
     // a structured one as composed.
     if (!rawIn && raw.length > opts.maxMessageBytes) tooLarge(raw.length, opts.maxMessageBytes);
+    // Defence in depth: a composed message passes the raw path's checks too, so what nodemailer writes from an
+    // input no schema rule foresaw (as a bare CR it kept in 7bit text was) is refused, not sent.
+    if (!rawIn) checkMime(raw, "mail");
 
     let body: BodyRef;
     if (raw.length <= INLINE_BODY_LIMIT) {

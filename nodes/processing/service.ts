@@ -88,6 +88,7 @@ export async function startProcessingService(deps: ProcessingServiceDeps): Promi
         checkStructuredSize(req.mail, deps.maxMessageBytes);
         raw = await composeStructured(req.mail, messageIdForPreview(), new Date(deps.clock.now()));
         if (raw.length > deps.maxMessageBytes) tooLarge(raw.length, deps.maxMessageBytes);
+        checkMime(raw, "mail");
       }
       // A mail the classifier fails on alone is CLASSIFIER_UNSCORABLE (permanent: asking again cannot help).
       const { score } = await classifyAlone(deps.classifier, raw);

@@ -64,6 +64,8 @@ describe("rejected submissions: stable code, offending field, nothing stored", (
     ["base64 with bad padding", attach({ filename: "x", content: "abcde=" }), "BAD_REQUEST", "mail.attachments.0.content"],
     ["base64 of an impossible length", attach({ filename: "x", content: "abcde" }), "BAD_REQUEST", "mail.attachments.0.content"],
     ["raw with a bare CR (SMTP smuggling)", raw("From: a@example.org\r\n\r\nhi\r.\r\nMAIL FROM:<x@y.z>\r\n"), "INVALID_MIME", "mail.raw"],
+    ["a bare CR in the text (SMTP smuggling; nodemailer keeps it in 7bit)", { ...structured(21), mail: { from: "a@b.com", to: ["c@d.com"], text: "a\r.\rMAIL FROM:<x@y.com>\r..." } }, "INVALID_MIME", "mail.text"],
+    ["a bare CR in the html", { ...structured(22), mail: { ...structured(22).mail, html: "<p>a\r.\rb</p>" } }, "INVALID_MIME", "mail.html"],
     ["raw with an empty Message-ID", raw("From: a@example.org\r\nMessage-ID:\r\n\r\nhi"), "INVALID_MIME", "mail.raw"],
     ["raw with two Message-ID fields (readers take either)", raw("From: a@example.org\r\nMessage-ID: <one@example.org>\r\nSubject: s\r\nMessage-Id: <two@example.org>\r\n\r\nhi"), "INVALID_MIME", "mail.raw"],
     ["raw with two From fields", raw("From: a@example.org\r\nFrom: ceo@example.org\r\n\r\nhi"), "INVALID_MIME", "mail.raw"],
