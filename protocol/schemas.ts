@@ -170,7 +170,11 @@ export const StructuredMailSchema = z.object({
 });
 export type StructuredMail = z.infer<typeof StructuredMailSchema>;
 
-/** A ready RFC 5322 message (base64) with its SMTP envelope. */
+/**
+ * A ready RFC 5322 message (base64) with its SMTP envelope. The gateway
+ * sends to each envelope recipient once (a repeated one is dropped), as it
+ * does a structured mail's to, cc and bcc.
+ */
 export const RawMailSchema = z.object({
   raw: Base64,
   envelope: EnvelopeSchema,

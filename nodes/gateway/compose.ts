@@ -1,7 +1,7 @@
 import MailComposer from "nodemailer/lib/mail-composer/index.js";
 import type Mail from "nodemailer/lib/mailer/index.js";
 import { mailboxOf } from "../../protocol/index.js";
-import type { Address, StructuredMail } from "../../protocol/index.js";
+import type { Address, Envelope, StructuredMail } from "../../protocol/index.js";
 import { withoutBcc } from "./mime.js";
 
 const toNodemailer = (a: Address): Mail.Address | string =>
@@ -43,6 +43,15 @@ export function composedSizeAtLeast(mail: StructuredMail): number {
 /** The envelope recipients of a structured mail: to, cc and bcc, de-duplicated. */
 export function structuredRecipients(mail: StructuredMail): string[] {
   return [...new Set([...mail.to, ...mail.cc, ...mail.bcc].map(mailboxOf))];
+}
+
+/**
+ * The envelope of a raw mail as it is hashed, stored and sent: its
+ * recipients de-duplicated as a structured mail's are (first occurrence
+ * first), so each gets one RCPT TO and one row of per-recipient outcomes.
+ */
+export function rawEnvelope(envelope: Envelope): Envelope {
+  return { from: envelope.from, to: [...new Set(envelope.to)] };
 }
 
 /**

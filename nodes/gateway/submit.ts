@@ -14,7 +14,7 @@ import type { Clock } from "../common/clock.js";
 import type { MailStateStore } from "../common/mail-state.js";
 import type { Logger } from "../common/logger.js";
 import type { Metrics } from "../common/metrics.js";
-import { composeStructured, composedSizeAtLeast, prepareRaw, structuredRecipients } from "./compose.js";
+import { composeStructured, composedSizeAtLeast, prepareRaw, rawEnvelope, structuredRecipients } from "./compose.js";
 import { checkMime } from "./mime.js";
 import { createAdmission } from "../common/admission.js";
 import { pendingEvent } from "./status.js";
@@ -233,7 +233,7 @@ export function createSubmitHandler(deps: SubmitDeps, opts: SubmitOptions): (dat
       rawIn = Buffer.from(mail.raw, "base64");
       if (rawIn.length > opts.maxMessageBytes) tooLarge(rawIn.length, opts.maxMessageBytes);
       ownMessageId = checkMime(rawIn).messageId;
-      envelope = mail.envelope;
+      envelope = rawEnvelope(mail.envelope);
       canonical = canonicalJson({ envelope, raw: createHash("sha256").update(rawIn).digest("hex") });
     } else {
       const to = structuredRecipients(mail);

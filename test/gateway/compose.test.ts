@@ -1,6 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { checkMime, composeStructured } from "../../nodes/gateway/index.js";
+import { checkMime, composeStructured, structuredRecipients } from "../../nodes/gateway/index.js";
+import { rawEnvelope } from "../../nodes/gateway/compose.js";
 import { Codecs } from "../../protocol/index.js";
 import type { FenError, StructuredMail } from "../../protocol/index.js";
 
@@ -79,5 +80,17 @@ describe("the message composed from a structured mail passes the raw path's chec
       }),
       { numRuns: 300 },
     );
+  });
+});
+
+describe("envelope recipients, de-duplicated on both paths (one RCPT TO each)", () => {
+  it("a raw mail's, as a structured mail's, first occurrence first", () => {
+    const raw = Codecs.submitRequest.decode(request({
+      raw: Buffer.from("From: a@b.com\r\n\r\nx").toString("base64"),
+      envelope: { from: "a@b.com", to: ["c@d.com", "e@f.com", "c@d.com", "e@f.com", "g@h.com"] },
+    })).mail;
+    expect("raw" in raw && rawEnvelope(raw.envelope)).toEqual({ from: "a@b.com", to: ["c@d.com", "e@f.com", "g@h.com"] });
+    expect(structuredRecipients(structuredOf({ from: "a@b.com", to: ["c@d.com", "e@f.com"], cc: ["c@d.com"], bcc: ["g@h.com", "e@f.com"] })))
+      .toEqual(["c@d.com", "e@f.com", "g@h.com"]);
   });
 });

@@ -148,6 +148,15 @@ describe("raw messages as stored for delivery", () => {
     const r = await submit(nc, { ...raw(""), mail: { ...raw("").mail, raw: wrapped } });
     expect(await storedBytes(r.mailId)).toBe(`Message-ID: ${r.messageId}\r\n${text}`);
   });
+  it("de-duplicates a raw mail's envelope recipients, as a structured mail's: one RCPT TO and one outcome each", async () => {
+    const text = "From: a@example.org\r\nSubject: twice\r\n\r\nhi\r\n";
+    const r = await submit(nc, raw(text, ["c@example.net", "d@example.net", "c@example.net"]));
+    const m = await (await jetstreamManager(nc)).direct.getMessage(Names.workStream, { seq: 1, next_by_subj: workSubject(r.mailId) });
+    expect(Codecs.workItem.decode(m!.data).envelope.to).toEqual(["c@example.net", "d@example.net"]);
+    expect((await status(nc, r.mailId)).recipients).toEqual(["c@example.net", "d@example.net"]);
+    // The same mail to the same recipients: hashed after de-duplication, so a duplicate.
+    expect(await submit(nc, raw(text, ["c@example.net", "d@example.net"]))).toMatchObject({ mailId: r.mailId, duplicate: true });
+  });
   it("removes Bcc fields (folded ones too) from a raw message, as sendmail does", async () => {
     const r = await submit(nc, raw("From: a@example.org\r\nBcc: hidden@example.net,\r\n  other@example.net\r\nSubject: s\r\nbcc: x@example.net\r\nResent-Bcc: y@example.net\r\n\r\nBcc: in the body stays\r\n", ["rcpt@example.net", "hidden@example.net"]));
     const bytes = await storedBytes(r.mailId);
