@@ -255,14 +255,36 @@ describe("a flood of large submissions", () => {
 });
 
 /** A submit handler of its own on the test connection (no service around it), as a gateway builds it. */
-async function ownSubmitHandler(node: string): Promise<(data: Uint8Array) => Promise<unknown>> {
+async function ownSubmitHandler(node: string, maxMessageBytes = 2 * 1024 * 1024): Promise<(data: Uint8Array) => Promise<unknown>> {
   const js = jetstream(nc);
   return createSubmitHandler({
     js, jsm: await jetstreamManager(nc), bodies: await new Objm(js).open(Names.bodiesBucket),
     state: createMailStateStore({ js, kv: await new Kvm(js).open(Names.statusBucket), clock: { now: () => Date.now() }, node }),
     clock: { now: () => Date.now() }, log: testLog, metrics: createMetrics({ defaults: false }),
-  }, { maxMessageBytes: 2 * 1024 * 1024, messageIdDomain: "fastemailnet.local", submitTimeoutMs: 10_000 });
+  }, { maxMessageBytes, messageIdDomain: "fastemailnet.local", submitTimeoutMs: 10_000 });
 }
+
+describe("a raw mail near the 10 MiB limit, its base64 wrapped at 76 columns with CRLF (as MIME tools write it)", () => {
+  /** A request carrying a raw mail of exactly `size` bytes (lines of 100), its base64 wrapped. */
+  const wrappedRequest = (key: string, size: number) => {
+    const head = `From: a@example.org\r\nSubject: ${key}\r\n\r\n`;
+    const fill = size - head.length;
+    const text = `${head}${`${"w".repeat(98)}\r\n`.repeat(Math.floor(fill / 100))}${"w".repeat(fill % 100)}`;
+    const wrapped = Buffer.from(text).toString("base64").replace(/.{76}/g, "$&\r\n");
+    return new TextEncoder().encode(JSON.stringify({ kind: "mail.submit", v: 1, idempotencyKey: key, mail: { raw: wrapped, envelope: { from: "a@example.org", to: ["rcpt@example.net"] } } }));
+  };
+
+  it("is taken under the limit (JSON writes each CRLF as 4 bytes: ~1.40 request bytes per mail byte)", async () => {
+    const submitAt = await ownSubmitHandler("gw-wrapped", 10 * 1024 * 1024);
+    expect(await submitAt(wrappedRequest("wrapped-under", 10_400_000))).toMatchObject({ duplicate: false });
+  });
+
+  it("is refused over the limit with MESSAGE_TOO_LARGE naming its decoded size", async () => {
+    const submitAt = await ownSubmitHandler("gw-wrapped-over", 10 * 1024 * 1024);
+    const err = await errorOf(() => submitAt(wrappedRequest("wrapped-over", 10_500_000)));
+    expect(err).toMatchObject({ code: "MESSAGE_TOO_LARGE", message: `message is 10500000 bytes, the limit is ${10 * 1024 * 1024}` });
+  });
+});
 
 describe("a submission the work stream refuses", () => {
   it("is STORE_UNAVAILABLE and leaves no body object behind", async () => {
