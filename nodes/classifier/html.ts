@@ -58,6 +58,9 @@ export function scanHtml(html: string): HtmlScan {
   let tags = 0, images = 0, fonts = 0, tables = 0, forms = 0, hidden = 0;
   let pos = 0;
   const n = html.length;
+  const find = memoFinder(html);
+  /** Where the title taken last starts. */
+  let titleAt = -1;
   while (pos < n) {
     const lt = html.indexOf("<", pos);
     if (lt < 0) {
@@ -99,12 +102,16 @@ export function scanHtml(html: string): HtmlScan {
     const rest = tagEnd > i + 1 ? html.slice(i, tagEnd) : "";
     if (SKIP_CONTENT.has(name)) {
       if (name === "head") {
-        // Keep <title>; skip the rest of <head>.
-        const end = indexOfCi(html, "</head", pos);
-        const t1 = indexOfCi(html, "<title", pos);
-        if (t1 >= 0 && (end < 0 || t1 < end)) {
+        // Keep <title> (once: a text of many <head> tags and one title would repeat it for each); skip the rest
+        // of <head>. Without "</head" the scan goes on after the tag, so the searches are memoised (`find`): each
+        // <head> of such a text searched to its end again, in time quadratic in its size (a 262 KB mail of
+        // "<head>" lines took 66 s).
+        const end = find("</head", pos);
+        const t1 = find("<title", pos);
+        if (t1 >= 0 && t1 !== titleAt && (end < 0 || t1 < end)) {
+          titleAt = t1;
           const t2 = html.indexOf(">", t1);
-          const t3 = indexOfCi(html, "</title", t2 + 1);
+          const t3 = find("</title", t2 + 1);
           if (t2 >= 0 && t3 > t2) chunks.push(" ", html.slice(t2 + 1, t3), " ");
         }
         if (end >= 0) pos = end;
@@ -137,6 +144,21 @@ export function scanHtml(html: string): HtmlScan {
   let text = chunks.join("");
   if (text.includes("&")) text = decodeEntities(text);
   return { text, hrefs, imgSrcs, tags, images, fonts, tables, forms, hidden };
+}
+
+/**
+ * {@link indexOfCi} over one text, remembering each needle's last answer: the first hit at or after `from` is
+ * the same for every `from` between the last search's start and its hit (and none is found past a miss).
+ */
+function memoFinder(s: string): (needle: string, from: number) => number {
+  const last = new Map<string, { from: number; at: number }>();
+  return (needle, from) => {
+    const m = last.get(needle);
+    if (m && from >= m.from && (m.at < 0 || from <= m.at)) return m.at;
+    const at = indexOfCi(s, needle, from);
+    last.set(needle, { from, at });
+    return at;
+  };
 }
 
 function indexOfCi(s: string, needle: string, from: number): number {
