@@ -206,6 +206,17 @@ export async function loadModel(dir: string = DEFAULT_MODEL_DIR): Promise<Loaded
   if (specs.some((s) => s.dtype !== "float32") || expected !== weightBytes.length) {
     throw corrupt(MODEL_FILES.weights, `size ${weightBytes.length} does not match the weights manifest (${expected} bytes)`);
   }
+  // Exactly a kernel [dim, 1] and a bias [1]: the classifier reads those two (a Dense layer without its bias
+  // has one weight, and other shapes are another model).
+  const shapes = specs.map((s) => JSON.stringify(s.shape ?? []));
+  if (shapes.length !== 2 || shapes[0] !== JSON.stringify([dim, 1]) || shapes[1] !== JSON.stringify([1])) {
+    throw corrupt(MODEL_FILES.topology, `weights ${shapes.join(", ")}; expected a kernel [${dim},1] and a bias [1]`);
+  }
+  // A training run that diverged writes NaN or infinite weights: every score would be NaN, and NaN >= any
+  // threshold is false, so nothing would ever be flagged (and NaN is no JSON number for the events).
+  const values = new Float32Array(weightBytes.buffer.slice(weightBytes.byteOffset, weightBytes.byteOffset + weightBytes.byteLength));
+  const bad = values.findIndex((v) => !Number.isFinite(v));
+  if (bad >= 0) throw corrupt(MODEL_FILES.weights, `weight ${bad} is ${values[bad]}, not a finite number`);
   const version = modelVersion(topologyBytes, weightBytes, manifest.features);
   if (version !== manifest.version) {
     throw new ClassifierError(ClassifierErrorCode.ModelHashMismatch, `model files hash to ${version}, manifest says ${manifest.version}`);

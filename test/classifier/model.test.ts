@@ -73,6 +73,33 @@ describe("loadClassifier refuses a bad model with a stable code", () => {
     expect(await codeOf(dir)).toBe("CLASSIFIER_MODEL_CORRUPT");
   });
 
+  it("CLASSIFIER_MODEL_CORRUPT: weights that are not finite (a diverged training run), or no bias", async () => {
+    /** A copy of the model with its weights changed by `edit` and the manifest re-signed, so only the weight checks can object. */
+    const withWeights = (edit: (w: Float32Array) => Float32Array) => {
+      const dir = copyModel();
+      const raw = readFileSync(join(dir, MODEL_FILES.weights));
+      const w = edit(new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength)));
+      writeFileSync(join(dir, MODEL_FILES.weights), new Uint8Array(w.buffer));
+      const manifest = JSON.parse(readFileSync(join(dir, MODEL_FILES.manifest), "utf8"));
+      manifest.version = modelVersion(readFileSync(join(dir, MODEL_FILES.topology)), readFileSync(join(dir, MODEL_FILES.weights)), manifest.features);
+      writeFileSync(join(dir, MODEL_FILES.manifest), JSON.stringify(manifest));
+      return dir;
+    };
+    for (const v of [NaN, Infinity, -Infinity]) {
+      const dir = withWeights((w) => { w[7] = v; return w; });
+      await expect(loadClassifier({ modelDir: dir })).rejects.toMatchObject({ code: "CLASSIFIER_MODEL_CORRUPT", message: expect.stringMatching(/weight 7 is/) });
+    }
+    // A Dense layer saved without its bias: the kernel alone, the topology saying useBias false.
+    const dir = withWeights((w) => w.slice(0, w.length - 1));
+    const topo = JSON.parse(readFileSync(join(dir, MODEL_FILES.topology), "utf8"));
+    topo.weightsManifest[0].weights = topo.weightsManifest[0].weights.slice(0, 1);
+    writeFileSync(join(dir, MODEL_FILES.topology), JSON.stringify(topo).replace('"use_bias":true', '"use_bias":false'));
+    const manifest = JSON.parse(readFileSync(join(dir, MODEL_FILES.manifest), "utf8"));
+    manifest.version = modelVersion(readFileSync(join(dir, MODEL_FILES.topology)), readFileSync(join(dir, MODEL_FILES.weights)), manifest.features);
+    writeFileSync(join(dir, MODEL_FILES.manifest), JSON.stringify(manifest));
+    expect(await codeOf(dir)).toBe("CLASSIFIER_MODEL_CORRUPT");
+  });
+
   it("CLASSIFIER_MODEL_HASH_MISMATCH: a weight changed, or the manifest names another version", async () => {
     let dir = copyModel();
     const w = readFileSync(join(dir, MODEL_FILES.weights));
