@@ -2,6 +2,7 @@ import { JetStreamApiError, JetStreamError } from "@nats-io/jetstream";
 import type { JetStreamClient, JetStreamManager, MsgRequest, PubAck, StoredMsg } from "@nats-io/jetstream";
 import { NoRespondersError, PermissionViolationError, RequestError, TimeoutError } from "@nats-io/nats-core";
 import { FenError } from "../../protocol/index.js";
+import type { Codec } from "../../protocol/index.js";
 
 /** JetStream API error codes meaning "no such stream / consumer / message". */
 const NOT_FOUND_CODES = new Set([10059, 10014, 10037]);
@@ -281,4 +282,22 @@ export function storeFailure(action: string, err: unknown, advice = "ask again")
   if (err instanceof FenError) return err;
   if (isPermissionViolation(err)) return refused(action, err);
   return new FenError("STORE_UNAVAILABLE", `${action} failed (${String((err as Error)?.message ?? err).slice(0, 200)}); ${advice}`, { cause: err });
+}
+
+/**
+ * Decodes a record read from a stream (`what`, e.g. "event 12 of MAIL_EVENTS") for an answer to a request. A
+ * record that does not decode is no fault of the request (a codec's BAD_REQUEST would say it is): one written
+ * by a newer version (a rolling upgrade) is STORE_UNAVAILABLE, asked again (a node of that version can read
+ * it); anything else INTERNAL.
+ */
+export function decodeStored<T>(codec: Codec<T>, data: Uint8Array, what: string): T {
+  try {
+    return codec.decode(data);
+  } catch (err) {
+    const why = String((err as Error | undefined)?.message ?? err).slice(0, 300);
+    if (codec.fromNewerVersion(data)) {
+      throw new FenError("STORE_UNAVAILABLE", `${what} was written by a newer version of FastEmailNet (${why}); retry: a node of that version can read it`, { cause: err });
+    }
+    throw new FenError("INTERNAL", `${what} does not decode: ${why}`, { cause: err });
+  }
 }

@@ -111,7 +111,13 @@ export async function callService<Req, Rep>(
       fields: reply.fields.map((f) => ({ field: f.field, code: isErrorCode(f.code) ? f.code : "INTERNAL", message: f.message })),
     });
   }
-  return repCodec.decode(msg.data);
+  // A reply that does not decode (a newer service's, or a fault) is no fault of the request: the codec's
+  // BAD_REQUEST would say it was refused, and the request may have been carried out.
+  try {
+    return repCodec.decode(msg.data);
+  } catch (err) {
+    throw new FenError("INTERNAL", `the reply from ${subject} does not decode (${String((err as Error | undefined)?.message ?? err).slice(0, 300)}); the request may have been carried out`, { cause: err });
+  }
 }
 
 /**

@@ -3,7 +3,7 @@ import { Codecs, FenError, LedgerBucketKeys, LedgerBucketStream, LedgerCodecs, N
 import type { MailEvent, StatusReply, WorkItem } from "../../protocol/index.js";
 import { eventIdOf } from "../common/mail-state.js";
 import type { MailStateStore } from "../common/mail-state.js";
-import { firstBySubject, firstBySubjectFromLeader, isNotFound, storeRead } from "../common/js-errors.js";
+import { decodeStored, firstBySubject, firstBySubjectFromLeader, isNotFound, storeRead } from "../common/js-errors.js";
 
 type LedgerReceiptRef = NonNullable<StatusReply["ledger"]>[number];
 
@@ -20,7 +20,7 @@ export async function readHistory(jsm: JetStreamManager, mailId: string, opts: {
     for (let seq = 1; ;) {
       const m = await firstBySubjectFromLeader(jsm, Names.eventsStream, mailEventsFilter(mailId), seq);
       if (!m) return out;
-      out.push(Codecs.mailEvent.decode(m.data));
+      out.push(decodeStored(Codecs.mailEvent, m.data, `event ${m.seq} of ${Names.eventsStream}`));
       seq = m.seq + 1;
     }
   }
@@ -30,7 +30,7 @@ export async function readHistory(jsm: JetStreamManager, mailId: string, opts: {
     try {
       const it = await jsm.direct.getBatch(Names.eventsStream, { seq, next_by_subj: mailEventsFilter(mailId), batch: 256 });
       for await (const m of it) {
-        out.push(Codecs.mailEvent.decode(m.data));
+        out.push(decodeStored(Codecs.mailEvent, m.data, `event ${m.seq} of ${Names.eventsStream}`));
         seq = m.seq + 1;
         got++;
       }
@@ -48,7 +48,7 @@ export async function readHistory(jsm: JetStreamManager, mailId: string, opts: {
  */
 export async function pendingEvent(jsm: JetStreamManager, mailId: string): Promise<MailEvent | undefined> {
   const m = await firstBySubject(jsm, Names.eventsStream, eventSubject(mailId, "PendingProcessing"));
-  return m ? Codecs.mailEvent.decode(m.data) : undefined;
+  return m ? decodeStored(Codecs.mailEvent, m.data, `event ${m.seq} of ${Names.eventsStream}`) : undefined;
 }
 
 /**

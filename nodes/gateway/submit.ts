@@ -8,7 +8,7 @@ import {
 } from "../../protocol/index.js";
 import type { BodyRef, Envelope, MailEvent, MailId, SubmitReply, StructuredMail, SubmitRequest, WorkItem } from "../../protocol/index.js";
 import {
-  firstBySubject, isDuplicateInProcess, isNoStreamListening, isNotFound, isOverMaxMsgSize, isRequestTimeout, storeFailure, storeRead,
+  decodeStored, firstBySubject, isDuplicateInProcess, isNoStreamListening, isNotFound, isOverMaxMsgSize, isRequestTimeout, storeFailure, storeRead,
 } from "../common/js-errors.js";
 import type { Clock } from "../common/clock.js";
 import type { MailStateStore } from "../common/mail-state.js";
@@ -129,7 +129,7 @@ async function firstContentHash(deps: SubmitDeps, mailId: MailId): Promise<strin
     const event = await pendingEvent(deps.jsm, mailId);
     if (event) return event.detail.contentSha256;
     const item = await firstBySubject(deps.jsm, Names.workStream, workSubject(mailId));
-    if (item) return Codecs.workItem.decode(item.data).contentSha256;
+    if (item) return decodeStored(Codecs.workItem, item.data, `work item ${item.seq} of ${Names.workStream}`).contentSha256;
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new FenError("STORE_UNAVAILABLE", `mail ${mailId} is being stored by a concurrent submission; retry with the same idempotency key`);

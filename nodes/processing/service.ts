@@ -13,7 +13,7 @@ import type { MailStateStore, Versioned } from "../common/mail-state.js";
 import type { Metrics } from "../common/metrics.js";
 import { serveEndpoint } from "../common/rpc.js";
 import { createAdmission } from "../common/admission.js";
-import { isNotFound, publishOnce, storeRead } from "../common/js-errors.js";
+import { decodeStored, isNotFound, publishOnce, storeRead } from "../common/js-errors.js";
 import { checkMime, checkRequestSize, checkStructuredSize, composeStructured, messageIdForPreview, tooLarge } from "../gateway/index.js";
 import type { MailClassifier } from "./classifier.js";
 import { classifyAlone } from "./classifier.js";
@@ -112,7 +112,7 @@ export async function startProcessingService(deps: ProcessingServiceDeps): Promi
         for await (const m of it) {
           if (got.read.length === 0) got.remaining = m.pending + 1;
           got.pending = m.pending;
-          got.read.push({ seq: m.seq, item: Codecs.workItem.decode(m.data) });
+          got.read.push({ seq: m.seq, item: decodeStored(Codecs.workItem, m.data, `work item ${m.seq} of ${stream}`) });
         }
       } catch (err) {
         if (!isNotFound(err)) throw err; // not found: nothing at or after `after` + 1
@@ -205,7 +205,7 @@ export async function startProcessingService(deps: ProcessingServiceDeps): Promi
     }
     const release = req.kind === "mail.quarantine.release";
     const { cur, msg, resumed } = await quarantined(req.mailId, release ? "release" : "delete");
-    const item: WorkItem = Codecs.workItem.decode(msg.data);
+    const item: WorkItem = decodeStored(Codecs.workItem, msg.data, `kept copy ${msg.seq} of ${Names.quarantineStream}`);
     const recipients = item.envelope.to;
     /**
      * The operator's transition, swapped before its event is written: of a

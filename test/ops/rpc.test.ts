@@ -25,6 +25,15 @@ describe("requests without an answer", () => {  const submit = (timeoutMs: numbe
     expect(r.stderr).toMatch(/^error NO_RESPONDERS: nothing serves mail\.submit right now/m);
   });
 
+  it("a reply that does not decode (a newer node's, a fault): INTERNAL, saying the request may have been done, not BAD_REQUEST", async () => {
+    const odd = env.nc.subscribe(ServiceSubjects.submit, { callback: (_e, m) => { m.respond(JSON.stringify({ kind: "mail.submit.reply", v: 9 })); } });
+    try {
+      await expect(submit(2000)).rejects.toMatchObject({ code: "INTERNAL", message: expect.stringMatching(/does not decode.*may have been carried out/) });
+    } finally {
+      odd.unsubscribe();
+    }
+  });
+
   it("a node that takes the request and does not answer in time: NO_REPLY, saying it may have been done", async () => {
     const silent = env.nc.subscribe(ServiceSubjects.submit);
     try {
