@@ -87,20 +87,6 @@ export const BodiesBucketStream = {
   },
 } as const;
 
-/**
- * The stream behind the `mail_status` bucket, for a read the KV API has no
- * call for: a key's entry as the stream's leader has it (the KV client's
- * reads are Direct Gets, which a replica a moment behind may answer).
- */
-export const StatusBucketStream = {
-  /** Stream name. */
-  name: `KV_${Names.statusBucket}`,
-  /** Subject of one mail's entry. */
-  key(mailId: string): string {
-    return `$KV.${Names.statusBucket}.${mailId}`;
-  },
-} as const;
-
 /** Options that differ between deployments. */
 export interface SpecOptions {
   /** Replicas of every stream and bucket. @default 3 */

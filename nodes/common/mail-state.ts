@@ -4,10 +4,10 @@ import type { JetStreamClient } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import type { KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/nats-core";
-import { Codecs, FenError, Names, StatusBucketStream, canTransition, eventSubject } from "../../protocol/index.js";
+import { Codecs, FenError, Names, canTransition, eventSubject } from "../../protocol/index.js";
 import type { EventDetail, MailEvent, MailId, MailState, StatusRecord } from "../../protocol/index.js";
 import type { Clock } from "./clock.js";
-import { STORE_READ_ATTEMPT_MS, isRequestTimeout, isWrongLastSequence, lastBySubjectFromLeader, publishOnce, retryUnstored, storeRead } from "./js-errors.js";
+import { STORE_READ_ATTEMPT_MS, isRequestTimeout, isWrongLastSequence, publishOnce, retryUnstored, storeRead } from "./js-errors.js";
 
 /**
  * A status record with the KV revision it was read at (for compare-and-swap).
@@ -40,18 +40,11 @@ export interface Step {
  */
 export interface MailStateStore {
   /**
-   * The status entry (a Direct Get: any replica may answer, possibly one a
-   * moment behind the leader). @throws FenError STORE_UNAVAILABLE when the read fails.
+   * The status entry, read through the bucket's stream leader (STREAM.MSG.GET:
+   * the bucket is bound without `allow_direct`, see openMailStateStore), so it
+   * has every swap acknowledged so far. @throws FenError STORE_UNAVAILABLE when the read fails.
    */
   get(mailId: MailId): Promise<Versioned | undefined>;
-  /**
-   * The status entry as the bucket's leader has it: what every swap
-   * acknowledged so far left. Slower than `get` (one request to the leader,
-   * asked again as every store read is); for confirming a read that a
-   * lagging replica could have answered wrongly, where acting on it would
-   * lose a mail. @throws FenError STORE_UNAVAILABLE when the read fails.
-   */
-  getFromLeader(mailId: MailId): Promise<Versioned | undefined>;
   /**
    * Publishes the PendingProcessing event (a no-op when it is stored already)
    * and returns that state at revision 0, without a KV write. Called by the
@@ -213,14 +206,6 @@ export function createMailStateStore(deps: { js: JetStreamClient; kv: KV; readKv
       return { record: Codecs.statusRecord.parse(e.json()), revision: e.revision };
     },
 
-    async getFromLeader(mailId) {
-      // A KV entry's operation is in its "KV-Operation" header (DEL, PURGE; none for a put), as the KV client reads it.
-      const jsm = await deps.js.jetstreamManager(false);
-      const msg = await storeRead(`the status of ${mailId}`, () => lastBySubjectFromLeader(jsm, StatusBucketStream.name, StatusBucketStream.key(mailId)));
-      if (!msg || (msg.header?.get("KV-Operation") || "PUT") !== "PUT") return undefined;
-      return { record: Codecs.statusRecord.parse(msg.json()), revision: msg.seq };
-    },
-
     async begin(mailId, submittedAt, recipients, detail = {}, opts = {}) {
       const at = iso();
       await publishEvent(mailId, "PendingProcessing", 0, detail, recipients, at,
@@ -280,6 +265,10 @@ export function createMailStateStore(deps: { js: JetStreamClient; kv: KV; readKv
 
 /**
  * A node's status store on the `mail_status` bucket, written through `js`.
+ * Opened by binding (`Kvm.open`), which leaves `allow_direct` unset, so the
+ * KV client reads through the stream leader, never a lagging replica: the
+ * processing node acts on what it reads (a Quarantined mail's work item is
+ * acked), and so does mail.status (no entry: not claimed).
  * With `shortReads` (for a node that answers requests with what it reads:
  * the gateway) it reads through a handle whose requests time out after
  * STORE_READ_ATTEMPT_MS, so a read a stepping-down leader dropped is asked

@@ -227,10 +227,6 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
       // copy to the history once the event is older than MAIL_EVENTS' 2 h duplicate window (a long retry wait).
       else if (m.info.deliveryCount > 1 && cur.record.state === "PendingProcessing") await state.republish(cur, recipients);
 
-      // A released mail's work item is published after the release's swap (Quarantined → PendingProcessing), and
-      // may arrive before the replica that answers `get` has that swap: acked on a stale Quarantined, the mail would
-      // be PendingProcessing with no work item, in no list. Its leader says which it is.
-      if (item.released && cur.record.state === "Quarantined") cur = await state.getFromLeader(item.mailId) ?? cur;
       const r = cur.record;
       // PendingProcessing past attempt 0 is a mail released from quarantine (nothing else leads back there), and
       // the released work item carries it. This is a copy from before (its ack after quarantining was lost):
