@@ -96,9 +96,9 @@ async function unclaimed(jsm: JetStreamManager, mailId: StatusReply["mailId"]): 
 
 /**
  * Handles `mail.status`: the current state from KV (or, for a mail no node
- * has claimed yet, from its last event, or from its work item when even its
- * PendingProcessing event is missing), the full history and the mail's
- * ledger entries.
+ * has claimed yet, PendingProcessing: from its events, or from its work item
+ * when even its PendingProcessing event is missing), the full history and
+ * the mail's ledger entries.
  */
 export function createStatusHandler(deps: { jsm: JetStreamManager; state: MailStateStore }): (data: Uint8Array) => Promise<StatusReply> {
   return async (data) => {
@@ -115,7 +115,13 @@ export function createStatusHandler(deps: { jsm: JetStreamManager; state: MailSt
       : replicaHistory.length > 0;
     const history = upToDate ? replicaHistory : await storeRead("the history", () => readHistory(deps.jsm, req.mailId, { fromLeader: true }));
     const last = history.at(-1);
-    const now = current ? current.record : last && { state: last.state, attempt: last.attempt, updatedAt: last.at };
+    // No entry (read from the leader), and events past PendingProcessing: a claim whose events went out and whose
+    // entry was not created (its node died, or lost the store, in between). The mail is PendingProcessing (see
+    // MailStateStore) until its work item comes back, whatever those events say.
+    const first = history[0];
+    const now = current ? current.record
+      : last && last.state !== "PendingProcessing" && first ? { state: "PendingProcessing" as const, attempt: 0, updatedAt: first.at }
+        : last && { state: last.state, attempt: last.attempt, updatedAt: last.at };
     if (!now) {
       const pending = await unclaimed(deps.jsm, req.mailId);
       if (pending) return pending;
