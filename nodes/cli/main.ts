@@ -31,7 +31,9 @@ commands:
 NATS servers: --server URL[,URL], FEN_NATS_URLS or NATS_URL (default nats://127.0.0.1:4222);
 credentials: FEN_NATS_USER / FEN_NATS_PASSWORD; NATS_USER / NATS_PASSWORD only go with NATS_URL's servers
 (not with --server or FEN_NATS_URLS: a password exported for one cluster is not sent to another).
-Exit codes: 0 ok, 1 failed (or no cluster reachable), 2 usage error, 3 request refused (code printed);
+Exit codes: 0 ok, 1 failed (or no cluster reachable), 2 usage error, 3 the request failed with a code (printed;
+a transient one, e.g. NO_REPLY or STORE_UNAVAILABLE, may have been carried out: repeat it, a send with the same
+--key is answered as a duplicate if it was stored; see protocol/ERRORS.md);
 classify and ledger have their own (classify --help, ledger --help).
 With --json a failure is printed on stdout too, as the wire's error reply: {"kind":"error","v":1,"code":…,"message":…,"fields":[…]}.`;
 
