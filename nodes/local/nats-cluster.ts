@@ -21,7 +21,11 @@ export interface ClusterOptions {
   readonly size?: number;
   /** Client ports; 0 or absent = pick free ports. */
   readonly clientPorts?: readonly number[];
-  /** `always` fsyncs every write before acknowledging it. @default "always" */
+  /**
+   * `always` fsyncs every write before acknowledging it; a Go duration (`2m`, `500ms`) fsyncs that often.
+   * Written quoted into the config: nats-server reads a bare `2m` as the number 2,000,000 (a size suffix),
+   * then as seconds (23 days). @default "always"
+   */
   readonly syncInterval?: "always" | string;
   /** Extra config text put into every server's config (e.g. accounts). */
   readonly extraConfig?: string;
@@ -125,7 +129,7 @@ ${o.profPort ? `prof_port: ${o.profPort}\n` : ""}max_payload: ${o.maxPayload}
 max_pending: ${SERVER_LIMITS.maxPending}
 ${o.tls ? `tls {\n  cert_file: ${JSON.stringify(o.tls.cert)}\n  key_file: ${JSON.stringify(o.tls.key)}\n}\n` : ""}jetstream {
   store_dir: "${o.store}"
-  sync_interval: ${o.sync}
+  sync_interval: ${JSON.stringify(o.sync)}
 }
 cluster {
   name: fen
