@@ -4,7 +4,12 @@ import { StreamSubjects } from "./subjects.js";
  * Streams, consumers and buckets, with NATS server JSON field names kept as
  * the server spells them. Durations are nanoseconds, as on the wire.
  * Provisioning compares these fields with what the server holds: identical →
- * no-op, different → an error naming the field.
+ * no-op, different → an error naming the field. Besides what FastEmailNet
+ * chooses, each spec pins the server defaults the design relies on (no limit
+ * that drops messages, no filter that leaves some undelivered), at the values
+ * the server reports for an object created without them, so an object
+ * someone changed on the server is named rather than taken as it is. A field
+ * pinned as `undefined` must be unset on the server.
  */
 
 const SECOND_NS = 1_000_000_000;
@@ -105,6 +110,20 @@ export interface StreamSpec {
   readonly max_age: number;
   readonly discard: "old" | "new";
   readonly allow_direct: boolean;
+  /** -1, no limit: with discard "old" a limit silently drops the oldest work items or events. */
+  readonly max_msgs: -1;
+  /** -1, no limit (as max_msgs). */
+  readonly max_bytes: -1;
+  /** -1, no limit (as max_msgs; a work item's or an event's subject is one mail's). */
+  readonly max_msgs_per_subject: -1;
+  /** false: a sealed stream takes no new message. */
+  readonly sealed: false;
+  /** false: a quarantine release deletes the held message (`processing/service.ts`). */
+  readonly deny_delete: false;
+  /** false, the server's default (nothing purges these streams). */
+  readonly deny_purge: false;
+  /** false: a message with a `Nats-Rollup` header would purge the stream or a subject. */
+  readonly allow_rollup_hdrs: false;
 }
 
 /** The subset of a consumer config FastEmailNet sets and checks. */
@@ -116,6 +135,14 @@ export interface ConsumerSpec {
   readonly max_deliver: number;
   readonly max_ack_pending: number;
   readonly deliver_policy: "all";
+  /** Unset: the consumer takes every subject of its stream; a filter would leave the other work items or events undelivered. */
+  readonly filter_subject: undefined;
+  /** Unset, as filter_subject. */
+  readonly filter_subjects: undefined;
+  /** Unset: a pull consumer (the nodes fetch); a deliver subject makes it a push consumer. */
+  readonly deliver_subject: undefined;
+  /** Unset: a redelivery waits the ack wait or the node's nak(delay); a backoff list would override both. */
+  readonly backoff: undefined;
 }
 
 /** KV and object store buckets. */
@@ -131,6 +158,13 @@ export interface BucketSpec {
    */
   readonly allow_atomic?: boolean;
 }
+
+/**
+ * Stream fields of every bucket's stream, pinned at the values the bucket APIs
+ * create them with: no limit that expires or refuses entries (a status record
+ * or a ledger entry that expired would be gone).
+ */
+export const BUCKET_STREAM_LIMITS = { max_age: 0, max_bytes: -1, max_msgs: -1 } as const;
 
 /**
  * Largest work item body carried inline; larger bodies go to the object
@@ -149,6 +183,13 @@ export function streamSpecs(opts: SpecOptions): StreamSpec[] {
     num_replicas: opts.replicas,
     discard: "old",
     allow_direct: true,
+    max_msgs: -1,
+    max_bytes: -1,
+    max_msgs_per_subject: -1,
+    sealed: false,
+    deny_delete: false,
+    deny_purge: false,
+    allow_rollup_hdrs: false,
   } as const;
   return [
     {
@@ -187,8 +228,10 @@ export function streamSpecs(opts: SpecOptions): StreamSpec[] {
 
 /** All durable consumers. */
 export function consumerSpecs(): ConsumerSpec[] {
+  const common = { filter_subject: undefined, filter_subjects: undefined, deliver_subject: undefined, backoff: undefined } as const;
   return [
     {
+      ...common,
       stream: Names.workStream,
       durable_name: Names.workConsumer,
       ack_policy: "explicit",
@@ -206,6 +249,7 @@ export function consumerSpecs(): ConsumerSpec[] {
       deliver_policy: "all",
     },
     {
+      ...common,
       stream: Names.eventsStream,
       durable_name: Names.ledgerConsumer,
       ack_policy: "explicit",

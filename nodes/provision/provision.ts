@@ -3,7 +3,7 @@ import { Kvm } from "@nats-io/kv";
 import { Objm } from "@nats-io/obj";
 import { jetstream } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
-import { FenError, bucketSpecs, consumerSpecs, streamSpecs } from "../../protocol/index.js";
+import { BUCKET_STREAM_LIMITS, FenError, bucketSpecs, consumerSpecs, streamSpecs } from "../../protocol/index.js";
 import type { BucketSpec, SpecOptions } from "../../protocol/index.js";
 import type { Clock } from "../common/clock.js";
 import { isNoPlacement, isNotFound, isRequestTimeout } from "../common/js-errors.js";
@@ -17,10 +17,14 @@ export interface ProvisionStep {
   readonly changed?: readonly string[];
 }
 
+/** A field's value as messages show it; a field the server does not report is "unset". */
+const shown = (v: unknown): string => (v === undefined ? "unset" : JSON.stringify(v));
+
 /**
  * The step for an object that exists: "unchanged" when every field the spec
- * pins has the spec's value; otherwise "updated" through `update` when
- * `mode.update` asks for it, else SPEC_MISMATCH naming the first field.
+ * pins has the spec's value (a field pinned as undefined: unset on the
+ * server); otherwise "updated" through `update` when `mode.update` asks for
+ * it, else SPEC_MISMATCH naming the first field.
  */
 async function settle(
   kind: ProvisionStep["kind"], name: string, want: Record<string, unknown>, have: Record<string, unknown>,
@@ -28,7 +32,7 @@ async function settle(
 ): Promise<ProvisionStep> {
   const diffs = Object.entries(want)
     .filter(([field, value]) => JSON.stringify(have[field]) !== JSON.stringify(value))
-    .map(([field, value]) => ({ field, have: JSON.stringify(have[field]), want: JSON.stringify(value) }));
+    .map(([field, value]) => ({ field, have: shown(have[field]), want: shown(value) }));
   if (diffs.length === 0) return { kind, name, action: "unchanged" };
   if (!mode.update) {
     const [d] = diffs as [typeof diffs[number]];
@@ -43,7 +47,9 @@ async function settle(
 
 /** Stream fields a KV/object bucket spec pins, in server terms. */
 function bucketStreamFields(b: BucketSpec): Record<string, unknown> {
-  const fields: Record<string, unknown> = b.kind === "kv" ? { num_replicas: b.replicas, max_msgs_per_subject: b.history } : { num_replicas: b.replicas };
+  const fields: Record<string, unknown> = {
+    ...BUCKET_STREAM_LIMITS, num_replicas: b.replicas, ...(b.kind === "kv" ? { max_msgs_per_subject: b.history } : {}),
+  };
   if (b.allow_atomic) fields.allow_atomic = true;
   return fields;
 }
