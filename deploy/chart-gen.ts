@@ -7,8 +7,9 @@
  *   accept exactly the non-secret FEN_* keys of that role's table in
  *   nodes/config/schema.ts (less the five the chart sets itself);
  * - `files/config-rules.json`: the rules between keys (CrossKeyRules with
- *   `atLeast`) with the defaults of their keys, which the chart checks as the
- *   nodes would at start (a ConfigMap they refuse would crash-loop every pod).
+ *   `atLeast`, with the defaults of their keys; with `together`, with the
+ *   value a secret key comes from), which the chart checks as the nodes
+ *   would at start (a ConfigMap they refuse would crash-loop every pod).
  *
  *   node --import tsx deploy/chart-gen.ts          # write
  *   node --import tsx deploy/chart-gen.ts --check  # exit 1 when stale
@@ -159,10 +160,39 @@ export function valuesSchema(): Json {
   };
 }
 
-/** The rules between keys, by env name, with each key's default, and the chart sections (roles) they apply to. */
+/**
+ * The value a secret key reaches a pod from (the chart renders it into the pod's env from a Secret), for
+ * messages. A `together` rule with a secret key not listed here cannot be rendered (chartFiles throws).
+ */
+export const CHART_SECRET_SOURCES: Readonly<Record<string, string>> = {
+  FEN_SMTP_PASSWORD: "processing.smtpPasswordSecret",
+  FEN_NATS_PASSWORD: "auth.enabled",
+  FEN_LEDGER_SIGNING_KEY: "ledger.keysSecret",
+  FEN_LEDGER_COMMITMENT_KEY: "ledger.keysSecret",
+};
+
+/**
+ * The rules between keys, by env name, and the chart sections (roles) they apply to: `rules` (high ≥ low) with
+ * each key's default; `together` (both keys set, or neither) with the value each secret key comes from.
+ */
 export function configRules(): Json {
   const rules: Json[] = [];
+  const together: Json[] = [];
   for (const rule of CrossKeyRules) {
+    if (rule.together) {
+      const roles = Object.entries(ConfigTables).filter(([, t]) => rule.keys.every((k) => k in t)).map(([role]) => role);
+      const table = ConfigTables[roles[0] as keyof typeof ConfigTables] as Record<string, KeySpec> | undefined;
+      if (!table || rule.keys.length !== 2) throw new Error(`rule on ${rule.keys.join(", ")}: together needs two keys of one table`);
+      const specs = rule.keys.map((k) => table[k]!);
+      const secretFrom: Record<string, Json> = {};
+      for (const spec of specs.filter((k) => k.secret)) {
+        const from = CHART_SECRET_SOURCES[spec.env];
+        if (!from) throw new Error(`rule on ${rule.keys.join(", ")}: the chart's source of ${spec.env} is not in CHART_SECRET_SOURCES`);
+        secretFrom[spec.env] = from;
+      }
+      together.push({ roles, field: rule.field, keys: specs.map((k) => k.env), secretFrom });
+      continue;
+    }
     if (!rule.atLeast) continue;
     const { high, low } = rule.atLeast;
     const roles = Object.entries(ConfigTables).filter(([, t]) => high in t && low in t).map(([role]) => role);
@@ -174,7 +204,7 @@ export function configRules(): Json {
       defaults: { [h.env]: h.schema.parse(undefined) as number, [l.env]: l.schema.parse(undefined) as number },
     });
   }
-  return { rules };
+  return { rules, together };
 }
 
 /** Every generated file, by path relative to the chart. */

@@ -109,6 +109,11 @@ export interface CrossKeyRule {
    * A rule without it is not checked by the chart, and test/deploy/chart.test.ts fails.
    */
   readonly atLeast?: { readonly high: string; readonly low: string };
+  /**
+   * The same rule as data, for the Helm chart: the two keys of `keys` are set together or not at all. A secret
+   * key counts as set in the chart when the pod gets it from a Secret (deploy/chart-gen.ts names the value).
+   */
+  readonly together?: true;
 }
 
 export const CrossKeyRules: readonly CrossKeyRule[] = [
@@ -129,6 +134,18 @@ export const CrossKeyRules: readonly CrossKeyRule[] = [
     check: (c) => (c.retryMaxMs as number) < (c.retryBaseMs as number)
       ? `FEN_RETRY_MAX_MS (${String(c.retryMaxMs)}) is below FEN_RETRY_BASE_MS (${String(c.retryBaseMs)})`
       : undefined,
+  },
+  {
+    keys: ["smtpUser", "smtpPassword"],
+    field: ProcessingKeys.smtpUser.env,
+    together: true,
+    doc: "`FEN_SMTP_USER` and `FEN_SMTP_PASSWORD` are set together or not at all: a user without a password would AUTH with an empty one, a password without a user is never sent.",
+    check: (c) => {
+      const [user, password] = [c.smtpUser !== undefined, c.smtpPassword !== undefined];
+      if (user === password) return undefined;
+      const [set, unset] = user ? ["FEN_SMTP_USER", "FEN_SMTP_PASSWORD"] : ["FEN_SMTP_PASSWORD", "FEN_SMTP_USER"];
+      return `${set} is set but ${unset} is not: set both (AUTH at the relay) or neither`;
+    },
   },
 ];
 

@@ -39,6 +39,10 @@ describe("configuration", () => {
   it.each([
     [{ FEN_SMTP_TIMEOUT_MS: "5000", FEN_SMTP_TRANSACTION_TIMEOUT_MS: "2000" }, "FEN_SMTP_TRANSACTION_TIMEOUT_MS", /\(2000\) is shorter than FEN_SMTP_TIMEOUT_MS \(5000\)/],
     [{ FEN_RETRY_BASE_MS: "60000", FEN_RETRY_MAX_MS: "1000" }, "FEN_RETRY_MAX_MS", /\(1000\) is below FEN_RETRY_BASE_MS \(60000\)/],
+    // A relay user without a password AUTHed with an empty one; a password without a user was never sent.
+    [{ FEN_SMTP_USER: "relay" }, "FEN_SMTP_USER", /^FEN_SMTP_USER is set but FEN_SMTP_PASSWORD is not: set both/],
+    [{ FEN_SMTP_USER: "relay", FEN_SMTP_PASSWORD: "" }, "FEN_SMTP_USER", /^FEN_SMTP_USER is set but FEN_SMTP_PASSWORD is not/],
+    [{ FEN_SMTP_PASSWORD: "secret" }, "FEN_SMTP_USER", /^FEN_SMTP_PASSWORD is set but FEN_SMTP_USER is not: set both/],
   ])("a rule between keys: %j is CONFIG_INVALID naming %s", (env, field, message) => {
     expect(() => loadConfig(ProcessingKeys, env)).toThrow(expect.objectContaining({
       code: "CONFIG_INVALID", fields: [expect.objectContaining({ field, message: expect.stringMatching(message) })],
@@ -49,6 +53,7 @@ describe("configuration", () => {
       fields: [expect.objectContaining({ field: "FEN_RETRY_BASE_MS" })],
     }));
     expect(loadConfig(ProcessingKeys, { FEN_RETRY_BASE_MS: "1000", FEN_RETRY_MAX_MS: "1000", FEN_SMTP_TIMEOUT_MS: "5000", FEN_SMTP_TRANSACTION_TIMEOUT_MS: "5000" }).retryMaxMs).toBe(1000);
+    expect(loadConfig(ProcessingKeys, { FEN_SMTP_USER: "relay", FEN_SMTP_PASSWORD: "secret" })).toMatchObject({ smtpUser: "relay", smtpPassword: "secret" });
   });
   it("every rule between keys names keys of a table (else it would never run) and is in CONFIG.md", () => {
     const md = readFileSync(new URL("../../nodes/config/CONFIG.md", import.meta.url), "utf8");

@@ -19,6 +19,7 @@ describe("a node that cannot start says why in one line, naming what to fix, and
     ["gateway", { FEN_NATS_URLS: "nats://127.0.0.1:1" }, /^fen-gateway: NATS_UNREACHABLE: cannot connect to NATS at nats:\/\/127\.0\.0\.1:1: .*FEN_NATS_URLS/],
     ["provision", { FEN_NATS_TLS_CA: "/nonexistent/ca.crt" }, /^fen-provision: CONFIG_INVALID: FEN_NATS_TLS_CA: cannot read \/nonexistent\/ca\.crt/],
     ["processing", { FEN_SMTP_TIMEOUT_MS: "5000", FEN_SMTP_TRANSACTION_TIMEOUT_MS: "2000" }, /^fen-processing: CONFIG_INVALID: .*FEN_SMTP_TRANSACTION_TIMEOUT_MS \(2000\) is shorter than FEN_SMTP_TIMEOUT_MS \(5000\)/],
+    ["processing", { FEN_SMTP_USER: "relay" }, /^fen-processing: CONFIG_INVALID: .*FEN_SMTP_USER: FEN_SMTP_USER is set but FEN_SMTP_PASSWORD is not/],
   ])("%s with %j", (role, env, line) => {
     const r = start(role, env);
     expect(r.status).toBe(1);

@@ -286,7 +286,8 @@ describe("values are validated", () => {
   it("whole numbers from a values file reach the ConfigMap as integers, not 2.62144e+07", async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), "fen-values-"));
     const file = path.join(dir, "values.yaml");
-    await writeFile(file, "config:\n  gateway:\n    FEN_MAX_MESSAGE_BYTES: 26214400\n  processing:\n    FEN_SMTP_USER: 10000001\n    FEN_RETRY_MAX_MS: 3600000\n    FEN_QUARANTINE_THRESHOLD: 0.95\n");
+    await writeFile(file, "config:\n  gateway:\n    FEN_MAX_MESSAGE_BYTES: 26214400\n  processing:\n    FEN_SMTP_USER: 10000001\n    FEN_RETRY_MAX_MS: 3600000\n    FEN_QUARANTINE_THRESHOLD: 0.95\n"
+      + "processing:\n  smtpPasswordSecret: { name: relay, key: password }\n");
     const objects = await renderChart({ valuesFiles: [file] });
     expect(find(objects, "ConfigMap", "fastemailnet-gateway")?.data).toMatchObject({ FEN_MAX_MESSAGE_BYTES: "26214400" });
     expect(find(objects, "ConfigMap", "fastemailnet-processing")?.data).toMatchObject({ FEN_SMTP_USER: "10000001", FEN_RETRY_MAX_MS: "3600000", FEN_QUARANTINE_THRESHOLD: "0.95" });
@@ -314,7 +315,8 @@ describe("values are validated", () => {
     // refused by the chart, naming the key; settings the node takes must render.
     const candidates = ["1000", "60000", "600000", "4000000"];
     let checked = 0;
-    for (const rule of CrossKeyRules) {
+    const atLeastRules = CrossKeyRules.filter((r) => r.atLeast);
+    for (const rule of atLeastRules) {
       for (const [role, table] of Object.entries(ConfigTables)) {
         if (!rule.keys.every((k) => k in table)) continue;
         const envs = rule.keys.map((k) => (table as Record<string, KeySpec>)[k]!.env);
@@ -338,8 +340,23 @@ describe("values are validated", () => {
         }
       }
     }
-    expect(checked).toBeGreaterThanOrEqual(CrossKeyRules.length);
+    expect(checked).toBeGreaterThanOrEqual(atLeastRules.length);
   }, 120_000);
+
+  it("every rule between keys is one the chart checks (atLeast or together)", () => {
+    expect(CrossKeyRules.filter((r) => !r.atLeast && !r.together).map((r) => r.field)).toEqual([]);
+  });
+
+  it("a relay user without the relay password Secret, or the Secret without a user, is refused (the nodes refuse both: CrossKeyRules)", async () => {
+    const secret = ["processing.smtpPasswordSecret.name=relay", "processing.smtpPasswordSecret.key=password"];
+    expect(() => loadConfig(ProcessingKeys, { FEN_SMTP_USER: "relay" })).toThrow(/FEN_SMTP_USER is set but FEN_SMTP_PASSWORD is not/);
+    expect(await refused(["config.processing.FEN_SMTP_USER=relay"]))
+      .toMatch(/config\.processing\.FEN_SMTP_USER: FEN_SMTP_USER \(config\.processing\.FEN_SMTP_USER\) is set but FEN_SMTP_PASSWORD \(processing\.smtpPasswordSecret\) is not/);
+    expect(await refused(secret)).toMatch(/FEN_SMTP_PASSWORD \(processing\.smtpPasswordSecret\) is set but FEN_SMTP_USER \(config\.processing\.FEN_SMTP_USER\) is not/);
+    // An empty user is no user, to the node (loadConfig) and so to the chart.
+    expect(await refused([...secret, "config.processing.FEN_SMTP_USER="])).toMatch(/FEN_SMTP_USER \(config\.processing\.FEN_SMTP_USER\) is not/);
+    expect(await refused(["config.processing.FEN_SMTP_USER=relay", ...secret])).toBe("rendered");
+  });
 
   it("a container security context that is not locked down is refused", async () => {
     expect(await refused(["securityContext.readOnlyRootFilesystem=false"])).toMatch(/readOnlyRootFilesystem/);

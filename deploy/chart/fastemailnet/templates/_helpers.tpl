@@ -117,6 +117,29 @@ non-secret FEN_* keys of the role's table in nodes/config/schema.ts.
 {{- end -}}
 {{- end -}}
 {{- end -}}
+{{- /* Keys set together or not at all: a key is set when the ConfigMap has it (not empty, as the node reads it)
+       or the pod gets it from a Secret (fen.env; e.g. FEN_SMTP_PASSWORD from processing.smtpPasswordSecret). */ -}}
+{{- $fromSecrets := list -}}
+{{- range $e := (include "fen.env" (dict "ctx" .ctx "role" .role) | fromYamlArray) -}}
+{{- $fromSecrets = append $fromSecrets $e.name -}}
+{{- end -}}
+{{- range $rule := (.ctx.Files.Get "files/config-rules.json" | fromJson).together -}}
+{{- if has $role $rule.roles -}}
+{{- $set := list -}}
+{{- $unset := list -}}
+{{- range $k := $rule.keys -}}
+{{- $where := printf "%s (%s)" $k (ternary (index $rule.secretFrom $k | toString) (printf "config.%s.%s" $role $k) (hasKey $rule.secretFrom $k)) -}}
+{{- if or (ne (get $data $k) "") (has $k $fromSecrets) -}}
+{{- $set = append $set $where -}}
+{{- else -}}
+{{- $unset = append $unset $where -}}
+{{- end -}}
+{{- end -}}
+{{- if and $set $unset -}}
+{{- fail (printf "config.%s.%s: %s is set but %s is not; set both or neither: the nodes refuse this configuration at start (nodes/config/CONFIG.md)" $role $rule.field (join ", " $set) (join ", " $unset)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- if $v.auth.enabled -}}
 {{- $_ := set $data "FEN_NATS_USER" (include "fen.natsUser" .role) -}}
 {{- end -}}
