@@ -54,7 +54,7 @@ export const CommonKeys = {
 /** Gateway keys. */
 export const GatewayKeys = {
   ...CommonKeys,
-  maxMessageBytes: { env: "FEN_MAX_MESSAGE_BYTES", schema: int(1024, 64 * 1024 * 1024).default(10 * 1024 * 1024), doc: "Largest accepted message (RFC 5322 bytes)." },
+  maxMessageBytes: { env: "FEN_MAX_MESSAGE_BYTES", schema: int(1024, 64 * 1024 * 1024).default(10 * 1024 * 1024), doc: "Largest accepted message (RFC 5322 bytes). The request carrying one takes up to ~1.45 times that plus 64 KiB, which must fit the NATS server's max_payload: the gateway refuses to start otherwise (CONFIG_INVALID; the servers' 16 MiB carry a limit of at most 11525296)." },
   messageIdDomain: { env: "FEN_MESSAGE_ID_DOMAIN", schema: z.string().regex(/^[A-Za-z0-9.-]+$/).default("fastemailnet.local"), doc: "Right-hand side of generated Message-IDs." },
   submitTimeoutMs: { env: "FEN_SUBMIT_TIMEOUT_MS", schema: int(100, 120_000).default(10_000), doc: "How long the gateway waits for the JetStream ack before answering STORE_UNAVAILABLE. A publish left unanswered for a quarter of it (at least 1 s; a leader that dropped it as it stepped down) is made again with the same Nats-Msg-Id, which stores the work item once." },
 } as const satisfies Record<string, KeySpec>;

@@ -80,6 +80,29 @@ const REQUEST_BYTES_PER_MAIL_BYTE = 1.45;
  */
 export const maxRequestBytesFor = (maxMessageBytes: number): number => Math.ceil(maxMessageBytes * REQUEST_BYTES_PER_MAIL_BYTE) + 64 * 1024;
 
+/** The largest message limit whose requests (maxRequestBytesFor) fit a server's `max_payload`. */
+export function maxMessageBytesWithin(maxPayload: number): number {
+  let bytes = Math.floor((maxPayload - 64 * 1024) / REQUEST_BYTES_PER_MAIL_BYTE);
+  while (bytes > 0 && maxRequestBytesFor(bytes) > maxPayload) bytes--;
+  return Math.max(bytes, 0);
+}
+
+/**
+ * Refuses a message limit (FEN_MAX_MESSAGE_BYTES) whose largest request the NATS server the gateway is
+ * connected to would not carry (its `max_payload`, from the connection's INFO): mails under the limit would be
+ * refused by the client before they reach any gateway, with a message that names no limit the operator set.
+ * Nothing is checked when the server's limit is not known.
+ * @throws FenError CONFIG_INVALID naming FEN_MAX_MESSAGE_BYTES and the server's max_payload
+ */
+export function checkServerPayload(maxMessageBytes: number, maxPayload: number | undefined): void {
+  if (maxPayload === undefined) return;
+  const request = maxRequestBytesFor(maxMessageBytes);
+  if (request <= maxPayload) return;
+  const message = `FEN_MAX_MESSAGE_BYTES (${maxMessageBytes}) needs requests of up to ${request} bytes, more than the NATS server's max_payload (${maxPayload}) carries: ` +
+    `set it to at most ${maxMessageBytesWithin(maxPayload)}, or raise the servers' max_payload`;
+  throw new FenError("CONFIG_INVALID", message, { fields: [{ field: "FEN_MAX_MESSAGE_BYTES", code: "CONFIG_INVALID", message }] });
+}
+
 /**
  * Refuses, before decoding it, a request larger than one carrying a mail of `maxMessageBytes` can be, so a huge
  * request costs no decoding. The refusal names the request's size: the mail's is not known before decoding.

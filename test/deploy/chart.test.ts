@@ -8,7 +8,7 @@ import { Names } from "../../protocol/index.js";
 import { NatsRoles, SERVER_SAFE_PASSWORD, envUsers, renderAuthorization, userOf } from "../../nodes/local/permissions.js";
 import { CHART_MANAGED_KEYS, staleChartFiles } from "../../deploy/chart-gen.js";
 import { SERVER_LIMITS } from "../../nodes/local/nats-cluster.js";
-import { maxRequestBytesFor } from "../../nodes/gateway/index.js";
+import { checkServerPayload, maxRequestBytesFor } from "../../nodes/gateway/index.js";
 import { ConfigTables, CrossKeyRules, ProcessingKeys, loadConfig } from "../../nodes/config/index.js";
 import type { KeySpec } from "../../nodes/config/index.js";
 import {
@@ -56,6 +56,13 @@ it("the bundled NATS has the client limits the local and test clusters run with 
   const values = parse(await readFile(path.join(REPO_ROOT, "deploy/chart/fastemailnet/values.yaml"), "utf8")) as { nats: { config: { merge: Record<string, unknown> } } };
   expect(values.nats.config.merge).toMatchObject({ max_payload: SERVER_LIMITS.maxPayload, max_pending: SERVER_LIMITS.maxPending });
   expect(maxRequestBytesFor(10 * 1024 * 1024)).toBeLessThan(SERVER_LIMITS.maxPayload);
+});
+
+it("the production values' message limit fits a request the servers carry (it was 25 MiB: the gateway now refuses to start with that)", async () => {
+  const objects = await renderChart({ valuesFiles: [PRODUCTION_VALUES] });
+  const limit = Number(find(objects, "ConfigMap", "fastemailnet-gateway")?.data?.["FEN_MAX_MESSAGE_BYTES"]);
+  expect(limit).toBeGreaterThan(0);
+  expect(() => checkServerPayload(limit, SERVER_LIMITS.maxPayload)).not.toThrow();
 });
 
 describe.each(Object.entries(variants))("%s values", (variant, files) => {
@@ -300,7 +307,7 @@ describe("values are validated", () => {
     expect(drain(await renderChart({ set: ["processing.terminationGracePeriodSeconds=30"] }))).toBe("15000");
     expect(drain(await renderChart({ set: ["config.processing.FEN_DRAIN_TIMEOUT_MS=5000"] }))).toBe("5000");
     // mail.classify on the processing nodes refuses mail over the gateway's size limit.
-    expect(find(rendered.get("production")!, "ConfigMap", "fastemailnet-processing")?.data?.["FEN_MAX_MESSAGE_BYTES"]).toBe("26214400");
+    expect(find(rendered.get("production")!, "ConfigMap", "fastemailnet-processing")?.data?.["FEN_MAX_MESSAGE_BYTES"]).toBe("10485760");
     expect(find(rendered.get("default")!, "ConfigMap", "fastemailnet-processing")?.data?.["FEN_MAX_MESSAGE_BYTES"]).toBeUndefined();
     expect(await refused(["config.processing.FEN_DRAIN_TIMEOUT_MS=90000"])).toMatch(/FEN_DRAIN_TIMEOUT_MS \(90000\) must end at least 5 s before processing.terminationGracePeriodSeconds \(90000 ms\)/);
     expect(await refused(["config.processing.FEN_DRAIN_TIMEOUT_MS=86000"])).toMatch(/FEN_DRAIN_TIMEOUT_MS \(86000\) must end/);

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { checkRequestSize, maxRequestBytesFor } from "../../nodes/gateway/index.js";
+import { checkRequestSize, checkServerPayload, maxMessageBytesWithin, maxRequestBytesFor } from "../../nodes/gateway/index.js";
+import { SERVER_LIMITS } from "../../nodes/local/nats-cluster.js";
 
 const MiB = 1024 * 1024;
 
@@ -35,5 +36,31 @@ describe("checkRequestSize: a bound on the request before it is decoded, generou
       code: "MESSAGE_TOO_LARGE", fields: [{ field: "mail", code: "MESSAGE_TOO_LARGE" }],
       message: `the request is ${length} bytes, more than one carrying a message of at most ${10 * MiB} bytes (the limit) takes (${length - 1})`,
     });
+  });
+});
+
+describe("checkServerPayload: the gateway refuses a message limit whose requests its NATS server cannot carry", () => {
+  const max = SERVER_LIMITS.maxPayload;
+  it("takes the default 10 MiB and the largest limit that fits the servers' 16 MiB max_payload; refuses one byte more", () => {
+    const most = maxMessageBytesWithin(max);
+    expect(maxRequestBytesFor(most)).toBeLessThanOrEqual(max);
+    expect(maxRequestBytesFor(most + 1)).toBeGreaterThan(max);
+    expect(() => checkServerPayload(10 * MiB, max)).not.toThrow();
+    expect(() => checkServerPayload(most, max)).not.toThrow();
+    expect(() => checkServerPayload(most + 1, max)).toThrow(expect.objectContaining({ code: "CONFIG_INVALID" }));
+  });
+
+  it("25 MiB against 16 MiB (values-production.yaml had it) is CONFIG_INVALID naming FEN_MAX_MESSAGE_BYTES, max_payload and what fits", () => {
+    expect(() => checkServerPayload(25 * MiB, max)).toThrow(expect.objectContaining({
+      code: "CONFIG_INVALID", fields: [expect.objectContaining({ field: "FEN_MAX_MESSAGE_BYTES" })],
+      message: `FEN_MAX_MESSAGE_BYTES (${25 * MiB}) needs requests of up to ${maxRequestBytesFor(25 * MiB)} bytes, more than the NATS server's max_payload (${max}) carries: `
+        + `set it to at most ${maxMessageBytesWithin(max)}, or raise the servers' max_payload`,
+    }));
+    // NATS's default max_payload (1 MiB) carries a limit of at most ~660 KiB.
+    expect(() => checkServerPayload(10 * MiB, MiB)).toThrow(/max_payload \(1048576\)/);
+  });
+
+  it("a server limit not known (no INFO yet) is not checked", () => {
+    expect(() => checkServerPayload(64 * MiB, undefined)).not.toThrow();
   });
 });
