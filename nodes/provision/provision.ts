@@ -24,17 +24,19 @@ const shown = (v: unknown): string => (v === undefined ? "unset" : JSON.stringif
  * The step for an object that exists: "unchanged" when every field the spec
  * pins has the spec's value (a field pinned as undefined: unset on the
  * server); otherwise "updated" through `update` when `mode.update` asks for
- * it, else SPEC_MISMATCH naming the first field.
+ * it, or when every differing field is one of `completes` (set by a step of
+ * our own creation that did not run: the object was never complete), else
+ * SPEC_MISMATCH naming the first field.
  */
 async function settle(
   kind: ProvisionStep["kind"], name: string, want: Record<string, unknown>, have: Record<string, unknown>,
-  mode: ProvisionMode, update: () => Promise<unknown>,
+  mode: ProvisionMode, update: () => Promise<unknown>, completes: readonly string[] = [],
 ): Promise<ProvisionStep> {
   const diffs = Object.entries(want)
     .filter(([field, value]) => JSON.stringify(have[field]) !== JSON.stringify(value))
     .map(([field, value]) => ({ field, have: shown(have[field]), want: shown(value) }));
   if (diffs.length === 0) return { kind, name, action: "unchanged" };
-  if (!mode.update) {
+  if (!mode.update && !diffs.every((d) => completes.includes(d.field))) {
     const [d] = diffs as [typeof diffs[number]];
     throw new FenError("SPEC_MISMATCH",
       `${kind} ${name}: field ${d.field} is ${d.have} on the server but the spec says ${d.want}` +
@@ -148,17 +150,23 @@ export async function provision(
     try {
       const info = await jsm.streams.info(stream);
       const want = bucketStreamFields(b);
+      // A bucket whose allow_atomic is all that differs is one whose creation stopped (a timeout, a kill) between
+      // the bucket API's create and the update that sets it (below): completed, not refused.
       steps.push(await settle(b.kind, b.name, want, info.config as unknown as Record<string, unknown>, mode,
-        () => jsm.streams.update(stream, { ...info.config, ...want } as StreamConfig)));
+        () => placed(`${b.kind} ${b.name}`, () => jsm.streams.update(stream, { ...info.config, ...want } as StreamConfig), wait),
+        b.allow_atomic ? ["allow_atomic"] : []));
     } catch (err) {
       if (!isNotFound(err)) throw err;
       await placed<unknown>(`${b.kind} ${b.name}`, () => b.kind === "kv"
         ? new Kvm(js).create(b.name, { replicas: b.replicas, history: b.history })
         : new Objm(js).create(b.name, { replicas: b.replicas }), wait);
-      // The bucket APIs cannot set it at creation; an update right after can.
+      // The bucket APIs cannot set it at creation; an update right after can (again, when it got no answer in
+      // time: setting it twice is a no-op). A start stopped before it is completed by the next (see above).
       if (b.allow_atomic) {
-        const info = await jsm.streams.info(stream);
-        await jsm.streams.update(stream, { ...info.config, allow_atomic: true });
+        await placed(`${b.kind} ${b.name} (allow_atomic)`, async () => {
+          const info = await jsm.streams.info(stream);
+          if (info.config.allow_atomic !== true) await jsm.streams.update(stream, { ...info.config, allow_atomic: true });
+        }, wait);
       }
       steps.push({ kind: b.kind, name: b.name, action: "created" });
     }

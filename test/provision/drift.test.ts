@@ -83,3 +83,32 @@ it("a work consumer filtered to a subject no work item has is SPEC_MISMATCH nami
   expect((await jsm.consumers.info(Names.workStream, Names.workConsumer)).config.filter_subject).toBeUndefined();
   expect((await run()).every((s) => s.action === "unchanged")).toBe(true);
 });
+
+/**
+ * allow_atomic is set on the ledger bucket by an update after the bucket API
+ * created it. A start stopped between the two (a timeout, a kill) left a
+ * bucket every later start refused with SPEC_MISMATCH; it is now completed.
+ */
+it("a ledger bucket created without allow_atomic (a start stopped half-way) is completed, not refused; with another field differing it is still refused", async () => {
+  await run(); // provisioned (by the first test, or now)
+  const stream = `KV_${Names.ledgerBucket}`;
+  const recreate = async () => {
+    await jsm.streams.delete(stream);
+    await new Kvm(jetstream(nc)).create(Names.ledgerBucket, { replicas: 3, history: 1 });
+    expect((await jsm.streams.info(stream)).config.allow_atomic).toBeFalsy();
+  };
+  await recreate();
+  const steps = await run();
+  expect(steps.filter((s) => s.action !== "unchanged")).toEqual([
+    { kind: "kv", name: Names.ledgerBucket, action: "updated", changed: ["allow_atomic: unset → true"] },
+  ]);
+  expect((await jsm.streams.info(stream)).config.allow_atomic).toBe(true);
+  expect((await run()).every((s) => s.action === "unchanged")).toBe(true);
+
+  await recreate();
+  const info = await jsm.streams.info(stream);
+  await jsm.streams.update(stream, { ...info.config, max_age: 3600 * 1e9 });
+  await expect(run()).rejects.toMatchObject({ code: "SPEC_MISMATCH", message: expect.stringContaining(`kv ${Names.ledgerBucket}: field max_age is 3600000000000`) });
+  await run(true);
+  expect((await jsm.streams.info(stream)).config).toMatchObject({ max_age: 0, allow_atomic: true });
+});
