@@ -229,7 +229,7 @@ const { steps, smtp } = await (async () => {
     const done = await provision(nc, await jetstreamManager(nc), { replicas: 3 }, {
       clock: systemClock,
       onWait: (what, reason) => { if (!told) say(`waiting for the cluster to place ${what} (${reason})…`); told = true; },
-    }, { update: args["update-specs"] });
+    }, { update: args["update-specs"], updateHint: "npm start -- --update-specs" });
     for (const s of done) if (s.action === "updated") say(`updated ${s.kind} ${s.name} to the spec: ${s.changed?.join(", ")}`);
     const started = await startSmtpSink({ port: smtpPort, dir: sinkDir, keep: false });
     sink = started;

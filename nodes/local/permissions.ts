@@ -3,8 +3,9 @@ import { Names, ServiceSubjects, StreamSubjects } from "../../protocol/index.js"
 /**
  * The NATS users of a FastEmailNet deployment, one per role, and what each
  * may publish and subscribe to. Written once, here: `npm start`, the tests
- * and the Helm chart (through `deploy/chart/fastemailnet/files/nats-permissions.json`,
- * generated from this module and checked by a test) all use these sets.
+ * and the Helm chart (through `deploy/chart/fastemailnet/files/auth.conf`, the
+ * servers' `authorization` block, rendered from this module by
+ * `deploy/chart-gen.ts` and checked by a test) all use these sets.
  *
  * Everything is an allow list; a subject not listed is refused by the
  * server. The JetStream API subjects are granted per stream and consumer

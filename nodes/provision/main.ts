@@ -19,7 +19,7 @@ try {
   const steps = await provision(nc, await jetstreamManager(nc), { replicas: config.replicas }, {
     clock: systemClock,
     onWait: (what, reason, waitedMs) => log.warn({ what, reason, waitedMs }, "cluster cannot place it yet; waiting"),
-  }, { update });
+  }, { update, updateHint: "run this job with --update; with the chart, --set provision.updateSpecs=true" });
   for (const s of steps) log.info(s, "provisioned");
 } catch (err) {
   log.fatal({ err }, "provisioning failed");

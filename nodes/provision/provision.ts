@@ -41,7 +41,7 @@ async function settle(
     throw new FenError("SPEC_MISMATCH",
       `${kind} ${name}: field ${d.field} is ${d.have} on the server but the spec says ${d.want}` +
       `${diffs.length > 1 ? ` (and ${diffs.length - 1} more field(s) differ)` : ""}; ` +
-      `provision with update (npm start -- --update-specs), change it with 'nats ${kind === "consumer" ? "consumer" : "stream"} edit', or remove it`);
+      `provision with update${mode.updateHint ? ` (${mode.updateHint})` : ""}, change it with 'nats ${kind === "consumer" ? "consumer" : "stream"} edit', or remove it`);
   }
   await update();
   return { kind, name, action: "updated", changed: diffs.map((d) => `${d.field}: ${d.have} → ${d.want}`) };
@@ -108,6 +108,12 @@ export interface ProvisionMode {
    * that error is passed on. @default false
    */
   readonly update?: boolean;
+  /**
+   * How an operator asks for `update` where this provisioning runs, for the
+   * SPEC_MISMATCH message: `npm start -- --update-specs` locally, `--update`
+   * for nodes/provision/main.ts. @default none (the message says "provision with update")
+   */
+  readonly updateHint?: string;
 }
 
 /**

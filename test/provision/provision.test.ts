@@ -47,6 +47,11 @@ it("provisioning waits for the third server, then creates everything once; a sec
   expect(info.cluster?.replicas?.length).toBe(2);
   await jsm.streams.update(Names.eventsStream, { ...info.config, max_msg_size: 1234 });
   await expect(provision(nc, jsm, { replicas: 3 }, { clock: systemClock })).rejects.toMatchObject({ code: "SPEC_MISMATCH", message: expect.stringContaining("field max_msg_size") });
+  // The way to ask for an update is the caller's (npm start, the provisioning job); it said npm start's everywhere.
+  const mismatch = (hint?: string) => provision(nc, jsm, { replicas: 3 }, { clock: systemClock }, hint ? { updateHint: hint } : {}).then(() => "", (e: Error) => e.message);
+  expect(await mismatch("run this job with --update")).toContain("; provision with update (run this job with --update), change it with 'nats stream edit', or remove it");
+  expect(await mismatch()).toContain("; provision with update, change it with");
+  expect(await mismatch()).not.toContain("npm start");
 
   // Data from an older version (a consumer limit the spec has since raised): named by default, updated on request.
   const work = await jsm.consumers.info(Names.workStream, Names.workConsumer);
