@@ -306,6 +306,14 @@ describe("values are validated", () => {
     expect(drain(rendered.get("production")!)).toBe("100000"); // grace 120 s
     expect(drain(await renderChart({ set: ["processing.terminationGracePeriodSeconds=30"] }))).toBe("15000");
     expect(drain(await renderChart({ set: ["config.processing.FEN_DRAIN_TIMEOUT_MS=5000"] }))).toBe("5000");
+    // A grace past an hour and 20 s used to render a deadline the node refuses (CONFIG_INVALID: a crash loop);
+    // it is capped at the largest the node takes.
+    const capped = drain(await renderChart({ set: ["processing.terminationGracePeriodSeconds=3700"] }))!;
+    expect(capped).toBe("3600000");
+    expect(loadConfig(ProcessingKeys, { FEN_DRAIN_TIMEOUT_MS: capped }).drainTimeoutMs).toBe(3_600_000);
+    expect(() => loadConfig(ProcessingKeys, { FEN_DRAIN_TIMEOUT_MS: String(Number(capped) + 1) })).toThrow(/FEN_DRAIN_TIMEOUT_MS/);
+    expect(drain(await renderChart({ set: ["processing.terminationGracePeriodSeconds=3620"] }))).toBe("3600000");
+    expect(drain(await renderChart({ set: ["processing.terminationGracePeriodSeconds=3619"] }))).toBe("3599000");
     // mail.classify on the processing nodes refuses mail over the gateway's size limit.
     expect(find(rendered.get("production")!, "ConfigMap", "fastemailnet-processing")?.data?.["FEN_MAX_MESSAGE_BYTES"]).toBe("10485760");
     expect(find(rendered.get("default")!, "ConfigMap", "fastemailnet-processing")?.data?.["FEN_MAX_MESSAGE_BYTES"]).toBeUndefined();

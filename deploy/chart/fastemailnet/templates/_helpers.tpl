@@ -90,7 +90,9 @@ non-secret FEN_* keys of the role's table in nodes/config/schema.ts.
 {{- $_ := set $data "FEN_MAX_MESSAGE_BYTES" (include "fen.envValue" $v.config.gateway.FEN_MAX_MESSAGE_BYTES) -}}
 {{- end -}}
 {{- /* The drain deadline must end before the kubelet kills the pod (Kubernetes' default grace is 30 s):
-       unless set, grace - 20 s (half the grace below 40 s), leaving time to record the mails given up. */ -}}
+       unless set, grace - 20 s (half the grace below 40 s), leaving time to record the mails given up, and at
+       most 3600000, the largest FEN_DRAIN_TIMEOUT_MS the node takes (ProcessingKeys; a chart test checks they
+       agree): a longer grace only leaves more time after it. */ -}}
 {{- $graceMs := mul (int64 ($v.processing.terminationGracePeriodSeconds | default 30)) 1000 -}}
 {{- if hasKey $data "FEN_DRAIN_TIMEOUT_MS" -}}
 {{- /* atoi reads decimal as the node does (int64 would read a leading 0 as octal; atoi reads what is not a number as 0,
@@ -102,7 +104,7 @@ non-secret FEN_* keys of the role's table in nodes/config/schema.ts.
 {{- fail (printf "config.processing.FEN_DRAIN_TIMEOUT_MS (%s) must end at least 5 s before processing.terminationGracePeriodSeconds (%d ms): the pod would be killed before its drain gives up and records its mails" (get $data "FEN_DRAIN_TIMEOUT_MS") $graceMs) -}}
 {{- end -}}
 {{- else -}}
-{{- $_ := set $data "FEN_DRAIN_TIMEOUT_MS" (toString (ternary (sub $graceMs 20000) (div $graceMs 2) (ge $graceMs 40000))) -}}
+{{- $_ := set $data "FEN_DRAIN_TIMEOUT_MS" (toString (ternary (min (sub $graceMs 20000) 3600000) (div $graceMs 2) (ge $graceMs 40000))) -}}
 {{- end -}}
 {{- end -}}
 {{- /* The rules between keys the node checks at start (files/config-rules.json, generated from CrossKeyRules):
