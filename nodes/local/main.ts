@@ -195,8 +195,14 @@ const stopAll = async (code: number) => {
     c.kill("SIGTERM");
     setTimeout(() => c.kill("SIGKILL"), NODE_STOP_MS).unref();
   })));
-  await sink?.close();
-  await cluster.stop();
+  try {
+    await sink?.close();
+    await cluster.stop();
+  } catch (err) {
+    // Not left running (see onFailure): the next start would refuse the data folder.
+    say(`stopping the sink and the cluster failed (${err instanceof Error ? err.message : String(err)}); killing the servers`);
+    for (const s of cluster.servers) s.process?.kill("SIGKILL");
+  }
   rmSync(pidFile, { force: true });
   say("stopped.");
   process.exit(code);
@@ -217,6 +223,23 @@ const onSignal = () => {
 };
 process.on("SIGINT", onSignal);
 process.on("SIGTERM", onSignal);
+// A closed terminal. The servers and nodes run in process groups of their own (see stopAll), so the hangup
+// reaches only this process: without a handler it died at once and left the servers running, and the next
+// npm start refused the data folder (pid file) until they were killed by hand.
+process.on("SIGHUP", onSignal);
+// After a hangup, writing to the terminal fails (EIO): not a failure of the system (onFailure), and nothing to tell.
+process.stdout.on("error", () => undefined);
+/**
+ * Any failure from here on (a rejected await of the start-up below, an error
+ * in a handler while running) stops what was started, for the same reason.
+ * While stopping, one is only reported: stopAll finishes (and exits) anyway.
+ */
+const onFailure = (err: unknown) => {
+  say(`npm start failed: ${err instanceof Error ? err.message : String(err)}`);
+  if (!stopping) void stopAll(1);
+};
+process.on("uncaughtException", onFailure);
+process.on("unhandledRejection", onFailure);
 
 const provisionCreds = passwords ? { user: userOf("provision"), pass: passwords.provision } : undefined;
 const sinkDir = path.join(dataDir, "sink");

@@ -1,5 +1,6 @@
 import { spawn, spawnSync } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -114,3 +115,60 @@ it("npm start refuses an unknown option or a bad port with one line and the usag
     await rm(dir, { recursive: true, force: true });
   }
 }, 60_000);
+
+/** Starts nodes/local/main.ts itself (the process a terminal's hangup reaches) on `dir`; output collected. */
+function supervisor(dir: string): { child: ReturnType<typeof spawn>; out: () => string } {
+  const child = spawn(process.execPath, ["--import", "tsx", path.join(root, "nodes/local/main.ts"), "--data-dir", dir, "--nats-port", "0", "--smtp-port", "0", "--http-port", "0"], {
+    cwd: root, env: { ...process.env, FEN_MODEL_DIR: "none", FEN_LOG_LEVEL: "warn" }, stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  child.stdout!.on("data", (b: Buffer) => { out += b.toString(); });
+  child.stderr!.on("data", (b: Buffer) => { out += b.toString(); });
+  return { child, out: () => out };
+}
+
+/**
+ * A closed terminal sends SIGHUP to the supervisor only (every child has a
+ * process group of its own). It used to die of it at once, leaving the
+ * nats-servers running, and the next start refused the data folder. It now
+ * stops everything as on SIGTERM.
+ */
+it("npm start stops everything on a SIGHUP (a closed terminal), leaving nothing running and no pid file", async () => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), "fen-npm-start-"));
+  const { child, out } = supervisor(dir);
+  try {
+    await until("the start banner", () => out().includes("Ctrl-C stops everything"), 120_000, 200);
+    const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+    child.kill("SIGHUP");
+    expect(await exited, out().slice(-2000)).toBe(0);
+    expect(out()).toContain("stopped.");
+    await until("nothing of it left running", () => running(dir).length === 0, 20_000, 200);
+    expect(existsSync(path.join(dir, "npm-start.pids"))).toBe(false);
+  } finally {
+    for (const pid of running(dir)) process.kill(Number(pid), "SIGKILL");
+    await rm(dir, { recursive: true, force: true });
+  }
+}, 180_000);
+
+/**
+ * A failure after the cluster started, outside the guarded provisioning step
+ * (here: the ledger's key folder cannot be made, a file is in its place),
+ * used to end the supervisor with an unhandled rejection and leave the
+ * servers running. It now stops what was started and exits 1.
+ */
+it("npm start: a failure after the cluster started stops the nodes and servers it started (exit 1), leaving nothing running", async () => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), "fen-npm-start-"));
+  await writeFile(path.join(dir, "ledger"), "not a folder\n");
+  const { child, out } = supervisor(dir);
+  try {
+    const code = await new Promise<number | null>((r) => child.once("exit", (c) => r(c)));
+    expect(code, out().slice(-2000)).toBe(1);
+    expect(out()).toMatch(/npm start failed: .*ledger/);
+    expect(out()).toContain("stopped.");
+    await until("nothing of it left running", () => running(dir).length === 0, 20_000, 200);
+    expect(existsSync(path.join(dir, "npm-start.pids"))).toBe(false);
+  } finally {
+    for (const pid of running(dir)) process.kill(Number(pid), "SIGKILL");
+    await rm(dir, { recursive: true, force: true });
+  }
+}, 180_000);
