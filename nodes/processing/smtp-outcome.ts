@@ -100,12 +100,16 @@ type NodemailerError = { responseCode?: number; response?: string; command?: str
 /**
  * A refusal at RCPT TO that asks for the recipient in another transaction:
  * the relay's limit on recipients per transaction. RFC 5321 4.5.3.1.10: 452
- * (552 in RFC 821, which a client SHOULD treat as 452), with enhanced code
- * X.5.3 ("too many recipients", RFC 3463) when it has one; a 452 4.2.2
- * (mailbox full) is not.
+ * (552 in RFC 821, which a client SHOULD treat as 452 "in this case"), with
+ * enhanced code X.5.3 ("too many recipients", RFC 3463) when it has one. A
+ * 452 4.2.2 (mailbox full) is not; nor is a 552 without an enhanced code
+ * unless its text says so ("552 exceeded storage allocation" is RFC 5321's
+ * own text for a full mailbox).
  */
 export function isTooManyRecipients(smtp: SmtpReply | undefined): boolean {
-  return smtp !== undefined && (smtp.code === 452 || smtp.code === 552) && (smtp.enhanced === undefined || /^[45]\.5\.3$/.test(smtp.enhanced));
+  if (smtp === undefined || (smtp.code !== 452 && smtp.code !== 552)) return false;
+  if (smtp.enhanced !== undefined) return /^[45]\.5\.3$/.test(smtp.enhanced);
+  return smtp.code === 452 || /too many recipients|recipients? limit|too many rcpt/i.test(smtp.response);
 }
 
 /**

@@ -73,8 +73,11 @@ describe("SMTP failure table: one case per row", () => {
     ]);
     // A split (another transaction at once, not counted as an attempt) is for the recipient limit only, not a full mailbox.
     const reply = (response: string) => smtpReplyOf({ response });
-    expect(["452 4.5.3 Too many recipients", "452 too many", "552 5.5.3 Too many", "552 too many"].map((r) => isTooManyRecipients(reply(r)))).toEqual([true, true, true, true]);
-    expect(["452 4.2.2 Mailbox full", "552 5.2.2 Mailbox full", "450 4.5.3 x", "550 5.5.3 x"].map((r) => isTooManyRecipients(reply(r)))).toEqual([false, false, false, false]);
+    expect(["452 4.5.3 Too many recipients", "452 too many", "552 5.5.3 Too many", "552 too many recipients"].map((r) => isTooManyRecipients(reply(r)))).toEqual([true, true, true, true]);
+    expect(["452 4.2.2 Mailbox full", "552 5.2.2 Mailbox full", "450 4.5.3 x", "550 5.5.3 x", "552 Requested mail action aborted: exceeded storage allocation", "552 Mailbox full"]
+      .map((r) => isTooManyRecipients(reply(r)))).toEqual([false, false, false, false, false, false]);
+    // A 552 that is not the recipient limit stays a refusal for good.
+    expect(recipientRefusals([rcpt("f@x.example", "552 Requested mail action aborted: exceeded storage allocation")]).map((x) => x.transient)).toEqual([false]);
   });
   it("keeps at most SMTP_REPLY_CHARS of a reply", () => {
     expect(smtpReplyOf({ response: `250 ${"y".repeat(1_100_000)}` })?.response).toHaveLength(SMTP_REPLY_CHARS);
