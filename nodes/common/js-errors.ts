@@ -186,6 +186,18 @@ export async function firstBySubjectFromLeader(jsm: JetStreamManager, stream: st
 }
 
 /**
+ * The last message of `stream` on `subject`, read through the stream leader (STREAM.MSG.GET with
+ * `last_by_subj`), or null when the stream has none ("no message found", 10037). Every other failure is
+ * thrown, as by {@link firstBySubjectFromLeader}.
+ */
+export async function lastBySubjectFromLeader(jsm: JetStreamManager, stream: string, subject: string): Promise<StoredMsg | null> {
+  return jsm.streams.getMessage(stream, { last_by_subj: subject }).catch((err: unknown) => {
+    if (isNoSuchMessage(err)) return null;
+    throw err;
+  });
+}
+
+/**
  * The server refused the request: this client's NATS user lacks a
  * permission (a deployment whose authorization does not match the node's
  * role). Asking again cannot help.

@@ -14,7 +14,7 @@ import type { Clock, Random } from "../common/clock.js";
 import type { Logger } from "../common/logger.js";
 import type { AdvanceOptions, MailStateStore, Step, Versioned } from "../common/mail-state.js";
 import { openMailStateStore } from "../common/mail-state.js";
-import { firstBySubject, firstBySubjectFromLeader } from "../common/js-errors.js";
+import { firstBySubjectFromLeader, lastBySubjectFromLeader } from "../common/js-errors.js";
 import type { Metrics } from "../common/metrics.js";
 import { holdMessages } from "../common/held-messages.js";
 import { createPullFeed, createRoomGate } from "../common/pull-feed.js";
@@ -177,18 +177,14 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
   };
 
   /**
-   * The event of `attempt` of the mail in `state`, if one is stored: the mail's events in that state are read
-   * oldest first until that attempt's (a Deferred mail has one per deferral). Absence is confirmed by the
-   * events stream's leader: a lagging replica answering "none" would get the mail sent again.
+   * The event of `attempt` of the mail in `state`, if one is stored: the newest of that state's events, read
+   * through the events stream's leader (a lagging replica answering "none" would get the mail sent again). The
+   * attempt in doubt is the mail's latest, so its outcome event is the newest in its state.
    */
   const eventOf = async (mailId: string, s: "Sent" | "Bounced" | "Deferred", attempt: number): Promise<MailEvent | undefined> => {
-    const subject = eventSubject(mailId, s);
-    for (let msg = await firstBySubject(jsm, Names.eventsStream, subject, { confirmAbsence: true }); msg;
-      msg = await firstBySubjectFromLeader(jsm, Names.eventsStream, subject, msg.seq + 1)) {
-      const e = Codecs.mailEvent.decode(msg.data);
-      if (e.attempt === attempt) return e;
-    }
-    return undefined;
+    const msg = await lastBySubjectFromLeader(jsm, Names.eventsStream, eventSubject(mailId, s));
+    const e = msg ? Codecs.mailEvent.decode(msg.data) : undefined;
+    return e?.attempt === attempt ? e : undefined;
   };
 
   /**
