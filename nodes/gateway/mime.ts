@@ -6,7 +6,7 @@ import { FenError } from "../../protocol/index.js";
  * The checks are what a relay would choke on or a reader would misparse:
  * header syntax, a From field, NUL bytes, lines of at most 998 octets,
  * once-only fields (Message-ID, From, Content-Type...) once, a Message-ID
- * of printable ASCII and at most 998 octets (the gateway keeps it), multipart
+ * without control characters and of at most 998 octets (the gateway keeps it), multipart
  * boundaries that are declared and present (recursively), and base64 parts
  * that decode.
  *
@@ -60,7 +60,7 @@ const MAX_MESSAGE_ID_OCTETS = 998;
 /**
  * A raw message's own Message-ID is kept as the mail's: it is copied into
  * the work item (which MAIL_WORK's max_msg_size bounds), the reply and the
- * logs, and recipients thread on it. So it is bounded and printable; an
+ * logs, and recipients thread on it. So it is bounded and free of control characters; an
  * empty one would make the mail have none. An unusual one (not the
  * `<left@right>` of RFC 5322 3.6.4: "<abc@>", no brackets; 2 of 8,300 ham
  * in the SpamAssassin corpus) is the sender's to keep, as a relay keeps it.
@@ -69,7 +69,11 @@ function checkMessageId(id: string): void {
   const advice = "leave the field out and the gateway assigns one";
   if (id === "") fail("the Message-ID field is empty");
   if (id.length > MAX_MESSAGE_ID_OCTETS) fail(`the Message-ID is ${id.length} octets long; at most ${MAX_MESSAGE_ID_OCTETS} are taken (${advice})`);
-  if (/[^\t\x20-\x7e]/.test(id)) fail(`the Message-ID contains a control character or a non-ASCII octet (${advice})`);
+  // Octets past ASCII are taken: RFC 6532 allows UTF-8 in a msg-id, as in the From and Subject.
+  for (let i = 0; i < id.length; i++) {
+    const c = id.charCodeAt(i);
+    if ((c < 0x20 && c !== 0x09) || c === 0x7f) fail(`the Message-ID contains a control character (${advice})`);
+  }
 }
 
 const HEADER_LINE = /^[!-9;-~]+:/;
