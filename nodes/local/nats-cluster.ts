@@ -109,7 +109,7 @@ export async function freePorts(n: number): Promise<number[]> {
 
 /**
  * The client limits every FastEmailNet nats-server runs with (here and in the chart's bundled NATS, which a
- * test keeps equal). `max_payload`: a request carrying a mail of the default 10 MiB limit is ~14 MB of JSON.
+ * test keeps equal). `max_payload`: a request carrying a mail of the default 10 MiB limit is up to ~15 MB of JSON (maxRequestBytesFor).
  * `max_pending`: what the server buffers for one client connection before cutting it off as a slow consumer.
  * The 64 MB default cut the processing nodes and the gateway off under 40 concurrent 5–8 MB requests (their
  * handlers hold the socket reader for ~75–110 ms per such request), and clients got timeouts or "no

@@ -8,7 +8,7 @@ import { Names } from "../../protocol/index.js";
 import { NatsRoles, SERVER_SAFE_PASSWORD, envUsers, renderAuthorization, userOf } from "../../nodes/local/permissions.js";
 import { CHART_MANAGED_KEYS, staleChartFiles } from "../../deploy/chart-gen.js";
 import { SERVER_LIMITS } from "../../nodes/local/nats-cluster.js";
-import { checkServerPayload, maxRequestBytesFor } from "../../nodes/gateway/index.js";
+import { checkServerPayload, maxMessageBytesWithin, maxRequestBytesFor } from "../../nodes/gateway/index.js";
 import { ConfigTables, CrossKeyRules, ProcessingKeys, loadConfig } from "../../nodes/config/index.js";
 import type { KeySpec } from "../../nodes/config/index.js";
 import {
@@ -63,6 +63,18 @@ it("the production values' message limit fits a request the servers carry (it wa
   const limit = Number(find(objects, "ConfigMap", "fastemailnet-gateway")?.data?.["FEN_MAX_MESSAGE_BYTES"]);
   expect(limit).toBeGreaterThan(0);
   expect(() => checkServerPayload(limit, SERVER_LIMITS.maxPayload)).not.toThrow();
+});
+
+it("with the bundled NATS, a message limit its max_payload cannot carry is refused at render, not by crash-looping gateways", async () => {
+  await expect(helmTemplate({ set: ["nats.enabled=true"] })).resolves.toContain("fastemailnet-gateway");
+  await expect(helmTemplate({ set: ["nats.enabled=true", "config.gateway.FEN_MAX_MESSAGE_BYTES=26214400"] }))
+    .rejects.toThrow(/FEN_MAX_MESSAGE_BYTES \(26214400\) needs requests of up to \d+ bytes, more than the bundled NATS's max_payload \(16777216/);
+  // The largest limit the chart takes is the gateway's own (maxMessageBytesWithin); one byte more is refused.
+  const most = maxMessageBytesWithin(SERVER_LIMITS.maxPayload);
+  await expect(helmTemplate({ set: ["nats.enabled=true", `config.gateway.FEN_MAX_MESSAGE_BYTES=${most}`] })).resolves.toContain("fastemailnet-gateway");
+  await expect(helmTemplate({ set: ["nats.enabled=true", `config.gateway.FEN_MAX_MESSAGE_BYTES=${most + 1}`] })).rejects.toThrow(/max_payload/);
+  // External NATS: its max_payload is not known here (the gateway checks it at start).
+  await expect(helmTemplate({ set: ["config.gateway.FEN_MAX_MESSAGE_BYTES=26214400"] })).resolves.toContain("fastemailnet-gateway");
 });
 
 describe.each(Object.entries(variants))("%s values", (variant, files) => {

@@ -107,6 +107,16 @@ non-secret FEN_* keys of the role's table in nodes/config/schema.ts.
 {{- $_ := set $data "FEN_DRAIN_TIMEOUT_MS" (toString (ternary (min (sub $graceMs 20000) 3600000) (div $graceMs 2) (ge $graceMs 40000))) -}}
 {{- end -}}
 {{- end -}}
+{{- if and (eq .role "gateway") $v.nats.enabled -}}
+{{- /* The gateway refuses to start when a request carrying a mail of FEN_MAX_MESSAGE_BYTES (x 1.45 + 64 KiB,
+       maxRequestBytesFor) would not fit its NATS server's max_payload: with the bundled NATS that is known here,
+       so it is refused at render instead of a crash loop (default max_payload 1 MiB, as nats-server's). */ -}}
+{{- $maxBytes := atoi (get $data "FEN_MAX_MESSAGE_BYTES" | default "10485760") -}}
+{{- $maxPayload := int64 (dig "config" "merge" "max_payload" 1048576 ($v.nats | merge dict)) -}}
+{{- if gt (add (div (add (mul $maxBytes 145) 99) 100) 65536) $maxPayload -}}
+{{- fail (printf "config.gateway.FEN_MAX_MESSAGE_BYTES (%d) needs requests of up to %d bytes, more than the bundled NATS's max_payload (%d, nats.config.merge.max_payload): lower it to at most %d or raise max_payload; the gateway refuses this configuration at start" $maxBytes (add (div (add (mul $maxBytes 145) 99) 100) 65536) $maxPayload (div (mul (sub $maxPayload 65536) 100) 145)) -}}
+{{- end -}}
+{{- end -}}
 {{- /* The rules between keys the node checks at start (files/config-rules.json, generated from CrossKeyRules):
        refused here, or every pod of the role would crash-loop with CONFIG_INVALID. */ -}}
 {{- $role := .role -}}
