@@ -290,10 +290,15 @@ describe("a submission the work stream refuses", () => {
   it("is STORE_UNAVAILABLE and leaves no body object behind", async () => {
     const jsm = await jetstreamManager(nc);
     const submitAt = await ownSubmitHandler("gw-refused");
-    // A real refusal that may pass: the stream is full and takes no new message for a while (discard "new":
-    // lowering max_msgs removes nothing).
+    // A real refusal that may pass: the stream is full and takes no new message for a while (discard "new",
+    // max_msgs at what it holds: lowering it removes nothing). A filler makes it hold one when the earlier
+    // tests left it empty (run alone, with -t).
     const before = (await jsm.streams.info(Names.workStream)).config;
-    await jsm.streams.update(Names.workStream, { ...before, discard: DiscardPolicy.New, max_msgs: 1 });
+    const filler = (await jsm.streams.info(Names.workStream)).state.messages === 0
+      ? await jetstream(nc).publish(workSubject(mailIdFromIdempotencyKey("refused-filler")), "filler")
+      : undefined;
+    const held = (await jsm.streams.info(Names.workStream)).state.messages;
+    await jsm.streams.update(Names.workStream, { ...before, discard: DiscardPolicy.New, max_msgs: held });
     try {
       const big = structured("refused", { key: "refused-1", text: "x".repeat(700 * 1024) });
       const err = await errorOf(() => submitAt(new TextEncoder().encode(JSON.stringify(big))));
@@ -301,6 +306,7 @@ describe("a submission the work stream refuses", () => {
       expect(await bodyObjects(nc, mailIdFromIdempotencyKey("refused-1"))).toEqual([]);
     } finally {
       await jsm.streams.update(Names.workStream, before);
+      if (filler) await jsm.streams.deleteMessage(Names.workStream, filler.seq);
     }
   });
 

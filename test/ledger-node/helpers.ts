@@ -7,6 +7,7 @@ import { Codecs, MAIL_STATES, Names, eventSubject, mailIdFromIdempotencyKey } fr
 import type { MailEvent, MailState } from "../../protocol/index.js";
 import { encodeEntry, generateNoteKeyPair, parseSignerKey, parseVerifierKey } from "../../ledger/index.js";
 import { systemClock } from "../../nodes/common/clock.js";
+import { publishOnce } from "../../nodes/common/js-errors.js";
 import { createMetrics } from "../../nodes/common/metrics.js";
 import type { Metrics } from "../../nodes/common/metrics.js";
 import { LedgerKeys, loadConfig } from "../../nodes/config/index.js";
@@ -59,11 +60,29 @@ export function testEvent(prefix: string, i: number): MailEvent {
   };
 }
 
-/** Publishes events `from..to-1` to MAIL_EVENTS (de-duplicated by event id, as the processing node does). */
+/**
+ * Publishes one event as the processing node does (de-duplicated by event id, `publishOnce`: a publish met by a
+ * leader change is made again), and that up to five times more if it still fails: a busy 2-core CI machine can
+ * leave MAIL_EVENTS without a leader for longer than one publishOnce waits (a fresh-clone CI run saw "no
+ * responders" end a test's whole flow of events).
+ */
+export async function publishEventSurely(js: ReturnType<typeof jetstream>, ev: MailEvent): Promise<void> {
+  for (let i = 1; ; i++) {
+    try {
+      await publishOnce(js, eventSubject(ev.mailId, ev.state), Codecs.mailEvent.encode(ev), { msgID: ev.eventId });
+      return;
+    } catch (err) {
+      if (i >= 6) throw err;
+      await new Promise((r) => setTimeout(r, 250 * i));
+    }
+  }
+}
+
+/** Publishes events `from..to-1` to MAIL_EVENTS (see {@link publishEventSurely}). */
 export async function publishEvents(nc: NatsConnection, prefix: string, from: number, to: number, concurrency = 256): Promise<MailEvent[]> {
   const js = jetstream(nc);
   const events = Array.from({ length: to - from }, (_, k) => testEvent(prefix, from + k));
-  await pool(events, concurrency, (ev) => js.publish(eventSubject(ev.mailId, ev.state), Codecs.mailEvent.encode(ev), { msgID: ev.eventId }));
+  await pool(events, concurrency, (ev) => publishEventSurely(js, ev));
   return events;
 }
 

@@ -1,9 +1,8 @@
 import { expect, it } from "vitest";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { Codecs, LEDGER_ACK_WAIT_MS, Names, eventSubject } from "../../protocol/index.js";
-import { publishOnce } from "../../nodes/common/js-errors.js";
+import { LEDGER_ACK_WAIT_MS, Names } from "../../protocol/index.js";
 import { useProvisionedCluster } from "../helpers/suite.js";
-import { headSize, ledgerIdentity, ledgerKv, startLedger, testEvent } from "./helpers.js";
+import { headSize, ledgerIdentity, ledgerKv, publishEventSurely, startLedger, testEvent } from "./helpers.js";
 
 /**
  * Events keep flowing while the leaders of the `ledger` consumer and of
@@ -20,18 +19,6 @@ import { headSize, ledgerIdentity, ledgerKv, startLedger, testEvent } from "./he
  */
 const env = useProvisionedCluster();
 
-/** A publish that is made again (same message id: stored once) when the stream's leader change dropped it. */
-async function publishSurely(js: ReturnType<typeof jetstream>, ev: ReturnType<typeof testEvent>): Promise<void> {
-  for (let i = 1; ; i++) {
-    try {
-      await publishOnce(js, eventSubject(ev.mailId, ev.state), Codecs.mailEvent.encode(ev), { msgID: ev.eventId });
-      return;
-    } catch (err) {
-      if (i >= 5) throw err;
-    }
-  }
-}
-
 it("events flowing while the ledger consumer's and MAIL_EVENTS' leaders change reach the ledger within moments", async () => {
   const node = await startLedger(env.nc, ledgerIdentity(), { FEN_LEDGER_BATCH_MS: "50" });
   const kv = await ledgerKv(env.nc);
@@ -40,7 +27,7 @@ it("events flowing while the ledger consumer's and MAIL_EVENTS' leaders change r
   const flow = (async () => {
     while (flowing) {
       const js = jetstream(env.nc);
-      await Promise.all(Array.from({ length: 50 }, (_, k) => publishSurely(js, testEvent("lag", published + k))));
+      await Promise.all(Array.from({ length: 50 }, (_, k) => publishEventSurely(js, testEvent("lag", published + k))));
       published += 50;
       await new Promise((r) => setTimeout(r, 50));
     }
