@@ -6,6 +6,7 @@ import type { KV } from "@nats-io/kv";
 import { FenError, LedgerBucketKeys, LedgerBucketStream, LedgerCodecs, toFenError } from "../../protocol/index.js";
 import type { Codec, LedgerBlock, LedgerBlockRef, LedgerMailIndex, LedgerMeta } from "../../protocol/index.js";
 import { TILE_HEIGHT, TILE_WIDTH, tilePath } from "../../ledger/index.js";
+import { retryUnstored } from "../common/js-errors.js";
 import type { TileData, TileId, TileReader } from "../../ledger/index.js";
 
 /** A decoded record with the exact bytes it was stored as. */
@@ -256,7 +257,8 @@ export function createLedgerStore(kv: KV, jsm: JetStreamManager): LedgerStore {
       // before applying it): read again shortly, then try again.
       for (let attempt = 0; ; attempt++) {
         try {
-          await kv.create(key, bytes);
+          // A create nobody took (the bucket's stream between leaders: "no responders") stored nothing: made again.
+          await retryUnstored(() => kv.create(key, bytes));
           return "created";
         } catch (err) {
           if (!isWrongLastSequence(err)) throw unavailable(`create ${key}`, err);

@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, onTestFinished } from "vitest";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { Codecs, Names } from "../../protocol/index.js";
@@ -36,6 +36,8 @@ describe("ledger node drain", () => {
     const ledgerEnv = { FEN_LEDGER_BATCH_SIZE: "64", FEN_LEDGER_BATCH_MS: "20" };
     const N = 6000;
     const publishing = publishEvents(nc, "drain", 0, N, 128);
+    // Should this test fail, its flow of events must end before the next test counts its own.
+    onTestFinished(() => publishing.then(() => undefined, () => undefined));
     const left: number[] = [];
     // Each node has its own connection, drained after the node as main.ts does on SIGTERM; each is
     // stopped once it appended some entries itself, so that it is taking events as fast as it can.
