@@ -1,7 +1,6 @@
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { jetstream } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
-import type { KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { Codecs, Names, mailIdFromIdempotencyKey, messageIdFor, workSubject } from "../../protocol/index.js";
 import type { WorkItem } from "../../protocol/index.js";
@@ -9,7 +8,7 @@ import type { Actor } from "../../nodes/common/actor.js";
 import { systemClock } from "../../nodes/common/clock.js";
 import { createMailStateStore } from "../../nodes/common/mail-state.js";
 import type { TestCluster } from "../helpers/cluster.js";
-import { askWhileLeaderStopped, clusterAwayFromLeaderOf, startGateway, status, structured, submit } from "../helpers/system.js";
+import { askWhileLeaderStopped, clusterAwayFromLeaderOf, startGateway, status, structured, submit, withoutWrites } from "../helpers/system.js";
 
 /**
  * mail.status while JetStream changes leaders (a rolling upgrade, a
@@ -66,13 +65,7 @@ it("a claim whose events went out and whose status entry was never created is Pe
   const accepted = await submit(nc, structured("claim-unstored", { key: "claim-unstored" }));
   const js = jetstream(admin);
   const kv = await new Kvm(js).open(Names.statusBucket);
-  const noWrites = new Proxy(kv, {
-    get(target, prop, receiver) {
-      if (prop === "create" || prop === "update") return async () => { throw new Error("the status store is gone (test)"); };
-      const v = Reflect.get(target, prop, receiver) as unknown;
-      return typeof v === "function" ? v.bind(target) : v;
-    },
-  }) as KV;
+  const noWrites = withoutWrites(kv);
   const dying = createMailStateStore({ js, kv: noWrites, readKv: kv, clock: systemClock, node: "dying-node" });
   const begun = await dying.begin(accepted.mailId as never, new Date().toISOString(), ["rcpt@example.net"]);
   await expect(dying.advance(begun, [{ state: "Processing" }, { state: "Validated" }, { state: "DeliveryScheduled" }], ["rcpt@example.net"], 1)).rejects.toThrow();

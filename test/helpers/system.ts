@@ -6,6 +6,7 @@ import { fileURLToPath } from "node:url";
 import { connect } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import type { KV } from "@nats-io/kv";
 import { Objm } from "@nats-io/obj";
 import { pino } from "pino";
 import { Codecs, ErrorCodes, Names, ServiceSubjects, isErrorCode } from "../../protocol/index.js";
@@ -180,4 +181,18 @@ export async function pool<T, R>(items: readonly T[], limit: number, fn: (t: T, 
 export async function bodyObjects(nc: NatsConnection, mailId: string): Promise<string[]> {
   const bodies = await new Objm(jetstream(nc)).open(Names.bodiesBucket);
   return (await bodies.list()).filter((i) => !i.deleted && i.name.startsWith(`${mailId}.`)).map((i) => i.name);
+}
+
+/**
+ * `kv` whose writes (create, update) fail, its reads going through: a node that lost the status store after
+ * publishing its events, as one killed between the two leaves it.
+ */
+export function withoutWrites(kv: KV): KV {
+  return new Proxy(kv, {
+    get(target, prop, receiver) {
+      if (prop === "create" || prop === "update") return async () => { throw new Error("the status store is gone (test)"); };
+      const v = Reflect.get(target, prop, receiver) as unknown;
+      return typeof v === "function" ? v.bind(target) : v;
+    },
+  }) as KV;
 }

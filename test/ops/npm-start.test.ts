@@ -16,6 +16,15 @@ const running = (dir: string) => {
   return [...new Set([...direct, ...direct.flatMap((pid) => pgrep("-P", pid))])];
 };
 
+/** Waits until no process of the `npm start` on `dir` is left. */
+const noneRunning = (dir: string) => until("nothing of it left running", () => running(dir).length === 0, 20_000, 200);
+
+/** A test's teardown: whatever of the `npm start` on `dir` still runs is killed, and `dir` removed. */
+async function killAndRemove(dir: string): Promise<void> {
+  for (const pid of running(dir)) process.kill(Number(pid), "SIGKILL");
+  await rm(dir, { recursive: true, force: true });
+}
+
 /**
  * The README's main command as a service manager or a script runs it: a
  * SIGTERM to the `npm start` process itself (not to its process group, as a
@@ -37,10 +46,9 @@ it("npm start stops everything on a SIGTERM to the npm process", async () => {
     npm.kill("SIGTERM");
     const code = await exited;
     expect(code, out.slice(-2000)).toBe(0);
-    await until("nothing of it left running", () => running(dir).length === 0, 20_000, 200);
+    await noneRunning(dir);
   } finally {
-    for (const pid of running(dir)) process.kill(Number(pid), "SIGKILL");
-    await rm(dir, { recursive: true, force: true });
+    await killAndRemove(dir);
   }
 }, 180_000);
 
@@ -76,10 +84,9 @@ it("npm start: a second start on the same data folder is refused, and Ctrl-C to 
     expect(out).toContain("stopped.");
     // The nodes drained with their servers still up: no node lost its connection while stopping.
     expect(out).not.toMatch(/disconnected from NATS/);
-    await until("nothing of it left running", () => running(dir).length === 0, 20_000, 200);
+    await noneRunning(dir);
   } finally {
-    for (const pid of running(dir)) process.kill(Number(pid), "SIGKILL");
-    await rm(dir, { recursive: true, force: true });
+    await killAndRemove(dir);
   }
 }, 240_000);
 
@@ -127,6 +134,14 @@ function supervisor(dir: string): { child: ReturnType<typeof spawn>; out: () => 
   return { child, out: () => out };
 }
 
+/** The supervisor exited with `code`, saying "stopped.", and left nothing running and no pid file. */
+async function expectStoppedCleanly(exit: Promise<number | null>, code: number, out: () => string, dir: string): Promise<void> {
+  expect(await exit, out().slice(-2000)).toBe(code);
+  expect(out()).toContain("stopped.");
+  await noneRunning(dir);
+  expect(existsSync(path.join(dir, "npm-start.pids"))).toBe(false);
+}
+
 /**
  * A closed terminal sends SIGHUP to the supervisor only (every child has a
  * process group of its own). It used to die of it at once, leaving the
@@ -140,13 +155,9 @@ it("npm start stops everything on a SIGHUP (a closed terminal), leaving nothing 
     await until("the start banner", () => out().includes("Ctrl-C stops everything"), 120_000, 200);
     const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
     child.kill("SIGHUP");
-    expect(await exited, out().slice(-2000)).toBe(0);
-    expect(out()).toContain("stopped.");
-    await until("nothing of it left running", () => running(dir).length === 0, 20_000, 200);
-    expect(existsSync(path.join(dir, "npm-start.pids"))).toBe(false);
+    await expectStoppedCleanly(exited, 0, out, dir);
   } finally {
-    for (const pid of running(dir)) process.kill(Number(pid), "SIGKILL");
-    await rm(dir, { recursive: true, force: true });
+    await killAndRemove(dir);
   }
 }, 180_000);
 
@@ -161,14 +172,9 @@ it("npm start: a failure after the cluster started stops the nodes and servers i
   await writeFile(path.join(dir, "ledger"), "not a folder\n");
   const { child, out } = supervisor(dir);
   try {
-    const code = await new Promise<number | null>((r) => child.once("exit", (c) => r(c)));
-    expect(code, out().slice(-2000)).toBe(1);
+    await expectStoppedCleanly(new Promise<number | null>((r) => child.once("exit", (c) => r(c))), 1, out, dir);
     expect(out()).toMatch(/npm start failed: .*ledger/);
-    expect(out()).toContain("stopped.");
-    await until("nothing of it left running", () => running(dir).length === 0, 20_000, 200);
-    expect(existsSync(path.join(dir, "npm-start.pids"))).toBe(false);
   } finally {
-    for (const pid of running(dir)) process.kill(Number(pid), "SIGKILL");
-    await rm(dir, { recursive: true, force: true });
+    await killAndRemove(dir);
   }
 }, 180_000);
