@@ -301,3 +301,29 @@ export function decodeStored<T>(codec: Codec<T>, data: Uint8Array, what: string)
     throw new FenError("INTERNAL", `${what} does not decode: ${why}`, { cause: err });
   }
 }
+
+/**
+ * A step of a node's start that asks JetStream something (its consumer, the ledger's head): made again while it
+ * fails as a stream or consumer between leaders makes it fail (no responders, "temporarily unavailable", no
+ * answer in time; also as the cause of a FenError a store wrapped it in), until `budgetMs` has passed since the
+ * first try, a log line per retry; any other failure, and the last, is thrown. A just-started or busy cluster
+ * has such moments: two fresh-clone CI runs had a stream without a leader as a ledger node started, which
+ * refused to start.
+ */
+export async function startStep<T>(
+  what: string, step: () => Promise<T>, log: { warn(obj: object, msg: string): void }, opts: { budgetMs?: number; pauseMs?: number } = {},
+): Promise<T> {
+  const budgetMs = opts.budgetMs ?? 15_000;
+  const start = performance.now();
+  for (let i = 1; ; i++) {
+    try {
+      return await step();
+    } catch (err) {
+      const cause = (err as { cause?: unknown } | undefined)?.cause;
+      const passing = [err, cause].some((e) => isMomentarilyUnavailable(e) || isRequestTimeout(e));
+      if (!passing || performance.now() - start >= budgetMs) throw err;
+      log.warn({ err, try: i }, `${what}: JetStream is between leaders; asking again`);
+      await new Promise((r) => setTimeout(r, Math.min(1000, (opts.pauseMs ?? 100) * i)));
+    }
+  }
+}

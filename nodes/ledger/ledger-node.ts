@@ -10,6 +10,7 @@ import { encodeEntry, ledgerErrorCode, parseVerifierKey } from "../../ledger/ind
 import type { NoteSigner } from "../../ledger/index.js";
 import type { Actor, ActorStatus } from "../common/actor.js";
 import { ackConfirmed } from "../common/acks.js";
+import { startStep } from "../common/js-errors.js";
 import type { Clock } from "../common/clock.js";
 import type { Logger } from "../common/logger.js";
 import type { Metrics } from "../common/metrics.js";
@@ -242,13 +243,13 @@ export function createLedgerNode(deps: LedgerNodeDeps, config: LedgerConfig): Le
       const sequencer = createSequencer({
         store, signer: deps.signer, verifier: parseVerifierKey(deps.signer.verifierKey), origin, clock: deps.clock, log,
       });
-      const tip = await sequencer.load();
+      const tip = await startStep("reading the ledger's head", () => sequencer.load(), log);
       deps.metrics.ledgerHeight.set(tip.frontier.size);
       service = await new Svcm(deps.nc).add({
         name: Names.ledgerService, version: LEDGER_VERSION, description: "FastEmailNet transparency ledger",
       });
       serve(store, meta, eventsProbe(jsm));
-      const consumer = await js.consumers.get(Names.eventsStream, Names.ledgerConsumer);
+      const consumer = await startStep("the events consumer", () => js.consumers.get(Names.eventsStream, Names.ledgerConsumer), log);
       status = { state: "running" };
       log.info({ size: tip.frontier.size, block: tip.head?.value.block ?? -1, verifierKey: meta.verifierKey }, "ledger node running");
 

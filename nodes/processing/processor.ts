@@ -14,7 +14,7 @@ import type { Clock, Random } from "../common/clock.js";
 import type { Logger } from "../common/logger.js";
 import type { AdvanceOptions, MailStateStore, Step, Versioned } from "../common/mail-state.js";
 import { openMailStateStore } from "../common/mail-state.js";
-import { firstBySubjectFromLeader, lastBySubjectFromLeader } from "../common/js-errors.js";
+import { firstBySubjectFromLeader, lastBySubjectFromLeader, startStep } from "../common/js-errors.js";
 import type { Metrics } from "../common/metrics.js";
 import { holdMessages } from "../common/held-messages.js";
 import { createPullFeed, createRoomGate } from "../common/pull-feed.js";
@@ -565,7 +565,7 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
         nc: deps.nc, js, jsm, state, bodies, classifier: deps.classifier, clock: deps.clock, log, metrics: deps.metrics,
         quarantineThreshold: config.quarantineThreshold, maxMessageBytes: config.maxMessageBytes,
       });
-      const consumer = await js.consumers.get(Names.workStream, Names.workConsumer);
+      const consumer = await startStep("the work consumer", () => js.consumers.get(Names.workStream, Names.workConsumer), log);
       status = { state: "running" };
       log.info({ concurrency: config.concurrency, classifier: deps.classifier.version }, "processing node running");
       // A deleted work consumer makes each pull request fail: the feed keeps trying (it works again once the
