@@ -5,7 +5,7 @@ import {
   ledgerErrorCode, openCheckpoint, parseVerifierKey, proveConsistency, tilePath, verifyConsistency,
 } from "../../ledger/index.js";
 import type { Frontier, NoteVerifier } from "../../ledger/index.js";
-import { ROLL_DEPTH } from "./sequencer.js";
+import { ROLL_DEPTH, refOf } from "./sequencer.js";
 import type { LedgerStore, Stored, StoredHead } from "./store.js";
 
 /** One thing wrong with the stored ledger. */
@@ -61,15 +61,6 @@ interface Fetched {
   /** The block has no `block.<n>` record yet: `ref` is the head or was rebuilt from the stage chain. */
   readonly rolling?: boolean;
   readonly error?: unknown;
-}
-
-/** Record of a block as `head` held it, rebuilt from its staged content (as the sequencer builds it). */
-function refOf(body: LedgerBlock, stage: string): Stored<LedgerBlockRef> {
-  const value: LedgerBlockRef = {
-    kind: "ledger.block-ref", v: 1, block: body.block, oldSize: body.oldSize, size: body.oldSize + body.entries.length, stage,
-    checkpoint: body.checkpoint,
-  };
-  return { value, bytes: LedgerCodecs.blockRef.encode(value) };
 }
 
 /**

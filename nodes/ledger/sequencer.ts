@@ -166,6 +166,15 @@ interface Built extends Stored<LedgerBlockRef> {
   readonly hex: string;
 }
 
+/** Record of a block as `head` held it, rebuilt from its staged content (the audit rebuilds unfinished ones so too). */
+export function refOf(body: LedgerBlock, stage: string): Stored<LedgerBlockRef> {
+  const value: LedgerBlockRef = {
+    kind: "ledger.block-ref", v: 1, block: body.block, oldSize: body.oldSize, size: body.oldSize + body.entries.length, stage,
+    checkpoint: body.checkpoint,
+  };
+  return { value, bytes: LedgerCodecs.blockRef.encode(value) };
+}
+
 /** Creates a sequencer over the store; see {@link Sequencer}. */
 export function createSequencer(deps: SequencerDeps): Sequencer {
   const { store, signer, verifier, origin, clock } = deps;
@@ -255,15 +264,6 @@ export function createSequencer(deps: SequencerDeps): Sequencer {
     if (bad >= 0) throw corrupt((writes[bad] as { what: string }).what);
   };
 
-  /** Record of a block as `head` held it, rebuilt from its staged content. */
-  const refOf = (body: LedgerBlock, stage: string): Stored<LedgerBlockRef> => {
-    const value: LedgerBlockRef = {
-      kind: "ledger.block-ref", v: 1, block: body.block, oldSize: body.oldSize, size: body.oldSize + body.entries.length, stage,
-      checkpoint: body.checkpoint,
-    };
-    return { value, bytes: LedgerCodecs.blockRef.encode(value) };
-  };
-
   /**
    * The stage of block `n` in the chain that ends at `head` (`head.block >= n`):
    * its record, or while that is not written yet, the stage chain down from the head.
@@ -329,8 +329,9 @@ export function createSequencer(deps: SequencerDeps): Sequencer {
     }
     // The index records just written (and the head's, however recent) may
     // not be on the follower that answers the next Direct Get: their events
-    // are kept in memory, oldest block first, the head's last.
-    const known = unfinished.some((u) => u.body === stage.value) ? unfinished.map((u) => u.body) : [...unfinished.map((u) => u.body), stage.value];
+    // are kept in memory, oldest block first, the head's last (the walk above starts at the head: when any
+    // block is unfinished, the head is).
+    const known = unfinished.length > 0 ? unfinished.map((u) => u.body) : [stage.value];
     for (const b of known) remember(await checked(`block ${b.block} entries`, () => b.entries.map((e) => decodeEntry(unb64(e)).eventId)));
     current = { head, frontier };
     return current;
