@@ -1,19 +1,12 @@
 import type { JsMsg } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
-import { RequestError } from "@nats-io/nats-core";
 import { isNoStreamListening, isRequestTimeout } from "./js-errors.js";
+import type { Logger } from "./logger.js";
 
-/** Options of {@link ackConfirmed}. */
-export interface AckOptions {
-  /** How long one attempt waits for the server's confirmation. @default 2000 */
-  readonly attemptMs?: number;
-  /**
-   * No attempt begins once this long has passed since the first (keep it
-   * under the consumer's ack_wait, or the messages may be redelivered
-   * meanwhile). @default 6000
-   */
-  readonly budgetMs?: number;
-}
+/** How long one attempt waits for the server's confirmation. */
+const ATTEMPT_MS = 2000;
+/** No attempt begins once this long has passed since the first: under the consumers' 10 s ack waits. */
+const BUDGET_MS = 6000;
 
 /** What {@link ackConfirmed} came to. */
 export interface AckConfirmation {
@@ -33,11 +26,6 @@ function ackSubject(m: JsMsg): string | undefined {
   return typeof reply === "string" && reply.length > 0 ? reply : undefined;
 }
 
-/** No one took the ack: a consumer between leaders has no subscription for a moment (the server answers at once). */
-function isNoResponders(err: unknown): boolean {
-  return (err instanceof RequestError && err.isNoResponders()) || isNoStreamListening(err);
-}
-
 /**
  * Acknowledges `msgs`, messages of one consumer received on one connection,
  * and has the server confirm it: plain acks for all but the last, a double
@@ -48,23 +36,30 @@ function isNoResponders(err: unknown): boolean {
  * drops those it took and has not replicated, with the reply, and for a
  * moment no server takes them at all ("no responders"). The messages would
  * come back after ack_wait (about 20 per processing node in a 28 s run of
- * the step-down probe). So an attempt left unanswered for `attemptMs`, or
+ * the step-down probe). So an attempt left unanswered for ATTEMPT_MS, or
  * refused for want of a responder (then after a pause, 100 ms doubling),
  * is made again, every ack sent again to the same subject, until
- * `budgetMs` has passed since the first attempt. Sending an ack again is
+ * BUDGET_MS has passed since the first attempt. Sending an ack again is
  * harmless: one of a message already acknowledged is confirmed too, and a
  * new leader that has not caught up answers nothing (the next attempt asks
  * again).
  *
  * Never rejects: any other failure (the connection closed) ends the
- * attempts, and `confirmed: false` says the messages may come back; no
+ * attempts, and `confirmed: false` says the messages may come back (logged
+ * as a warning; a confirmation that needed a resend is logged too); no
  * guarantee may rest on an ack.
  */
-export async function ackConfirmed(nc: NatsConnection, msgs: readonly JsMsg[], opts: AckOptions = {}): Promise<AckConfirmation> {
+export async function ackConfirmed(nc: NatsConnection, msgs: readonly JsMsg[], log: Logger): Promise<AckConfirmation> {
+  const r = await confirm(nc, msgs);
+  const seq = msgs.at(-1)?.seq;
+  if (!r.confirmed) log.warn({ err: r.error, attempts: r.attempts, seq, acks: msgs.length }, "ack unconfirmed; the message comes back after the ack wait and is recognised");
+  else if (r.attempts > 1) log.info({ attempts: r.attempts, seq, acks: msgs.length }, "ack confirmed after it was sent again");
+  return r;
+}
+
+async function confirm(nc: NatsConnection, msgs: readonly JsMsg[]): Promise<AckConfirmation> {
   const last = msgs.at(-1);
   if (!last) return { confirmed: true, attempts: 0 };
-  const attemptMs = opts.attemptMs ?? 2000;
-  const budgetMs = opts.budgetMs ?? 6000;
   const start = performance.now();
   const subject = ackSubject(last);
   let error: unknown;
@@ -73,24 +68,24 @@ export async function ackConfirmed(nc: NatsConnection, msgs: readonly JsMsg[], o
     try {
       if (attempts === 1) {
         for (const m of msgs) if (m !== last) m.ack();
-        await last.ackAck({ timeout: attemptMs });
+        await last.ackAck({ timeout: ATTEMPT_MS });
       } else {
         for (const m of msgs) {
           const s = m === last ? undefined : ackSubject(m);
           if (s) nc.publish(s, ACK);
         }
-        await nc.request(subject!, ACK, { timeout: attemptMs });
+        await nc.request(subject!, ACK, { timeout: ATTEMPT_MS });
       }
       return { confirmed: true, attempts };
     } catch (err) {
       error = err;
     }
-    const refused = isNoResponders(error);
+    const refused = isNoStreamListening(error);
     if (!(refused || isRequestTimeout(error)) || !subject || nc.isClosed()) return { confirmed: false, attempts, error };
     if (refused) {
       await new Promise((r) => setTimeout(r, pause));
       pause = Math.min(1000, pause * 2);
     }
-    if (performance.now() - start >= budgetMs) return { confirmed: false, attempts, error };
+    if (performance.now() - start >= BUDGET_MS) return { confirmed: false, attempts, error };
   }
 }

@@ -283,10 +283,7 @@ export function createLedgerNode(deps: LedgerNodeDeps, config: LedgerConfig): Le
               // again across a consumer leader change). No guarantee rests on an
               // ack: a lost one only means a redelivery, which the index recognises.
               for (const m of ok) held.delete(m);
-              acked = ackConfirmed(deps.nc, ok).then((r) => {
-                if (!r.confirmed) log.warn({ err: r.error, attempts: r.attempts, seq: ok.at(-1)?.seq }, "acks unconfirmed; the redeliveries will be recognised");
-                else if (r.attempts > 1) log.info({ attempts: r.attempts, seq: ok.at(-1)?.seq }, "acks confirmed after they were sent again");
-              });
+              acked = ackConfirmed(deps.nc, ok, log);
             };
             const outcome = await commitWithRetry(sequencer, pending, ack);
             if (!outcome.block) ack();

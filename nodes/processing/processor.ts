@@ -159,9 +159,7 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
     // Double ack: the outcome is recorded; make sure the server has the ack
     // too (sent again across a consumer leader change). A lost ack only means
     // a redelivery, which step 1 absorbs.
-    const r = await ackConfirmed(deps.nc, [m]);
-    if (!r.confirmed) log.warn({ err: r.error, attempts: r.attempts, seq: m.seq }, "ack unconfirmed; the redelivery will be acked");
-    else if (r.attempts > 1) log.info({ attempts: r.attempts, seq: m.seq }, "ack confirmed after it was sent again");
+    await ackConfirmed(deps.nc, [m], log);
   };
 
   /**

@@ -2,6 +2,7 @@ import { expect, it } from "vitest";
 import { AckPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { ackConfirmed } from "../../nodes/common/acks.js";
 import { useProvisionedCluster } from "../helpers/suite.js";
+import { testLog } from "../helpers/system.js";
 
 /**
  * Acks sent while the consumer's leader steps down are dropped with their
@@ -30,7 +31,7 @@ it("acks of a batch sent as the consumer's leader steps down are confirmed by th
     expect(msgs).toHaveLength(10);
     // The step-down and the acks race: the acks reach the old leader, the new one, or neither.
     const stepDown = env.nc.request("$JS.API.CONSUMER.LEADER.STEPDOWN.ACK_TEST.acks", undefined, { timeout: 10_000 }).catch(() => undefined);
-    const r = await ackConfirmed(env.nc, msgs);
+    const r = await ackConfirmed(env.nc, msgs, testLog);
     expect(r).toMatchObject({ confirmed: true });
     attempts.push(r.attempts);
     await stepDown;
@@ -60,7 +61,7 @@ it("a batch's acks are confirmed at once when nothing goes wrong, and an empty b
     msgs.push(m);
     if (msgs.length === 5) break;
   }
-  expect(await ackConfirmed(env.nc, msgs)).toEqual({ confirmed: true, attempts: 1 });
+  expect(await ackConfirmed(env.nc, msgs, testLog)).toEqual({ confirmed: true, attempts: 1 });
   expect((await jsm.consumers.info("ACK_TEST_QUIET", "acks")).num_ack_pending).toBe(0);
-  expect(await ackConfirmed(env.nc, [])).toEqual({ confirmed: true, attempts: 0 });
+  expect(await ackConfirmed(env.nc, [], testLog)).toEqual({ confirmed: true, attempts: 0 });
 }, 60_000);
