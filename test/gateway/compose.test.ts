@@ -3,21 +3,13 @@ import { describe, expect, it } from "vitest";
 import { checkMime, composeStructured, structuredRecipients } from "../../nodes/gateway/index.js";
 import { rawEnvelope } from "../../nodes/gateway/compose.js";
 import { Codecs } from "../../protocol/index.js";
-import type { FenError, StructuredMail } from "../../protocol/index.js";
+import type { StructuredMail } from "../../protocol/index.js";
+import { thrownBy } from "../helpers/system.js";
 
 const request = (mail: object) => new TextEncoder().encode(JSON.stringify({ kind: "mail.submit", v: 1, mail }));
 /** The structured mail the gateway decodes from `mail`. */
 const structuredOf = (mail: object) => Codecs.submitRequest.decode(request(mail)).mail as StructuredMail;
 
-/** The FenError `f` throws. */
-async function thrown(f: () => unknown): Promise<FenError> {
-  try {
-    await f();
-  } catch (err) {
-    return err as FenError;
-  }
-  throw new Error("nothing was thrown");
-}
 
 const smuggling = "a\r.\rMAIL FROM:<x@y.com>\r...";
 
@@ -27,7 +19,7 @@ describe("a structured mail's text and html", () => {
     ["html", { html: `<p>${smuggling}</p>` }, "mail.html"],
     ["text, a CR at its end", { text: "hello\r" }, "mail.text"],
   ])("refuses a CR not followed by LF in %s (SMTP smuggling material): INVALID_MIME naming the field", async (_name, body, field) => {
-    const err = await thrown(() => structuredOf({ from: "a@b.com", to: ["c@d.com"], ...body }));
+    const err = await thrownBy(() => structuredOf({ from: "a@b.com", to: ["c@d.com"], ...body }));
     expect(err).toMatchObject({ code: "INVALID_MIME", fields: [{ field, code: "INVALID_MIME" }] });
   });
 
@@ -41,7 +33,7 @@ describe("the message composed from a structured mail passes the raw path's chec
     const mail: StructuredMail = { ...structuredOf({ from: "a@b.com", to: ["c@d.com"], text: "ok" }), text: smuggling };
     const composed = await composeStructured(mail, "<m@example.org>", new Date(0));
     expect(composed.toString("latin1")).toContain(smuggling);
-    const err = await thrown(() => checkMime(composed, "mail"));
+    const err = await thrownBy(() => checkMime(composed, "mail"));
     expect(err).toMatchObject({ code: "INVALID_MIME", fields: [{ field: "mail", code: "INVALID_MIME" }] });
     expect(err.message).toMatch(/^the message composed from the mail's fields is broken MIME: .*CR/);
   });

@@ -1,16 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { checkMime } from "../../nodes/gateway/index.js";
-import type { FenError } from "../../protocol/index.js";
+import { thrownBy } from "../helpers/system.js";
 
-/** The FenError `f` throws. */
-function thrown(f: () => unknown): FenError {
-  try {
-    f();
-  } catch (err) {
-    return err as FenError;
-  }
-  throw new Error("nothing was thrown");
-}
 
 const mime = (s: string) => () => checkMime(Buffer.from(s, "latin1"));
 
@@ -18,8 +9,8 @@ describe("checkMime: the header section", () => {
   it.each([
     ["CRLF", "\r\nFrom: a@example.org\r\nSubject: s\r\n\r\nhi\r\n"],
     ["LF", "\nFrom: a@example.org\nSubject: s\n\nhi\n"],
-  ])("refuses a message that starts with an empty line (%s): its header section is empty, From and Subject would be body", (_eol, text) => {
-    const err = thrown(mime(text));
+  ])("refuses a message that starts with an empty line (%s): its header section is empty, From and Subject would be body", async (_eol, text) => {
+    const err = await thrownBy(mime(text));
     expect(err).toMatchObject({ code: "INVALID_MIME", fields: [{ field: "mail.raw", code: "INVALID_MIME" }] });
     expect(err.message).toMatch(/no header section/);
   });
@@ -45,8 +36,8 @@ describe("checkMime: a raw message's own Message-ID (kept as the mail's, copied 
     ["a control character", "<a\u0001b@example.org>", /control character/],
     ["a TAB-free DEL", "<a\u007fb@example.org>", /control character/],
     ["empty", "", /empty/],
-  ])("refuses %s: INVALID_MIME on mail.raw", (_name, id, why) => {
-    const err = thrown(withId(id));
+  ])("refuses %s: INVALID_MIME on mail.raw", async (_name, id, why) => {
+    const err = await thrownBy(withId(id));
     expect(err).toMatchObject({ code: "INVALID_MIME", fields: [{ field: "mail.raw", code: "INVALID_MIME" }] });
     expect(err.message).toMatch(why);
   });

@@ -11,7 +11,7 @@ import type { FenError } from "../../protocol/index.js";
 import type { Actor } from "../../nodes/common/actor.js";
 import { startTestCluster } from "../helpers/cluster.js";
 import type { TestCluster } from "../helpers/cluster.js";
-import { bodyObjects, connectAndProvision, startGateway, status, structured, submit, testLog } from "../helpers/system.js";
+import { bodyObjects, connectAndProvision, startGateway, status, structured, submit, testLog, thrownBy } from "../helpers/system.js";
 import { pendingEvent } from "../../nodes/gateway/status.js";
 
 let cluster: TestCluster;
@@ -281,7 +281,7 @@ describe("a raw mail near the 10 MiB limit, its base64 wrapped at 76 columns wit
 
   it("is refused over the limit with MESSAGE_TOO_LARGE naming its decoded size", async () => {
     const submitAt = await ownSubmitHandler("gw-wrapped-over", 10 * 1024 * 1024);
-    const err = await errorOf(() => submitAt(wrappedRequest("wrapped-over", 10_500_000)));
+    const err = await thrownBy(() => submitAt(wrappedRequest("wrapped-over", 10_500_000)));
     expect(err).toMatchObject({ code: "MESSAGE_TOO_LARGE", message: `message is 10500000 bytes, the limit is ${10 * 1024 * 1024}` });
   });
 });
@@ -301,7 +301,7 @@ describe("a submission the work stream refuses", () => {
     await jsm.streams.update(Names.workStream, { ...before, discard: DiscardPolicy.New, max_msgs: held });
     try {
       const big = structured("refused", { key: "refused-1", text: "x".repeat(700 * 1024) });
-      const err = await errorOf(() => submitAt(new TextEncoder().encode(JSON.stringify(big))));
+      const err = await thrownBy(() => submitAt(new TextEncoder().encode(JSON.stringify(big))));
       expect(err).toMatchObject({ code: "STORE_UNAVAILABLE" });
       expect(await bodyObjects(nc, mailIdFromIdempotencyKey("refused-1"))).toEqual([]);
     } finally {
@@ -318,7 +318,7 @@ describe("a submission the work stream refuses", () => {
     await jsm.streams.update(Names.workStream, { ...before, max_msg_size: 64 });
     try {
       const big = structured("too-large", { key: "too-large-1", text: "x".repeat(700 * 1024) });
-      const err = await errorOf(() => submitAt(new TextEncoder().encode(JSON.stringify(big))));
+      const err = await thrownBy(() => submitAt(new TextEncoder().encode(JSON.stringify(big))));
       expect(err).toMatchObject({ code: "MESSAGE_TOO_LARGE", transient: false, fields: [{ field: "mail", code: "MESSAGE_TOO_LARGE" }] });
       expect(await bodyObjects(nc, mailIdFromIdempotencyKey("too-large-1"))).toEqual([]);
     } finally {
@@ -337,7 +337,7 @@ describe("a submission whose store lookups fail", () => {
     await jsm.streams.update(Names.eventsStream, { ...before, allow_direct: false });
     try {
       for (const req of [structured("lookup-fails", { key: "lookup-fails-1" }), structured("lookup-fails-keyless")]) {
-        const err = await errorOf(() => submitAt(new TextEncoder().encode(JSON.stringify(req))));
+        const err = await thrownBy(() => submitAt(new TextEncoder().encode(JSON.stringify(req))));
         expect(err).toMatchObject({ code: "STORE_UNAVAILABLE", message: expect.stringMatching(/^reading an earlier submission of this mail failed \(.+\); nothing was stored; retry \(with the same idempotency key, if the request has one\)$/) });
       }
     } finally {
@@ -346,13 +346,4 @@ describe("a submission whose store lookups fail", () => {
     expect(await jsm.streams.getMessage(Names.workStream, { last_by_subj: workSubject(mailIdFromIdempotencyKey("lookup-fails-1")) })).toBeNull();
   });
 });
-
-async function errorOf(f: () => Promise<unknown>): Promise<unknown> {
-  try {
-    await f();
-  } catch (err) {
-    return err;
-  }
-  throw new Error("request was accepted");
-}
 

@@ -10,7 +10,7 @@ import type { KV } from "@nats-io/kv";
 import { Objm } from "@nats-io/obj";
 import { pino } from "pino";
 import { Codecs, ErrorCodes, Names, ServiceSubjects, isErrorCode } from "../../protocol/index.js";
-import type { StatusReply, SubmitReply, SubmitRequest } from "../../protocol/index.js";
+import type { FenError, StatusReply, SubmitReply, SubmitRequest } from "../../protocol/index.js";
 import { callService } from "../../nodes/common/rpc.js";
 import { createMetrics } from "../../nodes/common/metrics.js";
 import type { Metrics } from "../../nodes/common/metrics.js";
@@ -195,4 +195,14 @@ export function withoutWrites(kv: KV): KV {
       return typeof v === "function" ? v.bind(target) : v;
     },
   }) as KV;
+}
+
+/** What `f` throws (awaited), as the FenError the caller expects; fails the test when it throws nothing. */
+export async function thrownBy(f: () => unknown): Promise<FenError> {
+  try {
+    await f();
+  } catch (err) {
+    return err as FenError;
+  }
+  throw new Error("nothing was thrown");
 }
