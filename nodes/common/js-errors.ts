@@ -4,6 +4,27 @@ import { NoRespondersError, PermissionViolationError, RequestError, TimeoutError
 import { FenError } from "../../protocol/index.js";
 import type { Codec } from "../../protocol/index.js";
 
+/**
+ * `err`'s `cause` (undefined when it has none). nats.js wraps a request's
+ * failure (a timeout, no responders) as the cause of the error it throws,
+ * and our stores wrap theirs as a FenError's cause: one level is all either does.
+ */
+export function causeOf(err: unknown): unknown {
+  return (err as { cause?: unknown } | null | undefined)?.cause;
+}
+
+/** `err` or its {@link causeOf cause}, whichever `is` holds for first (undefined: neither). */
+export function selfOrCause<T>(err: unknown, is: (e: unknown) => e is T): T | undefined {
+  if (is(err)) return err;
+  const cause = causeOf(err);
+  return is(cause) ? cause : undefined;
+}
+
+/** Whether `test` holds for `err` or for its {@link causeOf cause}. */
+export function orItsCause(err: unknown, test: (e: unknown) => boolean): boolean {
+  return test(err) || test(causeOf(err));
+}
+
 /** JetStream API error codes meaning "no such stream / consumer / message". */
 const NOT_FOUND_CODES = new Set([10059, 10014, 10037]);
 
@@ -58,7 +79,7 @@ export function isOverMaxMsgSize(err: unknown): boolean {
  */
 export function isNoStreamListening(err: unknown): boolean {
   if (err instanceof NoRespondersError) return true;
-  const cause = (err as { cause?: unknown } | undefined)?.cause;
+  const cause = causeOf(err);
   return (cause instanceof RequestError && cause.isNoResponders()) || cause instanceof NoRespondersError;
 }
 
@@ -178,11 +199,7 @@ export async function firstBySubject(
  * act on absence (send a mail again, reject it for want of its body, end a history).
  */
 export async function firstBySubjectFromLeader(jsm: JetStreamManager, stream: string, subject: string, seq: number): Promise<StoredMsg | null> {
-  const query = { seq, next_by_subj: subject } as unknown as MsgRequest;
-  return jsm.streams.getMessage(stream, query).catch((err: unknown) => {
-    if (isNoSuchMessage(err)) return null;
-    throw err;
-  });
+  return fromLeader(jsm, stream, { seq, next_by_subj: subject } as unknown as MsgRequest);
 }
 
 /**
@@ -191,7 +208,12 @@ export async function firstBySubjectFromLeader(jsm: JetStreamManager, stream: st
  * thrown, as by {@link firstBySubjectFromLeader}.
  */
 export async function lastBySubjectFromLeader(jsm: JetStreamManager, stream: string, subject: string): Promise<StoredMsg | null> {
-  return jsm.streams.getMessage(stream, { last_by_subj: subject }).catch((err: unknown) => {
+  return fromLeader(jsm, stream, { last_by_subj: subject });
+}
+
+/** STREAM.MSG.GET of `query`; null for "no message found" (10037), any other failure thrown. */
+async function fromLeader(jsm: JetStreamManager, stream: string, query: MsgRequest): Promise<StoredMsg | null> {
+  return jsm.streams.getMessage(stream, query).catch((err: unknown) => {
     if (isNoSuchMessage(err)) return null;
     throw err;
   });
@@ -203,8 +225,7 @@ export async function lastBySubjectFromLeader(jsm: JetStreamManager, stream: str
  * role). Asking again cannot help.
  */
 function isPermissionViolation(err: unknown): boolean {
-  const cause = (err as { cause?: unknown } | undefined)?.cause;
-  return err instanceof PermissionViolationError || cause instanceof PermissionViolationError;
+  return orItsCause(err, (e) => e instanceof PermissionViolationError);
 }
 
 /**
@@ -261,14 +282,29 @@ const READ_BUDGET_MS = 2000;
  * ({@link refused}). FenErrors pass through.
  */
 export async function storeRead<T>(what: string, read: () => Promise<T>, advice = "ask again"): Promise<T> {
+  return whileBetweenLeaders(read, {
+    passing: (err) => isMomentarilyUnavailable(err) || isRequestTimeout(err),
+    budgetMs: READ_BUDGET_MS, attempts: READ_ATTEMPTS, pauseMs: (i) => Math.min(200, 25 * i),
+  }).catch((err: unknown) => { throw storeFailure(`reading ${what}`, err, advice); });
+}
+
+/**
+ * Runs `step` again while it fails as `passing` says (a leader change's moment), after `pauseMs(i)` following
+ * the i-th try, while less than `budgetMs` has passed since the first and fewer than `attempts` were made;
+ * `onRetry` hears each failure that is asked again. Any other failure, and the last, is thrown as it was.
+ */
+async function whileBetweenLeaders<T>(step: () => Promise<T>, opts: {
+  passing(err: unknown): boolean; budgetMs: number; attempts?: number; pauseMs(i: number): number; onRetry?(err: unknown, i: number): void;
+}): Promise<T> {
   const start = performance.now();
   for (let i = 1; ; i++) {
     try {
-      return await read();
+      return await step();
     } catch (err) {
-      const again = (isMomentarilyUnavailable(err) || isRequestTimeout(err)) && performance.now() - start < READ_BUDGET_MS;
-      if (i >= READ_ATTEMPTS || !again) throw storeFailure(`reading ${what}`, err, advice);
-      await new Promise((r) => setTimeout(r, Math.min(200, 25 * i)));
+      const again = opts.passing(err) && performance.now() - start < opts.budgetMs && i < (opts.attempts ?? Infinity);
+      if (!again) throw err;
+      opts.onRetry?.(err, i);
+      await new Promise((r) => setTimeout(r, opts.pauseMs(i)));
     }
   }
 }
@@ -313,17 +349,9 @@ export function decodeStored<T>(codec: Codec<T>, data: Uint8Array, what: string)
 export async function startStep<T>(
   what: string, step: () => Promise<T>, log: { warn(obj: object, msg: string): void }, opts: { budgetMs?: number; pauseMs?: number } = {},
 ): Promise<T> {
-  const budgetMs = opts.budgetMs ?? 15_000;
-  const start = performance.now();
-  for (let i = 1; ; i++) {
-    try {
-      return await step();
-    } catch (err) {
-      const cause = (err as { cause?: unknown } | undefined)?.cause;
-      const passing = [err, cause].some((e) => isMomentarilyUnavailable(e) || isRequestTimeout(e));
-      if (!passing || performance.now() - start >= budgetMs) throw err;
-      log.warn({ err, try: i }, `${what}: JetStream is between leaders; asking again`);
-      await new Promise((r) => setTimeout(r, Math.min(1000, (opts.pauseMs ?? 100) * i)));
-    }
-  }
+  return whileBetweenLeaders(step, {
+    passing: (err) => orItsCause(err, (e) => isMomentarilyUnavailable(e) || isRequestTimeout(e)),
+    budgetMs: opts.budgetMs ?? 15_000, pauseMs: (i) => Math.min(1000, (opts.pauseMs ?? 100) * i),
+    onRetry: (err, i) => log.warn({ err, try: i }, `${what}: JetStream is between leaders; asking again`),
+  });
 }

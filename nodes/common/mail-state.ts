@@ -7,7 +7,7 @@ import type { NatsConnection } from "@nats-io/nats-core";
 import { Codecs, FenError, Names, canTransition, eventSubject } from "../../protocol/index.js";
 import type { EventDetail, MailEvent, MailId, MailState, StatusRecord } from "../../protocol/index.js";
 import type { Clock } from "./clock.js";
-import { STORE_READ_ATTEMPT_MS, isRequestTimeout, isWrongLastSequence, publishOnce, retryUnstored, storeRead } from "./js-errors.js";
+import { STORE_READ_ATTEMPT_MS, isRequestTimeout, isWrongLastSequence, orItsCause, publishOnce, retryUnstored, storeRead } from "./js-errors.js";
 
 /**
  * A status record with the KV revision it was read at (for compare-and-swap).
@@ -183,7 +183,7 @@ export function createMailStateStore(deps: { js: JetStreamClient; kv: KV; readKv
       return await retryUnstored(() => revision === 0 ? kv.create(record.mailId, bytes) : kv.update(record.mailId, bytes, revision));
     } catch (err) {
       if (isWrongRevision(err)) throw new FenError("STATE_CONFLICT", `mail ${record.mailId} changed concurrently`, { cause: err });
-      if (isRequestTimeout(err) || isRequestTimeout((err as { cause?: unknown } | undefined)?.cause)) {
+      if (orItsCause(err, isRequestTimeout)) {
         for (let read = 1; read <= UNANSWERED_SWAP_READS; read++) {
           await new Promise((r) => setTimeout(r, UNANSWERED_SWAP_PAUSE_MS));
           const now = await storeRead(`the status of ${record.mailId}`, () => readKv.get(record.mailId)).catch(() => undefined);

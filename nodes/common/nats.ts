@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { connect } from "@nats-io/transport-node";
 import { AuthorizationError, PermissionViolationError } from "@nats-io/nats-core";
 import type { NatsConnection } from "@nats-io/nats-core";
+import { selfOrCause } from "./js-errors.js";
 import { FenError } from "../../protocol/index.js";
 import type { CommonConfig } from "../config/index.js";
 
@@ -98,7 +99,7 @@ export async function connectCli(server: string | undefined, env: Readonly<Recor
  */
 export function cliError(e: unknown): FenError | undefined {
   if (e instanceof FenError) return e;
-  const pv = e instanceof PermissionViolationError ? e : (e as { cause?: unknown })?.cause instanceof PermissionViolationError ? (e as { cause: PermissionViolationError }).cause : undefined;
+  const pv = selfOrCause(e, (x): x is PermissionViolationError => x instanceof PermissionViolationError);
   if (pv) return new FenError("PERMISSION_DENIED", `${pv.message}; this user's role may not do that (FEN_NATS_USER; npm start prints the operator's)`, { cause: e });
   return undefined;
 }

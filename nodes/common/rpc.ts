@@ -4,6 +4,7 @@ import type { Service, ServiceMsg } from "@nats-io/services";
 import { Codecs, FenError, Headers, isErrorCode, servicePingSubject, toFenError } from "../../protocol/index.js";
 import type { Codec } from "../../protocol/index.js";
 import type { Logger } from "./logger.js";
+import { orItsCause } from "./js-errors.js";
 
 /** Requests being handled, per service (see `requestsSettled`). */
 const inFlight = new WeakMap<Service, Set<Promise<unknown>>>();
@@ -94,7 +95,7 @@ export async function callService<Req, Rep>(
     if (err instanceof NoRespondersError || (err instanceof RequestError && err.isNoResponders())) {
       throw new FenError("NO_RESPONDERS", `nothing serves ${subject} right now (no node running, or none started yet); nothing was done`, { cause: err });
     }
-    if (err instanceof TimeoutError || (err as { cause?: unknown })?.cause instanceof TimeoutError) {
+    if (orItsCause(err, (e) => e instanceof TimeoutError)) {
       throw new FenError("NO_REPLY", `no reply from ${subject} within ${timeoutMs} ms: it may or may not have been done; repeat the request (a submission with the same idempotency key is answered as a duplicate if it was stored)`, { cause: err });
     }
     throw err;

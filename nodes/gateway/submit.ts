@@ -8,7 +8,7 @@ import {
 } from "../../protocol/index.js";
 import type { BodyRef, Envelope, MailEvent, MailId, SubmitReply, StructuredMail, SubmitRequest, WorkItem } from "../../protocol/index.js";
 import {
-  decodeStored, firstBySubject, isDuplicateInProcess, isNoStreamListening, isNotFound, isOverMaxMsgSize, isRequestTimeout, storeFailure, storeRead,
+  decodeStored, firstBySubject, isDuplicateInProcess, orItsCause, isNoStreamListening, isNotFound, isOverMaxMsgSize, isRequestTimeout, storeFailure, storeRead,
 } from "../common/js-errors.js";
 import type { Clock } from "../common/clock.js";
 import type { MailStateStore } from "../common/mail-state.js";
@@ -358,7 +358,7 @@ export function createSubmitHandler(deps: SubmitDeps, opts: SubmitOptions): (dat
         if ("object" in body && (err instanceof JetStreamApiError || isNoStreamListening(err))) await deps.bodies.delete(body.object).catch(() => undefined);
         // A work item over MAIL_WORK's max_msg_size is refused at every retry: permanent, not STORE_UNAVAILABLE
         // (a client would retry it for ever). (After unanswered attempts the refusal is the error's cause.)
-        if (isOverMaxMsgSize(err) || isOverMaxMsgSize((err as { cause?: unknown } | undefined)?.cause)) {
+        if (orItsCause(err, isOverMaxMsgSize)) {
           throw new FenError("MESSAGE_TOO_LARGE", `the mail's work item is ${encoded.length} bytes, more than the work stream takes (its max_msg_size); nothing was stored`, {
             cause: err, fields: [{ field: "mail", code: "MESSAGE_TOO_LARGE", message: `work item of ${encoded.length} bytes over the work stream's max_msg_size` }],
           });

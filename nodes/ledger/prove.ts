@@ -8,14 +8,13 @@ import {
 } from "../../ledger/index.js";
 import { ROLL_DEPTH } from "./sequencer.js";
 import type { LedgerStore, Stored } from "./store.js";
-import { firstBySubject } from "../common/js-errors.js";
+import { firstBySubject, selfOrCause } from "../common/js-errors.js";
 
 const b64 = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("base64");
 
 function wrap(what: string, err: unknown): FenError {
-  if (err instanceof FenError) return err;
-  const cause = (err as { cause?: unknown })?.cause;
-  if (cause instanceof FenError) return cause;
+  const fen = selfOrCause(err, (e): e is FenError => e instanceof FenError);
+  if (fen) return fen;
   return new FenError("LEDGER_CORRUPT", `${what}: ${ledgerErrorCode(err) ?? "error"}: ${(err as Error)?.message}`, { cause: err });
 }
 

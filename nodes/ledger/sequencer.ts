@@ -7,6 +7,7 @@ import {
 import type { AppendResult, Frontier, NoteSigner, NoteVerifier, TileData, TileReader } from "../../ledger/index.js";
 import type { Clock } from "../common/clock.js";
 import type { Logger } from "../common/logger.js";
+import { selfOrCause } from "../common/js-errors.js";
 import { sha256Hex } from "./store.js";
 import type { CasResult, LedgerStore, Stored, StoredHead } from "./store.js";
 
@@ -124,10 +125,9 @@ async function checked<T>(what: string, f: () => T | Promise<T>): Promise<T> {
   try {
     return await f();
   } catch (err) {
-    if (err instanceof FenError) throw err;
-    // A storage fault inside a library call (our tile reader) stays what it was.
-    const cause = (err as { cause?: unknown }).cause;
-    if (cause instanceof FenError) throw cause;
+    // Ours, or a storage fault inside a library call (our tile reader), stays what it was.
+    const fen = selfOrCause(err, (e): e is FenError => e instanceof FenError);
+    if (fen) throw fen;
     const code = ledgerErrorCode(err);
     throw corrupt(`${what}: ${code ?? "error"}: ${(err as Error).message}`, err);
   }
@@ -140,6 +140,12 @@ interface Rolling {
   readonly done: Promise<void>;
   error?: unknown;
 }
+
+/**
+ * Where a block whose head swap did not answer `ok` is: the head (at `revision`), buried under blocks built on
+ * it, or lost to `winner`, the stage the chain holds as that block (none: the head has not reached it).
+ */
+type Fate = { readonly at: "head"; readonly revision: number } | { readonly at: "buried" } | { readonly at: "lost"; readonly winner?: string };
 
 /** A block being swapped in, which the next commit may build on ahead of time. */
 interface Ahead {
@@ -285,16 +291,15 @@ export function createSequencer(deps: SequencerDeps): Sequencer {
    * Where block `n`, staged as `hex`, ended up once the head left the
    * revision it was built on: the head; `buried` under blocks committed on
    * it since (its swap landed, the reply was lost); or `lost`, with the
-   * stage the chain holds as block `n` when there is one.
+   * stage the chain holds as block `n` when there is one. `head`: the head
+   * as read after the swap failed (read here when not given).
    */
-  const fateOf = async (n: number, hex: string): Promise<
-    { readonly at: "head"; readonly head: StoredHead } | { readonly at: "buried" } | { readonly at: "lost"; readonly winner?: string }
-  > => {
-    const head = await store.readHead();
+  const fateOf = async (n: number, hex: string, head?: StoredHead): Promise<Fate> => {
+    head ??= await store.readHead();
     if (!head || head.value.block < n) return { at: "lost" };
     const stage = await stageOfBlock(head, n);
     if (stage !== hex) return { at: "lost", winner: stage };
-    return head.value.block === n ? { at: "head", head } : { at: "buried" };
+    return head.value.block === n ? { at: "head", revision: head.revision } : { at: "buried" };
   };
 
   const load = async (): Promise<Tip> => {
@@ -409,23 +414,23 @@ export function createSequencer(deps: SequencerDeps): Sequencer {
       announce({ n, stage: hex, frontier: r.frontier, eventIds, tiles: r.tiles });
       const baseRevision = tip.head?.revision ?? 0;
       let cas: CasResult;
+      let headAfter: StoredHead | undefined;
       try {
         cas = await store.stageAndSwap(hex, bodyBytes, refBytes, baseRevision);
       } catch (err) {
         // The swap may have landed with its reply lost. Only when the head
         // has moved past `base` can a delayed swap no longer land, so only
         // then is the outcome decided; otherwise retry the same block later.
-        const now = await store.readHead();
-        if ((now?.revision ?? 0) === baseRevision) throw err;
+        headAfter = await store.readHead();
+        if ((headAfter?.revision ?? 0) === baseRevision) throw err;
         cas = { ok: false };
       }
       // `{ ok: false }` only says the head is elsewhere: the swap may have
       // landed unanswered and other writers built on it. The chain decides.
-      const fate = cas.ok ? undefined : await fateOf(n, hex);
-      if (cas.ok || fate?.at === "head" || fate?.at === "buried") {
-        const revision = cas.ok ? cas.revision : fate?.at === "head" ? fate.head.revision : undefined;
-        if (revision !== undefined) {
-          current = { head: { value: ref, bytes: refBytes, revision }, frontier: r.frontier };
+      const fate: Fate = cas.ok ? { at: "head", revision: cas.revision } : await fateOf(n, hex, headAfter);
+      if (fate.at !== "lost") {
+        if (fate.at === "head") {
+          current = { head: { value: ref, bytes: refBytes, revision: fate.revision }, frontier: r.frontier };
           store.rememberTiles(r.tiles);
         } else {
           // In the log under later blocks: the next commit reloads the head (finishing what is unfinished).
@@ -459,7 +464,7 @@ export function createSequencer(deps: SequencerDeps): Sequencer {
       // Block n is another stage for good (the head only moves forward), so
       // no block can reference ours. Without a winner (the head has not
       // reached block n) nothing is proven and the stage stays.
-      if (fate?.at === "lost" && fate.winner !== undefined) {
+      if (fate.winner !== undefined) {
         await store.purge(LedgerBucketKeys.stage(hex)).catch(() => undefined);
       }
       deps.log.debug({ block: n, conflicts }, "another writer committed this block first; retrying on its head");
