@@ -454,8 +454,14 @@ export type QuarantineRequest = z.infer<typeof QuarantineRequestSchema>;
 export const QuarantineReplySchema = z.object({
   kind: z.literal("mail.quarantine.reply"),
   v: z.literal(1),
-  /** The mails listed, or the one released or deleted. `score` is -1 when no classification was recorded. */
-  mails: z.array(z.object({ mailId: z.string(), score: z.number(), modelVersion: z.string(), at: z.string() }).strict()).default([]),
+  /**
+   * The mails listed, or the one released or deleted. `score` is -1 when no classification was recorded.
+   * `unfinished` (list): a release or delete of this mail stopped halfway (its state moved, the mail is still
+   * kept); repeating that request finishes it.
+   */
+  mails: z.array(z.object({
+    mailId: z.string(), score: z.number(), modelVersion: z.string(), at: z.string(), unfinished: z.enum(["release", "delete"]).optional(),
+  }).strict()).default([]),
   /** List: false when more kept mails follow this page. */
   done: z.boolean().default(true),
   /** List: the cursor (`after`) for the next page, when not done. */

@@ -226,7 +226,10 @@ async function quarantine(argv: string[], io: CliIo, out: (s: string) => void): 
     const r = await callService(nc, quarantineRequestSubject(req.kind), Codecs.quarantineRequest, req, Codecs.quarantineReply);
     if (o.json) { out(JSON.stringify(r)); return 0; }
     const done = action === "list" ? "" : action === "release" ? "released " : "deleted ";
-    for (const m of r.mails) out(`${done}${m.mailId}  score ${m.score >= 0 ? m.score.toFixed(3) : "-"}  model ${m.modelVersion || "-"}  ${m.at}`);
+    for (const m of r.mails) {
+      const left = m.unfinished ? `  ${m.unfinished} unfinished: repeat it` : "";
+      out(`${done}${m.mailId}  score ${m.score >= 0 ? m.score.toFixed(3) : "-"}  model ${m.modelVersion || "-"}  ${m.at}${left}`);
+    }
     if (action === "list" && req.kind === "mail.quarantine.list") {
       // A later page's count is that page's, not the total: say so.
       const which = req.after > 0 ? ` after ${req.after}` : "";

@@ -15,6 +15,7 @@ import type { Logger } from "../common/logger.js";
 import type { AdvanceOptions, MailStateStore, Step, Versioned } from "../common/mail-state.js";
 import { openMailStateStore } from "../common/mail-state.js";
 import { firstBySubjectFromLeader, lastBySubjectFromLeader, startStep } from "../common/js-errors.js";
+import { readKeptCopy, removeKeptCopy } from "./kept-copy.js";
 import type { Metrics } from "../common/metrics.js";
 import { holdMessages } from "../common/held-messages.js";
 import { createPullFeed, createRoomGate } from "../common/pull-feed.js";
@@ -272,6 +273,12 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
       const attempt = r.attempt + 1;
       const alog = mlog.child({ attempt });
       if (inDoubt) alog.warn("previous attempt's outcome unknown (node died mid-delivery); sending again");
+      if (item.released && r.state === "PendingProcessing") {
+        // The release is done once its work item is here; a release request that stopped before removing the
+        // kept copy can no longer be repeated once this mail moves on, so the copy is removed now (if still there).
+        const copy = await readKeptCopy(jsm, item.mailId);
+        if (copy) await removeKeptCopy(jsm, copy.seq);
+      }
       const processing: EventDetail = inDoubt ? { inDoubt: true } : {};
 
       let raw: Buffer | undefined;

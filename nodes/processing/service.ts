@@ -4,16 +4,17 @@ import type { ObjectStore } from "@nats-io/obj";
 import { Svcm } from "@nats-io/services";
 import type { Service } from "@nats-io/services";
 import {
-  Codecs, FenError, Names, ServiceSubjects, quarantineRequestSubject, quarantineSubject, toFenError, workSubject,
+  Codecs, FenError, Names, ServiceSubjects, eventSubject, quarantineRequestSubject, toFenError, workSubject,
 } from "../../protocol/index.js";
-import type { ClassifyReply, EventDetail, MailId, QuarantineReply, QueueReply, StatusRecord, WorkItem } from "../../protocol/index.js";
+import type { ClassifyReply, EventDetail, MailEvent, MailId, QuarantineReply, QueueReply, StatusRecord, WorkItem } from "../../protocol/index.js";
 import type { Clock } from "../common/clock.js";
 import type { Logger } from "../common/logger.js";
 import type { MailStateStore, Versioned } from "../common/mail-state.js";
 import type { Metrics } from "../common/metrics.js";
 import { serveEndpoint } from "../common/rpc.js";
 import { createAdmission } from "../common/admission.js";
-import { decodeStored, isNotFound, publishOnce, storeRead } from "../common/js-errors.js";
+import { decodeStored, isNotFound, lastBySubjectFromLeader, publishOnce, storeFailure, storeRead } from "../common/js-errors.js";
+import { readKeptCopy, removeKeptCopy } from "./kept-copy.js";
 import { checkMime, checkRequestSize, checkStructuredSize, composeStructured, messageIdForPreview, tooLarge } from "../gateway/index.js";
 import type { MailClassifier } from "./classifier.js";
 import { classifyAlone } from "./classifier.js";
@@ -151,10 +152,17 @@ export async function startProcessingService(deps: ProcessingServiceDeps): Promi
    * item was not queued or the kept copy not removed: a server failing over
    * in between), so repeating the request finishes it and nothing is stuck.
    */
-  const keptCopy = (mailId: MailId) => storeRead("the kept copy", () => jsm.streams.getMessage(Names.quarantineStream, { last_by_subj: quarantineSubject(mailId) }).catch((err: unknown) => {
-    if (isNotFound(err)) return null;
-    throw err;
-  }));
+  const keptCopy = (mailId: MailId) => readKeptCopy(jsm, mailId);
+  /**
+   * The operator request `r` shows stopped halfway, if any: its state moved (PendingProcessing "released: …", or
+   * Rejected QUARANTINED) while the kept copy is still there. Repeating that request finishes it.
+   */
+  const unfinished = (r: StatusRecord): "release" | "delete" | undefined => {
+    if (r.state === "PendingProcessing" && String(r.detail.reason ?? "").startsWith(RELEASED)) return "release";
+    if (r.state === "Rejected" && r.detail.error?.code === "QUARANTINED") return "delete";
+    return undefined;
+  };
+
   const quarantined = async (mailId: MailId, kind: "release" | "delete") => {
     let cur = await state.get(mailId);
     let msg: StoredMsg | null | undefined;
@@ -169,9 +177,7 @@ export async function startProcessingService(deps: ProcessingServiceDeps): Promi
     }
     if (!cur) throw notFound(`no mail ${mailId}`);
     const r = cur.record;
-    const resumed = kind === "release"
-      ? r.state === "PendingProcessing" && String(r.detail.reason ?? "").startsWith(RELEASED)
-      : r.state === "Rejected" && r.detail.error?.code === "QUARANTINED";
+    const resumed = unfinished(r) === kind;
     if (r.state !== "Quarantined" && !resumed) throw notFound(`mail ${mailId} is ${r.state}, not Quarantined`);
     msg ??= await keptCopy(mailId);
     if (!msg) throw notFound(`mail ${mailId} is ${r.state}, not in ${Names.quarantineStream}`);
@@ -181,11 +187,26 @@ export async function startProcessingService(deps: ProcessingServiceDeps): Promi
   /** NOT_FOUND on the request's `mailId`: no such mail, or not one the request can act on. */
   const notFound = (message: string) => new FenError("NOT_FOUND", message, { fields: [{ field: "mailId", code: "NOT_FOUND", message }] });
 
-  /** A mail as a quarantine reply lists it (score -1: no classification recorded). */
-  const listed = (r: StatusRecord, at: string): QuarantineReply["mails"][number] => {
-    const c = r.detail.classification;
-    return { mailId: r.mailId, score: c?.score ?? -1, modelVersion: c?.modelVersion ?? "", at };
+  /**
+   * A mail as a quarantine reply lists it (score -1: no classification recorded). A mail past Quarantined (an
+   * unfinished or just finished request) no longer carries its classification: it is read from its Quarantined
+   * event.
+   */
+  const listed = async (r: StatusRecord, at: string): Promise<QuarantineReply["mails"][number]> => {
+    const c = r.state === "Quarantined" ? r.detail.classification : await quarantinedEvent(r.mailId).then((e) => e?.detail.classification, () => undefined);
+    const left = r.state === "Quarantined" ? undefined : unfinished(r);
+    return { mailId: r.mailId, score: c?.score ?? -1, modelVersion: c?.modelVersion ?? "", at, ...(left ? { unfinished: left } : {}) };
   };
+
+  /** The mail's newest Quarantined event, read through the events stream's leader. */
+  const quarantinedEvent = async (mailId: MailId): Promise<MailEvent | undefined> => {
+    const msg = await storeRead("the Quarantined event", () => lastBySubjectFromLeader(jsm, Names.eventsStream, eventSubject(mailId, "Quarantined")));
+    return msg ? decodeStored(Codecs.mailEvent, msg.data, `event ${msg.seq} of ${Names.eventsStream}`) : undefined;
+  };
+
+  /** Store writes of a request: a failure is STORE_UNAVAILABLE (repeat the request: it finishes what was begun). */
+  const write = <T>(what: string, step: Promise<T>): Promise<T> =>
+    step.catch((err: unknown) => { throw storeFailure(what, err, "repeat the request: it finishes what this one began"); });
 
   serveEndpoint(service, { name: "quarantine", subject: ServiceSubjects.quarantineAll }, async (data, m) => {
     const req = Codecs.quarantineRequest.decode(data);
@@ -198,7 +219,10 @@ export async function startProcessingService(deps: ProcessingServiceDeps): Promi
     if (req.kind === "mail.quarantine.list") {
       // A page of the oldest `limit` kept mails after `after` (fewer past PAGE_BYTES; a released or deleted one is skipped); `next` continues it.
       const { entries, next } = await page(Names.quarantineStream, req.after, req.limit, PAGE_BYTES);
-      for (const { record } of entries) if (record?.state === "Quarantined") reply.mails.push(listed(record, record.updatedAt));
+      // Also a mail whose release or delete stopped halfway (its kept copy is still here), marked `unfinished`.
+      for (const { record } of entries) {
+        if (record && (record.state === "Quarantined" || unfinished(record))) reply.mails.push(await listed(record, record.updatedAt));
+      }
       reply.done = next === undefined;
       if (next !== undefined) reply.next = next;
       return Codecs.quarantineReply.encode(reply);
@@ -215,9 +239,9 @@ export async function startProcessingService(deps: ProcessingServiceDeps): Promi
      */
     const decide = async (step: { state: "PendingProcessing" | "Rejected"; detail: EventDetail }): Promise<{ next: Versioned; recorded: boolean }> => {
       // recorded: this request stored the transition's event (a repeat that finds it stored did not).
-      if (resumed) return { next: cur, recorded: await state.republish(cur, recipients) };
+      if (resumed) return { next: cur, recorded: await republish(cur) };
       try {
-        return { next: await state.advance(cur, [step], recipients, undefined, { commitFirst: true }), recorded: true };
+        return { next: await write(`recording ${step.state} for ${req.mailId}`, state.advance(cur, [step], recipients, undefined, { commitFirst: true })), recorded: true };
       } catch (err) {
         if (toFenError(err).code !== "STATE_CONFLICT") throw err;
         // The winner's swap is known to the leader (it refused ours) before it is stored: wait until it reads back.
@@ -226,8 +250,22 @@ export async function startProcessingService(deps: ProcessingServiceDeps): Promi
           await new Promise((r) => setTimeout(r, 25));
           now = await state.get(req.mailId).catch(() => undefined);
         }
+        // The same request made again while this one was under way (a caller whose first try went unanswered),
+        // or another operator's identical one: carried on as its repeat, so neither answer is a refusal.
+        if (now && unfinished(now.record) === (release ? "release" : "delete")) return { next: now, recorded: await republish(now) };
         throw notFound(`mail ${req.mailId} is ${now?.record.state ?? "in an unknown state (its read failed)"}, not Quarantined: another request changed it just now`);
       }
+    };
+    /**
+     * Publishes the state `v` records again, for a request finishing what another began; true if this stored it.
+     * Looked for first (its newest event of that state, through the leader): MAIL_EVENTS drops a repeated event
+     * id only within its 2 h duplicate window, and an operator may repeat a request days later.
+     */
+    const republish = async (v: Versioned): Promise<boolean> => {
+      const r = v.record;
+      const found = await storeRead(`the ${r.state} event`, () => lastBySubjectFromLeader(jsm, Names.eventsStream, eventSubject(r.mailId, r.state)));
+      if (found && decodeStored(Codecs.mailEvent, found.data, `event ${found.seq} of ${Names.eventsStream}`).attempt === r.attempt) return false;
+      return write(`publishing the ${r.state} event of ${r.mailId}`, state.republish(v, recipients));
     };
     if (release) {
       const { next } = await decide({ state: "PendingProcessing", detail: { reason: `${RELEASED} ${req.reason}` } });
@@ -235,23 +273,22 @@ export async function startProcessingService(deps: ProcessingServiceDeps): Promi
       // The attempts so far that count (the processor subtracts attemptsNotCounted itself).
       const releasedItem: WorkItem = { ...item, released: true, attemptsBefore: next.record.attempt - (next.record.attemptsNotCounted ?? 0) };
       // A repeat of this release handled at the same moment (on this node or another) publishes the same message id.
-      await publishOnce(js, workSubject(item.mailId), Codecs.workItem.encode(releasedItem), { msgID: `${item.mailId}.release.${next.record.attempt}` });
+      await write(`queueing ${item.mailId}`, publishOnce(js, workSubject(item.mailId), Codecs.workItem.encode(releasedItem), { msgID: `${item.mailId}.release.${next.record.attempt}` }));
       log.info({ mailId: item.mailId, resumed }, "released from quarantine");
     } else {
       const { recorded } = await decide({ state: "Rejected", detail: { reason: `deleted from quarantine: ${req.reason}`, error: { code: "QUARANTINED", message: req.reason } } });
       // Counted by the request that stored the Rejected event: the one that moved the mail, or a repeat finishing a
       // delete whose event publish failed after its swap (a repeat finding the event stored counts nothing).
       if (recorded) deps.metrics.rejected.inc();
-      if ("object" in item.body) await deps.bodies.delete(item.body.object).catch(() => undefined);
+      // Before the kept copy goes: a failure here leaves the request to be repeated, not the body for ever.
+      // (Deleting an object that is gone already succeeds.)
+      if ("object" in item.body) await write(`deleting the body of ${item.mailId}`, deps.bodies.delete(item.body.object));
       log.info({ mailId: item.mailId, resumed }, "deleted from quarantine");
     }
     // A repeat of this request handled at the same moment may have removed the kept copy first (the server then
     // answers 10057 "no message found", a code it gives any failed delete): done if the copy is gone.
-    await jsm.streams.deleteMessage(Names.quarantineStream, msg.seq, false).catch(async (err: unknown) => {
-      const gone = await jsm.streams.getMessage(Names.quarantineStream, { seq: msg.seq }).then((m) => m === null, (e: unknown) => isNotFound(e));
-      if (!gone) throw err;
-    });
-    reply.mails.push(listed(cur.record, new Date(deps.clock.now()).toISOString()));
+    await write(`removing the kept copy of ${item.mailId}`, removeKeptCopy(jsm, msg.seq));
+    reply.mails.push(await listed(cur.record, new Date(deps.clock.now()).toISOString()));
     return Codecs.quarantineReply.encode(reply);
   }, log);
   return service;

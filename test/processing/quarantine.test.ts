@@ -1,7 +1,7 @@
 import { expect, it } from "vitest";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
-import { Codecs, Names, ServiceSubjects, mailIdFromIdempotencyKey, messageIdFor, quarantineRequestSubject, quarantineSubject } from "../../protocol/index.js";
+import { Codecs, Names, ServiceSubjects, mailIdFromIdempotencyKey, messageIdFor, quarantineRequestSubject, quarantineSubject, workSubject } from "../../protocol/index.js";
 import type { MailId, QuarantineReply, QuarantineRequest, WorkItem } from "../../protocol/index.js";
 import { systemClock } from "../../nodes/common/clock.js";
 import { createMailStateStore } from "../../nodes/common/mail-state.js";
@@ -197,7 +197,11 @@ it("a release or delete left half done (state moved, kept copy still there) is f
   const a = await quarantinedMail("q-half-release");
   const cur = (await store.get(a.mailId as MailId))!;
   await store.advance(cur, [{ state: "PendingProcessing", detail: { reason: "released: first try" } }], ["rcpt@example.net"]);
-  expect((await quarantine({ kind: "mail.quarantine.list", v: 1, limit: 100, after: 0 })).mails.map((m) => m.mailId)).not.toContain(a.mailId);
+  // Still listed (it is neither queued nor delivered), marked as the release to repeat, with its verdict.
+  const unfinishedOf = async (mailId: string) =>
+    (await quarantine({ kind: "mail.quarantine.list", v: 1, limit: 100, after: 0 })).mails.find((m) => m.mailId === mailId);
+  expect(await unfinishedOf(a.mailId)).toMatchObject({ unfinished: "release", score: 0.99, modelVersion: "rule-test-1" });
+  expect((await runCli("quarantine", "list")).stdout).toMatch(new RegExp(`^${a.mailId} .*release unfinished: repeat it$`, "m"));
   await quarantine({ kind: "mail.quarantine.release", v: 1, mailId: a.mailId as never, reason: "second try" });
   await until("half-released mail Sent", async () => (await status(p.nc, a.mailId)).state === "Sent");
   expect(p.sink.messages.filter((m) => m.messageId === a.messageId)).toHaveLength(1);
@@ -207,11 +211,53 @@ it("a release or delete left half done (state moved, kept copy still there) is f
   const b = await quarantinedMail("q-half-delete");
   const bc = (await store.get(b.mailId as MailId))!;
   await store.advance(bc, [{ state: "Rejected", detail: { reason: "deleted from quarantine: first try", error: { code: "QUARANTINED", message: "first try" } } }], ["rcpt@example.net"]);
+  expect(await unfinishedOf(b.mailId)).toMatchObject({ unfinished: "delete", score: 0.99 });
   await quarantine({ kind: "mail.quarantine.delete", v: 1, mailId: b.mailId as never, reason: "second try" });
   expect(await kept(b.mailId)).toBe(false);
   expect((await status(p.nc, b.mailId)).state).toBe("Rejected");
   // Once finished, a repeat is refused: nothing is kept for it any more.
   await expect(quarantine({ kind: "mail.quarantine.delete", v: 1, mailId: b.mailId as never, reason: "third" })).rejects.toMatchObject({ code: "NOT_FOUND" });
+});
+
+it("a release that queued its work item but stopped before removing the kept copy: the node taking the mail removes it", async () => {
+  const store = await stateStore();
+  const a = await quarantinedMail("q-half-copy");
+  const cur = (await store.get(a.mailId as MailId))!;
+  const jsm = await jetstreamManager(p.nc);
+  const copy = await jsm.streams.getMessage(Names.quarantineStream, { last_by_subj: quarantineSubject(a.mailId) });
+  const item = Codecs.workItem.decode(copy!.data);
+  // What a release does up to its last step: the state, its event, the released work item; not the removal.
+  const next = await store.advance(cur, [{ state: "PendingProcessing", detail: { reason: "released: half" } }], item.envelope.to, undefined, { commitFirst: true });
+  const released: WorkItem = { ...item, released: true, attemptsBefore: next.record.attempt };
+  await jetstream(p.nc).publish(workSubject(a.mailId), Codecs.workItem.encode(released), { msgID: `${a.mailId}.release.${next.record.attempt}` });
+  await until("half-released mail Sent", async () => (await status(p.nc, a.mailId)).state === "Sent");
+  expect(p.sink.messages.filter((m) => m.messageId === a.messageId)).toHaveLength(1);
+  // Before, the copy stayed for good: a repeat of the release is refused once the mail is Sent.
+  expect(await kept(a.mailId)).toBe(false);
+});
+
+it("the same request sent twice at once (a caller repeating an unanswered one): never refused for the other's half-done state", async () => {
+  const seen: string[] = [];
+  for (const kind of ["mail.quarantine.release", "mail.quarantine.delete"] as const) {
+    for (let i = 0; i < 3; i++) {
+      const m = await quarantinedMail(`q-twice-${kind}-${i}`);
+      const req = { kind, v: 1 as const, mailId: m.mailId as never, reason: "checked" };
+      const answers = await Promise.all([quarantine(req), quarantine(req)].map((r) => r.then(() => "ok", (e: { code?: string; message?: string }) => `${e.code ?? "?"} ${e.message}`)));
+      seen.push(answers.map((a) => a.split(" ")[0]).join("+"));
+      expect(answers, kind).toContain("ok");
+      // The other finished the same request or carried on with it. Before, it could be refused for the very state
+      // the first had just written ("is PendingProcessing" / "is Rejected, not Quarantined: another request
+      // changed it"), with nothing left to repeat if the first then failed. A mail already moved on by a node
+      // (Processing, ... Sent) or a request already finished (its kept copy gone) is a truthful NOT_FOUND.
+      for (const a of answers) if (a !== "ok") expect(a, kind).toMatch(/^NOT_FOUND .*(is (Processing|Validated|DeliveryScheduled|Sent), not Quarantined|not in MAIL_QUARANTINE)/);
+      expect(await kept(m.mailId)).toBe(false);
+      const end = kind === "mail.quarantine.release" ? "Sent" : "Rejected";
+      const st = await until(`${m.mailId} ${end}`, async () => { const s = await status(p.nc, m.mailId); return s.state === end && s; });
+      expect(st.history.filter((e) => e.state === (end === "Sent" ? "PendingProcessing" : "Rejected"))).toHaveLength(end === "Sent" ? 2 : 1);
+      expect(p.sink.messages.filter((x) => x.messageId === m.messageId)).toHaveLength(end === "Sent" ? 1 : 0);
+    }
+  }
+  console.log(`identical quarantine requests at once (release ×3, delete ×3): ${seen.join(", ")}`);
 });
 
 it("fastemailnet quarantine lists, releases and deletes; bad usage exits 2", async () => {
