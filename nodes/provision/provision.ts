@@ -50,7 +50,8 @@ async function settle(
 /** Stream fields a KV/object bucket spec pins, in server terms. */
 function bucketStreamFields(b: BucketSpec): Record<string, unknown> {
   const fields: Record<string, unknown> = {
-    ...BUCKET_STREAM_LIMITS, num_replicas: b.replicas, ...(b.kind === "kv" ? { max_msgs_per_subject: b.history } : {}),
+    // storage: a bucket made in memory by hand loses every status record, ledger block or queued body on a restart.
+    ...BUCKET_STREAM_LIMITS, storage: "file", num_replicas: b.replicas, ...(b.kind === "kv" ? { max_msgs_per_subject: b.history } : {}),
   };
   if (b.allow_atomic) fields.allow_atomic = true;
   return fields;

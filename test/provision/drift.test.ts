@@ -2,6 +2,7 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import { connect } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { StorageType } from "@nats-io/jetstream";
 import type { JetStreamManager, StreamConfig } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { Objm } from "@nats-io/obj";
@@ -82,6 +83,19 @@ it("a work consumer filtered to a subject no work item has is SPEC_MISMATCH nami
   expect(updated.filter((s) => s.action === "updated")).toEqual([{ kind: "consumer", name, action: "updated", changed: ['filter_subject: "fen.work.nothing" → unset'] }]);
   expect((await jsm.consumers.info(Names.workStream, Names.workConsumer)).config.filter_subject).toBeUndefined();
   expect((await run()).every((s) => s.action === "unchanged")).toBe(true);
+});
+
+it("a bucket made in memory by hand is SPEC_MISMATCH naming storage (before: \"unchanged\", and a restart lost every queued body)", async () => {
+  await run(); // provisioned (by the first test, or now)
+  const stream = `OBJ_${Names.bodiesBucket}`;
+  await jsm.streams.delete(stream);
+  await new Objm(jetstream(nc)).create(Names.bodiesBucket, { replicas: 3, storage: StorageType.Memory });
+  await expect(run()).rejects.toMatchObject({
+    code: "SPEC_MISMATCH", message: expect.stringContaining(`object ${Names.bodiesBucket}: field storage is "memory" on the server but the spec says "file"`),
+  });
+  await jsm.streams.delete(stream);
+  await run();
+  expect((await jsm.streams.info(stream)).config.storage).toBe(StorageType.File);
 });
 
 /**
