@@ -7,7 +7,7 @@ import type { NatsConnection } from "@nats-io/nats-core";
 import { Codecs, FenError, Names, canTransition, eventSubject } from "../../protocol/index.js";
 import type { EventDetail, MailEvent, MailId, MailState, StatusRecord } from "../../protocol/index.js";
 import type { Clock } from "./clock.js";
-import { STORE_READ_ATTEMPT_MS, isRequestTimeout, isWrongLastSequence, orItsCause, publishOnce, retryUnstored, storeRead } from "./js-errors.js";
+import { STORE_READ_ATTEMPT_MS, decodeStored, isRequestTimeout, isWrongLastSequence, orItsCause, publishOnce, retryUnstored, storeRead } from "./js-errors.js";
 
 /**
  * A status record with the KV revision it was read at (for compare-and-swap).
@@ -203,7 +203,9 @@ export function createMailStateStore(deps: { js: JetStreamClient; kv: KV; readKv
       // changes leaders: storeRead asks again.
       const e = await storeRead(`the status of ${mailId}`, () => readKv.get(mailId));
       if (!e || e.operation !== "PUT") return undefined;
-      return { record: Codecs.statusRecord.parse(e.json()), revision: e.revision };
+      // A record this version cannot read (a newer version's, in a rolling upgrade) is no fault of the caller's
+      // request: STORE_UNAVAILABLE (a node of that version can read it) or INTERNAL, never BAD_REQUEST.
+      return { record: decodeStored(Codecs.statusRecord, e.value, `the status entry of ${mailId}`), revision: e.revision };
     },
 
     async begin(mailId, submittedAt, recipients, detail = {}, opts = {}) {
