@@ -365,6 +365,11 @@ export const StatusReplySchema = z.object({
    * yet (its work item is: the node that takes it publishes the event).
    */
   history: z.array(MailEventSchema.extend({ recipients: z.array(z.string()).optional() })),
+  /**
+   * How many of the oldest events' per-recipient lists (`pending`, `rejected`) were left out to keep the reply
+   * a few MB (a mail with hundreds of recipients refused at many attempts); the events on MAIL_EVENTS keep them.
+   */
+  trimmed: z.number().int().positive().optional(),
   ledger: z.array(LedgerReceiptRefSchema).optional(),
 }).strict();
 export type StatusReply = z.infer<typeof StatusReplySchema>;

@@ -159,6 +159,7 @@ async function status(argv: string[], io: CliIo, out: (s: string) => void): Prom
       ].filter(Boolean).join("; ");
       out(`  ${e.at}  ${e.state.padEnd(17)} #${e.attempt} ${e.node}${extra ? `  ${extra}` : ""}`);
     }
+    if (r.trimmed) out(`  (the recipient lists of ${r.trimmed} earlier event(s) are left out: too long for one reply)`);
     for (const l of r.ledger ?? []) out(`  ledger: entry ${l.index} in tree of ${l.treeSize} (${l.eventId})`);
     return 0;
   } finally {

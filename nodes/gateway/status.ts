@@ -136,14 +136,40 @@ export function createStatusHandler(deps: { jsm: JetStreamManager; state: MailSt
   };
 }
 
-/** The reply for mail `mailId` whose current state is `now`, with its history (recipients given once when all agree). */
+/**
+ * Most bytes of per-recipient lists (`pending`, `rejected`) a status reply carries, about. A mail with hundreds
+ * of long recipients refused at each of dozens of attempts has a history of many MB (16.4 MB for 900 recipients
+ * and 38 deferrals): over the servers' max_payload the reply cannot be sent, and every status request for that
+ * mail went unanswered.
+ */
+export const STATUS_LISTS_BUDGET = 4 * 1024 * 1024;
+
+/**
+ * The reply for mail `mailId` whose current state is `now`, with its history (recipients given once when all
+ * agree). Past STATUS_LISTS_BUDGET the per-recipient lists of the oldest events are left out (`trimmed` counts
+ * them; the newest event keeps its lists, MAIL_EVENTS keeps every event whole).
+ */
 function reply(mailId: StatusReply["mailId"], now: { state: StatusReply["state"]; attempt: number; updatedAt: string }, history: MailEvent[], ledger: StatusReply["ledger"]): StatusReply {
   const recipients = history[0]?.recipients;
   const same = (r: readonly string[]) => recipients !== undefined && r.length === recipients.length && r.every((x, i) => x === recipients[i]);
+  const listBytes = (e: MailEvent) => (e.detail.pending || e.detail.rejected ? JSON.stringify([e.detail.pending, e.detail.rejected]).length : 0);
+  let over = history.reduce((n, e) => n + listBytes(e), 0) - STATUS_LISTS_BUDGET;
+  let trimmed = 0;
+  const events = history.map((e) => e);
+  for (let i = 0; over > 0 && i < events.length - 1; i++) {
+    const e = events[i] as MailEvent;
+    const bytes = listBytes(e);
+    if (bytes === 0) continue;
+    const { pending: _p, rejected: _r, ...detail } = e.detail;
+    events[i] = { ...e, detail };
+    over -= bytes;
+    trimmed++;
+  }
   return {
     kind: "mail.status.reply", v: 1, mailId, state: now.state, attempt: now.attempt, updatedAt: now.updatedAt,
     ...(recipients ? { recipients } : {}),
-    history: history.map(({ recipients: r, ...ev }) => (same(r) ? ev : { ...ev, recipients: r })),
+    history: events.map(({ recipients: r, ...ev }) => (same(r) ? ev : { ...ev, recipients: r })),
+    ...(trimmed > 0 ? { trimmed } : {}),
     ...(ledger && ledger.length > 0 ? { ledger } : {}),
   };
 }

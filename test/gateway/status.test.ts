@@ -2,7 +2,7 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import { jetstream } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/nats-core";
-import { Codecs, Names, mailIdFromIdempotencyKey, messageIdFor, workSubject } from "../../protocol/index.js";
+import { Codecs, Names, eventSubject, mailIdFromIdempotencyKey, messageIdFor, workSubject } from "../../protocol/index.js";
 import type { WorkItem } from "../../protocol/index.js";
 import type { Actor } from "../../nodes/common/actor.js";
 import { systemClock } from "../../nodes/common/clock.js";
@@ -73,3 +73,33 @@ it("a claim whose events went out and whose status entry was never created is Pe
   expect(st).toMatchObject({ state: "PendingProcessing", attempt: 0 });
   expect(st.history.map((e) => e.state)).toEqual(["PendingProcessing", "Processing", "Validated", "DeliveryScheduled"]);
 });
+
+it("a mail whose history outgrows a NATS message (900 recipients refused at 60 attempts) still gets an answer: the oldest lists are left out", async () => {
+  // Before, the reply (~20 MB here) was over the servers' max_payload: it could not be sent, and every status
+  // request for the mail went unanswered (NO_REPLY), for good.
+  const mailId = mailIdFromIdempotencyKey("huge-history");
+  const to = Array.from({ length: 900 }, (_, i) => `recipient-${String(i).padStart(4, "0")}-${"x".repeat(40)}@example.net`);
+  const js = jetstream(admin);
+  const at = new Date().toISOString();
+  const event = (state: "PendingProcessing" | "Deferred", attempt: number) => Codecs.mailEvent.encode({
+    kind: "mail.event", v: 1, eventId: `${mailId}.${state}.${attempt}`, mailId, state, attempt, at, node: "test", recipients: to,
+    detail: state === "PendingProcessing" ? {} : {
+      retryAt: at, pending: to,
+      rejected: to.map((recipient) => ({ recipient, transient: true, smtp: { code: 451, enhanced: "4.7.1", response: `451 4.7.1 ${"greylisted, try again later ".repeat(7)}`, command: "RCPT TO" } })),
+    },
+  });
+  await js.publish(eventSubject(mailId, "PendingProcessing"), event("PendingProcessing", 0), { msgID: `${mailId}.PendingProcessing.0` });
+  for (let attempt = 1; attempt <= 60; attempt++) await js.publish(eventSubject(mailId, "Deferred"), event("Deferred", attempt), { msgID: `${mailId}.Deferred.${attempt}` });
+  const kv = await new Kvm(js).open(Names.statusBucket);
+  await kv.create(mailId, Codecs.statusRecord.encode({
+    kind: "mail.status-record", v: 1, mailId, state: "Deferred", attempt: 60, updatedAt: at, submittedAt: at, detail: { retryAt: at, pending: to },
+  }));
+  const st = await status(nc, mailId);
+  expect(st.history).toHaveLength(61);
+  expect(st.trimmed).toBeGreaterThan(40);
+  // The newest event keeps its lists; the oldest trimmed ones keep everything else.
+  expect(st.history.at(-1)?.detail.rejected).toHaveLength(900);
+  expect(st.history[1]).toMatchObject({ state: "Deferred", attempt: 1, detail: { retryAt: at } });
+  expect(st.history[1]?.detail.rejected).toBeUndefined();
+  expect(Buffer.byteLength(JSON.stringify(st))).toBeLessThan(8 * 1024 * 1024);
+}, 120_000);
