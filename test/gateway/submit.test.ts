@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { checkRequestSize, checkServerPayload, maxMessageBytesWithin, maxRequestBytesFor } from "../../nodes/gateway/index.js";
+import { checkRequestSize, checkServerPayload, maxMessageBytesWithin, maxRequestBytesFor, requestBoundFor } from "../../nodes/gateway/index.js";
 import { SERVER_LIMITS } from "../../nodes/local/nats-cluster.js";
 
 const MiB = 1024 * 1024;
@@ -24,8 +24,18 @@ describe("checkRequestSize: a bound on the request before it is decoded, generou
     expect(() => checkRequestSize(rawRequestBytes(10 * MiB, columns, eol), 10 * MiB)).not.toThrow();
   });
 
+  it("passes a structured mail just under the limit whose JSON escapes every character (ensure_ascii): CJK and Cyrillic text", () => {
+    // Before, the bound allowed 1.45 request bytes per mail byte, and refused a CJK mail of 10,478,952 composed bytes.
+    for (const ch of ["\u4e2d", "\u0416"]) {
+      const utf8 = Buffer.byteLength(JSON.parse(`"${ch}"`) as string);
+      const chars = Math.floor((10 * MiB - 4096) / (utf8 * 4 / 3 * 78 / 76)); // composed as base64: about the limit
+      const request = JSON.stringify({ kind: "mail.submit", v: 1, mail: { from: "a@b.com", to: ["c@d.com"], subject: "s", text: "" } }).length + chars * ch.length;
+      expect(() => checkRequestSize(request, 10 * MiB), ch).not.toThrow();
+    }
+  });
+
   it("refuses a request past the bound with MESSAGE_TOO_LARGE naming the request's size, not a guessed mail size", () => {
-    const length = maxRequestBytesFor(10 * MiB) + 1;
+    const length = requestBoundFor(10 * MiB) + 1;
     let err: unknown;
     try {
       checkRequestSize(length, 10 * MiB);
