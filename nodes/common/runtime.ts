@@ -62,39 +62,59 @@ export async function serveHealth(opts: {
   return { server, port };
 }
 
-const supervisor: { gone: boolean; onGone?: () => void } = { gone: false };
-
 /**
- * For a node spawned with an IPC channel by a supervisor (npm start): from
- * now on, the supervisor going away (killed with -9) stops the node as a
- * SIGTERM would (`runUntilSignal`), also when it goes during start-up.
- * Called first thing by each node's main.ts; the channel alone does not
- * keep the process alive.
+ * A request to stop (a signal, the supervisor gone) and who hears it: before {@link runUntilSignal} runs,
+ * nobody (the node has taken nothing yet: the process ends at once); while its actor starts, it is kept and
+ * the node drains as soon as the start ends; then `onStop` resolves its wait.
  */
-export function watchSupervisor(): void {
-  // `process.send` exists for a process spawned with IPC, also once the channel has closed.
-  if (typeof process.send !== "function") return;
-  if (!process.connected) {
-    supervisor.gone = true; // gone while this module was loading
+const stop: { why?: string; phase: "loading" | "starting" | "running"; onStop?: (why: string) => void; log?: Logger } = { phase: "loading" };
+
+function requestStop(why: string): void {
+  if (stop.why !== undefined) {
+    // A second Ctrl-C, or a supervisor repeating its signal: the default action would kill the node mid-drain,
+    // leaving its SMTP transactions unrecorded (their mails sent again, in doubt). SIGKILL still ends it.
+    stop.log?.warn({ why, stopping: stop.why }, "already stopping (SIGKILL ends the node at once)");
     return;
   }
-  process.channel?.unref();
-  process.once("disconnect", () => {
-    supervisor.gone = true;
-    supervisor.onGone?.();
-  });
+  stop.why = why;
+  if (stop.phase === "loading") process.exit(0);
+  stop.onStop?.(why);
 }
 
 /**
- * Runs an actor until SIGINT/SIGTERM: drains it, closes the connection and
- * the health server. Used by every node's main.ts; returns the exit code:
- * 0 drained, 1 start failed or the drain was given up (no NATS server
- * answered for NATS_GONE_MS); pass it to {@link endProcess}.
+ * Installs the node's stop requests, first thing in each node's main.ts: SIGINT and SIGTERM, and for a node
+ * spawned with an IPC channel by a supervisor (npm start), the supervisor going away (killed with -9). Until
+ * {@link runUntilSignal} runs, a request ends the process at once; later ones drain the node. Installed this
+ * early because a node is PID 1 in its container, where the kernel drops a signal that has no handler: a
+ * SIGTERM during start-up was lost, and the pod ran (and took work) until it was killed at its grace period.
+ * The channel does not keep the process alive.
+ */
+export function watchSupervisor(): void {
+  process.on("SIGINT", () => requestStop("SIGINT"));
+  process.on("SIGTERM", () => requestStop("SIGTERM"));
+  // `process.send` exists for a process spawned with IPC, also once the channel has closed.
+  if (typeof process.send !== "function") return;
+  if (!process.connected) {
+    requestStop("supervisor gone"); // gone while this module was loading
+    return;
+  }
+  process.channel?.unref();
+  process.once("disconnect", () => requestStop("supervisor gone"));
+}
+
+/**
+ * Runs an actor until a stop request (see {@link watchSupervisor}), or
+ * until it closes: drains it, closes the connection and the health server.
+ * Used by every node's main.ts; returns the exit code: 0 drained, 1 start
+ * failed, the actor closed with an error, or the drain was given up (no
+ * NATS server answered for NATS_GONE_MS); pass it to {@link endProcess}.
  */
 export async function runUntilSignal(opts: {
   actor: Actor; nc: NatsConnection; config: CommonConfig; metrics: Metrics; log: Logger;
 }): Promise<number> {
   const { actor, nc, log } = opts;
+  stop.log = log;
+  stop.phase = "starting";
   let health: Server | undefined;
   try {
     // The health server first: a taken FEN_HTTP_PORT must stop the node before it registers its service
@@ -107,13 +127,23 @@ export async function runUntilSignal(opts: {
     await nc.close().catch(() => undefined);
     return 1;
   }
-  const stop = new Promise<string>((resolve) => {
-    process.once("SIGINT", () => resolve("SIGINT"));
-    process.once("SIGTERM", () => resolve("SIGTERM"));
-    if (supervisor.gone) resolve("supervisor gone");
-    supervisor.onGone = () => resolve("supervisor gone");
+  const requested = new Promise<string>((resolve) => {
+    stop.phase = "running";
+    if (stop.why !== undefined) resolve(stop.why); // asked during the start
+    stop.onStop = resolve;
   });
-  const why = await Promise.race([stop, actor.closed.then(() => "closed")]);
+  const why = await Promise.race([requested, actor.closed.then(() => "closed")]);
+  const closed = actor.status();
+  if (closed.state === "closed" && closed.error !== undefined) {
+    // Stopped by a fault of its own (e.g. LEDGER_CORRUPT; it logged it): nothing to drain. Draining would also
+    // overwrite its status, and the node exited 0, as if stopped on purpose.
+    stop.why ??= "closed";
+    await nc.close().catch(() => undefined);
+    await new Promise<void>((r) => (health ? health.close(() => r()) : r()));
+    log.info("stopped");
+    return 1;
+  }
+  stop.why ??= why;
   log.info({ why }, "stopping");
   // With no NATS server answering, a drain cannot finish (stopping a service unsubscribes and flushes, an outcome
   // is recorded in JetStream): the node stayed up for ever after SIGTERM. It gives up once no server has answered

@@ -18,6 +18,4 @@ const secrets = await orExit("ledger", () => ledgerSecrets(config));
 const nc = await orExit("ledger", () => connectNats(config, node));
 const metrics = createMetrics({ role: "ledger" });
 const actor = createLedgerNode({ nc, log, clock: systemClock, node, metrics, ...secrets }, config);
-const code = await runUntilSignal({ actor, nc, config, metrics, log });
-const st = actor.status();
-await endProcess(code !== 0 || (st.state === "closed" && st.error !== undefined) ? 1 : 0);
+await endProcess(await runUntilSignal({ actor, nc, config, metrics, log }));
