@@ -58,8 +58,11 @@ function configSection(table: Record<string, KeySpec>, what: string, required: s
 export function valueSchemaOf(schema: z.ZodTypeAny): Json {
   let s = schema;
   while (s instanceof z.ZodDefault || s instanceof z.ZodOptional) s = s._def.innerType as z.ZodTypeAny;
-  if (s instanceof z.ZodPipeline && s._def.out instanceof z.ZodNumber) {
-    const checks = (s._def.out as z.ZodNumber)._def.checks;
+  // A refinement of the number (FEN_BODY_REAP_INTERVAL_MS: 0 or at least a minute) is the node's to check; its range is the chart's.
+  let out = s instanceof z.ZodPipeline ? s._def.out as z.ZodTypeAny : undefined;
+  while (out instanceof z.ZodEffects && out._def.effect.type === "refinement") out = out._def.schema as z.ZodTypeAny;
+  if (out instanceof z.ZodNumber) {
+    const checks = out._def.checks;
     const integer = checks.some((c) => c.kind === "int");
     const bound = (kind: "min" | "max") => checks.find((c): c is Extract<typeof c, { kind: typeof kind }> => c.kind === kind)?.value;
     const [minimum, maximum] = [bound("min"), bound("max")];

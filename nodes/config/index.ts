@@ -1,5 +1,5 @@
 /** Node configuration: one schema per role, validated and frozen at start-up. */
-export { CommonKeys, GatewayKeys, ProcessingKeys, LedgerKeys, ConfigTables, CrossKeyRules } from "./schema.js";
+export { BODY_REAP_AGE_MIN_MS, CommonKeys, GatewayKeys, ProcessingKeys, LedgerKeys, ConfigTables, CrossKeyRules } from "./schema.js";
 export type { CrossKeyRule, KeySpec } from "./schema.js";
 export { loadConfig } from "./load.js";
 export type { ConfigOf } from "./load.js";

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { DUPLICATE_WINDOW_MS } from "../../protocol/index.js";
 import { parseDecimal } from "../common/decimal.js";
 
 /**
@@ -32,6 +33,13 @@ const decimal = (integer: boolean) => z.union([z.number(), z.string()]).transfor
 const int = (min: number, max: number) => decimal(true).pipe(z.number().int().min(min).max(max));
 const bool = z.enum(["true", "false", "1", "0"]).transform((v) => v === "true" || v === "1");
 const list = z.string().transform((s) => s.split(",").map((x) => x.trim()).filter(Boolean)).pipe(z.array(z.string().min(1)).min(1));
+
+/**
+ * Least FEN_BODY_REAP_AGE_MS: 6 h, three times MAIL_WORK's duplicate window and 180 times the longest
+ * FEN_SUBMIT_TIMEOUT_MS. Between storing a body and storing its work item nothing refers to the body: its age
+ * is then its only guard, and it is the gateway's clock (the object's mtime) read by a node's, hence hours to spare.
+ */
+export const BODY_REAP_AGE_MIN_MS = 3 * DUPLICATE_WINDOW_MS;
 
 /** Keys every node reads. */
 export const CommonKeys = {
@@ -79,6 +87,16 @@ export const ProcessingKeys = {
   retryMaxMs: { env: "FEN_RETRY_MAX_MS", schema: int(1, 86_400_000).default(3_600_000), doc: "Largest retry delay." },
   quarantineThreshold: { env: "FEN_QUARANTINE_THRESHOLD", schema: decimal(false).pipe(z.number().min(0).max(1.01)).default(0.9), doc: "Spam score at or above which a mail is quarantined, 0 to 1.01 (above 1 disables quarantine). The default is the operating point the train-part cross-validation gives 0.21 % false positives (nodes/classifier/README.md): holding legitimate outbound mail costs more than passing a borderline one." },
   maxMessageBytes: { env: "FEN_MAX_MESSAGE_BYTES", schema: int(1024, 64 * 1024 * 1024).default(10 * 1024 * 1024), doc: "Largest message `mail.classify` scores (RFC 5322 bytes); set it as the gateway's, so a mail the gateway refuses is refused here too." },
+  bodyReapAgeMs: {
+    env: "FEN_BODY_REAP_AGE_MS",
+    schema: int(BODY_REAP_AGE_MIN_MS, 30 * 86_400_000).default(86_400_000),
+    doc: "Age (the object's mtime, written by the gateway's clock) from which the processing nodes' body reaper deletes a body object of `mail_bodies` that nothing refers to: no work item of its mail in MAIL_WORK and no kept copy in MAIL_QUARANTINE names it, and the mail's state did not change while they were read. Such objects are left by submissions answered STORE_UNAVAILABLE and retried, a gateway stopped between body and work item, or a failed delete. A body its mail still needs is kept at any age. At least 21600000 (6 h): until its work item is stored nothing refers to a body and only its age protects it (a submission takes at most FEN_SUBMIT_TIMEOUT_MS, itself at most 120 s; MAIL_WORK's duplicate window is 2 h), with room for clock skew between nodes.",
+  },
+  bodyReapIntervalMs: {
+    env: "FEN_BODY_REAP_INTERVAL_MS",
+    schema: decimal(true).pipe(z.number().int().min(0).max(7 * 86_400_000).refine((v) => v === 0 || v >= 60_000, "0 (off) or at least 60000 (one minute)")).default(3_600_000),
+    doc: "How often each processing node runs the body reaper (see FEN_BODY_REAP_AGE_MS); 0 turns it off. The first pass starts at a random point of the first interval, each next one 0.75 to 1.25 intervals after the previous one ended; a node runs one pass at a time, and passes of several nodes at once are harmless. 0, or at least 60000.",
+  },
   modelDir: { env: "FEN_MODEL_DIR", schema: z.string().optional(), doc: "Folder of the classifier model. @default the committed model; `none` = pass-through classifier." },
 } as const satisfies Record<string, KeySpec>;
 

@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { ConfigTables, CrossKeyRules, GatewayKeys, ProcessingKeys, loadConfig } from "../../nodes/config/index.js";
+import { BODY_REAP_AGE_MIN_MS, ConfigTables, CrossKeyRules, GatewayKeys, ProcessingKeys, loadConfig } from "../../nodes/config/index.js";
+import { DUPLICATE_WINDOW_MS } from "../../protocol/index.js";
 import type { FenError } from "../../protocol/index.js";
 
 describe("configuration", () => {
@@ -54,6 +55,21 @@ describe("configuration", () => {
     }));
     expect(loadConfig(ProcessingKeys, { FEN_RETRY_BASE_MS: "1000", FEN_RETRY_MAX_MS: "1000", FEN_SMTP_TIMEOUT_MS: "5000", FEN_SMTP_TRANSACTION_TIMEOUT_MS: "5000" }).retryMaxMs).toBe(1000);
     expect(loadConfig(ProcessingKeys, { FEN_SMTP_USER: "relay", FEN_SMTP_PASSWORD: "secret" })).toMatchObject({ smtpUser: "relay", smtpPassword: "secret" });
+  });
+  it("the body reaper's age is at least 6 h, three duplicate windows of MAIL_WORK, far above the longest submission; its interval is 0 (off) or at least a minute", () => {
+    expect(loadConfig(ProcessingKeys, {})).toMatchObject({ bodyReapAgeMs: 86_400_000, bodyReapIntervalMs: 3_600_000 });
+    expect(BODY_REAP_AGE_MIN_MS).toBe(3 * DUPLICATE_WINDOW_MS);
+    expect(BODY_REAP_AGE_MIN_MS).toBeGreaterThan(100 * (loadConfig(GatewayKeys, { FEN_SUBMIT_TIMEOUT_MS: "120000" }).submitTimeoutMs));
+    expect(() => loadConfig(GatewayKeys, { FEN_SUBMIT_TIMEOUT_MS: "120001" })).toThrow(expect.objectContaining({ code: "CONFIG_INVALID" }));
+    expect(loadConfig(ProcessingKeys, { FEN_BODY_REAP_AGE_MS: String(BODY_REAP_AGE_MIN_MS), FEN_BODY_REAP_INTERVAL_MS: "0" }))
+      .toMatchObject({ bodyReapAgeMs: BODY_REAP_AGE_MIN_MS, bodyReapIntervalMs: 0 });
+    expect(loadConfig(ProcessingKeys, { FEN_BODY_REAP_INTERVAL_MS: "60000" }).bodyReapIntervalMs).toBe(60_000);
+    for (const [env, value] of [["FEN_BODY_REAP_AGE_MS", String(BODY_REAP_AGE_MIN_MS - 1)], ["FEN_BODY_REAP_AGE_MS", "0"], ["FEN_BODY_REAP_INTERVAL_MS", "59999"], ["FEN_BODY_REAP_INTERVAL_MS", "-1"]] as const) {
+      expect(() => loadConfig(ProcessingKeys, { [env]: value })).toThrow(expect.objectContaining({ code: "CONFIG_INVALID", fields: [expect.objectContaining({ field: env })] }));
+    }
+    expect(() => loadConfig(ProcessingKeys, { FEN_BODY_REAP_INTERVAL_MS: "1000" })).toThrow(expect.objectContaining({
+      fields: [expect.objectContaining({ field: "FEN_BODY_REAP_INTERVAL_MS", message: expect.stringMatching(/0 \(off\) or at least 60000/) })],
+    }));
   });
   it("every rule between keys names keys of a table (else it would never run) and is in CONFIG.md", () => {
     const md = readFileSync(new URL("../../nodes/config/CONFIG.md", import.meta.url), "utf8");
