@@ -11,7 +11,7 @@ export {
   ServiceSubjects, StreamSubjects, subjectToken, workSubject, eventSubject, mailEventsFilter,
   quarantineSubject, quarantineRequestSubject, mailIdOfSubject, stateEventsFilter, servicePingSubject,
 } from "./subjects.js";
-export { Names, BodiesBucketStream, INLINE_BODY_LIMIT, EVENT_MAX_BYTES, DUPLICATE_WINDOW_MS, WORK_ACK_WAIT_MS, CLAIM_TTL_MS, LEDGER_ACK_WAIT_MS, BUCKET_STREAM_LIMITS, streamSpecs, consumerSpecs, bucketSpecs } from "./specs.js";
+export { Names, BodiesBucketStream, BodyObjects, INLINE_BODY_LIMIT, EVENT_MAX_BYTES, DUPLICATE_WINDOW_MS, WORK_ACK_WAIT_MS, CLAIM_TTL_MS, LEDGER_ACK_WAIT_MS, BUCKET_STREAM_LIMITS, streamSpecs, consumerSpecs, bucketSpecs } from "./specs.js";
 export type { SpecOptions, StreamSpec, ConsumerSpec, BucketSpec } from "./specs.js";
 export { isMailbox, hasLineBreak, isHeaderName, domainOf } from "./address.js";
 export {

@@ -1,3 +1,6 @@
+import { FenError } from "./errors.js";
+import { isMailId } from "./ids.js";
+import type { MailId } from "./ids.js";
 import { StreamSubjects } from "./subjects.js";
 
 /**
@@ -89,6 +92,28 @@ export const BodiesBucketStream = {
   /** Subject of the chunks of the object with this nuid. */
   chunks(nuid: string): string {
     return `$O.${Names.bodiesBucket}.C.${nuid}`;
+  },
+} as const;
+
+const BODY_OBJECT_RE = /^([a-z2-7]{26})\.[0-9a-f]{16}$/;
+
+/**
+ * Names of the objects in `mail_bodies`: `<mailId>.<16 hex digits>`, the
+ * digits random per submission that stores a body (two submissions of one
+ * mail compose different bytes, and one must not overwrite the object the
+ * other's work item refers to). A body is referred to by work items and kept
+ * copies of its own mail only: the body reaper reads that mail's, and leaves
+ * an object of any other name alone.
+ */
+export const BodyObjects = {
+  /** The name of a body of `mailId`; `nonce`: 8 random bytes. */
+  name(mailId: MailId, nonce: Uint8Array): string {
+    if (!isMailId(mailId) || nonce.length !== 8) throw new FenError("INTERNAL", `not a body object name: mail ${JSON.stringify(mailId)}, ${nonce.length} nonce bytes`);
+    return `${mailId}.${Buffer.from(nonce).toString("hex")}`;
+  },
+  /** The mail a body object name belongs to, or undefined when `name` is not one. */
+  mailIdOf(name: string): MailId | undefined {
+    return BODY_OBJECT_RE.exec(name)?.[1] as MailId | undefined;
   },
 } as const;
 

@@ -3,7 +3,7 @@ import { JetStreamApiError } from "@nats-io/jetstream";
 import type { JetStreamClient, JetStreamManager, PubAck } from "@nats-io/jetstream";
 import type { ObjectStore } from "@nats-io/obj";
 import {
-  Codecs, DUPLICATE_WINDOW_MS, FenError, INLINE_BODY_LIMIT, Names, contentSha256, mailIdFromContent, mailIdFromIdempotencyKey, mailboxOf, messageIdFor,
+  BodyObjects, Codecs, DUPLICATE_WINDOW_MS, FenError, INLINE_BODY_LIMIT, Names, contentSha256, mailIdFromContent, mailIdFromIdempotencyKey, mailboxOf, messageIdFor,
   workSubject,
 } from "../../protocol/index.js";
 import type { BodyRef, Envelope, MailEvent, MailId, SubmitReply, StructuredMail, SubmitRequest, WorkItem } from "../../protocol/index.js";
@@ -353,7 +353,7 @@ export function createSubmitHandler(deps: SubmitDeps, opts: SubmitOptions): (dat
       // A name of its own per submission: two submissions of one mail
       // racing each other compose different bytes (MIME boundary, Date),
       // and one must not overwrite the object the stored work item refers to.
-      const object = `${mailId}.${randomBytes(8).toString("hex")}`;
+      const object = BodyObjects.name(mailId, randomBytes(8));
       await storeStep("storing the body in the object store", deps.bodies.putBlob({ name: object }, raw));
       body = { object, sha256: createHash("sha256").update(raw).digest("hex") };
     }

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import {
-  Codecs, ErrorCodes, FenError, eventSubject, isMailId, mailIdFromContent, mailIdFromIdempotencyKey, workSubject, isMailbox,
+  BodyObjects, Codecs, ErrorCodes, FenError, eventSubject, isMailId, mailIdFromContent, mailIdFromIdempotencyKey, workSubject, isMailbox,
   canTransition, MAIL_STATES,
 } from "../../protocol/index.js";
 
@@ -33,6 +33,20 @@ describe("subjects", () => {
     expect(isMailId(mailIdFromContent(h, 7))).toBe(true);
     expect(mailIdFromContent(h, 7)).not.toBe(mailIdFromContent(h, 8));
     for (const key of [`content:${h}:7`, `${h}:7`, `content:${h}`]) expect(mailIdFromIdempotencyKey(key)).not.toBe(mailIdFromContent(h, 7));
+  });
+});
+
+describe("body object names", () => {
+  it("name a mail's body <mailId>.<16 hex digits>, and give back the mail of such a name only", () => {
+    const id = mailIdFromIdempotencyKey("k-body");
+    const name = BodyObjects.name(id, Uint8Array.from([0, 1, 2, 3, 0xfc, 0xfd, 0xfe, 0xff]));
+    expect(name).toBe(`${id}.00010203fcfdfeff`);
+    expect(BodyObjects.mailIdOf(name)).toBe(id);
+    for (const other of [`${id}.00010203fcfdfef`, `${id}.00010203FCFDFEFF`, `${id}.00010203fcfdfeff.x`, `x${id}.00010203fcfdfeff`, id, "manual-upload.bin", ""]) {
+      expect(BodyObjects.mailIdOf(other), other).toBeUndefined();
+    }
+    expect(() => BodyObjects.name("not-a-mail" as never, new Uint8Array(8))).toThrow(FenError);
+    expect(() => BodyObjects.name(id, new Uint8Array(4))).toThrow(FenError);
   });
 });
 
