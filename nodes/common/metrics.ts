@@ -22,6 +22,14 @@ export interface Metrics {
   readonly workAckPending: Gauge;
   /** Entries in the ledger (tree size of the latest checkpoint). */
   readonly ledgerHeight: Gauge;
+  /**
+   * Body objects the body reaper looked at, by `outcome`: `reaped` (deleted), `kept` (young, still referred to, or not
+   * named as a body), `skipped` (a read failed or the mail moved meanwhile: looked at again next pass), `gone` (deleted
+   * meanwhile, by another node).
+   */
+  readonly bodyReaper: Counter<"outcome">;
+  /** Bytes of the body objects the body reaper deleted. */
+  readonly bodyReaperBytes: Counter;
 }
 
 /**
@@ -55,6 +63,11 @@ export function createMetrics(opts: { defaults?: boolean; role?: "gateway" | "pr
       help: "Work items taken and not yet acked: in flight, plus Deferred mails waiting for their retry (the consumer's max_ack_pending caps it).",
       registers: of("processing"),
     }),
+    bodyReaper: new Counter({
+      name: "fen_body_reaper_objects_total", help: "Body objects the body reaper looked at, by outcome (reaped, kept, skipped: read failed or mail moved, gone: deleted meanwhile).",
+      labelNames: ["outcome"], registers: of("processing"),
+    }),
+    bodyReaperBytes: new Counter({ name: "fen_body_reaper_reaped_bytes_total", help: "Bytes of the orphaned body objects the body reaper deleted.", registers: of("processing") }),
     ledgerHeight: new Gauge({ name: "fen_ledger_height", help: "Tree size of the latest ledger checkpoint.", registers: of("ledger") }),
   };
 }

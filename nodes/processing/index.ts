@@ -1,6 +1,8 @@
 /** The processing node: work items → parsed, classified, delivered mail. */
 export { createProcessingNode } from "./processor.js";
 export type { ProcessingDeps, ProcessingNode } from "./processor.js";
+export { createBodyReaper, reapBodies } from "./body-reaper.js";
+export type { BodyReapDeps, BodyReapOptions, BodyReapReport, BodyReaper, BodyReaperDeps } from "./body-reaper.js";
 export { createDelivery, relayOptions } from "./delivery.js";
 export type { Delivery, RelayOptions } from "./delivery.js";
 export { passThroughClassifier, createBatchingClassifier, classifyAlone, classifyOrFail } from "./classifier.js";
