@@ -36,7 +36,7 @@ export interface NatsPermissions {
 export const RoleDocs: Readonly<Record<NatsRole, string>> = {
   publisher: "applications that send mail: request mail.submit and mail.status, nothing else",
   gateway: "gateway nodes: serve mail.submit/mail.status, write work items, the first event and mail_bodies; read mail_status and MAIL_WORK",
-  processing: "processing nodes: pull MAIL_WORK/processing, write events, mail_status, quarantine; serve mail.classify, mail.queue and mail.quarantine.*",
+  processing: "processing nodes: pull MAIL_WORK/processing, write events, mail_status, quarantine; delete orphaned bodies; serve mail.classify, mail.queue and mail.quarantine.*",
   ledger: "the ledger node: pull MAIL_EVENTS/ledger, the only writer of the ledger bucket; serve ledger.*",
   provision: "the provisioning job: creates and checks streams, consumers and buckets ($JS.API.>)",
   operator: "people with the nats CLI: read streams, consumers, buckets and services; request any service; write nothing directly",
@@ -125,6 +125,8 @@ export function rolePermissions(): Readonly<Record<NatsRole, NatsPermissions>> {
           // `mail.queue` reads the work items it lists; a mail left in doubt is checked for an outcome event
           // (a miss confirmed by the events stream's leader).
           jsApi.directGet(Names.workStream), jsApi.directGet(Names.eventsStream), jsApi.msgGet(Names.eventsStream),
+          // The body reaper reads a mail's work items through the work stream's leader (it deletes a body none names).
+          jsApi.msgGet(Names.workStream),
         ],
         deny: ledgerWrites,
       },

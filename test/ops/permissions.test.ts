@@ -7,14 +7,16 @@ import type { NatsConnection } from "@nats-io/nats-core";
 import { PermissionViolationError } from "@nats-io/nats-core";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
+import { Objm } from "@nats-io/obj";
 import { captureCli } from "../helpers/cli.js";
 import { main } from "../../nodes/cli/main.js";
 import { connectCli } from "../../nodes/common/nats.js";
 import { firstBySubject, storeFailure, storeRead } from "../../nodes/common/js-errors.js";
-import { createMailStateStore } from "../../nodes/common/mail-state.js";
+import { createMailStateStore, openMailStateStore } from "../../nodes/common/mail-state.js";
+import { createMetrics } from "../../nodes/common/metrics.js";
 import { readHistory } from "../../nodes/gateway/index.js";
 import {
-  Codecs, LedgerCodecs, Names, ServiceSubjects, eventSubject, quarantineRequestSubject, mailIdFromIdempotencyKey, workSubject,
+  BodyObjects, Codecs, LedgerCodecs, Names, ServiceSubjects, eventSubject, quarantineRequestSubject, mailIdFromIdempotencyKey, workSubject,
 } from "../../protocol/index.js";
 import type { QuarantineRequest } from "../../protocol/index.js";
 import type { Actor } from "../../nodes/common/actor.js";
@@ -23,11 +25,12 @@ import { startSmtpSink } from "../../nodes/local/smtp-sink.js";
 import type { SmtpSink } from "../../nodes/local/smtp-sink.js";
 import { NatsRoles, generatePasswords, literalUsers, renderAuthorization, rolePermissions, userOf } from "../../nodes/local/permissions.js";
 import type { NatsRole } from "../../nodes/local/permissions.js";
+import { reapBodies } from "../../nodes/processing/index.js";
 import type { MailClassifier } from "../../nodes/processing/index.js";
 import { provision } from "../../nodes/provision/index.js";
 import { startTestCluster } from "../helpers/cluster.js";
 import type { TestCluster } from "../helpers/cluster.js";
-import { startGateway, startProcessing, status, structured, submit, until } from "../helpers/system.js";
+import { bodyObjects, startGateway, startProcessing, status, structured, submit, testLog, until } from "../helpers/system.js";
 import { ledgerCli, ledgerIdentity, startLedger } from "../ledger-node/helpers.js";
 import { systemClock } from "../../nodes/common/clock.js";
 
@@ -150,6 +153,23 @@ describe("allowed flows with role users", () => {
     const sent = await firstBySubject(await jetstreamManager(probe("processing")), Names.eventsStream, eventSubject(unknown, "Sent"), { confirmAbsence: true });
     expect(sent).toBeNull();
     expect(await violations("probe-processing")).toEqual([]);
+  });
+
+  it("the body reaper, as the processing role, lists mail_bodies, reads what refers to a body through the stream leaders, and deletes an orphan", async () => {
+    const nc = node("processing");
+    const js = jetstream(nc);
+    const mailId = mailIdFromIdempotencyKey("perm-orphan");
+    // Left by a gateway that stored the body and never the work item.
+    const orphan = BodyObjects.name(mailId, randomBytes(8));
+    await (await new Objm(jetstream(node("gateway"))).open(Names.bodiesBucket)).putBlob({ name: orphan }, randomBytes(600 * 1024));
+    const r = await reapBodies({
+      jsm: await jetstreamManager(nc), bodies: await new Objm(js).open(Names.bodiesBucket),
+      state: await openMailStateStore({ nc, js, clock: systemClock, node: "perm-reaper" }),
+      clock: { now: () => Date.now() + 30 * 86_400_000 }, log: testLog, metrics: createMetrics({ defaults: false }),
+    }, { minAgeMs: 86_400_000 });
+    expect(r).toMatchObject({ skipped: 0, reaped: 1 });
+    expect(await bodyObjects(node("provision"), mailId)).toEqual([]);
+    expect(await violations("node-processing")).toEqual([]);
   });
 
   it("the nodes never needed a subject their role lacks", async () => {
