@@ -30,6 +30,8 @@ import type { Delivery } from "./delivery.js";
 import { REFUSAL_REPLY_CHARS, isTooManyRecipients } from "./smtp-outcome.js";
 import type { Outcome } from "./smtp-outcome.js";
 import { startProcessingService } from "./service.js";
+import { createBodyReaper } from "./body-reaper.js";
+import type { BodyReaper } from "./body-reaper.js";
 import { requestsSettled } from "../common/rpc.js";
 
 export interface ProcessingDeps {
@@ -113,11 +115,16 @@ export type ProcessingNode = Actor;
  * (recorded Deferred and `nak`ed with no delay), nothing more is started,
  * and the work items not started yet are `nak`ed, with no delay, once the
  * pull request has ended: another node takes them at once.
+ *
+ * The node also runs the body reaper ({@link createBodyReaper}, every
+ * FEN_BODY_REAP_INTERVAL_MS): from its start; `drain()` stops it, and the
+ * node is closed once its pass under way has ended.
  */
 export function createProcessingNode(deps: ProcessingDeps, config: ProcessingConfig): ProcessingNode {
   let status: ActorStatus = { state: "created" };
   let feed: PullFeed | undefined;
   let service: Service | undefined;
+  let reaper: BodyReaper | undefined;
   let resolveClosed!: () => void;
   const closed = new Promise<void>((r) => (resolveClosed = r));
   const inFlight = new Set<Promise<void>>();
@@ -573,6 +580,9 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
       const consumer = await startStep("the work consumer", () => js.consumers.get(Names.workStream, Names.workConsumer), log);
       status = { state: "running" };
       log.info({ concurrency: config.concurrency, classifier: deps.classifier.version }, "processing node running");
+      reaper = createBodyReaper({ jsm, bodies, state, clock: deps.clock, random: deps.random, log, metrics: deps.metrics },
+        { intervalMs: config.bodyReapIntervalMs, minAgeMs: config.bodyReapAgeMs });
+      reaper.start();
       // A deleted work consumer makes each pull request fail: the feed keeps trying (it works again once the
       // consumer is provisioned again) and /readyz says why meanwhile (notReady).
       feed = createPullFeed(consumer, take, { batch: pullBatch, expiresMs: WORK_PULL_EXPIRES_MS, room }, log);
@@ -587,6 +597,7 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
         returnWaiting();
         // Operator requests taken before the service stopped are answered before the node reports itself closed.
         if (service) await requestsSettled(service);
+        await reaper?.stop();
       }).then(
         () => { status = { state: "closed" }; resolveClosed(); },
         (error: unknown) => { status = { state: "closed", error }; resolveClosed(); },
@@ -595,6 +606,8 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
     async drain() {
       status = { state: "draining" };
       if (!feed) { resolveClosed(); return; }
+      // Its pass under way ends before its next mail; the node is closed once it has (see start).
+      void reaper?.stop();
       await service?.stop();
       // Past the deadline, the transactions still running are given up and recorded (Deferred), not cut off by a kill.
       const deadline = setTimeout(() => {

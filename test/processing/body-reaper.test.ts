@@ -300,3 +300,14 @@ it("the periodic reaper: one pass at a time, the first at a random point of the 
   await off.stop();
   expect(offBegun).toBe(0);
 });
+
+it("a processing node runs the reaper from its start (FEN_BODY_REAP_INTERVAL_MS) and stops it when it drains", async () => {
+  await putOrphan(mailIdFromIdempotencyKey("reap-node"));
+  const metrics = createMetrics({ defaults: false });
+  const node = await startProcessing(p.nc, p.sink.port, { FEN_BODY_REAP_INTERVAL_MS: "60000", FEN_RETRY_BASE_MS: "600000", FEN_RETRY_MAX_MS: "600000" },
+    ruleClassifier, () => 0, metrics);
+  await until("the node's first pass", async () => (await metrics.bodyReaper.get()).values.some((v) => v.labels["outcome"] === "kept" && v.value > 0));
+  await node.drain();
+  await node.closed;
+  expect(node.status()).toEqual({ state: "closed" });
+});
