@@ -27,7 +27,7 @@ import type { MailClassifier } from "./classifier.js";
 import { createBatchingClassifier } from "./classifier.js";
 import { MAILPARSER_OPTIONS } from "../classifier/index.js";
 import type { Delivery } from "./delivery.js";
-import { REFUSAL_REPLY_CHARS, isTooManyRecipients } from "./smtp-outcome.js";
+import { REFUSAL_REPLY_CHARS, cutChars, isTooManyRecipients } from "./smtp-outcome.js";
 import type { Outcome } from "./smtp-outcome.js";
 import { startProcessingService } from "./service.js";
 import { createBodyReaper } from "./body-reaper.js";
@@ -457,7 +457,7 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
     // with that reply; those put off at RCPT TO are retried (they used to bounce with it).
     const refusedWithMessage: RecipientRefusal[] = outcome.kind === "permanent" && later.length > 0
       ? to.filter((x) => !rcptRefusals.some((r) => r.recipient === x)).map((recipient) => ({
-        recipient, transient: false, ...(outcome.smtp ? { smtp: { ...outcome.smtp, response: outcome.smtp.response.slice(0, REFUSAL_REPLY_CHARS) } } : {}),
+        recipient, transient: false, ...(outcome.smtp ? { smtp: { ...outcome.smtp, response: cutChars(outcome.smtp.response, REFUSAL_REPLY_CHARS) } } : {}),
       }))
       : [];
     const refusals = [...rcptRefusals, ...refusedWithMessage];
@@ -494,9 +494,9 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
       const retryAt = new Date(deps.clock.now() + delay).toISOString();
       const first = rcptRefusals.find((x) => x.transient);
       const putOff = `${later.length} of ${to.length} recipients refused for now (${first?.recipient}: ${first?.smtp?.response ?? "no reply"})`;
-      const message = (outcome.kind === "transient" ? outcome.reason
+      const message = cutChars(outcome.kind === "transient" ? outcome.reason
         : outcome.kind === "permanent" ? `${putOff}; the message was refused for good for the other ${refusedWithMessage.length}: ${outcome.reason}`
-          : putOff).slice(0, 500);
+          : putOff, 500);
       const gone = new Set(refusals.filter((x) => !x.transient).map((x) => x.recipient));
       const rest = later.length > 0 ? later : to.filter((x) => !gone.has(x));
       const pending = rest.length < recipients.length ? { pending: rest } : {};
@@ -509,7 +509,7 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
     }
     const code = retry ? "RETRIES_EXHAUSTED" : "SMTP_PERMANENT";
     const reason = outcome.kind === "permanent" && refusedWithMessage.length > 0
-      ? `${later.length} of ${to.length} recipients refused for now at the last attempt; the message was refused for good for the other ${refusedWithMessage.length}: ${outcome.reason}`.slice(0, 500)
+      ? cutChars(`${later.length} of ${to.length} recipients refused for now at the last attempt; the message was refused for good for the other ${refusedWithMessage.length}: ${outcome.reason}`, 500)
       : outcome.kind === "transient" || outcome.kind === "permanent" ? outcome.reason
       : to.length < recipients.length
         ? `every remaining recipient refused (${to.length} of ${recipients.length}; the others were settled by earlier attempts, see the history)`

@@ -1,3 +1,4 @@
+import { isUtf8 } from "node:buffer";
 import type { RecipientRefusal, SmtpReply } from "../../protocol/index.js";
 
 /**
@@ -80,12 +81,37 @@ const SESSION_COMMAND = /^(CONN|EHLO|HELO|LHLO|STARTTLS|AUTH\b)/;
 export const SMTP_REPLY_CHARS = 1000;
 
 /**
+ * A relay's text (a reply, or nodemailer's error message quoting one) as
+ * the relay wrote it. nodemailer reads the relay's bytes one character per
+ * byte (Latin-1), so a reply written in UTF-8 (as most relays write
+ * non-ASCII text, and smtp-server always does) reached us as mojibake,
+ * with C1 controls the ledger turns into spaces. Text whose bytes are valid
+ * UTF-8 is read as UTF-8; any other (Latin-1 text, noise) stays as
+ * nodemailer read it. Text holding a character above U+00FF did not come
+ * from that decoding and is left alone.
+ */
+export function relayText(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  if (!/[\u0080-\u00ff]/.test(text) || /[^\u0000-\u00ff]/.test(text)) return text;
+  const bytes = Buffer.from(text, "latin1");
+  return isUtf8(bytes) ? bytes.toString("utf8") : text;
+}
+
+/** `text` cut to at most `max` UTF-16 code units, never between the two halves of a surrogate pair. */
+export function cutChars(text: string, max: number): string {
+  if (text.length <= max) return text;
+  const cut = text.slice(0, max);
+  return /[\ud800-\udbff]$/.test(cut) ? cut.slice(0, -1) : cut;
+}
+
+/**
  * The structured SMTP reply of a nodemailer result or error, when there is
  * one: a relay's answer that does not start with a reply code (noise, or
- * nodemailer's `responseCode` 5 for a bare "5") is none.
+ * nodemailer's `responseCode` 5 for a bare "5") is none. The text is the
+ * relay's (see {@link relayText}), cut to SMTP_REPLY_CHARS.
  */
 export function smtpReplyOf(x: { responseCode?: number; response?: string; command?: string }): SmtpReply | undefined {
-  const response = x.response?.trim().slice(0, SMTP_REPLY_CHARS);
+  const response = x.response === undefined ? undefined : cutChars(relayText(x.response).trim(), SMTP_REPLY_CHARS);
   const code = Number(REPLY_CODE.exec(response?.split("\n", 1)[0] ?? "")?.[1] ?? NaN);
   if (!response || !Number.isInteger(code)) return undefined;
   const enhanced = ENHANCED.exec(response)?.[1];
@@ -124,7 +150,7 @@ export function recipientRefusals(rejectedErrors: readonly unknown[] | undefined
     const e = (x ?? {}) as NodemailerError;
     const reply = smtpReplyOf(e);
     // Cut so that an event refusing every one of MAX_RECIPIENTS stays within EVENT_MAX_BYTES.
-    const smtp = reply && { ...reply, response: reply.response.slice(0, REFUSAL_REPLY_CHARS) };
+    const smtp = reply && { ...reply, response: cutChars(reply.response, REFUSAL_REPLY_CHARS) };
     const transient = !(smtp && smtp.code >= 500) || isTooManyRecipients(smtp) || smtp.code === 530;
     return { recipient: String(e.recipient ?? ""), transient, ...(smtp ? { smtp } : {}) };
   });
@@ -147,7 +173,7 @@ export function classifyFailure(err: unknown): Outcome {
           ? smtp === undefined && typeof e.response === "string" && e.response.trim() !== ""
           : true;
     if (hit) {
-      const reason = `${row.why}${e.message ? `: ${e.message}` : ""}`.slice(0, 500);
+      const reason = cutChars(`${row.why}${e.message ? `: ${relayText(e.message)}` : ""}`, 500);
       return { kind: row.outcome, reason, failure: row.why, ...(smtp ? { smtp } : {}) };
     }
   }

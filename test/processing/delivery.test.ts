@@ -267,6 +267,27 @@ describe("SMTP delivery when the relay misbehaves", () => {
     }
   });
 
+  it("a relay answering in UTF-8 (smtp-server writes its replies so) is recorded as it wrote them, not as Latin-1 mojibake", async () => {
+    // nodemailer reads replies one byte per character: "Адресат" came out as "ÐÐ´ÑÐµÑÐ°Ñ" (with C1 controls,
+    // which the ledger turns into spaces, so the text could not be recovered from it).
+    const sink = await startSmtpSink({
+      rcpt: (a) => (a.startsWith("nobody@") ? { code: 550, message: "5.1.1 Адресат не найден 📭" } : undefined),
+      respond: () => ({ code: 554, message: "5.7.1 Письмо отклонено" }),
+    });
+    sinks.push(sink);
+    const d = createDelivery(relay(sink.port));
+    try {
+      const o = await d.send({ from: "a@example.org", to: ["b@example.net", "nobody@example.net"] }, mail(950));
+      expect(o).toMatchObject({
+        kind: "permanent", smtp: { code: 554, enhanced: "5.7.1", response: "554 5.7.1 Письмо отклонено" },
+        reason: expect.stringContaining("554 5.7.1 Письмо отклонено"),
+        rejected: [{ recipient: "nobody@example.net", transient: false, smtp: { code: 550, enhanced: "5.1.1", response: "550 5.1.1 Адресат не найден 📭" } }],
+      });
+    } finally {
+      d.close();
+    }
+  });
+
   it("keeps at most SMTP_REPLY_CHARS of a huge reply to the final \".\"", async () => {
     const r = await scripted({ afterDot: (sock) => sock.write(`250 ${"y".repeat(1_100_000)}\r\n`) });
     const d = createDelivery(relay(r.port));

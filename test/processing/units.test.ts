@@ -82,6 +82,14 @@ describe("SMTP failure table: one case per row", () => {
   it("keeps at most SMTP_REPLY_CHARS of a reply", () => {
     expect(smtpReplyOf({ response: `250 ${"y".repeat(1_100_000)}` })?.response).toHaveLength(SMTP_REPLY_CHARS);
   });
+  it("reads a reply nodemailer decoded as Latin-1 as the UTF-8 the relay sent, and keeps Latin-1 that is not UTF-8 as it is", () => {
+    const asNodemailerReadsIt = (s: string) => Buffer.from(s, "utf8").toString("latin1");
+    expect(smtpReplyOf({ response: asNodemailerReadsIt("550 5.1.1 Адресат не найден") })?.response).toBe("550 5.1.1 Адресат не найден");
+    expect(smtpReplyOf({ response: "550 5.1.1 Empf\u00e4nger unbekannt" })?.response).toBe("550 5.1.1 Empf\u00e4nger unbekannt");
+    // Cut to SMTP_REPLY_CHARS without leaving half of a surrogate pair (the ledger's canonical JSON refuses a lone one).
+    const cut = smtpReplyOf({ response: asNodemailerReadsIt(`550 ${"x".repeat(SMTP_REPLY_CHARS - 5)}📭📭`) })!.response;
+    expect(cut).toBe(`550 ${"x".repeat(SMTP_REPLY_CHARS - 5)}`);
+  });
   it("keeps the SMTP reply structured", () => {
     expect(smtpReplyOf({ responseCode: 550, response: "550 5.1.1 <x@y.z>: unknown", command: "RCPT TO" }))
       .toEqual({ code: 550, enhanced: "5.1.1", response: "550 5.1.1 <x@y.z>: unknown", command: "RCPT TO" });
