@@ -27,7 +27,7 @@ import type { MailClassifier } from "./classifier.js";
 import { createBatchingClassifier } from "./classifier.js";
 import { MAILPARSER_OPTIONS } from "../classifier/index.js";
 import type { Delivery } from "./delivery.js";
-import { REFUSAL_REPLY_CHARS, cutChars, isTooManyRecipients } from "./smtp-outcome.js";
+import { REFUSAL_REPLY_BYTES, cutBytes, cutChars, isTooManyRecipients, refusalsWithin } from "./smtp-outcome.js";
 import type { Outcome } from "./smtp-outcome.js";
 import { startProcessingService } from "./service.js";
 import { createBodyReaper } from "./body-reaper.js";
@@ -457,11 +457,12 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
     // with that reply; those put off at RCPT TO are retried (they used to bounce with it).
     const refusedWithMessage: RecipientRefusal[] = outcome.kind === "permanent" && later.length > 0
       ? to.filter((x) => !rcptRefusals.some((r) => r.recipient === x)).map((recipient) => ({
-        recipient, transient: false, ...(outcome.smtp ? { smtp: { ...outcome.smtp, response: cutChars(outcome.smtp.response, REFUSAL_REPLY_CHARS) } } : {}),
+        recipient, transient: false, ...(outcome.smtp ? { smtp: { ...outcome.smtp, response: cutBytes(outcome.smtp.response, REFUSAL_REPLY_BYTES) } } : {}),
       }))
       : [];
     const refusals = [...rcptRefusals, ...refusedWithMessage];
-    const rejected = refusals.length ? { rejected: refusals } : {};
+    // Bounded so that the event fits MAIL_EVENTS; `later`, `gone` and `pending` come from the refusals whole.
+    const rejected = refusals.length ? { rejected: refusalsWithin(refusals) } : {};
     const retry = outcome.kind === "transient" || later.length > 0;
     // The attempt failed with the whole message out and no reply: the relay may have it, so the retry may deliver it twice.
     const doubt = outcome.kind === "transient" && outcome.inDoubt ? { inDoubt: true } : {};

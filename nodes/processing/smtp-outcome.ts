@@ -118,8 +118,59 @@ export function smtpReplyOf(x: { responseCode?: number; response?: string; comma
   return { code, response, ...(enhanced ? { enhanced } : {}), ...(x.command ? { command: x.command } : {}) };
 }
 
-/** Characters of a relay's reply kept per refused recipient. */
-export const REFUSAL_REPLY_CHARS = 200;
+/** `text` cut to at most `max` bytes of UTF-8, at a character's start (never into U+FFFD). */
+export function cutBytes(text: string, max: number): string {
+  if (Buffer.byteLength(text, "utf8") <= max) return text;
+  const bytes = Buffer.from(text, "utf8");
+  let end = max;
+  while (end > 0 && (bytes[end]! & 0xc0) === 0x80) end--;
+  return bytes.subarray(0, end).toString("utf8");
+}
+
+/** Bytes (UTF-8) of a relay's reply kept per refused recipient. */
+export const REFUSAL_REPLY_BYTES = 200;
+
+/**
+ * Bytes (as JSON) the refusals of one attempt may take in its event and
+ * status record (see {@link refusalsWithin}). An event also holds the
+ * mail's recipients (up to MAX_RECIPIENTS addresses of up to 254
+ * characters) and, when some are still to be tried, those again
+ * (`pending`): with this budget the largest event stays under
+ * EVENT_MAX_BYTES, as test/ledger-node/limits.test.ts pins. An event over
+ * it could never be stored, and the attempt would be sent again for ever.
+ */
+export const REFUSALS_MAX_BYTES = 400 * 1024;
+
+/** The reply as its code and enhanced code alone ("450 4.2.1"): what a refusal keeps past the budget. */
+const codeOnly = (smtp: SmtpReply): SmtpReply => ({ ...smtp, response: smtp.enhanced ? `${smtp.code} ${smtp.enhanced}` : String(smtp.code) });
+
+const jsonBytes = (x: unknown): number => Buffer.byteLength(JSON.stringify(x), "utf8") + 1;
+
+/**
+ * The refusals of an attempt as its event records them: every refusal, in
+ * order, each whole while the list stays within REFUSALS_MAX_BYTES, and past
+ * that with its reply cut to the code and enhanced code. Only the replies'
+ * text is cut: the recipients still to be tried are recorded apart
+ * (`pending`), from the refusals as the relay gave them. (A refusal left
+ * out altogether would need addresses no mailbox has: MAX_RECIPIENTS
+ * refusals with their codes only take about 320 KB.)
+ */
+export function refusalsWithin(refusals: readonly RecipientRefusal[], budget = REFUSALS_MAX_BYTES): RecipientRefusal[] {
+  const compact = refusals.map((x) => (x.smtp ? { ...x, smtp: codeOnly(x.smtp) } : x));
+  const compactBytes = compact.map(jsonBytes);
+  let rest = compactBytes.reduce((a, b) => a + b, 0);
+  let used = 0;
+  const out: RecipientRefusal[] = [];
+  refusals.forEach((x, i) => {
+    rest -= compactBytes[i]!;
+    const whole = jsonBytes(x);
+    const pick = used + whole + rest <= budget ? { x, bytes: whole } : { x: compact[i]!, bytes: compactBytes[i]! };
+    if (used + pick.bytes > budget) return;
+    used += pick.bytes;
+    out.push(pick.x);
+  });
+  return out;
+}
 
 type NodemailerError = { responseCode?: number; response?: string; command?: string; code?: string; message?: string; recipient?: string };
 
@@ -149,9 +200,10 @@ export function recipientRefusals(rejectedErrors: readonly unknown[] | undefined
   return (rejectedErrors ?? []).map((x) => {
     const e = (x ?? {}) as NodemailerError;
     const reply = smtpReplyOf(e);
-    // Cut so that an event refusing every one of MAX_RECIPIENTS stays within EVENT_MAX_BYTES.
-    const smtp = reply && { ...reply, response: cutChars(reply.response, REFUSAL_REPLY_CHARS) };
-    const transient = !(smtp && smtp.code >= 500) || isTooManyRecipients(smtp) || smtp.code === 530;
+    const transient = !(reply && reply.code >= 500) || isTooManyRecipients(reply) || reply.code === 530;
+    // Cut (by bytes: a reply in UTF-8 takes up to 3 per character) so that an event refusing every one of
+    // MAX_RECIPIENTS stays within EVENT_MAX_BYTES; the list as a whole is bounded by refusalsWithin.
+    const smtp = reply && { ...reply, response: cutBytes(reply.response, REFUSAL_REPLY_BYTES) };
     return { recipient: String(e.recipient ?? ""), transient, ...(smtp ? { smtp } : {}) };
   });
 }
