@@ -247,7 +247,12 @@ export type SmtpReply = z.infer<typeof SmtpReplySchema>;
  * A recipient the relay refused, with the reply: at RCPT TO, or (never
  * `transient`) by a 5xx to the message that settled the recipients its
  * transaction carried while others put off at RCPT TO are retried;
- * `transient` (4xx) ones are retried.
+ * `transient` (4xx) ones are retried. A Sent or Bounced record has no
+ * `transient` one: a recipient still put off (4xx) at the mail's last
+ * attempt is given up, listed with its reply and `transient: false`, and
+ * the record's error is RETRIES_EXHAUSTED. Past a byte budget (an attempt
+ * refusing hundreds of recipients) a refusal's `smtp.response` keeps only
+ * the reply's code and enhanced code.
  */
 export const RecipientRefusalSchema = z.object({
   recipient: z.string(),

@@ -444,7 +444,9 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
    * for good as a whole (5xx at DATA) settles the recipients it carried, and
    * those put off at RCPT TO are still retried. A split by
    * 452 ("too many recipients") is not an attempt. At the last attempt every
-   * other refusal is final.
+   * other refusal is final: a recipient put off then is recorded in the Sent
+   * or Bounced record as not transient, and the record's error is
+   * RETRIES_EXHAUSTED.
    */
   const record = async (m: JsMsg, cur: Versioned, item: WorkItem, outcome: Outcome, attempt: number, alog: Logger, to: readonly string[]) => {
     const recipients = item.envelope.to;
@@ -461,8 +463,11 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
       }))
       : [];
     const refusals = [...rcptRefusals, ...refusedWithMessage];
-    // Bounded so that the event fits MAIL_EVENTS; `later`, `gone` and `pending` come from the refusals whole.
-    const rejected = refusals.length ? { rejected: refusalsWithin(refusals) } : {};
+    // Bounded so that the event fits MAIL_EVENTS; `later`, `gone` and `pending` come from the refusals whole. No
+    // attempt follows a Sent or Bounced record (`final`): a recipient still put off for now (4xx) is given up there,
+    // recorded not transient (transient ones are those retried).
+    const rejected = (final: boolean) => refusals.length === 0 ? {}
+      : { rejected: refusalsWithin(final ? refusals.map((x) => (x.transient ? { ...x, transient: false } : x)) : refusals) };
     const retry = outcome.kind === "transient" || later.length > 0;
     // The attempt failed with the whole message out and no reply: the relay may have it, so the retry may deliver it twice.
     const doubt = outcome.kind === "transient" && outcome.inDoubt ? { inDoubt: true } : {};
@@ -480,7 +485,12 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
     const tooMany = (outcome.kind === "sent" || outcome.kind === "permanent") && later.length > 0
       && rcptRefusals.every((x) => !x.transient || isTooManyRecipients(x.smtp));
     if (outcome.kind === "sent" && (later.length === 0 || (tries >= config.maxAttempts && !tooMany))) {
-      await advanceDurably(m, cur, [{ state: "Sent", detail: { ...smtp, ...rejected } }], recipients, attempt);
+      // Recipients put off at the last attempt are given up: RETRIES_EXHAUSTED, as a bounce would say.
+      const first = rcptRefusals.find((x) => x.transient);
+      const exhausted = first ? {
+        error: { code: "RETRIES_EXHAUSTED", message: cutChars(`${later.length} of ${to.length} recipients still refused for now at the last attempt (${first.recipient}: ${first.smtp?.response ?? "no reply"}); given up`, 500) },
+      } : {};
+      await advanceDurably(m, cur, [{ state: "Sent", detail: { ...smtp, ...rejected(true), ...exhausted } }], recipients, attempt);
       deps.metrics.delivered.inc();
       countRefused();
       deps.metrics.deliveryLatency.observe((deps.clock.now() - Date.parse(item.submittedAt)) / 1000);
@@ -501,7 +511,7 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
       const gone = new Set(refusals.filter((x) => !x.transient).map((x) => x.recipient));
       const rest = later.length > 0 ? later : to.filter((x) => !gone.has(x));
       const pending = rest.length < recipients.length ? { pending: rest } : {};
-      await advanceDurably(m, cur, [{ state: "Deferred", detail: { ...smtp, ...rejected, ...pending, ...doubt, retryAt, error: { code: "SMTP_TRANSIENT", message } } }], recipients, attempt, stopped || tooMany ? { notCounted: true } : {});
+      await advanceDurably(m, cur, [{ state: "Deferred", detail: { ...smtp, ...rejected(false), ...pending, ...doubt, retryAt, error: { code: "SMTP_TRANSIENT", message } } }], recipients, attempt, stopped || tooMany ? { notCounted: true } : {});
       deps.metrics.deferred.inc();
       countRefused();
       alog.info({ delay, smtp: outcome.smtp?.code, enhanced: outcome.smtp?.enhanced, failure: failureOf(outcome), ...doubt, pending: later.length || undefined }, "deferred");
@@ -515,7 +525,7 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
       : to.length < recipients.length
         ? `every remaining recipient refused (${to.length} of ${recipients.length}; the others were settled by earlier attempts, see the history)`
         : `every recipient refused (${to.length})`;
-    await advanceDurably(m, cur, [{ state: "Bounced", detail: { ...smtp, ...rejected, ...doubt, error: { code, message: reason } } }], recipients, attempt);
+    await advanceDurably(m, cur, [{ state: "Bounced", detail: { ...smtp, ...rejected(true), ...doubt, error: { code, message: reason } } }], recipients, attempt);
     deps.metrics.bounced.inc();
     countRefused();
     alog.info({ smtp: outcome.smtp?.code, enhanced: outcome.smtp?.enhanced, code, failure: failureOf(outcome), ...doubt }, "bounced");

@@ -402,6 +402,28 @@ describe("per-recipient replies", () => {
     const st = await until("Bounced", async () => { const s = await status(nc, r.mailId); return s.state === "Bounced" && s; });
     expect(deliveries(sink, r.messageId)).toEqual([["ok@example.net"]]);
     expect(st.history.at(-1)?.detail.error).toMatchObject({ code: "RETRIES_EXHAUSTED", message: expect.stringMatching(/^every remaining recipient refused \(1 of 2;/) });
+    // Given up, not "retried": the mail's last record lists no refusal as transient.
+    expect(st.history.at(-1)?.detail.rejected).toEqual([{ recipient: "busy@example.net", transient: false, smtp: expect.objectContaining({ code: 450 }) }]);
+  });
+
+  it("a recipient put off (450) at the last attempt while another took the mail: Sent, that recipient given up (not transient, RETRIES_EXHAUSTED), not left in limbo", async () => {
+    const sink = await startSmtpSink({ rcpt: (a) => (a.startsWith("busy@") ? { code: 450, message: "4.2.1 mailbox busy" } : undefined) });
+    sinks.push(sink);
+    actors.push(await startProcessing(nc, sink.port, { FEN_MAX_ATTEMPTS: "1" }));
+    const r = await submit(nc, structured("rcpt-450-last", { key: "rcpt-450-last", to: ["ok@example.net", "busy@example.net"] }));
+    const st = await until("Sent", async () => { const s = await status(nc, r.mailId); return s.state === "Sent" && s; });
+    expect(deliveries(sink, r.messageId)).toEqual([["ok@example.net"]]);
+    expect(st.history.at(-1)?.detail).toMatchObject({
+      smtp: { code: 250 },
+      rejected: [{ recipient: "busy@example.net", transient: false, smtp: expect.objectContaining({ code: 450, enhanced: "4.2.1" }) }],
+      error: { code: "RETRIES_EXHAUSTED", message: expect.stringMatching(/^1 of 2 recipients still refused for now at the last attempt \(busy@example\.net: 450 4\.2\.1 mailbox busy\)/) },
+    });
+    // Nothing retries it: the work item is settled.
+    await until("work item acked", async () => {
+      const ci = await (await jetstreamManager(nc)).consumers.info(Names.workStream, Names.workConsumer);
+      return ci.num_ack_pending + ci.num_pending === 0;
+    });
+    expect(sink.messages.filter((m) => m.messageId === r.messageId)).toHaveLength(1);
   });
 
   it("every recipient refused for good: Bounced, each refusal recorded, no retry", async () => {
