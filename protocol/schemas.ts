@@ -275,7 +275,14 @@ export const EventDetailSchema = z.object({
   error: z.object({ code: z.string(), message: z.string() }).strict().optional(),
   classification: ClassificationSchema.optional(),
   retryAt: z.string().datetime().optional(),
-  /** Redelivered while DeliveryScheduled: the earlier attempt's outcome is unknown. */
+  /**
+   * Processing: redelivered while DeliveryScheduled, the earlier attempt's
+   * outcome is unknown. Deferred and Bounced: this attempt failed with the
+   * whole message out and no reply, or an earlier attempt's outcome is
+   * unknown: the relay may have the mail (a retry may deliver it twice, a
+   * bounce may be of a delivered mail). Once set on a mail's Deferred
+   * record, every later Deferred or Bounced one carries it.
+   */
   inDoubt: z.boolean().optional(),
   reason: z.string().optional(),
   /**

@@ -395,7 +395,10 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
         clearInterval(renewer);
         await renewing;
       }
-      await record(m, claimed, item, outcome, attempt, alog, to);
+      // An earlier attempt whose outcome is unknown (recorded in doubt, or taken over from a node that died) may
+      // have delivered the mail: whatever this one comes to, the mail's record keeps saying so.
+      const doubtedBefore = inDoubt || (r.state === "Deferred" && r.detail.inDoubt === true);
+      await record(m, claimed, item, outcome, attempt, alog, to, doubtedBefore);
     } catch (err) {
       const fe = toFenError(err);
       const delay = fe.code === "STATE_CONFLICT" ? 1000 : backoffDelay({ baseMs: 500, maxMs: 30_000 }, m.info.deliveryCount, deps.random);
@@ -446,9 +449,11 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
    * 452 ("too many recipients") is not an attempt. At the last attempt every
    * other refusal is final: a recipient put off then is recorded in the Sent
    * or Bounced record as not transient, and the record's error is
-   * RETRIES_EXHAUSTED.
+   * RETRIES_EXHAUSTED. `doubtedBefore`: an earlier attempt's outcome is
+   * unknown (see `inDoubt` on EventDetailSchema); a Deferred or Bounced
+   * record says so too.
    */
-  const record = async (m: JsMsg, cur: Versioned, item: WorkItem, outcome: Outcome, attempt: number, alog: Logger, to: readonly string[]) => {
+  const record = async (m: JsMsg, cur: Versioned, item: WorkItem, outcome: Outcome, attempt: number, alog: Logger, to: readonly string[], doubtedBefore: boolean) => {
     const recipients = item.envelope.to;
     const smtp = outcome.smtp ? { smtp: outcome.smtp } : {};
     const rcptRefusals = outcome.rejected ?? [];
@@ -469,8 +474,9 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
     const rejected = (final: boolean) => refusals.length === 0 ? {}
       : { rejected: refusalsWithin(final ? refusals.map((x) => (x.transient ? { ...x, transient: false } : x)) : refusals) };
     const retry = outcome.kind === "transient" || later.length > 0;
-    // The attempt failed with the whole message out and no reply: the relay may have it, so the retry may deliver it twice.
-    const doubt = outcome.kind === "transient" && outcome.inDoubt ? { inDoubt: true } : {};
+    // The attempt failed with the whole message out and no reply, or an earlier one's outcome is unknown: the relay
+    // may have the mail, so a retry may deliver it twice, and a bounce may be of a mail that was delivered.
+    const doubt = (outcome.kind === "transient" && outcome.inDoubt) || doubtedBefore ? { inDoubt: true } : {};
     // Counted once the outcome is recorded, like the delivered/deferred/bounced counters.
     // The metric counts refusals at RCPT TO only (a 5xx to the message is counted as the mail's bounce or deferral).
     const countRefused = () => {
