@@ -86,6 +86,9 @@ export type ProcessingNode = Actor;
  *    its claim every CLAIM_RENEW_MS while the delivery lasts.
  * 3. SMTP: 250 → Sent; 4xx/connection → Deferred and `nak(backoff)`, until
  *    `maxAttempts`, then Bounced; 5xx → Bounced with the reply kept.
+ *    An attempt whose node died mid-delivery counts: when it was the last
+ *    one allowed, the mail is Bounced (RETRIES_EXHAUSTED, in doubt) rather
+ *    than sent again.
  * 4. The work item is `ackAck`ed only after the outcome is recorded.
  *
  * The SMTP boundary is at-least-once: a node killed after the relay's 250
@@ -274,6 +277,18 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
           const wait = Math.min(CLAIM_TTL_MS - claimAge, CLAIM_RECHECK_MS * Math.min(8, m.info.deliveryCount));
           mlog.debug({ attempt: r.attempt, claimAge, wait }, "mail claimed moments ago (by a node still at work?); checking back later");
           m.nak(wait);
+          return;
+        }
+        // The attempt in doubt counts (counted as record() counts): when it was the last one allowed, the mail is
+        // not sent again. Otherwise nodes that keep dying mid-delivery (a mail that kills its node, say) would
+        // send it again without bound, as no outcome is ever recorded to check the limit against.
+        const tried = r.attempt - (item.attemptsBefore ?? 0) - (r.attemptsNotCounted ?? 0);
+        if (tried >= config.maxAttempts) {
+          const message = `attempt ${r.attempt}, the last of ${config.maxAttempts} (FEN_MAX_ATTEMPTS), ended with its node (it died or lost the mail mid-delivery): its outcome is unknown, and no attempt is left`;
+          await state.advance(cur, [{ state: "Bounced", detail: { inDoubt: true, error: { code: "RETRIES_EXHAUSTED", message } } }], recipients, r.attempt);
+          deps.metrics.bounced.inc();
+          mlog.warn({ attempt: r.attempt, maxAttempts: config.maxAttempts, code: "RETRIES_EXHAUSTED", inDoubt: true }, "bounced: the last attempt's node died mid-delivery; not sending again");
+          await settle(m, item);
           return;
         }
       }

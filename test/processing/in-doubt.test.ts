@@ -80,3 +80,21 @@ it("a mail a dead node left in doubt, whose resend the relay refuses for good: B
     await node.drain();
   }
 }, 90_000);
+
+it("a mail whose nodes keep dying after their claims is not sent again past FEN_MAX_ATTEMPTS: Bounced RETRIES_EXHAUSTED in doubt, nothing sent", async () => {
+  // Attempt 1's node died mid-delivery; the node that took it over (attempt 2, the last allowed) died too.
+  const r = await claimedByDeadNodes("dead-twice", [1, 2]);
+  const sink = await startSmtpSink();
+  onTestFinished(() => sink.close());
+  const node = await startProcessing(p.nc, sink.port, { FEN_MAX_ATTEMPTS: "2" });
+  try {
+    const st = await until("Bounced or Sent", async () => { const s = await status(p.nc, r.mailId); return (s.state === "Bounced" || s.state === "Sent") && s; }, 60_000);
+    expect(st.state).toBe("Bounced");
+    expect(st.history.slice(-2).map((e) => [e.state, e.attempt, e.detail.inDoubt])).toEqual([["DeliveryScheduled", 2, undefined], ["Bounced", 2, true]]);
+    expect(st.history.at(-1)?.detail.error).toMatchObject({ code: "RETRIES_EXHAUSTED", message: expect.stringMatching(/^attempt 2, the last of 2 \(FEN_MAX_ATTEMPTS\), ended with its node/) });
+    await workSettled();
+    expect(sink.dataCount()).toBe(0);
+  } finally {
+    await node.drain();
+  }
+}, 90_000);
