@@ -313,6 +313,17 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
           // ever would send nothing either. Any other failure is the store's: the work item is retried.
           if (!(err instanceof FenError && err.code === "BODY_UNAVAILABLE")) throw err;
           if (read < BODY_READS) { await new Promise((r) => setTimeout(r, BODY_READ_PAUSE_MS)); continue; }
+          // A body object is dropped only once its mail's final state is recorded (settle): another node holding a
+          // copy of this work item (a consumer leader change) may have settled the mail since its state was read
+          // here. Its outcome stands: a Rejected recorded now would follow its Sent in the history (the events go
+          // before the status swap, which only then fails).
+          const now = await state.get(item.mailId);
+          if ((now?.revision ?? 0) !== cur.revision) {
+            if (!now || !isTerminal(now.record.state)) throw new FenError("STATE_CONFLICT", `mail ${item.mailId} moved to ${now?.record.state ?? "no state"} while its body was read`, { cause: err });
+            alog.info({ state: now.record.state }, "body gone: another node settled the mail meanwhile; acking without recording");
+            await (now.record.state === "Quarantined" ? finish(m) : settle(m, item));
+            return;
+          }
           await state.advance(cur, [{ state: "Processing", detail: processing }, { state: "Rejected", detail: { error: { code: err.code, message: err.message.slice(0, 300) } } }], recipients, attempt);
           deps.metrics.rejected.inc();
           alog.error({ err }, "rejected: the mail's body is gone");

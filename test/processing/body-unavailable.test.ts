@@ -1,7 +1,11 @@
 import { expect, it } from "vitest";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
 import { Objm } from "@nats-io/obj";
 import { BodiesBucketStream, FenError, Names } from "../../protocol/index.js";
+import type { MailId } from "../../protocol/index.js";
+import { systemClock } from "../../nodes/common/clock.js";
+import { createMailStateStore } from "../../nodes/common/mail-state.js";
 import { readObject } from "../../nodes/processing/body.js";
 import { BODY_READS } from "../../nodes/processing/processor.js";
 import { usePipeline } from "../helpers/suite.js";
@@ -50,6 +54,51 @@ it("a mail whose body object is gone is Rejected BODY_UNAVAILABLE after a few re
   expect(st.history.map((e) => e.state)).toEqual(["PendingProcessing", "Processing", "Rejected"]);
   expect(p.sink.messages).toHaveLength(0);
   console.log(`body gone: Rejected BODY_UNAVAILABLE after ${BODY_READS} reads`);
+}, 90_000);
+
+/**
+ * The same work item can reach two nodes (a consumer leader change). A
+ * delivers the mail, records Sent and drops its body object; B, which had
+ * read the mail's state before, finds the body gone. A body is dropped only
+ * once its mail's final state is recorded, so B reads the state again
+ * before it records Rejected: the mail moved on, and B records nothing. (It
+ * used to publish Processing and Rejected, whose events go before the
+ * status swap, and only then fail STATE_CONFLICT: the history said Sent,
+ * then Rejected.) Made deterministic here: node A is played by hand, the
+ * moment B reads the status entry (its request to the bucket's stream is
+ * seen), while B reads the body BODY_READS times, a second apart.
+ */
+it("a node that finds the body gone because another node delivered the mail meanwhile records nothing: no Rejected after Sent", async () => {
+  const { big, object, bodies } = await submitBig("body-race", "a body line for the race\n");
+  const mailId = big.mailId as MailId;
+  await bodies.delete(object);
+  const js = jetstream(p.nc);
+  const a = createMailStateStore({ js, kv: await new Kvm(js).open(Names.statusBucket), clock: systemClock, node: "node-a" });
+  const statusReads = p.nc.subscribe(`$JS.API.STREAM.MSG.GET.KV_${Names.statusBucket}`);
+  const delivered = (async () => {
+    for await (const req of statusReads) {
+      if (!req.string().includes(mailId)) continue;
+      statusReads.unsubscribe();
+      const begun = await a.begin(mailId, new Date().toISOString(), ["rcpt@example.net"]);
+      await a.advance(begun, [{ state: "Processing" }, { state: "Validated" }, { state: "DeliveryScheduled" }], ["rcpt@example.net"], 1);
+      const claimed = (await a.get(mailId))!;
+      await a.advance(claimed, [{ state: "Sent", detail: { smtp: { code: 250, response: "250 2.0.0 queued" } } }], ["rcpt@example.net"], 1);
+    }
+  })();
+  const node = await startProcessing(p.nc, sinkPort, { FEN_CONCURRENCY: "4" });
+  try {
+    await delivered;
+    await until("work item acked", async () => {
+      const ci = await (await jetstreamManager(p.nc)).consumers.info(Names.workStream, Names.workConsumer);
+      return ci.num_ack_pending + ci.num_pending === 0;
+    }, 30_000, 200);
+  } finally {
+    await node.drain();
+  }
+  const st = await status(p.nc, mailId);
+  expect(st.history.map((e) => `${e.state}#${e.attempt}`)).toEqual(["PendingProcessing#0", "Processing#1", "Validated#1", "DeliveryScheduled#1", "Sent#1"]);
+  expect(st.state).toBe("Sent");
+  expect(p.sink.messages).toHaveLength(0);
 }, 90_000);
 
 /**
