@@ -29,14 +29,23 @@ const COMPLETE_SLACK = 2;
  * head; undefined while no block is complete. Proofs are served against it,
  * so every tile they need exists.
  *
- * @throws FenError `LEDGER_CORRUPT` when none of the head's block and the
+ * @throws FenError `LEDGER_CORRUPT` when the head's block has a record
+ *   that differs from the head (`block.<n>` is written as the head held it:
+ *   the head was moved to another block of that number, e.g. a fork built
+ *   on a rolled-back head), or when none of the head's block and the
  *   `ROLL_DEPTH + 2` before it has a record (a writer commits block `n` only
  *   once block `n - ROLL_DEPTH` is complete); `LEDGER_UNAVAILABLE`.
  */
 export async function latestComplete(store: LedgerStore): Promise<Stored<LedgerBlockRef> | undefined> {
   const head = await store.readHead();
   if (!head) return undefined;
-  if (await store.readBlockRef(head.value.block)) return head;
+  const own = await store.readBlockRef(head.value.block);
+  if (own) {
+    if (!Buffer.from(own.bytes).equals(Buffer.from(head.bytes))) {
+      throw new FenError("LEDGER_CORRUPT", `the head differs from block ${head.value.block}'s record: the head was moved to another block ${head.value.block}`);
+    }
+    return head;
+  }
   const last = Math.max(0, head.value.block - ROLL_DEPTH - COMPLETE_SLACK);
   for (let n = head.value.block - 1; n >= last; n--) {
     const ref = await store.readBlockRef(n);

@@ -1,8 +1,8 @@
 import { FenError, LedgerBucketKeys, LedgerCodecs } from "../../protocol/index.js";
 import type { LedgerBlock, LedgerBlockRef, MailId } from "../../protocol/index.js";
 import {
-  EMPTY_FRONTIER, appendBatch, appendLeaves, decodeEntry, decodeFrontier, encodeFrontier, frontierRoot, hashLeaf,
-  ledgerErrorCode, openCheckpoint, signCheckpoint, tilePath,
+  EMPTY_FRONTIER, appendBatch, appendLeaves, createTileHashReader, decodeEntry, decodeFrontier, encodeFrontier, frontierRoot,
+  hashLeaf, ledgerErrorCode, openCheckpoint, proveConsistency, signCheckpoint, tilePath, verifyConsistency,
 } from "../../ledger/index.js";
 import type { AppendResult, Frontier, NoteSigner, NoteVerifier, TileData, TileReader } from "../../ledger/index.js";
 import type { Clock } from "../common/clock.js";
@@ -82,6 +82,25 @@ const RECENT_BLOCKS = 64;
  * memory (their index records may not have reached the replica answering
  * the index lookup yet), so a redelivered event is found and not appended
  * twice.
+ *
+ * A writer never signs a fork of a checkpoint it has seen committed, even
+ * when someone with write access to the bucket (but not the key) moves
+ * `head`: it keeps in memory its *anchor*, the newest checkpoint it saw
+ * in the log (the head it loaded, or the last block it committed), and
+ * - {@link Sequencer.load} refuses (`LEDGER_CORRUPT`) a head that does not
+ *   extend the anchor: a smaller one, or one without a valid RFC 9162
+ *   consistency proof from the anchor (read from the tiles, verified
+ *   against the two roots), and a head behind an existing `block.<n+1>`
+ *   record (a rolled-back head: `block.<n>` is written only after the head
+ *   reached block `n`);
+ * - a block is signed only on the anchor, or on this writer's own block
+ *   being swapped in on it.
+ * A restarted writer has no anchor: it relies on the `block.<n+1>` check
+ * alone, so a head rolled back together with every later block record is
+ * built on, and the fork it signs is caught only by clients that kept a
+ * checkpoint (`fastemailnet ledger consistency`). Blocks that lose a head swap are signed
+ * too; they are never in the log (the atomic path never stores them, the
+ * key-by-key fallback drops their stage once the chain holds another).
  */
 export interface Sequencer {
   /** Reads the head, finishes unfinished blocks, and returns the tip. */
@@ -163,6 +182,16 @@ interface BuildBase {
   readonly frontier: Frontier;
 }
 
+/** A signed tree this writer saw in the log, which every block it signs must extend (see {@link Sequencer}). */
+interface Anchor {
+  /** Stage of the block whose checkpoint this is ("" for the empty log). */
+  readonly stage: string;
+  readonly size: number;
+  readonly root: Uint8Array;
+}
+
+const sameBytes = (a: Uint8Array, b: Uint8Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+
 /** A block built and encoded, not yet committed. */
 interface Built extends Stored<LedgerBlockRef> {
   readonly fresh: readonly PendingEntry[];
@@ -185,6 +214,8 @@ export function refOf(body: LedgerBlock, stage: string): Stored<LedgerBlockRef> 
 export function createSequencer(deps: SequencerDeps): Sequencer {
   const { store, signer, verifier, origin, clock } = deps;
   let current: Tip | undefined;
+  /** The newest tree this node saw in the log; set by the first load (see {@link Sequencer}). */
+  let anchor: Anchor | undefined;
   /** This node's unfinished roll-forwards, oldest first. */
   let rolling: Rolling[] = [];
   /**
@@ -302,13 +333,49 @@ export function createSequencer(deps: SequencerDeps): Sequencer {
     return head.value.block === n ? { at: "head", revision: head.revision } : { at: "buried" };
   };
 
+  /**
+   * Moves the anchor to a head just loaded (its unfinished blocks finished, so its tiles exist), once that
+   * head is shown to extend the anchor: the same block, or a bigger tree with a consistency proof from the
+   * anchor's. The proof's hashes come from the bucket, but it is checked against the anchor's root (held in
+   * memory) and the head's (its signed checkpoint): tampered tiles fail it, they cannot pass a fork.
+   */
+  const advanceAnchor = async (stage: string, frontier: Frontier) => {
+    const root = frontierRoot(frontier);
+    if (anchor && anchor.stage !== stage) {
+      const from = anchor;
+      const fork = (why: string) => corrupt(
+        `the head (${frontier.size} entries) does not extend the checkpoint this node last saw in the log (${from.size} entries): ${why}; `
+        + "the head was rolled back or forked, and a block on it would sign a fork");
+      if (frontier.size < from.size) throw fork("it is smaller");
+      try {
+        const proof = await proveConsistency(createTileHashReader(store.tileReader(frontier.size), frontier.size), from.size, frontier.size);
+        verifyConsistency(from.size, frontier.size, proof, from.root, root);
+      } catch (err) {
+        // A storage fault stays what it was (a retry may pass); anything else is no proof.
+        const fen = selfOrCause(err, (e): e is FenError => e instanceof FenError);
+        if (fen?.code === "LEDGER_UNAVAILABLE") throw fen;
+        throw fork(`no consistency proof (${ledgerErrorCode(err) ?? fen?.code ?? "error"}: ${(err as Error).message})`);
+      }
+    }
+    anchor = { stage, size: frontier.size, root };
+  };
+
   const load = async (): Promise<Tip> => {
     current = undefined;
     const head = await store.readHead();
     if (!head) {
       if (await store.readBlockRef(0)) throw corrupt("the head is missing but blocks exist");
+      await advanceAnchor("", EMPTY_FRONTIER);
       current = { frontier: EMPTY_FRONTIER };
       return current;
+    }
+    // `block.<n>` is written only once the head has reached block n, and the head only moves forward: a
+    // record past the head means the head was moved back (unless the head moved on since it was read).
+    if (await store.readBlockRef(head.value.block + 1)) {
+      const again = await store.readHead();
+      if (again?.revision === head.revision) {
+        throw corrupt(`the head names block ${head.value.block} but ${LedgerBucketKeys.block(head.value.block + 1)} exists: the head was rolled back, and a block on it would sign a fork`);
+      }
     }
     const stage = await store.readStage(head.value.stage);
     if (!stage) throw corrupt(`the head's staged block ${head.value.stage} is missing`);
@@ -332,6 +399,7 @@ export function createSequencer(deps: SequencerDeps): Sequencer {
       deps.log.info({ block: u.body.block }, "finishing the roll-forward of a committed block");
       await rollForward(u.body, u.ref.bytes, Promise.resolve());
     }
+    await advanceAnchor(head.value.stage, frontier);
     // The index records just written (and the head's, however recent) may
     // not be on the follower that answers the next Direct Get: their events
     // are kept in memory, oldest block first, the head's last (the walk above starts at the head: when any
@@ -384,6 +452,12 @@ export function createSequencer(deps: SequencerDeps): Sequencer {
         return t ? t.data : (await tiles.readTiles([id]))[0] as Uint8Array;
       })),
     };
+    // Signed only on the anchor, or on this node's own block being swapped in on it (itself built so).
+    const onAnchor = anchor !== undefined && base.prevStage === anchor.stage && oldSize === anchor.size && sameBytes(frontierRoot(frontier), anchor.root);
+    const onOwn = after !== undefined && base.prevStage === after.stage && oldSize === after.frontier.size;
+    if (!onAnchor && !onOwn) {
+      throw corrupt(`block ${n} would be built on ${base.prevStage || "the empty log"} (${oldSize} entries), which is not the tree this node last saw in the log (${anchor ? `${anchor.size} entries` : "none loaded"}): refusing to sign it`);
+    }
     const r = await checked(`block ${n}`, () => appendBatch(frontier, fresh.map((e) => hashLeaf(e.bytes)), reader));
     const checkpoint = signCheckpoint({ origin, size: r.frontier.size, rootHash: r.root }, signer);
     const body: LedgerBlock = {
@@ -429,6 +503,7 @@ export function createSequencer(deps: SequencerDeps): Sequencer {
       // landed unanswered and other writers built on it. The chain decides.
       const fate: Fate = cas.ok ? { at: "head", revision: cas.revision } : await fateOf(n, hex, headAfter);
       if (fate.at !== "lost") {
+        anchor = { stage: hex, size: r.frontier.size, root: r.root };
         if (fate.at === "head") {
           current = { head: { value: ref, bytes: refBytes, revision: fate.revision }, frontier: r.frontier };
           store.rememberTiles(r.tiles);

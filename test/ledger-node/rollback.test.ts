@@ -1,0 +1,93 @@
+import { afterEach, describe, expect, it } from "vitest";
+import type { KV } from "@nats-io/kv";
+import { LedgerBucketKeys, LedgerCodecs } from "../../protocol/index.js";
+import { openCheckpoint, parseVerifierKey } from "../../ledger/index.js";
+import { latestComplete } from "../../nodes/ledger/prove.js";
+import { createSequencer } from "../../nodes/ledger/sequencer.js";
+import type { Sequencer } from "../../nodes/ledger/sequencer.js";
+import { useProvisionedCluster } from "../helpers/suite.js";
+import { ledgerIdentity, ledgerKv, sequencerKit } from "./helpers.js";
+import type { SequencerKit } from "./helpers.js";
+
+/**
+ * Someone with write access to the `ledger` bucket but not the signing key
+ * rolls `head` back: an honest writer must not sign a block on it (that
+ * block's checkpoint would be a fork of the bigger one already signed).
+ */
+describe("a head rolled back by someone without the key", () => {
+  const env = useProvisionedCluster();
+  const id = ledgerIdentity();
+  const restore: (() => Promise<unknown>)[] = [];
+  let kv: KV;
+
+  /** Overwrites (or deletes) a key, remembering how to put it back. */
+  const tamper = async (key: string, value: Uint8Array | undefined) => {
+    kv ??= await ledgerKv(env.nc);
+    const e = await kv.get(key);
+    const before = e && e.operation === "PUT" ? e.value : undefined;
+    restore.push(() => (before ? kv.put(key, before) : kv.purge(key)));
+    if (value) await kv.put(key, value);
+    else await kv.purge(key);
+  };
+  afterEach(async () => {
+    while (restore.length > 0) await restore.pop()!();
+  });
+
+  /** Four blocks of three entries on whatever the log holds; returns their first block number and the writer. */
+  const fourBlocks = async (kit: SequencerKit, prefix: string): Promise<{ base: number; seq: Sequencer }> => {
+    const seq = createSequencer(kit.deps());
+    const tip = await seq.load();
+    const base = tip.head ? tip.head.value.block + 1 : 0;
+    for (let b = 0; b < 4; b++) await seq.commit(kit.pending(prefix, b * 3, b * 3 + 3));
+    await seq.settle();
+    expect((await kit.store.readHead())?.value.block).toBe(base + 3);
+    return { base, seq };
+  };
+  const stageCount = async (kit: SequencerKit) => (await kit.store.keys(LedgerBucketKeys.stages)).length;
+
+  it("a fresh writer refuses to load a head behind an existing block record", async () => {
+    const kit = await sequencerKit(env.nc, id);
+    const { base } = await fourBlocks(kit, "rb-fresh");
+    await tamper(LedgerBucketKeys.head, (await kit.store.readBlockRef(base + 1))!.bytes);
+    const stages = await stageCount(kit);
+    const fresh = createSequencer(kit.deps());
+    await expect(fresh.load()).rejects.toMatchObject({ code: "LEDGER_CORRUPT", message: expect.stringContaining(`block.${base + 2}`) });
+    await expect(fresh.commit(kit.pending("rb-fresh", 100, 101))).rejects.toMatchObject({ code: "LEDGER_CORRUPT" });
+    expect(await stageCount(kit)).toBe(stages);
+  });
+
+  it("a running writer refuses to build on a head rolled back under it", async () => {
+    const kit = await sequencerKit(env.nc, id);
+    const { base, seq } = await fourBlocks(kit, "rb-running");
+    const rolledBack = (await kit.store.readBlockRef(base + 1))!.bytes;
+    await tamper(LedgerBucketKeys.head, rolledBack);
+    const stages = await stageCount(kit);
+    await expect(seq.commit(kit.pending("rb-running", 100, 101))).rejects.toMatchObject({ code: "LEDGER_CORRUPT" });
+    expect(Buffer.from((await kit.store.readHead())!.bytes).equals(Buffer.from(rolledBack))).toBe(true);
+    expect(await stageCount(kit)).toBe(stages);
+  });
+
+  it("a running writer refuses a head that does not extend what it signed, even with the later block records deleted", async () => {
+    const kit = await sequencerKit(env.nc, id);
+    const { base, seq } = await fourBlocks(kit, "rb-deleted");
+    const signed = openCheckpoint((await kit.store.readHead())!.value.checkpoint, parseVerifierKey(id.verifierKey)).checkpoint;
+    await tamper(LedgerBucketKeys.block(base + 3), undefined);
+    await tamper(LedgerBucketKeys.block(base + 2), undefined);
+    await tamper(LedgerBucketKeys.head, (await kit.store.readBlockRef(base + 1))!.bytes);
+    const stages = await stageCount(kit);
+    await expect(seq.commit(kit.pending("rb-deleted", 100, 101))).rejects.toMatchObject({
+      code: "LEDGER_CORRUPT", message: expect.stringContaining(`${signed.size}`),
+    });
+    expect(await stageCount(kit)).toBe(stages);
+  });
+
+  it("proofs are not served against a head that differs from its own block's record", async () => {
+    const kit = await sequencerKit(env.nc, id);
+    const { base } = await fourBlocks(kit, "rb-prove");
+    const two = (await kit.store.readBlockRef(base + 2))!.value;
+    const one = (await kit.store.readBlockRef(base + 1))!.value;
+    // A head naming block base + 2 whose record is another block's (as a fork signed on a rolled-back head would be).
+    await tamper(LedgerBucketKeys.head, LedgerCodecs.blockRef.encode({ ...two, stage: one.stage }));
+    await expect(latestComplete(kit.store)).rejects.toMatchObject({ code: "LEDGER_CORRUPT" });
+  });
+});
