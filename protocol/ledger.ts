@@ -35,6 +35,8 @@ export const LedgerBucketKeys = {
   blocks: "block.>",
   /** Filter of every staged block body. */
   stages: "stage.>",
+  /** Filter of every mail's index records. */
+  mailIndexesAll: "m.>",
   /** `block.<n>`: block `n`'s record, identical to what `head` held when `n` was committed. */
   block(n: number): string {
     if (!Number.isSafeInteger(n) || n < 0) throw bad(`not a block number: ${n}`);

@@ -70,9 +70,10 @@ interface Fetched {
  * block, decodes every entry strictly, recomputes the Merkle tree from the
  * entries (the root must be the checkpoint's, consecutive checkpoints must
  * be consistent), compares the stored hash tiles and `m.*` index records
- * with what the entries imply, and finally checks the head. (An index record
- * for a mail that has no entry in that block is not looked for.) It stops at the
- * first bad block and reports every fault found there.
+ * with what the entries imply, and finally checks the head and that no
+ * other `m.*` record exists (a planted one would hide an event from the
+ * writers' deduplication). It stops at the first bad block and reports
+ * every fault found there.
  *
  * The last {@link ROLL_DEPTH} blocks up to the head may be committed but not
  * rolled forward yet (no `block.<n>` record, tiles and index still being
@@ -158,6 +159,8 @@ export async function auditLedger(
 
   const tiles = createMemoryTileStore();
   const seen = new Map<string, number>();
+  /** The `m.*` keys the verified blocks imply; any other is a fault (see below). */
+  const derived = new Set<string>();
   const referenced = new Set<string>();
   let frontier: Frontier = EMPTY_FRONTIER;
   let root: Uint8Array | undefined;
@@ -217,6 +220,7 @@ export async function auditLedger(
       }
     });
     if (faults.length > 0) break;
+    for (const mailId of byMail.keys()) derived.add(LedgerBucketKeys.mailIndex(mailId, n));
     const r = await appendBatch(frontier, leaves, tiles);
     if (!Buffer.from(r.root).equals(Buffer.from(cp.rootHash))) {
       bad("LEDGER_ROOT_MISMATCH", `the entries of block ${n} do not hash to its checkpoint's root`);
@@ -261,6 +265,7 @@ export async function auditLedger(
       fault(head.value.block, "head", "LEDGER_CORRUPT", `the head differs from block ${head.value.block}'s record`);
     }
   }
+  if (faults.length === 0) await auditIndexKeys(store, derived, lastBlock, fault);
   const stages = await store.keys(LedgerBucketKeys.stages).catch(() => []);
   const orphans = faults.length === 0 ? stages.filter((k) => !referenced.has(k.slice("stage.".length))).length : 0;
   if (orphans > 0) warnings.push(`${orphans} staged block(s) are referenced by no block (lost races or crashes before a commit)`);
@@ -269,4 +274,44 @@ export async function auditLedger(
     ok: faults.length === 0, ...base, blocks: verified, size: frontier.size, ...(root ? { root: b64(root) } : {}),
     ...(first ? { firstBadBlock: first.block } : {}), faults, warnings,
   };
+}
+
+/** Faults named one by one before the rest are counted in one more. */
+const MAX_NAMED_FAULTS = 20;
+
+/**
+ * Faults every `m.*` index record the log's blocks do not imply (`derived`:
+ * one per mail per block, each already compared byte for byte). Index
+ * records are not signed, and a writer deduplicates against them, so a
+ * planted one would hide an event id from it; a writer checks each record
+ * it deduplicates against with the block's signed content, and the audit
+ * names every record it did not derive. Listing the keys costs less than
+ * the one read per derived record the audit already made. Records of a
+ * block committed after the audit read the head (up to the head as read
+ * now) are another writer's, not faults.
+ */
+async function auditIndexKeys(
+  store: LedgerStore, derived: ReadonlySet<string>, lastBlock: number,
+  fault: (block: number, where: AuditFault["where"], code: string, message: string) => void,
+): Promise<void> {
+  const keys = await store.keys(LedgerBucketKeys.mailIndexesAll);
+  const strays = keys.filter((k) => !derived.has(k));
+  if (strays.length === 0) return;
+  const headNow = (await store.readHead())?.value.block ?? -1;
+  let named = 0;
+  let more = 0;
+  for (const key of strays) {
+    const b = Number(key.slice(key.lastIndexOf(".") + 1));
+    if (Number.isSafeInteger(b) && b > lastBlock && b <= headNow) continue;
+    if (named >= MAX_NAMED_FAULTS) {
+      more++;
+      continue;
+    }
+    named++;
+    const past = !Number.isSafeInteger(b) || b > lastBlock;
+    fault(past ? lastBlock + 1 : b, "block", "LEDGER_CORRUPT", past
+      ? `index record ${key} names no block of the log (it has blocks 0..${lastBlock}): planted or left by a rewrite`
+      : `index record ${key} is not one block ${b} implies (it holds no entry of that mail): planted or left by a rewrite`);
+  }
+  if (more > 0) fault(lastBlock + 1, "block", "LEDGER_CORRUPT", `${more} more index records the log's blocks do not imply`);
 }

@@ -53,6 +53,9 @@ export const ROLL_DEPTH = 2;
 /** Blocks whose event ids a writer keeps in memory for deduplication. */
 const RECENT_BLOCKS = 64;
 
+/** Blocks whose checked content a writer keeps to confirm index records against (see `indexed`). */
+const CHECKED_BLOCKS = 16;
+
 /**
  * Appends batches of entries as signed blocks, so that any number of
  * writers share one linear log:
@@ -425,6 +428,49 @@ export function createSequencer(deps: SequencerDeps): Sequencer {
     }
   };
 
+  /** Event ids by leaf index of recently checked blocks (see {@link indexed}); a block's content never changes. */
+  const checkedBlocks = new Map<number, Promise<ReadonlyMap<string, number> | undefined>>();
+  /**
+   * The events of block `n` by leaf index, from the staged content its
+   * record names, checked against the block's signed checkpoint; undefined
+   * without a record.
+   */
+  const eventsOfBlock = (n: number): Promise<ReadonlyMap<string, number> | undefined> => {
+    let p = checkedBlocks.get(n);
+    if (!p) {
+      p = (async () => {
+        const ref = await store.readBlockRef(n);
+        if (!ref || ref.value.block !== n) return undefined;
+        const body = await store.readStage(ref.value.stage);
+        if (!body) return undefined;
+        await frontierAfter(body.value, ref.value);
+        const ids = await checked(`block ${n} entries`, () => body.value.entries.map((e) => decodeEntry(unb64(e)).eventId));
+        return new Map(ids.map((id, i) => [id, body.value.oldSize + i]));
+      })();
+      checkedBlocks.set(n, p);
+      if (checkedBlocks.size > CHECKED_BLOCKS) checkedBlocks.delete(checkedBlocks.keys().next().value as number);
+      p.catch(() => checkedBlocks.delete(n));
+    }
+    return p;
+  };
+
+  /**
+   * Whether an `m.*` index record shows `eventId` in the log up to block
+   * `last`. Index records are not signed, and event ids are predictable:
+   * someone with write access to the bucket could plant a record naming an
+   * event not appended yet, which would then never be. So a claim counts
+   * only for a block up to `last` whose signed content holds the event at
+   * the claimed leaf index. (Only events found in the index and not in
+   * memory cost this check: redeliveries, which are rare.)
+   */
+  const indexed = async (eventId: string, claims: readonly { block: number; index: number }[] | undefined, last: number): Promise<boolean> => {
+    for (const c of claims ?? []) {
+      if (c.block > last) continue;
+      if ((await eventsOfBlock(c.block))?.get(eventId) === c.index) return true;
+    }
+    return false;
+  };
+
   /**
    * Builds a block of the batch's entries not yet in the log on `base`;
    * undefined when none is new. `after` (a block being swapped in, not yet
@@ -433,12 +479,21 @@ export function createSequencer(deps: SequencerDeps): Sequencer {
   const build = async (base: BuildBase, batch: readonly PendingEntry[], after?: Ahead): Promise<Built | undefined> => {
     const indexes = await store.readMailIndexes(batch.map((e) => e.mailId));
     const seen = new Set<string>();
-    for (const list of indexes.values()) for (const rec of list) for (const e of rec.events) seen.add(e.eventId);
     for (const r of rolling) for (const id of r.eventIds) seen.add(id);
     if (after) for (const id of after.eventIds) seen.add(id);
+    // What the index claims is in the log, for the events not known from memory.
+    const claims = new Map<string, { block: number; index: number }[]>();
+    for (const list of indexes.values()) {
+      for (const rec of list) {
+        for (const e of rec.events) {
+          if (seen.has(e.eventId) || recentIds.has(e.eventId)) continue;
+          claims.set(e.eventId, [...(claims.get(e.eventId) ?? []), { block: rec.block, index: e.index }]);
+        }
+      }
+    }
     const fresh: PendingEntry[] = [];
     for (const e of batch) {
-      if (seen.has(e.eventId) || recentIds.has(e.eventId)) continue;
+      if (seen.has(e.eventId) || recentIds.has(e.eventId) || await indexed(e.eventId, claims.get(e.eventId), base.n - 1)) continue;
       seen.add(e.eventId);
       fresh.push(e);
     }

@@ -1,7 +1,9 @@
 import { afterEach, describe, expect, it } from "vitest";
 import type { KV } from "@nats-io/kv";
 import { LedgerBucketKeys, LedgerCodecs } from "../../protocol/index.js";
+import type { MailId } from "../../protocol/index.js";
 import { openCheckpoint, parseVerifierKey } from "../../ledger/index.js";
+import { auditLedger } from "../../nodes/ledger/audit.js";
 import { latestComplete } from "../../nodes/ledger/prove.js";
 import { createSequencer } from "../../nodes/ledger/sequencer.js";
 import type { Sequencer } from "../../nodes/ledger/sequencer.js";
@@ -91,3 +93,68 @@ describe("a head rolled back by someone without the key", () => {
     await expect(latestComplete(kit.store)).rejects.toMatchObject({ code: "LEDGER_CORRUPT" });
   });
 });
+
+/**
+ * Someone without the key plants `m.<mailId>.<n>` index records naming
+ * events not in the log yet (event ids are predictable): the writer must
+ * still append those events, and the audit must name the planted records.
+ */
+describe("index records planted by someone without the key", () => {
+  const env = useProvisionedCluster();
+  const id = ledgerIdentity();
+  const planted: string[] = [];
+  afterEach(async () => {
+    const kv = await ledgerKv(env.nc);
+    while (planted.length > 0) await kv.purge(planted.pop()!);
+  });
+  const plant = async (mailId: string, block: number, events: { eventId: string; index: number }[]) => {
+    const key = LedgerBucketKeys.mailIndex(mailId, block);
+    planted.push(key);
+    await (await ledgerKv(env.nc)).put(key, LedgerCodecs.mailIndex.encode({ kind: "ledger.mail-index", v: 1, mailId: mailId as MailId, block, treeSize: 1, events }));
+    return key;
+  };
+
+  it("do not make the writer drop the events they name, past the head or inside a real block", async () => {
+    const kit = await sequencerKit(env.nc, id);
+    const seq = createSequencer(kit.deps());
+    await seq.load();
+    // Events 0..4 are one mail's five life-cycle events: commit the first three, then the victim's last two are next.
+    const events = kit.pending("plant", 0, 5);
+    await seq.commit(events.slice(0, 3));
+    const others = await seq.commit(kit.pending("plant-others", 0, 5));
+    await seq.settle();
+    const [fourth, fifth] = [events[3]!, events[4]!];
+    const victim = fourth.mailId;
+    expect(fifth.mailId).toBe(victim);
+    await plant(victim, 999, [{ eventId: fourth.eventId, index: 0 }]);
+    // In the range of a block that exists (and holds none of the victim's entries), at an index holding another event.
+    await plant(victim, others.block!.block, [{ eventId: fifth.eventId, index: others.block!.oldSize }]);
+    const other = createSequencer(kit.deps());
+    await other.load();
+    expect(await other.commit([fourth, fifth])).toMatchObject({ appended: 2, duplicates: 0 });
+    await other.settle();
+    // Real index records still deduplicate: a fresh writer has only the head's block in memory, the index for the rest.
+    const fresh = createSequencer(kit.deps());
+    await fresh.load();
+    expect(await fresh.commit([...events])).toMatchObject({ appended: 0, duplicates: 5 });
+  });
+
+  it("are faults of the audit, naming the record", async () => {
+    const kit = await sequencerKit(env.nc, id);
+    const seq = createSequencer(kit.deps());
+    await seq.load();
+    const events = kit.pending("plant-audit", 0, 10);
+    const out = await seq.commit(events);
+    await seq.settle();
+    expect((await auditLedger(kit.store, { verifierKey: id.verifierKey })).faults).toEqual([]);
+    const stray = kit.pending("plant-audit", 10, 11)[0]!;
+    for (const [mailId, block] of [[stray.mailId, 999], [stray.mailId, out.block!.block]] as const) {
+      const key = await plant(mailId, block, [{ eventId: stray.eventId, index: out.block!.oldSize }]);
+      const report = await auditLedger(kit.store, { verifierKey: id.verifierKey });
+      expect(report.ok, key).toBe(false);
+      expect(report.faults.map((f) => f.message).join("\n"), key).toContain(key);
+      await (await ledgerKv(env.nc)).purge(planted.pop()!);
+    }
+  });
+});
+
