@@ -1,10 +1,10 @@
 import { LedgerBucketKeys, LedgerCodecs, toFenError } from "../../protocol/index.js";
 import type { LedgerBlock, LedgerBlockRef, LedgerMeta, MailId } from "../../protocol/index.js";
 import {
-  EMPTY_FRONTIER, appendBatch, createMemoryTileStore, createTileHashReader, decodeEntry, encodeFrontier, hashLeaf,
-  ledgerErrorCode, openCheckpoint, parseVerifierKey, proveConsistency, tilePath, verifyConsistency,
+  EMPTY_FRONTIER, appendBatch, createMemoryTileStore, createTileHashReader, decodeEntry, encodeFrontier, frontierRoot, hashLeaf,
+  ledgerErrorCode, loadFrontier, openCheckpoint, parseVerifierKey, proveConsistency, tilePath, verifyConsistency,
 } from "../../ledger/index.js";
-import type { Frontier, NoteVerifier } from "../../ledger/index.js";
+import type { Frontier, MemoryTileStore, NoteVerifier } from "../../ledger/index.js";
 import { ROLL_DEPTH, refOf } from "./sequencer.js";
 import type { LedgerStore, Stored, StoredHead } from "./store.js";
 
@@ -266,9 +266,20 @@ export async function auditLedger(
     }
   }
   if (faults.length === 0) await auditIndexKeys(store, derived, lastBlock, fault);
-  const stages = await store.keys(LedgerBucketKeys.stages).catch(() => []);
-  const orphans = faults.length === 0 ? stages.filter((k) => !referenced.has(k.slice("stage.".length))).length : 0;
-  if (orphans > 0) warnings.push(`${orphans} staged block(s) are referenced by no block (lost races or crashes before a commit)`);
+  if (faults.length === 0) {
+    const stages = await store.keys(LedgerBucketKeys.stages);
+    const orphans = stages.filter((k) => !referenced.has(k.slice("stage.".length)));
+    let harmless = 0;
+    let ahead = 0;
+    for (const key of orphans) {
+      const verdict = await auditOrphan(store, key, verifier, meta?.origin, tiles, frontier);
+      if (verdict.fault) fault(verdict.fault.block, "block", "LEDGER_CORRUPT", verdict.fault.message);
+      else if (verdict.ahead) ahead++;
+      else harmless++;
+    }
+    if (harmless > 0) warnings.push(`${harmless} staged block(s) are referenced by no block (lost races or crashes before a commit); none holds a checkpoint the log disagrees with`);
+    if (ahead > 0) warnings.push(`${ahead} staged block(s) referenced by no block hold a checkpoint for more entries than the log has (${frontier.size}): not comparable yet`);
+  }
   const first = faults[0];
   return {
     ok: faults.length === 0, ...base, blocks: verified, size: frontier.size, ...(root ? { root: b64(root) } : {}),
@@ -314,4 +325,40 @@ async function auditIndexKeys(
       : `index record ${key} is not one block ${b} implies (it holds no entry of that mail): planted or left by a rewrite`);
   }
   if (more > 0) fault(lastBlock + 1, "block", "LEDGER_CORRUPT", `${more} more index records the log's blocks do not imply`);
+}
+
+/**
+ * Whether a staged block no block references is harmless. Its checkpoint
+ * is signed before the head swap, so one left by a writer that died
+ * between staging and swapping (the key-by-key path), or planted from such
+ * a one, may verify: a checkpoint the log disagrees with at that size is a
+ * second signed history, against which receipts verify, so it is a fault.
+ * One that does not verify, or whose root is the log's at its size, is
+ * harmless; one for more entries than the log has cannot be compared yet.
+ */
+async function auditOrphan(
+  store: LedgerStore, key: string, verifier: NoteVerifier, origin: string | undefined, tiles: MemoryTileStore, log: Frontier,
+): Promise<{ fault?: { block: number; message: string }; ahead?: boolean }> {
+  const bytes = await store.getRaw(key);
+  if (!bytes) return {};
+  let body: LedgerBlock;
+  let size: number;
+  let root: Uint8Array;
+  try {
+    body = LedgerCodecs.block.decode(bytes);
+    ({ size, rootHash: root } = openCheckpoint(body.checkpoint, verifier, origin ? { origin } : {}).checkpoint);
+  } catch {
+    return {};
+  }
+  if (size > log.size) return { ahead: true };
+  const at = frontierRoot(await loadFrontier(createTileHashReader(tiles, log.size), size));
+  if (Buffer.from(at).equals(Buffer.from(root))) return {};
+  return {
+    fault: {
+      block: body.block,
+      message: `staged block ${key} (block ${body.block}, referenced by no block) holds a checkpoint the key signed for ${size} entries whose root is not the log's at that size: `
+        + "a second signed history, against which receipts verify (left by a writer that died between staging and its head swap, or a fork); "
+        + "if the log is the one to keep, purge the key",
+    },
+  };
 }

@@ -7,6 +7,7 @@ import { auditLedger } from "../../nodes/ledger/audit.js";
 import { latestComplete } from "../../nodes/ledger/prove.js";
 import { createSequencer } from "../../nodes/ledger/sequencer.js";
 import type { Sequencer } from "../../nodes/ledger/sequencer.js";
+import type { LedgerStore } from "../../nodes/ledger/store.js";
 import { useProvisionedCluster } from "../helpers/suite.js";
 import { ledgerIdentity, ledgerKv, sequencerKit } from "./helpers.js";
 import type { SequencerKit } from "./helpers.js";
@@ -154,6 +155,60 @@ describe("index records planted by someone without the key", () => {
       expect(report.ok, key).toBe(false);
       expect(report.faults.map((f) => f.message).join("\n"), key).toContain(key);
       await (await ledgerKv(env.nc)).purge(planted.pop()!);
+    }
+  });
+});
+
+/**
+ * A writer that dies between staging a block and swapping the head (the
+ * key-by-key path taken when an atomic batch is refused) leaves a stage
+ * whose checkpoint the key signed. Once another block holds that number,
+ * receipts against the leftover verify though the log says otherwise.
+ */
+describe("stages left by a writer that died before its head swap", () => {
+  const env = useProvisionedCluster();
+  const id = ledgerIdentity();
+
+  /** A store on which the next head swap stages its block key by key and then dies. */
+  const diesAfterStaging = (inner: LedgerStore): LedgerStore & { staged: string[] } => {
+    const staged: string[] = [];
+    return Object.assign(Object.create(inner) as LedgerStore, {
+      staged,
+      async stageAndSwap(hex: string, stageBytes: Uint8Array) {
+        expect(await inner.putImmutable(LedgerBucketKeys.stage(hex), stageBytes)).toBe("created");
+        staged.push(hex);
+        throw new Error("test: the writer died before its head swap");
+      },
+    });
+  };
+
+  it.each([
+    ["a conflicting one is a fault of the audit, naming it", 1, false],
+    ["one the log agrees with is only a note", 0, true],
+  ] as const)("%s", async (_, skip, ok) => {
+    const kit = await sequencerKit(env.nc, id);
+    const prefix = `orphan-${skip}`;
+    const seq = createSequencer(kit.deps());
+    await seq.load();
+    await seq.commit(kit.pending(prefix, 0, 3));
+    await seq.settle();
+    const store = diesAfterStaging(kit.store);
+    const dying = createSequencer(kit.deps(store));
+    await dying.load();
+    await expect(dying.commit(kit.pending(prefix, 3, 4))).rejects.toThrow(/died/);
+    // Another writer commits that block number: with another event first (conflict) or with the same one first.
+    const next = createSequencer(kit.deps());
+    await next.load();
+    expect(await next.commit(kit.pending(prefix, 3 + skip, 6))).toMatchObject({ appended: 3 - skip });
+    await next.settle();
+    const key = LedgerBucketKeys.stage(store.staged[0]!);
+    const report = await auditLedger(kit.store, { verifierKey: id.verifierKey });
+    try {
+      expect(report.ok).toBe(ok);
+      if (ok) expect(report.warnings.join("\n")).toContain("referenced by no block");
+      else expect(report.faults).toEqual([expect.objectContaining({ code: "LEDGER_CORRUPT", message: expect.stringContaining(key) })]);
+    } finally {
+      await (await ledgerKv(env.nc)).purge(key);
     }
   });
 });
