@@ -7,7 +7,7 @@ import { cliError, connectCli } from "../common/nats.js";
 import { callService } from "../common/rpc.js";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { FenError, LedgerCodecs, Names, ServiceSubjects, isMailId, toFenError } from "../../protocol/index.js";
-import { ledgerErrorCode, openCheckpoint, parseReceipt, parseVerifierKey, serializeReceipt, verifyGrowth, verifyReceipt } from "../../ledger/index.js";
+import { LedgerError, LedgerErrorCode, ledgerErrorCode, openCheckpoint, parseReceipt, parseVerifierKey, serializeReceipt, verifyGrowth, verifyReceipt } from "../../ledger/index.js";
 import type { Receipt } from "../../ledger/index.js";
 import { auditLedger } from "./audit.js";
 import type { AuditReport } from "./audit.js";
@@ -198,8 +198,8 @@ function keptCheckpoint(bytes: Buffer, file: string): string {
 /**
  * `consistency`: the log as it is now extends the checkpoint kept in FILE.
  * Exit 0 when the head's signed checkpoint and the proof verify, 1 when
- * anything fails to (a fork, a rewrite, a wrong key or origin), 3 when the
- * ledger cannot be asked.
+ * anything fails to (a fork, a rewrite, a log rolled back below it or
+ * emptied, a wrong key or origin), 3 when the ledger cannot be asked.
  */
 async function consistencyCommand(argv: string[], io: LedgerCliIo, out: (s: string) => void): Promise<number> {
   const { values: o, positionals } = parseArgs({
@@ -235,6 +235,12 @@ async function consistencyCommand(argv: string[], io: LedgerCliIo, out: (s: stri
     reply = await callService(nc, ServiceSubjects.ledgerConsistency, LedgerCodecs.consistencyRequest,
       { kind: "ledger.consistency", v: 1, from }, LedgerCodecs.consistencyReply);
   } catch (e) {
+    // An empty log (NOT_FOUND) cannot extend a kept checkpoint of any entries: wiped, or emptied. That is what
+    // this command is for, so it is a failed check (exit 1), not a failed request. (The empty log has no signed
+    // head to show; a kept checkpoint of 0 entries stays a failed request: there is nothing to compare.)
+    if (toFenError(e).code === "NOT_FOUND" && from > 0) {
+      return fail(new LedgerError(LedgerErrorCode.RangeInvalid, `the log is empty, but the kept checkpoint has ${from} entries (${(e as Error).message})`), inconsistent);
+    }
     // No proof from a larger tree than the log has: a log rolled back (restored from a backup, truncated) is
     // exactly what this command is for, so it is a failed check (exit 1), shown with the head's own signature.
     if (toFenError(e).code !== "BAD_REQUEST") throw e;

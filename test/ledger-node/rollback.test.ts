@@ -1,3 +1,5 @@
+import { writeFile } from "node:fs/promises";
+import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import type { KV } from "@nats-io/kv";
 import { LedgerBucketKeys, LedgerCodecs } from "../../protocol/index.js";
@@ -9,7 +11,7 @@ import { createSequencer } from "../../nodes/ledger/sequencer.js";
 import type { Sequencer } from "../../nodes/ledger/sequencer.js";
 import type { LedgerStore } from "../../nodes/ledger/store.js";
 import { useProvisionedCluster } from "../helpers/suite.js";
-import { ledgerIdentity, ledgerKv, sequencerKit } from "./helpers.js";
+import { ledgerCli, ledgerIdentity, ledgerKv, sequencerKit, startLedger } from "./helpers.js";
 import type { SequencerKit } from "./helpers.js";
 
 /**
@@ -209,6 +211,31 @@ describe("stages left by a writer that died before its head swap", () => {
       else expect(report.faults).toEqual([expect.objectContaining({ code: "LEDGER_CORRUPT", message: expect.stringContaining(key) })]);
     } finally {
       await (await ledgerKv(env.nc)).purge(key);
+    }
+  });
+});
+
+describe("a wiped log", () => {
+  const env = useProvisionedCluster();
+  const id = ledgerIdentity();
+
+  it("is INCONSISTENT (exit 1) with a checkpoint kept from it, not a failed request", async () => {
+    const node = await startLedger(env.nc, id);
+    try {
+      const kit = await sequencerKit(env.nc, id);
+      const seq = createSequencer(kit.deps());
+      await seq.load();
+      await seq.commit(kit.pending("wiped", 0, 4));
+      await seq.settle();
+      const file = path.join(env.cluster.dir, "kept.note");
+      await writeFile(file, (await kit.store.readHead())!.value.checkpoint);
+      const kv = await ledgerKv(env.nc);
+      for (const key of await kit.store.keys(">")) if (key !== LedgerBucketKeys.meta) await kv.purge(key);
+      const r = await ledgerCli(["consistency", file, "--key", id.verifierKey, "--server", env.cluster.urls.join(",")], {});
+      expect([r.code, r.stdout]).toEqual([1, expect.stringContaining(`log INCONSISTENT with ${file}`)]);
+      expect(r.stdout).toContain("the log is empty, but the kept checkpoint has 4 entries");
+    } finally {
+      await node.drain();
     }
   });
 });
