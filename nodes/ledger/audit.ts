@@ -78,8 +78,11 @@ interface Fetched {
  * The last {@link ROLL_DEPTH} blocks up to the head may be committed but not
  * rolled forward yet (no `block.<n>` record, tiles and index still being
  * written): when no later block has a record, such a block is checked from
- * the stage chain down from the head, its tiles and index are not, and the
- * report warns about it.
+ * the stage chain down from the head, the tiles and index records of it
+ * that exist are compared (a missing one is not a fault), and the report
+ * warns about it. So deleting those blocks' records hides nothing but the
+ * tiles and index records deleted with them (which the next writer to load
+ * the head writes again).
  *
  * @param opts.verifierKey - trusted key; without it the bucket's `meta` key is used (and the report says so).
  */
@@ -235,20 +238,22 @@ export async function auditLedger(
         bad(codeOf(err), `checkpoints of blocks ${n - 1} and ${n} are not consistent: ${(err as Error).message}`);
       }
     }
-    if (rolled) {
-      const mails = [...byMail];
-      const [storedTiles, records] = await Promise.all([
-        Promise.all(r.tiles.map((t) => store.getRaw(LedgerBucketKeys.tile(tilePath(t.id))))),
-        Promise.all(mails.map(([mailId]) => store.getRaw(LedgerBucketKeys.mailIndex(mailId, n)))),
-      ]);
-      r.tiles.forEach((t, i) => {
-        if (!same(storedTiles[i], t.data)) bad("LEDGER_CORRUPT", `tile ${tilePath(t.id)} of block ${n} is missing or differs from the entries`);
-      });
-      mails.forEach(([mailId, events], i) => {
-        const want = LedgerCodecs.mailIndex.encode({ kind: "ledger.mail-index", v: 1, mailId: mailId as MailId, block: n, treeSize: ref.size, events });
-        if (!same(records[i], want)) bad("LEDGER_CORRUPT", `index record ${LedgerBucketKeys.mailIndex(mailId, n)} is missing or does not list the mail's entries in block ${n}`);
-      });
-    }
+    // A block still rolling forward may lack tiles and index records, not have other ones: those that exist are compared.
+    const mails = [...byMail];
+    const [storedTiles, records] = await Promise.all([
+      Promise.all(r.tiles.map((t) => store.getRaw(LedgerBucketKeys.tile(tilePath(t.id))))),
+      Promise.all(mails.map(([mailId]) => store.getRaw(LedgerBucketKeys.mailIndex(mailId, n)))),
+    ]);
+    const state = rolled ? "is missing or differs" : "differs";
+    r.tiles.forEach((t, i) => {
+      if ((rolled || storedTiles[i]) && !same(storedTiles[i], t.data)) bad("LEDGER_CORRUPT", `tile ${tilePath(t.id)} of block ${n} ${state} from the entries`);
+    });
+    mails.forEach(([mailId, events], i) => {
+      const want = LedgerCodecs.mailIndex.encode({ kind: "ledger.mail-index", v: 1, mailId: mailId as MailId, block: n, treeSize: ref.size, events });
+      if ((rolled || records[i]) && !same(records[i], want)) {
+        bad("LEDGER_CORRUPT", `index record ${LedgerBucketKeys.mailIndex(mailId, n)} ${rolled ? "is missing or does not list" : "does not list exactly"} the mail's entries in block ${n}`);
+      }
+    });
     if (faults.length > 0) break;
     frontier = r.frontier;
     root = r.root;

@@ -6,7 +6,7 @@ import type { KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { LedgerCodecs } from "../../protocol/index.js";
 import type { LedgerBlock, LedgerBlockRef } from "../../protocol/index.js";
-import { generateNoteKeyPair, parseSignerKey, signCheckpoint } from "../../ledger/index.js";
+import { generateNoteKeyPair, parseSignerKey, signCheckpoint, tilePath } from "../../ledger/index.js";
 import { startTestCluster } from "../helpers/cluster.js";
 import type { TestCluster } from "../helpers/cluster.js";
 import { connectAndProvision, until } from "../helpers/system.js";
@@ -177,6 +177,31 @@ describe("ledger audit against tampering in the bucket", () => {
     t[0] = t[0]! ^ 0x80;
     await tamper(tile, t);
     expect(await audit()).toMatchObject({ ok: false, firstBadBlock: 1 });
+  });
+
+  it("the last two block records deleted: the blocks pass as still rolling forward, but their tiles and index records are still compared", async () => {
+    const h = LedgerCodecs.blockRef.decode(await raw("head")).block;
+    const prev = await blockRef(h - 1);
+    await tamper(`block.${h}`, undefined);
+    await tamper(`block.${h - 1}`, undefined);
+    const deleted = await audit();
+    expect(deleted).toMatchObject({ ok: true, size: N });
+    const s = prev.size;
+    const tile = tilePath({ level: 0, index: Math.floor((s - 1) / 256), width: s % 256 || 256 });
+    const t = Buffer.from(await raw(tile));
+    t[0] = t[0]! ^ 0x80;
+    await tamper(tile, t);
+    const r = await audit();
+    expect(r).toMatchObject({ ok: false, firstBadBlock: h - 1 });
+    expect(r.faults[0]!.message).toContain(tile);
+    while (restore.length > 2) await restore.pop()!();
+    const entry = JSON.parse(Buffer.from(LedgerCodecs.block.decode(await raw(`stage.${prev.stage}`)).entries[0]!, "base64").subarray(1).toString("utf8")) as { mailId: string };
+    const key = `m.${entry.mailId}.${h - 1}`;
+    const rec = LedgerCodecs.mailIndex.decode(await raw(key));
+    await tamper(key, LedgerCodecs.mailIndex.encode({ ...rec, events: [...rec.events, { eventId: `${entry.mailId}.Bounced.0`, index: rec.events[0]!.index }] }));
+    const i = await audit();
+    expect(i).toMatchObject({ ok: false, firstBadBlock: h - 1 });
+    expect(i.faults[0]!.message).toContain(key);
   });
 
   it("a receipt verifies offline with the pinned key, and fails with one flipped bit anywhere that matters", async () => {
