@@ -98,12 +98,14 @@ const CHECKED_BLOCKS = 16;
  *   reached block `n`);
  * - a block is signed only on the anchor, or on this writer's own block
  *   being swapped in on it.
- * A restarted writer has no anchor: it relies on the `block.<n+1>` check
- * alone, so a head rolled back together with every later block record is
- * built on, and the fork it signs is caught only by clients that kept a
- * checkpoint (`fastemailnet ledger consistency`). Blocks that lose a head swap are signed
- * too; they are never in the log (the atomic path never stores them, the
- * key-by-key fallback drops their stage once the chain holds another).
+ * A restarted writer has no anchor until its first load, which takes the
+ * head as it finds it: it relies on the `block.<n+1>` check alone, so a
+ * head rolled back together with every later block record (and the rest
+ * of those blocks) is built on, and the fork it signs is caught only by
+ * clients that kept a checkpoint (`fastemailnet ledger consistency`).
+ * Blocks that lose a head swap are signed too; they are not in the log
+ * (the atomic path never stores them, the key-by-key fallback drops their
+ * stage once the chain holds another; see the audit for leftovers).
  */
 export interface Sequencer {
   /** Reads the head, finishes unfinished blocks, and returns the tip. */
