@@ -7,7 +7,7 @@ import type { ObjectStore } from "@nats-io/obj";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { simpleParser } from "mailparser";
 import { BodiesBucketStream, CLAIM_TTL_MS, Codecs, FenError, Names, WORK_ACK_WAIT_MS, eventSubject, isTerminal, quarantineSubject, toFenError } from "../../protocol/index.js";
-import type { Classification, EventDetail, MailEvent, RecipientRefusal, WorkItem } from "../../protocol/index.js";
+import type { Classification, EventDetail, MailEvent, MailId, RecipientRefusal, WorkItem } from "../../protocol/index.js";
 import type { Actor, ActorStatus } from "../common/actor.js";
 import { ackConfirmed } from "../common/acks.js";
 import type { Clock, Random } from "../common/clock.js";
@@ -131,6 +131,8 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
   let resolveClosed!: () => void;
   const closed = new Promise<void>((r) => (resolveClosed = r));
   const inFlight = new Set<Promise<void>>();
+  /** The mails whose work items this node is handling (see `handle`). */
+  const handling = new Set<MailId>();
   const log = deps.log.child({ actor: "processing" });
   const classify = createBatchingClassifier(deps.classifier);
 
@@ -224,6 +226,16 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
     }
     const mlog = log.child({ mailId: item.mailId, delivery: m.info.deliveryCount });
     const recipients = item.envelope.to;
+    // A copy of the work item of a mail this node is still handling: JetStream gave it out again after the ack
+    // wait while this node was cut off from NATS (its keep-alives and claim renewals lost), so the claim looks
+    // abandoned by now, and taking it would send the mail again from this very node, whose first attempt may
+    // have been delivered and is still being recorded. Looked at again once that is done.
+    if (handling.has(item.mailId)) {
+      mlog.info("this node is still handling the mail; its copy is looked at again later");
+      m.nak(CLAIM_RECHECK_MS);
+      return;
+    }
+    handling.add(item.mailId);
     try {
       let cur = await state.get(item.mailId);
       if (!cur) cur = await state.begin(item.mailId, item.submittedAt, recipients, item.contentSha256 ? { contentSha256: item.contentSha256 } : {});
@@ -430,6 +442,8 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
       const delay = fe.code === "STATE_CONFLICT" ? 1000 : backoffDelay({ baseMs: 500, maxMs: 30_000 }, m.info.deliveryCount, deps.random);
       mlog.warn({ err: fe, code: fe.code, delay }, "work item failed; will be redelivered");
       m.nak(delay);
+    } finally {
+      handling.delete(item.mailId);
     }
   };
 
