@@ -149,13 +149,14 @@ export async function runUntilSignal(opts: {
   // is recorded in JetStream): the node stayed up for ever after SIGTERM. It gives up once no server has answered
   // for NATS_GONE_MS; what it held is redelivered, as after a kill.
   const gone = natsGone(nc, NATS_GONE_MS);
+  // The connection's own drain (it flushes what the actor wrote last) is bounded the same way: servers going away
+  // right after the actor's drain left the node waiting on it for ever.
   const drained = await Promise.race([
-    (async () => { await actor.drain(); await actor.closed; return true; })(),
+    (async () => { await actor.drain(); await actor.closed; await nc.drain().catch(() => undefined); return true; })(),
     gone.promise.then(() => false),
   ]);
   gone.cancel();
-  if (drained) await nc.drain().catch(() => undefined);
-  else log.warn({ natsGoneMs: NATS_GONE_MS }, "no NATS server answers: stopping without finishing the drain");
+  if (!drained) log.warn({ natsGoneMs: NATS_GONE_MS }, "no NATS server answers: stopping without finishing the drain");
   // A drain fails while no server answers and leaves the client reconnecting for ever: close it.
   if (!nc.isClosed()) await nc.close().catch(() => undefined);
   await new Promise<void>((r) => (health ? health.close(() => r()) : r()));
