@@ -86,16 +86,17 @@ export type ProcessingNode = Actor;
  *    its claim every CLAIM_RENEW_MS while the delivery lasts.
  * 3. SMTP: 250 → Sent; 4xx/connection → Deferred and `nak(backoff)`, until
  *    `maxAttempts`, then Bounced; 5xx → Bounced with the reply kept.
- *    An attempt whose node died mid-delivery counts: when it was the last
- *    one allowed, the mail is Bounced (RETRIES_EXHAUSTED, in doubt) rather
- *    than sent again.
+ *    An attempt whose node died mid-delivery counts: past the last one
+ *    allowed the mail is sent once more, and if that resend's node dies too
+ *    it is Bounced (RETRIES_EXHAUSTED, in doubt) rather than sent again.
  * 4. The work item is `ackAck`ed only after the outcome is recorded.
  *
  * The SMTP boundary is at-least-once: a node killed after the relay's 250
  * and before Sent is recorded leaves the mail DeliveryScheduled; the next
  * delivery once the claim (its last renewal) is older than CLAIM_TTL_MS (the dead node's item
  * comes back after the ack wait) sends it again (same bytes, same Message-ID) and marks the
- * attempt `inDoubt`. Nothing is lost; such a mail may arrive twice. If the
+ * attempt `inDoubt`. Nothing is lost (but for a mail whose nodes died twice at its last attempts, Bounced in
+ * doubt: it may not have been sent); such a mail may arrive twice. If the
  * killed node had stored the attempt's Sent, Bounced or Deferred event, which goes
  * before the status swap, that outcome is recorded and nothing is sent.
  *
@@ -291,12 +292,14 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
           m.nak(wait);
           return;
         }
-        // The attempt in doubt counts (counted as record() counts): when it was the last one allowed, the mail is
-        // not sent again. Otherwise nodes that keep dying mid-delivery (a mail that kills its node, say) would
-        // send it again without bound, as no outcome is ever recorded to check the limit against.
+        // The attempt in doubt counts (counted as record() counts). Past the last one allowed, the mail is sent
+        // once more only if that attempt was not itself such a resend (its claim says inDoubt): its node may have
+        // died before it reached the relay, and a mail never sent must not bounce for it. Otherwise nodes that keep
+        // dying mid-delivery (a mail that kills its node, say) would send it again without bound, as no outcome is
+        // ever recorded to check the limit against: at most FEN_MAX_ATTEMPTS + 1 sends.
         const tried = r.attempt - (item.attemptsBefore ?? 0) - (r.attemptsNotCounted ?? 0);
-        if (tried >= config.maxAttempts) {
-          const message = `attempt ${r.attempt}, the last of ${config.maxAttempts} (FEN_MAX_ATTEMPTS), ended with its node (it died or lost the mail mid-delivery): its outcome is unknown, and no attempt is left`;
+        if (tried >= config.maxAttempts && r.detail.inDoubt === true) {
+          const message = `attempt ${r.attempt}, past the last of ${config.maxAttempts} (FEN_MAX_ATTEMPTS), ended with its node (it died or lost the mail mid-delivery), as the one before it did: its outcome is unknown, and no attempt is left`;
           await state.advance(cur, [{ state: "Bounced", detail: { inDoubt: true, error: { code: "RETRIES_EXHAUSTED", message } } }], recipients, r.attempt);
           deps.metrics.bounced.inc();
           mlog.warn({ attempt: r.attempt, maxAttempts: config.maxAttempts, code: "RETRIES_EXHAUSTED", inDoubt: true }, "bounced: the last attempt's node died mid-delivery; not sending again");
@@ -400,7 +403,8 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
       const rest = (r.state === "Deferred" || r.state === "DeliveryScheduled") && r.detail.pending?.length ? r.detail.pending : undefined;
       cur = await state.advance(cur, [
         { state: "Processing", detail: processing }, { state: "Validated", detail: validated },
-        { state: "DeliveryScheduled", ...(rest ? { detail: { pending: rest } } : {}) },
+        // A resend of an attempt whose node died says so on its claim too (see the attempt limit above).
+        { state: "DeliveryScheduled", ...(rest || inDoubt ? { detail: { ...(rest ? { pending: rest } : {}), ...(inDoubt ? { inDoubt: true } : {}) } } : {}) },
       ], recipients, attempt);
 
       const to = rest ?? item.envelope.to;

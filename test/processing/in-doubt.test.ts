@@ -33,7 +33,9 @@ async function claimedByDeadNodes(key: string, attempts: readonly number[]) {
   let cur = await createMailStateStore({ js, kv, clock: past, node: "dead-0" }).begin(mailId, new Date().toISOString(), ["rcpt@example.net"]);
   for (const attempt of attempts) {
     const dead = createMailStateStore({ js, kv, clock: past, node: `dead-${attempt}` });
-    cur = await dead.advance(cur, [{ state: "Processing", ...(attempt > 1 ? { detail: { inDoubt: true } } : {}) }, { state: "Validated" }, { state: "DeliveryScheduled" }], ["rcpt@example.net"], attempt);
+    // A takeover's resend (attempt > 1 here) says inDoubt on its Processing event and its claim, as a node does.
+    const doubt = attempt > 1 ? { detail: { inDoubt: true } } : {};
+    cur = await dead.advance(cur, [{ state: "Processing", ...doubt }, { state: "Validated" }, { state: "DeliveryScheduled", ...doubt }], ["rcpt@example.net"], attempt);
   }
   return reply;
 }
@@ -72,7 +74,7 @@ it("a mail a dead node left in doubt, whose resend the relay refuses for good: B
     expect(sink.dataCount()).toBe(1);
     expect(st.history.map((e) => [e.state, e.attempt, e.detail.inDoubt])).toEqual([
       ["PendingProcessing", 0, undefined], ["Processing", 1, undefined], ["Validated", 1, undefined], ["DeliveryScheduled", 1, undefined],
-      ["Processing", 2, true], ["Validated", 2, undefined], ["DeliveryScheduled", 2, undefined], ["Bounced", 2, true],
+      ["Processing", 2, true], ["Validated", 2, undefined], ["DeliveryScheduled", 2, true], ["Bounced", 2, true],
     ]);
     expect(st.history.at(-1)?.detail).toMatchObject({ smtp: { code: 550 }, error: { code: "SMTP_PERMANENT" } });
     await workSettled();
@@ -81,17 +83,34 @@ it("a mail a dead node left in doubt, whose resend the relay refuses for good: B
   }
 }, 90_000);
 
-it("a mail whose nodes keep dying after their claims is not sent again past FEN_MAX_ATTEMPTS: Bounced RETRIES_EXHAUSTED in doubt, nothing sent", async () => {
-  // Attempt 1's node died mid-delivery; the node that took it over (attempt 2, the last allowed) died too.
+it("a mail whose node died after its claim at the last attempt is sent once more, in doubt (that node may never have reached the relay)", async () => {
+  const r = await claimedByDeadNodes("dead-once-at-last", [1]);
+  const sink = await startSmtpSink();
+  onTestFinished(() => sink.close());
+  const node = await startProcessing(p.nc, sink.port, { FEN_MAX_ATTEMPTS: "1" });
+  try {
+    const st = await until("Sent or Bounced", async () => { const s = await status(p.nc, r.mailId); return (s.state === "Bounced" || s.state === "Sent") && s; }, 60_000);
+    expect(st.history.slice(-4).map((e) => [e.state, e.attempt, e.detail.inDoubt])).toEqual([
+      ["Processing", 2, true], ["Validated", 2, undefined], ["DeliveryScheduled", 2, true], ["Sent", 2, undefined],
+    ]);
+    expect(sink.dataCount()).toBe(1);
+    await workSettled();
+  } finally {
+    await node.drain();
+  }
+}, 90_000);
+
+it("a mail whose nodes keep dying after their claims is not sent again without bound: after a resend past FEN_MAX_ATTEMPTS also dies, Bounced RETRIES_EXHAUSTED in doubt, nothing sent", async () => {
+  // Attempt 1's node died mid-delivery; the node that took it over (attempt 2, past the one allowed) died too.
   const r = await claimedByDeadNodes("dead-twice", [1, 2]);
   const sink = await startSmtpSink();
   onTestFinished(() => sink.close());
-  const node = await startProcessing(p.nc, sink.port, { FEN_MAX_ATTEMPTS: "2" });
+  const node = await startProcessing(p.nc, sink.port, { FEN_MAX_ATTEMPTS: "1" });
   try {
     const st = await until("Bounced or Sent", async () => { const s = await status(p.nc, r.mailId); return (s.state === "Bounced" || s.state === "Sent") && s; }, 60_000);
     expect(st.state).toBe("Bounced");
-    expect(st.history.slice(-2).map((e) => [e.state, e.attempt, e.detail.inDoubt])).toEqual([["DeliveryScheduled", 2, undefined], ["Bounced", 2, true]]);
-    expect(st.history.at(-1)?.detail.error).toMatchObject({ code: "RETRIES_EXHAUSTED", message: expect.stringMatching(/^attempt 2, the last of 2 \(FEN_MAX_ATTEMPTS\), ended with its node/) });
+    expect(st.history.slice(-2).map((e) => [e.state, e.attempt, e.detail.inDoubt])).toEqual([["DeliveryScheduled", 2, true], ["Bounced", 2, true]]);
+    expect(st.history.at(-1)?.detail.error).toMatchObject({ code: "RETRIES_EXHAUSTED", message: expect.stringMatching(/^attempt 2, past the last of 1 \(FEN_MAX_ATTEMPTS\), ended with its node/) });
     await workSettled();
     expect(sink.dataCount()).toBe(0);
   } finally {
