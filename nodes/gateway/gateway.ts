@@ -47,7 +47,7 @@ export function createGateway(deps: GatewayDeps, config: GatewayConfig): Gateway
       // again (batched Direct Gets wait nats.js's own 5 s).
       const jsm = await jetstreamManager(deps.nc, { timeout: STORE_READ_ATTEMPT_MS });
       const submit = createSubmitHandler({ js, jsm, bodies, state, clock: deps.clock, log, metrics: deps.metrics }, config);
-      const statusOf = createStatusHandler({ jsm, state });
+      const statusOf = createStatusHandler({ jsm, state, maxPayload: () => deps.nc.info?.max_payload });
       service = await new Svcm(deps.nc).add({
         name: Names.gatewayService, version: GATEWAY_VERSION, description: "FastEmailNet submission and status",
       });

@@ -100,7 +100,13 @@ async function unclaimed(jsm: JetStreamManager, mailId: StatusReply["mailId"]): 
  * when even its PendingProcessing event is missing), the full history and
  * the mail's ledger entries.
  */
-export function createStatusHandler(deps: { jsm: JetStreamManager; state: MailStateStore }): (data: Uint8Array) => Promise<StatusReply> {
+export function createStatusHandler(deps: {
+  jsm: JetStreamManager; state: MailStateStore;
+  /** The servers' max_payload (the connection's INFO), if known: a reply is kept under it. */
+  maxPayload?: () => number | undefined;
+}): (data: Uint8Array) => Promise<StatusReply> {
+  const budget = () => Math.max(REPLY_SLACK, Math.min(STATUS_REPLY_BUDGET, (deps.maxPayload?.() ?? Infinity) - REPLY_SLACK));
+  const reply = (mailId: StatusReply["mailId"], now: Now, history: MailEvent[], ledger: StatusReply["ledger"]) => replyOf(mailId, now, history, ledger, budget());
   return async (data) => {
     const req = Codecs.statusRequest.decode(data);
     const [current, replicaHistory, ledger] = await Promise.all([
@@ -137,39 +143,45 @@ export function createStatusHandler(deps: { jsm: JetStreamManager; state: MailSt
 }
 
 /**
- * Most bytes of per-recipient lists (`pending`, `rejected`) a status reply carries, about. A mail with hundreds
- * of long recipients refused at each of dozens of attempts has a history of many MB (16.4 MB for 900 recipients
- * and 38 deferrals): over the servers' max_payload the reply cannot be sent, and every status request for that
- * mail went unanswered.
+ * Most bytes of a status reply, about, however long the mail's history: a mail with hundreds of long recipients
+ * refused at each of dozens of attempts has a history of many MB (16.4 MB for 900 recipients and 38 deferrals),
+ * and a reply over the servers' max_payload cannot be sent: every status request for that mail went unanswered.
+ * Less with a smaller max_payload (see {@link createStatusHandler}).
  */
-export const STATUS_LISTS_BUDGET = 4 * 1024 * 1024;
+export const STATUS_REPLY_BUDGET = 4 * 1024 * 1024;
+
+/** Room kept under the servers' max_payload for what a reply carries besides its JSON (headers). */
+const REPLY_SLACK = 64 * 1024;
+
+type Now = { state: StatusReply["state"]; attempt: number; updatedAt: string };
 
 /**
  * The reply for mail `mailId` whose current state is `now`, with its history (recipients given once when all
- * agree). Past STATUS_LISTS_BUDGET the per-recipient lists of the oldest events are left out (`trimmed` counts
- * them; the newest event keeps its lists, MAIL_EVENTS keeps every event whole).
+ * agree). Over `budget` bytes (encoded) the per-recipient lists (`pending`, `rejected`) of the oldest events are
+ * left out until it fits (`trimmed` counts them; the newest event keeps its lists, MAIL_EVENTS keeps every event
+ * whole).
  */
-function reply(mailId: StatusReply["mailId"], now: { state: StatusReply["state"]; attempt: number; updatedAt: string }, history: MailEvent[], ledger: StatusReply["ledger"]): StatusReply {
+function replyOf(mailId: StatusReply["mailId"], now: Now, history: MailEvent[], ledger: StatusReply["ledger"], budget: number): StatusReply {
   const recipients = history[0]?.recipients;
   const same = (r: readonly string[]) => recipients !== undefined && r.length === recipients.length && r.every((x, i) => x === recipients[i]);
-  const listBytes = (e: MailEvent) => (e.detail.pending || e.detail.rejected ? JSON.stringify([e.detail.pending, e.detail.rejected]).length : 0);
-  let over = history.reduce((n, e) => n + listBytes(e), 0) - STATUS_LISTS_BUDGET;
-  let trimmed = 0;
-  const events = history.map((e) => e);
-  for (let i = 0; over > 0 && i < events.length - 1; i++) {
-    const e = events[i] as MailEvent;
-    const bytes = listBytes(e);
-    if (bytes === 0) continue;
-    const { pending: _p, rejected: _r, ...detail } = e.detail;
-    events[i] = { ...e, detail };
-    over -= bytes;
-    trimmed++;
-  }
-  return {
+  const out: StatusReply = {
     kind: "mail.status.reply", v: 1, mailId, state: now.state, attempt: now.attempt, updatedAt: now.updatedAt,
     ...(recipients ? { recipients } : {}),
-    history: events.map(({ recipients: r, ...ev }) => (same(r) ? ev : { ...ev, recipients: r })),
-    ...(trimmed > 0 ? { trimmed } : {}),
+    history: history.map(({ recipients: r, ...ev }) => (same(r) ? ev : { ...ev, recipients: r })),
     ...(ledger && ledger.length > 0 ? { ledger } : {}),
   };
+  const hasLists = (e: { detail: MailEvent["detail"] }) => e.detail.pending !== undefined || e.detail.rejected !== undefined;
+  if (!out.history.some(hasLists)) return out;
+  let over = Buffer.byteLength(JSON.stringify(out)) - budget;
+  let trimmed = 0;
+  for (let i = 0; over > 0 && i < out.history.length - 1; i++) {
+    const e = out.history[i] as StatusReply["history"][number];
+    if (!hasLists(e)) continue;
+    const { pending, rejected, ...detail } = e.detail;
+    out.history[i] = { ...e, detail };
+    // Each list left out takes its key, its JSON and a comma with it: at least this much is saved.
+    over -= Buffer.byteLength(JSON.stringify([pending ?? [], rejected ?? []]));
+    trimmed++;
+  }
+  return trimmed > 0 ? { ...out, trimmed } : out;
 }

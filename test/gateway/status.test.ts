@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { jetstream } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { Codecs, Names, eventSubject, mailIdFromIdempotencyKey, messageIdFor, workSubject } from "../../protocol/index.js";
@@ -7,6 +7,7 @@ import type { WorkItem } from "../../protocol/index.js";
 import type { Actor } from "../../nodes/common/actor.js";
 import { systemClock } from "../../nodes/common/clock.js";
 import { createMailStateStore } from "../../nodes/common/mail-state.js";
+import { createStatusHandler } from "../../nodes/gateway/status.js";
 import type { TestCluster } from "../helpers/cluster.js";
 import { askWhileLeaderStopped, clusterAwayFromLeaderOf, startGateway, status, structured, submit, withoutWrites } from "../helpers/system.js";
 
@@ -102,4 +103,11 @@ it("a mail whose history outgrows a NATS message (900 recipients refused at 60 a
   expect(st.history[1]).toMatchObject({ state: "Deferred", attempt: 1, detail: { retryAt: at } });
   expect(st.history[1]?.detail.rejected).toBeUndefined();
   expect(Buffer.byteLength(JSON.stringify(st))).toBeLessThan(8 * 1024 * 1024);
+
+  // Servers at NATS's default max_payload (1 MiB; an external cluster): the reply is kept under it.
+  const small = createStatusHandler({ jsm: await jetstreamManager(admin), state: createMailStateStore({ js, kv, clock: systemClock, node: "test" }), maxPayload: () => 1024 * 1024 });
+  const r = await small(Codecs.statusRequest.encode({ kind: "mail.status", v: 1, mailId }));
+  expect(Codecs.statusReply.encode(r).length).toBeLessThanOrEqual(1024 * 1024 - 64 * 1024);
+  expect(r.history).toHaveLength(61);
+  expect(r.trimmed).toBeGreaterThanOrEqual(55);
 }, 120_000);
