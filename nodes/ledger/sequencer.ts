@@ -451,7 +451,9 @@ export function createSequencer(deps: SequencerDeps): Sequencer {
       })();
       checkedBlocks.set(n, p);
       if (checkedBlocks.size > CHECKED_BLOCKS) checkedBlocks.delete(checkedBlocks.keys().next().value as number);
-      p.catch(() => checkedBlocks.delete(n));
+      // Only a checked block's content is kept: a block without its record yet (still rolling forward) is asked
+      // again next time, or a later redelivery of one of its events would be taken for new.
+      p.then((events) => { if (!events) checkedBlocks.delete(n); }, () => checkedBlocks.delete(n));
     }
     return p;
   };

@@ -26,10 +26,12 @@ describe("checkRequestSize: a bound on the request before it is decoded, generou
 
   it("passes a structured mail just under the limit whose JSON escapes every character (ensure_ascii): CJK and Cyrillic text", () => {
     // Before, the bound allowed 1.45 request bytes per mail byte, and refused a CJK mail of 10,478,952 composed bytes.
-    for (const ch of ["\u4e2d", "\u0416"]) {
+    for (const ch of ["\\u4e2d", "\\u0416"]) {
+      expect(ch).toHaveLength(6); // as the request carries it: `\uXXXX`
       const utf8 = Buffer.byteLength(JSON.parse(`"${ch}"`) as string);
       const chars = Math.floor((10 * MiB - 4096) / (utf8 * 4 / 3 * 78 / 76)); // composed as base64: about the limit
       const request = JSON.stringify({ kind: "mail.submit", v: 1, mail: { from: "a@b.com", to: ["c@d.com"], subject: "s", text: "" } }).length + chars * ch.length;
+      expect(request, ch).toBeGreaterThan(maxRequestBytesFor(10 * MiB)); // over the old bound
       expect(() => checkRequestSize(request, 10 * MiB), ch).not.toThrow();
     }
   });

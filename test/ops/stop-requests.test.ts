@@ -25,16 +25,18 @@ function run(vars: Record<string, string>) {
 }
 
 it("a SIGTERM while the node starts is kept: the node drains once started and exits 0 (before, the signal killed it; as PID 1 it was dropped)", async () => {
-  const n = run({ STOP_START_MS: "1500" });
+  const n = run({ STOP_START_MS: "6000" });
   await n.logged("actor starting");
   n.child.kill("SIGTERM");
+  // Sent while the actor starts (it takes 6 s): the log shows no "actor running" before the signal was taken.
   expect(await n.exit).toEqual({ code: 0, signal: null });
   const m = n.msgs();
   expect(m.slice(m.indexOf("actor running"))).toEqual(["actor running", "stopping", "actor draining", "actor drained", "stopped"]);
 }, 60_000);
 
 it("a second SIGTERM during the drain is logged, and the drain finishes (before, it killed the node mid-drain)", async () => {
-  const n = run({ STOP_DRAIN_MS: "1500" });
+  // A drain long enough for both signals to land in it on a busy machine.
+  const n = run({ STOP_DRAIN_MS: "6000" });
   await n.logged("actor running");
   n.child.kill("SIGTERM");
   await n.logged("actor draining");
