@@ -321,6 +321,18 @@ export function storeFailure(action: string, err: unknown, advice = "ask again")
 }
 
 /**
+ * A store write (`what`, e.g. "storing the body"): its failure is the caller's STORE_UNAVAILABLE ending in
+ * `advice`, or INTERNAL when refused for want of a permission; FenErrors pass through (see {@link storeFailure}).
+ * Writes are not made again here: whether one may be depends on what it writes.
+ */
+export async function storeWrite<T>(what: string, step: Promise<T>, advice: string): Promise<T> {
+  return step.catch((err: unknown) => { throw storeFailure(what, err, advice); });
+}
+
+/** Narrows to this project's typed errors (for {@link selfOrCause}). */
+export const isFenError = (e: unknown): e is FenError => e instanceof FenError;
+
+/**
  * Decodes a record read from a stream (`what`, e.g. "event 12 of MAIL_EVENTS") for an answer to a request. A
  * record that does not decode is no fault of the request (a codec's BAD_REQUEST would say it is): one written
  * by a newer version (a rolling upgrade) is STORE_UNAVAILABLE, asked again (a node of that version can read

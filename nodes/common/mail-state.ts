@@ -1,13 +1,13 @@
 import { randomInt } from "node:crypto";
 import { jetstream } from "@nats-io/jetstream";
-import type { JetStreamClient } from "@nats-io/jetstream";
+import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import type { KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { Codecs, FenError, Names, canTransition, eventSubject } from "../../protocol/index.js";
 import type { EventDetail, MailEvent, MailId, MailState, StatusRecord } from "../../protocol/index.js";
 import type { Clock } from "./clock.js";
-import { STORE_READ_ATTEMPT_MS, decodeStored, isRequestTimeout, isWrongLastSequence, orItsCause, publishOnce, retryUnstored, storeRead } from "./js-errors.js";
+import { STORE_READ_ATTEMPT_MS, decodeStored, isRequestTimeout, isWrongLastSequence, lastBySubjectFromLeader, orItsCause, publishOnce, retryUnstored, storeRead } from "./js-errors.js";
 
 /**
  * A status record with the KV revision it was read at (for compare-and-swap).
@@ -282,4 +282,14 @@ export async function openMailStateStore(deps: { nc: NatsConnection; js: JetStre
   const kv = await new Kvm(deps.js).open(Names.statusBucket);
   const readKv = deps.shortReads ? await new Kvm(jetstream(deps.nc, { timeout: STORE_READ_ATTEMPT_MS })).open(Names.statusBucket) : kv;
   return createMailStateStore({ js: deps.js, kv, readKv, clock: deps.clock, node: deps.node });
+}
+
+/**
+ * The newest event of mail `mailId` in `state` (the latest attempt's: attempts only grow), read through the
+ * events stream's leader, so a stored one is never missed for a lagging replica; undefined when there is none.
+ * Read once: callers that answer requests wrap it in storeRead.
+ */
+export async function newestEvent(jsm: JetStreamManager, mailId: MailId, state: MailState): Promise<MailEvent | undefined> {
+  const msg = await lastBySubjectFromLeader(jsm, Names.eventsStream, eventSubject(mailId, state));
+  return msg ? decodeStored(Codecs.mailEvent, msg.data, `event ${msg.seq} of ${Names.eventsStream}`) : undefined;
 }

@@ -8,7 +8,7 @@ import {
 } from "../../protocol/index.js";
 import type { BodyRef, Envelope, MailEvent, MailId, SubmitReply, StructuredMail, SubmitRequest, WorkItem } from "../../protocol/index.js";
 import {
-  decodeStored, firstBySubject, isDuplicateInProcess, orItsCause, isNoStreamListening, isNotFound, isOverMaxMsgSize, isRequestTimeout, storeFailure, storeRead,
+  decodeStored, firstBySubject, isDuplicateInProcess, orItsCause, isNoStreamListening, isNotFound, isOverMaxMsgSize, isRequestTimeout, storeRead, storeWrite,
 } from "../common/js-errors.js";
 import type { Clock } from "../common/clock.js";
 import type { MailStateStore } from "../common/mail-state.js";
@@ -180,13 +180,10 @@ const NOTHING_STORED = "nothing was stored; retry (with the same idempotency key
  * A store write of a submission before its work item is stored (its body
  * object): a failure (a timeout, a lost connection, a stream that does not
  * answer) is STORE_UNAVAILABLE, which tells the publisher to retry with the
- * same idempotency key, not INTERNAL; a write refused for want of a
- * permission is INTERNAL (see storeFailure). FenErrors pass through. (Reads
- * go through storeRead, which also asks again.)
+ * same idempotency key, not INTERNAL (see storeWrite). (Reads go through
+ * storeRead, which also asks again.)
  */
-async function storeStep<T>(what: string, step: Promise<T>): Promise<T> {
-  return step.catch((err: unknown) => { throw storeFailure(what, err, NOTHING_STORED); });
-}
+const storeStep = <T>(what: string, step: Promise<T>): Promise<T> => storeWrite(what, step, NOTHING_STORED);
 
 /** The longest one attempt to publish a work item waits for its ack, unless FEN_SUBMIT_TIMEOUT_MS / 4 is longer. */
 export const WORK_PUBLISH_ATTEMPT_MS = 1000;

@@ -7,6 +7,7 @@ import {
 import type { Frontier, MemoryTileStore, NoteVerifier } from "../../ledger/index.js";
 import { ROLL_DEPTH, refOf } from "./sequencer.js";
 import type { LedgerStore, Stored, StoredHead } from "./store.js";
+import { sameBytes } from "./store.js";
 
 /** One thing wrong with the stored ledger. */
 export interface AuditFault {
@@ -49,7 +50,7 @@ export interface AuditProgress {
 }
 
 const b64 = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("base64");
-const same = (a: Uint8Array | undefined, b: Uint8Array) => a !== undefined && Buffer.from(a).equals(Buffer.from(b));
+const same = (a: Uint8Array | undefined, b: Uint8Array) => a !== undefined && sameBytes(a, b);
 
 function codeOf(err: unknown): string {
   return ledgerErrorCode(err) ?? toFenError(err, "LEDGER_CORRUPT").code;

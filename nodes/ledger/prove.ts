@@ -8,12 +8,12 @@ import {
 } from "../../ledger/index.js";
 import { ROLL_DEPTH } from "./sequencer.js";
 import type { LedgerStore, Stored } from "./store.js";
-import { firstBySubject, selfOrCause } from "../common/js-errors.js";
+import { firstBySubject, isFenError, selfOrCause } from "../common/js-errors.js";
 
 const b64 = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("base64");
 
 function wrap(what: string, err: unknown): FenError {
-  const fen = selfOrCause(err, (e): e is FenError => e instanceof FenError);
+  const fen = selfOrCause(err, isFenError);
   if (fen) return fen;
   return new FenError("LEDGER_CORRUPT", `${what}: ${ledgerErrorCode(err) ?? "error"}: ${(err as Error)?.message}`, { cause: err });
 }

@@ -7,8 +7,8 @@ import {
 import type { AppendResult, Frontier, NoteSigner, NoteVerifier, TileData, TileReader } from "../../ledger/index.js";
 import type { Clock } from "../common/clock.js";
 import type { Logger } from "../common/logger.js";
-import { selfOrCause } from "../common/js-errors.js";
-import { sha256Hex } from "./store.js";
+import { isFenError, selfOrCause } from "../common/js-errors.js";
+import { sameBytes, sha256Hex } from "./store.js";
 import type { CasResult, LedgerStore, Stored, StoredHead } from "./store.js";
 
 /** One event ready to append: its mail, id and encoded entry. */
@@ -150,7 +150,7 @@ async function checked<T>(what: string, f: () => T | Promise<T>): Promise<T> {
     return await f();
   } catch (err) {
     // Ours, or a storage fault inside a library call (our tile reader), stays what it was.
-    const fen = selfOrCause(err, (e): e is FenError => e instanceof FenError);
+    const fen = selfOrCause(err, isFenError);
     if (fen) throw fen;
     const code = ledgerErrorCode(err);
     throw corrupt(`${what}: ${code ?? "error"}: ${(err as Error).message}`, err);
@@ -195,7 +195,6 @@ interface Anchor {
   readonly root: Uint8Array;
 }
 
-const sameBytes = (a: Uint8Array, b: Uint8Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
 
 /** A block built and encoded, not yet committed. */
 interface Built extends Stored<LedgerBlockRef> {
@@ -357,7 +356,7 @@ export function createSequencer(deps: SequencerDeps): Sequencer {
         verifyConsistency(from.size, frontier.size, proof, from.root, root);
       } catch (err) {
         // A storage fault stays what it was (a retry may pass); anything else is no proof.
-        const fen = selfOrCause(err, (e): e is FenError => e instanceof FenError);
+        const fen = selfOrCause(err, isFenError);
         if (fen?.code === "LEDGER_UNAVAILABLE") throw fen;
         throw fork(`no consistency proof (${ledgerErrorCode(err) ?? fen?.code ?? "error"}: ${(err as Error).message})`);
       }

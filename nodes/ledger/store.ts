@@ -116,7 +116,8 @@ function decodeAs<T>(c: Codec<T>, key: string, bytes: Uint8Array): T {
   }
 }
 
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+/** Whether two byte arrays (views, perhaps into larger buffers) hold the same bytes. */
+export function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
 }
 

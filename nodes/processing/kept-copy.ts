@@ -1,17 +1,16 @@
 import type { JetStreamManager, StoredMsg } from "@nats-io/jetstream";
 import { Names, quarantineSubject } from "../../protocol/index.js";
 import type { MailId } from "../../protocol/index.js";
-import { isNotFound, storeRead } from "../common/js-errors.js";
+import { isNotFound, lastBySubjectFromLeader, storeRead } from "../common/js-errors.js";
 
 /**
  * The kept copy of quarantined mail `mailId` (its work item in MAIL_QUARANTINE), read through the stream's
  * leader, or null when there is none.
  */
 export function readKeptCopy(jsm: JetStreamManager, mailId: MailId): Promise<StoredMsg | null> {
-  return storeRead("the kept copy", () => jsm.streams.getMessage(Names.quarantineStream, { last_by_subj: quarantineSubject(mailId) }).catch((err: unknown) => {
-    if (isNotFound(err)) return null;
-    throw err;
-  }));
+  // A stream that does not answer for what it holds (not recovered yet after a restart: "no such stream") is an
+  // error, not "no copy": callers act on absence (NOT_FOUND, a release carried on without its copy).
+  return storeRead("the kept copy", () => lastBySubjectFromLeader(jsm, Names.quarantineStream, quarantineSubject(mailId)));
 }
 
 /**

@@ -6,15 +6,15 @@ import { Objm } from "@nats-io/obj";
 import type { ObjectStore } from "@nats-io/obj";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { simpleParser } from "mailparser";
-import { BodiesBucketStream, CLAIM_TTL_MS, Codecs, FenError, Names, WORK_ACK_WAIT_MS, eventSubject, isTerminal, quarantineSubject, toFenError } from "../../protocol/index.js";
+import { BodiesBucketStream, CLAIM_TTL_MS, Codecs, FenError, Names, WORK_ACK_WAIT_MS, isTerminal, quarantineSubject, toFenError } from "../../protocol/index.js";
 import type { Classification, EventDetail, MailEvent, MailId, RecipientRefusal, WorkItem } from "../../protocol/index.js";
 import type { Actor, ActorStatus } from "../common/actor.js";
 import { ackConfirmed } from "../common/acks.js";
 import type { Clock, Random } from "../common/clock.js";
 import type { Logger } from "../common/logger.js";
 import type { AdvanceOptions, MailStateStore, Step, Versioned } from "../common/mail-state.js";
-import { openMailStateStore } from "../common/mail-state.js";
-import { firstBySubjectFromLeader, lastBySubjectFromLeader, startStep } from "../common/js-errors.js";
+import { newestEvent, openMailStateStore } from "../common/mail-state.js";
+import { firstBySubjectFromLeader, startStep } from "../common/js-errors.js";
 import { readKeptCopy, removeKeptCopy } from "./kept-copy.js";
 import type { Metrics } from "../common/metrics.js";
 import { holdMessages } from "../common/held-messages.js";
@@ -193,9 +193,8 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
    * through the events stream's leader (a lagging replica answering "none" would get the mail sent again). The
    * attempt in doubt is the mail's latest, so its outcome event is the newest in its state.
    */
-  const eventOf = async (mailId: string, s: "Sent" | "Bounced" | "Deferred", attempt: number): Promise<MailEvent | undefined> => {
-    const msg = await lastBySubjectFromLeader(jsm, Names.eventsStream, eventSubject(mailId, s));
-    const e = msg ? Codecs.mailEvent.decode(msg.data) : undefined;
+  const eventOf = async (mailId: MailId, s: "Sent" | "Bounced" | "Deferred", attempt: number): Promise<MailEvent | undefined> => {
+    const e = await newestEvent(jsm, mailId, s);
     return e?.attempt === attempt ? e : undefined;
   };
 
@@ -203,7 +202,7 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
    * The outcome event (Sent, Bounced or Deferred) of `attempt` of the mail, if one is stored: a node that died
    * (or could not reach the status store) after publishing it and before the status swap settled that attempt.
    */
-  const recordedOutcome = async (mailId: string, attempt: number): Promise<MailEvent | undefined> => {
+  const recordedOutcome = async (mailId: MailId, attempt: number): Promise<MailEvent | undefined> => {
     const found = await Promise.all((["Sent", "Bounced", "Deferred"] as const).map((s) => eventOf(mailId, s, attempt)));
     return found.find((e) => e !== undefined);
   };

@@ -4,16 +4,17 @@ import type { ObjectStore } from "@nats-io/obj";
 import { Svcm } from "@nats-io/services";
 import type { Service } from "@nats-io/services";
 import {
-  Codecs, FenError, Names, ServiceSubjects, eventSubject, quarantineRequestSubject, toFenError, workSubject,
+  Codecs, FenError, Names, ServiceSubjects, quarantineRequestSubject, toFenError, workSubject,
 } from "../../protocol/index.js";
-import type { ClassifyReply, EventDetail, MailEvent, MailId, QuarantineReply, QueueReply, StatusRecord, WorkItem } from "../../protocol/index.js";
+import type { ClassifyReply, EventDetail, MailId, QuarantineReply, QueueReply, StatusRecord, WorkItem } from "../../protocol/index.js";
 import type { Clock } from "../common/clock.js";
 import type { Logger } from "../common/logger.js";
 import type { MailStateStore, Versioned } from "../common/mail-state.js";
+import { newestEvent } from "../common/mail-state.js";
 import type { Metrics } from "../common/metrics.js";
 import { serveEndpoint } from "../common/rpc.js";
 import { createAdmission } from "../common/admission.js";
-import { decodeStored, isNotFound, lastBySubjectFromLeader, publishOnce, storeFailure, storeRead } from "../common/js-errors.js";
+import { decodeStored, isNotFound, publishOnce, storeRead, storeWrite } from "../common/js-errors.js";
 import { readKeptCopy, removeKeptCopy } from "./kept-copy.js";
 import { checkMime, checkRequestSize, checkStructuredSize, composeStructured, messageIdForPreview, tooLarge } from "../gateway/index.js";
 import type { MailClassifier } from "./classifier.js";
@@ -193,20 +194,14 @@ export async function startProcessingService(deps: ProcessingServiceDeps): Promi
    * event.
    */
   const listed = async (r: StatusRecord, at: string): Promise<QuarantineReply["mails"][number]> => {
-    const c = r.state === "Quarantined" ? r.detail.classification : await quarantinedEvent(r.mailId).then((e) => e?.detail.classification, () => undefined);
+    const c = r.state === "Quarantined" ? r.detail.classification
+      : await storeRead("the Quarantined event", () => newestEvent(jsm, r.mailId, "Quarantined")).then((e) => e?.detail.classification, () => undefined);
     const left = r.state === "Quarantined" ? undefined : unfinished(r);
     return { mailId: r.mailId, score: c?.score ?? -1, modelVersion: c?.modelVersion ?? "", at, ...(left ? { unfinished: left } : {}) };
   };
 
-  /** The mail's newest Quarantined event, read through the events stream's leader. */
-  const quarantinedEvent = async (mailId: MailId): Promise<MailEvent | undefined> => {
-    const msg = await storeRead("the Quarantined event", () => lastBySubjectFromLeader(jsm, Names.eventsStream, eventSubject(mailId, "Quarantined")));
-    return msg ? decodeStored(Codecs.mailEvent, msg.data, `event ${msg.seq} of ${Names.eventsStream}`) : undefined;
-  };
-
   /** Store writes of a request: a failure is STORE_UNAVAILABLE (repeat the request: it finishes what was begun). */
-  const write = <T>(what: string, step: Promise<T>): Promise<T> =>
-    step.catch((err: unknown) => { throw storeFailure(what, err, "repeat the request: it finishes what this one began"); });
+  const write = <T>(what: string, step: Promise<T>): Promise<T> => storeWrite(what, step, "repeat the request: it finishes what this one began");
 
   serveEndpoint(service, { name: "quarantine", subject: ServiceSubjects.quarantineAll }, async (data, m) => {
     const req = Codecs.quarantineRequest.decode(data);
@@ -263,8 +258,8 @@ export async function startProcessingService(deps: ProcessingServiceDeps): Promi
      */
     const republish = async (v: Versioned): Promise<boolean> => {
       const r = v.record;
-      const found = await storeRead(`the ${r.state} event`, () => lastBySubjectFromLeader(jsm, Names.eventsStream, eventSubject(r.mailId, r.state)));
-      if (found && decodeStored(Codecs.mailEvent, found.data, `event ${found.seq} of ${Names.eventsStream}`).attempt === r.attempt) return false;
+      const found = await storeRead(`the ${r.state} event`, () => newestEvent(jsm, r.mailId, r.state));
+      if (found?.attempt === r.attempt) return false;
       return write(`publishing the ${r.state} event of ${r.mailId}`, state.republish(v, recipients));
     };
     if (release) {
