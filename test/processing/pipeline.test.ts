@@ -394,11 +394,16 @@ describe("per-recipient replies", () => {
     expect(st.history.filter((e) => e.state === "Bounced")).toEqual([]);
   });
 
-  it("a recipient put off on every attempt after the others were delivered: Bounced, saying only the remaining one was refused", async () => {
+  /** A relay that puts off busy@ (450) at every RCPT TO, a node delivering to it, and a mail to ok@ and busy@. */
+  const busyRecipient = async (key: string, maxAttempts: string) => {
     const sink = await startSmtpSink({ rcpt: (a) => (a.startsWith("busy@") ? { code: 450, message: "4.2.1 mailbox busy" } : undefined) });
     sinks.push(sink);
-    actors.push(await startProcessing(nc, sink.port, { FEN_MAX_ATTEMPTS: "2" }));
-    const r = await submit(nc, structured("rcpt-busy-always", { key: "rcpt-busy-always", to: ["ok@example.net", "busy@example.net"] }));
+    actors.push(await startProcessing(nc, sink.port, { FEN_MAX_ATTEMPTS: maxAttempts }));
+    return { sink, r: await submit(nc, structured(key, { key, to: ["ok@example.net", "busy@example.net"] })) };
+  };
+
+  it("a recipient put off on every attempt after the others were delivered: Bounced, saying only the remaining one was refused", async () => {
+    const { sink, r } = await busyRecipient("rcpt-busy-always", "2");
     const st = await until("Bounced", async () => { const s = await status(nc, r.mailId); return s.state === "Bounced" && s; });
     expect(deliveries(sink, r.messageId)).toEqual([["ok@example.net"]]);
     expect(st.history.at(-1)?.detail.error).toMatchObject({ code: "RETRIES_EXHAUSTED", message: expect.stringMatching(/^every remaining recipient refused \(1 of 2;/) });
@@ -407,10 +412,7 @@ describe("per-recipient replies", () => {
   });
 
   it("a recipient put off (450) at the last attempt while another took the mail: Sent, that recipient given up (not transient, RETRIES_EXHAUSTED), not left in limbo", async () => {
-    const sink = await startSmtpSink({ rcpt: (a) => (a.startsWith("busy@") ? { code: 450, message: "4.2.1 mailbox busy" } : undefined) });
-    sinks.push(sink);
-    actors.push(await startProcessing(nc, sink.port, { FEN_MAX_ATTEMPTS: "1" }));
-    const r = await submit(nc, structured("rcpt-450-last", { key: "rcpt-450-last", to: ["ok@example.net", "busy@example.net"] }));
+    const { sink, r } = await busyRecipient("rcpt-450-last", "1");
     const st = await until("Sent", async () => { const s = await status(nc, r.mailId); return s.state === "Sent" && s; });
     expect(deliveries(sink, r.messageId)).toEqual([["ok@example.net"]]);
     expect(st.history.at(-1)?.detail).toMatchObject({
