@@ -2,7 +2,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { expect, it } from "vitest";
 import { simpleParser } from "mailparser";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
-import type { JetStreamManager } from "@nats-io/jetstream";
+import type { JetStreamManager, MsgRequest, StoredMsg } from "@nats-io/jetstream";
 import { Objm } from "@nats-io/obj";
 import type { ObjectStore } from "@nats-io/obj";
 import { BodyObjects, Codecs, FenError, Names, mailIdFromIdempotencyKey, quarantineRequestSubject, workSubject } from "../../protocol/index.js";
@@ -15,6 +15,7 @@ import { callService } from "../../nodes/common/rpc.js";
 import { createBodyReaper, reapBodies } from "../../nodes/processing/index.js";
 import type { BodyReapDeps, MailClassifier } from "../../nodes/processing/index.js";
 import { readObject } from "../../nodes/processing/body.js";
+import { readKeptCopy } from "../../nodes/processing/kept-copy.js";
 import { usePipeline } from "../helpers/suite.js";
 import { bodyObjects, startGateway, startProcessing, status, structured, submit, testLog, until } from "../helpers/system.js";
 
@@ -168,22 +169,19 @@ it("a body that outlived its delivered mail (settle's delete failed) is reaped o
   expect(await bodyObjects(p.nc, mailId)).toEqual([]);
 });
 
-/** `jsm` whose reads of `stream` fail, as a store that does not answer. */
-function failingReads(jsm: JetStreamManager, stream: string): JetStreamManager {
-  const streams = new Proxy(jsm.streams, {
-    get(target, prop, receiver) {
-      if (prop === "getMessage") {
-        return async (name: string, query: never) => {
-          if (name === stream) throw new Error(`${stream} does not answer (test)`);
-          return target.getMessage(name, query);
-        };
-      }
-      const v = Reflect.get(target, prop, receiver) as unknown;
-      return typeof v === "function" ? v.bind(target) : v;
-    },
-  });
-  return new Proxy(jsm, { get: (target, prop, receiver) => (prop === "streams" ? streams : Reflect.get(target, prop, receiver) as unknown) });
+type GetMessage = (stream: string, query: MsgRequest) => Promise<StoredMsg | null>;
+
+/** `jsm` whose `streams.getMessage` is `get`, given the real one. */
+function withGetMessage(jsm: JetStreamManager, get: (real: GetMessage, stream: string, query: MsgRequest) => Promise<StoredMsg | null>): JetStreamManager {
+  const real: GetMessage = (stream, query) => jsm.streams.getMessage(stream, query);
+  return withMethod(jsm, "streams", withMethod(jsm.streams, "getMessage", (stream: string, query: MsgRequest) => get(real, stream, query)));
 }
+
+/** `jsm` whose reads of `stream` fail, as a store that does not answer. */
+const failingReads = (jsm: JetStreamManager, stream: string): JetStreamManager => withGetMessage(jsm, async (get, name, query) => {
+  if (name === stream) throw new Error(`${stream} does not answer (test)`);
+  return get(name, query);
+});
 
 it("any read that fails keeps the mail's objects (skipped until the next pass), as does a state that moves while they are read", async () => {
   const mailId = mailIdFromIdempotencyKey("reap-unreadable");
@@ -203,6 +201,129 @@ it("any read that fails keeps the mail's objects (skipped until the next pass), 
   }
   await reap(30 * 24 * HOUR);
   expect(await bodyObjects(p.nc, mailId)).toEqual([]);
+});
+
+/** The pass's view of `mail_bodies`: the objects of `mailId` only. */
+async function onlyOf(mailId: MailId): Promise<ObjectStore> {
+  const all = await openBodies();
+  return withMethod(all, "list", async () => (await all.list()).filter((o) => BodyObjects.mailIdOf(o.name) === mailId));
+}
+
+/** True for a reaper's read of `mailId`'s work subject (a STREAM.MSG.GET by subject). */
+const readsWorkOf = (mailId: MailId, stream: string, query: MsgRequest): boolean =>
+  stream === Names.workStream && (query as { next_by_subj?: string }).next_by_subj === workSubject(mailId);
+
+/** `promise`'s outcome, to be given later: its value returned, or its error thrown again. */
+const settled = <T>(promise: Promise<T>): Promise<() => T> => promise.then((v) => () => v, (err: unknown) => () => { throw err; });
+
+/**
+ * Holds the processing node's work: its durable consumer paused (the server delivers nothing until it is
+ * resumed), so an item stored meanwhile waits and no node moves its mail. Resumes by itself after a minute,
+ * should a test end before {@link resumeWork}.
+ */
+async function holdWork(): Promise<void> {
+  const jsm = await jetstreamManager(p.nc);
+  await jsm.consumers.pause(Names.workStream, Names.workConsumer, new Date(Date.now() + 60_000));
+  await until("the work consumer paused", async () => (await jsm.consumers.info(Names.workStream, Names.workConsumer)).paused === true);
+}
+
+async function resumeWork(): Promise<void> {
+  const jsm = await jetstreamManager(p.nc);
+  await jsm.consumers.resume(Names.workStream, Names.workConsumer);
+  await until("the work consumer resumed", async () => (await jsm.consumers.info(Names.workStream, Names.workConsumer)).paused !== true);
+}
+
+const openState = () => openMailStateStore({ nc: p.nc, js: jetstream(p.nc), clock: systemClock, node: "reaper-test" });
+
+it("a release finishing while a pass reads MAIL_WORK (item queued, kept copy removed) keeps the body: the kept copy was read before MAIL_WORK", async () => {
+  // A pass reading MAIL_WORK then MAIL_QUARANTINE only misses this release: its swap made before the pass (the
+  // status entry reads the same before and after), MAIL_WORK read empty (the quarantined mail's item was acked),
+  // then the released item queued and the kept copy removed, then MAIL_QUARANTINE read empty.
+  const key = "reap-release-in-flight";
+  const mailId = mailIdFromIdempotencyKey(key);
+  const text = bigText(key);
+  const m = await submit(p.nc, structured(key, { key, subject: "SPAM in flight", text }));
+  await until("Quarantined", async () => (await status(p.nc, m.mailId)).state === "Quarantined");
+  const [live] = await bodyObjects(p.nc, mailId);
+  const jsm = await jetstreamManager(p.nc);
+  const store = await openState();
+  await holdWork();
+  try {
+    // The release's swap, as a release request that stopped right after it (its server failing over) leaves it.
+    const cur = await store.get(mailId);
+    const copy = await readKeptCopy(jsm, mailId);
+    expect(cur?.record.state).toBe("Quarantined");
+    await store.advance(cur!, [{ state: "PendingProcessing", detail: { reason: "released: in flight" } }],
+      Codecs.workItem.decode(copy!.data).envelope.to, undefined, { commitFirst: true });
+    let released = false;
+    const r = await reap(30 * 24 * HOUR, {
+      bodies: await onlyOf(mailId),
+      jsm: withGetMessage(jsm, async (get, stream, query) => {
+        const answer = await settled(get(stream, query));
+        if (readsWorkOf(mailId, stream, query) && !released) {
+          released = true;
+          // The request repeated: it finishes the release (queues the released item, then removes the kept copy).
+          await quarantine({ kind: "mail.quarantine.release", v: 1, mailId, reason: "in flight" });
+        }
+        return answer();
+      }),
+    });
+    expect(released).toBe(true);
+    expect(await readKeptCopy(jsm, mailId)).toBeNull();
+    expect((await itemBody(mailId)).object).toBe(live);
+    expect(await bodyObjects(p.nc, mailId)).toEqual([live]);
+    expect(r).toMatchObject({ seen: 1, kept: 1, reaped: 0 });
+  } finally {
+    await resumeWork();
+  }
+  await until("released and Sent", async () => (await status(p.nc, mailId)).state === "Sent");
+  const sent = p.sink.messages.find((x) => x.messageId === m.messageId);
+  expect((await simpleParser(sent!.raw)).text?.trimEnd()).toBe(text);
+});
+
+it("a mail quarantined and then released while a pass reads its references (no read sees an item or copy) keeps its body: its status entry moved", async () => {
+  // MAIL_QUARANTINE read empty (the work item not taken yet), the mail quarantined (kept copy stored, Quarantined,
+  // item acked), MAIL_WORK read empty, the mail released (swap, released item queued, kept copy removed),
+  // MAIL_QUARANTINE read empty: only the status entry, absent before and PendingProcessing after, shows the moves.
+  const key = "reap-moved-twice";
+  const mailId = mailIdFromIdempotencyKey(key);
+  const text = bigText(key);
+  const jsm = await jetstreamManager(p.nc);
+  const store = await openState();
+  await holdWork();
+  let m: Awaited<ReturnType<typeof submit>>;
+  try {
+    m = await submit(p.nc, structured(key, { key, subject: "SPAM moved twice", text }));
+    const live = (await itemBody(mailId)).object;
+    expect(await store.get(mailId)).toBeUndefined();
+    let moved = false;
+    const r = await reap(30 * 24 * HOUR, {
+      bodies: await onlyOf(mailId),
+      jsm: withGetMessage(jsm, async (get, stream, query) => {
+        if (!readsWorkOf(mailId, stream, query) || moved) return get(stream, query);
+        moved = true;
+        // Before this read: the node takes the work item and quarantines the mail.
+        await resumeWork();
+        await until("Quarantined, its work item acked", async () => (await store.get(mailId))?.record.state === "Quarantined"
+          && (await firstBySubjectFromLeader(jsm, Names.workStream, workSubject(mailId), 1)) === null);
+        await holdWork();
+        const answer = await settled(get(stream, query));
+        // After it: the operator releases the mail.
+        await quarantine({ kind: "mail.quarantine.release", v: 1, mailId, reason: "moved twice" });
+        return answer();
+      }),
+    });
+    expect(moved).toBe(true);
+    expect(await readKeptCopy(jsm, mailId)).toBeNull();
+    expect((await itemBody(mailId)).object).toBe(live);
+    expect(await bodyObjects(p.nc, mailId)).toEqual([live]);
+    expect(r).toMatchObject({ seen: 1, skipped: 1, reaped: 0 });
+  } finally {
+    await resumeWork();
+  }
+  await until("released and Sent", async () => (await status(p.nc, mailId)).state === "Sent");
+  const sent = p.sink.messages.find((x) => x.messageId === m.messageId);
+  expect((await simpleParser(sent!.raw)).text?.trimEnd()).toBe(text);
 });
 
 it("passes of several nodes at once reap an orphan once between them and keep a live body", async () => {
