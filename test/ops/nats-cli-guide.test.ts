@@ -142,8 +142,11 @@ describe("deploy/DEBUGGING.md", () => {
     ].map((l) => l.trim());
     expect(shown.length).toBeGreaterThanOrEqual(13);
     for (const command of shown) {
-      const r = await sh(command, env);
-      expect(r.code, `exit ${r.code} of: ${command}\n${r.out}`).toBe(0);
+      // Asked twice at most, as the guide's steps are: on a loaded CI machine a fresh-clone run once had
+      // `nats sub --stream MAIL_EVENTS ... --terminate-at-end` exit 1 with no message (natscli's own request timing out).
+      const first = await sh(command, env);
+      const r = first.code === 0 ? first : await sh(command, env);
+      expect(r.code, `exit ${r.code} of: ${command}\n${r.out}\n(first try: exit ${first.code})`).toBe(0);
     }
 
     // The operator needed nothing it is not granted; the only refusal is the guide's demonstration.
