@@ -32,7 +32,7 @@ export const ErrorCodes = {
   INTERNAL: { retry: "transient", doc: "An unexpected fault; the request may be retried with the same idempotency key." },
   SMTP_TRANSIENT: { retry: "transient", doc: "The relay answered 4xx or the connection failed; delivery is retried with backoff." },
   SMTP_PERMANENT: { retry: "permanent", doc: "The relay answered 5xx; the mail bounces with the reply kept." },
-  RETRIES_EXHAUSTED: { retry: "permanent", doc: "Transient failures exceeded the configured attempt limit; the mail bounces. On a Sent record: recipients the relay still put off (4xx) at the last attempt were given up, listed in `rejected` as not transient. Also when nodes died mid-delivery at the last attempt and at the one resend past it: the mail is Bounced in doubt instead of being sent again." },
+  RETRIES_EXHAUSTED: { retry: "permanent", doc: "Transient failures exceeded the configured attempt limit; the mail bounces. On a Sent record: recipients the relay still put off (4xx) at the last attempt were given up, listed in `rejected` as not transient. Also when nodes died mid-delivery at two attempts in a row, the second at or past the limit: the mail is Bounced in doubt instead of being sent again." },
   CONFIG_INVALID: { retry: "permanent", doc: "A node's configuration failed validation at start-up." },
   STATE_CONFLICT: { retry: "transient", doc: "Another node changed the mail's state concurrently; the work item is re-evaluated later." },
   SPEC_MISMATCH: { retry: "permanent", doc: "A stream, consumer or bucket exists with a configuration different from the spec." },
