@@ -235,6 +235,20 @@ async function resumeWork(): Promise<void> {
 
 const openState = () => openMailStateStore({ nc: p.nc, js: jetstream(p.nc), clock: systemClock, node: "reaper-test" });
 
+/** After a pass that raced a release: the kept copy is gone, and the live body, named by the released item, is all that is left. */
+async function keptThroughRelease(jsm: JetStreamManager, mailId: MailId, live: string | undefined): Promise<void> {
+  expect(await readKeptCopy(jsm, mailId)).toBeNull();
+  expect((await itemBody(mailId)).object).toBe(live);
+  expect(await bodyObjects(p.nc, mailId)).toEqual([live]);
+}
+
+/** The released mail is Sent, its text arriving whole. */
+async function deliveredWhole(mailId: MailId, messageId: string, text: string): Promise<void> {
+  await until("released and Sent", async () => (await status(p.nc, mailId)).state === "Sent");
+  const sent = p.sink.messages.find((x) => x.messageId === messageId);
+  expect((await simpleParser(sent!.raw)).text?.trimEnd()).toBe(text);
+}
+
 it("a release finishing while a pass reads MAIL_WORK (item queued, kept copy removed) keeps the body: the kept copy was read before MAIL_WORK", async () => {
   // A pass reading MAIL_WORK then MAIL_QUARANTINE only misses this release: its swap made before the pass (the
   // status entry reads the same before and after), MAIL_WORK read empty (the quarantined mail's item was acked),
@@ -269,16 +283,12 @@ it("a release finishing while a pass reads MAIL_WORK (item queued, kept copy rem
       }),
     });
     expect(released).toBe(true);
-    expect(await readKeptCopy(jsm, mailId)).toBeNull();
-    expect((await itemBody(mailId)).object).toBe(live);
-    expect(await bodyObjects(p.nc, mailId)).toEqual([live]);
+    await keptThroughRelease(jsm, mailId, live);
     expect(r).toMatchObject({ seen: 1, kept: 1, reaped: 0 });
   } finally {
     await resumeWork();
   }
-  await until("released and Sent", async () => (await status(p.nc, mailId)).state === "Sent");
-  const sent = p.sink.messages.find((x) => x.messageId === m.messageId);
-  expect((await simpleParser(sent!.raw)).text?.trimEnd()).toBe(text);
+  await deliveredWhole(mailId, m.messageId, text);
 });
 
 it("a mail quarantined and then released while a pass reads its references (no read sees an item or copy) keeps its body: its status entry moved", async () => {
@@ -314,16 +324,12 @@ it("a mail quarantined and then released while a pass reads its references (no r
       }),
     });
     expect(moved).toBe(true);
-    expect(await readKeptCopy(jsm, mailId)).toBeNull();
-    expect((await itemBody(mailId)).object).toBe(live);
-    expect(await bodyObjects(p.nc, mailId)).toEqual([live]);
+    await keptThroughRelease(jsm, mailId, live);
     expect(r).toMatchObject({ seen: 1, skipped: 1, reaped: 0 });
   } finally {
     await resumeWork();
   }
-  await until("released and Sent", async () => (await status(p.nc, mailId)).state === "Sent");
-  const sent = p.sink.messages.find((x) => x.messageId === m.messageId);
-  expect((await simpleParser(sent!.raw)).text?.trimEnd()).toBe(text);
+  await deliveredWhole(mailId, m!.messageId, text);
 });
 
 it("passes of several nodes at once reap an orphan once between them and keep a live body", async () => {
