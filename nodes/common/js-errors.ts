@@ -9,7 +9,7 @@ import type { Codec } from "../../protocol/index.js";
  * failure (a timeout, no responders) as the cause of the error it throws,
  * and our stores wrap theirs as a FenError's cause: one level is all either does.
  */
-export function causeOf(err: unknown): unknown {
+function causeOf(err: unknown): unknown {
   return (err as { cause?: unknown } | null | undefined)?.cause;
 }
 

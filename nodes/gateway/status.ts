@@ -148,7 +148,7 @@ export function createStatusHandler(deps: {
  * and a reply over the servers' max_payload cannot be sent: every status request for that mail went unanswered.
  * Less with a smaller max_payload (see {@link createStatusHandler}).
  */
-export const STATUS_REPLY_BUDGET = 4 * 1024 * 1024;
+const STATUS_REPLY_BUDGET = 4 * 1024 * 1024;
 
 /** Room kept under the servers' max_payload for what a reply carries besides its JSON (headers). */
 const REPLY_SLACK = 64 * 1024;

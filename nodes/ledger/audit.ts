@@ -133,7 +133,8 @@ export async function auditLedger(
   // held them come from the stage chain, the head's stage first. A missing
   // or bad stage ends the chain; the loop below reports it at that block.
   const chain = new Map<number, Promise<Fetched>>();
-  if (head) {
+  // Only when the head is past the last recorded block: otherwise no block uses the chain (fetchBlock reads records).
+  if (head && head.value.block > lastRecorded) {
     let at: Promise<Fetched> = store.readStage(head.value.stage).then(
       (stage) => ({ ref: head, ...(stage ? { stage } : {}), rolling: true }), (error: unknown) => ({ error }));
     chain.set(head.value.block, at);
@@ -358,7 +359,7 @@ async function auditOrphan(
   }
   if (size > log.size) return { ahead: true };
   const at = frontierRoot(await loadFrontier(createTileHashReader(tiles, log.size), size));
-  if (Buffer.from(at).equals(Buffer.from(root))) return {};
+  if (sameBytes(at, root)) return {};
   return {
     fault: {
       block: body.block,

@@ -1,6 +1,7 @@
 import type { MailEvent } from "../../protocol/index.js";
 import { commitRecipients } from "../../ledger/index.js";
 import type { EntryDetail, LedgerEntry } from "../../ledger/index.js";
+import { cutChars } from "../common/text.js";
 
 // Printable text without C0/C1 controls or DEL, as the entry format demands.
 // eslint-disable-next-line no-control-regex
@@ -8,9 +9,7 @@ const CONTROL = /[\u0000-\u001f\u007f-\u009f]/g;
 
 function text(s: string | undefined, max: number): string | undefined {
   if (s === undefined) return undefined;
-  let cut = s.replace(CONTROL, " ").trim().slice(0, max);
-  // Never leave half of a surrogate pair at the cut.
-  if (/[\ud800-\udbff]$/.test(cut)) cut = cut.slice(0, -1);
+  const cut = cutChars(s.replace(CONTROL, " ").trim(), max);
   return cut.length > 0 ? cut : undefined;
 }
 

@@ -8,6 +8,7 @@ import {
 } from "../../ledger/index.js";
 import { ROLL_DEPTH } from "./sequencer.js";
 import type { LedgerStore, Stored } from "./store.js";
+import { sameBytes } from "./store.js";
 import { firstBySubject, isFenError, selfOrCause } from "../common/js-errors.js";
 
 const b64 = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("base64");
@@ -41,7 +42,7 @@ export async function latestComplete(store: LedgerStore): Promise<Stored<LedgerB
   if (!head) return undefined;
   const own = await store.readBlockRef(head.value.block);
   if (own) {
-    if (!Buffer.from(own.bytes).equals(Buffer.from(head.bytes))) {
+    if (!sameBytes(own.bytes, head.bytes)) {
       throw new FenError("LEDGER_CORRUPT", `the head differs from block ${head.value.block}'s record: the head was moved to another block ${head.value.block}`);
     }
     return head;

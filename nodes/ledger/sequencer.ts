@@ -559,7 +559,7 @@ export function createSequencer(deps: SequencerDeps): Sequencer {
       }
       // `{ ok: false }` only says the head is elsewhere: the swap may have
       // landed unanswered and other writers built on it. The chain decides.
-      const fate: Fate = cas.ok ? { at: "head", revision: cas.revision } : await fateOf(n, hex, headAfter);
+      const fate: Fate = cas.ok ? { at: "head", revision: cas.revision } : await fateOf(n, hex, cas.head ?? headAfter);
       if (fate.at !== "lost") {
         anchor = { stage: hex, size: r.frontier.size, root: r.root };
         if (fate.at === "head") {

@@ -21,7 +21,8 @@ export interface StoredHead extends Stored<LedgerBlockRef> {
 }
 
 /** Outcome of {@link LedgerStore.casHead}. */
-export type CasResult = { readonly ok: true; readonly revision: number } | { readonly ok: false };
+/** A head swap's outcome; a lost one may carry the head as read after it (`head`), which its caller need not read again. */
+export type CasResult = { readonly ok: true; readonly revision: number } | { readonly ok: false; readonly head?: StoredHead | undefined };
 
 /** Outcome of {@link LedgerStore.putImmutable}. */
 export type PutResult = "created" | "identical" | "conflict";
@@ -198,7 +199,7 @@ export function createLedgerStore(kv: KV, jsm: JetStreamManager): LedgerStore {
         // The client does not say why a batch failed: decide from the head.
         const now = await store.readHead();
         if (now && sameBytes(now.bytes, headBytes) && now.value.stage === hex) return { ok: true, revision: now.revision };
-        if ((now?.revision ?? 0) !== revision) return { ok: false };
+        if ((now?.revision ?? 0) !== revision) return { ok: false, head: now };
         // Refused with the head unchanged (e.g. the stage exists from an
         // earlier try, or the outcome is unknown): one key at a time.
       }

@@ -2,7 +2,7 @@
 export { createProcessingNode } from "./processor.js";
 export type { ProcessingDeps, ProcessingNode } from "./processor.js";
 export { createBodyReaper, reapBodies } from "./body-reaper.js";
-export type { BodyReapDeps, BodyReapOptions, BodyReapReport, BodyReaper, BodyReaperDeps } from "./body-reaper.js";
+export type { BodyReapDeps, BodyReaper } from "./body-reaper.js";
 export { createDelivery, relayOptions } from "./delivery.js";
 export type { Delivery, RelayOptions } from "./delivery.js";
 export { passThroughClassifier, createBatchingClassifier, classifyAlone, classifyOrFail } from "./classifier.js";

@@ -27,7 +27,8 @@ import type { MailClassifier } from "./classifier.js";
 import { createBatchingClassifier } from "./classifier.js";
 import { MAILPARSER_OPTIONS } from "../classifier/index.js";
 import type { Delivery } from "./delivery.js";
-import { REFUSAL_REPLY_BYTES, cutBytes, cutChars, isTooManyRecipients, refusalsWithin } from "./smtp-outcome.js";
+import { REFUSAL_REPLY_BYTES, cutBytes, isTooManyRecipients, refusalsWithin } from "./smtp-outcome.js";
+import { cutChars } from "../common/text.js";
 import type { Outcome } from "./smtp-outcome.js";
 import { startProcessingService } from "./service.js";
 import { createBodyReaper } from "./body-reaper.js";
@@ -338,7 +339,7 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
             await (now.record.state === "Quarantined" ? finish(m) : settle(m, item));
             return;
           }
-          await state.advance(cur, [{ state: "Processing", detail: processing }, { state: "Rejected", detail: { error: { code: err.code, message: err.message.slice(0, 300) } } }], recipients, attempt);
+          await state.advance(cur, [{ state: "Processing", detail: processing }, { state: "Rejected", detail: { error: { code: err.code, message: cutChars(err.message, 300) } } }], recipients, attempt);
           deps.metrics.rejected.inc();
           alog.error({ err }, "rejected: the mail's body is gone");
           await settle(m, item);
@@ -348,7 +349,7 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
       try {
         await simpleParser(raw, MAILPARSER_OPTIONS);
       } catch (err) {
-        await state.advance(cur, [{ state: "Processing", detail: processing }, { state: "Rejected", detail: { error: { code: "INVALID_MIME", message: String((err as Error).message).slice(0, 300) } } }], recipients, attempt);
+        await state.advance(cur, [{ state: "Processing", detail: processing }, { state: "Rejected", detail: { error: { code: "INVALID_MIME", message: cutChars(String((err as Error).message), 300) } } }], recipients, attempt);
         deps.metrics.rejected.inc();
         await settle(m, item);
         return;
@@ -377,7 +378,7 @@ export function createProcessingNode(deps: ProcessingDeps, config: ProcessingCon
         } catch (err) {
           // A mail the classifier cannot score while it scores others is held unscored rather than retried for ever.
           if (!(err instanceof FenError && err.code === "CLASSIFIER_UNSCORABLE")) throw err;
-          const error = { code: err.code, message: err.message.slice(0, 300) };
+          const error = { code: err.code, message: cutChars(err.message, 300) };
           if (passedBefore) {
             notScored = { error, reason: "not scored at this attempt; it passed the classifier at an earlier one" };
             score = -1;

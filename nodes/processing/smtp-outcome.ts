@@ -1,5 +1,6 @@
 import { isUtf8 } from "node:buffer";
 import type { RecipientRefusal, SmtpReply } from "../../protocol/index.js";
+import { cutChars } from "../common/text.js";
 
 /**
  * What a delivery attempt came to. `rejected` lists the recipients the relay
@@ -95,13 +96,6 @@ export function relayText(text: string): string {
   if (!/[\u0080-\u00ff]/.test(text) || /[^\u0000-\u00ff]/.test(text)) return text;
   const bytes = Buffer.from(text, "latin1");
   return isUtf8(bytes) ? bytes.toString("utf8") : text;
-}
-
-/** `text` cut to at most `max` UTF-16 code units, never between the two halves of a surrogate pair. */
-export function cutChars(text: string, max: number): string {
-  if (text.length <= max) return text;
-  const cut = text.slice(0, max);
-  return /[\ud800-\udbff]$/.test(cut) ? cut.slice(0, -1) : cut;
 }
 
 /**

@@ -144,6 +144,12 @@ export async function until<T>(what: string, check: () => Promise<T | undefined 
   throw new Error(`timed out waiting for ${what}`, { cause: last });
 }
 
+/** Resolves once the work consumer holds nothing: every work item acked, none waiting. */
+export const workSettled = (nc: NatsConnection, timeoutMs = 30_000): Promise<true> => until("work item acked", async () => {
+  const ci = await (await jetstreamManager(nc)).consumers.info(Names.workStream, Names.workConsumer);
+  return ci.num_ack_pending + ci.num_pending === 0;
+}, timeoutMs, 200);
+
 /**
  * Submits with retries the way a careful publisher does: on a transient
  * error or a timeout, the same request (same idempotency key) again.

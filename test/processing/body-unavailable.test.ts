@@ -9,7 +9,7 @@ import { createMailStateStore } from "../../nodes/common/mail-state.js";
 import { readObject } from "../../nodes/processing/body.js";
 import { BODY_READS } from "../../nodes/processing/processor.js";
 import { usePipeline } from "../helpers/suite.js";
-import { bodyObjects, startGateway, startProcessing, status, structured, submit, until } from "../helpers/system.js";
+import { bodyObjects, startGateway, startProcessing, status, structured, submit, until, workSettled } from "../helpers/system.js";
 
 // Mail bodies the store no longer holds whole, on one cluster. No mail here
 // is ever delivered: each test starts its own processing node and drains it.
@@ -88,10 +88,7 @@ it("a node that finds the body gone because another node delivered the mail mean
   const node = await startProcessing(p.nc, sinkPort, { FEN_CONCURRENCY: "4" });
   try {
     await delivered;
-    await until("work item acked", async () => {
-      const ci = await (await jetstreamManager(p.nc)).consumers.info(Names.workStream, Names.workConsumer);
-      return ci.num_ack_pending + ci.num_pending === 0;
-    }, 30_000, 200);
+    await workSettled(p.nc);
   } finally {
     await node.drain();
   }

@@ -1,5 +1,5 @@
 import { expect, it, onTestFinished } from "vitest";
-import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { jetstream } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { CLAIM_TTL_MS, Names, mailIdFromIdempotencyKey } from "../../protocol/index.js";
 import type { MailId } from "../../protocol/index.js";
@@ -7,7 +7,7 @@ import { createMailStateStore } from "../../nodes/common/mail-state.js";
 import { startSmtpSink } from "../../nodes/local/smtp-sink.js";
 import { rawRelay } from "../helpers/raw-relay.js";
 import { usePipeline } from "../helpers/suite.js";
-import { startGateway, startProcessing, status, structured, submit, until } from "../helpers/system.js";
+import { startGateway, startProcessing, status, structured, submit, until, workSettled } from "../helpers/system.js";
 
 /**
  * An attempt whose outcome is unknown (the whole message out and no reply,
@@ -40,12 +40,6 @@ async function claimedByDeadNodes(key: string, attempts: readonly number[]) {
   return reply;
 }
 
-/** Resolves once the work consumer holds nothing (every work item acked). */
-const workSettled = () => until("work item acked", async () => {
-  const ci = await (await jetstreamManager(p.nc)).consumers.info(Names.workStream, Names.workConsumer);
-  return ci.num_ack_pending + ci.num_pending === 0;
-});
-
 it("a mail in doubt at one attempt, then refused for now until its attempts are spent: Bounced RETRIES_EXHAUSTED still in doubt", async () => {
   // Attempt 1: the connection drops after the final "." (in doubt). Attempts 2 and 3: 451 to the message.
   const relay = await rawRelay({ afterDot: (sock, n) => (n === 1 ? sock.destroy() : sock.write("451 4.3.0 try again later\r\n")) });
@@ -77,7 +71,7 @@ it("a mail a dead node left in doubt, whose resend the relay refuses for good: B
       ["Processing", 2, true], ["Validated", 2, undefined], ["DeliveryScheduled", 2, true], ["Bounced", 2, true],
     ]);
     expect(st.history.at(-1)?.detail).toMatchObject({ smtp: { code: 550 }, error: { code: "SMTP_PERMANENT" } });
-    await workSettled();
+    await workSettled(p.nc);
   } finally {
     await node.drain();
   }
@@ -94,7 +88,7 @@ it("a mail whose node died after its claim at the last attempt is sent once more
       ["Processing", 2, true], ["Validated", 2, undefined], ["DeliveryScheduled", 2, true], ["Sent", 2, undefined],
     ]);
     expect(sink.dataCount()).toBe(1);
-    await workSettled();
+    await workSettled(p.nc);
   } finally {
     await node.drain();
   }
@@ -111,7 +105,7 @@ it("a mail whose nodes keep dying after their claims is not sent again without b
     expect(st.state).toBe("Bounced");
     expect(st.history.slice(-2).map((e) => [e.state, e.attempt, e.detail.inDoubt])).toEqual([["DeliveryScheduled", 2, true], ["Bounced", 2, true]]);
     expect(st.history.at(-1)?.detail.error).toMatchObject({ code: "RETRIES_EXHAUSTED", message: expect.stringMatching(/^attempt 2, past the last of 1 \(FEN_MAX_ATTEMPTS\), ended with its node/) });
-    await workSettled();
+    await workSettled(p.nc);
     expect(sink.dataCount()).toBe(0);
   } finally {
     await node.drain();

@@ -16,7 +16,7 @@ import { startTestCluster } from "../helpers/cluster.js";
 import type { TestCluster } from "../helpers/cluster.js";
 import { fastemailnet } from "../helpers/cli.js";
 import { rawRelay } from "../helpers/raw-relay.js";
-import { bodyObjects, connectAndProvision, startGateway, startProcessing, status, structured, submit, until } from "../helpers/system.js";
+import { bodyObjects, connectAndProvision, startGateway, startProcessing, status, structured, submit, until, workSettled } from "../helpers/system.js";
 
 let cluster: TestCluster;
 let nc: NatsConnection;
@@ -421,10 +421,7 @@ describe("per-recipient replies", () => {
       error: { code: "RETRIES_EXHAUSTED", message: expect.stringMatching(/^1 of 2 recipients still refused for now at the last attempt \(busy@example\.net: 450 4\.2\.1 mailbox busy\)/) },
     });
     // Nothing retries it: the work item is settled.
-    await until("work item acked", async () => {
-      const ci = await (await jetstreamManager(nc)).consumers.info(Names.workStream, Names.workConsumer);
-      return ci.num_ack_pending + ci.num_pending === 0;
-    });
+    await workSettled(nc);
     expect(sink.messages.filter((m) => m.messageId === r.messageId)).toHaveLength(1);
   });
 
