@@ -2,7 +2,7 @@ import { expect, it } from "vitest";
 import { AckPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { ackConfirmed } from "../../nodes/common/acks.js";
 import { useProvisionedCluster } from "../helpers/suite.js";
-import { testLog } from "../helpers/system.js";
+import { testLog, until } from "../helpers/system.js";
 
 /**
  * Acks sent while the consumer's leader steps down are dropped with their
@@ -35,6 +35,9 @@ it("acks of a batch sent as the consumer's leader steps down are confirmed by th
     expect(r).toMatchObject({ confirmed: true });
     attempts.push(r.attempts);
     await stepDown;
+    // The next pull goes to the new leader: one made before it is in place is answered "no responders" (a
+    // fresh-clone CI run on a loaded machine failed here, in the test's own fetch, not in the acks).
+    await until("the consumer's new leader", async () => (await jsm.consumers.info("ACK_TEST", "acks").catch(() => undefined))?.cluster?.leader);
   }
   // Past the ack wait: nothing redelivered, nothing awaiting an ack.
   await new Promise((r) => setTimeout(r, 5500));
